@@ -1,0 +1,268 @@
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// How a snapshot's data is compressed: `zstd`, `zstd:N` (1–19), `gzip`, `gzip:N` (1–9), `none`.
+///
+/// ```
+/// use strongbox_archive::Compression;
+/// let c: Compression = "zstd:9".parse()?;
+/// assert_eq!(c, Compression::Zstd(9));
+/// assert_eq!(c.extension(), "tar.zst");
+/// assert_eq!(Compression::default().to_string(), "zstd:3");
+/// # Ok::<(), strongbox_archive::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Compression {
+    /// Zstandard at the given level, multithreaded.
+    Zstd(i32),
+    /// Gzip (deflate) at the given level.
+    Gzip(u32),
+    /// No compression: a plain tar stream.
+    None,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression::Zstd(3)
+    }
+}
+
+impl Compression {
+    /// File name extension of a tar stream in this compression.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::Zstd(_) => "tar.zst",
+            Compression::Gzip(_) => "tar.gz",
+            Compression::None => "tar",
+        }
+    }
+
+    /// The codec that reads what this compression writes.
+    pub fn codec(self) -> Codec {
+        match self {
+            Compression::Zstd(_) => Codec::Zstd,
+            Compression::Gzip(_) => Codec::Gzip,
+            Compression::None => Codec::None,
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Compression::Zstd(level) => write!(f, "zstd:{level}"),
+            Compression::Gzip(level) => write!(f, "gzip:{level}"),
+            Compression::None => f.write_str("none"),
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = Error;
+
+    fn from_str(spec: &str) -> Result<Self, Error> {
+        let invalid = |reason: &str| Error::InvalidCompression {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+        };
+        let (name, level) = match spec.split_once(':') {
+            Some((name, level)) => (name, Some(level)),
+            None => (spec, None),
+        };
+        let level = |range: std::ops::RangeInclusive<i32>, default: i32| match level {
+            None => Ok(default),
+            Some(text) => match text.parse::<i32>() {
+                Ok(n) if range.contains(&n) => Ok(n),
+                _ => Err(invalid(&format!(
+                    "level must be a number from {} to {}",
+                    range.start(),
+                    range.end()
+                ))),
+            },
+        };
+        match name {
+            "zstd" => Ok(Compression::Zstd(level(1..=19, 3)?)),
+            "gzip" | "gz" => Ok(Compression::Gzip(level(1..=9, 6)? as u32)),
+            "none" if level(0..=0, 0).is_ok() => Ok(Compression::None),
+            _ => Err(invalid("expected zstd, zstd:N, gzip, gzip:N or none")),
+        }
+    }
+}
+
+impl TryFrom<String> for Compression {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        value.parse()
+    }
+}
+
+impl From<Compression> for String {
+    fn from(value: Compression) -> Self {
+        value.to_string()
+    }
+}
+
+/// A stream's codec, as detected from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// Zstandard frame magic `28 b5 2f fd`.
+    Zstd,
+    /// Gzip magic `1f 8b`.
+    Gzip,
+    /// Anything else is read as an uncompressed stream.
+    None,
+}
+
+impl Codec {
+    /// Detect the codec from a stream's first bytes.
+    pub fn detect(head: &[u8]) -> Codec {
+        if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Codec::Zstd
+        } else if head.starts_with(&[0x1f, 0x8b]) {
+            Codec::Gzip
+        } else {
+            Codec::None
+        }
+    }
+}
+
+/// A compressing writer; [`Encoder::finish`] must be called to complete the stream.
+pub enum Encoder<W: Write> {
+    /// Zstandard.
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    /// Gzip.
+    Gzip(flate2::write::GzEncoder<W>),
+    /// Pass-through.
+    None(W),
+}
+
+impl<W: Write> Encoder<W> {
+    /// Start a compressed stream into `inner`; zstd uses `threads` worker threads
+    /// (0 compresses on the calling thread).
+    pub fn new(inner: W, compression: Compression, threads: u32) -> io::Result<Self> {
+        Ok(match compression {
+            Compression::Zstd(level) => {
+                let mut encoder = zstd::stream::write::Encoder::new(inner, level)?;
+                if threads > 0 {
+                    encoder.multithread(threads)?;
+                }
+                Encoder::Zstd(encoder)
+            }
+            Compression::Gzip(level) => Encoder::Gzip(flate2::write::GzEncoder::new(
+                inner,
+                flate2::Compression::new(level),
+            )),
+            Compression::None => Encoder::None(inner),
+        })
+    }
+
+    /// Flush the codec's last frame and return the inner writer.
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Zstd(encoder) => encoder.finish(),
+            Encoder::Gzip(encoder) => encoder.finish(),
+            Encoder::None(inner) => Ok(inner),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Zstd(encoder) => encoder.write(buf),
+            Encoder::Gzip(encoder) => encoder.write(buf),
+            Encoder::None(inner) => inner.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Zstd(encoder) => encoder.flush(),
+            Encoder::Gzip(encoder) => encoder.flush(),
+            Encoder::None(inner) => inner.flush(),
+        }
+    }
+}
+
+/// A decompressing reader whose codec was detected from the stream's magic bytes.
+pub struct Decoder<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    codec: Codec,
+}
+
+impl<'a> Decoder<'a> {
+    /// Detect the codec of `reader` and decompress it.
+    pub fn new<R: Read + Send + 'a>(reader: R) -> io::Result<Self> {
+        let mut buffered = BufReader::with_capacity(256 * 1024, reader);
+        let codec = Codec::detect(buffered.fill_buf()?);
+        let inner: Box<dyn Read + Send + 'a> = match codec {
+            Codec::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
+            Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+            Codec::None => Box::new(buffered),
+        };
+        Ok(Self { inner, codec })
+    }
+
+    /// The detected codec.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+}
+
+impl Read for Decoder<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("zstd", Some(Compression::Zstd(3)))]
+    #[case("zstd:1", Some(Compression::Zstd(1)))]
+    #[case("zstd:19", Some(Compression::Zstd(19)))]
+    #[case("zstd:20", None)]
+    #[case("zstd:0", None)]
+    #[case("zstd:x", None)]
+    #[case("gzip", Some(Compression::Gzip(6)))]
+    #[case("gzip:9", Some(Compression::Gzip(9)))]
+    #[case("gzip:10", None)]
+    #[case("none", Some(Compression::None))]
+    #[case("none:3", None)]
+    #[case("lz4", None)]
+    fn parses_compression_specs(#[case] spec: &str, #[case] expected: Option<Compression>) {
+        assert_eq!(spec.parse::<Compression>().ok(), expected);
+    }
+
+    #[rstest]
+    #[case(Compression::Zstd(3), 2, Codec::Zstd)]
+    #[case(Compression::Zstd(3), 0, Codec::Zstd)]
+    #[case(Compression::Gzip(6), 0, Codec::Gzip)]
+    #[case(Compression::None, 0, Codec::None)]
+    fn round_trips_and_detects_codec(
+        #[case] compression: Compression,
+        #[case] threads: u32,
+        #[case] codec: Codec,
+    ) {
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let mut encoder = Encoder::new(Vec::new(), compression, threads).unwrap();
+        encoder.write_all(&data).unwrap();
+        let stored = encoder.finish().unwrap();
+        let mut decoder = Decoder::new(&stored[..]).unwrap();
+        assert_eq!(decoder.codec(), codec);
+        let mut back = Vec::new();
+        decoder.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+    }
+}

@@ -1,0 +1,205 @@
+use std::io::{self, Read};
+
+use crate::codec::Decoder;
+use crate::{safe_relative_path, Codec, Error};
+
+/// The kind of a tar entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// Anything else (hard links, devices, FIFOs): strongbox never writes them.
+    Other,
+}
+
+/// One entry of an archive, handed to [`ArchiveReader::for_each`].
+pub struct ArchiveEntry<'e> {
+    /// The entry's relative path, checked by [`safe_relative_path`], without a trailing `/`.
+    pub path: &'e str,
+    /// Its kind.
+    pub kind: EntryKind,
+    /// Size of its data in bytes.
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Target of a symbolic link.
+    pub link: Option<String>,
+    /// The entry's data.
+    pub data: &'e mut dyn Read,
+}
+
+/// Reads a (compressed) tar stream; the codec is detected from the stream's first bytes.
+pub struct ArchiveReader<'a> {
+    archive: tar::Archive<Decoder<'a>>,
+    codec: Codec,
+}
+
+impl<'a> ArchiveReader<'a> {
+    /// Open a stream.
+    pub fn new<R: Read + Send + 'a>(reader: R) -> Result<Self, Error> {
+        let decoder = Decoder::new(reader).map_err(|source| Error::Corrupt {
+            context: "reading the stream header".to_string(),
+            source,
+        })?;
+        let codec = decoder.codec();
+        Ok(Self {
+            archive: tar::Archive::new(decoder),
+            codec,
+        })
+    }
+
+    /// The detected codec.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// Visit every entry in order. Names that would escape a target (`..`, absolute) fail with
+    /// [`Error::UnsafePath`] before the callback sees them; read errors of the stream itself
+    /// fail with [`Error::Corrupt`].
+    pub fn for_each<E, F>(&mut self, mut visit: F) -> Result<(), E>
+    where
+        E: From<Error>,
+        F: FnMut(ArchiveEntry<'_>) -> Result<(), E>,
+    {
+        let corrupt = |context: String, source: io::Error| Error::Corrupt { context, source };
+        let entries = self
+            .archive
+            .entries()
+            .map_err(|e| corrupt("reading the first entry".to_string(), e))?;
+        let mut last = String::from("<start of archive>");
+        for entry in entries {
+            let mut entry = entry.map_err(|e| corrupt(format!("after entry {last:?}"), e))?;
+            let raw = entry.path_bytes().into_owned();
+            let name = String::from_utf8(raw).map_err(|e| Error::UnsafePath {
+                path: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                reason: "name is not UTF-8",
+            })?;
+            let header = entry.header();
+            let kind = match header.entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+                tar::EntryType::Directory => EntryKind::Dir,
+                tar::EntryType::Symlink => EntryKind::Symlink,
+                _ => EntryKind::Other,
+            };
+            let mode = header.mode().unwrap_or(0o644);
+            let path = if kind == EntryKind::Dir {
+                name.trim_end_matches('/')
+            } else {
+                name.as_str()
+            };
+            safe_relative_path(path)?;
+            let link = match entry.link_name_bytes() {
+                Some(bytes) if kind == EntryKind::Symlink => Some(
+                    String::from_utf8(bytes.into_owned()).map_err(|_| Error::UnsafePath {
+                        path: path.to_string(),
+                        reason: "link target is not UTF-8",
+                    })?,
+                ),
+                _ => None,
+            };
+            let size = entry.size();
+            visit(ArchiveEntry {
+                path,
+                kind,
+                size,
+                mode,
+                link,
+                data: &mut entry,
+            })?;
+            last = path.to_string();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ArchiveWriter, Compression, EntryMeta};
+
+    const META: EntryMeta = EntryMeta {
+        mode: 0o640,
+        mtime_ns: 1_600_000_000_123_456_789,
+    };
+
+    fn collect(bytes: &[u8]) -> Result<Vec<(String, EntryKind, Vec<u8>, Option<String>)>, Error> {
+        let mut out = Vec::new();
+        ArchiveReader::new(bytes)?.for_each(|e: ArchiveEntry<'_>| {
+            let mut data = Vec::new();
+            e.data
+                .read_to_end(&mut data)
+                .map_err(|source| Error::Corrupt {
+                    context: e.path.to_string(),
+                    source,
+                })?;
+            out.push((e.path.to_string(), e.kind, data, e.link));
+            Ok::<_, Error>(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn long_names_and_links_round_trip_through_pax() {
+        let long_dir = "d".repeat(150);
+        let long_file = format!("{long_dir}/{}", "ü".repeat(120));
+        let long_target = "t/".repeat(80);
+        let mut w = ArchiveWriter::new(Vec::new(), Compression::Gzip(1), 0).unwrap();
+        w.append_dir(&long_dir, &META).unwrap();
+        w.append_file(&long_file, &META, &b"abc"[..], 3).unwrap();
+        w.append_symlink("link", &long_target, &META).unwrap();
+        let bytes = w.finish().unwrap();
+        let got = collect(&bytes).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].0, long_dir);
+        assert_eq!(got[0].1, EntryKind::Dir);
+        assert_eq!(got[1].0, long_file);
+        assert_eq!(got[1].2, b"abc");
+        assert_eq!(got[2].3.as_deref(), Some(long_target.as_str()));
+    }
+
+    #[test]
+    fn short_source_is_padded_and_reported() {
+        let mut w = ArchiveWriter::new(Vec::new(), Compression::None, 0).unwrap();
+        let appended = w.append_file("f", &META, &b"ab"[..], 5).unwrap();
+        assert!(appended.truncated);
+        assert_eq!(appended.digest.sha256, crate::sha256_hex(b"ab\0\0\0"));
+        let bytes = w.finish().unwrap();
+        assert_eq!(collect(&bytes).unwrap()[0].2, b"ab\0\0\0");
+    }
+
+    #[test]
+    fn refuses_entries_that_escape_the_target() {
+        for evil in ["../evil", "/etc/evil", "a/../../evil"] {
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_size(1);
+            header.set_entry_type(tar::EntryType::Regular);
+            // set_path refuses `..`, so write the name bytes the way a hostile archive would.
+            let name = &mut header.as_old_mut().name;
+            name[..evil.len()].copy_from_slice(evil.as_bytes());
+            header.set_cksum();
+            builder.append(&header, &b"x"[..]).unwrap();
+            let bytes = builder.into_inner().unwrap();
+            let err = collect(&bytes).unwrap_err();
+            assert!(
+                matches!(err, Error::UnsafePath { ref path, .. } if path == evil),
+                "{evil}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_zstd_stream_is_corrupt() {
+        let mut w = ArchiveWriter::new(Vec::new(), Compression::Zstd(3), 0).unwrap();
+        let data: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        w.append_file("f", &META, &data[..], data.len() as u64)
+            .unwrap();
+        let bytes = w.finish().unwrap();
+        let cut = &bytes[..bytes.len() / 2];
+        assert!(collect(cut).is_err());
+    }
+}

@@ -1,0 +1,169 @@
+use std::io::{self, Read, Write};
+
+use crate::codec::Encoder;
+use crate::hashing::ExactReader;
+use crate::{Compression, Digest, Error};
+
+/// The metadata a tar header carries for an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// Permission bits (and setuid/setgid/sticky).
+    pub mode: u32,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+}
+
+/// What [`ArchiveWriter::append_file`] stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Size and SHA-256 of the bytes stored for the entry.
+    pub digest: Digest,
+    /// The source ended before the announced size; the rest was stored as zeros.
+    pub truncated: bool,
+}
+
+/// Writes a (compressed) tar stream, entry by entry.
+///
+/// Entries are ustar headers; a PAX extended header is added only where ustar cannot hold
+/// the value: names or link targets too long, sizes of 8 GiB and more.
+pub struct ArchiveWriter<W: Write> {
+    builder: tar::Builder<Encoder<W>>,
+    buffer: Vec<u8>,
+}
+
+const BLOCK: u64 = 512;
+const USTAR_MAX_SIZE: u64 = 0o77777777777;
+const COPY_BUFFER: usize = 1024 * 1024;
+
+impl<W: Write> ArchiveWriter<W> {
+    /// Start an archive into `inner`; zstd compresses on `threads` workers.
+    pub fn new(inner: W, compression: Compression, threads: u32) -> Result<Self, Error> {
+        let encoder = Encoder::new(inner, compression, threads).map_err(|source| Error::Write {
+            path: String::new(),
+            source,
+        })?;
+        Ok(Self {
+            builder: tar::Builder::new(encoder),
+            buffer: vec![0; COPY_BUFFER],
+        })
+    }
+
+    /// Add a directory entry.
+    pub fn append_dir(&mut self, path: &str, meta: &EntryMeta) -> Result<(), Error> {
+        let name = format!("{path}/");
+        self.header(&name, tar::EntryType::Directory, meta, 0, None)
+            .map_err(|source| write_error(path, source))
+    }
+
+    /// Add a symbolic link entry pointing at `target` (not followed).
+    pub fn append_symlink(
+        &mut self,
+        path: &str,
+        target: &str,
+        meta: &EntryMeta,
+    ) -> Result<(), Error> {
+        self.header(path, tar::EntryType::Symlink, meta, 0, Some(target))
+            .map_err(|source| write_error(path, source))
+    }
+
+    /// Add a regular file of `size` bytes read from `data`, hashing the bytes stored.
+    pub fn append_file<R: Read>(
+        &mut self,
+        path: &str,
+        meta: &EntryMeta,
+        data: R,
+        size: u64,
+    ) -> Result<Appended, Error> {
+        self.append_file_inner(path, meta, data, size)
+            .map_err(|source| write_error(path, source))
+    }
+
+    fn append_file_inner<R: Read>(
+        &mut self,
+        path: &str,
+        meta: &EntryMeta,
+        data: R,
+        size: u64,
+    ) -> io::Result<Appended> {
+        self.header(path, tar::EntryType::Regular, meta, size, None)?;
+        let mut source = ExactReader::new(data, size);
+        let out = self.builder.get_mut();
+        loop {
+            let n = source.read(&mut self.buffer)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&self.buffer[..n])?;
+        }
+        let padding = (BLOCK - size % BLOCK) % BLOCK;
+        out.write_all(&[0u8; BLOCK as usize][..padding as usize])?;
+        let truncated = source.short;
+        Ok(Appended {
+            digest: source.finish(size),
+            truncated,
+        })
+    }
+
+    fn header(
+        &mut self,
+        path: &str,
+        kind: tar::EntryType,
+        meta: &EntryMeta,
+        size: u64,
+        link: Option<&str>,
+    ) -> io::Result<()> {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(kind);
+        header.set_mode(meta.mode & 0o7777);
+        header.set_mtime(meta.mtime_ns.max(0) as u64 / 1_000_000_000);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(size);
+        let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
+        if header.set_path(path).is_err() {
+            pax.push(("path", path.as_bytes().to_vec()));
+            set_truncated(&mut header.as_old_mut().name, path);
+        }
+        if let Some(target) = link {
+            if header.set_link_name(target).is_err() {
+                pax.push(("linkpath", target.as_bytes().to_vec()));
+                set_truncated(&mut header.as_old_mut().linkname, target);
+            }
+        }
+        if size > USTAR_MAX_SIZE {
+            pax.push(("size", size.to_string().into_bytes()));
+        }
+        if !pax.is_empty() {
+            self.builder
+                .append_pax_extensions(pax.iter().map(|(k, v)| (*k, v.as_slice())))?;
+        }
+        header.set_cksum();
+        self.builder.get_mut().write_all(header.as_bytes())
+    }
+
+    /// Write the end-of-archive marker and the codec's last frame; returns the inner writer.
+    pub fn finish(self) -> Result<W, Error> {
+        let encoder = self
+            .builder
+            .into_inner()
+            .map_err(|source| write_error("<end of archive>", source))?;
+        encoder
+            .finish()
+            .map_err(|source| write_error("<end of archive>", source))
+    }
+}
+
+fn set_truncated(field: &mut [u8], value: &str) {
+    // Readers take the PAX record; the header keeps a recognisable prefix of the name.
+    let bytes = value.as_bytes();
+    let n = bytes.len().min(field.len());
+    field.fill(0);
+    field[..n].copy_from_slice(&bytes[..n]);
+}
+
+fn write_error(path: &str, source: io::Error) -> Error {
+    Error::Write {
+        path: path.to_string(),
+        source,
+    }
+}

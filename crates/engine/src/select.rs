@@ -1,0 +1,94 @@
+use strongbox_manifest::Snapshot;
+
+use crate::Error;
+
+/// Pick the snapshot `spec` names among `snapshots` (sorted oldest first): a full id, a
+/// unique id prefix, or `<set>:latest`.
+pub fn select<'a>(snapshots: &'a [Snapshot], spec: &str) -> Result<&'a Snapshot, Error> {
+    let not_found = || Error::SnapshotNotFound {
+        spec: spec.to_string(),
+    };
+    if let Some(set) = spec.strip_suffix(":latest") {
+        return snapshots
+            .iter()
+            .rev()
+            .find(|s| s.set == set)
+            .ok_or_else(not_found);
+    }
+    if spec.is_empty() {
+        return Err(not_found());
+    }
+    if let Some(exact) = snapshots.iter().find(|s| s.id.as_str() == spec) {
+        return Ok(exact);
+    }
+    let matches: Vec<&Snapshot> = snapshots
+        .iter()
+        .filter(|s| s.id.as_str().starts_with(spec))
+        .collect();
+    match matches.as_slice() {
+        [] => Err(not_found()),
+        [one] => Ok(one),
+        many => Err(Error::AmbiguousSnapshot {
+            spec: spec.to_string(),
+            candidates: many
+                .iter()
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strongbox_manifest::{FileStats, SnapshotId, SnapshotKind, SourceKind, Stats};
+
+    fn snap(set: &str, id: &str) -> Snapshot {
+        Snapshot {
+            format_version: 1,
+            id: SnapshotId::parse(id).unwrap(),
+            set: set.into(),
+            kind: SnapshotKind::Full,
+            source: SourceKind::Files,
+            parent: None,
+            time: chrono::Utc::now(),
+            tags: vec![],
+            host: "h".into(),
+            tool_version: "0".into(),
+            origin: "/".into(),
+            compression: "zstd:3".into(),
+            objects: vec![],
+            stats: Stats::Files(FileStats::default()),
+            duration_secs: 0.0,
+            errors: vec![],
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn selects_by_id_prefix_and_latest() {
+        let all = [
+            snap("media", "20250101T000000Z-aaaaaa"),
+            snap("db", "20250102T000000Z-bbbbbb"),
+            snap("media", "20250102T000000Z-cccccc"),
+        ];
+        let cases: [(&str, Result<&str, &str>); 8] = [
+            ("20250101T000000Z-aaaaaa", Ok("20250101T000000Z-aaaaaa")),
+            ("20250101", Ok("20250101T000000Z-aaaaaa")),
+            ("20250102T000000Z-c", Ok("20250102T000000Z-cccccc")),
+            ("media:latest", Ok("20250102T000000Z-cccccc")),
+            ("db:latest", Ok("20250102T000000Z-bbbbbb")),
+            ("2025010", Err("ambiguous")),
+            ("nope:latest", Err("no snapshot")),
+            ("3000", Err("no snapshot")),
+        ];
+        for (spec, expected) in cases {
+            match (select(&all, spec), expected) {
+                (Ok(s), Ok(id)) => assert_eq!(s.id.as_str(), id, "{spec}"),
+                (Err(e), Err(text)) => assert!(e.to_string().contains(text), "{spec}: {e}"),
+                (got, want) => panic!("{spec}: got {:?}, want {want:?}", got.map(|s| &s.id)),
+            }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+use std::io;
+use std::path::PathBuf;
+
+/// Errors of the manifest crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The directory to back up does not exist or cannot be read.
+    #[error("source directory {}: {source}", path.display())]
+    Source {
+        /// The directory.
+        path: PathBuf,
+        /// Why it cannot be read.
+        #[source]
+        source: io::Error,
+    },
+    /// The path to back up is not a directory.
+    #[error("source {} is not a directory", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// An exclude pattern is not a valid glob.
+    #[error("invalid exclude pattern {pattern:?}: {source}")]
+    InvalidGlob {
+        /// The pattern.
+        pattern: String,
+        /// The parser's error.
+        #[source]
+        source: globset::Error,
+    },
+    /// A listing or record could not be decoded.
+    #[error("corrupt {what} {key}: {reason}")]
+    Corrupt {
+        /// "listing" or "snapshot record".
+        what: &'static str,
+        /// Where it was read from.
+        key: String,
+        /// The decoder's error.
+        reason: String,
+    },
+    /// A snapshot id is not of the form `YYYYMMDDTHHMMSSZ-xxxxxx`.
+    #[error("invalid snapshot id {id:?}")]
+    InvalidId {
+        /// What was given.
+        id: String,
+    },
+}

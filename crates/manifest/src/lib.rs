@@ -1,0 +1,36 @@
+//! Snapshot records and file listings of a strongbox repository, and the scan that builds a
+//! listing from a directory tree by diffing it against the parent snapshot's listing.
+//!
+//! A [`Snapshot`] record is the commit point of a backup: it names the data objects it owns
+//! with their sizes and SHA-256 digests. A [`Listing`] is the whole tree of a files snapshot;
+//! each [`FileEntry`] names the snapshot (`holder`) whose archive stores its bytes, so an
+//! incremental snapshot's listing still describes the complete tree.
+//!
+//! ```
+//! use strongbox_manifest::{scan_tree, Change, Excludes};
+//!
+//! let dir = tempfile::tempdir()?;
+//! std::fs::write(dir.path().join("a.txt"), b"hello")?;
+//! let first = scan_tree(dir.path(), &Excludes::none(), None, false)?;
+//! assert_eq!(first.entries.len(), 1);
+//! assert_eq!(first.entries[0].path, "a.txt");
+//! assert_eq!(first.changes, vec![Change::New]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+mod exclude;
+mod id;
+mod listing;
+mod record;
+mod scan;
+
+pub use error::Error;
+pub use exclude::Excludes;
+pub use id::SnapshotId;
+pub use listing::{FileEntry, FileType, Listing};
+pub use record::{
+    DatabaseStats, FileStats, ObjectRef, ObjectRole, Snapshot, SnapshotKind, SourceError,
+    SourceKind, Stats, TableCount, FORMAT_VERSION,
+};
+pub use scan::{classify, scan_tree, Change, Scan};

@@ -1,0 +1,89 @@
+//! Object keys of repository format version 1 (see docs/format.md).
+
+use strongbox_manifest::SnapshotId;
+
+use crate::Error;
+
+/// The repository marker.
+pub const MARKER: &str = "strongbox.json";
+
+/// Check a set name: `[A-Za-z0-9._-]+`, not starting with `.`, at most 100 bytes.
+pub fn check_set_name(name: &str) -> Result<&str, Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(name)
+    } else {
+        Err(Error::InvalidSetName {
+            name: name.to_string(),
+        })
+    }
+}
+
+/// `sets/` — every set lives below it.
+pub const SETS: &str = "sets";
+
+/// `sets/<set>/snapshots` — the prefix holding a set's records.
+pub fn snapshots_prefix(set: &str) -> String {
+    format!("{SETS}/{set}/snapshots")
+}
+
+/// `sets/<set>/snapshots/<id>.json`.
+pub fn snapshot_key(set: &str, id: &SnapshotId) -> String {
+    format!("{SETS}/{set}/snapshots/{id}.json")
+}
+
+/// `sets/<set>/data` — the prefix holding a set's data objects.
+pub fn data_prefix(set: &str) -> String {
+    format!("{SETS}/{set}/data")
+}
+
+/// `sets/<set>/data/<id>.<ext>`.
+pub fn data_key(set: &str, id: &SnapshotId, ext: &str) -> String {
+    format!("{SETS}/{set}/data/{id}.{ext}")
+}
+
+/// `sets/<set>/runs/<name>.json`.
+pub fn run_key(set: &str, name: &str) -> String {
+    format!("{SETS}/{set}/runs/{name}.json")
+}
+
+/// `locks/<set>.json`.
+pub fn lock_key(set: &str) -> String {
+    format!("locks/{set}.json")
+}
+
+/// The set and id of a snapshot record key, if `key` is one.
+pub fn parse_snapshot_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix("sets/")?;
+    let (set, rest) = rest.split_once('/')?;
+    let id = rest.strip_prefix("snapshots/")?.strip_suffix(".json")?;
+    (!id.contains('/')).then_some((set, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_names() {
+        for good in ["media", "main-db", "a.b_c", "X1"] {
+            assert!(check_set_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".hidden", "a/b", "..", "with space", "ü"] {
+            assert!(check_set_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn snapshot_keys_round_trip() {
+        let id = SnapshotId::parse("20250101T000000Z-abcdef").unwrap();
+        let key = snapshot_key("media", &id);
+        assert_eq!(parse_snapshot_key(&key), Some(("media", id.as_str())));
+        assert_eq!(parse_snapshot_key("sets/media/data/x.json"), None);
+    }
+}

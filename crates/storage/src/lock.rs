@@ -1,0 +1,128 @@
+use chrono::{DateTime, Utc};
+use object_store::PutMode;
+use serde::{Deserialize, Serialize};
+
+use crate::{layout, Error, Repository};
+
+/// The content of `locks/<set>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// The locked set.
+    pub set: String,
+    /// What the holder is doing (`backup`, `prune`, …).
+    pub operation: String,
+    /// Host name of the holder.
+    pub host: String,
+    /// Process id of the holder.
+    pub pid: u32,
+    /// When the lock was taken.
+    pub time: DateTime<Utc>,
+}
+
+/// A held lock; dropping it releases the lock.
+#[derive(Debug)]
+pub struct LockGuard {
+    repo: Repository,
+    key: String,
+    info: LockInfo,
+}
+
+impl LockGuard {
+    /// What the lock says about its holder.
+    pub fn info(&self) -> &LockInfo {
+        &self.info
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.repo.delete(&self.key) {
+            tracing::warn!(key = %self.key, error = %e, "releasing lock failed");
+        }
+    }
+}
+
+/// This host's name, as locks and records store it.
+pub fn host_name() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+fn process_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+impl Repository {
+    /// Take the lock of `set` with a conditional create. A lock left by a dead process on
+    /// this host is taken over; any other holder is an [`Error::Locked`].
+    pub fn lock(&self, set: &str, operation: &str) -> Result<LockGuard, Error> {
+        layout::check_set_name(set)?;
+        let key = layout::lock_key(set);
+        let info = LockInfo {
+            set: set.to_string(),
+            operation: operation.to_string(),
+            host: host_name(),
+            pid: std::process::id(),
+            time: Utc::now(),
+        };
+        let body = serde_json::to_vec_pretty(&info).expect("lock info serializes");
+        for attempt in 0..2 {
+            match self.put(&key, body.clone().into(), PutMode::Create) {
+                Ok(()) => {
+                    return Ok(LockGuard {
+                        repo: self.clone(),
+                        key,
+                        info,
+                    })
+                }
+                Err(Error::Backend {
+                    source: object_store::Error::AlreadyExists { .. },
+                    ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
+            let holder = match self.get(&key) {
+                Ok(bytes) => serde_json::from_slice::<LockInfo>(&bytes).ok(),
+                // Released between our create and our read: try again.
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let Some(holder) = holder else {
+                return Err(Error::Corrupt {
+                    key,
+                    reason: "unreadable lock; remove it if no strongbox is running".to_string(),
+                });
+            };
+            let stale = holder.host == info.host && !process_alive(holder.pid);
+            if stale && attempt == 0 {
+                tracing::warn!(set, pid = holder.pid, since = %holder.time, "taking over the lock of a process that is gone");
+                self.delete(&key)?;
+                continue;
+            }
+            return Err(Error::Locked {
+                set: set.to_string(),
+                operation: holder.operation,
+                host: holder.host,
+                pid: holder.pid,
+                since: holder.time.to_rfc3339(),
+                key: format!("{}/{key}", self.location()),
+            });
+        }
+        Err(Error::Locked {
+            set: set.to_string(),
+            operation: "another process".to_string(),
+            host: info.host,
+            pid: 0,
+            since: info.time.to_rfc3339(),
+            key,
+        })
+    }
+
+    /// Read the lock of `set`, if one is held.
+    pub fn lock_info(&self, set: &str) -> Result<Option<LockInfo>, Error> {
+        match self.get(&layout::lock_key(layout::check_set_name(set)?)) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,440 @@
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use object_store::memory::InMemory;
+use object_store::{
+    local::LocalFileSystem, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    WriteMultipart,
+};
+use serde::{Deserialize, Serialize};
+use strongbox_manifest::{Snapshot, FORMAT_VERSION};
+use tokio::runtime::Runtime;
+
+use crate::io::{path, ObjectReader, ObjectWriter};
+use crate::{layout, Error, Location};
+
+/// The repository marker, `strongbox.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    /// Always `strongbox`.
+    pub format: String,
+    /// Format version.
+    pub version: u32,
+    /// When the repository was created.
+    pub created: DateTime<Utc>,
+    /// `none`, or the encryption scheme of every object but the marker.
+    pub encryption: String,
+    /// Random repository id.
+    pub id: String,
+}
+
+/// Size and modification time of an object, from a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key relative to the repository root.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification.
+    pub modified: DateTime<Utc>,
+}
+
+/// Tuning of uploads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadOptions {
+    /// Multipart part size in bytes.
+    pub part_size: usize,
+    /// Parts in flight at once per object.
+    pub concurrency: usize,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        Self {
+            part_size: 16 * 1024 * 1024,
+            concurrency: 4,
+        }
+    }
+}
+
+/// Read access to a repository: everything `list`, `show`, `restore` and `verify` need.
+#[derive(Debug, Clone)]
+pub struct RepoReader {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) rt: Arc<Runtime>,
+    pub(crate) location: String,
+    pub(crate) marker: Option<Marker>,
+}
+
+/// Read and write access to a repository.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    reader: RepoReader,
+    upload: UploadOptions,
+}
+
+impl std::ops::Deref for Repository {
+    type Target = RepoReader;
+    fn deref(&self) -> &RepoReader {
+        &self.reader
+    }
+}
+
+fn runtime() -> Result<Arc<Runtime>, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("strongbox-io")
+        .enable_all()
+        .build()
+        .map(Arc::new)
+        .map_err(|source| Error::Io {
+            operation: "starting the I/O runtime",
+            path: String::new(),
+            source,
+        })
+}
+
+fn connect(location: &Location, create_dir: bool) -> Result<(Arc<dyn ObjectStore>, String), Error> {
+    match location {
+        Location::Local(dir) => {
+            if create_dir {
+                std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                    operation: "creating repository directory",
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            if !dir.is_dir() {
+                return Err(Error::NotARepository {
+                    location: dir.display().to_string(),
+                    reason: if dir.exists() {
+                        "not a directory".to_string()
+                    } else {
+                        "no such directory".to_string()
+                    },
+                });
+            }
+            let store = LocalFileSystem::new_with_prefix(dir)
+                .map_err(|source| backend("opening", "", &location.to_string(), source))?
+                .with_automatic_cleanup(true);
+            Ok((Arc::new(store), dir.display().to_string()))
+        }
+        Location::Memory => Ok((Arc::new(InMemory::new()), "memory://".to_string())),
+    }
+}
+
+pub(crate) fn backend(
+    operation: &'static str,
+    key: &str,
+    location: &str,
+    source: object_store::Error,
+) -> Error {
+    match source {
+        object_store::Error::NotFound { .. } => Error::NotFound {
+            key: key.to_string(),
+            location: location.to_string(),
+        },
+        source => Error::Backend {
+            operation,
+            key: key.to_string(),
+            location: location.to_string(),
+            source,
+        },
+    }
+}
+
+impl RepoReader {
+    /// Open an existing repository for reading.
+    pub fn open(location: &Location) -> Result<Self, Error> {
+        let (store, display) = connect(location, false)?;
+        Self::open_store(store, display)
+    }
+
+    /// Open a repository on a store built elsewhere (any `object_store` backend).
+    pub fn open_store(store: Arc<dyn ObjectStore>, location: String) -> Result<Self, Error> {
+        let mut reader = RepoReader {
+            store,
+            rt: runtime()?,
+            location,
+            marker: None,
+        };
+        reader.marker = Some(reader.read_marker()?);
+        Ok(reader)
+    }
+
+    fn read_marker(&self) -> Result<Marker, Error> {
+        let bytes = match self.get(layout::MARKER) {
+            Ok(bytes) => bytes,
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::NotARepository {
+                    location: self.location.clone(),
+                    reason: format!("no {} (run `strongbox init` first)", layout::MARKER),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let marker: Marker = serde_json::from_slice(&bytes)
+            .ok()
+            .filter(|m: &Marker| m.format == "strongbox")
+            .ok_or_else(|| Error::NotARepository {
+                location: self.location.clone(),
+                reason: format!("{} is not a strongbox marker", layout::MARKER),
+            })?;
+        if marker.version > FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                location: self.location.clone(),
+                found: marker.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Ok(marker)
+    }
+
+    /// The location, for messages (never with credentials).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The repository marker.
+    pub fn marker(&self) -> &Marker {
+        self.marker
+            .as_ref()
+            .expect("opened repositories have a marker")
+    }
+
+    /// The underlying store, for wrappers and tests.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Read a whole (small) object.
+    pub fn get(&self, key: &str) -> Result<Bytes, Error> {
+        self.rt
+            .block_on(async {
+                let result = self.store.get(&path(key)).await?;
+                result.bytes().await
+            })
+            .map_err(|e| backend("reading", key, &self.location, e))
+    }
+
+    /// Stream an object.
+    pub fn reader(&self, key: &str) -> Result<ObjectReader, Error> {
+        let result = self
+            .rt
+            .block_on(self.store.get(&path(key)))
+            .map_err(|e| backend("reading", key, &self.location, e))?;
+        let size = result.meta.size;
+        Ok(ObjectReader::new(self.rt.clone(), result.payload, size))
+    }
+
+    /// Size and time of one object.
+    pub fn head(&self, key: &str) -> Result<ObjectInfo, Error> {
+        let meta = self
+            .rt
+            .block_on(self.store.head(&path(key)))
+            .map_err(|e| backend("reading", key, &self.location, e))?;
+        Ok(ObjectInfo {
+            key: key.to_string(),
+            size: meta.size,
+            modified: meta.last_modified,
+        })
+    }
+
+    /// Every object below `prefix` (one paginated listing), sorted by key.
+    pub fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, Error> {
+        let prefix_path = path(prefix);
+        let mut objects: Vec<ObjectInfo> = self
+            .rt
+            .block_on(
+                self.store
+                    .list(Some(&prefix_path))
+                    .map_ok(|meta| ObjectInfo {
+                        key: meta.location.to_string(),
+                        size: meta.size,
+                        modified: meta.last_modified,
+                    })
+                    .try_collect(),
+            )
+            .map_err(|e| backend("listing", prefix, &self.location, e))?;
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
+    /// Every snapshot record of `set` (or of every set), oldest first.
+    pub fn snapshots(&self, set: Option<&str>) -> Result<Vec<Snapshot>, Error> {
+        let prefix = match set {
+            Some(set) => layout::snapshots_prefix(layout::check_set_name(set)?),
+            None => layout::SETS.to_string(),
+        };
+        let keys: Vec<String> = self
+            .list(&prefix)?
+            .into_iter()
+            .filter(|o| layout::parse_snapshot_key(&o.key).is_some())
+            .map(|o| o.key)
+            .collect();
+        let records: Vec<(String, Bytes)> = self
+            .rt
+            .block_on(
+                futures::stream::iter(keys.into_iter().map(|key| async move {
+                    let bytes = self.store.get(&path(&key)).await?.bytes().await;
+                    bytes.map(|b| (key, b))
+                }))
+                .buffer_unordered(16)
+                .try_collect(),
+            )
+            .map_err(|e| backend("reading", &prefix, &self.location, e))?;
+        let mut snapshots = records
+            .iter()
+            .map(|(key, bytes)| {
+                Snapshot::from_json(key, bytes).map_err(|e| Error::Corrupt {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        snapshots.sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
+        Ok(snapshots)
+    }
+}
+
+impl Repository {
+    /// Create a repository. A local directory is created if missing; an existing
+    /// repository is an error.
+    pub fn init(location: &Location) -> Result<Self, Error> {
+        let (store, display) = connect(location, true)?;
+        Self::init_store(store, display)
+    }
+
+    /// Create a repository on a store built elsewhere.
+    pub fn init_store(store: Arc<dyn ObjectStore>, location: String) -> Result<Self, Error> {
+        let marker = Marker {
+            format: "strongbox".to_string(),
+            version: FORMAT_VERSION,
+            created: Utc::now(),
+            encryption: "none".to_string(),
+            id: hex::encode(rand::random::<[u8; 8]>()),
+        };
+        let mut reader = RepoReader {
+            store,
+            rt: runtime()?,
+            location,
+            marker: None,
+        };
+        let mut bytes = serde_json::to_vec_pretty(&marker).expect("marker serializes");
+        bytes.push(b'\n');
+        let repo = Repository {
+            reader: reader.clone(),
+            upload: UploadOptions::default(),
+        };
+        match repo.put(layout::MARKER, bytes.into(), PutMode::Create) {
+            Ok(()) => {}
+            Err(Error::Backend {
+                source: object_store::Error::AlreadyExists { .. },
+                ..
+            }) => {
+                return Err(Error::AlreadyInitialized {
+                    location: reader.location,
+                })
+            }
+            Err(e) => return Err(e),
+        }
+        reader.marker = Some(marker);
+        Ok(Repository {
+            reader,
+            upload: UploadOptions::default(),
+        })
+    }
+
+    /// Open an existing repository for writing.
+    pub fn open(location: &Location) -> Result<Self, Error> {
+        Ok(Self::from_reader(RepoReader::open(location)?))
+    }
+
+    /// Open a local repository, creating it first if the directory holds none yet
+    /// (what `backup` does with the default `./backups`).
+    pub fn open_or_init(location: &Location) -> Result<Self, Error> {
+        match Self::open(location) {
+            Err(Error::NotARepository {
+                location: shown,
+                reason,
+            }) if matches!(location, Location::Local(_)) => match Self::init(location) {
+                Err(Error::AlreadyInitialized { .. }) => Err(Error::NotARepository {
+                    location: shown,
+                    reason,
+                }),
+                other => other,
+            },
+            other => other,
+        }
+    }
+
+    /// Write access on top of a reader.
+    pub fn from_reader(reader: RepoReader) -> Self {
+        Repository {
+            reader,
+            upload: UploadOptions::default(),
+        }
+    }
+
+    /// Change upload tuning.
+    pub fn with_upload_options(mut self, upload: UploadOptions) -> Self {
+        self.upload = upload;
+        self
+    }
+
+    /// The read-only view.
+    pub fn as_reader(&self) -> &RepoReader {
+        &self.reader
+    }
+
+    /// Store a whole (small) object. `PutMode::Create` fails if it exists.
+    pub fn put(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<(), Error> {
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        self.rt
+            .block_on(
+                self.store
+                    .put_opts(&path(key), PutPayload::from(bytes), opts),
+            )
+            .map(|_| ())
+            .map_err(|source| Error::Backend {
+                operation: "writing",
+                key: key.to_string(),
+                location: self.location.clone(),
+                source,
+            })
+    }
+
+    /// Start a streaming upload of one object.
+    pub fn writer(&self, key: &str) -> Result<ObjectWriter, Error> {
+        let upload = self
+            .rt
+            .block_on(self.store.put_multipart(&path(key)))
+            .map_err(|e| backend("writing", key, &self.location, e))?;
+        let upload = WriteMultipart::new_with_chunk_size(upload, self.upload.part_size);
+        Ok(ObjectWriter::new(
+            key.to_string(),
+            self.rt.clone(),
+            upload,
+            self.upload.concurrency,
+        ))
+    }
+
+    /// Delete one object; a missing object is not an error.
+    pub fn delete(&self, key: &str) -> Result<(), Error> {
+        match self.rt.block_on(self.store.delete(&path(key))) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(backend("deleting", key, &self.location, e)),
+        }
+    }
+
+    /// Write a snapshot record (the commit point of a backup).
+    pub fn put_snapshot(&self, snapshot: &Snapshot) -> Result<(), Error> {
+        let key = layout::snapshot_key(&snapshot.set, &snapshot.id);
+        self.put(&key, snapshot.to_json().into(), PutMode::Create)
+    }
+}
