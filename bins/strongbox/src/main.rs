@@ -1,1 +1,426 @@
-fn main() {}
+//! The strongbox command line: parsing, output and exit codes; the work is in the engine.
+
+mod cli;
+mod progress;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde::Serialize;
+use strongbox_engine::{Cancel, Engine, FilesBackup, RestoreOptions};
+use strongbox_manifest::{FileType, Snapshot, SnapshotKind, Stats};
+use strongbox_storage::{Location, RepoReader, Repository};
+
+use cli::{Backup, Cli, Command};
+
+/// Exit status for a backup that was written without some unreadable files.
+const EXIT_INCOMPLETE: u8 = 3;
+
+struct Context_ {
+    cli_json: bool,
+    quiet: bool,
+    location: Location,
+    cancel: Cancel,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    // Everything strongbox creates (repository objects, staging dirs) is private.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let cancel = Cancel::new();
+    {
+        let cancel = cancel.clone();
+        let _ = ctrlc::set_handler(move || {
+            if cancel.is_cancelled() {
+                std::process::exit(130);
+            }
+            eprintln!("interrupting: cleaning up (press Ctrl-C again to quit at once)");
+            cancel.cancel();
+        });
+    }
+    let json = cli.json;
+    match run(cli, cancel) {
+        Ok(code) => code,
+        Err(e) => {
+            let message = format!("{e:#}");
+            if json {
+                println!("{}", serde_json::json!({ "error": message }));
+            }
+            eprintln!("strongbox: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRONGBOX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+fn run(cli: Cli, cancel: Cancel) -> Result<ExitCode> {
+    let repo_url = cli.repo.clone().unwrap_or_else(|| "backups".to_string());
+    let location = Location::parse(&repo_url)?;
+    let ctx = Context_ {
+        cli_json: cli.json,
+        quiet: cli.quiet,
+        location,
+        cancel,
+    };
+    match cli.command {
+        Command::Init => {
+            let repo = Repository::init(&ctx.location)?;
+            ctx.print(
+                &serde_json::json!({ "location": repo.location(), "marker": repo.marker() }),
+                || format!("created strongbox repository at {}", repo.location()),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup(Backup::Files(args)) => {
+            let repo = Repository::open_or_init(&ctx.location)?;
+            let kind = if args.full {
+                Some(SnapshotKind::Full)
+            } else if args.differential {
+                Some(SnapshotKind::Differential)
+            } else if args.incremental {
+                Some(SnapshotKind::Incremental)
+            } else {
+                None
+            };
+            let opts = FilesBackup {
+                kind,
+                excludes: args.exclude,
+                compression: args.compression,
+                tags: args.common.tags,
+                time: args.common.time,
+                rehash: args.rehash,
+                ..FilesBackup::new(args.set, args.dir)
+            };
+            let snapshot = ctx
+                .engine(repo)
+                .backup_files(&opts)
+                .with_context(|| format!("backup of {} failed", opts.source.display()))?;
+            ctx.print(&snapshot, || summary(&snapshot))?;
+            for error in &snapshot.errors {
+                eprintln!(
+                    "strongbox: warning: {}: {} (not in this snapshot)",
+                    error.path, error.message
+                );
+            }
+            for warning in &snapshot.warnings {
+                eprintln!("strongbox: warning: {}: {}", warning.path, warning.message);
+            }
+            Ok(if snapshot.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_INCOMPLETE)
+            })
+        }
+        Command::Snapshots { set } => {
+            let snapshots = ctx.reader()?.snapshots(set.as_deref())?;
+            ctx.print(&snapshots, || snapshot_table(&snapshots))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { snapshot } => {
+            let engine = ctx.engine(Repository::from_reader(ctx.reader()?));
+            let snapshot = engine.resolve(&snapshot)?;
+            ctx.print(&snapshot, || {
+                String::from_utf8_lossy(&snapshot.to_json())
+                    .trim_end()
+                    .to_string()
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ls { snapshot } => {
+            let engine = ctx.engine(Repository::from_reader(ctx.reader()?));
+            let snapshot = engine.resolve(&snapshot)?;
+            let listing = engine.listing(&snapshot)?;
+            let rows: Vec<LsRow<'_>> = listing
+                .entries
+                .iter()
+                .map(|e| LsRow {
+                    path: &e.path,
+                    kind: e.kind,
+                    size: e.size,
+                    mode: e.mode,
+                    mtime: e.mtime,
+                    sha256: e.sha256.as_deref(),
+                    target: e.target.as_deref(),
+                })
+                .collect();
+            ctx.print(&rows, || ls_table(&rows))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore(args) => restore(&ctx, args),
+        Command::Verify(args) => verify(&ctx, args),
+    }
+}
+
+impl Context_ {
+    fn reader(&self) -> Result<RepoReader> {
+        Ok(RepoReader::open(&self.location)?)
+    }
+
+    fn engine(&self, repo: Repository) -> Engine {
+        let engine = Engine::new(repo).with_cancel(self.cancel.clone());
+        if !self.quiet && std::io::stderr().is_terminal() {
+            engine.with_progress(Arc::new(progress::Bar::new()))
+        } else {
+            engine
+        }
+    }
+
+    /// Print `value` as JSON with --json, else the human text.
+    fn print<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) -> Result<()> {
+        if self.cli_json {
+            println!("{}", serde_json::to_string_pretty(value)?);
+        } else if !self.quiet {
+            println!("{}", human());
+        }
+        Ok(())
+    }
+}
+
+fn restore(ctx: &Context_, args: cli::RestoreArgs) -> Result<ExitCode> {
+    let engine = ctx.engine(Repository::from_reader(ctx.reader()?));
+    let snapshot = engine.resolve(&args.snapshot)?;
+    if args.dry_run {
+        let plan = engine.restore_plan(&snapshot, &args.include)?;
+        ctx.print(&plan, || {
+            let mut text = format!(
+                "would restore snapshot {} into {}: {} files, {} dirs, {} symlinks, {}",
+                plan.snapshot,
+                args.target.display(),
+                plan.files,
+                plan.dirs,
+                plan.symlinks,
+                human_bytes(plan.bytes)
+            );
+            for holder in &plan.holders {
+                text.push_str(&format!(
+                    "\n  from archive of {}: {} entries, {}",
+                    holder.id,
+                    holder.entries,
+                    human_bytes(holder.bytes)
+                ));
+            }
+            text
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let opts = RestoreOptions {
+        includes: args.include,
+        force: args.force,
+        keep_previous: !args.no_keep_previous,
+        ..RestoreOptions::new(&args.target)
+    };
+    let outcome = engine.restore_files(&snapshot, &opts).with_context(|| {
+        format!(
+            "restore of {} into {} failed; the target was not changed",
+            snapshot.id,
+            args.target.display()
+        )
+    })?;
+    ctx.print(&outcome, || {
+        let mut text = format!(
+            "restored {} into {}: {} files, {} dirs, {} symlinks, {} in {:.1} s; every file's SHA-256 checked",
+            outcome.plan.snapshot,
+            outcome.target.display(),
+            outcome.plan.files,
+            outcome.plan.dirs,
+            outcome.plan.symlinks,
+            human_bytes(outcome.plan.bytes),
+            outcome.duration_secs
+        );
+        if let Some(previous) = &outcome.previous {
+            text.push_str(&format!("\nprevious content kept at {}", previous.display()));
+        }
+        text
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(ctx: &Context_, args: cli::VerifyArgs) -> Result<ExitCode> {
+    let engine = ctx.engine(Repository::from_reader(ctx.reader()?));
+    let snapshots: Vec<Snapshot> = if args.snapshots.is_empty() {
+        engine.snapshots(None)?
+    } else {
+        let all = engine.snapshots(None)?;
+        args.snapshots
+            .iter()
+            .map(|spec| strongbox_engine::select(&all, spec).cloned())
+            .collect::<Result<_, _>>()?
+    };
+    if snapshots.is_empty() {
+        bail!(
+            "repository {} holds no snapshots to verify",
+            engine.repo().location()
+        );
+    }
+    let report = engine.verify(&snapshots, args.level)?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing report {}", path.display()))?;
+    }
+    ctx.print(&report, || {
+        let mut text = String::new();
+        for snapshot in &report.snapshots {
+            text.push_str(&format!(
+                "{} {} {}\n",
+                if snapshot.ok { "ok    " } else { "FAILED" },
+                snapshot.set,
+                snapshot.id
+            ));
+            for check in &snapshot.checks {
+                text.push_str(&format!(
+                    "    {:<9} {} {}\n",
+                    check.name,
+                    if check.ok { "ok" } else { "FAILED:" },
+                    check.detail
+                ));
+            }
+        }
+        let failed = report.snapshots.iter().filter(|s| !s.ok).count();
+        text.push_str(&format!(
+            "{} snapshot(s) verified at level {:?}, {failed} failed",
+            report.snapshots.len(),
+            report.level
+        ));
+        text
+    })?;
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[derive(Serialize)]
+struct LsRow<'a> {
+    path: &'a str,
+    #[serde(rename = "type")]
+    kind: FileType,
+    size: u64,
+    mode: u32,
+    mtime: i64,
+    sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<&'a str>,
+}
+
+fn ls_table(rows: &[LsRow<'_>]) -> String {
+    rows.iter()
+        .map(|r| {
+            let kind = match r.kind {
+                FileType::Dir => 'd',
+                FileType::Symlink => 'l',
+                FileType::File => '-',
+            };
+            let time = chrono::DateTime::from_timestamp_nanos(r.mtime).format("%Y-%m-%d %H:%M:%S");
+            let link = r.target.map(|t| format!(" -> {t}")).unwrap_or_default();
+            format!(
+                "{kind}{:04o} {:>12} {time} {}{link}",
+                r.mode, r.size, r.path
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn snapshot_table(snapshots: &[Snapshot]) -> String {
+    if snapshots.is_empty() {
+        return "no snapshots".to_string();
+    }
+    let mut lines = vec![format!(
+        "{:<24} {:<12} {:<12} {:<8} {:<20} {:>10} {:>10}  tags",
+        "id", "set", "kind", "source", "time", "entries", "stored"
+    )];
+    for s in snapshots {
+        let (entries, stored) = match &s.stats {
+            Stats::Files(f) => (f.files + f.dirs + f.symlinks, f.bytes_stored),
+            Stats::Database(d) => (d.tables.len() as u64, d.bytes_stored),
+        };
+        lines.push(format!(
+            "{:<24} {:<12} {:<12} {:<8} {:<20} {:>10} {:>10}  {}",
+            s.id,
+            s.set,
+            s.kind.as_str(),
+            s.source.as_str(),
+            s.time.format("%Y-%m-%d %H:%M:%S"),
+            entries,
+            human_bytes(stored),
+            s.tags.join(",")
+        ));
+    }
+    lines.join("\n")
+}
+
+fn summary(s: &Snapshot) -> String {
+    let parent = s
+        .parent
+        .as_ref()
+        .map(|p| format!(" of {p}"))
+        .unwrap_or_default();
+    match &s.stats {
+        Stats::Files(f) => {
+            let secs = s.duration_secs.max(0.001);
+            format!(
+                "snapshot {} ({}{parent}) of set {}: {} files, {} dirs, {} symlinks; {} new, {} changed, {} unchanged, {} deleted; read {}, stored {} in {:.1} s ({}/s)",
+                s.id,
+                s.kind.as_str(),
+                s.set,
+                f.files,
+                f.dirs,
+                f.symlinks,
+                f.new,
+                f.changed,
+                f.unchanged,
+                f.deleted,
+                human_bytes(f.bytes_read),
+                human_bytes(f.bytes_stored),
+                s.duration_secs,
+                human_bytes((f.bytes_read as f64 / secs) as u64)
+            )
+        }
+        Stats::Database(d) => format!(
+            "snapshot {} of set {}: {} tables, dumped {}, stored {} in {:.1} s",
+            s.id,
+            s.set,
+            d.tables.len(),
+            human_bytes(d.bytes_dumped),
+            human_bytes(d.bytes_stored),
+            s.duration_secs
+        ),
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,197 @@
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::{ArgAction, Args, Parser, Subcommand};
+use strongbox_archive::Compression;
+use strongbox_verify::VerifyLevel;
+
+const AFTER_HELP: &str = "\
+Examples:
+  strongbox backup files media /srv/media            # first run: full snapshot into ./backups
+  strongbox --repo /mnt/backup snapshots media        # list a set's snapshots
+  strongbox restore media:latest --target /srv/media.restored
+  strongbox verify --all --level deep
+
+Exit status: 0 success, 1 the operation failed, 2 usage error,
+3 backup written but some files could not be read (listed in the record's `errors`).";
+
+/// strongbox — backups of media trees and databases you can restore at 3 a.m.
+#[derive(Debug, Parser)]
+#[command(name = "strongbox", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Repository: a path, file:///path, or memory:// (tests). Default: ./backups.
+    #[arg(long, global = true, env = "STRONGBOX_REPO", value_name = "URL")]
+    pub repo: Option<String>,
+
+    /// Configuration file (reserved: sets and schedules).
+    #[arg(long, global = true, value_name = "FILE", hide = true)]
+    pub config: Option<PathBuf>,
+
+    /// Print one JSON document on stdout and nothing else there.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a repository (an error if one exists).
+    #[command(after_help = "Example:\n  strongbox --repo /mnt/backup init")]
+    Init,
+    /// Take a snapshot.
+    #[command(subcommand)]
+    Backup(Backup),
+    /// List snapshots, oldest first.
+    #[command(after_help = "Examples:\n  strongbox snapshots\n  strongbox snapshots media --json")]
+    Snapshots {
+        /// Only this set.
+        set: Option<String>,
+    },
+    /// Show one snapshot record.
+    #[command(
+        after_help = "Examples:\n  strongbox show media:latest\n  strongbox show 20251227T0200 --json"
+    )]
+    Show {
+        /// Snapshot id, unique id prefix, or <SET>:latest.
+        snapshot: String,
+    },
+    /// List the files of a files snapshot.
+    #[command(
+        after_help = "Examples:\n  strongbox ls media:latest\n  strongbox ls 20251227T020000Z-3fa9c1 --json"
+    )]
+    Ls {
+        /// Snapshot id, unique id prefix, or <SET>:latest.
+        snapshot: String,
+    },
+    /// Restore a snapshot beside its target, check it, then swap it in.
+    #[command(after_help = "\
+Examples:
+  strongbox restore media:latest --target /srv/media --force
+  strongbox restore 20251227T0200 --target /tmp/check --include 'avatars/**'
+  strongbox restore media:latest --target /srv/media --dry-run
+
+A non-empty target needs --force; its current content is kept as
+<target>.pre-restore-<time> unless --no-keep-previous. Any failure leaves the
+target exactly as it was.")]
+    Restore(RestoreArgs),
+    /// Check snapshots: quick (objects present), checksum (SHA-256), deep (every file).
+    #[command(
+        after_help = "Examples:\n  strongbox verify --all\n  strongbox verify media:latest --level deep --report /var/log/strongbox-verify.json"
+    )]
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Backup {
+    /// Back up a directory tree.
+    #[command(after_help = "\
+Examples:
+  strongbox backup files media /srv/media
+  strongbox backup files media /srv/media --differential --exclude '*.tmp' --exclude cache
+  strongbox backup files media /srv/media --full --compression zstd:9 --tag monthly
+
+The first snapshot of a set is full; later ones are incremental unless told.
+Unchanged files (same size, mtime, ctime, inode) are not read again.")]
+    Files(FilesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FilesArgs {
+    /// The set (letters, digits, '.', '_', '-').
+    pub set: String,
+    /// The directory to back up.
+    pub dir: PathBuf,
+    /// Store every file.
+    #[arg(long, group = "kind")]
+    pub full: bool,
+    /// Store what changed since the set's latest snapshot (default after the first).
+    #[arg(long, group = "kind")]
+    pub incremental: bool,
+    /// Store what changed since the set's latest full snapshot.
+    #[arg(long, group = "kind")]
+    pub differential: bool,
+    /// Skip matching entries: a name glob (`*.tmp`) or a path glob (`cache/**`).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// zstd, zstd:N (1-19), gzip, gzip:N (1-9) or none.
+    #[arg(long, default_value = "zstd:3", value_name = "CODEC")]
+    pub compression: Compression,
+    #[command(flatten)]
+    pub common: CommonBackup,
+    /// Read every file again, trusting no metadata.
+    #[arg(long)]
+    pub rehash: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonBackup {
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Snapshot time instead of now (RFC 3339).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    pub time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Snapshot id, unique id prefix, or <SET>:latest.
+    pub snapshot: String,
+    /// Directory to restore a files snapshot into.
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Restore only matching paths (and everything below a matching directory).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Print what would be restored; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace a non-empty target.
+    #[arg(long)]
+    pub force: bool,
+    /// Delete the replaced target instead of keeping it as <target>.pre-restore-<time>.
+    #[arg(long)]
+    pub no_keep_previous: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Snapshots to check (ids, prefixes, <SET>:latest); all when none is given.
+    pub snapshots: Vec<String>,
+    /// Check every snapshot.
+    #[arg(long, conflicts_with = "snapshots")]
+    pub all: bool,
+    /// How thoroughly.
+    #[arg(long, value_enum, default_value = "quick")]
+    pub level: VerifyLevel,
+    /// Also write the JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("expected RFC 3339 like 2025-12-27T02:00:00Z: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
