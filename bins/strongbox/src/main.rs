@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     match run(cli, cancel) {
         Ok(code) => code,
         Err(e) => {
-            let message = format!("{e:#}");
+            let message = error_chain(&e);
             if json {
                 println!("{}", serde_json::json!({ "error": message }));
             }
@@ -54,6 +54,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, skipping a cause its parent already quotes.
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 fn init_logging(cli: &Cli) {
@@ -93,6 +109,7 @@ fn run(cli: Cli, cancel: Cancel) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Backup(Backup::Files(args)) => {
+            strongbox_storage::layout::check_set_name(&args.set)?;
             let repo = Repository::open_or_init(&ctx.location)?;
             let kind = if args.full {
                 Some(SnapshotKind::Full)

@@ -126,7 +126,10 @@ mod tests {
         mtime_ns: 1_600_000_000_123_456_789,
     };
 
-    fn collect(bytes: &[u8]) -> Result<Vec<(String, EntryKind, Vec<u8>, Option<String>)>, Error> {
+    /// Path, kind, data and link target of every entry.
+    type Entries = Vec<(String, EntryKind, Vec<u8>, Option<String>)>;
+
+    fn collect(bytes: &[u8]) -> Result<Entries, Error> {
         let mut out = Vec::new();
         ArchiveReader::new(bytes)?.for_each(|e: ArchiveEntry<'_>| {
             let mut data = Vec::new();

@@ -404,12 +404,13 @@ mod tests {
         let full = snap("20250101T000000Z-000001", Full);
         let inc = snap("20250102T000000Z-000002", Incremental);
         let chain = [full.clone(), inc.clone()];
-        let cases: [(
-            &[Snapshot],
+        type Case<'a> = (
+            &'a [Snapshot],
             Option<SnapshotKind>,
             SnapshotKind,
-            Option<&str>,
-        ); 7] = [
+            Option<&'a str>,
+        );
+        let cases: [Case<'_>; 7] = [
             (&[], None, Full, None),
             (&[], Some(Incremental), Full, None),
             (&[], Some(Differential), Full, None),

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// A snapshot id: UTC time `YYYYMMDDTHHMMSSZ`, a dash and six random hex digits.
-/// Ids sort by time, and the suffix keeps two snapshots of the same second apart.
+/// A snapshot id: UTC time `YYYYMMDDTHHMMSSZ`, a dash and six hex digits — three for the
+/// millisecond, three random. Ids sort by time, to the millisecond, and the random part
+/// keeps two snapshots of the same millisecond apart.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SnapshotId(String);
@@ -17,8 +18,12 @@ const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 impl SnapshotId {
     /// A new id for a snapshot taken at `time`.
     pub fn generate(time: DateTime<Utc>) -> Self {
-        let suffix: u32 = rand::rng().random_range(0..0x100_0000);
-        SnapshotId(format!("{}-{suffix:06x}", time.format(TIME_FORMAT)))
+        let millis = time.timestamp_subsec_millis().min(999);
+        let random: u32 = rand::rng().random_range(0..0x1000);
+        SnapshotId(format!(
+            "{}-{millis:03x}{random:03x}",
+            time.format(TIME_FORMAT)
+        ))
     }
 
     /// Parse and check an id.
@@ -53,7 +58,12 @@ mod tests {
     fn generated_ids_parse_and_sort_by_time() {
         let early = SnapshotId::generate(Utc.with_ymd_and_hms(2025, 12, 27, 2, 0, 0).unwrap());
         let late = SnapshotId::generate(Utc.with_ymd_and_hms(2025, 12, 28, 1, 0, 0).unwrap());
-        assert!(early.as_str().starts_with("20251227T020000Z-"));
+        assert!(early.as_str().starts_with("20251227T020000Z-000"));
+        let base = Utc.with_ymd_and_hms(2025, 12, 27, 2, 0, 0).unwrap();
+        for ms in [1, 999] {
+            let later = SnapshotId::generate(base + chrono::Duration::milliseconds(ms));
+            assert!(early < later, "{early} < {later}");
+        }
         assert_eq!(SnapshotId::parse(early.as_str()).unwrap(), early);
         assert!(early < late);
     }

@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 use std::fs::{self, Metadata};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Excludes, FileEntry, FileType, Listing, SourceError};
@@ -193,13 +193,8 @@ fn entry_from_metadata(
                 message: "link target is not valid UTF-8; skipped".to_string(),
             })?;
         (FileType::Symlink, 0, Some(target))
-    } else if file_type.is_fifo()
-        || file_type.is_socket()
-        || file_type.is_block_device()
-        || file_type.is_char_device()
-    {
-        return Ok(None);
     } else {
+        // Sockets, FIFOs and devices are not data to restore.
         return Ok(None);
     };
     Ok(Some(FileEntry {

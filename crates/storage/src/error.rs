@@ -45,18 +45,10 @@ pub enum Error {
         location: String,
     },
     /// Another process holds the set's lock.
-    #[error("set {set:?} is locked by {operation} on host {host} (pid {pid}) since {since}; if that process is gone, remove {key}")]
+    #[error("set {:?} is locked by {} on host {} (pid {}) since {}; if that process is gone, remove {key}", holder.set, holder.operation, holder.host, holder.pid, holder.time.to_rfc3339())]
     Locked {
-        /// The set.
-        set: String,
-        /// What the holder is doing.
-        operation: String,
-        /// The holder's host.
-        host: String,
-        /// The holder's process id.
-        pid: u32,
-        /// When it took the lock (RFC 3339).
-        since: String,
+        /// Who holds it.
+        holder: Box<crate::LockInfo>,
         /// The lock object.
         key: String,
     },
@@ -77,9 +69,17 @@ pub enum Error {
         key: String,
         /// The location (redacted).
         location: String,
-        /// The backend's error.
+        /// The backend's error (boxed: it is large).
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
+    },
+    /// A conditional create found the object already there.
+    #[error("object {key} already exists in {location}")]
+    AlreadyExists {
+        /// The object key.
+        key: String,
+        /// The location (redacted).
+        location: String,
     },
     /// A local file-system operation failed.
     #[error("{operation} {path}: {source}")]

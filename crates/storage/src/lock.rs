@@ -74,10 +74,7 @@ impl Repository {
                         info,
                     })
                 }
-                Err(Error::Backend {
-                    source: object_store::Error::AlreadyExists { .. },
-                    ..
-                }) => {}
+                Err(Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e),
             }
             let holder = match self.get(&key) {
@@ -99,20 +96,13 @@ impl Repository {
                 continue;
             }
             return Err(Error::Locked {
-                set: set.to_string(),
-                operation: holder.operation,
-                host: holder.host,
-                pid: holder.pid,
-                since: holder.time.to_rfc3339(),
+                holder: Box::new(holder),
                 key: format!("{}/{key}", self.location()),
             });
         }
+        // Two takeovers in a row: somebody else keeps taking it.
         Err(Error::Locked {
-            set: set.to_string(),
-            operation: "another process".to_string(),
-            host: info.host,
-            pid: 0,
-            since: info.time.to_rfc3339(),
+            holder: Box::new(info),
             key,
         })
     }

@@ -136,11 +136,15 @@ pub(crate) fn backend(
             key: key.to_string(),
             location: location.to_string(),
         },
+        object_store::Error::AlreadyExists { .. } => Error::AlreadyExists {
+            key: key.to_string(),
+            location: location.to_string(),
+        },
         source => Error::Backend {
             operation,
             key: key.to_string(),
             location: location.to_string(),
-            source,
+            source: Box::new(source),
         },
     }
 }
@@ -330,10 +334,7 @@ impl Repository {
         };
         match repo.put(layout::MARKER, bytes.into(), PutMode::Create) {
             Ok(()) => {}
-            Err(Error::Backend {
-                source: object_store::Error::AlreadyExists { .. },
-                ..
-            }) => {
+            Err(Error::AlreadyExists { .. }) => {
                 return Err(Error::AlreadyInitialized {
                     location: reader.location,
                 })
@@ -352,21 +353,34 @@ impl Repository {
         Ok(Self::from_reader(RepoReader::open(location)?))
     }
 
-    /// Open a local repository, creating it first if the directory holds none yet
-    /// (what `backup` does with the default `./backups`).
+    /// Open a local repository, creating it first if its directory is missing or empty
+    /// (what `backup` does with the default `./backups`). A directory holding anything
+    /// else is never turned into a repository.
     pub fn open_or_init(location: &Location) -> Result<Self, Error> {
-        match Self::open(location) {
-            Err(Error::NotARepository {
-                location: shown,
-                reason,
-            }) if matches!(location, Location::Local(_)) => match Self::init(location) {
-                Err(Error::AlreadyInitialized { .. }) => Err(Error::NotARepository {
+        match (Self::open(location), location) {
+            (
+                Err(Error::NotARepository {
                     location: shown,
                     reason,
                 }),
-                other => other,
-            },
-            other => other,
+                Location::Local(dir),
+            ) => {
+                let empty = std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
+                if !empty {
+                    return Err(Error::NotARepository {
+                        location: shown,
+                        reason,
+                    });
+                }
+                match Self::init(location) {
+                    Err(Error::AlreadyInitialized { .. }) => Err(Error::NotARepository {
+                        location: shown,
+                        reason,
+                    }),
+                    other => other,
+                }
+            }
+            (other, _) => other,
         }
     }
 
@@ -401,12 +415,7 @@ impl Repository {
                     .put_opts(&path(key), PutPayload::from(bytes), opts),
             )
             .map(|_| ())
-            .map_err(|source| Error::Backend {
-                operation: "writing",
-                key: key.to_string(),
-                location: self.location.clone(),
-                source,
-            })
+            .map_err(|e| backend("writing", key, &self.location, e))
     }
 
     /// Start a streaming upload of one object.

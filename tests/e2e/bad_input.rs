@@ -1,0 +1,364 @@
+//! Bad input: one-line errors naming the object and the cause, exit 1, nothing changed.
+
+use std::fs;
+use std::path::Path;
+
+use crate::harness::{names, object_key, tree, write, Env};
+
+fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(lines.len(), 1, "expected one error line: {stderr}");
+    lines[0]
+}
+
+fn small_repo() -> (Env, serde_json::Value) {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a.txt"), &crate::harness::noise(1, 200_000));
+    write(&src.join("b/c.txt"), b"hello");
+    let record = env.backup("media", &src, &[]);
+    (env, record)
+}
+
+#[test]
+fn missing_or_non_directory_source_is_refused_without_a_snapshot() {
+    let env = Env::new();
+    let missing = env.path("no-such-dir");
+    let err = env.fails(&["backup", "files", "media", missing.to_str().unwrap()], 1);
+    let line = one_line(&err);
+    assert!(
+        line.contains("no-such-dir") && line.contains("No such file"),
+        "{line}"
+    );
+
+    let file = env.path("file.txt");
+    write(&file, b"x");
+    let err = env.fails(&["backup", "files", "media", file.to_str().unwrap()], 1);
+    assert!(one_line(&err).contains("is not a directory"), "{err}");
+    assert!(env.snapshot_ids().is_empty());
+}
+
+#[test]
+fn missing_foreign_and_newer_repositories_are_refused() {
+    let env = Env::new();
+    let err = env.fails(&["snapshots"], 1);
+    assert!(
+        one_line(&err).contains("is not a strongbox repository: no such directory"),
+        "{err}"
+    );
+
+    fs::create_dir_all(&env.repo).unwrap();
+    write(&Path::new(&env.repo).join("unrelated.txt"), b"x");
+    let err = env.fails(&["snapshots"], 1);
+    assert!(one_line(&err).contains("no strongbox.json"), "{err}");
+    let err = env.fails(
+        &[
+            "backup",
+            "files",
+            "media",
+            env.path("src").to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(
+        one_line(&err).contains("is not a strongbox repository"),
+        "{err}"
+    );
+
+    let (env, _) = small_repo();
+    let marker = Path::new(&env.repo).join("strongbox.json");
+    let mut value: serde_json::Value = serde_json::from_slice(&fs::read(&marker).unwrap()).unwrap();
+    value["version"] = 2.into();
+    fs::write(&marker, value.to_string()).unwrap();
+    let err = env.fails(&["snapshots"], 1);
+    assert!(one_line(&err).contains("format version 2"), "{err}");
+    let err = env.fails(&["init"], 1);
+    assert!(one_line(&err).contains("already exists"), "{err}");
+}
+
+#[test]
+fn unknown_and_ambiguous_snapshot_ids_are_refused() {
+    let (env, record) = small_repo();
+    write(&env.path("src/more.txt"), b"more");
+    env.backup("media", &env.path("src"), &[]);
+    let err = env.fails(&["show", "29990101"], 1);
+    assert!(
+        one_line(&err).contains("no snapshot matches \"29990101\""),
+        "{err}"
+    );
+    let err = env.fails(&["show", "nope:latest"], 1);
+    assert!(one_line(&err).contains("nope:latest"), "{err}");
+    let err = env.fails(&["show", "2"], 1);
+    assert!(one_line(&err).contains("ambiguous"), "{err}");
+    let id = record["id"].as_str().unwrap();
+    let shown = env.json(&["show", &id[..id.len() - 2]]);
+    assert_eq!(shown["id"], id);
+}
+
+#[test]
+fn corrupt_archive_fails_verify_and_restore_leaving_the_target_unchanged() {
+    let (env, record) = small_repo();
+    let archive = Path::new(&env.repo).join(object_key(&record, "archive"));
+    let mut bytes = fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(&archive, &bytes).unwrap();
+
+    assert_eq!(env.json(&["verify", "--level", "quick"])["ok"], true);
+    let out = env.run(&["verify", "--level", "checksum", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert!(report["snapshots"][0]["checks"][1]["detail"]
+        .as_str()
+        .is_some());
+    let checksum = &report["snapshots"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "checksum")
+        .unwrap()
+        .clone();
+    assert_eq!(checksum["ok"], false);
+    assert!(
+        checksum["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not match"),
+        "{checksum}"
+    );
+
+    let target = env.path("live");
+    write(&target.join("keep.txt"), b"precious");
+    let before = tree(&target);
+    let err = env.fails(
+        &[
+            "restore",
+            "media:latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--force",
+        ],
+        1,
+    );
+    assert!(one_line(&err).contains("target was not changed"), "{err}");
+    assert_eq!(tree(&target), before);
+    assert_eq!(
+        names(env.dir.path()),
+        ["live", "repo", "src"],
+        "staging left behind"
+    );
+}
+
+#[test]
+fn truncated_archive_and_corrupt_listing_are_reported_by_name() {
+    let (env, record) = small_repo();
+    let archive_key = object_key(&record, "archive");
+    let archive = Path::new(&env.repo).join(&archive_key);
+    let bytes = fs::read(&archive).unwrap();
+    fs::write(&archive, &bytes[..bytes.len() / 3]).unwrap();
+    let out = env.run(&["verify", "--level", "deep", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let objects = &report["snapshots"][0]["checks"][0];
+    assert_eq!(objects["ok"], false);
+    assert!(
+        objects["detail"].as_str().unwrap().contains(&archive_key),
+        "{objects}"
+    );
+    let err = env.fails(
+        &[
+            "restore",
+            "media:latest",
+            "--target",
+            env.path("t").to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(one_line(&err).contains(&archive_key), "{err}");
+    assert!(!env.path("t").exists());
+
+    let listing_key = object_key(&record, "listing");
+    fs::write(Path::new(&env.repo).join(&listing_key), b"garbage").unwrap();
+    let err = env.fails(&["ls", "media:latest"], 1);
+    assert!(
+        one_line(&err).contains("corrupt listing") && one_line(&err).contains(&listing_key),
+        "{err}"
+    );
+}
+
+#[test]
+fn restore_target_that_is_a_file_is_refused() {
+    let (env, _) = small_repo();
+    let file = env.path("target.txt");
+    write(&file, b"do not touch");
+    let err = env.fails(
+        &[
+            "restore",
+            "media:latest",
+            "--target",
+            file.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(one_line(&err).contains("is not a directory"), "{err}");
+    assert_eq!(fs::read(&file).unwrap(), b"do not touch");
+}
+
+#[test]
+fn a_held_lock_refuses_a_second_backup_and_a_dead_holder_is_taken_over() {
+    let (env, _) = small_repo();
+    let lock = Path::new(&env.repo).join("locks/media.json");
+    let host = fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    // A live holder: this test process.
+    let live = serde_json::json!({"set": "media", "operation": "backup", "host": host, "pid": std::process::id(), "time": "2025-12-27T02:00:00Z"});
+    write(&lock, live.to_string().as_bytes());
+    let err = env.fails(
+        &[
+            "backup",
+            "files",
+            "media",
+            env.path("src").to_str().unwrap(),
+        ],
+        1,
+    );
+    let line = one_line(&err);
+    assert!(
+        line.contains(&format!(
+            "locked by backup on host {host} (pid {})",
+            std::process::id()
+        )),
+        "{line}"
+    );
+    assert!(line.contains("2025-12-27T02:00:00"), "{line}");
+    assert_eq!(env.snapshot_ids().len(), 1);
+
+    // A holder that is gone: a finished child's pid.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = serde_json::json!({"set": "media", "operation": "backup", "host": host, "pid": dead, "time": "2025-12-27T02:00:00Z"});
+    write(&lock, stale.to_string().as_bytes());
+    env.backup("media", &env.path("src"), &[]);
+    assert_eq!(env.snapshot_ids().len(), 2);
+    assert!(!lock.exists(), "lock released after the backup");
+}
+
+#[test]
+fn hostile_archive_and_listing_entries_cannot_escape_the_target() {
+    let (env, record) = small_repo();
+    let repo = Path::new(&env.repo);
+    // An archive whose entry climbs out of the target (GNU tar keeps `..` with -P).
+    let evil_dir = env.path("evil-src/inner");
+    write(&evil_dir.join("../escaped.txt"), b"pwned");
+    let archive_key = object_key(&record, "archive");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {} && tar -P -cf - ../escaped.txt | zstd -q -c > {}",
+            evil_dir.display(),
+            repo.join(&archive_key).display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let target = env.path("restore/here");
+    let err = env.fails(
+        &[
+            "restore",
+            "media:latest",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(
+        one_line(&err).contains("unsafe path") && one_line(&err).contains("../escaped.txt"),
+        "{err}"
+    );
+    assert!(!env.path("restore/escaped.txt").exists());
+    assert!(!target.exists());
+
+    // A listing routing a file through a symlink it also lists.
+    let listing_key = object_key(&record, "listing");
+    let raw = std::process::Command::new("zstd")
+        .args(["-dc"])
+        .arg(repo.join(&listing_key))
+        .output()
+        .unwrap()
+        .stdout;
+    let mut listing: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let entries = listing["entries"].as_array_mut().unwrap();
+    let holder = entries[0]["holder"].clone();
+    entries.push(serde_json::json!({"path": "z", "type": "symlink", "size": 0, "mode": 511, "mtime": 0, "target": "/tmp", "holder": holder}));
+    entries.push(serde_json::json!({"path": "z/owned.txt", "type": "file", "size": 5, "mode": 420, "mtime": 0, "sha256": "00", "holder": holder}));
+    let tmp = env.path("listing.json");
+    fs::write(&tmp, listing.to_string()).unwrap();
+    let status = std::process::Command::new("zstd")
+        .args(["-q", "-f", "-o"])
+        .arg(repo.join(&listing_key))
+        .arg(&tmp)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let err = env.fails(
+        &[
+            "restore",
+            "media:latest",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(
+        one_line(&err).contains("z/owned.txt")
+            && one_line(&err).contains("parent is not a directory"),
+        "{err}"
+    );
+    assert!(!Path::new("/tmp/owned.txt").exists());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for args in [
+        vec![
+            "backup",
+            "files",
+            "media",
+            src.to_str().unwrap(),
+            "--compression",
+            "lz4",
+        ],
+        vec![
+            "backup",
+            "files",
+            "media",
+            src.to_str().unwrap(),
+            "--full",
+            "--differential",
+        ],
+        vec![
+            "backup",
+            "files",
+            "media",
+            src.to_str().unwrap(),
+            "--time",
+            "yesterday",
+        ],
+        vec!["restore", "media:latest"],
+        vec!["verify", "--level", "extreme"],
+    ] {
+        env.fails(&args, 2);
+    }
+    let err = env.fails(&["backup", "files", "../media", src.to_str().unwrap()], 1);
+    assert!(
+        one_line(&err).contains("invalid set name \"../media\""),
+        "{err}"
+    );
+}

@@ -1,0 +1,185 @@
+//! Kills, interrupts and races: a crash leaves no snapshot, a failed restore no change.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::harness::{assert_same_tree, big_tree, names, tree, write, Env};
+
+/// Wait until `ready` holds (or fail after 60 s).
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        sleep(Duration::from_millis(5));
+    }
+}
+
+fn spawn(env: &Env, args: &[&str]) -> Child {
+    env.cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
+}
+
+/// Any data object (or partial upload) present in the set's data directory.
+fn data_started(repo: &str, set: &str) -> bool {
+    let dir = Path::new(repo).join("sets").join(set).join("data");
+    fs::read_dir(dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_backup_killed_midway_leaves_no_snapshot_and_the_next_one_succeeds() {
+    let env = Env::new();
+    let src = env.path("src");
+    big_tree(&src, 24, 8 << 20);
+    env.json(&["init"]);
+    let child = spawn(
+        &env,
+        &[
+            "backup",
+            "files",
+            "media",
+            src.to_str().unwrap(),
+            "--compression",
+            "zstd:19",
+        ],
+    );
+    wait_for("the backup to start writing", || {
+        data_started(&env.repo, "media")
+    });
+    signal(&child, rustix::process::Signal::KILL);
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        env.snapshot_ids().is_empty(),
+        "a killed backup left a snapshot"
+    );
+    assert!(
+        Path::new(&env.repo).join("locks/media.json").exists(),
+        "the dead process's lock stays"
+    );
+
+    let record = env.backup("media", &src, &[]);
+    assert_eq!(record["kind"], "full");
+    let target = env.path("t");
+    env.json(&[
+        "restore",
+        "media:latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_same_tree(&tree(&src), &tree(&target));
+}
+
+#[test]
+fn ctrl_c_stops_a_backup_cleanly() {
+    let env = Env::new();
+    let src = env.path("src");
+    big_tree(&src, 24, 8 << 20);
+    env.json(&["init"]);
+    let child = spawn(
+        &env,
+        &[
+            "backup",
+            "files",
+            "media",
+            src.to_str().unwrap(),
+            "--compression",
+            "zstd:19",
+        ],
+    );
+    wait_for("the backup to start writing", || {
+        data_started(&env.repo, "media")
+    });
+    signal(&child, rustix::process::Signal::INT);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(env.snapshot_ids().is_empty());
+    assert!(
+        !Path::new(&env.repo).join("locks/media.json").exists(),
+        "lock not released"
+    );
+    let data = Path::new(&env.repo).join("sets/media/data");
+    let left: Vec<String> = names(&data);
+    assert!(left.is_empty(), "aborted upload left {left:?}");
+}
+
+#[test]
+fn ctrl_c_during_a_restore_leaves_the_target_as_it_was() {
+    let env = Env::new();
+    let src = env.path("src");
+    big_tree(&src, 24, 8 << 20);
+    env.backup("media", &src, &[]);
+    let target = env.path("live");
+    write(&target.join("current.txt"), b"the live tree");
+    let before = tree(&target);
+    let child = spawn(
+        &env,
+        &[
+            "restore",
+            "media:latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--force",
+        ],
+    );
+    wait_for("the staging directory", || {
+        names(env.dir.path())
+            .iter()
+            .any(|n| n.contains("strongbox-restore"))
+    });
+    sleep(Duration::from_millis(50));
+    signal(&child, rustix::process::Signal::INT);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(tree(&target), before);
+    assert_eq!(names(env.dir.path()), ["live", "repo", "src"]);
+}
+
+#[test]
+fn a_second_backup_racing_the_first_is_refused_with_the_holder_named() {
+    let env = Env::new();
+    let src = env.path("src");
+    big_tree(&src, 24, 8 << 20);
+    env.json(&["init"]);
+    let first = spawn(
+        &env,
+        &[
+            "backup",
+            "files",
+            "media",
+            src.to_str().unwrap(),
+            "--compression",
+            "zstd:19",
+        ],
+    );
+    let lock = Path::new(&env.repo).join("locks/media.json");
+    wait_for("the first backup's lock", || lock.exists());
+    let err = env.fails(&["backup", "files", "media", src.to_str().unwrap()], 1);
+    assert!(err.contains(&format!("(pid {})", first.id())), "{err}");
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.snapshot_ids().len(), 1);
+}

@@ -1,0 +1,111 @@
+//! docs/restore-without-strongbox.md, followed with the system's tar, zstd, gzip and jq.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::{noise, tree, write, Env, Node};
+
+/// The shell script of the recipe, exactly as the document shows it.
+fn recipe_script() -> String {
+    let doc = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/restore-without-strongbox.md"),
+    )
+    .unwrap();
+    let start = doc.find("```sh\n").expect("a sh block") + "```sh\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    doc[start..end].to_string()
+}
+
+/// Compare what the recipe can restore: kinds, modes of files, content, link targets,
+/// file mtimes to the second.
+/// Path, kind, content or link target, file mode, file mtime in seconds.
+type Comparable = (
+    String,
+    &'static str,
+    Option<String>,
+    Option<u32>,
+    Option<i64>,
+);
+
+fn comparable(t: &std::collections::BTreeMap<String, Node>) -> Vec<Comparable> {
+    t.iter()
+        .map(|(p, n)| {
+            let file = n.kind == "file";
+            (
+                p.clone(),
+                n.kind,
+                n.content.clone(),
+                file.then_some(n.mode),
+                file.then_some(n.mtime_ns / 1_000_000_000),
+            )
+        })
+        .collect()
+}
+
+fn run_recipe(env: &Env, set: &str, id: &str, target: &Path) {
+    let script = env.path("restore.sh");
+    fs::write(&script, recipe_script()).unwrap();
+    let out = Command::new("sh")
+        .arg(&script)
+        .args([&env.repo, set, id])
+        .arg(target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "recipe failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_documented_recipe_restores_a_full_and_the_end_of_an_incremental_chain() {
+    for codec in ["zstd:3", "gzip"] {
+        let env = Env::new();
+        let src = env.path("src");
+        write(&src.join("photos/a.jpg"), &noise(1, 400_000));
+        write(&src.join("docs/readme.txt"), b"read me");
+        write(&src.join("docs/gone-later.txt"), b"to be deleted");
+        write(&src.join("nested/deeper/still/file.bin"), &noise(2, 5000));
+        fs::create_dir_all(src.join("empty")).unwrap();
+        symlink("../photos/a.jpg", src.join("docs/photo-link")).unwrap();
+        let long = format!("{}.txt", "x".repeat(150));
+        write(&src.join("docs").join(&long), b"long");
+        let full = env.backup(set_name(codec), &src, &["--compression", codec]);
+        let full_tree = tree(&src);
+
+        fs::remove_file(src.join("docs/gone-later.txt")).unwrap();
+        write(&src.join("docs/readme.txt"), b"read me, version two");
+        write(&src.join("photos/b.jpg"), &noise(3, 100_000));
+        env.backup(set_name(codec), &src, &["--compression", codec]);
+        fs::remove_dir_all(src.join("nested")).unwrap();
+        write(&src.join("photos/c.jpg"), &noise(4, 1000));
+        let last = env.backup(set_name(codec), &src, &["--compression", codec]);
+
+        let t1 = env.path("full");
+        run_recipe(&env, set_name(codec), full["id"].as_str().unwrap(), &t1);
+        assert_eq!(
+            comparable(&tree(&t1)),
+            comparable(&full_tree),
+            "{codec}: full"
+        );
+        let t2 = env.path("last");
+        run_recipe(&env, set_name(codec), last["id"].as_str().unwrap(), &t2);
+        assert_eq!(
+            comparable(&tree(&t2)),
+            comparable(&tree(&src)),
+            "{codec}: end of chain"
+        );
+    }
+}
+
+fn set_name(codec: &str) -> &'static str {
+    if codec.starts_with("gzip") {
+        "media-gz"
+    } else {
+        "media"
+    }
+}
