@@ -80,11 +80,11 @@ if command -v s3s-fs >/dev/null; then
     mkdir -p "$WORK/s3/strongbox-test"
     export AWS_ACCESS_KEY_ID=strongbox-test AWS_SECRET_ACCESS_KEY=strongbox-test-secret
     s3s-fs --host 127.0.0.1 --port "$S3_PORT" --access-key "$AWS_ACCESS_KEY_ID" \
-        --secret-key "$AWS_SECRET_ACCESS_KEY" --domain-name "127.0.0.1:$S3_PORT" \
+        --secret-key "$AWS_SECRET_ACCESS_KEY" \
         "$WORK/s3" >"$WORK/s3s.log" 2>&1 &
     PIDS+=($!)
     if wait_for_port 127.0.0.1 "$S3_PORT"; then
-        export STRONGBOX_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+        export AWS_ENDPOINT_URL="http://127.0.0.1:$S3_PORT"
         export STRONGBOX_TEST_S3_BUCKET=strongbox-test
         export STRONGBOX_TEST_S3_ROOT="$WORK/s3"
         export AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true

@@ -5,3 +5,4 @@ mod files;
 mod harness;
 mod interrupt;
 mod recipe;
+mod s3;

@@ -16,10 +16,14 @@ Exit status: 0 success, 1 the operation failed, 2 usage error,
 3 backup written but some files could not be read (listed in the record's `errors`).";
 
 /// strongbox — backups of media trees and databases you can restore at 3 a.m.
+///
+/// Repositories: a local path, s3://bucket/prefix (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+/// AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL and AWS_ALLOW_HTTP=true for S3-compatible
+/// servers), gs://bucket/prefix (GOOGLE_* variables) or az://container/prefix (AZURE_*).
 #[derive(Debug, Parser)]
 #[command(name = "strongbox", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// Repository: a path, file:///path, or memory:// (tests). Default: ./backups.
+    /// Repository: a path, file:///path, s3://bucket/prefix, gs://…, az://… or memory://. Default: ./backups.
     #[arg(long, global = true, env = "STRONGBOX_REPO", value_name = "URL")]
     pub repo: Option<String>,
 
@@ -30,6 +34,23 @@ pub struct Cli {
     /// Print one JSON document on stdout and nothing else there.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Storage class for data objects on S3/GCS/Azure (e.g. STANDARD_IA, GLACIER_IR).
+    #[arg(
+        long,
+        global = true,
+        env = "STRONGBOX_STORAGE_CLASS",
+        value_name = "CLASS"
+    )]
+    pub storage_class: Option<String>,
+
+    /// Multipart upload part size in MiB (S3 needs at least 5).
+    #[arg(long, global = true, default_value_t = 8, value_parser = clap::value_parser!(u32).range(5..=512), value_name = "MIB")]
+    pub part_size: u32,
+
+    /// Parts uploaded at once per object (memory: part size × this).
+    #[arg(long, global = true, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64), value_name = "N")]
+    pub upload_concurrency: u32,
 
     /// Print only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]

@@ -12,7 +12,7 @@ use clap::Parser;
 use serde::Serialize;
 use strongbox_engine::{Cancel, Engine, FilesBackup, RestoreOptions};
 use strongbox_manifest::{FileType, Snapshot, SnapshotKind, Stats};
-use strongbox_storage::{Location, RepoReader, Repository};
+use strongbox_storage::{Location, RepoReader, Repository, UploadOptions};
 
 use cli::{Backup, Cli, Command};
 
@@ -23,6 +23,7 @@ struct Context_ {
     cli_json: bool,
     quiet: bool,
     location: Location,
+    upload: UploadOptions,
     cancel: Cancel,
 }
 
@@ -97,6 +98,11 @@ fn run(cli: Cli, cancel: Cancel) -> Result<ExitCode> {
         cli_json: cli.json,
         quiet: cli.quiet,
         location,
+        upload: UploadOptions {
+            part_size: cli.part_size as usize * 1024 * 1024,
+            concurrency: cli.upload_concurrency as usize,
+            storage_class: cli.storage_class.clone(),
+        },
         cancel,
     };
     match cli.command {
@@ -110,7 +116,8 @@ fn run(cli: Cli, cancel: Cancel) -> Result<ExitCode> {
         }
         Command::Backup(Backup::Files(args)) => {
             strongbox_storage::layout::check_set_name(&args.set)?;
-            let repo = Repository::open_or_init(&ctx.location)?;
+            let repo =
+                Repository::open_or_init(&ctx.location)?.with_upload_options(ctx.upload.clone());
             let kind = if args.full {
                 Some(SnapshotKind::Full)
             } else if args.differential {

@@ -80,9 +80,9 @@ pub(crate) fn choose_parent(
 }
 
 /// Deletes objects of a failed backup; disarmed once the record is written.
-struct Written<'a> {
-    repo: &'a Repository,
-    keys: Vec<String>,
+pub(crate) struct Written<'a> {
+    pub(crate) repo: &'a Repository,
+    pub(crate) keys: Vec<String>,
 }
 
 impl Drop for Written<'_> {

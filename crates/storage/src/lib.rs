@@ -25,6 +25,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod counting;
 mod error;
 mod io;
 pub mod layout;
@@ -32,9 +33,10 @@ mod location;
 mod lock;
 mod repo;
 
+pub use counting::{CountingStore, RequestCounts, Requests};
 pub use error::Error;
 pub use io::{ObjectReader, ObjectWriter, Written};
 pub use location::{redact, Location};
 pub use lock::{host_name, LockGuard, LockInfo};
 pub use object_store::PutMode;
-pub use repo::{Marker, ObjectInfo, RepoReader, Repository, UploadOptions};
+pub use repo::{store_for, Marker, ObjectInfo, RepoReader, Repository, UploadOptions};

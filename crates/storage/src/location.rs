@@ -10,6 +10,27 @@ pub enum Location {
     Local(PathBuf),
     /// An in-memory store, for tests (`memory://`).
     Memory,
+    /// An S3 bucket and key prefix (`s3://bucket/prefix`); AWS_* variables configure it.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix inside the bucket (may be empty).
+        prefix: String,
+    },
+    /// A Google Cloud Storage bucket (`gs://bucket/prefix`); GOOGLE_* variables configure it.
+    Gcs {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix inside the bucket (may be empty).
+        prefix: String,
+    },
+    /// An Azure Blob Storage container (`az://container/prefix`); AZURE_* variables configure it.
+    Azure {
+        /// Container name.
+        container: String,
+        /// Key prefix inside the container (may be empty).
+        prefix: String,
+    },
 }
 
 impl Location {
@@ -20,6 +41,10 @@ impl Location {
     /// assert_eq!(Location::parse("/srv/backups")?, Location::Local("/srv/backups".into()));
     /// assert_eq!(Location::parse("file:///srv/backups")?, Location::Local("/srv/backups".into()));
     /// assert_eq!(Location::parse("memory://")?, Location::Memory);
+    /// assert_eq!(
+    ///     Location::parse("s3://backups/prod/media")?,
+    ///     Location::S3 { bucket: "backups".into(), prefix: "prod/media".into() }
+    /// );
     /// assert!(Location::parse("ftp://host/x").is_err());
     /// # Ok::<(), strongbox_storage::Error>(())
     /// ```
@@ -42,10 +67,31 @@ impl Location {
         if url == "memory://" || url == "memory:" {
             return Ok(Location::Memory);
         }
-        if let Some((scheme, _)) = url.split_once("://") {
-            return Err(invalid(&format!(
-                "unsupported scheme {scheme:?} (use a path, file://, or memory://)"
-            )));
+        if let Some((scheme, rest)) = url.split_once("://") {
+            let (bucket, prefix) = match rest.split_once('/') {
+                Some((bucket, prefix)) => (bucket, prefix.trim_matches('/')),
+                None => (rest, ""),
+            };
+            if bucket.contains('@') || bucket.contains(':') || rest.contains('?') {
+                return Err(invalid(
+                    "credentials and options do not belong in the URL; use the provider's environment variables",
+                ));
+            }
+            if bucket.is_empty() {
+                return Err(invalid("no bucket name"));
+            }
+            let (bucket, prefix) = (bucket.to_string(), prefix.to_string());
+            return match scheme {
+                "s3" | "s3a" => Ok(Location::S3 { bucket, prefix }),
+                "gs" => Ok(Location::Gcs { bucket, prefix }),
+                "az" | "azure" => Ok(Location::Azure {
+                    container: bucket,
+                    prefix,
+                }),
+                _ => Err(invalid(&format!(
+                    "unsupported scheme {scheme:?} (use a path, file://, s3://, gs://, az:// or memory://)"
+                ))),
+            };
         }
         Ok(Location::Local(PathBuf::from(url)))
     }
@@ -56,6 +102,9 @@ impl fmt::Display for Location {
         match self {
             Location::Local(path) => write!(f, "{}", path.display()),
             Location::Memory => f.write_str("memory://"),
+            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            Location::Gcs { bucket, prefix } => write!(f, "gs://{bucket}/{prefix}"),
+            Location::Azure { container, prefix } => write!(f, "az://{container}/{prefix}"),
         }
     }
 }

@@ -1,12 +1,18 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::prefix::PrefixStore;
 use object_store::{
-    local::LocalFileSystem, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    WriteMultipart,
+    Attribute, Attributes, BackoffConfig, ObjectStore, ObjectStoreExt, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 use serde::{Deserialize, Serialize};
 use strongbox_manifest::{Snapshot, FORMAT_VERSION};
@@ -42,19 +48,23 @@ pub struct ObjectInfo {
 }
 
 /// Tuning of uploads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadOptions {
-    /// Multipart part size in bytes.
+    /// Multipart part size in bytes (S3 needs at least 5 MiB).
     pub part_size: usize,
-    /// Parts in flight at once per object.
+    /// Parts in flight at once per object; memory is bounded by `part_size × concurrency`.
     pub concurrency: usize,
+    /// Storage class of data objects (e.g. `STANDARD_IA`); records, listings, locks and
+    /// journals stay in the default class so that listing a repository stays cheap.
+    pub storage_class: Option<String>,
 }
 
 impl Default for UploadOptions {
     fn default() -> Self {
         Self {
-            part_size: 16 * 1024 * 1024,
+            part_size: 8 * 1024 * 1024,
             concurrency: 4,
+            storage_class: None,
         }
     }
 }
@@ -96,7 +106,21 @@ fn runtime() -> Result<Arc<Runtime>, Error> {
         })
 }
 
+/// The object store behind a location (a local directory must exist), for wrapping it
+/// (e.g. in a [`CountingStore`](crate::CountingStore)) before [`RepoReader::open_store`].
+pub fn store_for(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
+    connect(location, false).map(|(store, _)| store)
+}
+
 fn connect(location: &Location, create_dir: bool) -> Result<(Arc<dyn ObjectStore>, String), Error> {
+    let shown = location.to_string();
+    let cloud = |result: object_store::Result<Arc<dyn ObjectStore>>, prefix: &str| {
+        let store = result.map_err(|e| Error::InvalidLocation {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok((with_prefix(store, prefix), shown.clone()))
+    };
     match location {
         Location::Local(dir) => {
             if create_dir {
@@ -117,11 +141,61 @@ fn connect(location: &Location, create_dir: bool) -> Result<(Arc<dyn ObjectStore
                 });
             }
             let store = LocalFileSystem::new_with_prefix(dir)
-                .map_err(|source| backend("opening", "", &location.to_string(), source))?
+                .map_err(|source| backend("opening", "", &shown, source))?
                 .with_automatic_cleanup(true);
             Ok((Arc::new(store), dir.display().to_string()))
         }
-        Location::Memory => Ok((Arc::new(InMemory::new()), "memory://".to_string())),
+        Location::Memory => Ok((Arc::new(InMemory::new()), shown)),
+        Location::S3 { bucket, prefix } => cloud(
+            AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry_config())
+                .build()
+                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+            prefix,
+        ),
+        Location::Gcs { bucket, prefix } => cloud(
+            GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry_config())
+                .build()
+                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+            prefix,
+        ),
+        Location::Azure { container, prefix } => cloud(
+            MicrosoftAzureBuilder::from_env()
+                .with_container_name(container)
+                .with_retry(retry_config())
+                .build()
+                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+            prefix,
+        ),
+    }
+}
+
+/// Retries with exponential backoff for transient errors (5xx, timeouts, resets); an
+/// unreachable endpoint fails after a few seconds, not minutes.
+fn retry_config() -> RetryConfig {
+    let max_retries = std::env::var("STRONGBOX_RETRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            base: 2.0,
+        },
+        max_retries,
+        retry_timeout: Duration::from_secs(120),
+    }
+}
+
+fn with_prefix(store: Arc<dyn ObjectStore>, prefix: &str) -> Arc<dyn ObjectStore> {
+    if prefix.is_empty() {
+        store
+    } else {
+        Arc::new(PrefixStore::new(store, prefix))
     }
 }
 
@@ -172,10 +246,14 @@ impl RepoReader {
         let bytes = match self.get(layout::MARKER) {
             Ok(bytes) => bytes,
             Err(Error::NotFound { .. }) => {
+                // A missing bucket also answers "not found": list it to tell the two apart.
+                self.rt
+                    .block_on(self.store.list_with_delimiter(None))
+                    .map_err(|e| backend("listing", "/", &self.location, e))?;
                 return Err(Error::NotARepository {
                     location: self.location.clone(),
                     reason: format!("no {} (run `strongbox init` first)", layout::MARKER),
-                })
+                });
             }
             Err(e) => return Err(e),
         };
@@ -418,18 +496,26 @@ impl Repository {
             .map_err(|e| backend("writing", key, &self.location, e))
     }
 
-    /// Start a streaming upload of one object.
+    /// Start a streaming upload of one data object.
     pub fn writer(&self, key: &str) -> Result<ObjectWriter, Error> {
+        let mut attributes = Attributes::new();
+        if let Some(class) = &self.upload.storage_class {
+            attributes.insert(Attribute::StorageClass, class.clone().into());
+        }
+        let opts = PutMultipartOptions {
+            attributes,
+            ..Default::default()
+        };
         let upload = self
             .rt
-            .block_on(self.store.put_multipart(&path(key)))
+            .block_on(self.store.put_multipart_opts(&path(key), opts))
             .map_err(|e| backend("writing", key, &self.location, e))?;
         let upload = WriteMultipart::new_with_chunk_size(upload, self.upload.part_size);
         Ok(ObjectWriter::new(
             key.to_string(),
             self.rt.clone(),
             upload,
-            self.upload.concurrency,
+            self.upload.concurrency.max(1),
         ))
     }
 

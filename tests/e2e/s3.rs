@@ -1,0 +1,301 @@
+//! Every command against s3:// on a real S3-compatible server (s3s-fs).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::harness::{assert_same_tree, big_tree, noise, tree, write, Env};
+
+/// The bucket `scripts/test.sh` created, or `None` (a failure under CI=true).
+fn shared_bucket() -> Option<String> {
+    match std::env::var("STRONGBOX_TEST_S3_BUCKET") {
+        Ok(bucket) => Some(bucket),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("STRONGBOX_TEST_S3_BUCKET is not set under CI=true: the S3 server did not start")
+        }
+        Err(_) => {
+            eprintln!("skipping: no S3 server (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{name}-{}-{nanos:08x}", std::process::id())
+}
+
+/// An s3s-fs of this test's own, so that the test can stop and restart it.
+struct Server {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Server {
+    fn start(root: &Path, port: Option<u16>) -> Server {
+        let port = port.unwrap_or_else(|| {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        });
+        std::fs::create_dir_all(root.join("bucket")).unwrap();
+        let child = Command::new("s3s-fs")
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--access-key",
+                "own-key",
+                "--secret-key",
+                "own-secret",
+            ])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs on PATH (scripts/test.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start");
+            sleep(Duration::from_millis(20));
+        }
+        Server {
+            child: Some(child),
+            port,
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        cmd.env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", self.port),
+        )
+        .env("AWS_ACCESS_KEY_ID", "own-key")
+        .env("AWS_SECRET_ACCESS_KEY", "own-secret")
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("STRONGBOX_RETRIES", "2");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn full_incremental_differential_over_s3_restore_bit_identical_and_verify_deep() {
+    let Some(bucket) = shared_bucket() else {
+        return;
+    };
+    let mut env = Env::new();
+    env.repo = format!("s3://{bucket}/{}", unique("chain"));
+    let src = env.path("src");
+    write(&src.join("a/big.bin"), &noise(1, 12 << 20));
+    write(&src.join("a/small.txt"), b"small");
+    std::os::unix::fs::symlink("a/small.txt", src.join("link")).unwrap();
+    env.json(&["init"]);
+    let mut states = vec![];
+    let full = env.backup(
+        "media",
+        &src,
+        &["--storage-class", "STANDARD_IA", "--part-size", "5"],
+    );
+    assert_eq!(full["kind"], "full");
+    states.push((full["id"].as_str().unwrap().to_string(), tree(&src)));
+    write(&src.join("b/new.bin"), &noise(2, 3 << 20));
+    std::fs::remove_file(src.join("a/small.txt")).unwrap();
+    let inc = env.backup("media", &src, &[]);
+    assert_eq!(inc["kind"], "incremental");
+    states.push((inc["id"].as_str().unwrap().to_string(), tree(&src)));
+    write(&src.join("c.txt"), b"third");
+    let diff = env.backup("media", &src, &["--differential"]);
+    assert_eq!(diff["parent"], full["id"]);
+    states.push((diff["id"].as_str().unwrap().to_string(), tree(&src)));
+
+    for (i, (id, expected)) in states.iter().enumerate() {
+        let target = env.path(&format!("r{i}"));
+        env.json(&["restore", id, "--target", target.to_str().unwrap()]);
+        assert_same_tree(expected, &tree(&target));
+    }
+    let report = env.json(&["verify", "--all", "--level", "deep"]);
+    assert_eq!(report["ok"], true, "{report}");
+    let listed = env.json(&["snapshots", "media"]);
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    let ls = env.json(&["ls", "media:latest"]);
+    assert!(ls.as_array().unwrap().iter().any(|e| e["path"] == "c.txt"));
+}
+
+#[test]
+fn bad_s3_locations_fail_with_one_line_naming_the_url_without_secrets() {
+    let Some(bucket) = shared_bucket() else {
+        return;
+    };
+    let env = Env::new();
+    let run = |repo: &str, envs: &[(&str, &str)]| {
+        let mut cmd = Command::new(crate::harness::bin());
+        cmd.args(["--repo", repo, "snapshots"])
+            .env("STRONGBOX_RETRIES", "1");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_default();
+        assert!(
+            secret.is_empty() || !stderr.contains(&secret),
+            "secret leaked: {stderr}"
+        );
+        stderr
+    };
+    let err = run("s3://no-such-bucket-here/x", &[]);
+    assert!(
+        err.contains("s3://no-such-bucket-here/x") && err.contains("NoSuchBucket"),
+        "{err}"
+    );
+    let err = run(&format!("s3://{bucket}/nothing-here"), &[]);
+    assert!(err.contains("is not a strongbox repository"), "{err}");
+    let err = run(
+        &format!("s3://{bucket}/x"),
+        &[("AWS_SECRET_ACCESS_KEY", "wrong-secret-value")],
+    );
+    assert!(
+        err.contains("SignatureDoesNotMatch") || err.contains("privileges"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-secret-value"));
+    let err = run(
+        &format!("s3://{bucket}/x"),
+        &[("AWS_ENDPOINT_URL", "http://127.0.0.1:9")],
+    );
+    assert!(
+        err.contains(&format!("s3://{bucket}/x")) && err.contains("Connection refused"),
+        "{err}"
+    );
+    let err = run("s3://AKIA:hunter2@bucket/x", &[]);
+    assert!(
+        !err.contains("hunter2") && err.contains("credentials"),
+        "{err}"
+    );
+
+    // A prefix that holds something else is not taken over by a backup.
+    let foreign = unique("foreign");
+    let mut env2 = Env::new();
+    env2.repo = format!("s3://{bucket}/{foreign}");
+    let src = env.path("src");
+    write(&src.join("f"), b"x");
+    let err = env2.fails(&["backup", "files", "media", src.to_str().unwrap()], 1);
+    assert!(err.contains("is not a strongbox repository"), "{err}");
+}
+
+#[test]
+fn killing_the_server_mid_backup_fails_cleanly_and_the_next_backup_succeeds() {
+    if shared_bucket().is_none() {
+        return;
+    }
+    let env = Env::new();
+    let root = env.path("s3root");
+    let mut server = Server::start(&root, None);
+    let repo = "s3://bucket/repo";
+    let strongbox = |args: &[&str], server: &Server| {
+        let mut cmd = Command::new(crate::harness::bin());
+        cmd.args(["--repo", repo]).args(args);
+        server.env(&mut cmd);
+        cmd
+    };
+    assert!(strongbox(&["init"], &server)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let src = env.path("src");
+    big_tree(&src, 16, 8 << 20);
+    let child = strongbox(
+        &[
+            "backup",
+            "files",
+            "media",
+            src.to_str().unwrap(),
+            "--part-size",
+            "5",
+            "--compression",
+            "zstd:19",
+        ],
+        &server,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let lock = root.join("bucket/repo/locks/media.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lock.exists() {
+        assert!(Instant::now() < deadline, "backup never took its lock");
+        sleep(Duration::from_millis(10));
+    }
+    sleep(Duration::from_millis(300));
+    server.stop();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("s3://bucket/repo") || stderr.contains("127.0.0.1"),
+        "{stderr}"
+    );
+    let records = root.join("bucket/repo/sets/media/snapshots");
+    assert!(
+        !records.exists() || std::fs::read_dir(&records).unwrap().next().is_none(),
+        "a snapshot record was written"
+    );
+
+    let server = Server::start(&root, Some(server.port));
+    let out = strongbox(
+        &["backup", "files", "media", src.to_str().unwrap(), "--json"],
+        &server,
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["kind"], "full");
+    let target = env.path("restored");
+    let out = strongbox(
+        &[
+            "restore",
+            "media:latest",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+        &server,
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_tree(&tree(&src), &tree(&target));
+}
