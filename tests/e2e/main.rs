@@ -4,5 +4,6 @@ mod bad_input;
 mod files;
 mod harness;
 mod interrupt;
+mod prune;
 mod recipe;
 mod s3;

@@ -105,6 +105,17 @@ A non-empty target needs --force; its current content is kept as
 <target>.pre-restore-<time> unless --no-keep-previous. Any failure leaves the
 target exactly as it was.")]
     Restore(RestoreArgs),
+    /// Forget snapshots a keep policy drops and delete the data nothing needs any more.
+    #[command(after_help = "\
+Examples:
+  strongbox prune media --keep-within 30d --dry-run
+  strongbox prune maindb --keep-daily 7 --keep-weekly 4 --keep-monthly 12
+  strongbox prune --keep-last 10 --json           # every set
+
+The latest snapshot of a set is always kept; a policy that keeps nothing is refused.
+An archive a kept snapshot still draws from is kept even when the snapshot that wrote it
+is forgotten. Objects of failed runs are deleted once older than --grace.")]
+    Prune(PruneArgs),
     /// Check snapshots: quick (objects present), checksum (SHA-256), deep (every file).
     #[command(
         after_help = "Examples:\n  strongbox verify --all\n  strongbox verify media:latest --level deep --report /var/log/strongbox-verify.json"
@@ -198,6 +209,23 @@ pub struct VerifyArgs {
     /// Also write the JSON report to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only this set (default: every set).
+    pub set: Option<String>,
+    #[command(flatten)]
+    pub policy: strongbox_retention::KeepPolicy,
+    /// Timezone of the hourly/daily/weekly/monthly/yearly buckets (UTC, +02:00, Europe/Berlin).
+    #[arg(long, default_value = "UTC", value_name = "TZ")]
+    pub timezone: strongbox_retention::Timezone,
+    /// Print the plan with reasons; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Leave unreferenced objects younger than this alone (a backup may be running).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub grace: std::time::Duration,
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde::Serialize;
-use strongbox_engine::{Cancel, Engine, FilesBackup, RestoreOptions};
+use strongbox_engine::{Cancel, Engine, FilesBackup, PruneOptions, RestoreOptions};
 use strongbox_manifest::{FileType, Snapshot, SnapshotKind, Stats};
 use strongbox_storage::{Location, RepoReader, Repository, UploadOptions};
 
@@ -192,6 +192,7 @@ fn run(cli: Cli, cancel: Cancel) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore(args) => restore(&ctx, args),
+        Command::Prune(args) => prune(&ctx, args),
         Command::Verify(args) => verify(&ctx, args),
     }
 }
@@ -276,6 +277,49 @@ fn restore(ctx: &Context_, args: cli::RestoreArgs) -> Result<ExitCode> {
             text.push_str(&format!("\nprevious content kept at {}", previous.display()));
         }
         text
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prune(ctx: &Context_, args: cli::PruneArgs) -> Result<ExitCode> {
+    let engine = ctx.engine(Repository::open(&ctx.location)?);
+    let opts = PruneOptions {
+        timezone: args.timezone,
+        dry_run: args.dry_run,
+        grace: args.grace,
+        ..PruneOptions::new(args.policy)
+    };
+    let sets: Vec<String> = args.set.into_iter().collect();
+    let report = engine.prune(&sets, &opts)?;
+    ctx.print(&report, || {
+        let mut lines = Vec::new();
+        for kept in &report.keep {
+            lines.push(format!(
+                "keep   {} {:<12} {}",
+                kept.id,
+                kept.set,
+                kept.reasons.join(", ")
+            ));
+        }
+        for forgotten in &report.forget {
+            lines.push(format!("forget {} {}", forgotten.id, forgotten.set));
+        }
+        for key in &report.retained_for_chains {
+            lines.push(format!("retain {key} (a kept snapshot draws from it)"));
+        }
+        lines.push(format!(
+            "{}{} kept, {} forgotten, {} objects deleted, {} freed",
+            if report.dry_run {
+                "dry run, nothing changed: "
+            } else {
+                ""
+            },
+            report.keep.len(),
+            report.forget.len(),
+            report.deleted_objects,
+            human_bytes(report.freed_bytes)
+        ));
+        lines.join("\n")
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,6 @@
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use strongbox_manifest::{Listing, ObjectRole, Snapshot, SnapshotId, SourceKind};
+use strongbox_manifest::{Listing, ObjectRole, Snapshot, SourceKind};
 use strongbox_storage::Repository;
 
 use crate::journal::Journal;
@@ -82,16 +81,6 @@ impl Engine {
         })?;
         let bytes = self.repo.get(&object.key)?;
         Ok(Listing::decode(&object.key, &bytes)?)
-    }
-
-    /// The records of a set by id (holders of a listing's entries are among them).
-    pub(crate) fn records_by_id(&self, set: &str) -> Result<HashMap<SnapshotId, Snapshot>, Error> {
-        Ok(self
-            .repo
-            .snapshots(Some(set))?
-            .into_iter()
-            .map(|s| (s.id.clone(), s))
-            .collect())
     }
 
     /// Run `work` under the set's lock, with a run-journal entry for the attempt.

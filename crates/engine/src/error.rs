@@ -14,6 +14,12 @@ pub enum Error {
     /// A snapshot's data does not read back as recorded.
     #[error(transparent)]
     Verify(#[from] strongbox_verify::Error),
+    /// A database dump or restore failed.
+    #[error(transparent)]
+    Database(#[from] strongbox_db_dump::Error),
+    /// A keep policy that cannot be applied (e.g. one that would keep nothing).
+    #[error("prune policy: {0}")]
+    Retention(#[from] strongbox_retention::Error),
     /// Writing an archive failed.
     #[error("archive {key}: {source}")]
     Archive {

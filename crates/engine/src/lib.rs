@@ -27,19 +27,27 @@
 //! ```
 
 mod backup;
+mod database;
 mod engine;
 mod error;
 mod journal;
 mod progress;
+mod prune;
 mod restore;
 mod select;
 mod verify;
 
 pub use backup::FilesBackup;
+pub use database::{
+    redact_conninfo, target_for, verify_dump, DatabaseRestoreOutcome, DatabaseSource,
+    DatabaseTarget, PostgresSource, PostgresTarget, RestoreReport, SqliteSource, SqliteTarget,
+};
 pub use engine::Engine;
 pub use error::Error;
 pub use journal::RunRecord;
 pub use progress::{Cancel, NoProgress, Progress};
+pub use prune::{Forgotten, Kept, PruneOptions, PruneReport};
 pub use restore::{HolderPlan, RestoreOptions, RestoreOutcome, RestorePlan};
 pub use select::select;
+pub use strongbox_retention::{KeepPolicy, Timezone};
 pub use strongbox_verify::{Report, VerifyLevel};

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -8,7 +8,7 @@ use std::time::Instant;
 use chrono::Utc;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
-use strongbox_manifest::{FileEntry, FileType, Listing, Snapshot, SourceKind};
+use strongbox_manifest::{FileEntry, FileType, Listing, Snapshot, SnapshotId, SourceKind};
 use strongbox_verify::{read_tree, TreeEntry};
 
 use crate::{Engine, Error};
@@ -320,7 +320,12 @@ impl Engine {
         let listing = self.listing(snapshot)?;
         let entries = wanted_entries(&listing, &opts.includes)?;
         let plan = plan(snapshot, &entries);
-        let records = self.records_by_id(&snapshot.set)?;
+        let archives: HashMap<SnapshotId, String> = self
+            .repo
+            .archives(&snapshot.set)?
+            .into_iter()
+            .map(|(id, object)| (id, object.key))
+            .collect();
 
         let parent = target.parent().unwrap_or(Path::new("/"));
         let name = target
@@ -356,7 +361,7 @@ impl Engine {
         read_tree(
             self.repo.as_reader(),
             &listing,
-            &records,
+            &archives,
             Some(&wanted),
             |item: TreeEntry<'_>| {
                 if self.cancel.is_cancelled() {

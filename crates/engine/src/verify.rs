@@ -33,7 +33,6 @@ impl Engine {
         snapshots: &[&Snapshot],
         level: VerifyLevel,
     ) -> Result<Vec<SnapshotReport>, Error> {
-        let records = self.records_by_id(set)?;
         let sizes: HashMap<String, u64> = self
             .repo
             .list(&layout::data_prefix(set))?
@@ -44,7 +43,7 @@ impl Engine {
         self.progress.phase("verifying", None);
         for snapshot in snapshots {
             self.cancel.check()?;
-            let report = verify_snapshot(self.repo.as_reader(), snapshot, &records, &sizes, level);
+            let report = verify_snapshot(self.repo.as_reader(), snapshot, &sizes, level);
             if !report.ok {
                 tracing::warn!(id = %snapshot.id, "verification failed");
             }

@@ -139,11 +139,11 @@ fn compact(d: Duration) -> String {
         format!("{}ns", d.as_nanos())
     } else if secs == 0 {
         "0s".to_owned()
-    } else if secs % 86_400 == 0 {
+    } else if secs.is_multiple_of(86_400) {
         format!("{}d", secs / 86_400)
-    } else if secs % 3_600 == 0 {
+    } else if secs.is_multiple_of(3_600) {
         format!("{}h", secs / 3_600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{}min", secs / 60)
     } else {
         format!("{secs}s")

@@ -65,6 +65,21 @@ pub fn parse_snapshot_key(key: &str) -> Option<(&str, &str)> {
     (!id.contains('/')).then_some((set, id))
 }
 
+/// The set, snapshot id and extension of a data object key (`sets/<set>/data/<id>.<ext>`).
+pub fn parse_data_key(key: &str) -> Option<(&str, &str, &str)> {
+    let rest = key.strip_prefix("sets/")?;
+    let (set, rest) = rest.split_once('/')?;
+    let name = rest.strip_prefix("data/")?;
+    let (id, ext) = name.split_once('.')?;
+    (!name.contains('/')).then_some((set, id, ext))
+}
+
+/// The id of the snapshot whose archive (`<id>.tar`, `.tar.zst`, `.tar.gz`) `key` is.
+pub fn archive_id(key: &str) -> Option<&str> {
+    let (_, id, ext) = parse_data_key(key)?;
+    matches!(ext, "tar" | "tar.zst" | "tar.gz").then_some(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +100,22 @@ mod tests {
         let key = snapshot_key("media", &id);
         assert_eq!(parse_snapshot_key(&key), Some(("media", id.as_str())));
         assert_eq!(parse_snapshot_key("sets/media/data/x.json"), None);
+    }
+
+    #[test]
+    fn data_keys() {
+        let id = SnapshotId::parse("20250101T000000Z-abcdef").unwrap();
+        for (ext, archive) in [
+            ("tar.zst", true),
+            ("tar.gz", true),
+            ("tar", true),
+            ("files.json.zst", false),
+            ("pgdump.zst", false),
+        ] {
+            let key = data_key("media", &id, ext);
+            assert_eq!(parse_data_key(&key), Some(("media", id.as_str(), ext)));
+            assert_eq!(archive_id(&key).is_some(), archive, "{key}");
+        }
+        assert_eq!(parse_data_key("sets/media/snapshots/x.json"), None);
     }
 }

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 use serde::{Deserialize, Serialize};
-use strongbox_manifest::{Snapshot, FORMAT_VERSION};
+use strongbox_manifest::{Snapshot, SnapshotId, FORMAT_VERSION};
 use tokio::runtime::Runtime;
 
 use crate::io::{path, ObjectReader, ObjectWriter};
@@ -76,6 +77,9 @@ pub struct RepoReader {
     pub(crate) rt: Arc<Runtime>,
     pub(crate) location: String,
     pub(crate) marker: Option<Marker>,
+    /// The directory of a local repository, where interrupted uploads leave staging files
+    /// that object_store's listing does not show.
+    pub(crate) local_root: Option<std::path::PathBuf>,
 }
 
 /// Read and write access to a repository.
@@ -191,6 +195,13 @@ fn retry_config() -> RetryConfig {
     }
 }
 
+fn local_root(location: &Location) -> Option<std::path::PathBuf> {
+    match location {
+        Location::Local(dir) => Some(dir.clone()),
+        _ => None,
+    }
+}
+
 fn with_prefix(store: Arc<dyn ObjectStore>, prefix: &str) -> Arc<dyn ObjectStore> {
     if prefix.is_empty() {
         store
@@ -227,7 +238,9 @@ impl RepoReader {
     /// Open an existing repository for reading.
     pub fn open(location: &Location) -> Result<Self, Error> {
         let (store, display) = connect(location, false)?;
-        Self::open_store(store, display)
+        let mut reader = Self::open_store(store, display)?;
+        reader.local_root = local_root(location);
+        Ok(reader)
     }
 
     /// Open a repository on a store built elsewhere (any `object_store` backend).
@@ -237,6 +250,7 @@ impl RepoReader {
             rt: runtime()?,
             location,
             marker: None,
+            local_root: None,
         };
         reader.marker = Some(reader.read_marker()?);
         Ok(reader)
@@ -344,6 +358,20 @@ impl RepoReader {
         Ok(objects)
     }
 
+    /// The archive objects of `set` by snapshot id (one listing). Restores find holder
+    /// archives here, so an archive outlives the record of the snapshot that wrote it for
+    /// as long as a kept listing draws from it.
+    pub fn archives(&self, set: &str) -> Result<HashMap<SnapshotId, ObjectInfo>, Error> {
+        let objects = self.list(&layout::data_prefix(layout::check_set_name(set)?))?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|o| {
+                let id = SnapshotId::parse(layout::archive_id(&o.key)?).ok()?;
+                Some((id, o))
+            })
+            .collect())
+    }
+
     /// Every snapshot record of `set` (or of every set), oldest first.
     pub fn snapshots(&self, set: Option<&str>) -> Result<Vec<Snapshot>, Error> {
         let prefix = match set {
@@ -386,7 +414,9 @@ impl Repository {
     /// repository is an error.
     pub fn init(location: &Location) -> Result<Self, Error> {
         let (store, display) = connect(location, true)?;
-        Self::init_store(store, display)
+        let mut repo = Self::init_store(store, display)?;
+        repo.reader.local_root = local_root(location);
+        Ok(repo)
     }
 
     /// Create a repository on a store built elsewhere.
@@ -403,6 +433,7 @@ impl Repository {
             rt: runtime()?,
             location,
             marker: None,
+            local_root: None,
         };
         let mut bytes = serde_json::to_vec_pretty(&marker).expect("marker serializes");
         bytes.push(b'\n');
@@ -525,6 +556,47 @@ impl Repository {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(backend("deleting", key, &self.location, e)),
         }
+    }
+
+    /// Remove what interrupted uploads left below `prefix` and older than `grace`: on a
+    /// local repository the staging files (`<key>#<n>`) of a killed process. (S3 keeps
+    /// incomplete multipart uploads out of listings; a bucket lifecycle rule
+    /// `AbortIncompleteMultipartUpload` collects them — see docs/storage.md.)
+    pub fn remove_upload_leftovers(&self, prefix: &str, grace: Duration) -> Result<u64, Error> {
+        let Some(root) = &self.reader.local_root else {
+            return Ok(0);
+        };
+        let dir = root.join(prefix);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(source) => {
+                return Err(Error::Io {
+                    operation: "listing",
+                    path: dir.display().to_string(),
+                    source,
+                })
+            }
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= grace);
+            if name.to_string_lossy().contains('#') && stale {
+                std::fs::remove_file(entry.path()).map_err(|source| Error::Io {
+                    operation: "removing",
+                    path: entry.path().display().to_string(),
+                    source,
+                })?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Write a snapshot record (the commit point of a backup).

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use strongbox_manifest::{Listing, ObjectRole, Snapshot, SnapshotId, SourceKind};
-use strongbox_storage::RepoReader;
+use strongbox_storage::{layout, RepoReader};
 
 use crate::tree::{check_listing, read_tree};
 use crate::Error;
@@ -99,23 +99,29 @@ fn check(name: &str, result: Result<String, String>) -> Check {
     }
 }
 
-/// Check one snapshot at `level`. `sizes` maps every object key of the repository to its
-/// size (one listing serves many snapshots); `records` holds the set's records, so that a
-/// files snapshot's holders can be found.
+/// Check one snapshot at `level`. `sizes` maps every data object key of the snapshot's set
+/// to its size (one listing serves all the set's snapshots, and finds the archives a files
+/// listing draws from).
 pub fn verify_snapshot(
     repo: &RepoReader,
     snapshot: &Snapshot,
-    records: &HashMap<SnapshotId, Snapshot>,
     sizes: &HashMap<String, u64>,
     level: VerifyLevel,
 ) -> SnapshotReport {
+    let archives: HashMap<SnapshotId, String> = sizes
+        .keys()
+        .filter_map(|key| {
+            let id = SnapshotId::parse(layout::archive_id(key)?).ok()?;
+            Some((id, key.clone()))
+        })
+        .collect();
     let mut checks = vec![check("objects", objects_present(snapshot, sizes))];
     let listing = if snapshot.source == SourceKind::Files {
         let listing = load_listing(repo, snapshot);
         let result = listing
             .as_ref()
             .map_err(|e| e.to_string())
-            .and_then(|l| holders_present(l, records, sizes));
+            .and_then(|l| holders_present(l, &archives));
         checks.push(check("listing", result));
         listing.ok()
     } else {
@@ -126,7 +132,7 @@ pub fn verify_snapshot(
     }
     if level >= VerifyLevel::Deep {
         let result = match (&listing, snapshot.source) {
-            (Some(listing), _) => read_tree(repo, listing, records, None, |_| Ok(()))
+            (Some(listing), _) => read_tree(repo, listing, &archives, None, |_| Ok(()))
                 .map(|()| format!("{} entries read and matched", listing.entries.len()))
                 .map_err(|e| e.to_string()),
             (None, SourceKind::Files) => Err("listing unreadable".to_string()),
@@ -173,24 +179,14 @@ pub(crate) fn load_listing(repo: &RepoReader, snapshot: &Snapshot) -> Result<Lis
 
 fn holders_present(
     listing: &Listing,
-    records: &HashMap<SnapshotId, Snapshot>,
-    sizes: &HashMap<String, u64>,
+    archives: &HashMap<SnapshotId, String>,
 ) -> Result<String, String> {
     check_listing(listing).map_err(|e| e.to_string())?;
     let holders = listing.by_holder();
-    for holder in holders.keys() {
-        let record = records
-            .get(*holder)
-            .ok_or_else(|| format!("draws from snapshot {holder}, which has no record"))?;
-        let archive = record
-            .object(ObjectRole::Archive)
-            .ok_or_else(|| format!("draws from snapshot {holder}, which has no archive"))?;
-        if sizes.get(&archive.key) != Some(&archive.size) {
-            return Err(format!(
-                "archive {} is missing or has the wrong size",
-                archive.key
-            ));
-        }
+    if let Some(missing) = holders.keys().find(|h| !archives.contains_key(**h)) {
+        return Err(format!(
+            "draws from the archive of snapshot {missing}, which is missing"
+        ));
     }
     Ok(format!(
         "{} entries from {} archive(s)",

@@ -49,7 +49,7 @@ pub enum Error {
         path: String,
     },
     /// The listing names a holder snapshot that does not exist.
-    #[error("listing of {snapshot} draws from snapshot {holder}, which has no archive record")]
+    #[error("listing of {snapshot} draws from the archive of snapshot {holder}, which is missing")]
     MissingHolder {
         /// The snapshot verified.
         snapshot: String,

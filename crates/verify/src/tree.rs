@@ -2,7 +2,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use strongbox_archive::{ArchiveEntry, ArchiveReader, EntryKind};
-use strongbox_manifest::{FileEntry, FileType, Listing, ObjectRole, Snapshot, SnapshotId};
+use strongbox_manifest::{FileEntry, FileType, Listing, SnapshotId};
 use strongbox_storage::RepoReader;
 
 use crate::Error;
@@ -53,11 +53,12 @@ pub fn check_listing(listing: &Listing) -> Result<(), Error> {
 /// Stream every holder archive of `listing` once (oldest first) and hand each entry of
 /// `wanted` (all entries when `None`) to `visit`, with its data for regular files. The
 /// file's SHA-256 is checked against the listing after `visit` has consumed the data;
-/// an entry missing from its archive is an error. `holders` maps holder ids to records.
+/// an entry missing from its archive is an error. `archives` maps holder ids to archive
+/// keys ([`RepoReader::archives`]).
 pub fn read_tree<F>(
     repo: &RepoReader,
     listing: &Listing,
-    holders: &HashMap<SnapshotId, Snapshot>,
+    archives: &HashMap<SnapshotId, String>,
     wanted: Option<&HashSet<&str>>,
     mut visit: F,
 ) -> Result<(), Error>
@@ -74,17 +75,13 @@ where
         if pending.is_empty() {
             continue;
         }
-        let record = holders.get(holder).ok_or_else(|| Error::MissingHolder {
-            snapshot: listing.snapshot.to_string(),
-            holder: holder.to_string(),
-        })?;
-        let object = record
-            .object(ObjectRole::Archive)
+        let key = archives
+            .get(holder)
             .ok_or_else(|| Error::MissingHolder {
                 snapshot: listing.snapshot.to_string(),
                 holder: holder.to_string(),
-            })?;
-        let key = object.key.as_str();
+            })?
+            .as_str();
         let stream = repo.reader(key)?;
         let mut archive = ArchiveReader::new(stream).map_err(|source| Error::Archive {
             key: key.to_string(),

@@ -1,0 +1,577 @@
+//! PostgreSQL connection strings: parsing with libpq's defaults and fallbacks, redaction, and
+//! the environment that hands a connection to `pg_dump`/`pg_restore` without a secret in
+//! their arguments.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_postgres::config::{Host, SslMode};
+
+use crate::Error;
+
+/// Replace every password in a connection string (URL or `key=value` form) with `***`.
+///
+/// ```
+/// use strongbox_db_dump::redact_conninfo;
+/// assert_eq!(
+///     redact_conninfo("postgres://app:s3cret@db.internal:5432/app?sslmode=disable"),
+///     "postgres://app:***@db.internal:5432/app?sslmode=disable"
+/// );
+/// assert_eq!(
+///     redact_conninfo("host=db user=app password='s3 cret' dbname=app"),
+///     "host=db user=app password=*** dbname=app"
+/// );
+/// ```
+pub fn redact_conninfo(conninfo: &str) -> String {
+    let trimmed = conninfo.trim();
+    if let Some(rest) = trimmed
+        .strip_prefix("postgres://")
+        .map(|r| ("postgres://", r))
+        .or_else(|| {
+            trimmed
+                .strip_prefix("postgresql://")
+                .map(|r| ("postgresql://", r))
+        })
+    {
+        redact_url(rest.0, rest.1)
+    } else {
+        redact_key_values(trimmed)
+    }
+}
+
+fn is_secret_key(key: &str) -> bool {
+    matches!(key, "password" | "sslpassword")
+}
+
+fn redact_url(scheme: &str, rest: &str) -> String {
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => {
+            let (userinfo, hosts) = authority.split_at(at);
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***{hosts}"),
+                None => authority.to_string(),
+            }
+        }
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if is_secret_key(key) => format!("{key}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}{authority}{tail}")
+}
+
+/// One `key=value` pair of a libpq connection string.
+struct Pair {
+    key: String,
+    /// Byte range of the value as written (quotes included).
+    span: std::ops::Range<usize>,
+}
+
+/// Split a `key=value` connection string as libpq does; `Err` at the first malformed byte.
+fn key_values(conninfo: &str) -> Result<Vec<Pair>, usize> {
+    let bytes = conninfo.as_bytes();
+    let mut pairs = Vec::new();
+    let mut i = 0;
+    loop {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == bytes.len() {
+            return Ok(pairs);
+        }
+        let key_start = i;
+        while i < bytes.len() && bytes[i] != b'=' && !bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let key = conninfo[key_start..i].to_string();
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == bytes.len() || bytes[i] != b'=' || key.is_empty() {
+            return Err(key_start);
+        }
+        i += 1;
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let value_start = i;
+        if i < bytes.len() && bytes[i] == b'\'' {
+            i += 1;
+            loop {
+                match bytes.get(i) {
+                    None => return Err(value_start),
+                    Some(b'\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(b'\\') => i += 2,
+                    Some(_) => i += 1,
+                }
+            }
+        } else {
+            while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
+                // A backslash escapes the next byte, a space included.
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            i = i.min(bytes.len());
+        }
+        pairs.push(Pair {
+            key,
+            span: value_start..i,
+        });
+    }
+}
+
+fn redact_key_values(conninfo: &str) -> String {
+    let (pairs, bad_from) = match key_values(conninfo) {
+        Ok(pairs) => (pairs, None),
+        Err(at) => (key_values(&conninfo[..at]).unwrap_or_default(), Some(at)),
+    };
+    let mut out = String::new();
+    let mut copied = 0;
+    for pair in pairs.iter().filter(|p| is_secret_key(&p.key)) {
+        out.push_str(&conninfo[copied..pair.span.start]);
+        out.push_str("***");
+        copied = pair.span.end;
+    }
+    match bad_from {
+        // Past a malformed byte nothing can be told apart, so nothing after it is shown.
+        Some(at) => {
+            out.push_str(&conninfo[copied.min(at)..at]);
+            if !out.ends_with("***") {
+                out.push_str("***");
+            }
+        }
+        None => out.push_str(&conninfo[copied..]),
+    }
+    out
+}
+
+/// A resolved PostgreSQL connection: one host, user, database, and the password if any.
+#[derive(Clone)]
+pub(crate) struct PgConn {
+    /// The connection string as given, redacted: for records and messages.
+    pub(crate) redacted: String,
+    pub(crate) host: Host,
+    pub(crate) hostaddr: Option<std::net::IpAddr>,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) dbname: String,
+    /// Whether the string itself named the database (a restore target must).
+    pub(crate) explicit_dbname: bool,
+    pub(crate) password: Option<String>,
+    pub(crate) options: Option<String>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) ssl_mode: SslMode,
+}
+
+impl std::fmt::Debug for PgConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConn")
+            .field("conninfo", &self.redacted)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Environment of the process, as far as a connection is concerned (a seam for tests).
+pub(crate) trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+pub(crate) struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl PgConn {
+    /// Parse `conninfo` and fill what it leaves out as libpq would: PGHOST, PGPORT, PGUSER,
+    /// PGDATABASE; the password from the string, else PGPASSWORD, else the password file.
+    pub(crate) fn parse(conninfo: &str, env: &dyn Env) -> Result<Self, Error> {
+        let redacted = redact_conninfo(conninfo);
+        let invalid = |reason: String| Error::InvalidConninfo {
+            conninfo: redacted.clone(),
+            reason,
+        };
+        let config: tokio_postgres::Config = conninfo
+            .trim()
+            .parse()
+            .map_err(|e| invalid(crate::error::pg_message(&e)))?;
+        if matches!(config.get_ssl_mode(), SslMode::Require) {
+            return Err(invalid(
+                "sslmode=require is not supported yet: strongbox's own connection has no TLS; \
+                 connect over a local socket or an SSH tunnel"
+                    .to_string(),
+            ));
+        }
+        let port = match config.get_ports().first() {
+            Some(&port) => port,
+            None => match env.var("PGPORT") {
+                Some(port) => port
+                    .parse()
+                    .map_err(|_| invalid(format!("PGPORT {port:?} is not a port number")))?,
+                None => 5432,
+            },
+        };
+        if config.get_hosts().len() > 1 {
+            // pg_dump must reach the very server that exported the snapshot.
+            tracing::info!(conninfo = %redacted, "several hosts given; using the first");
+        }
+        let host = match config.get_hosts().first() {
+            Some(host) => host.clone(),
+            None => match env.var("PGHOST") {
+                Some(host) if host.starts_with('/') => Host::Unix(PathBuf::from(host)),
+                Some(host) => Host::Tcp(host),
+                None => default_host(port),
+            },
+        };
+        let user = config
+            .get_user()
+            .map(str::to_string)
+            .or_else(|| env.var("PGUSER"))
+            .or_else(|| env.var("USER"))
+            .or_else(|| env.var("LOGNAME"))
+            .ok_or_else(|| invalid("no user given (user=, PGUSER)".to_string()))?;
+        let dbname = config
+            .get_dbname()
+            .map(str::to_string)
+            .or_else(|| env.var("PGDATABASE"))
+            .unwrap_or_else(|| user.clone());
+        let mut conn = PgConn {
+            redacted: redacted.clone(),
+            host,
+            hostaddr: config.get_hostaddrs().first().copied(),
+            port,
+            user,
+            explicit_dbname: config.get_dbname().is_some(),
+            dbname,
+            password: None,
+            options: config.get_options().map(str::to_string),
+            connect_timeout: config
+                .get_connect_timeout()
+                .copied()
+                .unwrap_or(Duration::from_secs(30)),
+            ssl_mode: config.get_ssl_mode(),
+        };
+        conn.password = match config.get_password() {
+            Some(password) => Some(
+                String::from_utf8(password.to_vec())
+                    .map_err(|_| invalid("the password is not valid UTF-8".to_string()))?,
+            ),
+            None => env
+                .var("PGPASSWORD")
+                .or_else(|| conn.password_from_file(env)),
+        };
+        Ok(conn)
+    }
+
+    /// The same server and credentials, another database (the maintenance database).
+    pub(crate) fn with_dbname(&self, dbname: &str) -> Self {
+        PgConn {
+            dbname: dbname.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// `host:port` or the socket directory, for messages.
+    pub(crate) fn host_display(&self) -> String {
+        match &self.host {
+            Host::Tcp(host) if host.contains(':') => format!("[{host}]:{}", self.port),
+            Host::Tcp(host) => format!("{host}:{}", self.port),
+            Host::Unix(dir) => format!("socket {}:{}", dir.display(), self.port),
+        }
+    }
+
+    /// `database "app" on host:port`, for messages.
+    pub(crate) fn describe(&self) -> String {
+        format!("database {:?} on {}", self.dbname, self.host_display())
+    }
+
+    /// The tokio-postgres configuration.
+    pub(crate) fn config(&self) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        match &self.host {
+            Host::Tcp(host) => config.host(host),
+            Host::Unix(dir) => config.host_path(dir),
+        };
+        if let Some(addr) = self.hostaddr {
+            config.hostaddr(addr);
+        }
+        config
+            .port(self.port)
+            .user(&self.user)
+            .dbname(&self.dbname)
+            .application_name("strongbox")
+            .connect_timeout(self.connect_timeout)
+            .ssl_mode(self.ssl_mode);
+        if let Some(password) = &self.password {
+            config.password(password);
+        }
+        if let Some(options) = &self.options {
+            config.options(options);
+        }
+        config
+    }
+
+    /// Environment for `pg_dump`/`pg_restore`: the whole connection, the password included,
+    /// goes through libpq's variables so that no secret shows in a process listing.
+    pub(crate) fn child_env(&self) -> Vec<(&'static str, Option<String>)> {
+        let host = match &self.host {
+            Host::Tcp(host) => host.clone(),
+            Host::Unix(dir) => dir.display().to_string(),
+        };
+        let ssl = match self.ssl_mode {
+            SslMode::Disable => "disable",
+            _ => "prefer",
+        };
+        vec![
+            ("PGHOST", Some(host)),
+            ("PGHOSTADDR", self.hostaddr.map(|a| a.to_string())),
+            ("PGPORT", Some(self.port.to_string())),
+            ("PGUSER", Some(self.user.clone())),
+            ("PGDATABASE", Some(self.dbname.clone())),
+            ("PGPASSWORD", self.password.clone()),
+            ("PGOPTIONS", self.options.clone()),
+            ("PGAPPNAME", Some("strongbox".to_string())),
+            (
+                "PGCONNECT_TIMEOUT",
+                Some(self.connect_timeout.as_secs().max(2).to_string()),
+            ),
+            ("PGSSLMODE", Some(ssl.to_string())),
+            // A service definition would override what is set here.
+            ("PGSERVICE", None),
+            ("PGSERVICEFILE", None),
+        ]
+    }
+
+    /// Remove the password from `text` (tool output, server messages), should it appear.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        match &self.password {
+            // Shorter passwords would mangle ordinary words, and no tool echoes them anyway.
+            Some(password) if password.len() >= 4 => text.replace(password.as_str(), "***"),
+            _ => text.to_string(),
+        }
+    }
+
+    /// Look the password up in `PGPASSFILE` or `~/.pgpass`, as libpq does.
+    fn password_from_file(&self, env: &dyn Env) -> Option<String> {
+        let path = match env.var("PGPASSFILE") {
+            Some(path) => PathBuf::from(path),
+            None => PathBuf::from(env.var("HOME")?).join(".pgpass"),
+        };
+        let text = read_private(&path)?;
+        let host = match &self.host {
+            // libpq matches a socket connection against "localhost".
+            Host::Unix(_) => "localhost".to_string(),
+            Host::Tcp(host) => host.clone(),
+        };
+        let port = self.port.to_string();
+        let wanted = [
+            host.as_str(),
+            port.as_str(),
+            self.dbname.as_str(),
+            self.user.as_str(),
+        ];
+        text.lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .map(pgpass_fields)
+            .filter(|fields| fields.len() == 5)
+            .find(|fields| {
+                fields[..4]
+                    .iter()
+                    .zip(wanted)
+                    .all(|(field, want)| field == "*" || field == want)
+            })
+            .map(|mut fields| fields.swap_remove(4))
+    }
+}
+
+/// A password file's content, unless others may read it (libpq ignores such a file too).
+fn read_private(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), "password file has group or world access; ignoring it (chmod 0600)");
+        return None;
+    }
+    std::fs::read_to_string(path).ok()
+}
+
+/// Fields of a `.pgpass` line: `:` separates, `\` escapes.
+fn pgpass_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    fields.last_mut().expect("one field").push(next);
+                }
+            }
+            ':' => fields.push(String::new()),
+            c => fields.last_mut().expect("one field").push(c),
+        }
+    }
+    fields
+}
+
+/// libpq's default: the local socket directory where a server listens, else localhost.
+fn default_host(port: u16) -> Host {
+    ["/var/run/postgresql", "/tmp"]
+        .iter()
+        .map(Path::new)
+        .find(|dir| dir.join(format!(".s.PGSQL.{port}")).exists())
+        .map_or_else(
+            || Host::Tcp("localhost".to_string()),
+            |dir| Host::Unix(dir.to_path_buf()),
+        )
+}
+
+/// Quote an SQL identifier.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct FakeEnv(HashMap<&'static str, String>);
+
+    impl Env for FakeEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+    }
+
+    fn env(vars: &[(&'static str, &str)]) -> FakeEnv {
+        FakeEnv(vars.iter().map(|(k, v)| (*k, v.to_string())).collect())
+    }
+
+    #[test]
+    fn redacts_every_password_form() {
+        let cases = [
+            ("postgres://u:pw@h/db", "postgres://u:***@h/db"),
+            (
+                "postgresql://u:p%40ss@h:5433,h2:5434/db?sslmode=disable",
+                "postgresql://u:***@h:5433,h2:5434/db?sslmode=disable",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "postgres://h/db?user=u&password=pw&x=1",
+                "postgres://h/db?user=u&password=***&x=1",
+            ),
+            ("postgres://u:p@ss@h/db", "postgres://u:***@h/db"),
+            (
+                "host=h password=pw dbname=d",
+                "host=h password=*** dbname=d",
+            ),
+            (
+                "host=h password = 'a \\' b' dbname=d",
+                "host=h password = *** dbname=d",
+            ),
+            ("password=pw", "password=***"),
+            ("host=h password='unterminated", "host=h password=***"),
+            ("host=h garbage password=pw", "host=h ***"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(redact_conninfo(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn password_comes_from_url_then_env_then_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pgpass = dir.path().join("pgpass");
+        std::fs::write(
+            &pgpass,
+            "# comment\nother:5432:*:u:wrong\nh:5432:db:u:from\\:file\n*:*:*:*:fallback\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let file = pgpass.to_str().unwrap();
+
+        let from_url = PgConn::parse(
+            "postgres://u:url@h/db",
+            &env(&[("PGPASSWORD", "env"), ("PGPASSFILE", file)]),
+        )
+        .unwrap();
+        assert_eq!(from_url.password.as_deref(), Some("url"));
+        let from_env = PgConn::parse(
+            "postgres://u@h/db",
+            &env(&[("PGPASSWORD", "env"), ("PGPASSFILE", file)]),
+        )
+        .unwrap();
+        assert_eq!(from_env.password.as_deref(), Some("env"));
+        let from_file =
+            PgConn::parse("host=h user=u dbname=db", &env(&[("PGPASSFILE", file)])).unwrap();
+        assert_eq!(from_file.password.as_deref(), Some("from:file"));
+        let wildcard =
+            PgConn::parse("host=x user=v dbname=db", &env(&[("PGPASSFILE", file)])).unwrap();
+        assert_eq!(wildcard.password.as_deref(), Some("fallback"));
+
+        // A password file others can read is ignored, as libpq does.
+        std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let open = PgConn::parse("host=h user=u dbname=db", &env(&[("PGPASSFILE", file)])).unwrap();
+        assert_eq!(open.password, None);
+    }
+
+    #[test]
+    fn fills_defaults_from_the_environment() {
+        let conn = PgConn::parse(
+            "",
+            &env(&[
+                ("PGHOST", "db.internal"),
+                ("PGPORT", "6543"),
+                ("PGUSER", "app"),
+                ("PGDATABASE", "main"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(conn.describe(), "database \"main\" on db.internal:6543");
+        let conn = PgConn::parse("postgres://h", &env(&[("USER", "me")])).unwrap();
+        assert_eq!((conn.user.as_str(), conn.dbname.as_str()), ("me", "me"));
+        let socket = PgConn::parse("host=/run/pg user=u", &env(&[])).unwrap();
+        assert_eq!(socket.host_display(), "socket /run/pg:5432");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_child_arguments_and_messages() {
+        let conn = PgConn::parse("postgres://u:hunter22@h/db", &env(&[])).unwrap();
+        let child = conn.child_env();
+        assert!(child.contains(&("PGPASSWORD", Some("hunter22".to_string()))));
+        assert!(!format!("{conn:?}").contains("hunter22"));
+        assert_eq!(
+            conn.scrub("FATAL: bad password hunter22"),
+            "FATAL: bad password ***"
+        );
+        let err = PgConn::parse("postgres://u:hunter22@h:notaport/db", &env(&[])).unwrap_err();
+        assert!(!err.to_string().contains("hunter22"), "{err}");
+        let err = PgConn::parse("postgres://u:pw@h/db?sslmode=require", &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("sslmode=require"), "{err}");
+    }
+
+    #[test]
+    fn quotes_identifiers() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

@@ -1,0 +1,618 @@
+//! PostgreSQL: a snapshot exported from a REPEATABLE READ transaction is counted and dumped
+//! by `pg_dump --snapshot`, so the recorded row counts describe exactly what the dump holds.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::process::Stdio;
+
+use strongbox_manifest::{DatabaseStats, SourceKind, TableCount};
+use tokio::runtime::Runtime;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, GenericClient, IsolationLevel, NoTls};
+
+use crate::conninfo::{quote_ident, PgConn, ProcessEnv};
+use crate::tool::{abandon, copy, CopyError, Major, StderrTail, Tool};
+use crate::{DatabaseSource, DatabaseTarget, Error, RestoreReport};
+
+/// First bytes of a `pg_dump -Fc` archive.
+pub(crate) const PG_MAGIC: &[u8] = b"PGDMP";
+
+/// Ordinary tables of every schema but the system ones; pg_dump dumps the data of each.
+const TABLES: &str = r"
+    SELECT n.nspname::text, c.relname::text
+    FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r'
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\_toast%'
+      AND n.nspname NOT LIKE 'pg\_temp\_%'";
+
+/// Objects a user created (not those of extensions): any of them makes a database non-empty.
+const USER_OBJECTS: &str = r"
+    WITH ext AS (SELECT classid, objid FROM pg_catalog.pg_depend WHERE deptype = 'e'),
+    user_ns AS (
+        SELECT oid, nspname FROM pg_catalog.pg_namespace
+        WHERE nspname NOT IN ('pg_catalog', 'information_schema')
+          AND nspname NOT LIKE 'pg\_toast%' AND nspname NOT LIKE 'pg\_temp\_%'
+    )
+    SELECT
+      (SELECT count(*) FROM pg_catalog.pg_class c JOIN user_ns n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+          AND (('pg_catalog.pg_class'::regclass, c.oid) NOT IN (SELECT * FROM ext)))
+    + (SELECT count(*) FROM pg_catalog.pg_proc p JOIN user_ns n ON n.oid = p.pronamespace
+        WHERE (('pg_catalog.pg_proc'::regclass, p.oid) NOT IN (SELECT * FROM ext)))
+    + (SELECT count(*) FROM pg_catalog.pg_type t JOIN user_ns n ON n.oid = t.typnamespace
+        WHERE (t.typtype IN ('e', 'd', 'r')
+               OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                                                WHERE c.oid = t.typrelid AND c.relkind = 'c')))
+          AND (('pg_catalog.pg_type'::regclass, t.oid) NOT IN (SELECT * FROM ext)))
+    + (SELECT count(*) FROM user_ns n WHERE n.nspname <> 'public'
+          AND (('pg_catalog.pg_namespace'::regclass, n.oid) NOT IN (SELECT * FROM ext)))
+    + (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata)";
+
+/// The client for tokio-postgres: a private current-thread runtime (callers are synchronous)
+/// and one connection, driven whenever the runtime runs.
+struct Session {
+    // Dropped before the runtime, which ends the connection task.
+    client: Client,
+    rt: Runtime,
+}
+
+impl Session {
+    fn open(conn: &PgConn) -> Result<Self, Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Runtime { source })?;
+        let (client, connection) = rt
+            .block_on(conn.config().connect(NoTls))
+            .map_err(|source| Error::Connect {
+                database: conn.describe(),
+                source,
+            })?;
+        rt.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        Ok(Session { client, rt })
+    }
+}
+
+/// Every ordinary table of the database (`schema.table`, sorted) with its exact row count,
+/// read through `client` (inside the dump's transaction, its snapshot).
+fn count_tables(
+    rt: &Runtime,
+    client: &impl GenericClient,
+    conn: &PgConn,
+) -> Result<Vec<TableCount>, Error> {
+    let query_error = |operation| {
+        move |source| Error::Query {
+            database: conn.describe(),
+            operation,
+            source,
+        }
+    };
+    let rows = rt
+        .block_on(client.query(TABLES, &[]))
+        .map_err(query_error("listing tables"))?;
+    let mut tables = Vec::with_capacity(rows.len());
+    for row in rows {
+        let schema: String = row.get(0);
+        let table: String = row.get(1);
+        let name = format!("{schema}.{table}");
+        let sql = format!(
+            "SELECT count(*) FROM {}.{}",
+            quote_ident(&schema),
+            quote_ident(&table)
+        );
+        let count: i64 = rt
+            .block_on(client.query_one(&sql, &[]))
+            .map_err(|source| Error::Table {
+                database: conn.describe(),
+                table: name.clone(),
+                source,
+            })?
+            .get(0);
+        tables.push(TableCount {
+            name,
+            rows: count as u64,
+        });
+    }
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(tables)
+}
+
+/// A PostgreSQL database to back up with `pg_dump`.
+#[derive(Debug, Clone)]
+pub struct PostgresSource {
+    conn: PgConn,
+}
+
+impl PostgresSource {
+    /// A source for `conninfo`: a `postgres://…`/`postgresql://…` URL or a `key=value`
+    /// string. What it leaves out comes from PGHOST, PGPORT, PGUSER, PGDATABASE; the password
+    /// from the string, PGPASSWORD or the password file (`~/.pgpass`, PGPASSFILE).
+    pub fn new(conninfo: &str) -> Result<Self, Error> {
+        Ok(PostgresSource {
+            conn: PgConn::parse(conninfo, &ProcessEnv)?,
+        })
+    }
+}
+
+impl DatabaseSource for PostgresSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Postgres
+    }
+
+    fn origin(&self) -> String {
+        self.conn.redacted.clone()
+    }
+
+    fn dump(&mut self, out: &mut dyn Write) -> Result<DatabaseStats, Error> {
+        let conn = &self.conn;
+        let database = conn.describe();
+        let pg_dump = Tool::find("pg_dump", &database)?;
+        let (tool_version, tool_major) = pg_dump.version(&database)?;
+
+        let mut session = Session::open(conn)?;
+        let rt = &session.rt;
+        let query_error = |operation| {
+            let database = database.clone();
+            move |source| Error::Query {
+                database,
+                operation,
+                source,
+            }
+        };
+        // Counting a large table must not hit a server-side timeout, nor may our idle
+        // transaction be ended while pg_dump still works from its snapshot.
+        rt.block_on(session.client.batch_execute(
+            "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0",
+        ))
+        .map_err(query_error("setting session options"))?;
+        let transaction = rt
+            .block_on(
+                session
+                    .client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start(),
+            )
+            .map_err(query_error("starting a REPEATABLE READ transaction"))?;
+        let row = rt
+            .block_on(transaction.query_one(
+                "SELECT pg_catalog.pg_export_snapshot(), \
+                 pg_catalog.current_setting('server_version'), \
+                 pg_catalog.current_setting('server_version_num')::int4",
+                &[],
+            ))
+            .map_err(query_error("exporting a snapshot"))?;
+        let snapshot: String = row.get(0);
+        let server_version: String = row.get(1);
+        let server_major = Major::from_version_num(row.get::<_, i32>(2).max(0) as u32);
+        if tool_major < server_major {
+            return Err(Error::ToolTooOld {
+                tool: "pg_dump",
+                tool_version,
+                database,
+                server_version,
+                server_major: server_major.to_string(),
+            });
+        }
+        let tables = count_tables(rt, &transaction, conn)?;
+        tracing::info!(%database, %snapshot, tables = tables.len(), "dumping");
+
+        let mut child = pg_dump
+            .command(Some(conn))
+            .arg(format!("--snapshot={snapshot}"))
+            .args(["--format=custom", "--compress=0", "--no-password"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Stream {
+                operation: "starting pg_dump",
+                database: database.clone(),
+                source: e,
+            })?;
+        let stderr = StderrTail::start(child.stderr.take());
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut head = Vec::new();
+        let copied = copy(&mut stdout, out, &mut head, PG_MAGIC.len());
+        drop(stdout);
+        let bytes_dumped = match copied {
+            Ok(n) => n,
+            Err(e) => {
+                abandon(&mut child);
+                let (operation, source) = match e {
+                    CopyError::Read(e) => ("reading pg_dump's output", e),
+                    CopyError::Write(e) => ("writing the dump", e),
+                };
+                return Err(Error::Stream {
+                    operation,
+                    database,
+                    source,
+                });
+            }
+        };
+        let status = child.wait().map_err(|e| Error::Stream {
+            operation: "waiting for pg_dump",
+            database: database.clone(),
+            source: e,
+        })?;
+        let stderr = stderr.finish(Some(conn));
+        if !status.success() {
+            return Err(Error::ToolFailed {
+                tool: "pg_dump",
+                database,
+                status: status.to_string(),
+                stderr,
+            });
+        }
+        if head != PG_MAGIC {
+            return Err(Error::BadDump {
+                database,
+                reason: "pg_dump's output is not a custom-format archive".to_string(),
+            });
+        }
+        if !stderr.is_empty() {
+            tracing::info!(%database, pg_dump = %stderr, "pg_dump said");
+        }
+        // Read-only: nothing to commit; ending the transaction releases the snapshot.
+        rt.block_on(transaction.rollback())
+            .map_err(query_error("ending the snapshot transaction"))?;
+        Ok(DatabaseStats {
+            server_version: format!("PostgreSQL {server_version}"),
+            tables,
+            bytes_dumped,
+            bytes_stored: 0,
+            integrity: None,
+        })
+    }
+}
+
+/// A PostgreSQL database to restore into with `pg_restore`.
+#[derive(Debug, Clone)]
+pub struct PostgresTarget {
+    conn: PgConn,
+}
+
+impl PostgresTarget {
+    /// A target for `conninfo`, which must name the database (`postgres://…/db`,
+    /// `dbname=db`); it is created when missing.
+    pub fn new(conninfo: &str) -> Result<Self, Error> {
+        let conn = PgConn::parse(conninfo, &ProcessEnv)?;
+        if !conn.explicit_dbname {
+            return Err(Error::InvalidConninfo {
+                conninfo: conn.redacted,
+                reason: "a restore target must name its database (postgres://host/DB or dbname=DB)"
+                    .to_string(),
+            });
+        }
+        Ok(PostgresTarget { conn })
+    }
+
+    /// The target as a source: for a safety dump of its content before it is replaced.
+    pub fn as_source(&self) -> PostgresSource {
+        PostgresSource {
+            conn: self.conn.clone(),
+        }
+    }
+
+    /// Connect to the target; `None` when the database does not exist.
+    fn open(&self) -> Result<Option<Session>, Error> {
+        match Session::open(&self.conn) {
+            Ok(session) => Ok(Some(session)),
+            Err(Error::Connect { source, .. })
+                if source.code() == Some(&SqlState::INVALID_CATALOG_NAME) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Run `sql` on the server's maintenance database (`postgres`, else `template1`).
+    fn maintenance(&self, sql: &str, operation: &'static str) -> Result<(), Error> {
+        let mut last = None;
+        for dbname in ["postgres", "template1"] {
+            let conn = self.conn.with_dbname(dbname);
+            match Session::open(&conn) {
+                Ok(session) => {
+                    return session
+                        .rt
+                        .block_on(session.client.batch_execute(sql))
+                        .map_err(|source| Error::Query {
+                            database: self.conn.describe(),
+                            operation,
+                            source,
+                        });
+                }
+                Err(Error::Connect { source, .. })
+                    if source.code() == Some(&SqlState::INVALID_CATALOG_NAME) =>
+                {
+                    last = Some(source);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Connect {
+            database: format!("the maintenance database on {}", self.conn.host_display()),
+            source: last.expect("tried a maintenance database"),
+        })
+    }
+
+    fn is_empty_session(&self, session: &Session) -> Result<bool, Error> {
+        let objects: i64 = session
+            .rt
+            .block_on(session.client.query_one(USER_OBJECTS, &[]))
+            .map_err(|source| Error::Query {
+                database: self.conn.describe(),
+                operation: "looking for existing objects",
+                source,
+            })?
+            .get(0);
+        Ok(objects == 0)
+    }
+
+    fn pg_restore(&self, dump: &mut dyn Read, replace: bool) -> Result<(), Error> {
+        let conn = &self.conn;
+        let database = conn.describe();
+        let pg_restore = Tool::find("pg_restore", &database)?;
+        // Only the database name goes into the arguments (as a conninfo, so that no name is
+        // mistaken for one); host, user and password travel in the environment.
+        let dbname = format!(
+            "dbname='{}'",
+            conn.dbname.replace('\\', "\\\\").replace('\'', "\\'")
+        );
+        let mut command = pg_restore.command(Some(conn));
+        command
+            .arg("--dbname")
+            .arg(dbname)
+            // One transaction: a failed restore leaves the database as it was.
+            .args([
+                "--no-owner",
+                "--exit-on-error",
+                "--single-transaction",
+                "--no-password",
+            ]);
+        if replace {
+            command.args(["--clean", "--if-exists"]);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Stream {
+                operation: "starting pg_restore",
+                database: database.clone(),
+                source: e,
+            })?;
+        let stderr = StderrTail::start(child.stderr.take());
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let mut head = Vec::new();
+        let copied = copy(dump, &mut stdin, &mut head, 0);
+        drop(stdin);
+        let stopped_reading = match copied {
+            Ok(_) => None,
+            // pg_restore quit early; its exit status and stderr tell why.
+            Err(CopyError::Write(e)) if e.kind() == io::ErrorKind::BrokenPipe => Some(e),
+            Err(CopyError::Write(e)) => {
+                abandon(&mut child);
+                return Err(Error::Stream {
+                    operation: "feeding pg_restore",
+                    database,
+                    source: e,
+                });
+            }
+            Err(CopyError::Read(e)) => {
+                // Killing pg_restore aborts its transaction: nothing is changed.
+                abandon(&mut child);
+                return Err(Error::Stream {
+                    operation: "reading the dump",
+                    database,
+                    source: e,
+                });
+            }
+        };
+        let status = child.wait().map_err(|e| Error::Stream {
+            operation: "waiting for pg_restore",
+            database: database.clone(),
+            source: e,
+        })?;
+        let stderr = stderr.finish(Some(conn));
+        if !status.success() {
+            return Err(Error::ToolFailed {
+                tool: "pg_restore",
+                database,
+                status: status.to_string(),
+                stderr,
+            });
+        }
+        if let Some(e) = stopped_reading {
+            return Err(Error::Stream {
+                operation: "feeding pg_restore (it stopped reading)",
+                database,
+                source: e,
+            });
+        }
+        if !stderr.is_empty() {
+            tracing::info!(%database, pg_restore = %stderr, "pg_restore said");
+        }
+        Ok(())
+    }
+}
+
+impl DatabaseTarget for PostgresTarget {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Postgres
+    }
+
+    fn describe(&self) -> String {
+        format!("{} ({})", self.conn.describe(), self.conn.redacted)
+    }
+
+    fn is_empty(&mut self) -> Result<bool, Error> {
+        match self.open()? {
+            None => Ok(true),
+            Some(session) => self.is_empty_session(&session),
+        }
+    }
+
+    fn restore(
+        &mut self,
+        dump: &mut dyn Read,
+        expected: &DatabaseStats,
+    ) -> Result<RestoreReport, Error> {
+        let database = self.conn.describe();
+        // Fail on a missing pg_restore before creating anything.
+        Tool::find("pg_restore", &database)?;
+        let (created, replace) = match self.open()? {
+            Some(session) => (false, !self.is_empty_session(&session)?),
+            None => {
+                tracing::info!(%database, "creating the database");
+                self.maintenance(
+                    &format!(
+                        "CREATE DATABASE {} TEMPLATE template0",
+                        quote_ident(&self.conn.dbname)
+                    ),
+                    "creating the database",
+                )?;
+                (true, false)
+            }
+        };
+        let result = self.pg_restore(dump, replace).and_then(|()| {
+            let session = Session::open(&self.conn)?;
+            let tables = count_tables(&session.rt, &session.client, &self.conn)?;
+            check_counts(&database, &tables, expected)?;
+            Ok(RestoreReport {
+                tables,
+                previous: None,
+            })
+        });
+        if result.is_err() && created {
+            let drop = format!("DROP DATABASE IF EXISTS {}", quote_ident(&self.conn.dbname));
+            if let Err(e) =
+                self.maintenance(&drop, "dropping the database a failed restore created")
+            {
+                tracing::warn!(%database, error = %e, "could not drop the database of a failed restore");
+            }
+        }
+        result
+    }
+
+    fn safety_source(&self) -> Option<Box<dyn DatabaseSource>> {
+        Some(Box::new(self.as_source()))
+    }
+}
+
+/// Compare restored counts with the snapshot's; tables the target had besides are ignored
+/// (a restore over an existing database keeps what the dump does not name).
+fn check_counts(
+    database: &str,
+    actual: &[TableCount],
+    expected: &DatabaseStats,
+) -> Result<(), Error> {
+    let actual: BTreeMap<&str, u64> = actual.iter().map(|t| (t.name.as_str(), t.rows)).collect();
+    let mismatches: Vec<String> = expected
+        .tables
+        .iter()
+        .filter_map(|t| match actual.get(t.name.as_str()) {
+            None => Some(format!("table {} is missing", t.name)),
+            Some(&rows) if rows != t.rows => Some(format!(
+                "table {} has {rows} rows, the snapshot {}",
+                t.name, t.rows
+            )),
+            Some(_) => None,
+        })
+        .collect();
+    if mismatches.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::CountMismatch {
+            database: database.to_string(),
+            mismatches: mismatches.join("; "),
+        })
+    }
+}
+
+/// `pg_restore --list` over a stored dump: the archive's table of contents must read.
+pub(crate) fn verify(dump: &mut dyn Read) -> Result<String, Error> {
+    let what = "the PostgreSQL dump";
+    let pg_restore = Tool::find("pg_restore", what)?;
+    let mut child = pg_restore
+        .command(None)
+        .arg("--list")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Stream {
+            operation: "starting pg_restore",
+            database: what.to_string(),
+            source: e,
+        })?;
+    let stderr = StderrTail::start(child.stderr.take());
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let listing = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).map(|_| text)
+    });
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let mut head = Vec::new();
+    let copied = copy(dump, &mut stdin, &mut head, PG_MAGIC.len());
+    drop(stdin);
+    match copied {
+        Ok(_) => {}
+        // --list stops reading once it has the table of contents.
+        Err(CopyError::Write(e)) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(CopyError::Write(e)) | Err(CopyError::Read(e)) => {
+            abandon(&mut child);
+            return Err(Error::Stream {
+                operation: "reading the dump into pg_restore --list",
+                database: what.to_string(),
+                source: e,
+            });
+        }
+    }
+    // Read the rest too, so that the caller's checks of the stream (digest, codec) see it all.
+    io::copy(dump, &mut io::sink()).map_err(|e| Error::Stream {
+        operation: "reading the dump",
+        database: what.to_string(),
+        source: e,
+    })?;
+    let status = child.wait().map_err(|e| Error::Stream {
+        operation: "waiting for pg_restore",
+        database: what.to_string(),
+        source: e,
+    })?;
+    let stderr = stderr.finish(None);
+    let listing = listing.join().ok().and_then(Result::ok).unwrap_or_default();
+    if head.len() >= PG_MAGIC.len() && head != PG_MAGIC {
+        return Err(Error::BadDump {
+            database: what.to_string(),
+            reason: "not a pg_dump custom-format archive".to_string(),
+        });
+    }
+    if !status.success() {
+        return Err(Error::ToolFailed {
+            tool: "pg_restore",
+            database: what.to_string(),
+            status: status.to_string(),
+            stderr,
+        });
+    }
+    let entries = listing
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
+        .count();
+    let from = listing
+        .lines()
+        .find_map(|l| l.strip_prefix(";     Dumped from database version:"))
+        .map(|v| format!(", dumped from PostgreSQL {}", v.trim()))
+        .unwrap_or_default();
+    Ok(format!("{entries} TOC entries{from}"))
+}

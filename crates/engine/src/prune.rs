@@ -1,0 +1,242 @@
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use strongbox_manifest::{Snapshot, SourceKind};
+use strongbox_retention::{apply, Candidate, KeepPolicy, Timezone};
+use strongbox_storage::{layout, ObjectInfo};
+
+use crate::{Engine, Error};
+
+/// What `prune` is asked to do for one set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneOptions {
+    /// Which snapshots to keep.
+    pub policy: KeepPolicy,
+    /// Calendar of the hourly/daily/weekly/monthly/yearly buckets.
+    #[serde(default)]
+    pub timezone: Timezone,
+    /// Plan only; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Unreferenced objects younger than this may belong to a running backup: left alone.
+    #[serde(default = "default_grace", with = "humantime_serde_secs")]
+    pub grace: Duration,
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+mod humantime_serde_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+impl PruneOptions {
+    /// Prune with `policy`, UTC buckets, a 24 h grace period.
+    pub fn new(policy: KeepPolicy) -> Self {
+        PruneOptions {
+            policy,
+            timezone: Timezone::UTC,
+            dry_run: false,
+            grace: default_grace(),
+        }
+    }
+}
+
+/// A kept snapshot and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    /// Snapshot id.
+    pub id: String,
+    /// Its set.
+    pub set: String,
+    /// The rules that keep it ("daily 3 of 7", "within 30d", …).
+    pub reasons: Vec<String>,
+}
+
+/// A forgotten snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forgotten {
+    /// Snapshot id.
+    pub id: String,
+    /// Its set.
+    pub set: String,
+}
+
+/// What a prune did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneReport {
+    /// Only planned.
+    pub dry_run: bool,
+    /// Kept snapshots, newest first per set.
+    pub keep: Vec<Kept>,
+    /// Forgotten snapshots (their records deleted).
+    pub forget: Vec<Forgotten>,
+    /// Data objects deleted: those of forgotten snapshots no kept listing draws from, and
+    /// leftovers of failed runs older than the grace period.
+    pub deleted_objects: u64,
+    /// Bytes of the deleted objects.
+    pub freed_bytes: u64,
+    /// Keys of the deleted objects.
+    pub deleted: Vec<String>,
+    /// Data objects kept because a kept snapshot still draws from them although the
+    /// snapshot that wrote them is forgotten.
+    pub retained_for_chains: Vec<String>,
+}
+
+impl PruneReport {
+    fn absorb(&mut self, other: PruneReport) {
+        self.keep.extend(other.keep);
+        self.forget.extend(other.forget);
+        self.deleted_objects += other.deleted_objects;
+        self.freed_bytes += other.freed_bytes;
+        self.deleted.extend(other.deleted);
+        self.retained_for_chains.extend(other.retained_for_chains);
+    }
+}
+
+impl Engine {
+    /// Apply `opts.policy` to each set in `sets` (every set when empty): forget what the
+    /// policy drops, then delete the data objects no remaining snapshot needs.
+    pub fn prune(&self, sets: &[String], opts: &PruneOptions) -> Result<PruneReport, Error> {
+        let sets: BTreeSet<String> = if sets.is_empty() {
+            self.repo
+                .snapshots(None)?
+                .into_iter()
+                .map(|s| s.set)
+                .collect()
+        } else {
+            sets.iter().cloned().collect()
+        };
+        let mut report = PruneReport {
+            dry_run: opts.dry_run,
+            ..PruneReport::default()
+        };
+        for set in &sets {
+            layout::check_set_name(set)?;
+            let one = if opts.dry_run {
+                self.prune_set(set, opts)?
+            } else {
+                self.locked(set, "prune", || self.prune_set(set, opts), |_| ("ok", None))?
+            };
+            report.absorb(one);
+        }
+        Ok(report)
+    }
+
+    fn prune_set(&self, set: &str, opts: &PruneOptions) -> Result<PruneReport, Error> {
+        let snapshots = self.repo.snapshots(Some(set))?;
+        let candidates: Vec<Candidate> = snapshots
+            .iter()
+            .map(|s| Candidate::new(s.id.to_string(), s.time).with_tags(s.tags.clone()))
+            .collect();
+        let plan = apply(&opts.policy, &candidates, opts.timezone)?;
+        let by_id: HashMap<&str, &Snapshot> =
+            snapshots.iter().map(|s| (s.id.as_str(), s)).collect();
+        let kept: Vec<&Snapshot> = plan.keep().map(|d| by_id[d.id.as_str()]).collect();
+        let forgotten: Vec<&Snapshot> = plan.forget().map(|d| by_id[d.id.as_str()]).collect();
+
+        // Everything a kept snapshot needs: its own objects and every archive its listing
+        // draws from, whoever wrote it.
+        let objects = self.repo.list(&layout::data_prefix(set))?;
+        let archives = self.repo.archives(set)?;
+        let mut needed: HashSet<String> = HashSet::new();
+        for snapshot in &kept {
+            needed.extend(snapshot.objects.iter().map(|o| o.key.clone()));
+            if snapshot.source == SourceKind::Files {
+                for holder in self.listing(snapshot)?.by_holder().keys() {
+                    match archives.get(*holder) {
+                        Some(archive) => needed.insert(archive.key.clone()),
+                        None => {
+                            return Err(strongbox_verify::Error::MissingHolder {
+                                snapshot: snapshot.id.to_string(),
+                                holder: holder.to_string(),
+                            }
+                            .into())
+                        }
+                    };
+                }
+            }
+        }
+        let owned_by_forgotten: HashSet<&str> = forgotten
+            .iter()
+            .flat_map(|s| s.objects.iter().map(|o| o.key.as_str()))
+            .collect();
+        let owned_by_kept: HashSet<&str> = kept
+            .iter()
+            .flat_map(|s| s.objects.iter().map(|o| o.key.as_str()))
+            .collect();
+        let now = Utc::now();
+        let old_enough = |o: &ObjectInfo| {
+            now.signed_duration_since(o.modified)
+                .to_std()
+                .is_ok_and(|age| age >= opts.grace)
+        };
+        // Delete: objects of forgotten snapshots nobody needs, at once; objects no record
+        // owns (failed or interrupted runs) once they are older than the grace period.
+        let doomed: Vec<&ObjectInfo> = objects
+            .iter()
+            .filter(|o| !needed.contains(&o.key))
+            .filter(|o| {
+                owned_by_forgotten.contains(o.key.as_str())
+                    || (!owned_by_kept.contains(o.key.as_str()) && old_enough(o))
+            })
+            .collect();
+        let retained_for_chains: Vec<String> = objects
+            .iter()
+            .filter(|o| owned_by_forgotten.contains(o.key.as_str()) && needed.contains(&o.key))
+            .map(|o| o.key.clone())
+            .collect();
+
+        let report = PruneReport {
+            dry_run: opts.dry_run,
+            keep: plan
+                .keep()
+                .map(|d| Kept {
+                    id: d.id.clone(),
+                    set: set.to_string(),
+                    reasons: d.reasons.clone(),
+                })
+                .collect(),
+            forget: forgotten
+                .iter()
+                .map(|s| Forgotten {
+                    id: s.id.to_string(),
+                    set: set.to_string(),
+                })
+                .collect(),
+            deleted_objects: doomed.len() as u64,
+            freed_bytes: doomed.iter().map(|o| o.size).sum(),
+            deleted: doomed.iter().map(|o| o.key.clone()).collect(),
+            retained_for_chains,
+        };
+        if opts.dry_run {
+            return Ok(report);
+        }
+        // Records first: once a record is gone its snapshot is forgotten, and an interrupted
+        // prune leaves only unreferenced objects, which the next prune deletes.
+        for snapshot in &forgotten {
+            self.cancel.check()?;
+            self.repo.delete(&layout::snapshot_key(set, &snapshot.id))?;
+            tracing::info!(id = %snapshot.id, "forgot snapshot");
+        }
+        for object in &doomed {
+            self.cancel.check()?;
+            self.repo.delete(&object.key)?;
+            tracing::debug!(key = %object.key, size = object.size, "deleted object");
+        }
+        self.repo
+            .remove_upload_leftovers(&layout::data_prefix(set), opts.grace)?;
+        Ok(report)
+    }
+}

@@ -1,0 +1,280 @@
+//! Retention and prune end to end: seed policies on long chains, every kept snapshot still
+//! restores, dry runs change nothing, freed bytes add up.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use chrono::{Duration, TimeZone, Utc};
+use serde_json::Value;
+
+use crate::harness::{assert_same_tree, noise, tree, write, Env, Node};
+
+/// Files below a local repository with their sizes.
+fn repo_files(root: &Path) -> BTreeMap<String, u64> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, u64>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.insert(
+                    path.strip_prefix(root).unwrap().display().to_string(),
+                    fs::metadata(&path).unwrap().len(),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// `nights` nightly snapshots ending 2025-12-27 02:00 UTC, mutating the tree between them:
+/// a full every 30th night, a differential every 7th, incrementals otherwise.
+/// Returns (id, time, tree at that snapshot).
+fn nightly_chain(
+    env: &Env,
+    set: &str,
+    src: &Path,
+    nights: i64,
+) -> Vec<(String, chrono::DateTime<Utc>, BTreeMap<String, Node>)> {
+    let last = Utc.with_ymd_and_hms(2025, 12, 27, 2, 0, 0).unwrap();
+    write(&src.join("base/keep.bin"), &noise(0, 50_000));
+    let mut out = Vec::new();
+    for n in 0..nights {
+        let time = last - Duration::days(nights - 1 - n);
+        write(
+            &src.join(format!("day/{}.txt", n % 5)),
+            format!("night {n}").as_bytes(),
+        );
+        if n % 4 == 3 {
+            let _ = fs::remove_file(src.join(format!("day/{}.txt", (n + 2) % 5)));
+        }
+        if n % 9 == 0 {
+            write(
+                &src.join(format!("photos/{n}.jpg")),
+                &noise(n as u64 + 7, 20_000),
+            );
+        }
+        let kind = if n % 30 == 0 {
+            "--full"
+        } else if n % 7 == 0 {
+            "--differential"
+        } else {
+            "--incremental"
+        };
+        let record = env.backup(set, src, &[kind, "--time", &time.to_rfc3339()]);
+        out.push((record["id"].as_str().unwrap().to_string(), time, tree(src)));
+    }
+    out
+}
+
+fn kept_ids(report: &Value) -> Vec<String> {
+    report["keep"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn database_seed_policy_on_a_long_chain_keeps_exactly_its_snapshots_and_all_restore() {
+    let env = Env::new();
+    let src = env.path("src");
+    let chain = nightly_chain(&env, "nightly", &src, 120);
+    let repo = Path::new(&env.repo);
+    let before = repo_files(repo);
+    let policy = [
+        "--keep-daily",
+        "7",
+        "--keep-weekly",
+        "4",
+        "--keep-monthly",
+        "12",
+    ];
+
+    let mut dry = vec!["prune", "nightly", "--dry-run"];
+    dry.extend_from_slice(&policy);
+    let plan = env.json(&dry);
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(
+        repo_files(repo).keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "dry run changed the repository"
+    );
+
+    let mut run = vec!["prune", "nightly"];
+    run.extend_from_slice(&policy);
+    let report = env.json(&run);
+    assert_eq!(
+        kept_ids(&report),
+        kept_ids(&plan),
+        "the dry run's plan is what prune did"
+    );
+    let kept = kept_ids(&report);
+    // Daily Dec 21–27; weekly adds Dec 14 and Dec 7; monthly adds Nov 30, Oct 31, Sep 30,
+    // Aug 31, and the oldest snapshot (Aug 30) because buckets were left over.
+    let kept_days: Vec<String> = chain
+        .iter()
+        .filter(|(id, _, _)| kept.contains(id))
+        .map(|(_, t, _)| t.format("%m-%d").to_string())
+        .collect();
+    assert_eq!(
+        kept_days,
+        [
+            "08-30", "08-31", "09-30", "10-31", "11-30", "12-07", "12-14", "12-21", "12-22",
+            "12-23", "12-24", "12-25", "12-26", "12-27"
+        ]
+    );
+    let reasons = &report["keep"][0]["reasons"];
+    assert!(
+        reasons
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("daily 1 of 7")),
+        "{reasons}"
+    );
+    assert_eq!(report["forget"].as_array().unwrap().len(), 120 - 14);
+
+    // Freed bytes are exactly the sizes of the objects that disappeared.
+    let after = repo_files(repo);
+    let removed: u64 = before
+        .iter()
+        .filter(|(k, _)| k.starts_with("sets/nightly/data/") && !after.contains_key(*k))
+        .map(|(_, size)| size)
+        .sum();
+    assert_eq!(report["freed_bytes"].as_u64().unwrap(), removed);
+    assert_eq!(
+        report["deleted_objects"].as_u64().unwrap() as usize,
+        report["deleted"].as_array().unwrap().len()
+    );
+    assert!(removed > 0);
+
+    assert_eq!(
+        env.snapshot_ids(),
+        kept.iter().rev().cloned().collect::<Vec<_>>()
+    );
+    for (id, _, expected) in chain.iter().filter(|(id, _, _)| kept.contains(id)) {
+        let target = env.path(&format!("restore-{id}"));
+        env.json(&["restore", id, "--target", target.to_str().unwrap()]);
+        assert_same_tree(expected, &tree(&target));
+    }
+    let verify = env.json(&["verify", "--all", "--level", "deep"]);
+    assert_eq!(verify["ok"], true, "{verify}");
+
+    // The next backup still chains onto what is left.
+    write(&src.join("after-prune.txt"), b"x");
+    let next = env.backup("nightly", &src, &[]);
+    assert_eq!(next["kind"], "incremental");
+}
+
+#[test]
+fn media_seed_policy_keeps_thirty_days_measured_from_the_newest_snapshot() {
+    let env = Env::new();
+    let src = env.path("src");
+    let chain = nightly_chain(&env, "media", &src, 40);
+    let report = env.json(&["prune", "media", "--keep-within", "30d"]);
+    let kept = kept_ids(&report);
+    // restic's `within` is strict: the snapshot exactly 30 days older than the newest goes.
+    assert_eq!(kept.len(), 30);
+    assert_eq!(kept[0], chain.last().unwrap().0);
+    assert!(report["keep"][0]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == "within 30d"));
+    for (id, _, expected) in chain.iter().filter(|(id, _, _)| kept.contains(id)).take(3) {
+        let target = env.path(&format!("r-{id}"));
+        env.json(&["restore", id, "--target", target.to_str().unwrap()]);
+        assert_same_tree(expected, &tree(&target));
+    }
+    assert_eq!(
+        env.json(&["verify", "--all", "--level", "deep"])["ok"],
+        true
+    );
+}
+
+#[test]
+fn a_policy_that_keeps_nothing_is_refused_and_the_latest_snapshot_always_stays() {
+    let env = Env::new();
+    let src = env.path("src");
+    nightly_chain(&env, "media", &src, 3);
+    let err = env.fails(&["prune", "media"], 1);
+    assert!(err.contains("keep nothing"), "{err}");
+    let err = env.fails(&["prune", "media", "--keep-last", "0"], 1);
+    assert!(err.contains("keep nothing"), "{err}");
+    let report = env.json(&["prune", "media", "--keep-tag", "no-such-tag"]);
+    assert_eq!(kept_ids(&report).len(), 1);
+    assert_eq!(report["keep"][0]["reasons"], serde_json::json!(["latest"]));
+    assert_eq!(env.snapshot_ids().len(), 1);
+}
+
+#[test]
+fn prune_collects_leftovers_of_failed_runs_only_after_the_grace_period() {
+    let env = Env::new();
+    let src = env.path("src");
+    nightly_chain(&env, "media", &src, 2);
+    let data = Path::new(&env.repo).join("sets/media/data");
+    // What a killed backup leaves: an object no record names, and a local staging file.
+    write(
+        &data.join("20251227T030000Z-000abc.tar.zst"),
+        b"half an archive",
+    );
+    write(
+        &data.join("20251227T030000Z-000abc.tar.zst#1"),
+        b"half an upload",
+    );
+    let report = env.json(&["prune", "media", "--keep-last", "5"]);
+    assert_eq!(
+        report["deleted_objects"], 0,
+        "young leftovers may belong to a running backup"
+    );
+    assert!(data.join("20251227T030000Z-000abc.tar.zst").exists());
+
+    let report = env.json(&["prune", "media", "--keep-last", "5", "--grace", "0s"]);
+    assert_eq!(
+        report["deleted"],
+        serde_json::json!(["sets/media/data/20251227T030000Z-000abc.tar.zst"])
+    );
+    assert_eq!(report["freed_bytes"], 15);
+    assert!(!data.join("20251227T030000Z-000abc.tar.zst#1").exists());
+    assert_eq!(
+        env.json(&["verify", "--all", "--level", "deep"])["ok"],
+        true
+    );
+}
+
+#[test]
+fn prune_on_s3_keeps_chains_restorable() {
+    let Ok(bucket) = std::env::var("STRONGBOX_TEST_S3_BUCKET") else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "STRONGBOX_TEST_S3_BUCKET is not set under CI=true"
+        );
+        eprintln!("skipping: no S3 server (run scripts/test.sh)");
+        return;
+    };
+    let mut env = Env::new();
+    let nanos = Utc::now().timestamp_subsec_nanos();
+    env.repo = format!("s3://{bucket}/prune-{}-{nanos:08x}", std::process::id());
+    env.json(&["init"]);
+    let src = env.path("src");
+    let chain = nightly_chain(&env, "media", &src, 32);
+    let report = env.json(&["prune", "media", "--keep-last", "3", "--keep-weekly", "2"]);
+    let kept = kept_ids(&report);
+    assert!(kept.len() >= 3 && kept.len() < 32);
+    assert!(report["freed_bytes"].as_u64().unwrap() > 0);
+    for (id, _, expected) in chain.iter().filter(|(id, _, _)| kept.contains(id)) {
+        let target = env.path(&format!("r-{id}"));
+        env.json(&["restore", id, "--target", target.to_str().unwrap()]);
+        assert_same_tree(expected, &tree(&target));
+    }
+    assert_eq!(
+        env.json(&["verify", "--all", "--level", "deep"])["ok"],
+        true
+    );
+}
