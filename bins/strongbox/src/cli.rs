@@ -100,9 +100,12 @@ Examples:
   strongbox restore media:latest --target /srv/media --force
   strongbox restore 20251227T0200 --target /tmp/check --include 'avatars/**'
   strongbox restore media:latest --target /srv/media --dry-run
+  strongbox restore maindb:latest --target postgresql://postgres@localhost/app_restored
+  strongbox restore chat:latest --target /srv/app/chat.sqlite3 --force
 
-A non-empty target needs --force; its current content is kept as
-<target>.pre-restore-<time> unless --no-keep-previous. Any failure leaves the
+A non-empty target needs --force; a directory's or SQLite file's current content is
+kept as <target>.pre-restore-<time> (unless --no-keep-previous), a PostgreSQL
+database's is first saved as a snapshot of set <set>-safety. Any failure leaves the
 target exactly as it was.")]
     Restore(RestoreArgs),
     /// Forget snapshots a keep policy drops and delete the data nothing needs any more.
@@ -135,6 +138,30 @@ Examples:
 The first snapshot of a set is full; later ones are incremental unless told.
 Unchanged files (same size, mtime, ctime, inode) are not read again.")]
     Files(FilesArgs),
+    /// Back up a PostgreSQL database (pg_dump custom format, exact row counts).
+    #[command(after_help = "\
+Examples:
+  PGPASSWORD=… strongbox backup postgres maindb 'postgresql://backup@db.internal:5432/app'
+  strongbox backup postgres maindb 'host=/var/run/postgresql dbname=app user=backup'
+
+Give the password through PGPASSWORD or ~/.pgpass rather than in the URL: command lines are
+visible to every user of the host. It never reaches logs, records or pg_dump's arguments.")]
+    Postgres(DatabaseArgs),
+    /// Back up an SQLite database file (online backup API; safe while it is written).
+    #[command(
+        after_help = "Example:\n  strongbox backup sqlite chat /srv/app/chat.sqlite3 --tag nightly"
+    )]
+    Sqlite(DatabaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// The set (letters, digits, '.', '_', '-').
+    pub set: String,
+    /// Connection string (postgres) or database file (sqlite).
+    pub source: String,
+    #[command(flatten)]
+    pub common: CommonBackup,
 }
 
 #[derive(Debug, Args)]
@@ -179,8 +206,8 @@ pub struct CommonBackup {
 pub struct RestoreArgs {
     /// Snapshot id, unique id prefix, or <SET>:latest.
     pub snapshot: String,
-    /// Directory to restore a files snapshot into.
-    #[arg(long, value_name = "DIR")]
+    /// Directory (files snapshot), postgres://…/db (PostgreSQL) or a file path (SQLite).
+    #[arg(long, value_name = "TARGET")]
     pub target: PathBuf,
     /// Restore only matching paths (and everything below a matching directory).
     #[arg(long, value_name = "GLOB")]

@@ -10,8 +10,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde::Serialize;
-use strongbox_engine::{Cancel, Engine, FilesBackup, PruneOptions, RestoreOptions};
-use strongbox_manifest::{FileType, Snapshot, SnapshotKind, Stats};
+use strongbox_engine::{
+    target_for, Cancel, DatabaseSource, Engine, FilesBackup, PostgresSource, PruneOptions,
+    RestoreOptions, SqliteSource,
+};
+use strongbox_manifest::{FileType, Snapshot, SnapshotKind, SourceKind, Stats};
 use strongbox_storage::{Location, RepoReader, Repository, UploadOptions};
 
 use cli::{Backup, Cli, Command};
@@ -156,6 +159,8 @@ fn run(cli: Cli, cancel: Cancel) -> Result<ExitCode> {
                 ExitCode::from(EXIT_INCOMPLETE)
             })
         }
+        Command::Backup(Backup::Postgres(args)) => backup_database(&ctx, args, true),
+        Command::Backup(Backup::Sqlite(args)) => backup_database(&ctx, args, false),
         Command::Snapshots { set } => {
             let snapshots = ctx.reader()?.snapshots(set.as_deref())?;
             ctx.print(&snapshots, || snapshot_table(&snapshots))?;
@@ -222,9 +227,83 @@ impl Context_ {
     }
 }
 
+fn backup_database(ctx: &Context_, args: cli::DatabaseArgs, postgres: bool) -> Result<ExitCode> {
+    strongbox_storage::layout::check_set_name(&args.set)?;
+    let repo = Repository::open_or_init(&ctx.location)?.with_upload_options(ctx.upload.clone());
+    let mut source: Box<dyn DatabaseSource> = if postgres {
+        Box::new(PostgresSource::new(&args.source)?)
+    } else {
+        Box::new(SqliteSource::new(&args.source))
+    };
+    let origin = source.origin();
+    let snapshot = ctx
+        .engine(repo)
+        .backup_database(
+            &args.set,
+            source.as_mut(),
+            args.common.tags,
+            args.common.time,
+        )
+        .with_context(|| format!("backup of {origin} failed"))?;
+    ctx.print(&snapshot, || summary(&snapshot))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore_database(
+    ctx: &Context_,
+    engine: &Engine,
+    snapshot: &Snapshot,
+    args: &cli::RestoreArgs,
+) -> Result<ExitCode> {
+    let spec = args
+        .target
+        .to_str()
+        .context("the restore target is not valid UTF-8")?;
+    let mut target = target_for(spec)?;
+    let shown = target.describe();
+    let outcome = engine
+        .restore_database(snapshot, target.as_mut(), args.force)
+        .with_context(|| {
+            format!(
+                "restore of {} into {shown} failed; the target was not changed",
+                snapshot.id
+            )
+        })?;
+    ctx.print(&outcome, || {
+        let rows: u64 = outcome.tables.iter().map(|t| t.rows).sum();
+        let mut text = format!(
+            "restored {} into {}: {} tables, {rows} rows, counts match the snapshot; {:.1} s",
+            outcome.snapshot,
+            outcome.target,
+            outcome.tables.len(),
+            outcome.duration_secs
+        );
+        if let Some(safety) = &outcome.safety_snapshot {
+            text.push_str(&format!(
+                "\nthe target's former content is snapshot {safety}"
+            ));
+        }
+        if let Some(previous) = &outcome.previous {
+            text.push_str(&format!("\nprevious file kept at {}", previous.display()));
+        }
+        text
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn restore(ctx: &Context_, args: cli::RestoreArgs) -> Result<ExitCode> {
     let engine = ctx.engine(Repository::from_reader(ctx.reader()?));
     let snapshot = engine.resolve(&args.snapshot)?;
+    if snapshot.source != SourceKind::Files {
+        if args.dry_run || !args.include.is_empty() {
+            bail!(
+                "--dry-run and --include apply to files snapshots; {} is a {} snapshot",
+                snapshot.id,
+                snapshot.source.as_str()
+            );
+        }
+        return restore_database(ctx, &engine, &snapshot, &args);
+    }
     if args.dry_run {
         let plan = engine.restore_plan(&snapshot, &args.include)?;
         ctx.print(&plan, || {

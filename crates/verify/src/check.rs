@@ -1,5 +1,5 @@
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io::Read;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -136,7 +136,7 @@ pub fn verify_snapshot(
                 .map(|()| format!("{} entries read and matched", listing.entries.len()))
                 .map_err(|e| e.to_string()),
             (None, SourceKind::Files) => Err("listing unreadable".to_string()),
-            (None, _) => decompress_dumps(repo, snapshot),
+            (None, _) => check_dumps(repo, snapshot),
         };
         checks.push(check("content", result));
     }
@@ -233,8 +233,8 @@ fn hash_object(repo: &RepoReader, key: &str) -> Result<(u64, String), Error> {
     Ok((size, hex::encode(hasher.finalize())))
 }
 
-fn decompress_dumps(repo: &RepoReader, snapshot: &Snapshot) -> Result<String, String> {
-    let mut total = 0;
+fn check_dumps(repo: &RepoReader, snapshot: &Snapshot) -> Result<String, String> {
+    let mut summaries = Vec::new();
     for object in snapshot
         .objects
         .iter()
@@ -243,8 +243,9 @@ fn decompress_dumps(repo: &RepoReader, snapshot: &Snapshot) -> Result<String, St
         let reader = repo.reader(&object.key).map_err(|e| e.to_string())?;
         let mut decoder =
             strongbox_archive::Decoder::new(reader).map_err(|e| format!("{}: {e}", object.key))?;
-        total += io::copy(&mut decoder, &mut io::sink())
-            .map_err(|e| format!("{}: corrupt stream: {e}", object.key))?;
+        let summary = strongbox_db_dump::verify_dump(snapshot.source, &mut decoder)
+            .map_err(|e| format!("{}: {e}", object.key))?;
+        summaries.push(summary);
     }
-    Ok(format!("{total} bytes decompressed"))
+    Ok(summaries.join("; "))
 }

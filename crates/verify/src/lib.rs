@@ -5,7 +5,9 @@
 //!   snapshot, every archive its listing draws from) exists with the recorded size;
 //! - [`VerifyLevel::Checksum`]: the SHA-256 of every object matches the record;
 //! - [`VerifyLevel::Deep`]: every stream decompresses and parses, and every file's SHA-256
-//!   matches the listing — everything a restore needs, without writing anything.
+//!   matches the listing — everything a restore needs, without writing anything; a
+//!   PostgreSQL dump's table of contents reads with `pg_restore --list`, an SQLite copy
+//!   passes `PRAGMA integrity_check`.
 //!
 //! [`read_tree`] is the read path of a files restore, shared with the engine: it streams
 //! each holder archive of a listing once and hands the wanted entries to a visitor.
