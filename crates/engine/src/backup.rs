@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use strongbox_archive::{sha256_hex, ArchiveWriter, Compression, EntryMeta};
 use strongbox_manifest::{
-    scan_tree, Change, Excludes, FileEntry, FileStats, FileType, Listing, ObjectRef, ObjectRole,
-    Snapshot, SnapshotId, SnapshotKind, SourceError, SourceKind, Stats, FORMAT_VERSION,
+    diff, walk_tree, Change, Excludes, FileEntry, FileStats, FileType, Listing, ObjectRef,
+    ObjectRole, Snapshot, SnapshotId, SnapshotKind, SourceError, SourceKind, Stats, FORMAT_VERSION,
 };
 use strongbox_storage::{host_name, layout, PutMode, Repository};
 
@@ -131,11 +131,20 @@ impl Engine {
         if opts.kind.is_some_and(|k| k != kind) {
             tracing::info!(set = %opts.set, "no base snapshot to diff against; taking a full snapshot");
         }
-        let parent_listing = parent.map(|p| self.listing(p)).transpose()?;
-
         self.progress.phase("scanning", None);
         let excludes = Excludes::new(&opts.excludes)?;
-        let scan = scan_tree(&source, &excludes, parent_listing.as_ref(), opts.rehash)?;
+        // Walk the tree while another thread reads the parent's listing: one waits on the
+        // file system, the other decompresses and parses.
+        let capacity = parent
+            .and_then(|p| p.file_stats())
+            .map_or(0, |s| (s.files + s.dirs + s.symlinks) as usize);
+        let (walk, parent_listing) = std::thread::scope(|scope| {
+            let loading = scope.spawn(|| parent.map(|p| self.listing(p)).transpose());
+            let walk = walk_tree(&source, &excludes, capacity);
+            let parent_listing = loading.join().expect("listing loader does not panic");
+            (walk, parent_listing)
+        });
+        let scan = diff(walk?, parent_listing?.as_ref(), opts.rehash);
         self.progress.finish();
         self.cancel.check()?;
 

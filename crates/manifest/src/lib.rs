@@ -33,4 +33,4 @@ pub use record::{
     DatabaseStats, FileStats, ObjectRef, ObjectRole, Snapshot, SnapshotKind, SourceError,
     SourceKind, Stats, TableCount, FORMAT_VERSION,
 };
-pub use scan::{classify, scan_tree, Change, Scan};
+pub use scan::{classify, diff, scan_tree, walk_tree, Change, Scan, Walk};

@@ -74,10 +74,18 @@ impl Listing {
         }
     }
 
-    /// Encode as zstd-compressed JSON (`<id>.files.json.zst`).
+    /// Encode as zstd-compressed JSON (`<id>.files.json.zst`), streaming: the JSON text is
+    /// never held whole, and zstd compresses on worker threads while this one serializes.
     pub fn encode(&self) -> Vec<u8> {
-        let json = serde_json::to_vec(self).expect("listings serialize");
-        zstd::bulk::compress(&json, 3).expect("in-memory zstd compression")
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("zstd encoder");
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        encoder.multithread(workers).expect("zstd workers");
+        encoder
+            .set_parameter(zstd::zstd_safe::CParameter::JobSize(2 << 20))
+            .expect("zstd job size");
+        let buffered = std::io::BufWriter::with_capacity(1 << 20, &mut encoder);
+        serde_json::to_writer(buffered, self).expect("listings serialize");
+        encoder.finish().expect("in-memory zstd compression")
     }
 
     /// Decode a listing read from `key`.

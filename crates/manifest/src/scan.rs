@@ -52,14 +52,58 @@ pub fn classify(parent: Option<&FileEntry>, current: &FileEntry, rehash: bool) -
     }
 }
 
-/// Walk `root` (symlinks are recorded, never followed), skipping `excludes`, and diff every
-/// entry against `parent`.
+/// A walked tree, before it is compared with a parent.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// Entries sorted by path: a parent always precedes its children.
+    pub entries: Vec<FileEntry>,
+    /// Entries skipped because they could not be read.
+    pub errors: Vec<SourceError>,
+}
+
+/// Walk `root` and diff every entry against `parent`: [`walk_tree`] then [`diff`].
 pub fn scan_tree(
     root: &Path,
     excludes: &Excludes,
     parent: Option<&Listing>,
     rehash: bool,
 ) -> Result<Scan, Error> {
+    Ok(diff(walk_tree(root, excludes, 0)?, parent, rehash))
+}
+
+/// Compare a walked tree with the parent's listing: unchanged entries take the parent's
+/// digest and holder; parent entries not in the walk count as deleted.
+pub fn diff(walk: Walk, parent: Option<&Listing>, rehash: bool) -> Scan {
+    let previous: HashMap<&str, &FileEntry> = parent
+        .map(|l| l.entries.iter().map(|e| (e.path.as_str(), e)).collect())
+        .unwrap_or_default();
+    let mut seen_in_parent = 0u64;
+    let mut entries = walk.entries;
+    let mut changes = Vec::with_capacity(entries.len());
+    for entry in &mut entries {
+        let old = previous.get(entry.path.as_str()).copied();
+        if old.is_some() {
+            seen_in_parent += 1;
+        }
+        let change = classify(old, entry, rehash);
+        if let (Change::Unchanged, Some(old)) = (change, old) {
+            entry.sha256.clone_from(&old.sha256);
+            entry.holder.clone_from(&old.holder);
+        }
+        changes.push(change);
+    }
+    Scan {
+        entries,
+        changes,
+        deleted: previous.len() as u64 - seen_in_parent,
+        errors: walk.errors,
+    }
+}
+
+/// Walk `root`: symlinks are recorded, never followed; `excludes` are skipped; entries
+/// that cannot be read are reported in [`Walk::errors`]. `capacity` is a hint (the
+/// parent's entry count) that spares regrowing a large listing.
+pub fn walk_tree(root: &Path, excludes: &Excludes, capacity: usize) -> Result<Walk, Error> {
     let meta = fs::metadata(root).map_err(|source| Error::Source {
         path: root.to_path_buf(),
         source,
@@ -74,28 +118,24 @@ pub fn scan_tree(
         source,
     })?;
 
-    let previous: HashMap<&str, &FileEntry> = parent
-        .map(|l| l.entries.iter().map(|e| (e.path.as_str(), e)).collect())
-        .unwrap_or_default();
-    let mut scan = Scan::default();
-    let mut seen_in_parent = 0u64;
+    let mut walk = Walk::default();
+    walk.entries.reserve(capacity);
     // The stack holds directories still to list.
     let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, rel)) = stack.pop() {
         let mut children = match read_dir(&dir) {
             Ok(children) => children,
             Err(e) => {
-                scan.errors.push(SourceError {
+                walk.errors.push(SourceError {
                     path: rel.clone(),
                     message: format!("cannot list directory: {e}"),
                 });
                 continue;
             }
         };
-        let mut subdirs = Vec::new();
-        for (name, path) in children.drain(..) {
+        for (name, path, meta) in children.drain(..) {
             let Some(name) = name.to_str() else {
-                scan.errors.push(SourceError {
+                walk.errors.push(SourceError {
                     path: format!("{rel}/{}", name.to_string_lossy()),
                     message: "file name is not valid UTF-8; skipped".to_string(),
                 });
@@ -109,66 +149,47 @@ pub fn scan_tree(
             if excludes.is_excluded(&rel_path, name) {
                 continue;
             }
-            let meta = match fs::symlink_metadata(&path) {
+            let meta = match meta {
                 Ok(meta) => meta,
                 Err(e) => {
-                    scan.errors.push(SourceError {
+                    walk.errors.push(SourceError {
                         path: rel_path,
                         message: format!("cannot stat: {e}"),
                     });
                     continue;
                 }
             };
-            let entry = match entry_from_metadata(&path, rel_path, &meta) {
-                Ok(Some(entry)) => entry,
+            match entry_from_metadata(&path, rel_path, &meta) {
+                Ok(Some(entry)) => {
+                    if entry.kind == FileType::Dir {
+                        stack.push((path, entry.path.clone()));
+                    }
+                    walk.entries.push(entry);
+                }
                 Ok(None) => {
                     tracing::warn!(path = %path.display(), "skipping special file (socket, FIFO or device)");
-                    continue;
                 }
-                Err(e) => {
-                    scan.errors.push(e);
-                    continue;
-                }
-            };
-            let old = previous.get(entry.path.as_str()).copied();
-            if old.is_some() {
-                seen_in_parent += 1;
+                Err(e) => walk.errors.push(e),
             }
-            let change = classify(old, &entry, rehash);
-            let mut entry = entry;
-            if let (Change::Unchanged, Some(old)) = (change, old) {
-                entry.sha256.clone_from(&old.sha256);
-                entry.holder.clone_from(&old.holder);
-            }
-            if entry.kind == FileType::Dir {
-                subdirs.push((path, entry.path.clone()));
-            }
-            scan.entries.push(entry);
-            scan.changes.push(change);
         }
-        stack.extend(subdirs);
     }
-    scan.deleted = previous.len() as u64 - seen_in_parent;
     // Sorted by path: stable across runs, and a parent always precedes its children.
-    let mut order: Vec<usize> = (0..scan.entries.len()).collect();
-    order.sort_by(|&a, &b| scan.entries[a].path.cmp(&scan.entries[b].path));
-    let mut entries: Vec<Option<FileEntry>> = scan.entries.drain(..).map(Some).collect();
-    scan.entries = order
-        .iter()
-        .map(|&i| entries[i].take().expect("each index once"))
-        .collect();
-    scan.changes = order.iter().map(|&i| scan.changes[i]).collect();
-    Ok(scan)
+    walk.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    Ok(walk)
 }
 
-fn read_dir(dir: &Path) -> std::io::Result<Vec<(std::ffi::OsString, PathBuf)>> {
+/// A directory's children with their metadata; `DirEntry::metadata` stats relative to the
+/// open directory (no path walk per file) and does not follow symlinks.
+fn read_dir(dir: &Path) -> std::io::Result<Vec<Child>> {
     let mut children = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        children.push((entry.file_name(), entry.path()));
+        children.push((entry.file_name(), entry.path(), entry.metadata()));
     }
     Ok(children)
 }
+
+type Child = (std::ffi::OsString, PathBuf, std::io::Result<Metadata>);
 
 fn entry_from_metadata(
     path: &Path,

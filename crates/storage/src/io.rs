@@ -1,4 +1,5 @@
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,20 +20,33 @@ pub struct Written {
     pub sha256: String,
 }
 
-/// A blocking writer that streams into one object through a multipart upload, hashing what
-/// it stores. Memory is bounded by part size × upload concurrency. Dropping it without
-/// [`ObjectWriter::finish`] aborts the upload, so no partial object becomes visible.
+/// A blocking writer that streams into one object, hashing what it stores: through a
+/// multipart upload (memory bounded by part size × upload concurrency), or on a local
+/// repository straight into a staging file renamed into place. Dropping it without
+/// [`ObjectWriter::finish`] aborts, so no partial object becomes visible.
 pub struct ObjectWriter {
     key: String,
-    rt: Arc<Runtime>,
-    upload: Option<WriteMultipart>,
+    sink: Sink,
     hasher: Sha256,
     size: u64,
-    concurrency: usize,
+}
+
+enum Sink {
+    Upload {
+        rt: Arc<Runtime>,
+        upload: Option<WriteMultipart>,
+        concurrency: usize,
+    },
+    /// Local files skip the async machinery: no part buffers, no thread hops.
+    File {
+        file: Option<std::io::BufWriter<std::fs::File>>,
+        staging: PathBuf,
+        dest: PathBuf,
+    },
 }
 
 impl ObjectWriter {
-    pub(crate) fn new(
+    pub(crate) fn upload(
         key: String,
         rt: Arc<Runtime>,
         upload: WriteMultipart,
@@ -40,12 +54,39 @@ impl ObjectWriter {
     ) -> Self {
         Self {
             key,
-            rt,
-            upload: Some(upload),
+            sink: Sink::Upload {
+                rt,
+                upload: Some(upload),
+                concurrency,
+            },
             hasher: Sha256::new(),
             size: 0,
-            concurrency,
         }
+    }
+
+    /// Write `dest` through a staging file beside it (`<dest>#<rand>`, a name object_store's
+    /// listing ignores and prune collects if a crash leaves it).
+    pub(crate) fn file(key: String, dest: PathBuf) -> io::Result<Self> {
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut name = dest.file_name().unwrap_or_default().to_os_string();
+        name.push(format!("#strongbox-{:08x}", rand::random::<u32>()));
+        let staging = dest.with_file_name(name);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staging)?;
+        Ok(Self {
+            key,
+            sink: Sink::File {
+                file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
+                staging,
+                dest,
+            },
+            hasher: Sha256::new(),
+            size: 0,
+        })
     }
 
     /// The object key.
@@ -58,12 +99,28 @@ impl ObjectWriter {
         self.size
     }
 
-    /// Complete the upload; the object becomes visible at once, whole.
+    /// Complete the upload; the object becomes visible at once, whole (and, on a local
+    /// repository, durable: fsynced before the rename).
     pub fn finish(mut self) -> io::Result<Written> {
-        let upload = self.upload.take().expect("finish once");
-        self.rt
-            .block_on(upload.finish())
-            .map_err(io::Error::other)?;
+        match &mut self.sink {
+            Sink::Upload { rt, upload, .. } => {
+                let upload = upload.take().expect("finish once");
+                rt.block_on(upload.finish()).map_err(io::Error::other)?;
+            }
+            Sink::File {
+                file,
+                staging,
+                dest,
+            } => {
+                let file = file
+                    .take()
+                    .expect("finish once")
+                    .into_inner()
+                    .map_err(|e| e.into_error())?;
+                file.sync_all()?;
+                std::fs::rename(&*staging, &*dest)?;
+            }
+        }
         Ok(Written {
             key: std::mem::take(&mut self.key),
             size: self.size,
@@ -74,16 +131,26 @@ impl ObjectWriter {
 
 impl Write for ObjectWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let upload = self
-            .upload
-            .as_mut()
-            .ok_or_else(|| io::Error::other("upload already finished"))?;
-        // Back-pressure: wait while `concurrency` parts are in flight.
-        self.rt
-            .block_on(upload.wait_for_capacity(self.concurrency))
-            .map_err(io::Error::other)?;
-        let _guard = self.rt.enter();
-        upload.write(buf);
+        match &mut self.sink {
+            Sink::Upload {
+                rt,
+                upload,
+                concurrency,
+            } => {
+                let upload = upload
+                    .as_mut()
+                    .ok_or_else(|| io::Error::other("upload already finished"))?;
+                // Back-pressure: wait while `concurrency` parts are in flight.
+                rt.block_on(upload.wait_for_capacity(*concurrency))
+                    .map_err(io::Error::other)?;
+                let _guard = rt.enter();
+                upload.write(buf);
+            }
+            Sink::File { file, .. } => file
+                .as_mut()
+                .ok_or_else(|| io::Error::other("upload already finished"))?
+                .write_all(buf)?,
+        }
         self.hasher.update(buf);
         self.size += buf.len() as u64;
         Ok(buf.len())
@@ -96,10 +163,19 @@ impl Write for ObjectWriter {
 
 impl Drop for ObjectWriter {
     fn drop(&mut self) {
-        if let Some(upload) = self.upload.take() {
-            tracing::debug!(key = %self.key, "aborting unfinished upload");
-            if let Err(e) = self.rt.block_on(upload.abort()) {
-                tracing::warn!(key = %self.key, error = %e, "aborting upload failed");
+        match &mut self.sink {
+            Sink::Upload { rt, upload, .. } => {
+                if let Some(upload) = upload.take() {
+                    tracing::debug!(key = %self.key, "aborting unfinished upload");
+                    if let Err(e) = rt.block_on(upload.abort()) {
+                        tracing::warn!(key = %self.key, error = %e, "aborting upload failed");
+                    }
+                }
+            }
+            Sink::File { file, staging, .. } => {
+                if file.take().is_some() {
+                    let _ = std::fs::remove_file(&*staging);
+                }
             }
         }
     }

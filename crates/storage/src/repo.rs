@@ -146,7 +146,8 @@ fn connect(location: &Location, create_dir: bool) -> Result<(Arc<dyn ObjectStore
             }
             let store = LocalFileSystem::new_with_prefix(dir)
                 .map_err(|source| backend("opening", "", &shown, source))?
-                .with_automatic_cleanup(true);
+                .with_automatic_cleanup(true)
+                .with_fsync(true);
             Ok((Arc::new(store), dir.display().to_string()))
         }
         Location::Memory => Ok((Arc::new(InMemory::new()), shown)),
@@ -529,6 +530,14 @@ impl Repository {
 
     /// Start a streaming upload of one data object.
     pub fn writer(&self, key: &str) -> Result<ObjectWriter, Error> {
+        if let Some(root) = &self.reader.local_root {
+            let dest = root.join(key);
+            return ObjectWriter::file(key.to_string(), dest.clone()).map_err(|source| Error::Io {
+                operation: "writing",
+                path: dest.display().to_string(),
+                source,
+            });
+        }
         let mut attributes = Attributes::new();
         if let Some(class) = &self.upload.storage_class {
             attributes.insert(Attribute::StorageClass, class.clone().into());
@@ -542,7 +551,7 @@ impl Repository {
             .block_on(self.store.put_multipart_opts(&path(key), opts))
             .map_err(|e| backend("writing", key, &self.location, e))?;
         let upload = WriteMultipart::new_with_chunk_size(upload, self.upload.part_size);
-        Ok(ObjectWriter::new(
+        Ok(ObjectWriter::upload(
             key.to_string(),
             self.rt.clone(),
             upload,
