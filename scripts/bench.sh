@@ -1,22 +1,37 @@
 #!/usr/bin/env bash
-# strongbox benchmark against tar (gzip, pigz, zstd, --listed-incremental), restic and borg.
+# strongbox benchmark: files against tar (gzip, pigz, zstd, --listed-incremental), restic and
+# borg; S3 against a plain multipart transfer; databases against pg_dump/pg_restore and sqlite3.
 #
 # Not part of the test suite. Usage:
-#   scripts/bench.sh                       # full size: ~1 GiB media tree + 100,000 small files
-#   BENCH_SCALE=0.05 scripts/bench.sh      # quick run (sizes and file counts x 0.05)
+#   scripts/bench.sh                       # full size, every section (about 20-30 min on 2 cores)
+#   BENCH_SCALE=0.05 scripts/bench.sh      # quick run (sizes and counts x 0.05)
+#   BENCH_SECTIONS=s3,db scripts/bench.sh  # only some sections
+#
+# Sections (BENCH_SECTIONS, comma or space separated, default "files s3 db"):
+#   files  ~1 GiB media tree + 100,000 small files: strongbox vs tar, restic, borg (below)
+#   s3     strongbox full backup of the media tree to s3://… and full restore from it, against
+#          a plain boto3 multipart upload/download of a file of the archive's size, on an
+#          s3s-fs server on loopback (started and stopped here; data in a temp root)
+#   db     PostgreSQL (pgbench -i -s 50 x scale): strongbox backup/restore vs pg_dump -Fc,
+#          pg_dump -Fc -Z0 | zstd -T0 -3, pg_restore; SQLite (~300 MB x scale, 3M rows x scale):
+#          strongbox vs sqlite3 .backup + zstd -T0 -3, zstd -d (+ cp)
 #
 # Environment:
 #   BENCH_DIR     work dir (default /tmp/strongbox-bench): data/ (cached trees), run/, logs/, results.md
 #   BENCH_SCALE   size factor, default 1.0
 #   BENCH_SEED    data seed, default 42
-#   BENCH_TREES   trees to run, default "media small"
-#   BENCH_TOOLS   tools to run, default "strongbox tar restic borg"
+#   BENCH_SECTIONS  sections to run, default "files s3 db"
+#   BENCH_TREES   files section: trees to run, default "media small"
+#   BENCH_TOOLS   files section: tools to run, default "strongbox tar restic borg"
+#   BENCH_DBS     db section: databases to run, default "postgres sqlite"
+#   BENCH_PG_SCALE     pgbench scale, default 50 x BENCH_SCALE (at least 1)
+#   BENCH_SQLITE_ROWS  SQLite rows, default 3,000,000 x BENCH_SCALE
 #   BENCH_BORG_COMPRESSION  borg --compression, default zstd,3 (the level strongbox and tar use)
 #   BENCH_SKIP_BUILD=1      use the existing target/release/strongbox
 #   BENCH_STRONGBOX=PATH    benchmark this strongbox binary (no build)
-#   BENCH_KEEP=1            keep repositories, archives and restores after each tree
+#   BENCH_KEEP=1            keep repositories, archives and restores after each tree/section
 #
-# For each tree, in this order (every tool sees the same data at each step):
+# Files section, for each tree, in this order (every tool sees the same data at each step):
 #   1. full backup by every tool            (warm page cache: the tree is read once first)
 #   2. no-change backup by every tool
 #   3. 2 % of the files are rewritten once (seeded), then every tool's backup after the change
@@ -27,6 +42,11 @@
 # (untimed) before each step so one tool's write-back does not land in the next one's time.
 # Output size: a repository's total after a full backup, its growth for later backups,
 # an archive's file size, and a restore's file bytes (checked against the source tree).
+#
+# PostgreSQL: the system cluster 15/main (started with pg_ctlcluster when down and left
+# running), role strongbox / strongbox-test on 127.0.0.1 (created when missing, as in
+# scripts/test.sh); the pgbench database is cached (database strongbox_bench, its comment
+# records the scale). CPU columns count the client tools only, not the server's backends.
 set -euo pipefail
 export LC_ALL=C
 
@@ -37,12 +57,20 @@ SCALE=${BENCH_SCALE:-1.0}
 SEED=${BENCH_SEED:-42}
 TREES=${BENCH_TREES:-"media small"}
 TOOLS=${BENCH_TOOLS:-"strongbox tar restic borg"}
+SECTIONS=${BENCH_SECTIONS:-"files s3 db"}
+SECTIONS=${SECTIONS//,/ }
+DBS=${BENCH_DBS:-"postgres sqlite"}
+DBS=${DBS//,/ }
+PG_SCALE=${BENCH_PG_SCALE:-$(awk -v s="$SCALE" 'BEGIN { n = int(50 * s + 0.5); print (n < 1 ? 1 : n) }')}
+SQLITE_ROWS=${BENCH_SQLITE_ROWS:-$(awk -v s="$SCALE" 'BEGIN { n = int(3000000 * s + 0.5); print (n < 1000 ? 1000 : n) }')}
 BORG_COMPRESSION=${BENCH_BORG_COMPRESSION:-zstd,3}
 ZSTD_CMD='zstd -T0 -3'
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 want() { [[ " $TOOLS " == *" $1 "* ]]; }
+section() { [[ " $SECTIONS " == *" $1 "* ]]; }
+want_db() { [[ " $DBS " == *" $1 "* ]]; }
 
 # --------------------------------------------------------------------------- setup
 
@@ -50,11 +78,25 @@ install_missing() {
     local need=()
     command -v python3 >/dev/null || need+=(python3)
     command -v zstd >/dev/null || need+=(zstd)
-    command -v pigz >/dev/null || need+=(pigz)
-    command -v restic >/dev/null || need+=(restic)
-    command -v borg >/dev/null || need+=(borgbackup)
     /usr/bin/time -v true >/dev/null 2>&1 || need+=(time)
     tar --version 2>/dev/null | grep -q 'GNU tar' || need+=(tar)
+    if section files; then
+        command -v pigz >/dev/null || need+=(pigz)
+        command -v restic >/dev/null || need+=(restic)
+        command -v borg >/dev/null || need+=(borgbackup)
+    fi
+    if section s3; then
+        python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+    fi
+    if section db; then
+        if want_db postgres; then
+            command -v pg_lsclusters >/dev/null || need+=(postgresql)
+            command -v pg_dump >/dev/null || need+=(postgresql-client)
+            [[ -x /usr/lib/postgresql/15/bin/pgbench ]] || command -v pgbench >/dev/null ||
+                need+=(postgresql-15) # Debian ships pgbench in the server package
+        fi
+        if want_db sqlite; then command -v sqlite3 >/dev/null || need+=(sqlite3); fi
+    fi
     if ((${#need[@]})); then
         local sudo=()
         [[ $(id -u) == 0 ]] || sudo=(sudo)
@@ -64,6 +106,23 @@ install_missing() {
     fi
     python3 -c 'import random; random.Random(1).randbytes' 2>/dev/null ||
         die "python3 >= 3.9 is needed (random.randbytes)"
+    if section s3; then
+        S3S_FS=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
+        if [[ ! -x $S3S_FS ]]; then
+            # the version scripts/test.sh installs (newer ones need a newer rustc)
+            log "installing s3s-fs (cargo install, about 2 minutes)"
+            cargo install s3s-fs --version 0.14.1 --features binary --locked --quiet
+            S3S_FS=$HOME/.cargo/bin/s3s-fs
+        fi
+        if ! python3 -c 'import boto3' 2>/dev/null; then
+            log "installing boto3 (pip)"
+            python3 -m pip install -q boto3 ||
+                python3 -m pip install -q --break-system-packages boto3
+        fi
+    fi
+    if section db && want_db postgres; then
+        PGBENCH=$(command -v pgbench || echo /usr/lib/postgresql/15/bin/pgbench)
+    fi
 }
 
 build_strongbox() {
@@ -88,10 +147,23 @@ versions() {
     echo "- strongbox: $("$SB" --version 2>&1 | head -1)"
     echo "- tar: $(tar --version | head -1)"
     echo "- zstd: $(zstd --version | head -1)"
-    echo "- gzip: $(gzip --version | head -1)"
-    echo "- pigz: $(pigz --version 2>&1 | head -1)"
-    echo "- restic: $(restic version 2>&1 | head -1)"
-    echo "- borg: $(borg --version 2>&1 | head -1)"
+    if section files; then
+        echo "- gzip: $(gzip --version | head -1)"
+        echo "- pigz: $(pigz --version 2>&1 | head -1)"
+        echo "- restic: $(restic version 2>&1 | head -1)"
+        echo "- borg: $(borg --version 2>&1 | head -1)"
+    fi
+    if section s3; then
+        echo "- s3s-fs: $("$S3S_FS" --version 2>&1 | head -1)"
+        echo "- boto3: $(python3 -c 'import boto3, botocore; print(boto3.__version__, "/ botocore", botocore.__version__)' 2>&1)"
+    fi
+    if section db; then
+        if want_db postgres; then
+            echo "- PostgreSQL server: $(/usr/lib/postgresql/15/bin/postgres --version 2>&1 | head -1)"
+            echo "- pg_dump: $(pg_dump --version 2>&1 | head -1)"
+        fi
+        if want_db sqlite; then echo "- sqlite3: $(sqlite3 --version 2>&1 | cut -d' ' -f1-2)"; fi
+    fi
     echo "- python3 (data generator): $(python3 --version 2>&1)"
     echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r)"
 }
@@ -110,7 +182,13 @@ stop_load_sampler() {
         LOAD_PID=
     fi
 }
-trap stop_load_sampler EXIT
+cleanup() {
+    stop_s3
+    stop_load_sampler
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Busy CPU seconds of the whole machine since boot (all processes, all cores).
 cpu_busy() {
@@ -153,8 +231,12 @@ STEP=0
 
 # measure OP TOOL NOTE SIZE_KIND SIZE_ARG -- CMD...
 #   SIZE_KIND: total PATH (du -sb after) | delta PATH (du -sb growth) | file PATH |
-#              restore "DIR|EXPECTED_FINGERPRINT"
+#              restore "DIR|EXPECTED_FINGERPRINT" | same "FILE|REFERENCE_FILE" (cmp) |
+#              pgdb "DATABASE|EXPECTED_ROW_COUNTS" | sqlite "FILE|EXPECTED_ROW_COUNTS"
 # Appends one TSV row to $RESULTS; a failing command becomes a "failed" row, never an abort.
+# XFER=MB (or XFER=out: the output size) fills the row's "moved MB" column, the base of the
+# MiB/s column of the S3 table; LAST_LOG is the command's output.
+LAST_LOG=
 measure() {
     local op=$1 tool=$2 note=$3 kind=$4 arg=$5
     shift 6
@@ -162,6 +244,7 @@ measure() {
     local id
     id=$(printf '%s-%02d' "$TREE" "$STEP")
     local tlog=$LOGS/$id.time out=$LOGS/$id.log
+    LAST_LOG=$out
     local key=${tool%% *}
     if [[ -n ${BROKEN[$key]:-} ]]; then
         log "$op / $tool: skipped (${BROKEN[$key]})"
@@ -200,11 +283,35 @@ measure() {
                 log "$op / $tool: restored $got (files bytes), source has $expect"
             fi
             ;;
+        same)
+            local file=${arg%%|*} ref=${arg#*|}
+            bytes=$(fsize "$file")
+            if ! cmp -s "$file" "$ref"; then
+                status=mismatch
+                log "$op / $tool: $file differs from $ref"
+            fi
+            ;;
+        pgdb | sqlite)
+            local target=${arg%%|*} expect=${arg#*|} got
+            if [[ $kind == pgdb ]]; then
+                bytes=$(pg_q postgres "SELECT pg_database_size('$target')" 2>/dev/null) || bytes=0
+                got=$(pg_counts "$target") || true
+            else
+                bytes=$(fsize "$target")
+                got=$(python3 "$BENCH/dbgen.py" count --db "$target" 2>&1) || true
+            fi
+            if [[ $got != "$expect" ]]; then
+                status=mismatch
+                log "$op / $tool: restored rows '$got', source has '$expect'"
+            fi
+            ;;
         *) bytes=0 ;;
     esac
+    local xfer=${XFER:-}
+    [[ $xfer == out ]] && xfer=$(mb "$bytes")
     log "$op / $tool: ${wall}s wall, ${cpu}s CPU, ${rss} MB RSS, $(mb "$bytes") MB"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$op" "$tool" "$wall" "$cpu" "$rss" "$(mb "$bytes")" \
-        "$status" "$note" >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$op" "$tool" "$wall" "$cpu" "$rss" "$(mb "$bytes")" \
+        "$status" "$note" "$xfer" >>"$RESULTS"
 }
 
 # setup TOOL CMD... : an untimed preparation step; if it fails, the tool's rows say so.
@@ -252,6 +359,8 @@ bench_tree() {
         warm "$src"
         measure "$op" strongbox "$sbnote" total "$R/sb-repo" -- \
             "$SB" -q --repo "$R/sb-repo" backup files bench "$src" --full
+        # the S3 section compares its S3 backup with this local one
+        if [[ $TREE == media ]]; then MEDIA_LOCAL_ROW=$(tail -n 1 "$RESULTS"); fi
     fi
     if want tar; then
         warm "$src"
@@ -364,9 +473,322 @@ bench_tree() {
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
 }
 
+# --------------------------------------------------------------------------- S3 section
+
+S3S_FS=s3s-fs
+S3_PID=
+S3_BUCKET=strongbox-bench
+MEDIA_LOCAL_ROW=
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for_port() { # HOST PORT
+    local _
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# start_s3 ROOT: s3s-fs on a free loopback port serving ROOT (bucket $S3_BUCKET), AWS_* exported
+start_s3() {
+    local root=$1 port
+    mkdir -p "$root/$S3_BUCKET"
+    port=$(free_port)
+    "$S3S_FS" --host 127.0.0.1 --port "$port" --access-key strongbox-bench \
+        --secret-key strongbox-bench-secret "$root" >"$LOGS/s3s-fs.log" 2>&1 &
+    S3_PID=$!
+    if ! wait_for_port 127.0.0.1 "$port"; then
+        log "s3s-fs did not start:"
+        tail -n 5 "$LOGS/s3s-fs.log" | sed 's/^/    /' >&2
+        stop_s3
+        return 1
+    fi
+    export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_ACCESS_KEY_ID=strongbox-bench \
+        AWS_SECRET_ACCESS_KEY=strongbox-bench-secret AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
+    log "s3s-fs (pid $S3_PID) on $AWS_ENDPOINT_URL, root $root"
+}
+
+stop_s3() {
+    if [[ -n $S3_PID ]]; then
+        kill "$S3_PID" 2>/dev/null || true
+        wait "$S3_PID" 2>/dev/null || true
+        S3_PID=
+        unset AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION AWS_ALLOW_HTTP
+    fi
+}
+
+# boto3's own transfer time from an s3plain.py log ("... in 5.12 s ...")
+plain_seconds() { sed -n 's/^s3plain [a-z]*: [0-9]* bytes in \([0-9.]*\) s .*/\1/p' "$1" | tail -n 1; }
+
+bench_s3() {
+    TREE=s3
+    RESULTS=$W/results-s3.tsv
+    STEP=0
+    BROKEN=()
+    : >"$RESULTS"
+    : >"$W/summary-s3.txt"
+    local src=$W/data/media
+    R=$W/run/s3
+    log "== S3: media tree (scale $SCALE) to s3s-fs on loopback"
+    python3 "$BENCH/gen.py" ensure --tree media --dir "$src" --seed "$SEED" --scale "$SCALE" >&2
+    rm -rf "$R"
+    mkdir -p "$R"
+    local fp0 s3root=$R/s3root url=s3://$S3_BUCKET/sb
+    fp0=$(fingerprint "$src")
+    if ! start_s3 "$s3root"; then
+        printf '%s\t%s\t\t\t\t\tfailed (s3s-fs did not start)\t\n' "full backup → S3" strongbox >>"$RESULTS"
+        return 0
+    fi
+    local plain_note="boto3 upload_file, 8 MiB parts × 4 threads"
+    setup strongbox "$SB" -q --repo "$url" init
+
+    # 1. uploads: strongbox's full backup, then a plain upload of as many bytes
+    local op="full backup → S3"
+    warm "$src"
+    XFER=out measure "$op" strongbox "backup files --full to $url" total "$s3root/$S3_BUCKET/sb" -- \
+        "$SB" -q --repo "$url" backup files bench "$src" --full
+    local archive_key archive_bytes=0
+    archive_key=$("$SB" --json --repo "$url" show bench:latest 2>/dev/null | python3 -c '
+import json, sys
+for o in json.load(sys.stdin)["objects"]:
+    if o["key"].endswith((".tar.zst", ".tar.gz", ".tar")):
+        print(o["key"], o["size"])' 2>/dev/null) || archive_key=
+    if [[ -n $archive_key ]]; then
+        archive_bytes=${archive_key##* }
+        archive_key=${archive_key% *}
+        # the archive's own bytes, as s3s-fs stored them (else random bytes of its size)
+        cp "$s3root/$S3_BUCKET/sb/$archive_key" "$R/plain.bin" 2>/dev/null ||
+            head -c "$archive_bytes" /dev/urandom >"$R/plain.bin"
+        log "archive object $archive_key: $(mb "$archive_bytes") MiB"
+    else
+        BROKEN[plain]="no strongbox archive to size the transfer"
+    fi
+    [[ -f $R/plain.bin ]] && cat "$R/plain.bin" >/dev/null
+    XFER=out measure "$op" "plain upload" "$plain_note, the archive's $(mb "$archive_bytes") MiB" \
+        file "$s3root/$S3_BUCKET/plain/archive.bin" -- \
+        python3 "$BENCH/s3plain.py" upload "$R/plain.bin" "$S3_BUCKET" plain/archive.bin
+    local up_s
+    up_s=$(plain_seconds "$LAST_LOG")
+
+    # the same backup into a local repository
+    if [[ -n $MEDIA_LOCAL_ROW ]]; then
+        local wall cpu rss size status
+        IFS=$'\t' read -r _ _ wall cpu rss size status _ _ <<<"$MEDIA_LOCAL_ROW"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$op" "strongbox, local repo" "$wall" "$cpu" "$rss" \
+            "$size" "$status" "the same backup to a local directory: the files section's run" "$size" >>"$RESULTS"
+    else
+        warm "$src"
+        XFER=out measure "$op" "strongbox, local repo" "the same backup to a local directory" \
+            total "$R/sb-local" -- "$SB" -q --repo "$R/sb-local" backup files bench "$src" --full
+        [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R/sb-local"
+    fi
+
+    # 2. downloads: strongbox's full restore, then a plain download of the same object
+    op="full restore ← S3"
+    local t=$R/restore-sb
+    rm -rf "$t"
+    XFER=$(mb "$archive_bytes") measure "$op" strongbox "restore bench:latest from $url" restore "$t|$fp0" -- \
+        "$SB" -q --repo "$url" restore bench:latest --target "$t"
+    rm -rf "$t"
+    rm -f "$R/plain.dl"
+    XFER=out measure "$op" "plain download" "boto3 download_file, 8 MiB parts × 4 threads" \
+        same "$R/plain.dl|$R/plain.bin" -- \
+        python3 "$BENCH/s3plain.py" download "$S3_BUCKET" plain/archive.bin "$R/plain.dl"
+    local down_s
+    down_s=$(plain_seconds "$LAST_LOG")
+    stop_s3
+
+    # strongbox ÷ plain against boto3's transfer time alone (no Python start-up, no import)
+    python3 - "$RESULTS" "${up_s:-}" "${down_s:-}" >"$W/summary-s3.txt" <<'PY'
+import sys
+rows = [(l.rstrip("\n").split("\t") + [""] * 9)[:9] for l in open(sys.argv[1]) if l.strip()]
+wall = {(r[0], r[1]): float(r[2]) for r in rows if r[6] in ("ok", "mismatch")}
+out = []
+for op, plain, secs in (("full backup → S3", "plain upload", sys.argv[2]),
+                        ("full restore ← S3", "plain download", sys.argv[3])):
+    sb, pw = wall.get((op, "strongbox")), wall.get((op, plain))
+    if sb and pw:
+        cell = f"{sb / pw:.2f}× of the whole boto3 command"
+        if secs:
+            cell += f", {sb / float(secs):.2f}× of its transfer alone ({float(secs):.2f} s without Python start-up)"
+        out.append(f"- {op}: strongbox {sb:.2f} s ÷ {plain} {pw:.2f} s = {cell}")
+print("\n".join(out))
+PY
+    [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
+}
+
+# --------------------------------------------------------------------------- database section
+
+PG_PORT=
+PG_DB=strongbox_bench
+PGBENCH=pgbench
+
+# pg_q DB SQL: one value, as the strongbox role over TCP (PGHOST/PGUSER/PGPASSWORD exported)
+pg_q() { psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
+
+# pg_counts DB: "table=rows ..." of every user table, exact counts, sorted by name
+pg_counts() {
+    pg_q "$1" "SELECT string_agg(format('%s=%s', t, (xpath('/row/c/text()',
+        query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n, t), false, true, '')))[1]::text), ' '
+        ORDER BY t) FROM (SELECT schemaname AS n, tablename AS t FROM pg_tables
+        WHERE schemaname NOT IN ('pg_catalog', 'information_schema')) s" 2>&1
+}
+
+pg_checkpoint() { pg_q postgres CHECKPOINT >/dev/null 2>&1 || true; }
+pg_drop() { dropdb --if-exists "$1" >/dev/null 2>&1 || log "could not drop database $1"; }
+
+# the system cluster 15/main up, the strongbox role present, PG* exported for the tools
+pg_ready() {
+    command -v pg_lsclusters >/dev/null || { log "PostgreSQL is not installed"; return 1; }
+    if ! pg_lsclusters -h 2>/dev/null | grep -q '^15 *main .*online'; then
+        # left running afterwards: other users of the cluster may need it by then
+        log "starting PostgreSQL: pg_ctlcluster 15 main start"
+        pg_ctlcluster 15 main start || return 1
+    fi
+    PG_PORT=$(pg_lsclusters -h 2>/dev/null | awk '$1 == 15 && $2 == "main" { print $3 }')
+    [[ -n $PG_PORT ]] || return 1
+    local as_postgres=(runuser -u postgres --)
+    [[ $(id -u) == 0 ]] || as_postgres=(sudo -u postgres)
+    "${as_postgres[@]}" psql -X -p "$PG_PORT" -qc "DO \$\$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'strongbox') THEN
+            CREATE ROLE strongbox LOGIN SUPERUSER PASSWORD 'strongbox-test';
+        END IF; END \$\$;" >/dev/null || return 1
+    export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=strongbox PGPASSWORD=strongbox-test
+    pg_q postgres "SELECT 1" >/dev/null
+}
+
+# the pgbench database at $PG_SCALE, cached: its comment records how it was made
+pg_ensure_db() {
+    local want="bench.sh: pgbench -i -s $PG_SCALE" have
+    have=$(pg_q postgres "SELECT shobj_description(oid, 'pg_database') FROM pg_database
+        WHERE datname = '$PG_DB'")
+    if [[ $have == "$want" ]]; then
+        log "postgres: cached database $PG_DB reused ($want)"
+        return 0
+    fi
+    log "postgres: creating $PG_DB with pgbench -i -s $PG_SCALE"
+    local t0=$EPOCHREALTIME
+    if ! { dropdb --if-exists "$PG_DB" && createdb -T template0 "$PG_DB" &&
+        "$PGBENCH" -i -q -s "$PG_SCALE" "$PG_DB" && pg_q postgres "COMMENT ON DATABASE $PG_DB IS '$want'"; } \
+        >"$LOGS/pgbench-init.log" 2>&1; then
+        log "making $PG_DB failed, see $LOGS/pgbench-init.log"
+        tail -n 5 "$LOGS/pgbench-init.log" | sed 's/^/    /' >&2
+        return 1
+    fi
+    log "postgres: $PG_DB made in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s"
+}
+
+bench_postgres() {
+    TREE=postgres
+    RESULTS=$W/results-postgres.tsv
+    STEP=0
+    BROKEN=()
+    : >"$RESULTS"
+    R=$W/run/postgres
+    rm -rf "$R"
+    mkdir -p "$R"
+    rm -f "$W/postgres.data"
+    log "== PostgreSQL: pgbench scale $PG_SCALE"
+    if ! pg_ready || ! pg_ensure_db; then
+        printf '%s\t%s\t\t\t\t\tfailed (PostgreSQL not available, see the log)\t\n' backup strongbox >>"$RESULTS"
+        return 0
+    fi
+    local fp size0 url=postgresql://strongbox@127.0.0.1:$PG_PORT
+    fp=$(pg_counts "$PG_DB") # exact counts: also reads every table once (warm cache)
+    size0=$(pg_q postgres "SELECT pg_database_size('$PG_DB')")
+    echo "pgbench -i -s $PG_SCALE: database $PG_DB of $(mb "$size0") MiB; rows: $fp" >"$W/postgres.data"
+    log "postgres: $(cat "$W/postgres.data")"
+    local r_sb=${PG_DB}_r_sb r_fc=${PG_DB}_r_fc r_zst=${PG_DB}_r_zst d
+    for d in "$r_sb" "$r_fc" "$r_zst"; do pg_drop "$d"; done
+
+    # 1. backups (the password travels in PGPASSWORD, never in the URL)
+    local op=backup
+    pg_checkpoint
+    measure "$op" strongbox "backup postgres: pg_dump -Fc -Z0, zstd:3 in-process" total "$R/sb-repo" -- \
+        "$SB" -q --repo "$R/sb-repo" backup postgres bench "$url/$PG_DB"
+    pg_checkpoint
+    measure "$op" "pg_dump -Fc" "default compression: gzip level 6; to a file" file "$R/dump.fc" -- \
+        pg_dump -Fc -f "$R/dump.fc" -d "$PG_DB"
+    pg_checkpoint
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    measure "$op" "pg_dump -Fc -Z0 | zstd -T0 -3" "to a file" file "$R/dump.fc.zst" -- \
+        bash -c 'set -o pipefail; pg_dump -Fc -Z0 -d "$1" | zstd -T0 -3 -q -c >"$2"' _ "$PG_DB" "$R/dump.fc.zst"
+
+    # 2. restores, each into a new database (dropped after its check)
+    op=restore
+    pg_checkpoint
+    measure "$op" strongbox "restore bench:latest --target postgresql://…/$r_sb, created" pgdb "$r_sb|$fp" -- \
+        "$SB" -q --repo "$R/sb-repo" restore bench:latest --target "$url/$r_sb"
+    pg_drop "$r_sb"
+    pg_checkpoint
+    # shellcheck disable=SC2016
+    measure "$op" "pg_restore -d" "of the pg_dump -Fc file; createdb -T template0 first" pgdb "$r_fc|$fp" -- \
+        bash -c 'createdb -T template0 "$1" && pg_restore -d "$1" "$2"' _ "$r_fc" "$R/dump.fc"
+    pg_drop "$r_fc"
+    pg_checkpoint
+    # shellcheck disable=SC2016
+    measure "$op" "zstd -dc | pg_restore -d" "of the -Z0 | zstd file; createdb -T template0 first" \
+        pgdb "$r_zst|$fp" -- \
+        bash -c 'set -o pipefail; createdb -T template0 "$1" && zstd -dc "$2" | pg_restore -d "$1"' _ "$r_zst" "$R/dump.fc.zst"
+    pg_drop "$r_zst"
+    [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
+}
+
+bench_sqlite() {
+    TREE=sqlite
+    RESULTS=$W/results-sqlite.tsv
+    STEP=0
+    BROKEN=()
+    : >"$RESULTS"
+    R=$W/run/sqlite
+    rm -rf "$R"
+    mkdir -p "$R"
+    local db=$W/data/sqlite.db fp
+    log "== SQLite: $SQLITE_ROWS rows"
+    python3 "$BENCH/dbgen.py" sqlite --out "$db" --rows "$SQLITE_ROWS" --seed "$SEED" >&2
+    fp=$(python3 "$BENCH/dbgen.py" count --db "$db")
+    echo "$(mb "$(fsize "$db")") MiB file; rows: $fp" >"$W/sqlite.data"
+    log "sqlite: $(cat "$W/sqlite.data")"
+
+    # 1. backups
+    local op=backup
+    cat "$db" >/dev/null
+    measure "$op" strongbox "backup sqlite: online backup API, zstd:3" total "$R/sb-repo" -- \
+        "$SB" -q --repo "$R/sb-repo" backup sqlite bench "$db"
+    cat "$db" >/dev/null
+    # shellcheck disable=SC2016
+    measure "$op" "sqlite3 .backup + zstd -T0 -3" "output: the .zst" file "$R/copy.db.zst" -- \
+        bash -c 'sqlite3 "$1" ".backup \"$2\"" && zstd -T0 -3 -q "$2"' _ "$db" "$R/copy.db"
+    rm -f "$R/copy.db"
+
+    # 2. restores, each to a new file
+    op=restore
+    measure "$op" strongbox "restore bench:latest --target FILE" sqlite "$R/restore-sb.db|$fp" -- \
+        "$SB" -q --repo "$R/sb-repo" restore bench:latest --target "$R/restore-sb.db"
+    rm -f "$R/restore-sb.db"
+    # shellcheck disable=SC2016
+    measure "$op" "zstd -d + cp" "decompress beside the target, copy into place" sqlite "$R/restore-cp.db|$fp" -- \
+        bash -c 'zstd -d -q -f "$1" -o "$2" && cp "$2" "$3"' _ "$R/copy.db.zst" "$R/stage.db" "$R/restore-cp.db"
+    rm -f "$R/restore-cp.db" "$R/stage.db"
+    measure "$op" "zstd -d" "straight to the target file" sqlite "$R/restore-zstd.db|$fp" -- \
+        zstd -d -q -f "$R/copy.db.zst" -o "$R/restore-zstd.db"
+    [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
+}
+
 # --------------------------------------------------------------------------- main
 
 main() {
+    local sec
+    for sec in $SECTIONS; do
+        case $sec in files | s3 | db) ;; *) die "unknown section '$sec' (files, s3, db)" ;; esac
+    done
+    for sec in $DBS; do
+        case $sec in postgres | sqlite) ;; *) die "unknown database '$sec' (postgres, sqlite)" ;; esac
+    done
     mkdir -p "$W/data" "$W/run"
     LOGS=$W/logs
     rm -rf "$LOGS"
@@ -385,10 +807,17 @@ main() {
     log "load before: $load_before"
 
     local tree
-    for tree in $TREES; do
-        case $tree in media | small) ;; *) die "unknown tree '$tree' (media, small)" ;; esac
-        bench_tree "$tree"
-    done
+    if section files; then
+        for tree in $TREES; do
+            case $tree in media | small) ;; *) die "unknown tree '$tree' (media, small)" ;; esac
+            bench_tree "$tree"
+        done
+    fi
+    if section s3; then bench_s3; fi
+    if section db; then
+        if want_db postgres; then bench_postgres; fi
+        if want_db sqlite; then bench_sqlite; fi
+    fi
 
     stop_load_sampler
     load_after=$(uptime)
@@ -403,32 +832,84 @@ main() {
     {
         echo "# strongbox benchmark"
         echo
-        echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), BENCH_SCALE=$SCALE, BENCH_SEED=$SEED, total run time ${total} s."
+        echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), BENCH_SCALE=$SCALE, BENCH_SEED=$SEED, sections: $SECTIONS, total run time ${total} s."
         echo
         echo "$vers"
         echo
         echo "Machine load: before \`$load_before\`; after \`$load_after\`; $load_stats"
         echo "(the benchmark's own tools count in it). $others."
-        for tree in $TREES; do
+        if section files; then
+            for tree in $TREES; do
+                echo
+                case $tree in
+                    media) echo "## media tree (~1 GiB × $SCALE: 60 % incompressible, 25 % ~2x, 15 % text ~6x)" ;;
+                    small) echo "## small files ($(awk -v s="$SCALE" 'BEGIN { printf "%d", 100000 * s }') files of 1-8 KiB, 60 % text)" ;;
+                esac
+                echo
+                [[ -s $W/data/$tree.marker ]] && printf 'Data: %s\n\n' "$(cat "$W/data/$tree.marker")"
+                [[ -s $W/mutate-$tree.txt ]] && printf 'The 2 %% change: %s\n\n' "$(cat "$W/mutate-$tree.txt")"
+                python3 "$BENCH/table.py" "$W/results-$tree.tsv"
+            done
             echo
-            case $tree in
-                media) echo "## media tree (~1 GiB × $SCALE: 60 % incompressible, 25 % ~2x, 15 % text ~6x)" ;;
-                small) echo "## small files ($(awk -v s="$SCALE" 'BEGIN { printf "%d", 100000 * s }') files of 1-8 KiB, 60 % text)" ;;
-            esac
+            echo "Notes: wall = elapsed time; CPU = user+sys of the command and the children it waited"
+            echo "for (zstd/gzip under tar); peak RSS = the largest single process. Output MB: repository"
+            echo "size after a full backup, repository growth for later backups, archive size for tar"
+            echo "(the --listed-incremental snapshot file not counted), restored file bytes for a restore."
+            echo "All tools run on a warm page cache; times exclude the final write-back (sync runs"
+            echo "untimed between steps). restic always encrypts; borg runs with -e none; strongbox and"
+            echo "tar do not encrypt. The plain tar + zstd restore extracts the full archive, i.e. the"
+            echo "state before the 2 % change; every other restore is of the latest state."
+        fi
+        if section s3; then
             echo
-            [[ -s $W/data/$tree.marker ]] && printf 'Data: %s\n\n' "$(cat "$W/data/$tree.marker")"
-            [[ -s $W/mutate-$tree.txt ]] && printf 'The 2 %% change: %s\n\n' "$(cat "$W/mutate-$tree.txt")"
-            python3 "$BENCH/table.py" "$W/results-$tree.tsv"
-        done
-        echo
-        echo "Notes: wall = elapsed time; CPU = user+sys of the command and the children it waited"
-        echo "for (zstd/gzip under tar); peak RSS = the largest single process. Output MB: repository"
-        echo "size after a full backup, repository growth for later backups, archive size for tar"
-        echo "(the --listed-incremental snapshot file not counted), restored file bytes for a restore."
-        echo "All tools run on a warm page cache; times exclude the final write-back (sync runs"
-        echo "untimed between steps). restic always encrypts; borg runs with -e none; strongbox and"
-        echo "tar do not encrypt. The plain tar + zstd restore extracts the full archive, i.e. the"
-        echo "state before the 2 % change; every other restore is of the latest state."
+            echo "## S3: media tree (~1 GiB × $SCALE) to and from s3s-fs on loopback"
+            echo
+            [[ -s $W/data/media.marker ]] && printf 'Data: %s\n\n' "$(cat "$W/data/media.marker")"
+            python3 "$BENCH/table.py" "$W/results-s3.tsv"
+            echo
+            echo "strongbox ÷ plain transfer, wall time (target: ≤ 1.15× both ways):"
+            echo
+            cat "$W/summary-s3.txt"
+            echo
+            echo "Notes: one s3s-fs server (storing objects as files under a temp dir on the same disk)"
+            echo "serves both; strongbox and boto3 both use 8 MiB parts, 4 at a time. The plain transfer"
+            echo "moves one file of the archive object's bytes (a copy of it): MiB/s = moved MiB ÷ wall,"
+            echo "where moved is the repository's size for a strongbox backup, the archive object for a"
+            echo "strongbox restore (whose output is the restored tree), the object for boto3. boto3"
+            echo "runs without its optional CRC32 checksums (strongbox computes none either); its wall"
+            echo "and CPU include Python's start-up and the boto3 import. CPU of s3s-fs is not counted."
+        fi
+        if section db && want_db postgres; then
+            echo
+            echo "## PostgreSQL"
+            echo
+            [[ -s $W/postgres.data ]] && printf 'Data: %s\n\n' "$(cat "$W/postgres.data")"
+            python3 "$BENCH/table.py" "$W/results-postgres.tsv" --vs "pg_dump -Fc" --vs "pg_dump -Fc -Z0 | zstd -T0 -3" \
+                --vs "pg_restore -d" --vs "zstd -dc | pg_restore -d"
+            echo
+            echo "Targets: backup at least 2× faster than pg_dump -Fc (ratio ≤ 0.50) and within 1.1× of"
+            echo "pg_dump -Fc -Z0 | zstd -T0 -3."
+            echo
+            echo "Notes: CPU and RSS are of the client side only (pg_dump, pg_restore, zstd, strongbox),"
+            echo "not of the server's backend. Output MB: repository size / dump file size for a backup,"
+            echo "pg_database_size of the restored database for a restore (row counts of every table"
+            echo "checked against the source). Every restore creates its database (strongbox itself,"
+            echo "the others with createdb -T template0, timed); CHECKPOINT and sync run untimed before"
+            echo "each step; the restored databases are dropped after their check. pgbench's data is"
+            echo "very compressible (blank-padded filler columns)."
+        fi
+        if section db && want_db sqlite; then
+            echo
+            echo "## SQLite"
+            echo
+            [[ -s $W/sqlite.data ]] && printf 'Data: %s (%s)\n\n' "$(cat "$W/sqlite.data")" "$(cat "$W/data/sqlite.db.marker" 2>/dev/null)"
+            python3 "$BENCH/table.py" "$W/results-sqlite.tsv" --vs "sqlite3 .backup + zstd -T0 -3" --vs "zstd -d + cp"
+            echo
+            echo "Target: backup within 1.2× of sqlite3 .backup + zstd -T0 -3."
+            echo
+            echo "Notes: Output MB: repository size / .zst file size for a backup, the restored file's"
+            echo "size for a restore (row counts of every table checked against the source)."
+        fi
     } >"$W/results.md"
     echo
     cat "$W/results.md"

@@ -362,3 +362,82 @@ fn usage_errors_exit_2() {
         "{err}"
     );
 }
+
+#[test]
+fn unreadable_files_are_left_out_named_and_exit_3() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("ok.txt"), b"readable");
+    write(&src.join("private/secret.txt"), b"unreadable");
+    fs::set_permissions(
+        src.join("private/secret.txt"),
+        fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    // Root reads anything: run the backup as `nobody` then, on a repository it owns.
+    let as_root = rustix::process::geteuid().is_root();
+    if as_root {
+        fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::create_dir_all(&env.repo).unwrap();
+        let nobody = std::process::Command::new("id")
+            .args(["-u", "nobody"])
+            .output()
+            .unwrap();
+        let uid: u32 = String::from_utf8_lossy(&nobody.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        rustix::fs::chown(
+            Path::new(&env.repo),
+            Some(rustix::process::Uid::from_raw(uid)),
+            None,
+        )
+        .unwrap();
+    }
+    let mut cmd = if as_root {
+        // A copy `nobody` can reach wherever the checkout lives.
+        let bin = env.path("strongbox");
+        fs::copy(crate::harness::bin(), &bin).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut cmd = std::process::Command::new("runuser");
+        cmd.args(["-u", "nobody", "--"]).arg(bin);
+        cmd
+    } else {
+        std::process::Command::new(crate::harness::bin())
+    };
+    let out = cmd
+        .args([
+            "--repo",
+            &env.repo,
+            "backup",
+            "files",
+            "media",
+            src.to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("private/secret.txt") && stderr.contains("Permission denied"),
+        "{stderr}"
+    );
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["errors"][0]["path"], "private/secret.txt");
+    assert_eq!(record["stats"]["files"], 1);
+
+    let listed: Vec<String> = env
+        .json(&["ls", "media:latest"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, ["ok.txt", "private"]);
+    let runs = Path::new(&env.repo).join("sets/media/runs");
+    let run = fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+    let run: serde_json::Value = serde_json::from_slice(&fs::read(run).unwrap()).unwrap();
+    assert_eq!(run["status"], "incomplete");
+}

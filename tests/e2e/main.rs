@@ -1,6 +1,7 @@
 //! End-to-end tests of the strongbox binary: one harness, temp-dir helpers in `harness`.
 
 mod bad_input;
+mod config;
 mod databases;
 mod files;
 mod harness;

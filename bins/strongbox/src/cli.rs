@@ -27,8 +27,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "STRONGBOX_REPO", value_name = "URL")]
     pub repo: Option<String>,
 
-    /// Configuration file (reserved: sets and schedules).
-    #[arg(long, global = true, value_name = "FILE", hide = true)]
+    /// Configuration file: repository, [s3] settings, [sets.NAME] with source and keep policy
+    /// (see docs/configuration.md).
+    #[arg(long, global = true, env = "STRONGBOX_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Print one JSON document on stdout and nothing else there.
@@ -69,9 +70,9 @@ pub enum Command {
     /// Create a repository (an error if one exists).
     #[command(after_help = "Example:\n  strongbox --repo /mnt/backup init")]
     Init,
-    /// Take a snapshot.
-    #[command(subcommand)]
-    Backup(Backup),
+    /// Take a snapshot: `backup files|postgres|sqlite …`, or `backup SET` for a set the
+    /// configuration file defines.
+    Backup(BackupArgs),
     /// List snapshots, oldest first.
     #[command(after_help = "Examples:\n  strongbox snapshots\n  strongbox snapshots media --json")]
     Snapshots {
@@ -136,6 +137,7 @@ Examples:
   strongbox backup files media /srv/media --full --compression zstd:9 --tag monthly
 
 The first snapshot of a set is full; later ones are incremental unless told.
+`strongbox --config /etc/strongbox.toml backup media` backs up a set the configuration defines.
 Unchanged files (same size, mtime, ctime, inode) are not read again.")]
     Files(FilesArgs),
     /// Back up a PostgreSQL database (pg_dump custom format, exact row counts).
@@ -152,6 +154,21 @@ visible to every user of the host. It never reaches logs, records or pg_dump's a
         after_help = "Example:\n  strongbox backup sqlite chat /srv/app/chat.sqlite3 --tag nightly"
     )]
     Sqlite(DatabaseArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    after_help = "Examples:\n  strongbox backup files media /srv/media\n  strongbox --config /etc/strongbox.toml backup media --tag nightly"
+)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub kind: Option<Backup>,
+    /// A set defined in the configuration file.
+    #[arg(required = true)]
+    pub set: Option<String>,
+    #[command(flatten)]
+    pub common: CommonBackup,
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +259,7 @@ pub struct VerifyArgs {
 pub struct PruneArgs {
     /// Only this set (default: every set).
     pub set: Option<String>,
+    /// The rules; without any, each set's `keep` from the configuration file.
     #[command(flatten)]
     pub policy: strongbox_retention::KeepPolicy,
     /// Timezone of the hourly/daily/weekly/monthly/yearly buckets (UTC, +02:00, Europe/Berlin).

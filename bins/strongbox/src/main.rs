@@ -1,6 +1,7 @@
 //! The strongbox command line: parsing, output and exit codes; the work is in the engine.
 
 mod cli;
+mod config;
 mod progress;
 
 use std::io::IsTerminal;
@@ -17,7 +18,8 @@ use strongbox_engine::{
 use strongbox_manifest::{FileType, Snapshot, SnapshotKind, SourceKind, Stats};
 use strongbox_storage::{Location, RepoReader, Repository, UploadOptions};
 
-use cli::{Backup, Cli, Command};
+use cli::{Backup, BackupArgs, Cli, Command};
+use config::{Config, SourceType};
 
 /// Exit status for a backup that was written without some unreadable files.
 const EXIT_INCOMPLETE: u8 = 3;
@@ -32,6 +34,14 @@ struct Context_ {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = match cli.config.as_deref().map(Config::load).transpose() {
+        Ok(config) => config.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("strongbox: error: {}", error_chain(&e));
+            return ExitCode::from(2);
+        }
+    };
+    config.export_s3_settings();
     init_logging(&cli);
     // Everything strongbox creates (repository objects, staging dirs) is private.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
@@ -47,7 +57,7 @@ fn main() -> ExitCode {
         });
     }
     let json = cli.json;
-    match run(cli, cancel) {
+    match run(cli, config, cancel) {
         Ok(code) => code,
         Err(e) => {
             let message = error_chain(&e);
@@ -94,8 +104,12 @@ fn init_logging(cli: &Cli) {
         .init();
 }
 
-fn run(cli: Cli, cancel: Cancel) -> Result<ExitCode> {
-    let repo_url = cli.repo.clone().unwrap_or_else(|| "backups".to_string());
+fn run(cli: Cli, config: Config, cancel: Cancel) -> Result<ExitCode> {
+    let repo_url = cli
+        .repo
+        .clone()
+        .or_else(|| config.repo.clone())
+        .unwrap_or_else(|| "backups".to_string());
     let location = Location::parse(&repo_url)?;
     let ctx = Context_ {
         cli_json: cli.json,
@@ -104,7 +118,10 @@ fn run(cli: Cli, cancel: Cancel) -> Result<ExitCode> {
         upload: UploadOptions {
             part_size: cli.part_size as usize * 1024 * 1024,
             concurrency: cli.upload_concurrency as usize,
-            storage_class: cli.storage_class.clone(),
+            storage_class: cli
+                .storage_class
+                .clone()
+                .or_else(|| config.storage_class.clone()),
         },
         cancel,
     };
@@ -117,10 +134,15 @@ fn run(cli: Cli, cancel: Cancel) -> Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Backup(Backup::Files(args)) => {
-            strongbox_storage::layout::check_set_name(&args.set)?;
-            let repo =
-                Repository::open_or_init(&ctx.location)?.with_upload_options(ctx.upload.clone());
+        Command::Backup(BackupArgs {
+            kind: None,
+            set,
+            common,
+        }) => backup_configured(&ctx, &config, set.as_deref().unwrap_or_default(), common),
+        Command::Backup(BackupArgs {
+            kind: Some(Backup::Files(args)),
+            ..
+        }) => {
             let kind = if args.full {
                 Some(SnapshotKind::Full)
             } else if args.differential {
@@ -139,28 +161,16 @@ fn run(cli: Cli, cancel: Cancel) -> Result<ExitCode> {
                 rehash: args.rehash,
                 ..FilesBackup::new(args.set, args.dir)
             };
-            let snapshot = ctx
-                .engine(repo)
-                .backup_files(&opts)
-                .with_context(|| format!("backup of {} failed", opts.source.display()))?;
-            ctx.print(&snapshot, || summary(&snapshot))?;
-            for error in &snapshot.errors {
-                eprintln!(
-                    "strongbox: warning: {}: {} (not in this snapshot)",
-                    error.path, error.message
-                );
-            }
-            for warning in &snapshot.warnings {
-                eprintln!("strongbox: warning: {}: {}", warning.path, warning.message);
-            }
-            Ok(if snapshot.errors.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_INCOMPLETE)
-            })
+            backup_files(&ctx, &opts)
         }
-        Command::Backup(Backup::Postgres(args)) => backup_database(&ctx, args, true),
-        Command::Backup(Backup::Sqlite(args)) => backup_database(&ctx, args, false),
+        Command::Backup(BackupArgs {
+            kind: Some(Backup::Postgres(args)),
+            ..
+        }) => backup_database(&ctx, args, true),
+        Command::Backup(BackupArgs {
+            kind: Some(Backup::Sqlite(args)),
+            ..
+        }) => backup_database(&ctx, args, false),
         Command::Snapshots { set } => {
             let snapshots = ctx.reader()?.snapshots(set.as_deref())?;
             ctx.print(&snapshots, || snapshot_table(&snapshots))?;
@@ -197,7 +207,7 @@ fn run(cli: Cli, cancel: Cancel) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore(args) => restore(&ctx, args),
-        Command::Prune(args) => prune(&ctx, args),
+        Command::Prune(args) => prune(&ctx, &config, args),
         Command::Verify(args) => verify(&ctx, args),
     }
 }
@@ -227,26 +237,98 @@ impl Context_ {
     }
 }
 
-fn backup_database(ctx: &Context_, args: cli::DatabaseArgs, postgres: bool) -> Result<ExitCode> {
-    strongbox_storage::layout::check_set_name(&args.set)?;
+fn backup_files(ctx: &Context_, opts: &FilesBackup) -> Result<ExitCode> {
+    strongbox_storage::layout::check_set_name(&opts.set)?;
     let repo = Repository::open_or_init(&ctx.location)?.with_upload_options(ctx.upload.clone());
-    let mut source: Box<dyn DatabaseSource> = if postgres {
+    let snapshot = ctx
+        .engine(repo)
+        .backup_files(opts)
+        .with_context(|| format!("backup of {} failed", opts.source.display()))?;
+    ctx.print(&snapshot, || summary(&snapshot))?;
+    for error in &snapshot.errors {
+        eprintln!(
+            "strongbox: warning: {}: {} (not in this snapshot)",
+            error.path, error.message
+        );
+    }
+    for warning in &snapshot.warnings {
+        eprintln!("strongbox: warning: {}: {}", warning.path, warning.message);
+    }
+    Ok(if snapshot.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_INCOMPLETE)
+    })
+}
+
+fn backup_database(ctx: &Context_, args: cli::DatabaseArgs, postgres: bool) -> Result<ExitCode> {
+    let source: Box<dyn DatabaseSource> = if postgres {
         Box::new(PostgresSource::new(&args.source)?)
     } else {
         Box::new(SqliteSource::new(&args.source))
     };
+    backup_from(ctx, &args.set, source, args.common.tags, args.common.time)
+}
+
+fn backup_from(
+    ctx: &Context_,
+    set: &str,
+    mut source: Box<dyn DatabaseSource>,
+    tags: Vec<String>,
+    time: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<ExitCode> {
+    strongbox_storage::layout::check_set_name(set)?;
+    let repo = Repository::open_or_init(&ctx.location)?.with_upload_options(ctx.upload.clone());
     let origin = source.origin();
     let snapshot = ctx
         .engine(repo)
-        .backup_database(
-            &args.set,
-            source.as_mut(),
-            args.common.tags,
-            args.common.time,
-        )
+        .backup_database(set, source.as_mut(), tags, time)
         .with_context(|| format!("backup of {origin} failed"))?;
     ctx.print(&snapshot, || summary(&snapshot))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `backup SET` for a set the configuration file defines.
+fn backup_configured(
+    ctx: &Context_,
+    config: &Config,
+    name: &str,
+    common: cli::CommonBackup,
+) -> Result<ExitCode> {
+    let set = config.set(name)?;
+    let tags: Vec<String> = set.tags.iter().chain(&common.tags).cloned().collect();
+    match set.source {
+        SourceType::Files => {
+            let opts = FilesBackup {
+                excludes: set.exclude.clone(),
+                compression: set.compression.unwrap_or_default(),
+                tags,
+                time: common.time,
+                ..FilesBackup::new(name, set.path.clone().expect("checked on load"))
+            };
+            backup_files(ctx, &opts)
+        }
+        SourceType::Postgres => {
+            let conninfo = set.conninfo.as_deref().expect("checked on load");
+            backup_from(
+                ctx,
+                name,
+                Box::new(PostgresSource::new(conninfo)?),
+                tags,
+                common.time,
+            )
+        }
+        SourceType::Sqlite => {
+            let path = set.path.clone().expect("checked on load");
+            backup_from(
+                ctx,
+                name,
+                Box::new(SqliteSource::new(path)),
+                tags,
+                common.time,
+            )
+        }
+    }
 }
 
 fn restore_database(
@@ -360,16 +442,37 @@ fn restore(ctx: &Context_, args: cli::RestoreArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn prune(ctx: &Context_, args: cli::PruneArgs) -> Result<ExitCode> {
+fn prune(ctx: &Context_, config: &Config, args: cli::PruneArgs) -> Result<ExitCode> {
     let engine = ctx.engine(Repository::open(&ctx.location)?);
-    let opts = PruneOptions {
+    let options = |policy| PruneOptions {
         timezone: args.timezone,
         dry_run: args.dry_run,
         grace: args.grace,
-        ..PruneOptions::new(args.policy)
+        ..PruneOptions::new(policy)
     };
-    let sets: Vec<String> = args.set.into_iter().collect();
-    let report = engine.prune(&sets, &opts)?;
+    let sets: Vec<String> = args.set.clone().into_iter().collect();
+    let report = if !args.policy.is_empty() || config.sets.is_empty() {
+        engine.prune(&sets, &options(args.policy.clone()))?
+    } else {
+        // No rules on the command line: each set's own policy from the configuration.
+        let mut report = strongbox_engine::PruneReport {
+            dry_run: args.dry_run,
+            ..Default::default()
+        };
+        let names: Vec<&String> = match &args.set {
+            Some(set) => vec![set],
+            None => config.sets.keys().collect(),
+        };
+        for name in names {
+            let policy = config.set(name)?.keep.clone().with_context(|| {
+                format!(
+                    "set {name:?} has no `keep` policy in the configuration; give --keep-* rules"
+                )
+            })?;
+            report.merge(engine.prune(std::slice::from_ref(name), &options(policy))?);
+        }
+        report
+    };
     ctx.print(&report, || {
         let mut lines = Vec::new();
         for kept in &report.keep {

@@ -95,7 +95,8 @@ pub struct PruneReport {
 }
 
 impl PruneReport {
-    fn absorb(&mut self, other: PruneReport) {
+    /// Add another set's report to this one.
+    pub fn merge(&mut self, other: PruneReport) {
         self.keep.extend(other.keep);
         self.forget.extend(other.forget);
         self.deleted_objects += other.deleted_objects;
@@ -129,7 +130,7 @@ impl Engine {
             } else {
                 self.locked(set, "prune", || self.prune_set(set, opts), |_| ("ok", None))?
             };
-            report.absorb(one);
+            report.merge(one);
         }
         Ok(report)
     }

@@ -1,0 +1,149 @@
+//! The configuration file: repository, S3 settings, named sets and their keep policies.
+
+use std::process::Command;
+
+use crate::harness::{bin, noise, write, Env};
+
+#[test]
+fn configured_sets_back_up_and_prune_by_their_own_policies() {
+    let env = Env::new();
+    let media = env.path("media");
+    write(&media.join("a.jpg"), &noise(1, 10_000));
+    write(&media.join("cache/skip.bin"), b"skip");
+    let db = env.path("app.sqlite3");
+    let made = Command::new("sqlite3")
+        .arg(&db)
+        .arg("CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3);")
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let config = env.path("strongbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"repo = "{repo}"
+[sets.media]
+source = "files"
+path = "{media}"
+exclude = ["cache"]
+tags = ["nightly"]
+keep = {{ last = 2 }}
+[sets.appdb]
+source = "sqlite"
+path = "{db}"
+keep = {{ last = 1 }}
+"#,
+            repo = env.repo,
+            media = media.display(),
+            db = db.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .arg("--json")
+            .env_remove("STRONGBOX_REPO")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    for _ in 0..3 {
+        let record = run(&["backup", "media"]);
+        assert_eq!(record["tags"], serde_json::json!(["nightly"]));
+        run(&["backup", "appdb"]);
+    }
+    let listed = run(&["ls", "media:latest"]);
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "the cache exclude applies: {listed}"
+    );
+    let report = run(&["prune"]);
+    assert_eq!(
+        report["keep"].as_array().unwrap().len(),
+        3,
+        "2 media + 1 appdb: {report}"
+    );
+    assert_eq!(report["forget"].as_array().unwrap().len(), 3);
+
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["backup", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no set \"nope\""));
+    std::fs::write(&config, "[sets.x]\nsource = \"files\"\n").unwrap();
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs `path`"));
+}
+
+#[test]
+fn s3_settings_come_from_the_configuration_file() {
+    let (Ok(bucket), Ok(endpoint)) = (
+        std::env::var("STRONGBOX_TEST_S3_BUCKET"),
+        std::env::var("AWS_ENDPOINT_URL"),
+    ) else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "S3 server not set up under CI=true"
+        );
+        return;
+    };
+    let env = Env::new();
+    let config = env.path("s3.toml");
+    let nanos = chrono::Utc::now().timestamp_subsec_nanos();
+    std::fs::write(
+        &config,
+        format!(
+            r#"repo = "s3://{bucket}/config-{nanos:08x}"
+[s3]
+endpoint = "{endpoint}"
+access_key_id = "{key}"
+secret_access_key = "{secret}"
+region = "us-east-1"
+allow_http = true
+"#,
+            key = std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
+            secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin());
+    for var in [
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "AWS_ALLOW_HTTP",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = cmd
+        .arg("--config")
+        .arg(&config)
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
