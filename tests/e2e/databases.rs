@@ -8,16 +8,7 @@ use crate::harness::{object_key, Env};
 
 /// `postgresql://user:password@host:port` of the test server, or `None` (a failure under CI).
 fn pg_base() -> Option<String> {
-    match std::env::var("STRONGBOX_TEST_PG") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("STRONGBOX_TEST_PG not set under CI=true")
-        }
-        Err(_) => {
-            eprintln!("skipping: no PostgreSQL (run scripts/test.sh)");
-            None
-        }
-    }
+    crate::harness::service("STRONGBOX_TEST_PG")
 }
 
 fn psql(base: &str, db: &str, sql: &str) -> String {

@@ -270,3 +270,18 @@ pub fn big_tree(root: &Path, count: usize, size: usize) {
         );
     }
 }
+
+/// The value of a variable `scripts/test.sh` exports for a service (PostgreSQL, S3), or
+/// `None` with a notice; under CI=true a missing service fails the test instead.
+pub fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) => Some(value),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{var} is not set under CI=true: scripts/test.sh did not start the service")
+        }
+        Err(_) => {
+            eprintln!("skipping: {var} is not set (run scripts/test.sh)");
+            None
+        }
+    }
+}

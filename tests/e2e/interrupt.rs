@@ -38,26 +38,30 @@ fn data_started(repo: &str, set: &str) -> bool {
         .unwrap_or(false)
 }
 
-#[test]
-fn a_backup_killed_midway_leaves_no_snapshot_and_the_next_one_succeeds() {
+/// A repository, a 192 MiB source tree, and a slow backup of it caught writing data.
+fn backup_in_progress() -> (Env, std::path::PathBuf, Child) {
     let env = Env::new();
     let src = env.path("src");
     big_tree(&src, 24, 8 << 20);
     env.json(&["init"]);
-    let child = spawn(
-        &env,
-        &[
-            "backup",
-            "files",
-            "media",
-            src.to_str().unwrap(),
-            "--compression",
-            "zstd:19",
-        ],
-    );
+    let args = [
+        "backup",
+        "files",
+        "media",
+        src.to_str().unwrap(),
+        "--compression",
+        "zstd:19",
+    ];
+    let child = spawn(&env, &args);
     wait_for("the backup to start writing", || {
         data_started(&env.repo, "media")
     });
+    (env, src, child)
+}
+
+#[test]
+fn a_backup_killed_midway_leaves_no_snapshot_and_the_next_one_succeeds() {
+    let (env, src, child) = backup_in_progress();
     signal(&child, rustix::process::Signal::KILL);
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
@@ -84,24 +88,7 @@ fn a_backup_killed_midway_leaves_no_snapshot_and_the_next_one_succeeds() {
 
 #[test]
 fn ctrl_c_stops_a_backup_cleanly() {
-    let env = Env::new();
-    let src = env.path("src");
-    big_tree(&src, 24, 8 << 20);
-    env.json(&["init"]);
-    let child = spawn(
-        &env,
-        &[
-            "backup",
-            "files",
-            "media",
-            src.to_str().unwrap(),
-            "--compression",
-            "zstd:19",
-        ],
-    );
-    wait_for("the backup to start writing", || {
-        data_started(&env.repo, "media")
-    });
+    let (env, _src, child) = backup_in_progress();
     signal(&child, rustix::process::Signal::INT);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -10,16 +10,7 @@ use crate::harness::{assert_same_tree, big_tree, noise, tree, write, Env};
 
 /// The bucket `scripts/test.sh` created, or `None` (a failure under CI=true).
 fn shared_bucket() -> Option<String> {
-    match std::env::var("STRONGBOX_TEST_S3_BUCKET") {
-        Ok(bucket) => Some(bucket),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("STRONGBOX_TEST_S3_BUCKET is not set under CI=true: the S3 server did not start")
-        }
-        Err(_) => {
-            eprintln!("skipping: no S3 server (run scripts/test.sh)");
-            None
-        }
-    }
+    crate::harness::service("STRONGBOX_TEST_S3_BUCKET")
 }
 
 fn unique(name: &str) -> String {

@@ -383,28 +383,9 @@ fn file_stats(entries: &[FileEntry], changes: &[Change], deleted: u64) -> FileSt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strongbox_manifest::Stats;
 
     fn snap(id: &str, kind: SnapshotKind) -> Snapshot {
-        Snapshot {
-            format_version: 1,
-            id: SnapshotId::parse(id).unwrap(),
-            set: "s".into(),
-            kind,
-            source: SourceKind::Files,
-            parent: None,
-            time: Utc::now(),
-            tags: vec![],
-            host: "h".into(),
-            tool_version: "0".into(),
-            origin: "/".into(),
-            compression: "zstd:3".into(),
-            objects: vec![],
-            stats: Stats::Files(FileStats::default()),
-            duration_secs: 0.0,
-            errors: vec![],
-            warnings: vec![],
-        }
+        crate::fixtures::snapshot("s", id, kind)
     }
 
     #[test]

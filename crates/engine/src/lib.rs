@@ -30,6 +30,8 @@ mod backup;
 mod database;
 mod engine;
 mod error;
+#[cfg(test)]
+mod fixtures;
 mod journal;
 mod progress;
 mod prune;

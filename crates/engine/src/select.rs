@@ -42,28 +42,10 @@ pub fn select<'a>(snapshots: &'a [Snapshot], spec: &str) -> Result<&'a Snapshot,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strongbox_manifest::{FileStats, SnapshotId, SnapshotKind, SourceKind, Stats};
+    use strongbox_manifest::SnapshotKind;
 
     fn snap(set: &str, id: &str) -> Snapshot {
-        Snapshot {
-            format_version: 1,
-            id: SnapshotId::parse(id).unwrap(),
-            set: set.into(),
-            kind: SnapshotKind::Full,
-            source: SourceKind::Files,
-            parent: None,
-            time: chrono::Utc::now(),
-            tags: vec![],
-            host: "h".into(),
-            tool_version: "0".into(),
-            origin: "/".into(),
-            compression: "zstd:3".into(),
-            objects: vec![],
-            stats: Stats::Files(FileStats::default()),
-            duration_secs: 0.0,
-            errors: vec![],
-            warnings: vec![],
-        }
+        crate::fixtures::snapshot(set, id, SnapshotKind::Full)
     }
 
     #[test]
