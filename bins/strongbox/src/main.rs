@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod output;
 mod progress;
 
 use std::io::IsTerminal;
@@ -15,11 +16,12 @@ use strongbox_engine::{
     target_for, Cancel, DatabaseSource, Engine, FilesBackup, PostgresSource, PruneOptions,
     RestoreOptions, SqliteSource,
 };
-use strongbox_manifest::{FileType, Snapshot, SnapshotKind, SourceKind, Stats};
+use strongbox_manifest::{Snapshot, SnapshotKind, SourceKind};
 use strongbox_storage::{Location, RepoReader, Repository, UploadOptions};
 
 use cli::{Backup, BackupArgs, Cli, Command};
 use config::{Config, SourceType};
+use output::{human_bytes, ls_table, snapshot_table, summary, LsRow};
 
 /// Exit status for a backup that was written without some unreadable files.
 const EXIT_INCOMPLETE: u8 = 3;
@@ -559,118 +561,4 @@ fn verify(ctx: &Context_, args: cli::VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-#[derive(Serialize)]
-struct LsRow<'a> {
-    path: &'a str,
-    #[serde(rename = "type")]
-    kind: FileType,
-    size: u64,
-    mode: u32,
-    mtime: i64,
-    sha256: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    target: Option<&'a str>,
-}
-
-fn ls_table(rows: &[LsRow<'_>]) -> String {
-    rows.iter()
-        .map(|r| {
-            let kind = match r.kind {
-                FileType::Dir => 'd',
-                FileType::Symlink => 'l',
-                FileType::File => '-',
-            };
-            let time = chrono::DateTime::from_timestamp_nanos(r.mtime).format("%Y-%m-%d %H:%M:%S");
-            let link = r.target.map(|t| format!(" -> {t}")).unwrap_or_default();
-            format!(
-                "{kind}{:04o} {:>12} {time} {}{link}",
-                r.mode, r.size, r.path
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn snapshot_table(snapshots: &[Snapshot]) -> String {
-    if snapshots.is_empty() {
-        return "no snapshots".to_string();
-    }
-    let mut lines = vec![format!(
-        "{:<24} {:<12} {:<12} {:<8} {:<20} {:>10} {:>10}  tags",
-        "id", "set", "kind", "source", "time", "entries", "stored"
-    )];
-    for s in snapshots {
-        let (entries, stored) = match &s.stats {
-            Stats::Files(f) => (f.files + f.dirs + f.symlinks, f.bytes_stored),
-            Stats::Database(d) => (d.tables.len() as u64, d.bytes_stored),
-        };
-        lines.push(format!(
-            "{:<24} {:<12} {:<12} {:<8} {:<20} {:>10} {:>10}  {}",
-            s.id,
-            s.set,
-            s.kind.as_str(),
-            s.source.as_str(),
-            s.time.format("%Y-%m-%d %H:%M:%S"),
-            entries,
-            human_bytes(stored),
-            s.tags.join(",")
-        ));
-    }
-    lines.join("\n")
-}
-
-fn summary(s: &Snapshot) -> String {
-    let parent = s
-        .parent
-        .as_ref()
-        .map(|p| format!(" of {p}"))
-        .unwrap_or_default();
-    match &s.stats {
-        Stats::Files(f) => {
-            let secs = s.duration_secs.max(0.001);
-            format!(
-                "snapshot {} ({}{parent}) of set {}: {} files, {} dirs, {} symlinks; {} new, {} changed, {} unchanged, {} deleted; read {}, stored {} in {:.1} s ({}/s)",
-                s.id,
-                s.kind.as_str(),
-                s.set,
-                f.files,
-                f.dirs,
-                f.symlinks,
-                f.new,
-                f.changed,
-                f.unchanged,
-                f.deleted,
-                human_bytes(f.bytes_read),
-                human_bytes(f.bytes_stored),
-                s.duration_secs,
-                human_bytes((f.bytes_read as f64 / secs) as u64)
-            )
-        }
-        Stats::Database(d) => format!(
-            "snapshot {} of set {}: {} tables, dumped {}, stored {} in {:.1} s",
-            s.id,
-            s.set,
-            d.tables.len(),
-            human_bytes(d.bytes_dumped),
-            human_bytes(d.bytes_stored),
-            s.duration_secs
-        ),
-    }
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
