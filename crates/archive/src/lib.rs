@@ -26,6 +26,7 @@
 //! # Ok::<(), strongbox_archive::Error>(())
 //! ```
 
+mod ahead;
 mod codec;
 mod error;
 mod hashing;

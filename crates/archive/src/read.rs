@@ -34,7 +34,7 @@ pub struct ArchiveEntry<'e> {
 
 /// Reads a (compressed) tar stream; the codec is detected from the stream's first bytes.
 pub struct ArchiveReader<'a> {
-    archive: tar::Archive<Decoder<'a>>,
+    archive: tar::Archive<Box<dyn Read + Send + 'a>>,
     codec: Codec,
 }
 
@@ -47,7 +47,23 @@ impl<'a> ArchiveReader<'a> {
         })?;
         let codec = decoder.codec();
         Ok(Self {
-            archive: tar::Archive::new(decoder),
+            archive: tar::Archive::new(Box::new(decoder)),
+            codec,
+        })
+    }
+
+    /// Open a stream and decompress it on a thread of its own, a few MiB ahead of the
+    /// entries' consumer: fetching and decompressing overlap with hashing and writing.
+    pub fn pipelined<R: Read + Send + 'static>(reader: R) -> Result<Self, Error> {
+        let corrupt = |source| Error::Corrupt {
+            context: "reading the stream header".to_string(),
+            source,
+        };
+        let decoder = Decoder::new(reader).map_err(corrupt)?;
+        let codec = decoder.codec();
+        let ahead = crate::ahead::ReadAhead::spawn(decoder).map_err(corrupt)?;
+        Ok(Self {
+            archive: tar::Archive::new(Box::new(ahead)),
             codec,
         })
     }

@@ -83,7 +83,7 @@ where
             })?
             .as_str();
         let stream = repo.reader(key)?;
-        let mut archive = ArchiveReader::new(stream).map_err(|source| Error::Archive {
+        let mut archive = ArchiveReader::pipelined(stream).map_err(|source| Error::Archive {
             key: key.to_string(),
             source,
         })?;
