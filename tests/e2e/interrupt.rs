@@ -170,3 +170,51 @@ fn a_second_backup_racing_the_first_is_refused_with_the_holder_named() {
     );
     assert_eq!(env.snapshot_ids().len(), 1);
 }
+
+#[test]
+fn a_file_growing_while_it_is_read_is_stored_as_read_with_a_warning() {
+    let env = Env::new();
+    let src = env.path("src");
+    big_tree(&src, 1, 32 << 20);
+    let growing = src.join("d0/f0.bin");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, growing) = (stop.clone(), growing.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut file = fs::OpenOptions::new().append(true).open(growing).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                file.write_all(b"appended while read\n").unwrap();
+                sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let record = env.backup("media", &src, &[]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    assert_eq!(record["warnings"][0]["path"], "d0/f0.bin", "{record}");
+    assert!(record["warnings"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("changed while being read"));
+    assert!(record["errors"].as_array().unwrap().is_empty());
+    // What was stored is the file as it was read — the size the scan saw — and restores
+    // with its digest checked.
+    let listed = env.json(&["ls", "media:latest"]);
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "d0/f0.bin")
+        .unwrap();
+    let target = env.path("t");
+    env.json(&[
+        "restore",
+        "media:latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    let restored = fs::read(target.join("d0/f0.bin")).unwrap();
+    assert_eq!(restored.len() as u64, entry["size"].as_u64().unwrap());
+    assert!(restored[..32 << 20] == crate::harness::noise(1, 32 << 20)[..]);
+}
