@@ -1,3 +1,4 @@
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -5,9 +6,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use object_store::{path::Path, GetResultPayload, WriteMultipart};
+use object_store::{path::Path, GetResultPayload, ObjectStore, ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
 
 /// What an [`ObjectWriter`] stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,9 +195,87 @@ enum ReaderInner {
         stream: BoxStream<'static, object_store::Result<Bytes>>,
         chunk: Bytes,
     },
+    Ranged(Ranged),
+}
+
+/// Reads a remote object as consecutive ranges, several requests in flight: one GET stream
+/// from an S3 server is slower than the restore consuming it.
+struct Ranged {
+    rt: Arc<Runtime>,
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+    next: u64,
+    part: u64,
+    concurrency: usize,
+    inflight: VecDeque<JoinHandle<object_store::Result<Bytes>>>,
+    chunk: Bytes,
+}
+
+impl Ranged {
+    fn request_more(&mut self) {
+        while self.inflight.len() < self.concurrency && self.next < self.size {
+            let range = self.next..(self.next + self.part).min(self.size);
+            self.next = range.end;
+            let (store, path) = (self.store.clone(), self.path.clone());
+            self.inflight.push_back(
+                self.rt
+                    .spawn(async move { store.get_range(&path, range).await }),
+            );
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.chunk.is_empty() {
+            self.request_more();
+            let Some(part) = self.inflight.pop_front() else {
+                return Ok(0);
+            };
+            self.chunk = self
+                .rt
+                .block_on(part)
+                .map_err(io::Error::other)?
+                .map_err(io::Error::other)?;
+            self.request_more();
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
+impl Drop for Ranged {
+    fn drop(&mut self) {
+        for part in &self.inflight {
+            part.abort();
+        }
+    }
 }
 
 impl ObjectReader {
+    pub(crate) fn ranged(
+        rt: Arc<Runtime>,
+        store: Arc<dyn ObjectStore>,
+        key: &str,
+        size: u64,
+        part: u64,
+        concurrency: usize,
+    ) -> Self {
+        Self {
+            inner: ReaderInner::Ranged(Ranged {
+                rt,
+                store,
+                path: path(key),
+                size,
+                next: 0,
+                part,
+                concurrency,
+                inflight: VecDeque::new(),
+                chunk: Bytes::new(),
+            }),
+        }
+    }
+
     pub(crate) fn new(rt: Arc<Runtime>, payload: GetResultPayload, size: u64) -> Self {
         let inner = match payload {
             GetResultPayload::File(file, _) => ReaderInner::File(file.take(size)),
@@ -225,6 +305,7 @@ impl Read for ObjectReader {
                 buf[..n].copy_from_slice(&chunk.split_to(n));
                 Ok(n)
             }
+            ReaderInner::Ranged(ranged) => ranged.read(buf),
         }
     }
 }

@@ -48,6 +48,10 @@ pub struct ObjectInfo {
     pub modified: DateTime<Utc>,
 }
 
+/// Size of one ranged GET of a large remote object, and how many run at once.
+const RANGE_PART: u64 = 8 * 1024 * 1024;
+const RANGES_IN_FLIGHT: usize = 3;
+
 /// Tuning of uploads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadOptions {
@@ -318,6 +322,20 @@ impl RepoReader {
 
     /// Stream an object.
     pub fn reader(&self, key: &str) -> Result<ObjectReader, Error> {
+        if self.local_root.is_none() {
+            // Remote: large objects come as ranges fetched several at a time.
+            let size = self.head(key)?.size;
+            if size > RANGE_PART {
+                return Ok(ObjectReader::ranged(
+                    self.rt.clone(),
+                    self.store.clone(),
+                    key,
+                    size,
+                    RANGE_PART,
+                    RANGES_IN_FLIGHT,
+                ));
+            }
+        }
         let result = self
             .rt
             .block_on(self.store.get(&path(key)))
