@@ -217,13 +217,7 @@ impl Engine {
                         Err(e) => Err(e),
                     },
                 }
-                .map_err(|source| {
-                    if self.cancel.is_cancelled() {
-                        Error::Cancelled
-                    } else {
-                        archive_error(source)
-                    }
-                })?;
+                .map_err(|source| self.cancel.or_cancelled(archive_error(source)))?;
                 entry.holder = Some(id.clone());
             }
             let writer = archive.finish().map_err(archive_error)?;

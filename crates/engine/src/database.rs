@@ -1,4 +1,4 @@
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -18,7 +18,8 @@ pub use strongbox_db_dump::{
 };
 
 use crate::backup::Written;
-use crate::{Cancel, Engine, Error, Progress};
+use crate::progress::Watched;
+use crate::{Engine, Error};
 
 /// Database dumps are zstd streams at this level: pg_dump writes uncompressed (`-Z0`) so that
 /// compression happens here, multithreaded.
@@ -46,28 +47,6 @@ fn dump_extension(kind: SourceKind) -> Option<&'static str> {
         SourceKind::Postgres => Some("pgdump.zst"),
         SourceKind::Sqlite => Some("sqlite.zst"),
         SourceKind::Files => None,
-    }
-}
-
-/// The compressor's input: reports progress and stops the dump on cancel.
-struct Sink<'a, W> {
-    inner: W,
-    progress: &'a dyn Progress,
-    cancel: &'a Cancel,
-}
-
-impl<W: Write> Write for Sink<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.cancel.is_cancelled() {
-            return Err(io::Error::other("cancelled"));
-        }
-        let n = self.inner.write(buf)?;
-        self.progress.advance(n as u64);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 
@@ -101,24 +80,6 @@ impl<R: Read> Read for Verified<'_, R> {
             }
             self.checked = true;
         }
-        Ok(n)
-    }
-}
-
-/// The restore's input: reports progress and stops on cancel.
-struct Feed<'a, R> {
-    inner: R,
-    progress: &'a dyn Progress,
-    cancel: &'a Cancel,
-}
-
-impl<R: Read> Read for Feed<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.cancel.is_cancelled() {
-            return Err(io::Error::other("cancelled"));
-        }
-        let n = self.inner.read(buf)?;
-        self.progress.advance(n as u64);
         Ok(n)
     }
 }
@@ -178,20 +139,16 @@ impl Engine {
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         self.progress.phase("dumping", None);
-        let mut sink = Sink {
+        let mut sink = Watched {
             inner: Encoder::new(self.repo.writer(&key)?, COMPRESSION, threads)
                 .map_err(upload_error)?,
             progress: self.progress.as_ref(),
             cancel: &self.cancel,
         };
         // On failure the encoder is dropped unfinished, which aborts the upload: no object.
-        let mut stats: DatabaseStats = source.dump(&mut sink).map_err(|e| {
-            if self.cancel.is_cancelled() {
-                Error::Cancelled
-            } else {
-                Error::from(e)
-            }
-        })?;
+        let mut stats: DatabaseStats = source
+            .dump(&mut sink)
+            .map_err(|e| self.cancel.or_cancelled(e))?;
         self.progress.finish();
         self.cancel.check()?;
         let stored = sink
@@ -322,18 +279,14 @@ impl Engine {
                 database: object.key.clone(),
                 source,
             })?;
-        let mut feed = Feed {
+        let mut feed = Watched {
             inner: decoder,
             progress: self.progress.as_ref(),
             cancel: &self.cancel,
         };
-        let report = target.restore(&mut feed, stats).map_err(|e| {
-            if self.cancel.is_cancelled() {
-                Error::Cancelled
-            } else {
-                Error::from(e)
-            }
-        })?;
+        let report = target
+            .restore(&mut feed, stats)
+            .map_err(|e| self.cancel.or_cancelled(e))?;
         self.progress.finish();
         Ok(DatabaseRestoreOutcome {
             snapshot: snapshot.id.to_string(),

@@ -1,4 +1,4 @@
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -41,6 +41,16 @@ impl Cancel {
         self.0.load(Ordering::SeqCst)
     }
 
+    /// `err`, unless stopping was asked for: then the failure is the interruption itself
+    /// (a stream cut short by cancel reports whatever error it hit).
+    pub(crate) fn or_cancelled(&self, err: impl Into<Error>) -> Error {
+        if self.is_cancelled() {
+            Error::Cancelled
+        } else {
+            err.into()
+        }
+    }
+
     /// `Err(Cancelled)` once stopping was asked for.
     pub fn check(&self) -> Result<(), Error> {
         if self.is_cancelled() {
@@ -78,5 +88,47 @@ impl<R: Read> Read for Tracked<'_, R> {
                 Ok(0)
             }
         }
+    }
+}
+
+/// Wraps a reader or a writer: reports progress and fails at once on cancel.
+pub(crate) struct Watched<'a, T> {
+    pub(crate) inner: T,
+    pub(crate) progress: &'a dyn Progress,
+    pub(crate) cancel: &'a Cancel,
+}
+
+impl<T> Watched<'_, T> {
+    fn count(&self, n: usize) -> io::Result<usize> {
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+
+    fn stop_if_cancelled(&self) -> io::Result<()> {
+        if self.cancel.is_cancelled() {
+            Err(io::Error::other("cancelled"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<R: Read> Read for Watched<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stop_if_cancelled()?;
+        let n = self.inner.read(buf)?;
+        self.count(n)
+    }
+}
+
+impl<W: Write> Write for Watched<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stop_if_cancelled()?;
+        let n = self.inner.write(buf)?;
+        self.count(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }

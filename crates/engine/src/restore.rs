@@ -406,11 +406,7 @@ impl Engine {
                     source: other,
                 }),
             },
-            other if self.cancel.is_cancelled() => {
-                drop(other);
-                Error::Cancelled
-            }
-            other => Error::Verify(other),
+            other => self.cancel.or_cancelled(other),
         })?;
         self.progress.finish();
         self.cancel.check()?;
