@@ -265,13 +265,7 @@ fn sqlite_backup_restore_recipe_and_safe_replacement() {
         1,
     );
     assert!(err.contains("--force"), "{err}");
-    let out = env.json(&[
-        "restore",
-        "chat:latest",
-        "--target",
-        db.to_str().unwrap(),
-        "--force",
-    ]);
+    let out = env.restore("chat:latest", &db, &["--force"]);
     assert!(out["previous"].as_str().unwrap().contains("pre-restore"));
     let count = Command::new("sqlite3")
         .arg(&db)

@@ -97,7 +97,7 @@ fn every_snapshot_of_a_full_incremental_differential_chain_restores_exactly() {
     );
     for (i, (id, expected)) in states.iter().enumerate() {
         let target = env.path(&format!("restore-{i}"));
-        let out = env.json(&["restore", id, "--target", target.to_str().unwrap()]);
+        let out = env.restore(id, &target, &[]);
         assert_eq!(out["plan"]["snapshot"], id.as_str());
         assert_same_tree(expected, &tree(&target));
     }
@@ -158,12 +158,7 @@ fn sparse_file_larger_than_8_gib_round_trips_as_holes() {
     let record = env.backup("big", &src, &[]);
     assert_eq!(record["stats"]["bytes"], size);
     let target = env.path("restored");
-    env.json(&[
-        "restore",
-        "big:latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    env.restore("big:latest", &target, &[]);
     let restored = target.join("disk.img");
     let meta = fs::metadata(&restored).unwrap();
     assert_eq!(meta.len(), size);
@@ -185,13 +180,7 @@ fn dry_run_plans_and_writes_nothing() {
     write(&src.join("avatars/3.png"), b"new");
     env.backup("media", &src, &[]);
     let target = env.path("target");
-    let plan = env.json(&[
-        "restore",
-        "media:latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--dry-run",
-    ]);
+    let plan = env.restore("media:latest", &target, &["--dry-run"]);
     let expected = tree(&src);
     let files = expected.values().filter(|n| n.kind == "file").count();
     assert_eq!(plan["files"], files);
@@ -230,14 +219,7 @@ fn include_restores_a_subtree_and_exclude_skips_at_backup() {
     );
 
     let target = env.path("part");
-    env.json(&[
-        "restore",
-        "media:latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--include",
-        "avatars",
-    ]);
+    env.restore("media:latest", &target, &["--include", "avatars"]);
     assert_eq!(names(&target), ["avatars"]);
     assert_eq!(
         fs::read(target.join("avatars/1.png")).unwrap(),
@@ -259,12 +241,7 @@ fn gzip_and_uncompressed_snapshots_restore_and_rehash_reads_everything() {
             "{codec}"
         );
         let target = env.path("t");
-        env.json(&[
-            "restore",
-            "media:latest",
-            "--target",
-            target.to_str().unwrap(),
-        ]);
+        env.restore("media:latest", &target, &[]);
         assert_same_tree(&tree(&src), &tree(&target));
     }
 }
@@ -293,26 +270,13 @@ fn restore_over_a_non_empty_target_needs_force_and_keeps_the_previous_tree() {
     );
     assert_eq!(tree(&target), before);
 
-    let out = env.json(&[
-        "restore",
-        "media:latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--force",
-    ]);
+    let out = env.restore("media:latest", &target, &["--force"]);
     assert_same_tree(&tree(&src), &tree(&target));
     let previous = out["previous"].as_str().unwrap();
     assert!(previous.contains("live.pre-restore-"), "{previous}");
     assert_eq!(tree(Path::new(previous)), before);
 
-    env.json(&[
-        "restore",
-        "media:latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--force",
-        "--no-keep-previous",
-    ]);
+    env.restore("media:latest", &target, &["--force", "--no-keep-previous"]);
     let leftovers: Vec<String> = names(env.dir.path())
         .into_iter()
         .filter(|n| n.starts_with("live") || n.contains("strongbox-restore"))

@@ -100,6 +100,14 @@ impl Env {
         self.json(&args)
     }
 
+    /// `restore <snap> --target <target> <extra…> --json`, expecting success.
+    pub fn restore(&self, snap: &str, target: &Path, extra: &[&str]) -> Value {
+        let target = target.display().to_string();
+        let mut args = vec!["restore", snap, "--target", target.as_str()];
+        args.extend_from_slice(extra);
+        self.json(&args)
+    }
+
     /// Snapshot ids, oldest first.
     pub fn snapshot_ids(&self) -> Vec<String> {
         self.json(&["snapshots"])

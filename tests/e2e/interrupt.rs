@@ -77,12 +77,7 @@ fn a_backup_killed_midway_leaves_no_snapshot_and_the_next_one_succeeds() {
     let record = env.backup("media", &src, &[]);
     assert_eq!(record["kind"], "full");
     let target = env.path("t");
-    env.json(&[
-        "restore",
-        "media:latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    env.restore("media:latest", &target, &[]);
     assert_same_tree(&tree(&src), &tree(&target));
 }
 
@@ -208,12 +203,7 @@ fn a_file_growing_while_it_is_read_is_stored_as_read_with_a_warning() {
         .find(|e| e["path"] == "d0/f0.bin")
         .unwrap();
     let target = env.path("t");
-    env.json(&[
-        "restore",
-        "media:latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    env.restore("media:latest", &target, &[]);
     let restored = fs::read(target.join("d0/f0.bin")).unwrap();
     assert_eq!(restored.len() as u64, entry["size"].as_u64().unwrap());
     assert!(restored[..32 << 20] == crate::harness::noise(1, 32 << 20)[..]);

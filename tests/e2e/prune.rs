@@ -159,7 +159,7 @@ fn database_seed_policy_on_a_long_chain_keeps_exactly_its_snapshots_and_all_rest
     );
     for (id, _, expected) in chain.iter().filter(|(id, _, _)| kept.contains(id)) {
         let target = env.path(&format!("restore-{id}"));
-        env.json(&["restore", id, "--target", target.to_str().unwrap()]);
+        env.restore(id, &target, &[]);
         assert_same_tree(expected, &tree(&target));
     }
     let verify = env.json(&["verify", "--all", "--level", "deep"]);
@@ -188,7 +188,7 @@ fn media_seed_policy_keeps_thirty_days_measured_from_the_newest_snapshot() {
         .any(|r| r == "within 30d"));
     for (id, _, expected) in chain.iter().filter(|(id, _, _)| kept.contains(id)).take(3) {
         let target = env.path(&format!("r-{id}"));
-        env.json(&["restore", id, "--target", target.to_str().unwrap()]);
+        env.restore(id, &target, &[]);
         assert_same_tree(expected, &tree(&target));
     }
     assert_eq!(
@@ -264,7 +264,7 @@ fn prune_on_s3_keeps_chains_restorable() {
     assert!(report["freed_bytes"].as_u64().unwrap() > 0);
     for (id, _, expected) in chain.iter().filter(|(id, _, _)| kept.contains(id)) {
         let target = env.path(&format!("r-{id}"));
-        env.json(&["restore", id, "--target", target.to_str().unwrap()]);
+        env.restore(id, &target, &[]);
         assert_same_tree(expected, &tree(&target));
     }
     assert_eq!(

@@ -122,7 +122,7 @@ fn full_incremental_differential_over_s3_restore_bit_identical_and_verify_deep()
 
     for (i, (id, expected)) in states.iter().enumerate() {
         let target = env.path(&format!("r{i}"));
-        env.json(&["restore", id, "--target", target.to_str().unwrap()]);
+        env.restore(id, &target, &[]);
         assert_same_tree(expected, &tree(&target));
     }
     let report = env.json(&["verify", "--all", "--level", "deep"]);
