@@ -102,7 +102,6 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 log "building"
 cargo build --workspace --all-targets --all-features --locked
-export STRONGBOX_BIN="$ROOT/target/debug/strongbox"
 
 log "running the test suite"
 cargo test --workspace --all-features --locked

@@ -304,15 +304,36 @@ fn hostile_archive_and_listing_entries_cannot_escape_the_target() {
         .status()
         .unwrap();
     assert!(status.success());
-    let err = env.fails(
-        &[
-            "restore",
-            "media:latest",
-            "--target",
-            target.to_str().unwrap(),
-        ],
-        1,
+    let restore = [
+        "restore",
+        "media:latest",
+        "--target",
+        target.to_str().unwrap(),
+    ];
+    // A listing that is not the one the record names is refused before it is read.
+    let err = env.fails(&restore, 1);
+    assert!(
+        one_line(&err).contains("corrupt listing") && one_line(&err).contains("does not match"),
+        "{err}"
     );
+    assert!(!target.exists());
+    // Whoever can rewrite the listing can rewrite the record too: then the tree check is
+    // what stands between the listing and the file system.
+    let stored = fs::read(repo.join(&listing_key)).unwrap();
+    let record_path = repo.join(format!(
+        "sets/media/snapshots/{}.json",
+        record["id"].as_str().unwrap()
+    ));
+    let mut forged: serde_json::Value =
+        serde_json::from_slice(&fs::read(&record_path).unwrap()).unwrap();
+    for object in forged["objects"].as_array_mut().unwrap() {
+        if object["role"] == "listing" {
+            object["size"] = stored.len().into();
+            object["sha256"] = crate::harness::sha256(&stored).into();
+        }
+    }
+    fs::write(&record_path, forged.to_string()).unwrap();
+    let err = env.fails(&restore, 1);
     assert!(
         one_line(&err).contains("z/owned.txt")
             && one_line(&err).contains("parent is not a directory"),

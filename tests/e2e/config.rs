@@ -142,3 +142,78 @@ allow_http = true
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn config_check_prints_the_effective_configuration_with_every_secret_redacted() {
+    let env = Env::new();
+    let config = env.path("strongbox.toml");
+    std::fs::write(
+        &config,
+        r#"repo = "/srv/backups"
+[s3]
+region = "eu-west-1"
+secret_access_key = "${TEST_S3_SECRET}"
+[sets.maindb]
+source = "postgres"
+conninfo = "postgresql://backup:${TEST_PG_PASSWORD}@db.internal/app"
+keep = { daily = 7 }
+[alerts]
+email = { smtp = "smtp://mail:587", password = "${TEST_PG_PASSWORD}", from = "sb@web1", to = ["ops@example.com"] }
+webhooks = [ { url = "https://hooks.example/services/T0/B0/XYZSECRET" } ]
+"#,
+    )
+    .unwrap();
+    let check = |extra: &[&str]| {
+        Command::new(bin())
+            .arg("--config")
+            .arg(&config)
+            .args(extra)
+            .args(["config", "check"])
+            .env_remove("STRONGBOX_REPO")
+            .env("TEST_S3_SECRET", "aws-secret-value")
+            .env("TEST_PG_PASSWORD", "pg-secret-value")
+            .output()
+            .unwrap()
+    };
+    let out = check(&["--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for secret in ["aws-secret-value", "pg-secret-value", "XYZSECRET"] {
+        assert!(!text.contains(secret), "{secret} shown: {text}");
+    }
+    let shown: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(shown["repo"], "/srv/backups");
+    assert_eq!(shown["s3"]["region"], "eu-west-1");
+    assert_eq!(shown["s3"]["secret_access_key"], "***");
+    assert_eq!(
+        shown["sets"]["maindb"]["conninfo"],
+        "postgresql://backup:***@db.internal/app"
+    );
+    assert_eq!(shown["sets"]["maindb"]["keep"]["daily"], 7);
+
+    // Flags win over the file; the human form is TOML.
+    let out = check(&["--repo", "/mnt/other"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("repo = \"/mnt/other\""), "{text}");
+    assert!(!text.contains("secret-value"), "{text}");
+
+    // An unset variable is a configuration error naming it and the key: exit 2.
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "check"])
+        .env_remove("TEST_S3_SECRET")
+        .env("TEST_PG_PASSWORD", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("s3.secret_access_key uses ${TEST_S3_SECRET}") && err.lines().count() == 1,
+        "{err}"
+    );
+}

@@ -1,104 +1,20 @@
 //! Database snapshots through the CLI against the real PostgreSQL that scripts/test.sh
-//! starts, and SQLite files; the documented recipes with pg_restore and sqlite3.
+//! starts, and SQLite files; the documented recipes with pg_restore and sqlite3; libpq's
+//! conventions as a new user meets them.
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{object_key, Env};
+use strongbox_test_support::Pg;
 
-/// `postgresql://user:password@host:port` of the test server, or `None` (a failure under CI).
-fn pg_base() -> Option<String> {
-    crate::harness::service("STRONGBOX_TEST_PG")
-}
-
-fn psql(base: &str, db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-qAt",
-            "-v",
-            "ON_ERROR_STOP=1",
-            &format!("{base}/{db}"),
-            "-c",
-            sql,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// A database that is dropped when the test ends.
-struct Db<'a> {
-    base: &'a str,
-    name: String,
-}
-
-impl<'a> Db<'a> {
-    fn create(base: &'a str, tag: &str) -> Self {
-        let name = format!(
-            "sb_{tag}_{}_{}",
-            std::process::id(),
-            chrono::Utc::now().timestamp_subsec_nanos()
-        );
-        psql(base, "postgres", &format!("CREATE DATABASE {name}"));
-        Db { base, name }
-    }
-    fn named(base: &'a str, tag: &str) -> Self {
-        Db {
-            base,
-            name: format!(
-                "sb_{tag}_{}_{}",
-                std::process::id(),
-                chrono::Utc::now().timestamp_subsec_nanos()
-            ),
-        }
-    }
-    fn url(&self) -> String {
-        format!("{}/{}", self.base, self.name)
-    }
-    fn url_without_password(&self) -> String {
-        let rest = self.base.split_once("://").unwrap().1;
-        let (auth, host) = rest.split_once('@').unwrap();
-        format!(
-            "postgresql://{}@{host}/{}",
-            auth.split(':').next().unwrap(),
-            self.name
-        )
-    }
-}
-
-impl Drop for Db<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .arg(format!("{}/postgres", self.base))
-            .args([
-                "-qc",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            ])
-            .output();
-    }
-}
-
-fn password(base: &str) -> String {
-    let rest = base.split_once("://").unwrap().1;
-    rest.split_once('@')
-        .unwrap()
-        .0
-        .split_once(':')
-        .unwrap()
-        .1
-        .to_string()
-}
+use crate::harness::Env;
+use crate::recipe::run_doc_block;
 
 #[test]
 fn postgres_backup_restore_and_the_documented_recipe_give_the_same_rows() {
-    let Some(base) = pg_base() else { return };
-    let source = Db::create(&base, "src");
-    psql(&base, &source.name, "CREATE TYPE mood AS ENUM ('ok', 'sad');
+    let Some(pg) = Pg::get() else { return };
+    let source = pg.create("src");
+    source.psql("CREATE TYPE mood AS ENUM ('ok', 'sad');
         CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, mood mood);
         CREATE TABLE posts (id bigserial PRIMARY KEY, user_id int REFERENCES users(id), body text);
         INSERT INTO users (name, mood) SELECT 'üser ' || g, 'ok' FROM generate_series(1, 500) g;
@@ -113,7 +29,7 @@ fn postgres_backup_restore_and_the_documented_recipe_give_the_same_rows() {
             &source.url_without_password(),
             "--json",
         ])
-        .env("PGPASSWORD", password(&base))
+        .env("PGPASSWORD", pg.password())
         .output()
         .unwrap();
     assert!(
@@ -141,48 +57,41 @@ fn postgres_backup_restore_and_the_documented_recipe_give_the_same_rows() {
         ]
     );
     assert!(
-        !String::from_utf8_lossy(&out.stdout).contains(&password(&base)),
+        !String::from_utf8_lossy(&out.stdout).contains(pg.password()),
         "password in the record"
     );
 
-    let restored = Db::named(&base, "dst");
+    let restored = pg.name("dst");
     let out = env.json(&["restore", "maindb:latest", "--target", &restored.url()]);
     assert_eq!(out["tables"].as_array().unwrap().len(), 2);
     let checksum = "SELECT md5(string_agg(p::text, ',' ORDER BY id)) FROM posts p";
-    assert_eq!(
-        psql(&base, &restored.name, checksum),
-        psql(&base, &source.name, checksum)
-    );
+    assert_eq!(restored.psql(checksum), source.psql(checksum));
     assert_eq!(
         env.json(&["verify", "--all", "--level", "deep"])["ok"],
         true
     );
 
-    // The recipe: zstd and pg_restore alone.
-    let by_hand = Db::create(&base, "hand");
-    let dump = Path::new(&env.repo).join(object_key(&record, "dump"));
-    let script = format!(
-        "zstd -dc '{}' | pg_restore --no-owner --exit-on-error --single-transaction -d '{}'",
-        dump.display(),
-        by_hand.url()
-    );
-    let status = Command::new("sh").arg("-c").arg(&script).status().unwrap();
-    assert!(status.success());
-    assert_eq!(
-        psql(&base, &by_hand.name, "SELECT count(*) FROM users"),
-        "500"
-    );
-    assert_eq!(
-        psql(&base, &by_hand.name, checksum),
-        psql(&base, &source.name, checksum)
-    );
+    // The documented recipe: createdb, zstd and pg_restore alone.
+    let by_hand = pg.name("hand");
+    let id = record["id"].as_str().unwrap();
+    let mut vars = pg.env().to_vec();
+    vars.extend([
+        ("REPO", env.repo.as_str()),
+        ("SET", "maindb"),
+        ("SNAP", id),
+        ("DB", by_hand.name.as_str()),
+    ]);
+    run_doc_block("PostgreSQL snapshots", &vars);
+    assert_eq!(by_hand.psql("SELECT count(*) FROM users"), "500");
+    assert_eq!(by_hand.psql(checksum), source.psql(checksum));
 }
 
 #[test]
 fn postgres_bad_input_is_one_line_exit_1_and_no_snapshot() {
-    let Some(base) = pg_base() else { return };
+    let Some(pg) = Pg::get() else { return };
+    let base = pg.base.clone();
     let env = Env::new();
-    let secret = password(&base);
+    let secret = pg.password().to_string();
     let wrong = base.replace(&format!(":{secret}@"), ":not-the-password@");
     for (conninfo, expect) in [
         (format!("{wrong}/postgres"), "password"),
@@ -205,7 +114,7 @@ fn postgres_bad_input_is_one_line_exit_1_and_no_snapshot() {
         );
     }
     // pg_dump missing from PATH.
-    let db = Db::create(&base, "nopath");
+    let db = pg.create("nopath");
     let psql_dir = Path::new(
         &String::from_utf8(
             Command::new("sh")
@@ -274,19 +183,19 @@ fn sqlite_backup_restore_recipe_and_safe_replacement() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "5000");
 
-    // The recipe: zstd and sqlite3 alone.
-    let dump = Path::new(&env.repo).join(object_key(&record, "dump"));
+    // The documented recipe: zstd and sqlite3 alone.
     let by_hand = env.path("by-hand.sqlite3");
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "zstd -dc '{}' > '{}'",
-            dump.display(),
-            by_hand.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let id = record["id"].as_str().unwrap();
+    let printed = run_doc_block(
+        "SQLite snapshots",
+        &[
+            ("REPO", env.repo.as_str()),
+            ("SET", "chat"),
+            ("SNAP", id),
+            ("FILE", by_hand.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(printed, "ok\n");
     let check = Command::new("sqlite3")
         .arg(&by_hand)
         .arg("PRAGMA integrity_check; SELECT count(*) FROM msg;")
@@ -308,4 +217,124 @@ fn sqlite_backup_restore_recipe_and_safe_replacement() {
         .as_array()
         .unwrap()
         .is_empty());
+}
+
+/// The user the system's PostgreSQL runs as, when this test may act as it: as root, with
+/// `runuser`, and the server listening on Debian's socket directory.
+fn as_postgres() -> Option<()> {
+    let root = rustix::process::geteuid().is_root();
+    let runuser = Path::new("/usr/sbin/runuser").exists() || Path::new("/sbin/runuser").exists();
+    let socket = std::fs::read_dir("/var/run/postgresql")
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".s.PGSQL."))
+        })
+        .unwrap_or(false);
+    if root && runuser && socket {
+        return Some(());
+    }
+    let why = format!("root {root}, runuser {runuser}, socket in /var/run/postgresql {socket}");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true runs as root beside the system cluster: {why}"
+    );
+    eprintln!("skipping: cannot act as the postgres user ({why})");
+    None
+}
+
+#[test]
+fn runuser_postgres_backs_up_and_restores_a_keyword_conninfo_as_libpq_would() {
+    let (Some(pg), Some(())) = (Pg::get(), as_postgres()) else {
+        return;
+    };
+    let source = pg.create("peer_src");
+    source.psql(
+        "CREATE TABLE notes (id int PRIMARY KEY); INSERT INTO notes SELECT generate_series(1, 42);",
+    );
+    let restored = pg.name("peer_dst");
+    let env = Env::new();
+    // The postgres user owns the repository, as it would on a host it backs up.
+    let chown = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(env.dir.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let run = |args: &[&str]| {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(crate::harness::bin())
+            .args(["--repo", &env.repo])
+            .args(args)
+            .arg("--json")
+            // Nothing but libpq's defaults: no PG* variables, and a USER that is not the
+            // user the process runs as.
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("USER", "root")
+            .output()
+            .unwrap()
+    };
+    // No user, no host: the operating-system user over the local socket (peer login).
+    let dbname = format!("dbname={}", source.name);
+    let out = run(&["backup", "postgres", "maindb", &dbname]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["stats"]["tables"][0]["rows"], 42);
+    assert_eq!(record["origin"], dbname);
+
+    // A keyword connection string is a database target, never a file name.
+    let target = format!("host=/var/run/postgresql dbname={}", restored.name);
+    let out = run(&["restore", "maindb:latest", "--target", &target]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(restored.psql("SELECT count(*) FROM notes"), "42");
+    assert!(!Path::new(&target).exists() && !env.path(&target).exists());
+}
+
+#[test]
+fn a_keyword_target_over_tcp_restores_with_the_password_from_the_environment() {
+    let Some(pg) = Pg::get() else { return };
+    let source = pg.create("kw_src");
+    source.psql("CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2), (3);");
+    let restored = pg.name("kw_dst");
+    let env = Env::new();
+    env.json(&["backup", "postgres", "maindb", &source.url()]);
+    let [(_, host), (_, port), (_, user), (_, password)] = pg.env();
+    let target = format!(
+        "host={host} port={port} user={user} dbname={}",
+        restored.name
+    );
+    let out = env
+        .cmd(&["restore", "maindb:latest", "--target", &target, "--json"])
+        .env("PGPASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["tables"][0]["rows"], 3);
+    assert_eq!(restored.psql("SELECT count(*) FROM t"), "3");
+
+    // The same keyword string for an SQLite snapshot is refused, not created as a file.
+    let db = env.path("chat.sqlite3");
+    Command::new("sqlite3")
+        .arg(&db)
+        .arg("CREATE TABLE m(x); INSERT INTO m VALUES (1);")
+        .output()
+        .unwrap();
+    env.json(&["backup", "sqlite", "chat", db.to_str().unwrap()]);
+    let err = env.fails(&["restore", "chat:latest", "--target", "dbname=chat"], 1);
+    assert!(err.contains("connection string"), "{err}");
+    assert!(!Path::new("dbname=chat").exists());
 }

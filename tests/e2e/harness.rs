@@ -10,23 +10,9 @@ use std::process::Output;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// The binary under test: `$STRONGBOX_BIN`, else `target/<profile>/strongbox` beside this test.
+/// The binary under test: the one cargo built for this test run.
 pub fn bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("STRONGBOX_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = dir.join("strongbox");
-    assert!(
-        bin.exists(),
-        "{} not built: run `cargo build` first",
-        bin.display()
-    );
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_strongbox"))
 }
 
 /// A temp dir with a repository location inside it.
@@ -175,6 +161,11 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) {
     }
 }
 
+/// SHA-256 of bytes, lower-case hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// SHA-256 of a file, streamed.
 pub fn file_sha256(path: &Path) -> String {
     let mut file = fs::File::open(path).expect("open");
@@ -279,17 +270,4 @@ pub fn big_tree(root: &Path, count: usize, size: usize) {
     }
 }
 
-/// The value of a variable `scripts/test.sh` exports for a service (PostgreSQL, S3), or
-/// `None` with a notice; under CI=true a missing service fails the test instead.
-pub fn service(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(value) => Some(value),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{var} is not set under CI=true: scripts/test.sh did not start the service")
-        }
-        Err(_) => {
-            eprintln!("skipping: {var} is not set (run scripts/test.sh)");
-            None
-        }
-    }
-}
+pub use strongbox_test_support::service;

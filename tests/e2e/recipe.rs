@@ -1,4 +1,5 @@
-//! docs/restore-without-strongbox.md, followed with the system's tar, zstd, gzip and jq.
+//! docs/restore-without-strongbox.md, followed with the system's tar, zstd, gzip and jq:
+//! every `sh` block of the page runs, exactly as the page shows it.
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -7,15 +8,68 @@ use std::process::Command;
 
 use crate::harness::{noise, tree, write, Env, Node};
 
-/// The shell script of the recipe, exactly as the document shows it.
-fn recipe_script() -> String {
+/// The page's `sh` blocks, each with the heading of the section it stands in.
+fn doc_blocks() -> Vec<(String, String)> {
     let doc = fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/restore-without-strongbox.md"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/restore-without-strongbox.md"),
     )
     .unwrap();
-    let start = doc.find("```sh\n").expect("a sh block") + "```sh\n".len();
-    let end = start + doc[start..].find("```").unwrap();
-    doc[start..end].to_string()
+    let mut heading = String::new();
+    let mut blocks = Vec::new();
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        if let Some(h) = line.strip_prefix("## ") {
+            heading = h.to_string();
+        } else if line == "```sh" {
+            let block: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            blocks.push((heading.clone(), block.join("\n") + "\n"));
+        }
+    }
+    blocks
+}
+
+/// The one `sh` block of the section `heading`.
+pub fn doc_block(heading: &str) -> String {
+    let mut found = doc_blocks().into_iter().filter(|(h, _)| h == heading);
+    let (_, block) = found
+        .next()
+        .unwrap_or_else(|| panic!("no sh block under {heading:?}"));
+    assert!(found.next().is_none(), "one sh block under {heading:?}");
+    block
+}
+
+/// Run the block of section `heading` with `sh -e`, `vars` in its environment; its stdout.
+pub fn run_doc_block(heading: &str, vars: &[(&str, &str)]) -> String {
+    let out = Command::new("sh")
+        .args(["-e", "-c", &doc_block(heading)])
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the {heading:?} recipe failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The sections whose block a test runs; a new block needs a test (and a line here).
+const TESTED: [&str; 3] = [
+    "Files snapshots",
+    "PostgreSQL snapshots",
+    "SQLite snapshots",
+];
+
+#[test]
+fn every_sh_block_of_the_page_is_run_by_a_test() {
+    let headings: Vec<String> = doc_blocks().into_iter().map(|(h, _)| h).collect();
+    assert_eq!(headings, TESTED);
+}
+
+/// The shell script of the files recipe, exactly as the document shows it.
+fn recipe_script() -> String {
+    doc_block("Files snapshots")
 }
 
 /// Compare what the recipe can restore: kinds, modes of files, content, link targets,

@@ -28,7 +28,7 @@ pub struct Cli {
     pub repo: Option<String>,
 
     /// Configuration file: repository, [s3] settings, [sets.NAME] with source and keep policy
-    /// (see docs/configuration.md).
+    /// (see docs/configuration.md; `config check` prints what strongbox reads from it).
     #[arg(long, global = true, env = "STRONGBOX_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -102,6 +102,7 @@ Examples:
   strongbox restore 20251227T0200 --target /tmp/check --include 'avatars/**'
   strongbox restore media:latest --target /srv/media --dry-run
   strongbox restore maindb:latest --target postgresql://postgres@localhost/app_restored
+  strongbox restore maindb:latest --target 'host=/var/run/postgresql dbname=app_restored'
   strongbox restore chat:latest --target /srv/app/chat.sqlite3 --force
 
 A non-empty target needs --force; a directory's or SQLite file's current content is
@@ -125,6 +126,22 @@ is forgotten. Objects of failed runs are deleted once older than --grace.")]
         after_help = "Examples:\n  strongbox verify --all\n  strongbox verify media:latest --level deep --report /var/log/strongbox-verify.json"
     )]
     Verify(VerifyArgs),
+    /// Work with the configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check the configuration and print it as strongbox reads it: `${VAR}` expanded,
+    /// command-line and environment overrides applied, every secret shown as ***.
+    #[command(after_help = "\
+Examples:
+  strongbox --config /etc/strongbox/strongbox.toml config check
+  STRONGBOX_CONFIG=/etc/strongbox/strongbox.toml strongbox config check --json
+
+Exit status 2 when the file has an error (named with its key), 0 when it reads.")]
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,7 +161,11 @@ Unchanged files (same size, mtime, ctime, inode) are not read again.")]
     #[command(after_help = "\
 Examples:
   PGPASSWORD=… strongbox backup postgres maindb 'postgresql://backup@db.internal:5432/app'
-  strongbox backup postgres maindb 'host=/var/run/postgresql dbname=app user=backup'
+  runuser -u postgres -- strongbox backup postgres maindb 'dbname=app'
+
+The connection string is read as libpq reads it: a URL or keyword=value pairs; the user
+defaults to the operating-system user, the host to the local socket directory, and PGHOST,
+PGPORT, PGUSER, PGDATABASE and ~/.pgpass fill what it leaves out.
 
 Give the password through PGPASSWORD or ~/.pgpass rather than in the URL: command lines are
 visible to every user of the host. It never reaches logs, records or pg_dump's arguments.")]
@@ -223,9 +244,10 @@ pub struct CommonBackup {
 pub struct RestoreArgs {
     /// Snapshot id, unique id prefix, or <SET>:latest.
     pub snapshot: String,
-    /// Directory (files snapshot), postgres://…/db (PostgreSQL) or a file path (SQLite).
+    /// A directory (files snapshot), a PostgreSQL connection string (postgresql://…/DB or
+    /// 'host=… dbname=DB'), or a file (SQLite): the snapshot's kind says which.
     #[arg(long, value_name = "TARGET")]
-    pub target: PathBuf,
+    pub target: String,
     /// Restore only matching paths (and everything below a matching directory).
     #[arg(long, value_name = "GLOB")]
     pub include: Vec<String>,

@@ -1,7 +1,8 @@
 //! Human-readable output: tables, summaries and sizes. JSON output is serde's.
 
 use serde::Serialize;
-use strongbox_manifest::{FileType, Snapshot, Stats};
+use strongbox_engine::{PruneReport, Report, RestoreDetail, RestoreOutcome, RestorePlan};
+use strongbox_manifest::{FileEntry, FileType, Snapshot, Stats};
 
 /// One row of `ls`, in the JSON shape scripts rely on.
 #[derive(Serialize)]
@@ -15,6 +16,20 @@ pub struct LsRow<'a> {
     pub sha256: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<&'a str>,
+}
+
+impl<'a> From<&'a FileEntry> for LsRow<'a> {
+    fn from(e: &'a FileEntry) -> Self {
+        LsRow {
+            path: &e.path,
+            kind: e.kind,
+            size: e.size,
+            mode: e.mode,
+            mtime: e.mtime,
+            sha256: e.sha256.as_deref(),
+            target: e.target.as_deref(),
+        }
+    }
 }
 
 pub fn ls_table(rows: &[LsRow<'_>]) -> String {
@@ -116,4 +131,117 @@ pub fn human_bytes(n: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
+}
+
+pub fn plan_text(plan: &RestorePlan, target: &str) -> String {
+    let mut text = format!(
+        "would restore snapshot {} into {target}: {} files, {} dirs, {} symlinks, {}",
+        plan.snapshot,
+        plan.files,
+        plan.dirs,
+        plan.symlinks,
+        human_bytes(plan.bytes)
+    );
+    for holder in &plan.holders {
+        text.push_str(&format!(
+            "\n  from archive of {}: {} entries, {}",
+            holder.id,
+            holder.entries,
+            human_bytes(holder.bytes)
+        ));
+    }
+    text
+}
+
+pub fn restore_text(outcome: &RestoreOutcome) -> String {
+    let mut text = match &outcome.detail {
+        RestoreDetail::Plan(plan) => format!(
+            "restored {} into {}: {} files, {} dirs, {} symlinks, {} in {:.1} s; every file's SHA-256 checked",
+            outcome.snapshot,
+            outcome.target,
+            plan.files,
+            plan.dirs,
+            plan.symlinks,
+            human_bytes(plan.bytes),
+            outcome.duration_secs
+        ),
+        RestoreDetail::Tables(tables) => format!(
+            "restored {} into {}: {} tables, {} rows, counts match the snapshot; {:.1} s",
+            outcome.snapshot,
+            outcome.target,
+            tables.len(),
+            tables.iter().map(|t| t.rows).sum::<u64>(),
+            outcome.duration_secs
+        ),
+    };
+    if let Some(safety) = &outcome.safety_snapshot {
+        text.push_str(&format!(
+            "\nthe target's former content is snapshot {safety}"
+        ));
+    }
+    if let Some(previous) = &outcome.previous {
+        text.push_str(&format!(
+            "\nprevious content kept at {}",
+            previous.display()
+        ));
+    }
+    text
+}
+
+pub fn prune_text(report: &PruneReport) -> String {
+    let mut lines = Vec::new();
+    for kept in &report.keep {
+        lines.push(format!(
+            "keep   {} {:<12} {}",
+            kept.id,
+            kept.set,
+            kept.reasons.join(", ")
+        ));
+    }
+    for forgotten in &report.forget {
+        lines.push(format!("forget {} {}", forgotten.id, forgotten.set));
+    }
+    for key in &report.retained_for_chains {
+        lines.push(format!("retain {key} (a kept snapshot draws from it)"));
+    }
+    lines.push(format!(
+        "{}{} kept, {} forgotten, {} objects deleted, {} freed",
+        if report.dry_run {
+            "dry run, nothing changed: "
+        } else {
+            ""
+        },
+        report.keep.len(),
+        report.forget.len(),
+        report.deleted_objects,
+        human_bytes(report.freed_bytes)
+    ));
+    lines.join("\n")
+}
+
+pub fn verify_text(report: &Report) -> String {
+    let mut text = String::new();
+    for snapshot in &report.snapshots {
+        text.push_str(&format!(
+            "{} {} {}\n",
+            if snapshot.ok { "ok    " } else { "FAILED" },
+            snapshot.set,
+            snapshot.id
+        ));
+        for check in &snapshot.checks {
+            text.push_str(&format!(
+                "    {:<9} {} {}\n",
+                check.name.to_string(),
+                if check.ok { "ok" } else { "FAILED:" },
+                check.detail
+            ));
+        }
+    }
+    let failed = report.snapshots.iter().filter(|s| !s.ok).count();
+    text.push_str(&format!(
+        "{} snapshot(s) verified at level {:?}, {failed} failed",
+        report.snapshots.len(),
+        report.level
+    ));
+    text
 }

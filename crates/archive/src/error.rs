@@ -1,6 +1,7 @@
 use std::io;
 
-/// Errors of the archive crate.
+/// Errors of the archive crate. Messages name the entry or the place in the stream; the
+/// cause is the error's `source`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -20,8 +21,8 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
-    /// The stream is not a valid (compressed) tar stream.
-    #[error("corrupt archive: {context}: {source}")]
+    /// The stream is not a valid tar stream (or does not decompress).
+    #[error("corrupt archive: {context}")]
     Corrupt {
         /// Where in the stream.
         context: String,
@@ -29,8 +30,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// Writing the archive failed.
-    #[error("writing archive entry {path:?}: {source}")]
+    /// Writing an entry failed.
+    #[error("writing archive entry {path:?}")]
     Write {
         /// The entry being written.
         path: String,
@@ -38,12 +39,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// A caller-supplied callback failed while visiting an entry.
-    #[error("{path}: {source}")]
-    Visit {
-        /// The entry being visited.
-        path: String,
-        /// The callback's error.
+    /// Writing the end-of-archive marker failed.
+    #[error("finishing the archive")]
+    Finish {
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The read-ahead thread could not start.
+    #[error("starting the archive read-ahead thread")]
+    ReadAhead {
+        /// The underlying error.
         #[source]
         source: io::Error,
     },

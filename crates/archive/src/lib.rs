@@ -2,28 +2,33 @@
 //!
 //! A files snapshot stores its new and changed entries as one tar stream, compressed with
 //! zstd (multithreaded), gzip or nothing. Standard tools read it: `zstd -dc x.tar.zst | tar x`.
-//! This crate writes such streams ([`ArchiveWriter`]), reads them back ([`ArchiveReader`]),
-//! detects the codec of a stream by its magic bytes ([`Codec::detect`]) and refuses entry
-//! names that would escape a restore target ([`safe_relative_path`]).
+//! This crate writes tar streams ([`ArchiveWriter`]) and reads them back
+//! ([`ArchiveReader`]); it holds the codecs ([`Encoder`], [`Decoder`], which detects a
+//! stream's codec by its magic bytes) that the repository's object pipeline applies to every
+//! object; and it refuses entry names that would escape a restore target
+//! ([`safe_relative_path`]). Compression is not the archive's business: the writer writes
+//! plain tar into whatever compresses it.
 //!
 //! ```
-//! use strongbox_archive::{ArchiveReader, ArchiveWriter, Compression, EntryKind, EntryMeta};
+//! use strongbox_archive::{
+//!     ArchiveReader, ArchiveWriter, Compression, Decoder, Encoder, EntryKind, EntryMeta,
+//! };
 //!
-//! let mut writer = ArchiveWriter::new(Vec::new(), Compression::Zstd(3), 1)?;
+//! let mut writer = ArchiveWriter::new(Encoder::new(Vec::new(), Compression::Zstd(3), 1)?);
 //! let meta = EntryMeta { mode: 0o644, mtime_ns: 1_700_000_000_000_000_000 };
 //! let appended = writer.append_file("docs/hello.txt", &meta, &b"hello"[..], 5)?;
 //! assert_eq!(appended.digest.size, 5);
-//! let bytes = writer.finish()?;
+//! let bytes = writer.finish()?.finish()?;
 //!
-//! let mut reader = ArchiveReader::new(&bytes[..])?;
+//! let mut reader = ArchiveReader::new(Decoder::new(&bytes[..])?);
 //! let mut names = Vec::new();
 //! reader.for_each(|entry| {
 //!     assert_eq!(entry.kind, EntryKind::File);
 //!     names.push(entry.path.to_string());
-//!     Ok(())
+//!     Ok::<(), strongbox_archive::Error>(())
 //! })?;
 //! assert_eq!(names, ["docs/hello.txt"]);
-//! # Ok::<(), strongbox_archive::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod ahead;

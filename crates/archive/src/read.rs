@@ -1,7 +1,6 @@
 use std::io::{self, Read};
 
-use crate::codec::Decoder;
-use crate::{safe_relative_path, Codec, Error};
+use crate::{safe_relative_path, Error};
 
 /// The kind of a tar entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,45 +31,26 @@ pub struct ArchiveEntry<'e> {
     pub data: &'e mut dyn Read,
 }
 
-/// Reads a (compressed) tar stream; the codec is detected from the stream's first bytes.
+/// Reads a plain tar stream (decompress it first: a [`Decoder`](crate::Decoder) or the
+/// repository's object pipeline).
 pub struct ArchiveReader<'a> {
     archive: tar::Archive<Box<dyn Read + Send + 'a>>,
-    codec: Codec,
 }
 
 impl<'a> ArchiveReader<'a> {
-    /// Open a stream.
-    pub fn new<R: Read + Send + 'a>(reader: R) -> Result<Self, Error> {
-        let decoder = Decoder::new(reader).map_err(|source| Error::Corrupt {
-            context: "reading the stream header".to_string(),
-            source,
-        })?;
-        let codec = decoder.codec();
-        Ok(Self {
-            archive: tar::Archive::new(Box::new(decoder)),
-            codec,
-        })
+    /// Read `reader`.
+    pub fn new<R: Read + Send + 'a>(reader: R) -> Self {
+        Self {
+            archive: tar::Archive::new(Box::new(reader)),
+        }
     }
 
-    /// Open a stream and decompress it on a thread of its own, a few MiB ahead of the
-    /// entries' consumer: fetching and decompressing overlap with hashing and writing.
+    /// Read `reader` on a thread of its own, a few MiB ahead of the entries' consumer:
+    /// fetching and decompressing (whatever `reader` does) overlap with hashing and writing.
     pub fn pipelined<R: Read + Send + 'static>(reader: R) -> Result<Self, Error> {
-        let corrupt = |source| Error::Corrupt {
-            context: "reading the stream header".to_string(),
-            source,
-        };
-        let decoder = Decoder::new(reader).map_err(corrupt)?;
-        let codec = decoder.codec();
-        let ahead = crate::ahead::ReadAhead::spawn(decoder).map_err(corrupt)?;
-        Ok(Self {
-            archive: tar::Archive::new(Box::new(ahead)),
-            codec,
-        })
-    }
-
-    /// The detected codec.
-    pub fn codec(&self) -> Codec {
-        self.codec
+        let ahead =
+            crate::ahead::ReadAhead::spawn(reader).map_err(|source| Error::ReadAhead { source })?;
+        Ok(Self::new(ahead))
     }
 
     /// Visit every entry in order. Names that would escape a target (`..`, absolute) fail with
@@ -135,7 +115,7 @@ impl<'a> ArchiveReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ArchiveWriter, Compression, EntryMeta};
+    use crate::{ArchiveWriter, Compression, Decoder, Encoder, EntryMeta};
 
     const META: EntryMeta = EntryMeta {
         mode: 0o640,
@@ -147,7 +127,11 @@ mod tests {
 
     fn collect(bytes: &[u8]) -> Result<Entries, Error> {
         let mut out = Vec::new();
-        ArchiveReader::new(bytes)?.for_each(|e: ArchiveEntry<'_>| {
+        let decoder = Decoder::new(bytes).map_err(|source| Error::Corrupt {
+            context: "the stream header".to_string(),
+            source,
+        })?;
+        ArchiveReader::new(decoder).for_each(|e: ArchiveEntry<'_>| {
             let mut data = Vec::new();
             e.data
                 .read_to_end(&mut data)
@@ -166,11 +150,11 @@ mod tests {
         let long_dir = "d".repeat(150);
         let long_file = format!("{long_dir}/{}", "ü".repeat(120));
         let long_target = "t/".repeat(80);
-        let mut w = ArchiveWriter::new(Vec::new(), Compression::Gzip(1), 0).unwrap();
+        let mut w = ArchiveWriter::new(Encoder::new(Vec::new(), Compression::Gzip(1), 0).unwrap());
         w.append_dir(&long_dir, &META).unwrap();
         w.append_file(&long_file, &META, &b"abc"[..], 3).unwrap();
         w.append_symlink("link", &long_target, &META).unwrap();
-        let bytes = w.finish().unwrap();
+        let bytes = w.finish().unwrap().finish().unwrap();
         let got = collect(&bytes).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[0].0, long_dir);
@@ -182,7 +166,7 @@ mod tests {
 
     #[test]
     fn short_source_is_padded_and_reported() {
-        let mut w = ArchiveWriter::new(Vec::new(), Compression::None, 0).unwrap();
+        let mut w = ArchiveWriter::new(Vec::new());
         let appended = w.append_file("f", &META, &b"ab"[..], 5).unwrap();
         assert!(appended.truncated);
         assert_eq!(appended.digest.sha256, crate::sha256_hex(b"ab\0\0\0"));
@@ -213,11 +197,11 @@ mod tests {
 
     #[test]
     fn truncated_zstd_stream_is_corrupt() {
-        let mut w = ArchiveWriter::new(Vec::new(), Compression::Zstd(3), 0).unwrap();
+        let mut w = ArchiveWriter::new(Encoder::new(Vec::new(), Compression::Zstd(3), 0).unwrap());
         let data: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
         w.append_file("f", &META, &data[..], data.len() as u64)
             .unwrap();
-        let bytes = w.finish().unwrap();
+        let bytes = w.finish().unwrap().finish().unwrap();
         let cut = &bytes[..bytes.len() / 2];
         assert!(collect(cut).is_err());
     }

@@ -1,8 +1,7 @@
 use std::io::{self, Read, Write};
 
-use crate::codec::Encoder;
 use crate::hashing::ExactReader;
-use crate::{Compression, Digest, Error};
+use crate::{Digest, Error};
 
 /// The metadata a tar header carries for an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,12 +21,15 @@ pub struct Appended {
     pub truncated: bool,
 }
 
-/// Writes a (compressed) tar stream, entry by entry.
+/// Writes a tar stream, entry by entry, into a writer that compresses (an [`Encoder`] or
+/// the repository's object pipeline) or not.
 ///
 /// Entries are ustar headers; a PAX extended header is added only where ustar cannot hold
 /// the value: names or link targets too long, sizes of 8 GiB and more.
+///
+/// [`Encoder`]: crate::Encoder
 pub struct ArchiveWriter<W: Write> {
-    builder: tar::Builder<Encoder<W>>,
+    builder: tar::Builder<W>,
     buffer: Vec<u8>,
 }
 
@@ -36,16 +38,12 @@ const USTAR_MAX_SIZE: u64 = 0o77777777777;
 const COPY_BUFFER: usize = 1024 * 1024;
 
 impl<W: Write> ArchiveWriter<W> {
-    /// Start an archive into `inner`; zstd compresses on `threads` workers.
-    pub fn new(inner: W, compression: Compression, threads: u32) -> Result<Self, Error> {
-        let encoder = Encoder::new(inner, compression, threads).map_err(|source| Error::Write {
-            path: String::new(),
-            source,
-        })?;
-        Ok(Self {
-            builder: tar::Builder::new(encoder),
+    /// Start an archive into `inner`.
+    pub fn new(inner: W) -> Self {
+        Self {
+            builder: tar::Builder::new(inner),
             buffer: vec![0; COPY_BUFFER],
-        })
+        }
     }
 
     /// Add a directory entry.
@@ -141,15 +139,12 @@ impl<W: Write> ArchiveWriter<W> {
         self.builder.get_mut().write_all(header.as_bytes())
     }
 
-    /// Write the end-of-archive marker and the codec's last frame; returns the inner writer.
+    /// Write the end-of-archive marker; returns the inner writer (still to be finished if
+    /// it compresses).
     pub fn finish(self) -> Result<W, Error> {
-        let encoder = self
-            .builder
+        self.builder
             .into_inner()
-            .map_err(|source| write_error("<end of archive>", source))?;
-        encoder
-            .finish()
-            .map_err(|source| write_error("<end of archive>", source))
+            .map_err(|source| Error::Finish { source })
     }
 }
 

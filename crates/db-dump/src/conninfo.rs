@@ -39,6 +39,72 @@ pub fn redact_conninfo(conninfo: &str) -> String {
     }
 }
 
+/// libpq's connection keywords.
+const KEYWORDS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "require_auth",
+    "channel_binding",
+    "connect_timeout",
+    "client_encoding",
+    "options",
+    "application_name",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "replication",
+    "gssencmode",
+    "sslmode",
+    "requiressl",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslcertmode",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "gssdelegation",
+    "service",
+    "target_session_attrs",
+    "load_balance_hosts",
+];
+
+/// Whether `spec` is a PostgreSQL connection string, as libpq reads one: a `postgres://` or
+/// `postgresql://` URL, or `keyword=value` pairs of libpq's keywords (`dbname=app`,
+/// `host=/var/run/postgresql dbname=app`). Such a string is never a file name.
+///
+/// ```
+/// use strongbox_db_dump::is_conninfo;
+/// assert!(is_conninfo("postgresql://backup@db/app"));
+/// assert!(is_conninfo("host=/var/run/postgresql dbname=app"));
+/// assert!(is_conninfo("dbname = 'my app'"));
+/// assert!(!is_conninfo("/srv/app/chat.sqlite3"));
+/// assert!(!is_conninfo("./dbname=app"));
+/// ```
+pub fn is_conninfo(spec: &str) -> bool {
+    let spec = spec.trim();
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        return true;
+    }
+    matches!(key_values(spec), Ok(pairs)
+        if !pairs.is_empty() && pairs.iter().all(|p| KEYWORDS.contains(&p.key.as_str())))
+}
+
 fn is_secret_key(key: &str) -> bool {
     matches!(key, "password" | "sslpassword")
 }
@@ -188,6 +254,8 @@ impl std::fmt::Debug for PgConn {
 /// Environment of the process, as far as a connection is concerned (a seam for tests).
 pub(crate) trait Env {
     fn var(&self, name: &str) -> Option<String>;
+    /// The name and home directory of the operating-system user the process runs as.
+    fn os_user(&self) -> Option<(String, PathBuf)>;
 }
 
 pub(crate) struct ProcessEnv;
@@ -196,11 +264,31 @@ impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok().filter(|v| !v.is_empty())
     }
+
+    fn os_user(&self) -> Option<(String, PathBuf)> {
+        let uid = rustix::process::geteuid().as_raw();
+        passwd_entry(&std::fs::read_to_string("/etc/passwd").ok()?, uid)
+    }
+}
+
+/// Name and home of `uid` in an `/etc/passwd` text, as `getpwuid` gives them to libpq.
+fn passwd_entry(passwd: &str, uid: u32) -> Option<(String, PathBuf)> {
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        match fields.as_slice() {
+            [name, _, id, _, _, home, ..] if id.parse() == Ok(uid) && !name.is_empty() => {
+                Some((name.to_string(), PathBuf::from(home)))
+            }
+            _ => None,
+        }
+    })
 }
 
 impl PgConn {
-    /// Parse `conninfo` and fill what it leaves out as libpq would: PGHOST, PGPORT, PGUSER,
-    /// PGDATABASE; the password from the string, else PGPASSWORD, else the password file.
+    /// Parse `conninfo` and fill what it leaves out as libpq would: PGHOST (else the local
+    /// socket directory), PGPORT, PGUSER (else the operating-system user), PGDATABASE (else
+    /// the user name); the password from the string, else PGPASSWORD, else the password
+    /// file.
     pub(crate) fn parse(conninfo: &str, env: &dyn Env) -> Result<Self, Error> {
         let redacted = redact_conninfo(conninfo);
         let invalid = |reason: String| Error::InvalidConninfo {
@@ -239,13 +327,20 @@ impl PgConn {
                 None => default_host(port),
             },
         };
+        // libpq asks the system for the user the process runs as (getpwuid), so the user
+        // `runuser -u postgres` switched to, whatever USER still says.
         let user = config
             .get_user()
             .map(str::to_string)
             .or_else(|| env.var("PGUSER"))
+            .or_else(|| env.os_user().map(|(name, _)| name))
             .or_else(|| env.var("USER"))
-            .or_else(|| env.var("LOGNAME"))
-            .ok_or_else(|| invalid("no user given (user=, PGUSER)".to_string()))?;
+            .ok_or_else(|| {
+                invalid(
+                    "no user given (user=, PGUSER) and the operating-system user is unknown"
+                        .to_string(),
+                )
+            })?;
         let dbname = config
             .get_dbname()
             .map(str::to_string)
@@ -371,7 +466,11 @@ impl PgConn {
     fn password_from_file(&self, env: &dyn Env) -> Option<String> {
         let path = match env.var("PGPASSFILE") {
             Some(path) => PathBuf::from(path),
-            None => PathBuf::from(env.var("HOME")?).join(".pgpass"),
+            None => env
+                .var("HOME")
+                .map(PathBuf::from)
+                .or_else(|| env.os_user().map(|(_, home)| home))?
+                .join(".pgpass"),
         };
         let text = read_private(&path)?;
         let host = match &self.host {
@@ -454,16 +553,29 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    struct FakeEnv(HashMap<&'static str, String>);
+    struct FakeEnv(HashMap<&'static str, String>, Option<(String, PathBuf)>);
 
     impl Env for FakeEnv {
         fn var(&self, name: &str) -> Option<String> {
             self.0.get(name).cloned()
         }
+        fn os_user(&self) -> Option<(String, PathBuf)> {
+            self.1.clone()
+        }
     }
 
     fn env(vars: &[(&'static str, &str)]) -> FakeEnv {
-        FakeEnv(vars.iter().map(|(k, v)| (*k, v.to_string())).collect())
+        FakeEnv(
+            vars.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            None,
+        )
+    }
+
+    fn env_as(user: &str, vars: &[(&'static str, &str)]) -> FakeEnv {
+        FakeEnv(
+            env(vars).0,
+            Some((user.to_string(), PathBuf::from(format!("/home/{user}")))),
+        )
     }
 
     #[test]
@@ -568,6 +680,102 @@ mod tests {
         assert!(!err.to_string().contains("hunter22"), "{err}");
         let err = PgConn::parse("postgres://u:pw@h/db?sslmode=require", &env(&[])).unwrap_err();
         assert!(err.to_string().contains("sslmode=require"), "{err}");
+    }
+
+    #[test]
+    fn the_user_defaults_to_the_operating_system_user_as_in_libpq() {
+        /// (conninfo, PGUSER, OS user, USER variable) -> (user, database) or a complaint
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            Result<(&'a str, &'a str), &'a str>,
+        );
+        let cases: [Case<'_>; 6] = [
+            (
+                "host=/var/run/postgresql dbname=app",
+                None,
+                Some("postgres"),
+                Some("root"),
+                Ok(("postgres", "app")),
+            ),
+            (
+                "dbname=app",
+                None,
+                Some("postgres"),
+                None,
+                Ok(("postgres", "app")),
+            ),
+            ("", None, Some("alice"), None, Ok(("alice", "alice"))),
+            (
+                "user=bob dbname=app",
+                Some("carol"),
+                Some("alice"),
+                None,
+                Ok(("bob", "app")),
+            ),
+            (
+                "dbname=app",
+                Some("carol"),
+                Some("alice"),
+                None,
+                Ok(("carol", "app")),
+            ),
+            ("dbname=app", None, None, None, Err("no user given")),
+        ];
+        for (conninfo, pguser, os_user, user_var, expected) in cases {
+            let mut vars = vec![];
+            if let Some(u) = pguser {
+                vars.push(("PGUSER", u));
+            }
+            if let Some(u) = user_var {
+                vars.push(("USER", u));
+            }
+            let env = match os_user {
+                Some(name) => env_as(name, &vars),
+                None => env(&vars),
+            };
+            match (PgConn::parse(conninfo, &env), expected) {
+                (Ok(conn), Ok((user, db))) => {
+                    assert_eq!(
+                        (conn.user.as_str(), conn.dbname.as_str()),
+                        (user, db),
+                        "{conninfo}"
+                    )
+                }
+                (Err(e), Err(text)) => assert!(e.to_string().contains(text), "{conninfo}: {e}"),
+                (got, want) => panic!("{conninfo}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn reads_passwd_entries_like_getpwuid() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      postgres:x:104:110:PostgreSQL administrator:/var/lib/postgresql:/bin/bash\n\
+                      broken line\n";
+        assert_eq!(
+            passwd_entry(passwd, 104),
+            Some(("postgres".to_string(), PathBuf::from("/var/lib/postgresql")))
+        );
+        assert_eq!(passwd_entry(passwd, 0).unwrap().0, "root");
+        assert_eq!(passwd_entry(passwd, 999), None);
+    }
+
+    #[test]
+    fn the_password_file_is_found_in_the_os_users_home() {
+        let home = tempfile::tempdir().unwrap();
+        let pgpass = home.path().join(".pgpass");
+        std::fs::write(&pgpass, "*:*:*:postgres:from-home\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let env = FakeEnv(
+            HashMap::new(),
+            Some(("postgres".to_string(), home.path().to_path_buf())),
+        );
+        let conn = PgConn::parse("host=h dbname=app", &env).unwrap();
+        assert_eq!(conn.password.as_deref(), Some("from-home"));
     }
 
     #[test]

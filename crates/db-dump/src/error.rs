@@ -2,7 +2,8 @@ use std::io;
 use std::path::PathBuf;
 
 /// Errors of database dumps and restores. Every variant names the database, table or file it
-/// is about; connection strings in messages are redacted and no password ever appears.
+/// is about; connection strings in messages are redacted and no password ever appears. The
+/// cause is the error's `source`, never repeated in its message.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -37,16 +38,16 @@ pub enum Error {
         server_major: String,
     },
     /// Connecting to a PostgreSQL server failed.
-    #[error("cannot connect to {database}: {}", pg_message(.source))]
+    #[error("cannot connect to {database}")]
     Connect {
         /// The database (`database "name" on host:port`).
         database: String,
         /// What failed.
         #[source]
-        source: tokio_postgres::Error,
+        source: PgError,
     },
     /// A query on a PostgreSQL database failed.
-    #[error("{database}: {operation}: {}", pg_message(.source))]
+    #[error("{database}: {operation}")]
     Query {
         /// The database.
         database: String,
@@ -54,10 +55,10 @@ pub enum Error {
         operation: &'static str,
         /// What failed.
         #[source]
-        source: tokio_postgres::Error,
+        source: PgError,
     },
     /// Counting the rows of a PostgreSQL table failed.
-    #[error("{database}: counting the rows of table {table}: {}", pg_message(.source))]
+    #[error("{database}: counting the rows of table {table}")]
     Table {
         /// The database.
         database: String,
@@ -65,7 +66,7 @@ pub enum Error {
         table: String,
         /// What failed.
         #[source]
-        source: tokio_postgres::Error,
+        source: PgError,
     },
     /// `pg_dump` or `pg_restore` failed.
     #[error("{tool} failed for {database} ({status}): {stderr}")]
@@ -80,7 +81,7 @@ pub enum Error {
         stderr: String,
     },
     /// Moving a dump between a tool and the caller failed.
-    #[error("{operation} for {database}: {source}")]
+    #[error("{operation} for {database}")]
     Stream {
         /// What was being moved (`reading pg_dump output`, `writing the dump`, ...).
         operation: &'static str,
@@ -99,7 +100,7 @@ pub enum Error {
         reason: String,
     },
     /// An SQLite operation failed.
-    #[error("SQLite database {}: {operation}: {source}", file.display())]
+    #[error("SQLite database {}: {operation}", file.display())]
     Sqlite {
         /// The database file.
         file: PathBuf,
@@ -110,7 +111,7 @@ pub enum Error {
         source: rusqlite::Error,
     },
     /// A local file-system operation failed.
-    #[error("{operation} {}: {source}", path.display())]
+    #[error("{operation} {}", path.display())]
     Io {
         /// What was attempted.
         operation: &'static str,
@@ -136,14 +137,8 @@ pub enum Error {
         /// Which tables differ, and how.
         mismatches: String,
     },
-    /// A restore target that holds data, without `--force`.
-    #[error("restore target {target} is not empty; add --force to replace it (a safety snapshot of its current content is taken first)")]
-    TargetNotEmpty {
-        /// The target, redacted.
-        target: String,
-    },
     /// The private async runtime for the PostgreSQL client could not start.
-    #[error("starting the PostgreSQL client runtime: {source}")]
+    #[error("starting the PostgreSQL client runtime")]
     Runtime {
         /// What failed.
         #[source]
@@ -173,8 +168,34 @@ impl Error {
     }
 }
 
-/// A PostgreSQL client error on one line: the server's message (with detail and hint) or
-/// the client's error with its cause.
+/// A PostgreSQL client error on one line: the server's message (with detail and hint), or
+/// the client's error with its causes. tokio-postgres's own message is "db error" with the
+/// server's multi-line text as its source; this prints what an operator needs, once, and so
+/// has no `source` of its own.
+#[derive(Debug)]
+pub struct PgError(tokio_postgres::Error);
+
+impl PgError {
+    /// The SQLSTATE of a server error.
+    pub fn code(&self) -> Option<&tokio_postgres::error::SqlState> {
+        self.0.code()
+    }
+}
+
+impl From<tokio_postgres::Error> for PgError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        PgError(error)
+    }
+}
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&pg_message(&self.0))
+    }
+}
+
+impl std::error::Error for PgError {}
+
 pub(crate) fn pg_message(error: &tokio_postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
         let mut message = format!("{}: {}", db.severity(), db.message());
@@ -189,8 +210,11 @@ pub(crate) fn pg_message(error: &tokio_postgres::Error) -> String {
     let mut message = error.to_string();
     let mut cause = std::error::Error::source(error);
     while let Some(inner) = cause {
-        message.push_str(": ");
-        message.push_str(&inner.to_string());
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
         cause = inner.source();
     }
     one_line(&message)

@@ -51,8 +51,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use strongbox_manifest::{DatabaseStats, SourceKind, TableCount};
 
-pub use conninfo::redact_conninfo;
-pub use error::Error;
+pub use conninfo::{is_conninfo, redact_conninfo};
+pub use error::{Error, PgError};
 pub use postgres::{PostgresSource, PostgresTarget};
 pub use sqlite::{SqliteSource, SqliteTarget};
 
@@ -112,15 +112,5 @@ pub fn verify_dump(kind: SourceKind, dump: &mut dyn Read) -> Result<String, Erro
             database: "a files snapshot".to_string(),
             reason: "it holds no database dump".to_string(),
         }),
-    }
-}
-
-/// The target a restore `--target` names: `postgres://…` or `postgresql://…` is a PostgreSQL
-/// database, anything else an SQLite file.
-pub fn target_for(spec: &str) -> Result<Box<dyn DatabaseTarget>, Error> {
-    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-        Ok(Box::new(PostgresTarget::new(spec)?))
-    } else {
-        Ok(Box::new(SqliteTarget::new(spec)))
     }
 }

@@ -68,7 +68,7 @@ impl Session {
             .block_on(conn.config().connect(NoTls))
             .map_err(|source| Error::Connect {
                 database: conn.describe(),
-                source,
+                source: source.into(),
             })?;
         rt.spawn(async move {
             if let Err(e) = connection.await {
@@ -87,10 +87,10 @@ fn count_tables(
     conn: &PgConn,
 ) -> Result<Vec<TableCount>, Error> {
     let query_error = |operation| {
-        move |source| Error::Query {
+        move |source: tokio_postgres::Error| Error::Query {
             database: conn.describe(),
             operation,
-            source,
+            source: source.into(),
         }
     };
     let rows = rt
@@ -111,7 +111,7 @@ fn count_tables(
             .map_err(|source| Error::Table {
                 database: conn.describe(),
                 table: name.clone(),
-                source,
+                source: source.into(),
             })?
             .get(0);
         tables.push(TableCount {
@@ -159,10 +159,10 @@ impl DatabaseSource for PostgresSource {
         let rt = &session.rt;
         let query_error = |operation| {
             let database = database.clone();
-            move |source| Error::Query {
+            move |source: tokio_postgres::Error| Error::Query {
                 database,
                 operation,
-                source,
+                source: source.into(),
             }
         };
         // Counting a large table must not hit a server-side timeout, nor may our idle
@@ -327,7 +327,7 @@ impl PostgresTarget {
                         .map_err(|source| Error::Query {
                             database: self.conn.describe(),
                             operation,
-                            source,
+                            source: source.into(),
                         });
                 }
                 Err(Error::Connect { source, .. })
@@ -351,7 +351,7 @@ impl PostgresTarget {
             .map_err(|source| Error::Query {
                 database: self.conn.describe(),
                 operation: "looking for existing objects",
-                source,
+                source: source.into(),
             })?
             .get(0);
         Ok(objects == 0)

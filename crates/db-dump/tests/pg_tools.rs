@@ -5,6 +5,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use strongbox_test_support::chain;
 
 use common::{exec, pg_base, TestDb};
 use strongbox_db_dump::{
@@ -45,7 +46,7 @@ fn missing_old_and_failing_tools_give_clear_errors() {
         ),
         "{err}"
     );
-    let text = err.to_string();
+    let text = chain(&err);
     assert!(text.starts_with("pg_dump not found on PATH"), "{text}");
     assert!(text.contains(&db.name), "{text}");
     assert!(!text.contains(&password), "{text}");
@@ -89,7 +90,7 @@ fn missing_old_and_failing_tools_give_clear_errors() {
         .dump(&mut Vec::new())
         .unwrap_err();
     assert!(matches!(err, Error::ToolTooOld { .. }), "{err}");
-    let text = err.to_string();
+    let text = chain(&err);
     assert!(
         text.starts_with("pg_dump 9.6.24 is older than the server"),
         "{text}"
@@ -107,7 +108,7 @@ fn missing_old_and_failing_tools_give_clear_errors() {
         .unwrap()
         .dump(&mut Vec::new())
         .unwrap_err();
-    let text = err.to_string();
+    let text = chain(&err);
     assert!(
         matches!(
             err,
@@ -136,8 +137,5 @@ fn missing_old_and_failing_tools_give_clear_errors() {
         .dump(&mut Vec::new())
         .unwrap_err();
     assert!(matches!(err, Error::BadDump { .. }), "{err}");
-    assert!(
-        err.to_string().contains("not a custom-format archive"),
-        "{err}"
-    );
+    assert!(chain(&err).contains("not a custom-format archive"), "{err}");
 }

@@ -5,6 +5,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use strongbox_test_support::chain;
 
 use common::{checksums, exec, pg_base, query, schema, value, TestDb};
 use strongbox_db_dump::{
@@ -258,7 +259,7 @@ fn restore_over_an_existing_database_replaces_it_or_changes_nothing() {
         ),
         "{err}"
     );
-    assert!(err.to_string().contains(&target_db.name), "{err}");
+    assert!(chain(&err).contains(&target_db.name), "{err}");
     assert_eq!(checksums(&target_db.url()), before);
 
     // A whole dump replaces what it names and leaves the rest.
@@ -276,8 +277,7 @@ fn restore_over_an_existing_database_replaces_it_or_changes_nothing() {
     let err = target.restore(&mut dump.as_slice(), &tampered).unwrap_err();
     assert!(matches!(err, Error::CountMismatch { .. }), "{err}");
     assert!(
-        err.to_string()
-            .contains("table public.t has 500 rows, the snapshot 501"),
+        chain(&err).contains("table public.t has 500 rows, the snapshot 501"),
         "{err}"
     );
 }
@@ -300,7 +300,7 @@ fn a_failed_restore_into_a_new_database_leaves_none() {
         ),
         "{err}"
     );
-    assert!(err.to_string().contains(&target_db.name), "{err}");
+    assert!(chain(&err).contains(&target_db.name), "{err}");
     assert!(
         !target_db.exists(),
         "the database created for the restore was dropped"
@@ -322,7 +322,7 @@ fn bad_connections_name_the_database_and_the_cause_without_the_password() {
             .unwrap()
             .dump(&mut Vec::new())
             .unwrap_err();
-        let text = err.to_string();
+        let text = chain(&err);
         for needle in needles {
             assert!(text.contains(needle), "{text:?} lacks {needle:?}");
         }
@@ -371,12 +371,12 @@ fn bad_connections_name_the_database_and_the_cause_without_the_password() {
     .is_empty()
     .unwrap_err();
     assert!(
-        err.to_string().contains("password authentication failed"),
+        chain(&err).contains("password authentication failed"),
         "{err}"
     );
-    assert!(!err.to_string().contains("wrong-pass-123"), "{err}");
+    assert!(!chain(&err).contains("wrong-pass-123"), "{err}");
     let err = PostgresTarget::new(&format!("postgresql://{user}:wrong-pass-123@{host}:{port}"))
         .unwrap_err();
     assert!(matches!(err, Error::InvalidConninfo { .. }), "{err}");
-    assert!(!err.to_string().contains("wrong-pass-123"), "{err}");
+    assert!(!chain(&err).contains("wrong-pass-123"), "{err}");
 }

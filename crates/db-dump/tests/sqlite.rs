@@ -4,10 +4,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use strongbox_test_support::chain;
 
 use rusqlite::Connection;
 use strongbox_db_dump::{
-    target_for, verify_dump, DatabaseSource, DatabaseTarget, Error, SqliteSource, SqliteTarget,
+    verify_dump, DatabaseSource, DatabaseTarget, Error, PostgresTarget, SqliteSource, SqliteTarget,
 };
 use strongbox_manifest::SourceKind;
 
@@ -137,7 +138,7 @@ fn corrupt_sources_are_named_in_the_error() {
     let err = SqliteSource::new(&garbage)
         .dump(&mut Vec::new())
         .unwrap_err();
-    let text = err.to_string();
+    let text = chain(&err);
     assert!(matches!(err, Error::Sqlite { .. }), "{text}");
     assert!(text.contains(&garbage.display().to_string()), "{text}");
     assert!(text.contains("not a database"), "{text}");
@@ -154,7 +155,7 @@ fn corrupt_sources_are_named_in_the_error() {
     let err = SqliteSource::new(&damaged)
         .dump(&mut Vec::new())
         .unwrap_err();
-    let text = err.to_string();
+    let text = chain(&err);
     assert!(
         matches!(err, Error::Integrity { .. } | Error::Sqlite { .. }),
         "{text}"
@@ -167,7 +168,7 @@ fn corrupt_sources_are_named_in_the_error() {
         .unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
     assert!(
-        err.to_string().contains(&missing.display().to_string()),
+        chain(&err).contains(&missing.display().to_string()),
         "{err}"
     );
     assert!(!missing.exists(), "a backup creates no database");
@@ -200,8 +201,7 @@ fn a_failed_restore_leaves_the_target_byte_identical() {
     let err = target.restore(&mut dump.as_slice(), &tampered).unwrap_err();
     assert!(matches!(err, Error::CountMismatch { .. }), "{err}");
     assert!(
-        err.to_string()
-            .contains("table notes has 1000 rows, the snapshot 1001"),
+        chain(&err).contains("table notes has 1000 rows, the snapshot 1001"),
         "{err}"
     );
     assert_eq!(std::fs::read(&target_path).unwrap(), original);
@@ -269,15 +269,14 @@ fn emptiness_and_target_selection() {
         "not a database"
     );
 
-    let target = target_for(path.to_str().unwrap()).unwrap();
+    let target = SqliteTarget::new(&path);
     assert_eq!(target.kind(), SourceKind::Sqlite);
     assert_eq!(target.describe(), path.display().to_string());
     assert!(target.safety_source().is_some());
-    assert!(target_for(dir.path().join("none.db").to_str().unwrap())
-        .unwrap()
+    assert!(SqliteTarget::new(dir.path().join("none.db"))
         .safety_source()
         .is_none());
-    let pg = target_for("postgresql://u:secret@127.0.0.1:1/app").unwrap();
+    let pg = PostgresTarget::new("postgresql://u:secret@127.0.0.1:1/app").unwrap();
     assert_eq!(pg.kind(), SourceKind::Postgres);
     assert!(!pg.describe().contains("secret"), "{}", pg.describe());
     assert!(pg.describe().contains("app"), "{}", pg.describe());

@@ -1,31 +1,34 @@
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use strongbox_manifest::{Listing, ObjectRole, Snapshot, SourceKind};
-use strongbox_storage::Repository;
+use strongbox_manifest::{Includes, Listing, ObjectRole, Snapshot, SourceKind};
+use strongbox_storage::{RepoReader, Repository};
 
-use crate::journal::Journal;
+use crate::journal::{Journal, Operation, RunStatus};
+use crate::restore::RestorePlan;
 use crate::{select, Cancel, Error, NoProgress, Progress};
 
-/// The one engine: every command of every source kind goes through it.
+/// Read-only access to a repository: listing, resolving, reading and verifying snapshots.
+/// Its one write is the run journal of `verify`.
 #[derive(Clone)]
-pub struct Engine {
-    pub(crate) repo: Repository,
+pub struct Reader {
+    pub(crate) repo: RepoReader,
     pub(crate) progress: Arc<dyn Progress>,
     pub(crate) cancel: Cancel,
 }
 
-impl std::fmt::Debug for Engine {
+impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
+        f.debug_struct("Reader")
             .field("repo", &self.repo.location())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-impl Engine {
-    /// An engine over `repo`, silent and not cancellable until told otherwise.
-    pub fn new(repo: Repository) -> Self {
-        Engine {
+impl Reader {
+    /// A reader over `repo`, silent and not cancellable until told otherwise.
+    pub fn new(repo: RepoReader) -> Self {
+        Reader {
             repo,
             progress: Arc::new(NoProgress),
             cancel: Cancel::new(),
@@ -44,8 +47,8 @@ impl Engine {
         self
     }
 
-    /// The repository.
-    pub fn repo(&self) -> &Repository {
+    /// The repository, read-only.
+    pub fn repo(&self) -> &RepoReader {
         &self.repo
     }
 
@@ -54,14 +57,29 @@ impl Engine {
         Ok(self.repo.snapshots(set)?)
     }
 
+    /// The sets that hold snapshots, sorted.
+    pub fn sets(&self) -> Result<Vec<String>, Error> {
+        let sets: BTreeSet<String> = self.snapshots(None)?.into_iter().map(|s| s.set).collect();
+        Ok(sets.into_iter().collect())
+    }
+
     /// The snapshot `spec` names: an id, a unique id prefix, or `<set>:latest`.
     pub fn resolve(&self, spec: &str) -> Result<Snapshot, Error> {
         let set = spec.strip_suffix(":latest");
-        let snapshots = match set {
-            Some(set) => self.repo.snapshots(Some(set))?,
-            None => self.repo.snapshots(None)?,
-        };
+        let snapshots = self.snapshots(set)?;
         select(&snapshots, spec).cloned()
+    }
+
+    /// The snapshots `specs` name, or every snapshot when there is none.
+    pub fn resolve_all(&self, specs: &[String]) -> Result<Vec<Snapshot>, Error> {
+        let all = self.snapshots(None)?;
+        if specs.is_empty() {
+            return Ok(all);
+        }
+        specs
+            .iter()
+            .map(|spec| select(&all, spec).cloned())
+            .collect()
     }
 
     /// The files listing of a files snapshot.
@@ -73,42 +91,51 @@ impl Engine {
                 reason: "it has no files listing".to_string(),
             });
         }
-        let object = snapshot.object(ObjectRole::Listing).ok_or_else(|| {
-            strongbox_storage::Error::Corrupt {
-                key: snapshot.id.to_string(),
-                reason: "files snapshot record names no listing".to_string(),
-            }
-        })?;
-        let bytes = self.repo.get(&object.key)?;
-        Ok(Listing::decode(&object.key, &bytes)?)
+        let object = snapshot
+            .object(ObjectRole::Listing)
+            .ok_or_else(|| Error::BadRecord {
+                id: snapshot.id.to_string(),
+                reason: "a files snapshot record names no listing".to_string(),
+            })?;
+        let json = self
+            .repo
+            .read_object(&object.key, Some(object))
+            .map_err(|e| match e {
+                // Fetched whole, so a failing stream is the bytes': a digest or codec error.
+                strongbox_storage::Error::Stream { .. } => Error::Corrupt {
+                    what: "listing",
+                    key: object.key.clone(),
+                    source: e,
+                },
+                e => e.into(),
+            })?;
+        Ok(Listing::from_json(&object.key, &json)?)
     }
 
-    /// Run `work` under the set's lock, with a run-journal entry for the attempt.
-    pub(crate) fn locked<T>(
+    /// What restoring a files snapshot with `includes` would read and write.
+    pub fn restore_plan(
         &self,
-        set: &str,
-        operation: &str,
-        work: impl FnOnce() -> Result<T, Error>,
-        describe: impl Fn(&T) -> (&'static str, Option<String>),
-    ) -> Result<T, Error> {
-        let _lock = self.repo.lock(set, operation)?;
-        let journal = Journal::start(&self.repo, set, operation);
-        let result = work();
-        match &result {
-            Ok(value) => {
-                let (status, snapshot) = describe(value);
-                journal.finish(status, snapshot, None);
-            }
-            Err(e) => journal.finish("failed", None, Some(e.to_string())),
+        snapshot: &Snapshot,
+        includes: &[String],
+    ) -> Result<RestorePlan, Error> {
+        if snapshot.source != SourceKind::Files {
+            return Err(Error::WrongSource {
+                id: snapshot.id.to_string(),
+                source_kind: snapshot.source.as_str(),
+                reason: "a restore plan and --include apply to files snapshots".to_string(),
+            });
         }
-        result
+        let listing = self.listing(snapshot)?;
+        let entries = Includes::new(includes)?.select(&listing.entries);
+        Ok(RestorePlan::new(snapshot, &entries))
     }
 
-    /// Record an attempt in the set's run journal without locking (read-only operations).
+    /// Record an attempt in the set's run journal, without locking (work that does not
+    /// change the repository).
     pub(crate) fn journaled<T>(
         &self,
         set: &str,
-        operation: &str,
+        operation: Operation,
         snapshot: Option<String>,
         work: impl FnOnce() -> Result<T, Error>,
         ok: impl Fn(&T) -> bool,
@@ -116,9 +143,84 @@ impl Engine {
         let journal = Journal::start(&self.repo, set, operation);
         let result = work();
         match &result {
-            Ok(value) if ok(value) => journal.finish("ok", snapshot, None),
-            Ok(_) => journal.finish("failed", snapshot, Some("checks failed".to_string())),
-            Err(e) => journal.finish("failed", snapshot, Some(e.to_string())),
+            Ok(value) if ok(value) => journal.finish(RunStatus::Ok, snapshot, None),
+            Ok(_) => journal.finish(
+                RunStatus::Failed,
+                snapshot,
+                Some("checks failed".to_string()),
+            ),
+            Err(e) => journal.finish(RunStatus::Failed, snapshot, Some(crate::error_chain(e))),
+        }
+        result
+    }
+}
+
+/// Read and write access to a repository: backup, restore and prune, and everything a
+/// [`Reader`] does (through `Deref`).
+#[derive(Clone)]
+pub struct Engine {
+    reader: Reader,
+    pub(crate) writer: Repository,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("repo", &self.writer.location())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for Engine {
+    type Target = Reader;
+    fn deref(&self) -> &Reader {
+        &self.reader
+    }
+}
+
+impl Engine {
+    /// An engine over `repo`, silent and not cancellable until told otherwise.
+    pub fn new(repo: Repository) -> Self {
+        Engine {
+            reader: Reader::new(repo.as_reader().clone()),
+            writer: repo,
+        }
+    }
+
+    /// Report progress to `progress`.
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.reader = self.reader.with_progress(progress);
+        self
+    }
+
+    /// Stop work when `cancel` is set.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.reader = self.reader.with_cancel(cancel);
+        self
+    }
+
+    /// The repository, writable.
+    pub fn writer(&self) -> &Repository {
+        &self.writer
+    }
+
+    /// Run `work` under the set's lock, with a run-journal entry for the attempt.
+    pub(crate) fn locked<T>(
+        &self,
+        set: &str,
+        operation: Operation,
+        work: impl FnOnce() -> Result<T, Error>,
+        describe: impl Fn(&T) -> (RunStatus, Option<String>),
+    ) -> Result<T, Error> {
+        let _lock = self.writer.lock(set, operation.as_str())?;
+        let journal = Journal::start(&self.repo, set, operation);
+        let result = work();
+        match &result {
+            Ok(value) => {
+                let (status, snapshot) = describe(value);
+                journal.finish(status, snapshot, None);
+            }
+            Err(e) => journal.finish(RunStatus::Failed, None, Some(crate::error_chain(e))),
         }
         result
     }

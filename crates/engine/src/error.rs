@@ -1,7 +1,8 @@
 use std::io;
 use std::path::PathBuf;
 
-/// Errors of the engine. Every variant names the object it is about.
+/// Errors of the engine. Every variant names the object it is about; the cause is the
+/// error's `source`, never repeated in its message.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -11,17 +12,21 @@ pub enum Error {
     /// A source tree, record or listing is unusable.
     #[error(transparent)]
     Manifest(#[from] strongbox_manifest::Error),
-    /// A snapshot's data does not read back as recorded.
+    /// A files listing is not a tree a restore may write.
     #[error(transparent)]
-    Verify(#[from] strongbox_verify::Error),
+    Tree(#[from] strongbox_verify::Error),
     /// A database dump or restore failed.
     #[error(transparent)]
     Database(#[from] strongbox_db_dump::Error),
     /// A keep policy that cannot be applied (e.g. one that would keep nothing).
-    #[error("prune policy: {0}")]
-    Retention(#[from] strongbox_retention::Error),
-    /// Writing an archive failed.
-    #[error("archive {key}: {source}")]
+    #[error("prune policy")]
+    Retention {
+        /// Why.
+        #[from]
+        source: strongbox_retention::Error,
+    },
+    /// An archive cannot be written or read.
+    #[error("archive {key}")]
     Archive {
         /// The archive object.
         key: String,
@@ -30,7 +35,7 @@ pub enum Error {
         source: strongbox_archive::Error,
     },
     /// A local file-system operation failed.
-    #[error("{operation} {}: {source}", path.display())]
+    #[error("{operation} {}", path.display())]
     Io {
         /// What was attempted.
         operation: &'static str,
@@ -40,14 +45,82 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// Uploading an object failed.
-    #[error("writing {key}: {source}")]
+    /// Writing an object failed.
+    #[error("writing {key}")]
     Upload {
         /// The object key.
         key: String,
         /// The error.
         #[source]
         source: io::Error,
+    },
+    /// Reading an archive entry's data failed (a corrupt or truncated stream).
+    #[error("archive {key}, entry {path}")]
+    EntryData {
+        /// The archive object.
+        key: String,
+        /// The entry.
+        path: String,
+        /// The read error.
+        #[source]
+        source: io::Error,
+    },
+    /// An entry's content does not match the listing.
+    #[error("{path}: SHA-256 {actual} does not match the listing's {expected} (archive {key})")]
+    DigestMismatch {
+        /// The archive object.
+        key: String,
+        /// The entry.
+        path: String,
+        /// From the listing.
+        expected: String,
+        /// Computed.
+        actual: String,
+    },
+    /// An archive entry differs from the listing's.
+    #[error("{path}: archive {key} {reason}")]
+    EntryMismatch {
+        /// The archive object.
+        key: String,
+        /// The entry.
+        path: String,
+        /// What differs.
+        reason: String,
+    },
+    /// The listing names an entry its holder's archive lacks.
+    #[error("archive {key} lacks {path}, which the listing says it holds")]
+    MissingEntry {
+        /// The archive object.
+        key: String,
+        /// The entry.
+        path: String,
+    },
+    /// A listing draws from the archive of a snapshot that has none.
+    #[error("listing of {snapshot} draws from the archive of snapshot {holder}, which is missing")]
+    MissingHolder {
+        /// The snapshot whose listing it is.
+        snapshot: String,
+        /// The missing holder.
+        holder: String,
+    },
+    /// A small object (a listing) whose stored bytes do not read back as written.
+    #[error("corrupt {what} {key}")]
+    Corrupt {
+        /// What the object is.
+        what: &'static str,
+        /// The object.
+        key: String,
+        /// What is wrong.
+        #[source]
+        source: strongbox_storage::Error,
+    },
+    /// A snapshot record that does not describe its snapshot.
+    #[error("snapshot record {id}: {reason}")]
+    BadRecord {
+        /// The snapshot.
+        id: String,
+        /// What is wrong.
+        reason: String,
     },
     /// No snapshot matches an id, prefix or `<set>:latest`.
     #[error("no snapshot matches {spec:?}")]
@@ -83,17 +156,27 @@ pub enum Error {
         /// Why it does not fit.
         reason: String,
     },
+    /// A restore target that cannot take the snapshot.
+    #[error("restore target {target:?}: {reason}")]
+    BadTarget {
+        /// The target as given (redacted).
+        target: String,
+        /// Why.
+        reason: String,
+    },
     /// A restore target that is not a directory.
     #[error("restore target {} exists and is not a directory", path.display())]
     TargetNotDirectory {
         /// The target.
         path: PathBuf,
     },
-    /// A restore target that holds data, without `--force`.
-    #[error("restore target {} is not empty; add --force to replace it (the current content is kept as {}.pre-restore-<time>)", path.display(), path.display())]
+    /// A restore target that holds data, without `force`.
+    #[error("restore target {target} is not empty; add --force to replace it ({replaced})")]
     TargetNotEmpty {
-        /// The target.
-        path: PathBuf,
+        /// The target (redacted).
+        target: String,
+        /// What happens to its content on a forced restore.
+        replaced: String,
     },
     /// Interrupted (Ctrl-C); nothing half-done was left visible.
     #[error("interrupted; nothing was changed")]
@@ -108,4 +191,16 @@ impl Error {
             source,
         }
     }
+}
+
+/// An error and its causes on one line, for the run journal (the CLI prints the same chain).
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    message
 }

@@ -1,14 +1,26 @@
 //! The strongbox engine: one code path for every command and every source kind.
 //!
-//! An [`Engine`] wraps a [`Repository`](strongbox_storage::Repository). A backup locks its
-//! set, streams the source through the archive codec into storage while hashing it, checks
-//! the stored objects, and writes the snapshot record last; a crash at any point leaves
-//! either no snapshot or a complete one. A restore extracts beside its target, checks every
-//! digest against the listing and swaps the result in. Progress goes to a [`Progress`]
-//! implementation (silent by default); [`Cancel`] stops work between chunks.
+//! - A [`Source`] (files, PostgreSQL, SQLite) writes a snapshot's objects through an
+//!   [`ObjectSink`] and describes them in a [`Draft`]; [`Engine::backup`] drives every kind
+//!   the same way: lock the set, let the source write, commit the record last, unlock. A
+//!   crash at any point leaves either no snapshot or a complete one. [`SourceSpec`] is the
+//!   configuration of a source; [`SetSpec`] names the set it goes into.
+//! - A [`Restorer`] (a directory, a PostgreSQL database, an SQLite file) writes a snapshot
+//!   into a target, reading it through an [`ObjectSource`]; [`Engine::restore`] refuses a
+//!   non-empty target without `force`, takes a safety snapshot where the target offers one,
+//!   and every restorer stages, checks and swaps, so a failure leaves the target as it was.
+//!   [`TargetSpec`] turns an operator's `--target` into the restorer for a snapshot's kind.
+//! - [`Reader`] is the read-only side (`snapshots`, `resolve`, `listing`, `verify`); its one
+//!   write is the run journal. [`Engine`] adds backup, restore and prune.
+//!
+//! Every byte goes through the repository's object pipeline (`strongbox-storage`).
+//! Progress goes to a [`Progress`] implementation (silent by default); [`Cancel`] stops
+//! work between chunks.
 //!
 //! ```
-//! use strongbox_engine::{Engine, FilesBackup, RestoreOptions};
+//! use strongbox_engine::{
+//!     DirectoryTarget, Engine, FilesSpec, RestoreOptions, SetSpec, SourceSpec, VerifyLevel,
+//! };
 //! use strongbox_storage::{Location, Repository};
 //!
 //! let dir = tempfile::tempdir()?;
@@ -16,18 +28,19 @@
 //! std::fs::create_dir_all(media.join("avatars"))?;
 //! std::fs::write(media.join("avatars/1.png"), b"not really a png")?;
 //!
-//! let repo = Repository::init(&Location::Local(dir.path().join("repo")))?;
-//! let engine = Engine::new(repo);
-//! let snapshot = engine.backup_files(&FilesBackup::new("media", &media))?;
+//! let engine = Engine::new(Repository::init(&Location::Local(dir.path().join("repo")))?);
+//! let spec = SetSpec::new("media", SourceSpec::Files(FilesSpec::new(&media)));
+//! let snapshot = engine.backup(&spec)?;
 //!
-//! let target = dir.path().join("restored");
-//! engine.restore_files(&snapshot, &RestoreOptions::new(&target))?;
-//! assert_eq!(std::fs::read(target.join("avatars/1.png"))?, b"not really a png");
+//! let restored = dir.path().join("restored");
+//! engine.restore(&snapshot, &mut DirectoryTarget::new(&restored), &RestoreOptions::default())?;
+//! assert_eq!(std::fs::read(restored.join("avatars/1.png"))?, b"not really a png");
+//!
+//! assert!(engine.verify(&[snapshot], VerifyLevel::Deep)?.ok);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod backup;
-mod database;
 mod engine;
 mod error;
 #[cfg(test)]
@@ -37,19 +50,28 @@ mod progress;
 mod prune;
 mod restore;
 mod select;
+mod source;
+mod spec;
+mod tree;
 mod verify;
 
-pub use backup::FilesBackup;
-pub use database::{
-    redact_conninfo, target_for, verify_dump, DatabaseRestoreOutcome, DatabaseSource,
-    DatabaseTarget, PostgresSource, PostgresTarget, RestoreReport, SqliteSource, SqliteTarget,
-};
-pub use engine::Engine;
+pub(crate) use error::error_chain;
+
+pub use engine::{Engine, Reader};
 pub use error::Error;
-pub use journal::RunRecord;
+pub use journal::{Operation, RunRecord, RunStatus};
 pub use progress::{Cancel, NoProgress, Progress};
-pub use prune::{Forgotten, Kept, PruneOptions, PruneReport};
-pub use restore::{HolderPlan, RestoreOptions, RestoreOutcome, RestorePlan};
+pub use prune::{Forgotten, Kept, PruneOptions, PruneReport, SetPolicy};
+pub use restore::{
+    DatabaseRestorer, DirectoryTarget, HolderPlan, RestoreDetail, RestoreOptions, RestoreOutcome,
+    RestorePlan, RestoreRun, Restored, Restorer, TargetSpec,
+};
 pub use select::select;
+pub use source::{
+    BackupRun, Draft, DumpSource, FilesSource, FilesSpec, ObjectSink, PostgresSpec, Source,
+    SqliteSpec,
+};
+pub use spec::{BackupOptions, SetSpec, SourceSpec};
 pub use strongbox_retention::{KeepPolicy, Timezone};
 pub use strongbox_verify::{Report, VerifyLevel};
+pub use tree::{ObjectSource, TreeEntry};

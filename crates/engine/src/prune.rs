@@ -1,4 +1,4 @@
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -7,13 +7,21 @@ use strongbox_manifest::{Snapshot, SourceKind};
 use strongbox_retention::{apply, Candidate, KeepPolicy, Timezone};
 use strongbox_storage::{layout, ObjectInfo};
 
+use crate::journal::{Operation, RunStatus};
 use crate::{Engine, Error};
 
-/// What `prune` is asked to do for one set.
+/// One set to prune and the policy that says what it keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetPolicy {
+    /// The set.
+    pub set: String,
+    /// Which of its snapshots to keep.
+    pub policy: KeepPolicy,
+}
+
+/// How `prune` works, whatever the policies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PruneOptions {
-    /// Which snapshots to keep.
-    pub policy: KeepPolicy,
     /// Calendar of the hourly/daily/weekly/monthly/yearly buckets.
     #[serde(default)]
     pub timezone: Timezone,
@@ -41,11 +49,10 @@ mod humantime_serde_secs {
     }
 }
 
-impl PruneOptions {
-    /// Prune with `policy`, UTC buckets, a 24 h grace period.
-    pub fn new(policy: KeepPolicy) -> Self {
+impl Default for PruneOptions {
+    /// UTC buckets, a 24 h grace period, not a dry run.
+    fn default() -> Self {
         PruneOptions {
-            policy,
             timezone: Timezone::UTC,
             dry_run: false,
             grace: default_grace(),
@@ -107,41 +114,42 @@ impl PruneReport {
 }
 
 impl Engine {
-    /// Apply `opts.policy` to each set in `sets` (every set when empty): forget what the
-    /// policy drops, then delete the data objects no remaining snapshot needs.
-    pub fn prune(&self, sets: &[String], opts: &PruneOptions) -> Result<PruneReport, Error> {
-        let sets: BTreeSet<String> = if sets.is_empty() {
-            self.repo
-                .snapshots(None)?
-                .into_iter()
-                .map(|s| s.set)
-                .collect()
-        } else {
-            sets.iter().cloned().collect()
-        };
+    /// Apply each set's policy: forget the snapshots it drops, then delete the data objects
+    /// no remaining snapshot needs. A dry run plans the same and changes nothing.
+    pub fn prune(&self, sets: &[SetPolicy], opts: &PruneOptions) -> Result<PruneReport, Error> {
         let mut report = PruneReport {
             dry_run: opts.dry_run,
             ..PruneReport::default()
         };
-        for set in &sets {
+        for SetPolicy { set, policy } in sets {
             layout::check_set_name(set)?;
             let one = if opts.dry_run {
-                self.prune_set(set, opts)?
+                self.prune_set(set, policy, opts)?
             } else {
-                self.locked(set, "prune", || self.prune_set(set, opts), |_| ("ok", None))?
+                self.locked(
+                    set,
+                    Operation::Prune,
+                    || self.prune_set(set, policy, opts),
+                    |_| (RunStatus::Ok, None),
+                )?
             };
             report.merge(one);
         }
         Ok(report)
     }
 
-    fn prune_set(&self, set: &str, opts: &PruneOptions) -> Result<PruneReport, Error> {
+    fn prune_set(
+        &self,
+        set: &str,
+        policy: &KeepPolicy,
+        opts: &PruneOptions,
+    ) -> Result<PruneReport, Error> {
         let snapshots = self.repo.snapshots(Some(set))?;
         let candidates: Vec<Candidate> = snapshots
             .iter()
             .map(|s| Candidate::new(s.id.to_string(), s.time).with_tags(s.tags.clone()))
             .collect();
-        let plan = apply(&opts.policy, &candidates, opts.timezone)?;
+        let plan = apply(policy, &candidates, opts.timezone)?;
         let by_id: HashMap<&str, &Snapshot> =
             snapshots.iter().map(|s| (s.id.as_str(), s)).collect();
         let kept: Vec<&Snapshot> = plan.keep().map(|d| by_id[d.id.as_str()]).collect();
@@ -159,11 +167,10 @@ impl Engine {
                     match archives.get(*holder) {
                         Some(archive) => needed.insert(archive.key.clone()),
                         None => {
-                            return Err(strongbox_verify::Error::MissingHolder {
+                            return Err(Error::MissingHolder {
                                 snapshot: snapshot.id.to_string(),
                                 holder: holder.to_string(),
-                            }
-                            .into())
+                            })
                         }
                     };
                 }
@@ -228,15 +235,16 @@ impl Engine {
         // prune leaves only unreferenced objects, which the next prune deletes.
         for snapshot in &forgotten {
             self.cancel.check()?;
-            self.repo.delete(&layout::snapshot_key(set, &snapshot.id))?;
+            self.writer
+                .delete(&layout::snapshot_key(set, &snapshot.id))?;
             tracing::info!(id = %snapshot.id, "forgot snapshot");
         }
         for object in &doomed {
             self.cancel.check()?;
-            self.repo.delete(&object.key)?;
+            self.writer.delete(&object.key)?;
             tracing::debug!(key = %object.key, size = object.size, "deleted object");
         }
-        self.repo
+        self.writer
             .remove_upload_leftovers(&layout::data_prefix(set), opts.grace)?;
         Ok(report)
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// The directory to back up does not exist or cannot be read.
-    #[error("source directory {}: {source}", path.display())]
+    #[error("cannot read source directory {}", path.display())]
     Source {
         /// The directory.
         path: PathBuf,
@@ -20,8 +20,8 @@ pub enum Error {
         /// The path.
         path: PathBuf,
     },
-    /// An exclude pattern is not a valid glob.
-    #[error("invalid exclude pattern {pattern:?}: {source}")]
+    /// An exclude or include pattern is not a valid glob.
+    #[error("invalid pattern {pattern:?}")]
     InvalidGlob {
         /// The pattern.
         pattern: String,

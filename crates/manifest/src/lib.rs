@@ -4,7 +4,8 @@
 //! A [`Snapshot`] record is the commit point of a backup: it names the data objects it owns
 //! with their sizes and SHA-256 digests. A [`Listing`] is the whole tree of a files snapshot;
 //! each [`FileEntry`] names the snapshot (`holder`) whose archive stores its bytes, so an
-//! incremental snapshot's listing still describes the complete tree.
+//! incremental snapshot's listing still describes the complete tree. [`Excludes`] decide
+//! what a backup takes, [`Includes`] what a partial restore writes.
 //!
 //! ```
 //! use strongbox_manifest::{scan_tree, Change, Excludes};
@@ -19,14 +20,14 @@
 //! ```
 
 mod error;
-mod exclude;
+mod filter;
 mod id;
 mod listing;
 mod record;
 mod scan;
 
 pub use error::Error;
-pub use exclude::Excludes;
+pub use filter::{Excludes, Includes};
 pub use id::SnapshotId;
 pub use listing::{FileEntry, FileType, Listing};
 pub use record::{

@@ -1,6 +1,8 @@
+use std::fmt;
 use std::io;
 
-/// Errors of the storage crate. Locations in messages never carry credentials.
+/// Errors of the storage crate. Locations in messages never carry credentials; the cause
+/// of a failure is the error's `source`, never repeated in its message.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -10,6 +12,14 @@ pub enum Error {
         /// The location (redacted).
         url: String,
         /// Why.
+        reason: String,
+    },
+    /// An object store setting (`[s3]` in the configuration) that the backend does not know.
+    #[error("invalid storage setting {key:?}: {reason}")]
+    InvalidSetting {
+        /// The setting's name.
+        key: String,
+        /// Why it is refused.
         reason: String,
     },
     /// Nothing (or something else) lives at the location.
@@ -36,6 +46,14 @@ pub enum Error {
         /// Highest version this build reads.
         supported: u32,
     },
+    /// The repository's objects are encrypted in a way this build cannot read.
+    #[error("repository {location} is encrypted ({encryption:?}); this strongbox cannot read encrypted repositories, upgrade strongbox")]
+    UnsupportedEncryption {
+        /// The location (redacted).
+        location: String,
+        /// The marker's `encryption` value.
+        encryption: String,
+    },
     /// An object that should exist does not.
     #[error("object {key} not found in {location}")]
     NotFound {
@@ -61,7 +79,7 @@ pub enum Error {
         name: String,
     },
     /// The storage backend failed.
-    #[error("{operation} {key} in {location}: {source}")]
+    #[error("{operation} {key} in {location}")]
     Backend {
         /// What was attempted (`reading`, `writing`, `listing`, `deleting`).
         operation: &'static str,
@@ -69,9 +87,9 @@ pub enum Error {
         key: String,
         /// The location (redacted).
         location: String,
-        /// The backend's error (boxed: it is large).
+        /// The backend's error.
         #[source]
-        source: Box<object_store::Error>,
+        source: BackendError,
     },
     /// A conditional create found the object already there.
     #[error("object {key} already exists in {location}")]
@@ -81,13 +99,31 @@ pub enum Error {
         /// The location (redacted).
         location: String,
     },
+    /// Streaming an object through the pipeline (codec, envelope, store) failed.
+    #[error("{operation} object {key}")]
+    Stream {
+        /// What was attempted.
+        operation: &'static str,
+        /// The object key.
+        key: String,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
     /// A local file-system operation failed.
-    #[error("{operation} {path}: {source}")]
+    #[error("{operation} {path}")]
     Io {
         /// What was attempted.
         operation: &'static str,
         /// The path.
         path: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The runtime that drives the object store could not start.
+    #[error("starting the storage I/O runtime")]
+    Runtime {
         /// The error.
         #[source]
         source: io::Error,
@@ -101,3 +137,41 @@ pub enum Error {
         reason: String,
     },
 }
+
+/// An object store error on one line with its causes, each said once. object_store's own
+/// messages repeat some of their sources and not others, so this error prints the whole
+/// chain itself and has no `source`.
+#[derive(Debug)]
+pub struct BackendError(Box<object_store::Error>);
+
+impl BackendError {
+    /// Wrap an object store error.
+    pub fn new(error: object_store::Error) -> Self {
+        BackendError(Box::new(error))
+    }
+
+    /// The object store's error.
+    pub fn inner(&self) -> &object_store::Error {
+        &self.0
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut message = String::new();
+        let mut cause: Option<&dyn std::error::Error> = Some(self.0.as_ref());
+        while let Some(error) = cause {
+            let text = error.to_string();
+            if !message.contains(&text) {
+                if !message.is_empty() {
+                    message.push_str(": ");
+                }
+                message.push_str(&text);
+            }
+            cause = error.source();
+        }
+        f.write_str(&message.replace('\n', " "))
+    }
+}
+
+impl std::error::Error for BackendError {}

@@ -1,23 +1,45 @@
-//! The strongbox repository over [`object_store`]: the layout of format version 1, streaming
-//! object I/O with SHA-256 on the way, and per-set locks taken with a conditional create.
+//! The strongbox repository over [`object_store`]: the layout of format version 1, the
+//! object pipeline every stored byte takes, and per-set locks taken with a conditional
+//! create.
 //!
-//! [`RepoReader`] is read-only (listing, reading, streaming); [`Repository`] adds writes,
-//! deletes and locks. Both are blocking APIs driving an internal tokio runtime, so call them
-//! from plain threads (or `spawn_blocking`), not from inside an async task.
+//! - [`Store`] connects to the object store behind a [`Location`] (local directory, S3,
+//!   GCS, Azure, memory) and lets a wrapper in: a [`Layered`] store shows every request to
+//!   an [`Intercept`] (request counting with [`RequestCounts`], fault injection in tests).
+//! - The pipeline is `compress -> seal -> hash -> store` on the way in
+//!   ([`Repository::create`], [`Repository::put`]) and `fetch -> check hash -> open ->
+//!   decompress` on the way out ([`RepoReader::open_object`], [`RepoReader::read_object`]).
+//!   Sealing is the encryption hook; only plain repositories exist yet, and a repository
+//!   whose marker names an encryption is refused rather than read as plain. A local
+//!   repository's writes take the same path: object_store writes each part into a staging
+//!   file that is fsynced and renamed into place.
+//! - [`RepoReader`] is read-only; its one write is a run-journal entry. [`Repository`] adds
+//!   writes, deletes and locks.
+//!
+//! Both are blocking APIs driving an internal tokio runtime: call them from plain threads
+//! (or `spawn_blocking`), not from inside an async task.
 //!
 //! ```
 //! use std::io::{Read, Write};
-//! use strongbox_storage::{Location, Repository};
+//! use std::sync::Arc;
+//! use strongbox_storage::{Compression, Layered, Location, Repository, RequestCounts, Store, StoreOptions};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let repo = Repository::init(&Location::Local(dir.path().join("repo")))?;
-//! let mut writer = repo.writer("sets/media/data/example.bin")?;
+//! let location = Location::Local(dir.path().join("repo"));
+//! Repository::init(&location)?;
+//!
+//! // Count every request, local writes included.
+//! let counts = Arc::new(RequestCounts::default());
+//! let store = Store::connect(&location, &StoreOptions::default())?
+//!     .layer(|inner| Arc::new(Layered::new(inner, counts.clone())));
+//! let repo = Repository::open_store(store)?;
+//!
+//! let mut writer = repo.create("sets/media/data/example.bin.zst", Compression::Zstd(3))?;
 //! writer.write_all(b"payload")?;
 //! let written = writer.finish()?;
-//! assert_eq!(written.size, 7);
+//! assert!(counts.snapshot().multipart_completes == 1);
 //!
 //! let mut back = Vec::new();
-//! repo.reader("sets/media/data/example.bin")?.read_to_end(&mut back)?;
+//! repo.open_object(&written.key, None)?.read_to_end(&mut back)?;
 //! assert_eq!(back, b"payload");
 //!
 //! let _lock = repo.lock("media", "backup")?;
@@ -25,18 +47,23 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod counting;
 mod error;
-mod io;
+mod intercept;
 pub mod layout;
 mod location;
 mod lock;
+mod pipeline;
+mod raw;
 mod repo;
+mod store;
 
-pub use counting::{CountingStore, RequestCounts, Requests};
-pub use error::Error;
-pub use io::{ObjectReader, ObjectWriter, Written};
+pub use error::{BackendError, Error};
+pub use intercept::{Intercept, Layered, Request, RequestCounts, Requests};
 pub use location::{redact, Location};
 pub use lock::{host_name, LockGuard, LockInfo};
 pub use object_store::PutMode;
-pub use repo::{store_for, Marker, ObjectInfo, RepoReader, Repository, UploadOptions};
+pub use pipeline::{ObjectReader, ObjectWriter};
+pub use raw::Written;
+pub use repo::{Marker, ObjectInfo, RepoReader, Repository, UploadOptions};
+pub use store::{Store, StoreOptions};
+pub use strongbox_archive::Compression;

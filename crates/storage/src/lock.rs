@@ -36,7 +36,7 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if let Err(e) = self.repo.delete(&self.key) {
+        if let Err(e) = self.repo.delete_raw(&self.key) {
             tracing::warn!(key = %self.key, error = %e, "releasing lock failed");
         }
     }
@@ -66,7 +66,9 @@ impl Repository {
         };
         let body = serde_json::to_vec_pretty(&info).expect("lock info serializes");
         for attempt in 0..2 {
-            match self.put(&key, body.clone().into(), PutMode::Create) {
+            // Locks stay plain (host, pid and time, nothing of the data): they are readable
+            // before a key is, and an operator may have to remove one by hand.
+            match self.put_plain(&key, body.clone().into(), PutMode::Create) {
                 Ok(()) => {
                     return Ok(LockGuard {
                         repo: self.clone(),
@@ -77,7 +79,7 @@ impl Repository {
                 Err(Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e),
             }
-            let holder = match self.get(&key) {
+            let holder = match self.stored_bytes(&key) {
                 Ok(bytes) => serde_json::from_slice::<LockInfo>(&bytes).ok(),
                 // Released between our create and our read: try again.
                 Err(Error::NotFound { .. }) => continue,
@@ -92,7 +94,7 @@ impl Repository {
             let stale = holder.host == info.host && !process_alive(holder.pid);
             if stale && attempt == 0 {
                 tracing::warn!(set, pid = holder.pid, since = %holder.time, "taking over the lock of a process that is gone");
-                self.delete(&key)?;
+                self.delete_raw(&key)?;
                 continue;
             }
             return Err(Error::Locked {
@@ -109,7 +111,7 @@ impl Repository {
 
     /// Read the lock of `set`, if one is held.
     pub fn lock_info(&self, set: &str) -> Result<Option<LockInfo>, Error> {
-        match self.get(&layout::lock_key(layout::check_set_name(set)?)) {
+        match self.stored_bytes(&layout::lock_key(layout::check_set_name(set)?)) {
             Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
             Err(Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),

@@ -1,26 +1,25 @@
 use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
-use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
-use object_store::local::LocalFileSystem;
-use object_store::memory::InMemory;
-use object_store::prefix::PrefixStore;
 use object_store::{
-    Attribute, Attributes, BackoffConfig, ObjectStore, ObjectStoreExt, PutMode,
-    PutMultipartOptions, PutOptions, PutPayload, RetryConfig, WriteMultipart,
+    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload, WriteMultipart,
 };
 use serde::{Deserialize, Serialize};
-use strongbox_manifest::{Snapshot, SnapshotId, FORMAT_VERSION};
+use strongbox_archive::Compression;
+use strongbox_manifest::{ObjectRef, Snapshot, SnapshotId, FORMAT_VERSION};
 use tokio::runtime::Runtime;
 
-use crate::io::{path, ObjectReader, ObjectWriter};
-use crate::{layout, Error, Location};
+use crate::pipeline::{Envelope, ObjectReader, ObjectWriter, Plain, Verified};
+use crate::raw::{path, RawReader, RawWriter, Written};
+use crate::store::Store;
+use crate::{layout, BackendError, Error, Location, StoreOptions};
 
 /// The repository marker, `strongbox.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +30,7 @@ pub struct Marker {
     pub version: u32,
     /// When the repository was created.
     pub created: DateTime<Utc>,
-    /// `none`, or the encryption scheme of every object but the marker.
+    /// `none`, or the encryption scheme of every object but the marker and the locks.
     pub encryption: String,
     /// Random repository id.
     pub id: String,
@@ -51,6 +50,10 @@ pub struct ObjectInfo {
 /// Size of one ranged GET of a large remote object, and how many run at once.
 const RANGE_PART: u64 = 8 * 1024 * 1024;
 const RANGES_IN_FLIGHT: usize = 3;
+/// A local repository writes each part straight into the staging file: small parts keep
+/// the memory in flight small, and there is no request count to save.
+const LOCAL_PART: usize = 1024 * 1024;
+const LOCAL_PARTS_IN_FLIGHT: usize = 2;
 
 /// Tuning of uploads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,16 +77,16 @@ impl Default for UploadOptions {
     }
 }
 
-/// Read access to a repository: everything `list`, `show`, `restore` and `verify` need.
+/// Read access to a repository: everything `snapshots`, `ls`, `restore` and `verify` need.
+/// Its one write is an entry in a set's run journal ([`RepoReader::put_run`]).
 #[derive(Debug, Clone)]
 pub struct RepoReader {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) rt: Arc<Runtime>,
     pub(crate) location: String,
-    pub(crate) marker: Option<Marker>,
-    /// The directory of a local repository, where interrupted uploads leave staging files
-    /// that object_store's listing does not show.
-    pub(crate) local_root: Option<std::path::PathBuf>,
+    pub(crate) local_root: Option<PathBuf>,
+    marker: Marker,
+    envelope: Arc<dyn Envelope>,
 }
 
 /// Read and write access to a repository.
@@ -107,111 +110,24 @@ fn runtime() -> Result<Arc<Runtime>, Error> {
         .enable_all()
         .build()
         .map(Arc::new)
-        .map_err(|source| Error::Io {
-            operation: "starting the I/O runtime",
-            path: String::new(),
-            source,
-        })
+        .map_err(|source| Error::Runtime { source })
 }
 
-/// The object store behind a location (a local directory must exist), for wrapping it
-/// (e.g. in a [`CountingStore`](crate::CountingStore)) before [`RepoReader::open_store`].
-pub fn store_for(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
-    connect(location, false).map(|(store, _)| store)
-}
-
-fn connect(location: &Location, create_dir: bool) -> Result<(Arc<dyn ObjectStore>, String), Error> {
-    let shown = location.to_string();
-    let cloud = |result: object_store::Result<Arc<dyn ObjectStore>>, prefix: &str| {
-        let store = result.map_err(|e| Error::InvalidLocation {
-            url: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        Ok((with_prefix(store, prefix), shown.clone()))
-    };
-    match location {
-        Location::Local(dir) => {
-            if create_dir {
-                std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                    operation: "creating repository directory",
-                    path: dir.display().to_string(),
-                    source,
-                })?;
-            }
-            if !dir.is_dir() {
-                return Err(Error::NotARepository {
-                    location: dir.display().to_string(),
-                    reason: if dir.exists() {
-                        "not a directory".to_string()
-                    } else {
-                        "no such directory".to_string()
-                    },
-                });
-            }
-            let store = LocalFileSystem::new_with_prefix(dir)
-                .map_err(|source| backend("opening", "", &shown, source))?
-                .with_automatic_cleanup(true)
-                .with_fsync(true);
-            Ok((Arc::new(store), dir.display().to_string()))
-        }
-        Location::Memory => Ok((Arc::new(InMemory::new()), shown)),
-        Location::S3 { bucket, prefix } => cloud(
-            AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_retry(retry_config())
-                .build()
-                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
-            prefix,
-        ),
-        Location::Gcs { bucket, prefix } => cloud(
-            GoogleCloudStorageBuilder::from_env()
-                .with_bucket_name(bucket)
-                .with_retry(retry_config())
-                .build()
-                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
-            prefix,
-        ),
-        Location::Azure { container, prefix } => cloud(
-            MicrosoftAzureBuilder::from_env()
-                .with_container_name(container)
-                .with_retry(retry_config())
-                .build()
-                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
-            prefix,
-        ),
+/// The envelope a marker asks for, or why this build cannot read the repository.
+fn envelope(marker: &Marker, location: &str) -> Result<Arc<dyn Envelope>, Error> {
+    if marker.version > FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            location: location.to_string(),
+            found: marker.version,
+            supported: FORMAT_VERSION,
+        });
     }
-}
-
-/// Retries with exponential backoff for transient errors (5xx, timeouts, resets); an
-/// unreachable endpoint fails after a few seconds, not minutes.
-fn retry_config() -> RetryConfig {
-    let max_retries = std::env::var("STRONGBOX_RETRIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
-    RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
-            base: 2.0,
-        },
-        max_retries,
-        retry_timeout: Duration::from_secs(120),
-    }
-}
-
-fn local_root(location: &Location) -> Option<std::path::PathBuf> {
-    match location {
-        Location::Local(dir) => Some(dir.clone()),
-        _ => None,
-    }
-}
-
-fn with_prefix(store: Arc<dyn ObjectStore>, prefix: &str) -> Arc<dyn ObjectStore> {
-    if prefix.is_empty() {
-        store
-    } else {
-        Arc::new(PrefixStore::new(store, prefix))
+    match marker.encryption.as_str() {
+        "none" => Ok(Arc::new(Plain)),
+        other => Err(Error::UnsupportedEncryption {
+            location: location.to_string(),
+            encryption: other.to_string(),
+        }),
     }
 }
 
@@ -234,7 +150,7 @@ pub(crate) fn backend(
             operation,
             key: key.to_string(),
             location: location.to_string(),
-            source: Box::new(source),
+            source: BackendError::new(source),
         },
     }
 }
@@ -242,55 +158,22 @@ pub(crate) fn backend(
 impl RepoReader {
     /// Open an existing repository for reading.
     pub fn open(location: &Location) -> Result<Self, Error> {
-        let (store, display) = connect(location, false)?;
-        let mut reader = Self::open_store(store, display)?;
-        reader.local_root = local_root(location);
-        Ok(reader)
+        Self::open_store(Store::connect(location, &StoreOptions::default())?)
     }
 
-    /// Open a repository on a store built elsewhere (any `object_store` backend).
-    pub fn open_store(store: Arc<dyn ObjectStore>, location: String) -> Result<Self, Error> {
-        let mut reader = RepoReader {
-            store,
-            rt: runtime()?,
-            location,
-            marker: None,
-            local_root: None,
-        };
-        reader.marker = Some(reader.read_marker()?);
-        Ok(reader)
-    }
-
-    fn read_marker(&self) -> Result<Marker, Error> {
-        let bytes = match self.get(layout::MARKER) {
-            Ok(bytes) => bytes,
-            Err(Error::NotFound { .. }) => {
-                // A missing bucket also answers "not found": list it to tell the two apart.
-                self.rt
-                    .block_on(self.store.list_with_delimiter(None))
-                    .map_err(|e| backend("listing", "/", &self.location, e))?;
-                return Err(Error::NotARepository {
-                    location: self.location.clone(),
-                    reason: format!("no {} (run `strongbox init` first)", layout::MARKER),
-                });
-            }
-            Err(e) => return Err(e),
-        };
-        let marker: Marker = serde_json::from_slice(&bytes)
-            .ok()
-            .filter(|m: &Marker| m.format == "strongbox")
-            .ok_or_else(|| Error::NotARepository {
-                location: self.location.clone(),
-                reason: format!("{} is not a strongbox marker", layout::MARKER),
-            })?;
-        if marker.version > FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                location: self.location.clone(),
-                found: marker.version,
-                supported: FORMAT_VERSION,
-            });
-        }
-        Ok(marker)
+    /// Open a repository on a connected (perhaps wrapped) store.
+    pub fn open_store(store: Store) -> Result<Self, Error> {
+        let rt = runtime()?;
+        let marker = read_marker(&store, &rt)?;
+        let envelope = envelope(&marker, &store.location)?;
+        Ok(RepoReader {
+            store: store.object_store,
+            rt,
+            location: store.location,
+            local_root: store.local_root,
+            marker,
+            envelope,
+        })
     }
 
     /// The location, for messages (never with credentials).
@@ -300,18 +183,17 @@ impl RepoReader {
 
     /// The repository marker.
     pub fn marker(&self) -> &Marker {
-        self.marker
-            .as_ref()
-            .expect("opened repositories have a marker")
+        &self.marker
     }
 
-    /// The underlying store, for wrappers and tests.
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+    /// The object store underneath, for diagnostics and tests; reading and writing objects
+    /// goes through the pipeline ([`RepoReader::open_object`], [`Repository::create`]).
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
 
-    /// Read a whole (small) object.
-    pub fn get(&self, key: &str) -> Result<Bytes, Error> {
+    /// An object's bytes as stored, before the pipeline opens and decompresses them.
+    pub fn stored_bytes(&self, key: &str) -> Result<Bytes, Error> {
         self.rt
             .block_on(async {
                 let result = self.store.get(&path(key)).await?;
@@ -320,13 +202,12 @@ impl RepoReader {
             .map_err(|e| backend("reading", key, &self.location, e))
     }
 
-    /// Stream an object.
-    pub fn reader(&self, key: &str) -> Result<ObjectReader, Error> {
+    fn raw_reader(&self, key: &str) -> Result<RawReader, Error> {
         if self.local_root.is_none() {
             // Remote: large objects come as ranges fetched several at a time.
             let size = self.head(key)?.size;
             if size > RANGE_PART {
-                return Ok(ObjectReader::ranged(
+                return Ok(RawReader::ranged(
                     self.rt.clone(),
                     self.store.clone(),
                     key,
@@ -341,7 +222,34 @@ impl RepoReader {
             .block_on(self.store.get(&path(key)))
             .map_err(|e| backend("reading", key, &self.location, e))?;
         let size = result.meta.size;
-        Ok(ObjectReader::new(self.rt.clone(), result.payload, size))
+        Ok(RawReader::new(self.rt.clone(), result.payload, size))
+    }
+
+    /// Stream an object through the pipeline: fetched, checked against `expected` (its
+    /// record's size and SHA-256, when known) once read to the end, opened, decompressed.
+    pub fn open_object(
+        &self,
+        key: &str,
+        expected: Option<&ObjectRef>,
+    ) -> Result<ObjectReader, Error> {
+        ObjectReader::new(self.raw_reader(key)?, key, expected, self.envelope.as_ref())
+    }
+
+    /// Read a whole (small) object through the pipeline.
+    pub fn read_object(&self, key: &str, expected: Option<&ObjectRef>) -> Result<Vec<u8>, Error> {
+        let stored = self.stored_bytes(key)?;
+        decode(&stored, key, expected, self.envelope.as_ref())
+    }
+
+    /// Fetch an object and check its stored bytes against its record, without opening or
+    /// decompressing them; returns the bytes read.
+    pub fn check_object(&self, object: &ObjectRef) -> Result<u64, Error> {
+        let mut verified = Verified::new(self.raw_reader(&object.key)?, &object.key, Some(object));
+        std::io::copy(&mut verified, &mut std::io::sink()).map_err(|source| Error::Stream {
+            operation: "checking",
+            key: object.key.clone(),
+            source,
+        })
     }
 
     /// Size and time of one object.
@@ -416,8 +324,9 @@ impl RepoReader {
             .map_err(|e| backend("reading", &prefix, &self.location, e))?;
         let mut snapshots = records
             .iter()
-            .map(|(key, bytes)| {
-                Snapshot::from_json(key, bytes).map_err(|e| Error::Corrupt {
+            .map(|(key, stored)| {
+                let json = decode(stored, key, None, self.envelope.as_ref())?;
+                Snapshot::from_json(key, &json).map_err(|e| Error::Corrupt {
                     key: key.clone(),
                     reason: e.to_string(),
                 })
@@ -426,20 +335,116 @@ impl RepoReader {
         snapshots.sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
         Ok(snapshots)
     }
+
+    /// Write an entry of `set`'s run journal (`sets/<set>/runs/<name>.json`), the one
+    /// write of read-only work: a record of the attempt.
+    pub fn put_run(&self, set: &str, name: &str, json: &[u8]) -> Result<Written, Error> {
+        let key = layout::run_key(layout::check_set_name(set)?, name);
+        self.put_small(&key, json, Compression::None, PutMode::Overwrite)
+    }
+
+    fn put_small(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        compression: Compression,
+        mode: PutMode,
+    ) -> Result<Written, Error> {
+        let raw = RawWriter::buffer(key.to_string(), self.rt.clone(), self.store.clone(), mode);
+        let mut writer = ObjectWriter::new(
+            raw,
+            key,
+            &self.location,
+            compression,
+            self.envelope.as_ref(),
+        )?;
+        std::io::Write::write_all(&mut writer, bytes).map_err(|source| Error::Stream {
+            operation: "writing",
+            key: key.to_string(),
+            source,
+        })?;
+        writer.finish()
+    }
+
+    /// Store whole bytes without the pipeline: the marker and locks, which stay plain.
+    pub(crate) fn put_plain(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<(), Error> {
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        self.rt
+            .block_on(
+                self.store
+                    .put_opts(&path(key), PutPayload::from(bytes), opts),
+            )
+            .map(|_| ())
+            .map_err(|e| backend("writing", key, &self.location, e))
+    }
+
+    /// Delete one object; a missing object is not an error.
+    pub(crate) fn delete_raw(&self, key: &str) -> Result<(), Error> {
+        match self.rt.block_on(self.store.delete(&path(key))) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(backend("deleting", key, &self.location, e)),
+        }
+    }
+}
+
+/// A whole stored object through the pipeline's way out.
+fn decode(
+    stored: &[u8],
+    key: &str,
+    expected: Option<&ObjectRef>,
+    envelope: &dyn Envelope,
+) -> Result<Vec<u8>, Error> {
+    let verified = Verified::new(std::io::Cursor::new(stored.to_vec()), key, expected);
+    let mut reader = ObjectReader::from_stored(Box::new(verified), key, envelope)?;
+    let mut out = Vec::new();
+    reader
+        .read_to_end(&mut out)
+        .map_err(|source| Error::Stream {
+            operation: "reading",
+            key: key.to_string(),
+            source,
+        })?;
+    Ok(out)
+}
+
+fn read_marker(store: &Store, rt: &Runtime) -> Result<Marker, Error> {
+    let bytes = match rt.block_on(async {
+        let result = store.object_store.get(&path(layout::MARKER)).await?;
+        result.bytes().await
+    }) {
+        Ok(bytes) => bytes,
+        Err(object_store::Error::NotFound { .. }) => {
+            // A missing bucket also answers "not found": list it to tell the two apart.
+            rt.block_on(store.object_store.list_with_delimiter(None))
+                .map_err(|e| backend("listing", "/", &store.location, e))?;
+            return Err(Error::NotARepository {
+                location: store.location.clone(),
+                reason: format!("no {} (run `strongbox init` first)", layout::MARKER),
+            });
+        }
+        Err(e) => return Err(backend("reading", layout::MARKER, &store.location, e)),
+    };
+    serde_json::from_slice(&bytes)
+        .ok()
+        .filter(|m: &Marker| m.format == "strongbox")
+        .ok_or_else(|| Error::NotARepository {
+            location: store.location.clone(),
+            reason: format!("{} is not a strongbox marker", layout::MARKER),
+        })
 }
 
 impl Repository {
     /// Create a repository. A local directory is created if missing; an existing
     /// repository is an error.
     pub fn init(location: &Location) -> Result<Self, Error> {
-        let (store, display) = connect(location, true)?;
-        let mut repo = Self::init_store(store, display)?;
-        repo.reader.local_root = local_root(location);
-        Ok(repo)
+        Self::init_store(Store::create(location, &StoreOptions::default())?)
     }
 
-    /// Create a repository on a store built elsewhere.
-    pub fn init_store(store: Arc<dyn ObjectStore>, location: String) -> Result<Self, Error> {
+    /// Create a repository on a connected (perhaps wrapped) store.
+    pub fn init_store(store: Store) -> Result<Self, Error> {
         let marker = Marker {
             format: "strongbox".to_string(),
             version: FORMAT_VERSION,
@@ -447,33 +452,24 @@ impl Repository {
             encryption: "none".to_string(),
             id: hex::encode(rand::random::<[u8; 8]>()),
         };
-        let mut reader = RepoReader {
-            store,
+        let envelope = envelope(&marker, &store.location)?;
+        let reader = RepoReader {
+            store: store.object_store,
             rt: runtime()?,
-            location,
-            marker: None,
-            local_root: None,
+            location: store.location,
+            local_root: store.local_root,
+            marker,
+            envelope,
         };
-        let mut bytes = serde_json::to_vec_pretty(&marker).expect("marker serializes");
+        let mut bytes = serde_json::to_vec_pretty(&reader.marker).expect("marker serializes");
         bytes.push(b'\n');
-        let repo = Repository {
-            reader: reader.clone(),
-            upload: UploadOptions::default(),
-        };
-        match repo.put(layout::MARKER, bytes.into(), PutMode::Create) {
-            Ok(()) => {}
-            Err(Error::AlreadyExists { .. }) => {
-                return Err(Error::AlreadyInitialized {
-                    location: reader.location,
-                })
-            }
-            Err(e) => return Err(e),
+        match reader.put_plain(layout::MARKER, bytes.into(), PutMode::Create) {
+            Ok(()) => Ok(Self::from_reader(reader)),
+            Err(Error::AlreadyExists { .. }) => Err(Error::AlreadyInitialized {
+                location: reader.location,
+            }),
+            Err(e) => Err(e),
         }
-        reader.marker = Some(marker);
-        Ok(Repository {
-            reader,
-            upload: UploadOptions::default(),
-        })
     }
 
     /// Open an existing repository for writing.
@@ -481,11 +477,17 @@ impl Repository {
         Ok(Self::from_reader(RepoReader::open(location)?))
     }
 
+    /// Open a repository for writing on a connected (perhaps wrapped) store.
+    pub fn open_store(store: Store) -> Result<Self, Error> {
+        Ok(Self::from_reader(RepoReader::open_store(store)?))
+    }
+
     /// Open a local repository, creating it first if its directory is missing or empty
     /// (what `backup` does with the default `./backups`). A directory holding anything
     /// else is never turned into a repository.
-    pub fn open_or_init(location: &Location) -> Result<Self, Error> {
-        match (Self::open(location), location) {
+    pub fn open_or_init(location: &Location, options: &StoreOptions) -> Result<Self, Error> {
+        let opened = Store::connect(location, options).and_then(Self::open_store);
+        match (opened, location) {
             (
                 Err(Error::NotARepository {
                     location: shown,
@@ -500,7 +502,7 @@ impl Repository {
                         reason,
                     });
                 }
-                match Self::init(location) {
+                match Self::init_store(Store::create(location, options)?) {
                     Err(Error::AlreadyInitialized { .. }) => Err(Error::NotARepository {
                         location: shown,
                         reason,
@@ -531,33 +533,21 @@ impl Repository {
         &self.reader
     }
 
-    /// Store a whole (small) object. `PutMode::Create` fails if it exists.
-    pub fn put(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<(), Error> {
-        let opts = PutOptions {
-            mode,
-            ..Default::default()
+    /// Start a streamed data object (an archive, a dump) through the pipeline: compressed,
+    /// sealed, hashed and uploaded as it is written, in the configured storage class.
+    pub fn create(&self, key: &str, compression: Compression) -> Result<ObjectWriter, Error> {
+        let (part_size, concurrency) = if self.local_root.is_some() {
+            (LOCAL_PART, LOCAL_PARTS_IN_FLIGHT)
+        } else {
+            (self.upload.part_size, self.upload.concurrency.max(1))
         };
-        self.rt
-            .block_on(
-                self.store
-                    .put_opts(&path(key), PutPayload::from(bytes), opts),
-            )
-            .map(|_| ())
-            .map_err(|e| backend("writing", key, &self.location, e))
-    }
-
-    /// Start a streaming upload of one data object.
-    pub fn writer(&self, key: &str) -> Result<ObjectWriter, Error> {
-        if let Some(root) = &self.reader.local_root {
-            let dest = root.join(key);
-            return ObjectWriter::file(key.to_string(), dest.clone()).map_err(|source| Error::Io {
-                operation: "writing",
-                path: dest.display().to_string(),
-                source,
-            });
-        }
         let mut attributes = Attributes::new();
-        if let Some(class) = &self.upload.storage_class {
+        if let Some(class) = self
+            .upload
+            .storage_class
+            .as_ref()
+            .filter(|_| self.local_root.is_none())
+        {
             attributes.insert(Attribute::StorageClass, class.clone().into());
         }
         let opts = PutMultipartOptions {
@@ -568,21 +558,49 @@ impl Repository {
             .rt
             .block_on(self.store.put_multipart_opts(&path(key), opts))
             .map_err(|e| backend("writing", key, &self.location, e))?;
-        let upload = WriteMultipart::new_with_chunk_size(upload, self.upload.part_size);
-        Ok(ObjectWriter::upload(
-            key.to_string(),
-            self.rt.clone(),
-            upload,
-            self.upload.concurrency.max(1),
-        ))
+        let upload = WriteMultipart::new_with_chunk_size(upload, part_size);
+        let raw = RawWriter::upload(key.to_string(), self.rt.clone(), upload, concurrency);
+        ObjectWriter::new(
+            raw,
+            key,
+            &self.location,
+            compression,
+            self.envelope.as_ref(),
+        )
+    }
+
+    /// Start a small object that is stored with one PUT once finished (a listing, a record);
+    /// `PutMode::Create` fails if it exists.
+    pub fn create_small(
+        &self,
+        key: &str,
+        compression: Compression,
+        mode: PutMode,
+    ) -> Result<ObjectWriter, Error> {
+        let raw = RawWriter::buffer(key.to_string(), self.rt.clone(), self.store.clone(), mode);
+        ObjectWriter::new(
+            raw,
+            key,
+            &self.location,
+            compression,
+            self.envelope.as_ref(),
+        )
+    }
+
+    /// Store a whole (small) object through the pipeline.
+    pub fn put(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        compression: Compression,
+        mode: PutMode,
+    ) -> Result<Written, Error> {
+        self.put_small(key, bytes, compression, mode)
     }
 
     /// Delete one object; a missing object is not an error.
     pub fn delete(&self, key: &str) -> Result<(), Error> {
-        match self.rt.block_on(self.store.delete(&path(key))) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(backend("deleting", key, &self.location, e)),
-        }
+        self.delete_raw(key)
     }
 
     /// Remove what interrupted uploads left below `prefix` and older than `grace`: on a
@@ -626,9 +644,14 @@ impl Repository {
         Ok(removed)
     }
 
-    /// Write a snapshot record (the commit point of a backup).
-    pub fn put_snapshot(&self, snapshot: &Snapshot) -> Result<(), Error> {
+    /// Write a snapshot record (the commit point of a backup) with a conditional create.
+    pub fn put_snapshot(&self, snapshot: &Snapshot) -> Result<Written, Error> {
         let key = layout::snapshot_key(&snapshot.set, &snapshot.id);
-        self.put(&key, snapshot.to_json().into(), PutMode::Create)
+        self.put(
+            &key,
+            &snapshot.to_json(),
+            Compression::None,
+            PutMode::Create,
+        )
     }
 }

@@ -1,20 +1,26 @@
-//! One suite of storage behaviours, run against every backend: memory, local and S3 (the
-//! real S3-compatible server `scripts/test.sh` starts; under CI=true its absence fails).
+//! One test per storage behaviour, each run against every backend: memory, a local
+//! directory and S3 (the real S3-compatible server `scripts/test.sh` starts; under CI=true
+//! its absence fails).
 
 use std::io::{Read, Write};
 use std::sync::Arc;
 
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
-use object_store::ObjectStore;
-use strongbox_storage::{Error, Location, PutMode, Repository, UploadOptions};
+use object_store::{ObjectStore, ObjectStoreExt};
+use strongbox_manifest::{ObjectRef, ObjectRole};
+use strongbox_storage::{
+    Compression, Error, Location, PutMode, Repository, Store, StoreOptions, UploadOptions,
+};
+use strongbox_test_support::{chain, unique, Faults, Rule, S3};
 
 /// Makes fresh, empty repositories of one backend; two calls never share a prefix.
 trait Backend {
     fn name(&self) -> &'static str;
-    fn init(&self, prefix: &str) -> Result<Repository, Error>;
-    fn fresh(&self, prefix: &str) -> Repository {
-        self.init(prefix).unwrap()
+    /// The store for `prefix`, not initialised.
+    fn store(&self, prefix: &str) -> Store;
+    fn init(&self, prefix: &str) -> Result<Repository, Error> {
+        Repository::init_store(self.store(prefix))
     }
 }
 
@@ -23,9 +29,9 @@ impl Backend for Memory {
     fn name(&self) -> &'static str {
         "memory"
     }
-    fn init(&self, prefix: &str) -> Result<Repository, Error> {
+    fn store(&self, prefix: &str) -> Store {
         let store: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(self.0.clone(), prefix));
-        Repository::init_store(store, format!("memory://{prefix}"))
+        Store::from_object_store(store, format!("memory://{prefix}"))
     }
 }
 
@@ -34,207 +40,349 @@ impl Backend for Local {
     fn name(&self) -> &'static str {
         "local"
     }
-    fn init(&self, prefix: &str) -> Result<Repository, Error> {
-        Repository::init(&Location::Local(self.0.path().join(prefix)))
+    fn store(&self, prefix: &str) -> Store {
+        Store::create(
+            &Location::Local(self.0.path().join(prefix)),
+            &StoreOptions::default(),
+        )
+        .unwrap()
     }
 }
 
-struct S3 {
-    bucket: String,
-    run: String,
-}
-impl Backend for S3 {
+struct Remote(S3, String);
+impl Backend for Remote {
     fn name(&self) -> &'static str {
         "s3"
     }
-    fn init(&self, prefix: &str) -> Result<Repository, Error> {
+    fn store(&self, prefix: &str) -> Store {
         let location = Location::S3 {
-            bucket: self.bucket.clone(),
-            prefix: format!("suite-{}/{prefix}", self.run),
+            bucket: self.0.bucket.clone(),
+            prefix: format!("{}/{prefix}", self.1),
         };
-        Repository::init(&location)
+        Store::connect(&location, &StoreOptions::default()).unwrap()
     }
 }
 
-/// The S3 backend when `scripts/test.sh` started a server; under CI its absence is a failure.
-fn s3_backend() -> Option<S3> {
-    match std::env::var("STRONGBOX_TEST_S3_BUCKET") {
-        Ok(bucket) => Some(S3 {
-            bucket,
-            run: format!("{:08x}", rand_u32()),
-        }),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("STRONGBOX_TEST_S3_BUCKET is not set under CI=true: the S3 server did not start")
-        }
-        Err(_) => {
-            eprintln!("skipping the S3 backend: STRONGBOX_TEST_S3_BUCKET is not set (run scripts/test.sh)");
-            None
-        }
-    }
-}
-
-fn rand_u32() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        ^ std::process::id()
-}
-
+/// Every backend this run has; S3 only when `scripts/test.sh` started it.
 fn backends() -> Vec<Box<dyn Backend>> {
     let mut all: Vec<Box<dyn Backend>> = vec![
         Box::new(Memory(Arc::new(InMemory::new()))),
         Box::new(Local(tempfile::tempdir().unwrap())),
     ];
-    if let Some(s3) = s3_backend() {
-        all.push(Box::new(s3));
+    if let Some(s3) = S3::get() {
+        all.push(Box::new(Remote(s3, unique("suite"))));
     }
     all
 }
 
-fn put_get_list_delete(repo: &Repository) {
-    repo.put(
-        "sets/a/data/one.bin",
-        b"one".to_vec().into(),
-        PutMode::Overwrite,
-    )
-    .unwrap();
-    repo.put(
-        "sets/a/data/two.bin",
-        b"two!".to_vec().into(),
-        PutMode::Overwrite,
-    )
-    .unwrap();
-    repo.put(
-        "sets/b/data/three.bin",
-        b"3".to_vec().into(),
-        PutMode::Overwrite,
-    )
-    .unwrap();
-    assert_eq!(&repo.get("sets/a/data/two.bin").unwrap()[..], b"two!");
-    let listed: Vec<(String, u64)> = repo
-        .list("sets/a")
-        .unwrap()
-        .into_iter()
-        .map(|o| (o.key, o.size))
-        .collect();
-    assert_eq!(
-        listed,
-        [
-            ("sets/a/data/one.bin".to_string(), 3),
-            ("sets/a/data/two.bin".to_string(), 4)
-        ]
-    );
-    assert_eq!(repo.head("sets/b/data/three.bin").unwrap().size, 1);
-    repo.delete("sets/a/data/one.bin").unwrap();
-    repo.delete("sets/a/data/one.bin").unwrap(); // deleting twice is fine
-    assert_eq!(repo.list("sets/a").unwrap().len(), 1);
-}
-
-fn large_multipart_object_streams_both_ways(repo: &Repository) {
-    let repo = repo.clone().with_upload_options(UploadOptions {
-        part_size: 5 * 1024 * 1024,
-        concurrency: 2,
-        storage_class: None,
-    });
-    let data: Vec<u8> = (0..23 * 1024 * 1024u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    let mut writer = repo.writer("sets/a/data/big.bin").unwrap();
-    for chunk in data.chunks(700_000) {
-        writer.write_all(chunk).unwrap();
+/// Run `behaviour` on a fresh repository of every backend.
+fn on_every_backend(behaviour: impl Fn(&dyn Backend, Repository)) {
+    for backend in backends() {
+        eprintln!("backend: {}", backend.name());
+        let repo = backend.init("repo").unwrap();
+        behaviour(backend.as_ref(), repo);
     }
-    let written = writer.finish().unwrap();
-    assert_eq!(written.size, data.len() as u64);
-    assert_eq!(written.sha256, strongbox_archive_free_sha256(&data));
-    let mut back = Vec::new();
-    repo.reader("sets/a/data/big.bin")
-        .unwrap()
-        .read_to_end(&mut back)
+}
+
+fn put(repo: &Repository, key: &str, bytes: &[u8]) {
+    repo.put(key, bytes, Compression::None, PutMode::Overwrite)
         .unwrap();
-    assert!(back == data, "read back differs");
-}
-
-fn strongbox_archive_free_sha256(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(data))
-}
-
-fn abandoned_upload_leaves_no_object(repo: &Repository) {
-    let mut writer = repo.writer("sets/a/data/abandoned.bin").unwrap();
-    writer.write_all(&vec![7u8; 6 * 1024 * 1024]).unwrap();
-    drop(writer);
-    assert!(matches!(
-        repo.head("sets/a/data/abandoned.bin"),
-        Err(Error::NotFound { .. })
-    ));
-    assert!(repo
-        .list("sets/a/data")
-        .unwrap()
-        .iter()
-        .all(|o| !o.key.contains("abandoned")));
-}
-
-fn conditional_create_and_locks(repo: &Repository) {
-    repo.put("locks/x.json", b"{}".to_vec().into(), PutMode::Create)
-        .unwrap();
-    let again = repo.put("locks/x.json", b"{}".to_vec().into(), PutMode::Create);
-    assert!(
-        matches!(again, Err(Error::AlreadyExists { ref key, .. }) if key == "locks/x.json"),
-        "{again:?}"
-    );
-    repo.delete("locks/x.json").unwrap();
-
-    let held = repo.lock("media", "backup").unwrap();
-    let second = repo.lock("media", "prune").unwrap_err();
-    let text = second.to_string();
-    assert!(
-        text.contains("locked by backup") && text.contains(&format!("pid {}", std::process::id())),
-        "{text}"
-    );
-    drop(held);
-    drop(repo.lock("media", "prune").unwrap());
-    assert!(repo.lock_info("media").unwrap().is_none());
-}
-
-fn missing_objects_are_named(repo: &Repository) {
-    let err = repo.get("sets/a/data/nope.bin").unwrap_err();
-    assert!(
-        matches!(err, Error::NotFound { ref key, .. } if key == "sets/a/data/nope.bin"),
-        "{err}"
-    );
-    assert!(repo.reader("sets/a/data/nope.bin").is_err());
-    assert!(matches!(repo.head("nope"), Err(Error::NotFound { .. })));
-}
-
-fn init_twice_is_refused(backend: &dyn Backend, prefix: &str) {
-    let err = backend.init(prefix).unwrap_err();
-    assert!(
-        matches!(err, Error::AlreadyInitialized { .. }),
-        "{}: {err}",
-        backend.name()
-    );
 }
 
 #[test]
-fn every_backend_behaves_the_same() {
-    for backend in backends() {
-        let name = backend.name();
-        eprintln!("storage suite: {name}");
-        let repo = backend.fresh("one");
-        put_get_list_delete(&repo);
-        large_multipart_object_streams_both_ways(&repo);
-        abandoned_upload_leaves_no_object(&repo);
-        conditional_create_and_locks(&repo);
-        missing_objects_are_named(&repo);
+fn objects_are_put_read_listed_and_deleted() {
+    on_every_backend(|backend, repo| {
+        put(&repo, "sets/a/data/one.bin", b"one");
+        put(&repo, "sets/a/data/two.bin", b"two!");
+        put(&repo, "sets/b/data/three.bin", b"3");
+        assert_eq!(
+            repo.read_object("sets/a/data/two.bin", None).unwrap(),
+            b"two!"
+        );
+        let listed: Vec<(String, u64)> = repo
+            .list("sets/a")
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.key, o.size))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("sets/a/data/one.bin".to_string(), 3),
+                ("sets/a/data/two.bin".to_string(), 4)
+            ],
+            "{}",
+            backend.name()
+        );
+        assert_eq!(repo.head("sets/b/data/three.bin").unwrap().size, 1);
+        repo.delete("sets/a/data/one.bin").unwrap();
+        repo.delete("sets/a/data/one.bin").unwrap(); // deleting twice is fine
+        assert_eq!(repo.list("sets/a").unwrap().len(), 1);
+    });
+}
 
-        // Prefix isolation: a second repository sees none of the first one's objects.
-        let other = backend.fresh("two");
+#[test]
+fn a_large_object_streams_through_the_pipeline_both_ways() {
+    on_every_backend(|backend, repo| {
+        let repo = repo.with_upload_options(UploadOptions {
+            part_size: 5 * 1024 * 1024,
+            concurrency: 2,
+            storage_class: None,
+        });
+        let data: Vec<u8> = (0..23 * 1024 * 1024u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut writer = repo
+            .create("sets/a/data/big.bin.zst", Compression::Zstd(1))
+            .unwrap();
+        for chunk in data.chunks(700_000) {
+            writer.write_all(chunk).unwrap();
+        }
+        let written = writer.finish().unwrap();
+        let stored = repo.stored_bytes("sets/a/data/big.bin.zst").unwrap();
+        assert_eq!(written.size, stored.len() as u64, "{}", backend.name());
+        assert_eq!(written.sha256, strongbox_archive::sha256_hex(&stored));
+        assert!(
+            stored.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+            "compressed with zstd"
+        );
+
+        let object = ObjectRef {
+            key: written.key.clone(),
+            size: written.size,
+            sha256: written.sha256.clone(),
+            role: ObjectRole::Dump,
+        };
+        let mut back = Vec::new();
+        repo.open_object(&written.key, Some(&object))
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == data, "{}: read back differs", backend.name());
+        assert_eq!(repo.check_object(&object).unwrap(), written.size);
+    });
+}
+
+#[test]
+fn bytes_that_differ_from_the_record_fail_to_read() {
+    on_every_backend(|backend, repo| {
+        let written = repo
+            .put(
+                "sets/a/data/x.bin",
+                b"the recorded bytes",
+                Compression::None,
+                PutMode::Overwrite,
+            )
+            .unwrap();
+        let mut record = ObjectRef {
+            key: written.key.clone(),
+            size: written.size,
+            sha256: written.sha256.clone(),
+            role: ObjectRole::Dump,
+        };
+        assert_eq!(
+            repo.read_object(&written.key, Some(&record)).unwrap(),
+            b"the recorded bytes"
+        );
+        record.sha256 = "0".repeat(64);
+        for result in [
+            repo.read_object(&written.key, Some(&record)).map(drop),
+            repo.check_object(&record).map(drop),
+            repo.open_object(&written.key, Some(&record))
+                .and_then(|mut r| {
+                    r.read_to_end(&mut Vec::new())
+                        .map_err(|source| Error::Stream {
+                            operation: "reading",
+                            key: written.key.clone(),
+                            source,
+                        })
+                })
+                .map(drop),
+        ] {
+            let err = chain(&result.unwrap_err());
+            assert!(err.contains("does not match"), "{}: {err}", backend.name());
+        }
+    });
+}
+
+#[test]
+fn an_abandoned_upload_leaves_no_object() {
+    on_every_backend(|backend, repo| {
+        let mut writer = repo
+            .create("sets/a/data/abandoned.bin", Compression::None)
+            .unwrap();
+        writer.write_all(&vec![7u8; 6 * 1024 * 1024]).unwrap();
+        drop(writer);
+        assert!(
+            matches!(
+                repo.head("sets/a/data/abandoned.bin"),
+                Err(Error::NotFound { .. })
+            ),
+            "{}",
+            backend.name()
+        );
+        assert!(repo
+            .list("sets/a/data")
+            .unwrap()
+            .iter()
+            .all(|o| !o.key.contains("abandoned")));
+    });
+}
+
+#[test]
+fn a_conditional_create_refuses_an_existing_object_and_a_lock_a_second_holder() {
+    on_every_backend(|backend, repo| {
+        repo.put(
+            "sets/a/snapshots/x.json",
+            b"{}",
+            Compression::None,
+            PutMode::Create,
+        )
+        .unwrap();
+        let again = repo.put(
+            "sets/a/snapshots/x.json",
+            b"{}",
+            Compression::None,
+            PutMode::Create,
+        );
+        assert!(
+            matches!(again, Err(Error::AlreadyExists { ref key, .. }) if key == "sets/a/snapshots/x.json"),
+            "{}: {again:?}",
+            backend.name()
+        );
+
+        let held = repo.lock("media", "backup").unwrap();
+        let second = repo.lock("media", "prune").unwrap_err();
+        let text = second.to_string();
+        assert!(
+            text.contains("locked by backup")
+                && text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+        drop(held);
+        drop(repo.lock("media", "prune").unwrap());
+        assert!(repo.lock_info("media").unwrap().is_none());
+    });
+}
+
+#[test]
+fn missing_objects_are_named() {
+    on_every_backend(|backend, repo| {
+        let err = repo.read_object("sets/a/data/nope.bin", None).unwrap_err();
+        assert!(
+            matches!(err, Error::NotFound { ref key, .. } if key == "sets/a/data/nope.bin"),
+            "{}: {err}",
+            backend.name()
+        );
+        assert!(repo.open_object("sets/a/data/nope.bin", None).is_err());
+        assert!(matches!(repo.head("nope"), Err(Error::NotFound { .. })));
+    });
+}
+
+#[test]
+fn repositories_under_other_prefixes_are_separate_and_init_twice_is_refused() {
+    on_every_backend(|backend, repo| {
+        put(&repo, "sets/a/data/one.bin", b"one");
+        let other = backend.init("other").unwrap();
         assert!(
             other.list("sets").unwrap().is_empty(),
-            "{name}: prefixes leak"
+            "{}: prefixes leak",
+            backend.name()
         );
         assert_ne!(repo.marker().id, other.marker().id);
-        init_twice_is_refused(backend.as_ref(), "two");
-    }
+        let err = backend.init("other").unwrap_err();
+        assert!(
+            matches!(err, Error::AlreadyInitialized { .. }),
+            "{}: {err}",
+            backend.name()
+        );
+    });
+}
+
+#[test]
+fn a_newer_format_or_an_unknown_encryption_is_refused() {
+    on_every_backend(|backend, repo| {
+        for (change, complaint) in [
+            (("version", "2"), "format version 2"),
+            (("encryption", "\"age\""), "encrypted (\"age\")"),
+        ] {
+            let mut json = serde_json::to_value(repo.marker()).unwrap();
+            json[change.0] = serde_json::from_str(change.1).unwrap();
+            // A store of its own: an HTTP client must not outlive the runtime it ran on.
+            let store = backend.store("repo");
+            tokio_runtime()
+                .block_on(store.object_store().put(
+                    &"strongbox.json".into(),
+                    serde_json::to_vec(&json).unwrap().into(),
+                ))
+                .unwrap();
+            let err = Repository::open_store(backend.store("repo")).unwrap_err();
+            assert!(
+                err.to_string().contains(complaint),
+                "{}: {err}",
+                backend.name()
+            );
+        }
+    });
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_wrapper_sees_every_object_written() {
+    on_every_backend(|backend, _| {
+        let faults = Faults::new();
+        let repo = Repository::init_store(faults.layer(backend.store("wrapped"))).unwrap();
+        let mut writer = repo
+            .create("sets/a/data/1.tar.zst", Compression::Zstd(3))
+            .unwrap();
+        writer.write_all(&[1u8; 100_000]).unwrap();
+        writer.finish().unwrap();
+        repo.put(
+            "sets/a/data/1.files.json.zst",
+            b"[]",
+            Compression::Zstd(3),
+            PutMode::Create,
+        )
+        .unwrap();
+        repo.put_run("a", "run", b"{}").unwrap();
+        drop(repo.lock("a", "backup").unwrap());
+
+        let mut stored = faults.stored_keys();
+        stored.sort();
+        let mut listed: Vec<String> = repo.list("").unwrap().into_iter().map(|o| o.key).collect();
+        listed.sort();
+        // Everything in the store was written through the wrapper (the lock came and went).
+        stored.retain(|k| !k.starts_with("locks/"));
+        assert_eq!(stored, listed, "{}", backend.name());
+        assert_eq!(
+            listed.len(),
+            4,
+            "marker, archive, listing, journal: {listed:?}"
+        );
+
+        // A part fails mid-upload: no object.
+        faults.add(Rule::writes().containing("/data/2").after(2));
+        let refused = repo
+            .create("sets/a/data/2.tar.zst", Compression::None)
+            .map_err(|e| chain(&e))
+            .and_then(|mut writer| {
+                writer
+                    .write_all(&[2u8; 12 * 1024 * 1024])
+                    .map_err(|e| chain(&e))?;
+                writer.finish().map(drop).map_err(|e| chain(&e))
+            });
+        let err = refused.expect_err("an injected fault fails the write");
+        assert!(err.contains("injected fault"), "{}: {err}", backend.name());
+        assert!(faults.injected() > 0);
+        assert!(matches!(
+            repo.head("sets/a/data/2.tar.zst"),
+            Err(Error::NotFound { .. })
+        ));
+    });
 }

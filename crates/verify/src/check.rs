@@ -1,13 +1,10 @@
-use std::collections::HashMap;
-use std::io::Read;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
-use strongbox_manifest::{Listing, ObjectRole, Snapshot, SnapshotId, SourceKind};
-use strongbox_storage::{layout, RepoReader};
+use strongbox_manifest::{FileType, Listing, Snapshot, SnapshotId};
 
-use crate::tree::{check_listing, read_tree};
 use crate::Error;
 
 /// How thoroughly to check.
@@ -38,15 +35,51 @@ impl FromStr for VerifyLevel {
     }
 }
 
+/// What a check looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckName {
+    /// Every object the record names is stored with its recorded size.
+    Objects,
+    /// The files listing reads, is a tree, and every archive it draws from exists.
+    Listing,
+    /// Every object's SHA-256 matches the record.
+    Checksum,
+    /// Every stream decompresses and parses; every file matches its digest.
+    Content,
+}
+
+impl fmt::Display for CheckName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CheckName::Objects => "objects",
+            CheckName::Listing => "listing",
+            CheckName::Checksum => "checksum",
+            CheckName::Content => "content",
+        })
+    }
+}
+
 /// One check's outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
-    /// Short name: `objects`, `listing`, `checksum`, `content`.
-    pub name: String,
+    /// What was checked.
+    pub name: CheckName,
     /// Whether it passed.
     pub ok: bool,
     /// What was checked, or what is wrong.
     pub detail: String,
+}
+
+impl Check {
+    /// A check that passed with `Ok(detail)` or failed with `Err(detail)`.
+    pub fn new(name: CheckName, result: Result<String, String>) -> Self {
+        let (ok, detail) = match result {
+            Ok(detail) => (true, detail),
+            Err(detail) => (false, detail),
+        };
+        Check { name, ok, detail }
+    }
 }
 
 /// The checks of one snapshot.
@@ -60,6 +93,18 @@ pub struct SnapshotReport {
     pub ok: bool,
     /// Every check run.
     pub checks: Vec<Check>,
+}
+
+impl SnapshotReport {
+    /// The report of `snapshot`: ok when every check is.
+    pub fn new(snapshot: &Snapshot, checks: Vec<Check>) -> Self {
+        SnapshotReport {
+            id: snapshot.id.to_string(),
+            set: snapshot.set.clone(),
+            ok: checks.iter().all(|c| c.ok),
+            checks,
+        }
+    }
 }
 
 /// A verification run.
@@ -84,168 +129,222 @@ impl Report {
     }
 }
 
-fn check(name: &str, result: Result<String, String>) -> Check {
-    match result {
-        Ok(detail) => Check {
-            name: name.to_string(),
-            ok: true,
-            detail,
-        },
-        Err(detail) => Check {
-            name: name.to_string(),
-            ok: false,
-            detail,
-        },
-    }
-}
-
-/// Check one snapshot at `level`. `sizes` maps every data object key of the snapshot's set
-/// to its size (one listing serves all the set's snapshots, and finds the archives a files
-/// listing draws from).
-pub fn verify_snapshot(
-    repo: &RepoReader,
-    snapshot: &Snapshot,
-    sizes: &HashMap<String, u64>,
-    level: VerifyLevel,
-) -> SnapshotReport {
-    let archives: HashMap<SnapshotId, String> = sizes
-        .keys()
-        .filter_map(|key| {
-            let id = SnapshotId::parse(layout::archive_id(key)?).ok()?;
-            Some((id, key.clone()))
-        })
-        .collect();
-    let mut checks = vec![check("objects", objects_present(snapshot, sizes))];
-    let listing = if snapshot.source == SourceKind::Files {
-        let listing = load_listing(repo, snapshot);
-        let result = listing
-            .as_ref()
-            .map_err(|e| e.to_string())
-            .and_then(|l| holders_present(l, &archives));
-        checks.push(check("listing", result));
-        listing.ok()
-    } else {
-        None
-    };
-    if level >= VerifyLevel::Checksum {
-        checks.push(check("checksum", checksums(repo, snapshot)));
-    }
-    if level >= VerifyLevel::Deep {
-        let result = match (&listing, snapshot.source) {
-            (Some(listing), _) => read_tree(repo, listing, &archives, None, |_| Ok(()))
-                .map(|()| format!("{} entries read and matched", listing.entries.len()))
-                .map_err(|e| e.to_string()),
-            (None, SourceKind::Files) => Err("listing unreadable".to_string()),
-            (None, _) => check_dumps(repo, snapshot),
-        };
-        checks.push(check("content", result));
-    }
-    SnapshotReport {
-        id: snapshot.id.to_string(),
-        set: snapshot.set.clone(),
-        ok: checks.iter().all(|c| c.ok),
-        checks,
-    }
-}
-
-fn objects_present(snapshot: &Snapshot, sizes: &HashMap<String, u64>) -> Result<String, String> {
+/// Every object `snapshot` names is among `sizes` (key to stored size) with its recorded
+/// size.
+pub fn objects_present(snapshot: &Snapshot, sizes: &HashMap<String, u64>) -> Check {
     let mut total = 0;
     for object in &snapshot.objects {
-        match sizes.get(&object.key) {
-            None => return Err(format!("{} is missing", object.key)),
-            Some(&size) if size != object.size => {
-                return Err(format!(
-                    "{} has {size} bytes, the record says {}",
-                    object.key, object.size
-                ))
+        let problem = match sizes.get(&object.key) {
+            None => format!("{} is missing", object.key),
+            Some(&size) if size != object.size => format!(
+                "{} has {size} bytes, the record says {}",
+                object.key, object.size
+            ),
+            Some(&size) => {
+                total += size;
+                continue;
             }
-            Some(&size) => total += size,
+        };
+        return Check::new(CheckName::Objects, Err(problem));
+    }
+    Check::new(
+        CheckName::Objects,
+        Ok(format!("{} objects, {total} bytes", snapshot.objects.len())),
+    )
+}
+
+/// The listing is a tree a restore may write: safe relative names, each parent a directory
+/// listed before it, no duplicates, a holder for every entry and a digest for every file.
+/// A hostile listing cannot then route a write through a symlink or out of the target.
+pub fn check_tree(listing: &Listing) -> Result<(), Error> {
+    let mut dirs: HashSet<&str> = HashSet::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    for entry in &listing.entries {
+        let path = entry.path.as_str();
+        let refuse = |reason: String| {
+            Err(Error::Tree {
+                snapshot: listing.snapshot.to_string(),
+                path: path.to_string(),
+                reason,
+            })
+        };
+        if let Err(e) = strongbox_archive::safe_relative_path(path) {
+            return refuse(e.to_string());
+        }
+        if !seen.insert(path) {
+            return refuse("listed twice".to_string());
+        }
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            if !dirs.contains(parent) {
+                return refuse("its parent is not a directory listed before it".to_string());
+            }
+        }
+        if entry.kind == FileType::Dir {
+            dirs.insert(path);
+        }
+        if entry.holder.is_none() {
+            return refuse("no holder snapshot".to_string());
+        }
+        if entry.kind == FileType::File && entry.sha256.is_none() {
+            return refuse("regular file without SHA-256".to_string());
         }
     }
-    Ok(format!("{} objects, {total} bytes", snapshot.objects.len()))
+    Ok(())
 }
 
-/// Read and decode a files snapshot's listing.
-pub(crate) fn load_listing(repo: &RepoReader, snapshot: &Snapshot) -> Result<Listing, Error> {
-    let object = snapshot
-        .object(ObjectRole::Listing)
-        .ok_or_else(|| Error::Mismatch {
-            path: snapshot.id.to_string(),
-            reason: "files snapshot without a listing object".to_string(),
-        })?;
-    let bytes = repo.get(&object.key)?;
-    Ok(Listing::decode(&object.key, &bytes)?)
+/// The listing is a tree and every archive it draws from is among `archives` (holder
+/// snapshot ids that have an archive object).
+pub fn listing_check(listing: &Listing, archives: &HashSet<&SnapshotId>) -> Check {
+    let result = check_tree(listing)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            let holders = listing.by_holder();
+            match holders.keys().find(|h| !archives.contains(**h)) {
+                Some(missing) => Err(format!(
+                    "draws from the archive of snapshot {missing}, which is missing"
+                )),
+                None => Ok(format!(
+                    "{} entries from {} archive(s)",
+                    listing.entries.len(),
+                    holders.len()
+                )),
+            }
+        });
+    Check::new(CheckName::Listing, result)
 }
 
-fn holders_present(
-    listing: &Listing,
-    archives: &HashMap<SnapshotId, String>,
-) -> Result<String, String> {
-    check_listing(listing).map_err(|e| e.to_string())?;
-    let holders = listing.by_holder();
-    if let Some(missing) = holders.keys().find(|h| !archives.contains_key(**h)) {
-        return Err(format!(
-            "draws from the archive of snapshot {missing}, which is missing"
-        ));
-    }
-    Ok(format!(
-        "{} entries from {} archive(s)",
-        listing.entries.len(),
-        holders.len()
-    ))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use strongbox_manifest::{
+        FileEntry, FileStats, ObjectRef, ObjectRole, SnapshotKind, SourceKind, Stats,
+        FORMAT_VERSION,
+    };
 
-fn checksums(repo: &RepoReader, snapshot: &Snapshot) -> Result<String, String> {
-    let mut bytes = 0;
-    for object in &snapshot.objects {
-        let (size, digest) = hash_object(repo, &object.key).map_err(|e| e.to_string())?;
-        if digest != object.sha256 {
-            return Err(format!(
-                "{}: SHA-256 {digest} does not match the record's {}",
-                object.key, object.sha256
-            ));
+    const HOLDER: &str = "20250101T000000Z-000001";
+
+    fn snapshot(objects: &[(&str, u64)]) -> Snapshot {
+        Snapshot {
+            format_version: FORMAT_VERSION,
+            id: SnapshotId::parse(HOLDER).unwrap(),
+            set: "media".into(),
+            kind: SnapshotKind::Full,
+            source: SourceKind::Files,
+            parent: None,
+            time: chrono::DateTime::UNIX_EPOCH,
+            tags: vec![],
+            host: "h".into(),
+            tool_version: "0".into(),
+            origin: "/".into(),
+            compression: "zstd:3".into(),
+            objects: objects
+                .iter()
+                .map(|(key, size)| ObjectRef {
+                    key: key.to_string(),
+                    size: *size,
+                    sha256: "00".into(),
+                    role: ObjectRole::Archive,
+                })
+                .collect(),
+            stats: Stats::Files(FileStats::default()),
+            duration_secs: 0.0,
+            errors: vec![],
+            warnings: vec![],
         }
-        bytes += size;
     }
-    Ok(format!(
-        "{} objects, {bytes} bytes hashed",
-        snapshot.objects.len()
-    ))
-}
 
-fn hash_object(repo: &RepoReader, key: &str) -> Result<(u64, String), Error> {
-    let mut reader = repo.reader(key)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1024 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = reader.read(&mut buf).map_err(|source| Error::EntryData {
-            key: key.to_string(),
-            path: String::new(),
-            source,
-        })?;
-        if n == 0 {
-            break;
+    #[rstest]
+    #[case::all_there(&[("a", 3), ("b", 4)], true, "2 objects, 7 bytes")]
+    #[case::missing(&[("a", 3), ("c", 4)], false, "c is missing")]
+    #[case::wrong_size(&[("a", 5)], false, "a has 3 bytes, the record says 5")]
+    #[case::none(&[], true, "0 objects, 0 bytes")]
+    fn objects_must_be_stored_with_their_sizes(
+        #[case] objects: &[(&str, u64)],
+        #[case] ok: bool,
+        #[case] detail: &str,
+    ) {
+        let sizes: HashMap<String, u64> = [("a".to_string(), 3), ("b".to_string(), 4)].into();
+        let check = objects_present(&snapshot(objects), &sizes);
+        assert_eq!((check.ok, check.detail.as_str()), (ok, detail));
+        assert_eq!(check.name, CheckName::Objects);
+    }
+
+    fn entry(path: &str, kind: FileType) -> FileEntry {
+        FileEntry {
+            path: path.into(),
+            kind,
+            size: 0,
+            mode: 0o644,
+            mtime: 0,
+            sha256: (kind == FileType::File).then(|| "ab".into()),
+            target: None,
+            holder: Some(SnapshotId::parse(HOLDER).unwrap()),
+            ctime: 0,
+            inode: 0,
         }
-        hasher.update(&buf[..n]);
-        size += n as u64;
     }
-    Ok((size, hex::encode(hasher.finalize())))
-}
 
-fn check_dumps(repo: &RepoReader, snapshot: &Snapshot) -> Result<String, String> {
-    let mut summaries = Vec::new();
-    for object in snapshot
-        .objects
-        .iter()
-        .filter(|o| o.role == ObjectRole::Dump)
-    {
-        let reader = repo.reader(&object.key).map_err(|e| e.to_string())?;
-        let mut decoder =
-            strongbox_archive::Decoder::new(reader).map_err(|e| format!("{}: {e}", object.key))?;
-        let summary = strongbox_db_dump::verify_dump(snapshot.source, &mut decoder)
-            .map_err(|e| format!("{}: {e}", object.key))?;
-        summaries.push(summary);
+    fn listing(entries: Vec<FileEntry>) -> Listing {
+        Listing::new(SnapshotId::parse(HOLDER).unwrap(), entries)
     }
-    Ok(summaries.join("; "))
+
+    #[rstest]
+    #[case::tree(vec![entry("a", FileType::Dir), entry("a/b", FileType::File)], None)]
+    #[case::escape(vec![entry("../x", FileType::File)], Some("parent directory"))]
+    #[case::absolute(vec![entry("/etc/x", FileType::File)], Some("absolute"))]
+    #[case::twice(vec![entry("a", FileType::File), entry("a", FileType::File)], Some("listed twice"))]
+    #[case::orphan(vec![entry("a/b", FileType::File)], Some("parent is not a directory"))]
+    #[case::through_a_file(vec![entry("a", FileType::File), entry("a/b", FileType::File)], Some("parent is not a directory"))]
+    #[case::through_a_link(vec![entry("a", FileType::Symlink), entry("a/b", FileType::File)], Some("parent is not a directory"))]
+    #[case::no_digest(vec![FileEntry { sha256: None, ..entry("a", FileType::File) }], Some("without SHA-256"))]
+    #[case::no_holder(vec![FileEntry { holder: None, ..entry("a", FileType::Dir) }], Some("no holder"))]
+    fn a_listing_must_be_a_safe_tree(
+        #[case] entries: Vec<FileEntry>,
+        #[case] refused: Option<&str>,
+    ) {
+        match (check_tree(&listing(entries)), refused) {
+            (Ok(()), None) => {}
+            (Err(e), Some(reason)) => assert!(e.to_string().contains(reason), "{e}"),
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn a_listing_drawing_from_a_missing_archive_fails() {
+        let holder = SnapshotId::parse(HOLDER).unwrap();
+        let tree = listing(vec![entry("a", FileType::File)]);
+        let present = listing_check(&tree, &HashSet::from([&holder]));
+        assert!(present.ok, "{}", present.detail);
+        assert_eq!(present.detail, "1 entries from 1 archive(s)");
+        let missing = listing_check(&tree, &HashSet::new());
+        assert!(!missing.ok);
+        assert!(missing.detail.contains(HOLDER), "{}", missing.detail);
+    }
+
+    #[test]
+    fn a_report_is_ok_only_when_every_check_is() {
+        let passed = Check::new(CheckName::Objects, Ok("fine".into()));
+        let failed = Check::new(CheckName::Checksum, Err("bad".into()));
+        let good = SnapshotReport::new(&snapshot(&[]), vec![passed.clone()]);
+        let bad = SnapshotReport::new(&snapshot(&[]), vec![passed, failed]);
+        assert!(good.ok && !bad.ok);
+        assert!(Report::new(VerifyLevel::Deep, vec![good.clone()]).ok);
+        let report = Report::new(VerifyLevel::Deep, vec![good, bad]);
+        assert!(!report.ok);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["snapshots"][1]["checks"][1]["name"], "checksum");
+        assert_eq!(json["level"], "deep");
+    }
+
+    #[rstest]
+    #[case("quick", Ok(VerifyLevel::Quick))]
+    #[case("checksum", Ok(VerifyLevel::Checksum))]
+    #[case("deep", Ok(VerifyLevel::Deep))]
+    #[case("Deep", Err(()))]
+    fn levels_parse_and_order(#[case] text: &str, #[case] level: Result<VerifyLevel, ()>) {
+        assert_eq!(text.parse::<VerifyLevel>().map_err(drop), level);
+        assert!(VerifyLevel::Quick < VerifyLevel::Checksum);
+        assert!(VerifyLevel::Checksum < VerifyLevel::Deep);
+    }
 }

@@ -1,4 +1,4 @@
-//! Integrity checks of strongbox snapshots, with read-only access to the repository.
+//! Integrity checks of strongbox snapshots and the reports they make.
 //!
 //! Levels, each including the one before:
 //! - [`VerifyLevel::Quick`]: the record parses, every object it names (and, for a files
@@ -9,19 +9,27 @@
 //!   PostgreSQL dump's table of contents reads with `pg_restore --list`, an SQLite copy
 //!   passes `PRAGMA integrity_check`.
 //!
-//! [`read_tree`] is the read path of a files restore, shared with the engine: it streams
-//! each holder archive of a listing once and hands the wanted entries to a visitor.
+//! This crate holds the checks that need no I/O and the report types; the engine reads the
+//! repository and drives them (`Reader::verify`).
 //!
 //! ```
-//! use strongbox_verify::VerifyLevel;
-//! assert_eq!("deep".parse::<VerifyLevel>().unwrap(), VerifyLevel::Deep);
+//! use strongbox_verify::{Check, CheckName, Report, SnapshotReport, VerifyLevel};
+//!
+//! assert_eq!("deep".parse::<VerifyLevel>()?, VerifyLevel::Deep);
 //! assert!(VerifyLevel::Deep > VerifyLevel::Quick);
+//!
+//! let failed = Check::new(CheckName::Checksum, Err("sets/m/data/x.tar.zst: SHA-256 differs".into()));
+//! assert!(!failed.ok);
+//! let report = Report::new(VerifyLevel::Checksum, Vec::<SnapshotReport>::new());
+//! assert!(report.ok, "nothing checked, nothing failed");
+//! # Ok::<(), String>(())
 //! ```
 
 mod check;
 mod error;
-mod tree;
 
-pub use check::{verify_snapshot, Check, Report, SnapshotReport, VerifyLevel};
+pub use check::{
+    check_tree, listing_check, objects_present, Check, CheckName, Report, SnapshotReport,
+    VerifyLevel,
+};
 pub use error::Error;
-pub use tree::{read_tree, TreeEntry};

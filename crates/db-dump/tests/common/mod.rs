@@ -9,18 +9,7 @@ use tokio_postgres::{NoTls, SimpleQueryMessage};
 /// The server's base URL, or `None` (after a notice) when tests should skip; under `CI=true`
 /// a missing server is a failure.
 pub fn pg_base() -> Option<String> {
-    match std::env::var("STRONGBOX_TEST_PG") {
-        Ok(base) if !base.trim().is_empty() => Some(base.trim().trim_end_matches('/').to_string()),
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("STRONGBOX_TEST_PG not set under CI");
-            }
-            eprintln!(
-                "skipping: STRONGBOX_TEST_PG not set (e.g. postgresql://user:pw@127.0.0.1:5432)"
-            );
-            None
-        }
-    }
+    strongbox_test_support::Pg::get().map(|pg| pg.base)
 }
 
 /// The password in the base URL (to check it never leaks).

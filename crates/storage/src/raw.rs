@@ -1,17 +1,23 @@
+//! The bottom of the object pipeline: bytes as stored, in and out of the object store.
+
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use object_store::{path::Path, GetResultPayload, ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{
+    path::Path, GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    WriteMultipart,
+};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
-/// What an [`ObjectWriter`] stored.
+use crate::BackendError;
+
+/// What was stored of one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     /// The object key.
@@ -22,11 +28,12 @@ pub struct Written {
     pub sha256: String,
 }
 
-/// A blocking writer that streams into one object, hashing what it stores: through a
-/// multipart upload (memory bounded by part size × upload concurrency), or on a local
-/// repository straight into a staging file renamed into place. Dropping it without
-/// [`ObjectWriter::finish`] aborts, so no partial object becomes visible.
-pub struct ObjectWriter {
+/// The bottom of the object pipeline: a blocking writer of the bytes to store, hashing them
+/// on the way. A streamed object goes up in a multipart upload (memory bounded by part size
+/// × upload concurrency; a local repository writes each part straight into a staging file);
+/// a small one is buffered and stored with one PUT, which can be create-only. Dropping it
+/// without [`RawWriter::finish`] aborts, so no partial object becomes visible.
+pub(crate) struct RawWriter {
     key: String,
     sink: Sink,
     hasher: Sha256,
@@ -39,15 +46,24 @@ enum Sink {
         upload: Option<WriteMultipart>,
         concurrency: usize,
     },
-    /// Local files skip the async machinery: no part buffers, no thread hops.
-    File {
-        file: Option<std::io::BufWriter<std::fs::File>>,
-        staging: PathBuf,
-        dest: PathBuf,
+    Buffer {
+        rt: Arc<Runtime>,
+        store: Arc<dyn ObjectStore>,
+        bytes: Vec<u8>,
+        mode: PutMode,
     },
 }
 
-impl ObjectWriter {
+pub(crate) fn backend_io(error: object_store::Error) -> io::Error {
+    match error {
+        object_store::Error::AlreadyExists { .. } => {
+            io::Error::new(io::ErrorKind::AlreadyExists, BackendError::new(error))
+        }
+        error => io::Error::other(BackendError::new(error)),
+    }
+}
+
+impl RawWriter {
     pub(crate) fn upload(
         key: String,
         rt: Arc<Runtime>,
@@ -66,61 +82,46 @@ impl ObjectWriter {
         }
     }
 
-    /// Write `dest` through a staging file beside it (`<dest>#<rand>`, a name object_store's
-    /// listing ignores and prune collects if a crash leaves it).
-    pub(crate) fn file(key: String, dest: PathBuf) -> io::Result<Self> {
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut name = dest.file_name().unwrap_or_default().to_os_string();
-        name.push(format!("#strongbox-{:08x}", rand::random::<u32>()));
-        let staging = dest.with_file_name(name);
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&staging)?;
-        Ok(Self {
+    pub(crate) fn buffer(
+        key: String,
+        rt: Arc<Runtime>,
+        store: Arc<dyn ObjectStore>,
+        mode: PutMode,
+    ) -> Self {
+        Self {
             key,
-            sink: Sink::File {
-                file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
-                staging,
-                dest,
+            sink: Sink::Buffer {
+                rt,
+                store,
+                bytes: Vec::new(),
+                mode,
             },
             hasher: Sha256::new(),
             size: 0,
-        })
+        }
     }
 
-    /// The object key.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
-    /// Bytes written so far.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// Complete the upload; the object becomes visible at once, whole (and, on a local
+    /// Store what was written; the object becomes visible at once, whole (and, on a local
     /// repository, durable: fsynced before the rename).
-    pub fn finish(mut self) -> io::Result<Written> {
+    pub(crate) fn finish(mut self) -> io::Result<Written> {
         match &mut self.sink {
             Sink::Upload { rt, upload, .. } => {
                 let upload = upload.take().expect("finish once");
-                rt.block_on(upload.finish()).map_err(io::Error::other)?;
+                rt.block_on(upload.finish()).map_err(backend_io)?;
             }
-            Sink::File {
-                file,
-                staging,
-                dest,
+            Sink::Buffer {
+                rt,
+                store,
+                bytes,
+                mode,
             } => {
-                let file = file
-                    .take()
-                    .expect("finish once")
-                    .into_inner()
-                    .map_err(|e| e.into_error())?;
-                file.sync_all()?;
-                std::fs::rename(&*staging, &*dest)?;
+                let opts = PutOptions {
+                    mode: mode.clone(),
+                    ..Default::default()
+                };
+                let payload = PutPayload::from(std::mem::take(bytes));
+                rt.block_on(store.put_opts(&path(&self.key), payload, opts))
+                    .map_err(backend_io)?;
             }
         }
         Ok(Written {
@@ -131,7 +132,7 @@ impl ObjectWriter {
     }
 }
 
-impl Write for ObjectWriter {
+impl Write for RawWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.sink {
             Sink::Upload {
@@ -144,14 +145,11 @@ impl Write for ObjectWriter {
                     .ok_or_else(|| io::Error::other("upload already finished"))?;
                 // Back-pressure: wait while `concurrency` parts are in flight.
                 rt.block_on(upload.wait_for_capacity(*concurrency))
-                    .map_err(io::Error::other)?;
+                    .map_err(backend_io)?;
                 let _guard = rt.enter();
                 upload.write(buf);
             }
-            Sink::File { file, .. } => file
-                .as_mut()
-                .ok_or_else(|| io::Error::other("upload already finished"))?
-                .write_all(buf)?,
+            Sink::Buffer { bytes, .. } => bytes.extend_from_slice(buf),
         }
         self.hasher.update(buf);
         self.size += buf.len() as u64;
@@ -163,28 +161,22 @@ impl Write for ObjectWriter {
     }
 }
 
-impl Drop for ObjectWriter {
+impl Drop for RawWriter {
     fn drop(&mut self) {
-        match &mut self.sink {
-            Sink::Upload { rt, upload, .. } => {
-                if let Some(upload) = upload.take() {
-                    tracing::debug!(key = %self.key, "aborting unfinished upload");
-                    if let Err(e) = rt.block_on(upload.abort()) {
-                        tracing::warn!(key = %self.key, error = %e, "aborting upload failed");
-                    }
-                }
-            }
-            Sink::File { file, staging, .. } => {
-                if file.take().is_some() {
-                    let _ = std::fs::remove_file(&*staging);
+        if let Sink::Upload { rt, upload, .. } = &mut self.sink {
+            if let Some(upload) = upload.take() {
+                tracing::debug!(key = %self.key, "aborting unfinished upload");
+                if let Err(e) = rt.block_on(upload.abort()) {
+                    tracing::warn!(key = %self.key, error = %BackendError::new(e), "aborting upload failed");
                 }
             }
         }
     }
 }
 
-/// A blocking reader of one object: a local file is read directly, a remote object streams.
-pub struct ObjectReader {
+/// A blocking reader of one object's stored bytes: a local file is read directly, a remote
+/// object streams (a large one as ranges, several in flight).
+pub(crate) struct RawReader {
     inner: ReaderInner,
 }
 
@@ -235,7 +227,7 @@ impl Ranged {
                 .rt
                 .block_on(part)
                 .map_err(io::Error::other)?
-                .map_err(io::Error::other)?;
+                .map_err(backend_io)?;
             self.request_more();
         }
         let n = buf.len().min(self.chunk.len());
@@ -252,7 +244,7 @@ impl Drop for Ranged {
     }
 }
 
-impl ObjectReader {
+impl RawReader {
     pub(crate) fn ranged(
         rt: Arc<Runtime>,
         store: Arc<dyn ObjectStore>,
@@ -289,7 +281,7 @@ impl ObjectReader {
     }
 }
 
-impl Read for ObjectReader {
+impl Read for RawReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.inner {
             ReaderInner::File(file) => file.read(buf),
@@ -298,7 +290,7 @@ impl Read for ObjectReader {
                     match rt.block_on(stream.next()) {
                         None => return Ok(0),
                         Some(Ok(next)) => *chunk = next,
-                        Some(Err(e)) => return Err(io::Error::other(e)),
+                        Some(Err(e)) => return Err(backend_io(e)),
                     }
                 }
                 let n = buf.len().min(chunk.len());

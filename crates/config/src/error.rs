@@ -1,0 +1,78 @@
+use std::io;
+use std::path::PathBuf;
+
+/// Errors of the configuration: each names the file and the key or set it is about.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file cannot be read.
+    #[error("reading configuration {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not TOML.
+    #[error("configuration {}, line {line}: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// Where.
+        line: usize,
+        /// What the parser says.
+        message: String,
+    },
+    /// A value of the wrong kind, or a key no setting has.
+    #[error("configuration {}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A set that cannot be backed up as written.
+    #[error("configuration {}: set {name:?} {message}", path.display())]
+    Set {
+        /// The file.
+        path: PathBuf,
+        /// The set.
+        name: String,
+        /// What is wrong (`needs \`path\``, `unknown field \`typo\``).
+        message: String,
+    },
+    /// A `${VAR}` whose variable is not set.
+    #[error("configuration {}: {key} uses ${{{var}}}, which is not set in the environment", path.display())]
+    UnsetVariable {
+        /// The file.
+        path: PathBuf,
+        /// The key whose value names it (`sets.maindb.conninfo`).
+        key: String,
+        /// The variable.
+        var: String,
+    },
+    /// A setting the storage layer refuses (a set name, an `[s3]` key, the repository URL).
+    #[error("configuration {}", path.display())]
+    Storage {
+        /// The file.
+        path: PathBuf,
+        /// What storage says.
+        #[source]
+        source: strongbox_storage::Error,
+    },
+    /// `backup SET` for a set the configuration does not define.
+    #[error("no set {name:?} in the configuration (it defines: {known})")]
+    UnknownSet {
+        /// The set asked for.
+        name: String,
+        /// The sets it defines.
+        known: String,
+    },
+    /// `prune` without rules for a set whose configuration has no `keep`.
+    #[error("set {set:?} has no `keep` policy in the configuration; give --keep-* rules")]
+    NoKeepPolicy {
+        /// The set.
+        set: String,
+    },
+}

@@ -1,0 +1,281 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::expand::expand_value;
+use crate::model::{AlertsConfig, HealthConfig, SetConfig, VerifyConfig};
+use crate::{Config, Error};
+
+/// The file before its sets are read, so that an error in a set can name it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    repo: Option<String>,
+    storage_class: Option<String>,
+    #[serde(default, deserialize_with = "crate::model::s3_values")]
+    s3: BTreeMap<String, String>,
+    #[serde(default)]
+    sets: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    verify: VerifyConfig,
+    #[serde(default)]
+    health: HealthConfig,
+    #[serde(default)]
+    alerts: AlertsConfig,
+}
+
+impl Config {
+    /// Read `path`, expanding `${VAR}` from the process environment.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// Parse a configuration read from `path`, expanding `${VAR}` with `env`. Unknown keys,
+    /// unset variables, invalid set names and unknown `[s3]` settings are errors.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Error> {
+        let path = path.to_path_buf();
+        let mut table: toml::Value = toml::from_str::<toml::Table>(text)
+            .map(toml::Value::Table)
+            .map_err(|e| Error::Syntax {
+                line: e.span().map_or(1, |span| {
+                    1 + text[..span.start.min(text.len())].matches('\n').count()
+                }),
+                message: e.message().trim().replace('\n', " "),
+                path: path.clone(),
+            })?;
+        expand_value(&mut table, "", env).map_err(|(key, var)| Error::UnsetVariable {
+            path: path.clone(),
+            key,
+            var,
+        })?;
+        let raw: Raw = table
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Invalid {
+                path: path.clone(),
+                message: e.message().trim().replace('\n', " "),
+            })?;
+        let storage = |source| Error::Storage {
+            path: path.clone(),
+            source,
+        };
+        let mut sets = BTreeMap::new();
+        for (name, table) in raw.sets {
+            strongbox_storage::layout::check_set_name(&name).map_err(storage)?;
+            let set = SetConfig::from_table(table).map_err(|message| Error::Set {
+                path: path.clone(),
+                name: name.clone(),
+                message,
+            })?;
+            sets.insert(name, set);
+        }
+        let config = Config {
+            repo: raw.repo,
+            storage_class: raw.storage_class,
+            s3: raw.s3,
+            sets,
+            verify: raw.verify,
+            health: raw.health,
+            alerts: raw.alerts,
+        };
+        config.store_options().check().map_err(storage)?;
+        if let Some(repo) = &config.repo {
+            strongbox_storage::Location::parse(repo).map_err(storage)?;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use strongbox_engine::{BackupOptions, SourceSpec};
+
+    use crate::{Config, Error};
+
+    fn parse(text: &str) -> Result<Config, Error> {
+        Config::parse(text, Path::new("test.toml"), &|name| match name {
+            "PGPASS" => Some("hunter22".to_string()),
+            _ => None,
+        })
+    }
+
+    const GOOD: &str = r#"
+repo = "s3://backups/prod"
+[s3]
+endpoint = "http://127.0.0.1:9000"
+allow_http = true
+secret_access_key = "top-secret"
+[sets.media]
+source = "files"
+path = "/srv/media"
+exclude = ["*.tmp"]
+compression = "zstd:5"
+tags = ["nightly"]
+keep = { within = "30d" }
+schedule = "0 2 * * *"
+[sets.maindb]
+source = "postgres"
+conninfo = "postgresql://backup:${PGPASS}@db/app"
+keep = { daily = 7, weekly = 4, monthly = 12 }
+verify_checks = [ { name = "users have profiles", query = "SELECT 1 WHERE false" } ]
+[verify]
+scratch_postgres = "postgresql://verify:${PGPASS}@localhost/postgres"
+[health]
+max_age = "48h"
+max_disk_usage = 80
+[alerts]
+on = ["failure", "recovery"]
+email = { smtp = "smtp://mail:587", starttls = true, username = "u", password = "${PGPASS}", from = "strongbox@web1", to = ["ops@example.com"] }
+webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack" } ]
+"#;
+
+    #[test]
+    fn parses_sets_policies_and_settings() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.repo.as_deref(), Some("s3://backups/prod"));
+        assert_eq!(
+            config.set("maindb").unwrap().keep.as_ref().unwrap().daily,
+            Some(7)
+        );
+        let SourceSpec::Files(media) = &config.set("media").unwrap().source else {
+            panic!("files")
+        };
+        assert_eq!(media.compression, strongbox_archive::Compression::Zstd(5));
+        assert_eq!(config.store_options().s3["allow_http"], "true");
+        assert_eq!(
+            config.health.max_age.as_ref().unwrap().duration().as_secs(),
+            48 * 3600
+        );
+        let spec = config
+            .set_spec(
+                "media",
+                BackupOptions {
+                    tags: vec!["manual".into()],
+                    time: None,
+                },
+            )
+            .unwrap();
+        assert_eq!(spec.options.tags, ["nightly", "manual"]);
+        let SourceSpec::Postgres(db) = &config.set("maindb").unwrap().source else {
+            panic!("postgres")
+        };
+        assert_eq!(
+            db.conninfo, "postgresql://backup:hunter22@db/app",
+            "expanded"
+        );
+        let err = config.set("nope").unwrap_err().to_string();
+        assert!(
+            err.contains("no set \"nope\"") && err.contains("maindb, media"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_effective_configuration_shows_no_secret() {
+        let config = parse(GOOD)
+            .unwrap()
+            .with_overrides(None, Some("STANDARD_IA".into()));
+        let shown = toml::to_string(&config).unwrap();
+        for secret in ["hunter22", "top-secret", "SECRET"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("storage_class = \"STANDARD_IA\""), "{shown}");
+        assert!(
+            shown.contains("endpoint = \"http://127.0.0.1:9000\""),
+            "{shown}"
+        );
+        assert!(shown.contains("postgresql://backup:***@db/app"), "{shown}");
+        assert!(shown.contains("https://hooks.example/***"), "{shown}");
+        // What is shown reads back as a configuration.
+        parse(&shown).unwrap();
+    }
+
+    #[test]
+    fn bad_configurations_name_the_file_the_key_and_the_cause() {
+        let cases = [
+            (
+                "[sets.db]\nsource = \"postgres\"\n",
+                "set \"db\" needs `conninfo`",
+            ),
+            ("[sets.x]\nsource = \"files\"\n", "needs `path`"),
+            (
+                "[sets.db]\nsource = \"files\"\npath = \"/x\"\ntypo = 1\n",
+                "typo",
+            ),
+            (
+                "[sets.db]\nsource = \"files\"\npath = \"/x\"\nkeep = { dayly = 1 }\n",
+                "dayly",
+            ),
+            (
+                "[sets.\"a b\"]\nsource = \"files\"\npath = \"/x\"\n",
+                "invalid set name",
+            ),
+            ("repo = \"ftp://x/y\"\n", "ftp"),
+            ("[s3]\nendpoitn = \"x\"\n", "endpoitn"),
+            ("[health]\nmax_age = \"soon\"\n", "soon"),
+            ("colour = \"blue\"\n", "colour"),
+            (
+                "[sets.db]\nsource = \"postgres\"\nconninfo = \"${DB_URL}\"\n",
+                "sets.db.conninfo uses ${DB_URL}",
+            ),
+            ("repo = \n", "line 1"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text).unwrap_err();
+            let message = crate::tests_chain(&err);
+            assert!(message.contains("test.toml"), "{text}: {message}");
+            assert!(message.contains(expected), "{text}: {message}");
+            assert!(!message.contains('\n'), "one line: {message}");
+        }
+    }
+
+    #[test]
+    fn prune_rules_apply_to_given_sets_and_each_set_keeps_by_its_policy() {
+        let config = parse(GOOD).unwrap();
+        let rules = strongbox_engine::KeepPolicy {
+            last: Some(3),
+            ..Default::default()
+        };
+        let none = strongbox_engine::KeepPolicy::default();
+        let in_repo = || Ok::<_, Error>(vec!["a".to_string(), "b".to_string()]);
+        let sets = |policies: Vec<strongbox_engine::SetPolicy>| {
+            policies
+                .into_iter()
+                .map(|p| (p.set, p.policy))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            sets(config.prune_policies(None, &rules, in_repo).unwrap()),
+            [("a".into(), rules.clone()), ("b".into(), rules.clone())]
+        );
+        assert_eq!(
+            sets(config.prune_policies(Some("x"), &rules, in_repo).unwrap()),
+            [("x".into(), rules.clone())]
+        );
+        let own = sets(config.prune_policies(None, &none, in_repo).unwrap());
+        assert_eq!(own.len(), 2);
+        assert_eq!(own[0].0, "maindb");
+        assert_eq!(own[0].1.daily, Some(7));
+        let mut without = config.clone();
+        without.sets.get_mut("media").unwrap().keep = None;
+        let err = without
+            .prune_policies(Some("media"), &none, in_repo)
+            .unwrap_err();
+        assert!(err.to_string().contains("no `keep` policy"), "{err}");
+        let empty = Config::default();
+        assert_eq!(
+            sets(empty.prune_policies(None, &none, in_repo).unwrap()),
+            [("a".into(), none.clone()), ("b".into(), none)]
+        );
+    }
+}

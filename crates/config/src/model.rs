@@ -1,0 +1,355 @@
+//! The configuration's types: what each table of the file holds.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use strongbox_engine::SourceSpec;
+use strongbox_retention::KeepPolicy;
+
+use crate::secret::{is_secret_s3_key, redact_url, Secret};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The repository URL (`--repo` and `STRONGBOX_REPO` win over it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// Storage class of data objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// object_store S3 settings (`endpoint`, `region`, `allow_http`, …), passed to the S3
+    /// backend; `AWS_*` variables win over them. Credentials are shown as `***`.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "redacted_s3",
+        deserialize_with = "s3_values"
+    )]
+    pub s3: BTreeMap<String, String>,
+    /// The sets, by name.
+    #[serde(default)]
+    pub sets: BTreeMap<String, SetConfig>,
+    /// Restore tests.
+    #[serde(default, skip_serializing_if = "VerifyConfig::is_empty")]
+    pub verify: VerifyConfig,
+    /// Health thresholds.
+    #[serde(default, skip_serializing_if = "HealthConfig::is_empty")]
+    pub health: HealthConfig,
+    /// Alert channels.
+    #[serde(default, skip_serializing_if = "AlertsConfig::is_empty")]
+    pub alerts: AlertsConfig,
+}
+
+fn redacted_s3<S: Serializer>(s3: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+    let shown: BTreeMap<&str, &str> = s3
+        .iter()
+        .map(|(k, v)| {
+            let v = if is_secret_s3_key(k) {
+                "***"
+            } else {
+                v.as_str()
+            };
+            (k.as_str(), v)
+        })
+        .collect();
+    shown.serialize(s)
+}
+
+/// `[s3]` values may be strings, booleans or numbers (`allow_http = true`).
+pub(crate) fn s3_values<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Text(String),
+        Flag(bool),
+        Number(i64),
+    }
+    let raw = BTreeMap::<String, Value>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::Text(t) => t,
+                Value::Flag(b) => b.to_string(),
+                Value::Number(n) => n.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
+}
+
+/// One set: what it backs up (`source = "files"` and that kind's keys) and the settings
+/// every kind has.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SetConfig {
+    /// What the set backs up.
+    #[serde(flatten)]
+    pub source: SourceSpec,
+    /// Tags for every snapshot.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Keep policy for `prune`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep: Option<KeepPolicy>,
+    /// When to back up: a cron expression in local time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// When to verify, likewise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_schedule: Option<String>,
+    /// Queries a restore test runs against the restored database; each must return no row.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verify_checks: Vec<VerifyCheck>,
+}
+
+/// The keys every kind of set has; the rest of a set's table is its source's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetOptions {
+    #[serde(default)]
+    tags: Vec<String>,
+    keep: Option<KeepPolicy>,
+    schedule: Option<String>,
+    verify_schedule: Option<String>,
+    #[serde(default)]
+    verify_checks: Vec<VerifyCheck>,
+}
+
+const SET_OPTIONS: [&str; 5] = [
+    "tags",
+    "keep",
+    "schedule",
+    "verify_schedule",
+    "verify_checks",
+];
+
+impl SetConfig {
+    /// Split a set's table into its source and the common settings.
+    pub(crate) fn from_table(mut table: toml::Table) -> Result<Self, String> {
+        let mut options = toml::Table::new();
+        for key in SET_OPTIONS {
+            if let Some(value) = table.remove(key) {
+                options.insert(key.to_string(), value);
+            }
+        }
+        let options: SetOptions = options.try_into().map_err(|e| message(&e))?;
+        let source: SourceSpec = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| message(&e))?;
+        Ok(SetConfig {
+            source,
+            tags: options.tags,
+            keep: options.keep,
+            schedule: options.schedule,
+            verify_schedule: options.verify_schedule,
+            verify_checks: options.verify_checks,
+        })
+    }
+}
+
+/// A deserializer's message as the rest of a sentence about a set: serde says
+/// "missing field `path`", the operator reads "needs `path`".
+fn message(error: &toml::de::Error) -> String {
+    let text = error.message().trim().replace('\n', " ");
+    match text.strip_prefix("missing field ") {
+        Some(field) => format!("needs {field}"),
+        None => text,
+    }
+}
+
+impl<'de> Deserialize<'de> for SetConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        SetConfig::from_table(toml::Table::deserialize(d)?).map_err(D::Error::custom)
+    }
+}
+
+/// A query a restore test runs; it must return no row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyCheck {
+    /// What it checks, for the report.
+    pub name: String,
+    /// The SQL.
+    pub query: String,
+}
+
+/// `[verify]`: where restore tests of PostgreSQL snapshots make their scratch databases.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// A connection string to a server (and role) that may create databases.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "redacted_conninfo"
+    )]
+    pub scratch_postgres: Option<String>,
+}
+
+impl VerifyConfig {
+    fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+fn redacted_conninfo<S: Serializer>(conninfo: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    conninfo
+        .as_deref()
+        .map(strongbox_db_dump::redact_conninfo)
+        .serialize(s)
+}
+
+/// A length of time as written (`48h`, `7d`, `90min`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct HumanDuration {
+    text: String,
+    duration: Duration,
+}
+
+impl HumanDuration {
+    /// The length.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+}
+
+impl fmt::Debug for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        humantime::parse_duration(text)
+            .map(|duration| HumanDuration {
+                text: text.to_string(),
+                duration,
+            })
+            .map_err(|e| format!("invalid duration {text:?}: {e} (write 48h, 7d, 90min)"))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(D::Error::custom)
+    }
+}
+
+/// `[health]`: the thresholds of `health`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Critical when the last successful backup of a set is older (default 48h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<HumanDuration>,
+    /// Critical when the repository's disk is fuller than this percentage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_disk_usage: Option<u8>,
+    /// Warn when a snapshot is this many percent smaller than the median of the last 7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly_drop: Option<u8>,
+    /// Warn when the newest snapshot older than this has not been verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_max_age: Option<HumanDuration>,
+}
+
+impl HealthConfig {
+    fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// What an alert is sent for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertOn {
+    /// A run failed.
+    Failure,
+    /// A health check warns.
+    Warning,
+    /// A set is healthy again.
+    Recovery,
+}
+
+/// `[alerts]`: where alerts go.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Which events are sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on: Vec<AlertOn>,
+    /// Mail through an SMTP server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailAlert>,
+    /// HTTP receivers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<Webhook>,
+}
+
+impl AlertsConfig {
+    fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// Mail alerts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailAlert {
+    /// `smtp://host:port`.
+    pub smtp: String,
+    /// Upgrade the connection with STARTTLS.
+    #[serde(default)]
+    pub starttls: bool,
+    /// Login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Password (shown as `***`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// Sender.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+}
+
+/// How a webhook's body is shaped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// strongbox's JSON.
+    #[default]
+    Json,
+    /// A Slack message.
+    Slack,
+}
+
+/// An HTTP receiver of alerts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// The URL (shown without its path, which often is the token).
+    #[serde(serialize_with = "redacted_url")]
+    pub url: String,
+    /// The body's shape.
+    #[serde(default)]
+    pub format: WebhookFormat,
+}
+
+fn redacted_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url))
+}

@@ -1,0 +1,99 @@
+//! What the CLI, a daemon and an embedding program resolve from a configuration the same way.
+
+use strongbox_engine::{BackupOptions, KeepPolicy, SetPolicy, SetSpec};
+use strongbox_storage::{Location, StoreOptions};
+
+use crate::{Config, Error, SetConfig};
+
+/// The repository when neither `--repo`, `STRONGBOX_REPO` nor the file names one.
+pub const DEFAULT_REPO: &str = "backups";
+
+impl Config {
+    /// The configuration in effect: `repo` and `storage_class` given on the command line
+    /// (or in their environment variables) win over the file's.
+    pub fn with_overrides(mut self, repo: Option<String>, storage_class: Option<String>) -> Self {
+        self.repo = repo
+            .or(self.repo)
+            .or_else(|| Some(DEFAULT_REPO.to_string()));
+        self.storage_class = storage_class.or(self.storage_class);
+        self
+    }
+
+    /// The repository's location.
+    pub fn location(&self) -> Result<Location, strongbox_storage::Error> {
+        Location::parse(self.repo.as_deref().unwrap_or(DEFAULT_REPO))
+    }
+
+    /// The settings of the store behind the location.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            s3: self.s3.clone(),
+        }
+    }
+
+    /// The set called `name`.
+    pub fn set(&self, name: &str) -> Result<&SetConfig, Error> {
+        self.sets.get(name).ok_or_else(|| Error::UnknownSet {
+            name: name.to_string(),
+            known: self.sets.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// The backup of set `name`: its source, its tags followed by `extra.tags`, and
+    /// `extra.time`.
+    pub fn set_spec(&self, name: &str, extra: BackupOptions) -> Result<SetSpec, Error> {
+        let set = self.set(name)?;
+        Ok(SetSpec {
+            set: name.to_string(),
+            source: set.source.clone(),
+            options: BackupOptions {
+                tags: set.tags.iter().chain(&extra.tags).cloned().collect(),
+                time: extra.time,
+            },
+        })
+    }
+
+    /// What `prune [SET]` prunes with: rules given on the command line apply to `set`, or to
+    /// every set in the repository (`repo_sets`); without rules, each configured set (or
+    /// just `set`) is pruned with its own `keep`.
+    pub fn prune_policies<E: From<Error>>(
+        &self,
+        set: Option<&str>,
+        rules: &KeepPolicy,
+        repo_sets: impl FnOnce() -> Result<Vec<String>, E>,
+    ) -> Result<Vec<SetPolicy>, E> {
+        if !rules.is_empty() || self.sets.is_empty() {
+            let sets = match set {
+                Some(set) => vec![set.to_string()],
+                None => repo_sets()?,
+            };
+            return Ok(sets
+                .into_iter()
+                .map(|set| SetPolicy {
+                    set,
+                    policy: rules.clone(),
+                })
+                .collect());
+        }
+        let names: Vec<&str> = match set {
+            Some(set) => vec![set],
+            None => self.sets.keys().map(String::as_str).collect(),
+        };
+        names
+            .into_iter()
+            .map(|name| {
+                let policy = self
+                    .set(name)?
+                    .keep
+                    .clone()
+                    .ok_or_else(|| Error::NoKeepPolicy {
+                        set: name.to_string(),
+                    })?;
+                Ok(SetPolicy {
+                    set: name.to_string(),
+                    policy,
+                })
+            })
+            .collect()
+    }
+}

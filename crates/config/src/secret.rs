@@ -1,0 +1,91 @@
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A secret value (a password): used as given, but shown, printed and serialized as `***`,
+/// so `config check`, logs and debug output never carry it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// Whether an `[s3]` setting holds a credential.
+pub(crate) fn is_secret_s3_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["secret", "token", "password", "customer_key"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// A URL with only its scheme and host shown: webhook URLs carry their token in the path
+/// or the query (`https://hooks.slack.com/services/T0/B0/XXXX`).
+pub(crate) fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+            format!("{scheme}://{host}/***")
+        }
+        None => "***".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show() {
+        let secret = Secret::new("hunter22");
+        assert_eq!(secret.expose(), "hunter22");
+        assert_eq!(format!("{secret:?}"), "***");
+        assert_eq!(serde_json::to_string(&secret).unwrap(), "\"***\"");
+        for (key, secret) in [
+            ("secret_access_key", true),
+            ("aws_session_token", true),
+            ("token", true),
+            ("sse_customer_key_base64", true),
+            ("endpoint", false),
+            ("access_key_id", false),
+        ] {
+            assert_eq!(is_secret_s3_key(key), secret, "{key}");
+        }
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T0/B0/XXXX"),
+            "https://hooks.slack.com/***"
+        );
+        assert_eq!(
+            redact_url("https://u:pw@h.example/x?token=1"),
+            "https://h.example/***"
+        );
+        assert_eq!(redact_url("not a url"), "***");
+    }
+}

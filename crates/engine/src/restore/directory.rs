@@ -1,0 +1,303 @@
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use strongbox_manifest::{FileType, Includes, SourceKind};
+
+use super::{RestoreDetail, RestorePlan, RestoreRun, Restored, Restorer};
+use crate::progress::Tracked;
+use crate::tree::TreeEntry;
+use crate::Error;
+
+const CHUNK: usize = 1024 * 1024;
+const HOLE: usize = 64 * 1024;
+
+/// A directory to restore a files snapshot into. The tree is extracted into a staging
+/// directory beside it, every file checked against its digest, modes and times applied,
+/// and then swapped in; the replaced tree is kept as `<target>.pre-restore-<time>`
+/// (unless `keep_previous` is off). Any failure before the swap leaves the target as it
+/// was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryTarget {
+    /// The directory (replaced as a whole).
+    pub path: PathBuf,
+    /// Restore only entries matching these globs (and everything below a matching
+    /// directory); all when empty.
+    pub includes: Vec<String>,
+    /// Keep the replaced tree as `<target>.pre-restore-<time>`.
+    pub keep_previous: bool,
+}
+
+impl DirectoryTarget {
+    /// The whole snapshot into `path`, keeping a replaced tree.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        DirectoryTarget {
+            path: path.into(),
+            includes: Vec::new(),
+            keep_previous: true,
+        }
+    }
+
+    fn absolute(&self) -> Result<PathBuf, Error> {
+        std::path::absolute(&self.path).map_err(|e| Error::io("resolving", &self.path, e))
+    }
+}
+
+/// Removes the staging directory unless the restore swapped it in.
+struct Staging {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(e) = fs::remove_dir_all(&self.path) {
+                tracing::warn!(path = %self.path.display(), error = %e, "could not remove the staging directory");
+            }
+        }
+    }
+}
+
+impl Restorer for DirectoryTarget {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Files
+    }
+
+    fn describe(&self) -> String {
+        self.absolute()
+            .unwrap_or_else(|_| self.path.clone())
+            .display()
+            .to_string()
+    }
+
+    fn is_empty(&mut self) -> Result<bool, Error> {
+        let target = self.absolute()?;
+        match fs::symlink_metadata(&target) {
+            Ok(meta) if !meta.is_dir() => Err(Error::TargetNotDirectory { path: target }),
+            Ok(_) => {
+                let mut contents =
+                    fs::read_dir(&target).map_err(|e| Error::io("reading", &target, e))?;
+                Ok(contents.next().is_none())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(Error::io("reading", &target, e)),
+        }
+    }
+
+    fn replaced(&self) -> String {
+        format!(
+            "the current content is kept as {}.pre-restore-<time>",
+            self.describe()
+        )
+    }
+
+    fn restore(&mut self, run: &mut RestoreRun<'_>) -> Result<Restored, Error> {
+        let target = self.absolute()?;
+        let listing = run.objects.listing()?;
+        let entries = Includes::new(&self.includes)?.select(&listing.entries);
+        let plan = RestorePlan::new(run.objects.snapshot(), &entries);
+
+        let parent = target.parent().unwrap_or(Path::new("/"));
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
+        let staging_path = parent.join(format!(
+            ".{name}.strongbox-restore-{:08x}",
+            rand::random::<u32>()
+        ));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&staging_path)
+            .map_err(|e| Error::io("creating staging directory", &staging_path, e))?;
+        let mut staging = Staging {
+            path: staging_path.clone(),
+            armed: true,
+        };
+
+        // Directories first (owner-writable until the end), symlinks last: no write can
+        // ever pass through a link this restore created.
+        for entry in entries.iter().filter(|e| e.kind == FileType::Dir) {
+            let path = staging_path.join(&entry.path);
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&path)
+                .map_err(|e| Error::io("creating", &path, e))?;
+        }
+        let wanted: HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+        run.progress().phase("restoring", Some(plan.bytes));
+        let mut buf = vec![0u8; CHUNK];
+        let (progress, cancel) = (run.progress(), run.cancel());
+        run.objects
+            .read_tree(&listing, Some(&wanted), |item: TreeEntry<'_>| {
+                cancel.check()?;
+                if item.entry.kind != FileType::File {
+                    return Ok(());
+                }
+                let path = staging_path.join(&item.entry.path);
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(|e| Error::io("creating", &path, e))?;
+                let mut data = Tracked {
+                    inner: item.data,
+                    progress,
+                    cancel,
+                    error: None,
+                };
+                let written = write_sparse(&mut file, &mut data, item.entry.size, &mut buf);
+                if let Some(source) = data.error {
+                    return Err(cancel.or_cancelled(Error::EntryData {
+                        key: item.archive_key.to_string(),
+                        path: item.entry.path.clone(),
+                        source,
+                    }));
+                }
+                written.map_err(|e| Error::io("writing", &path, e))
+            })
+            .map_err(|e| cancel.or_cancelled(e))?;
+        run.progress().finish();
+        run.cancel().check()?;
+
+        for entry in &entries {
+            let path = staging_path.join(&entry.path);
+            match entry.kind {
+                FileType::File => {
+                    fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode))
+                        .map_err(|e| Error::io("setting mode of", &path, e))?;
+                    set_mtime(&path, entry.mtime, true)
+                        .map_err(|e| Error::io("setting time of", &path, e))?;
+                }
+                FileType::Symlink => {
+                    std::os::unix::fs::symlink(entry.target.as_deref().unwrap_or_default(), &path)
+                        .map_err(|e| Error::io("creating link", &path, e))?;
+                    set_mtime(&path, entry.mtime, false)
+                        .map_err(|e| Error::io("setting time of", &path, e))?;
+                }
+                FileType::Dir => {}
+            }
+        }
+        // Deepest directories first, so that setting a parent's mtime is the last touch.
+        for entry in entries.iter().rev().filter(|e| e.kind == FileType::Dir) {
+            let path = staging_path.join(&entry.path);
+            fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode))
+                .map_err(|e| Error::io("setting mode of", &path, e))?;
+            set_mtime(&path, entry.mtime, true)
+                .map_err(|e| Error::io("setting time of", &path, e))?;
+        }
+        run.cancel().check()?;
+
+        // The swap: the old target is renamed aside, then the staging dir takes its place.
+        let previous = if target.exists() {
+            let mode = fs::metadata(&target).map(|m| m.permissions()).ok();
+            if let Some(mode) = mode {
+                fs::set_permissions(&staging_path, mode)
+                    .map_err(|e| Error::io("setting mode of", &staging_path, e))?;
+            }
+            let aside = parent.join(format!(
+                "{name}.pre-restore-{}",
+                Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+            ));
+            fs::rename(&target, &aside).map_err(|e| Error::io("moving aside", &target, e))?;
+            if let Err(e) = fs::rename(&staging_path, &target) {
+                // Put the old target back; the staging dir is removed by its guard.
+                let _ = fs::rename(&aside, &target);
+                return Err(Error::io("moving the restored tree to", &target, e));
+            }
+            Some(aside)
+        } else {
+            fs::set_permissions(&staging_path, fs::Permissions::from_mode(0o755))
+                .map_err(|e| Error::io("setting mode of", &staging_path, e))?;
+            fs::rename(&staging_path, &target)
+                .map_err(|e| Error::io("moving the restored tree to", &target, e))?;
+            None
+        };
+        staging.armed = false;
+        let previous = match previous {
+            Some(aside) if !self.keep_previous => {
+                fs::remove_dir_all(&aside)
+                    .map_err(|e| Error::io("removing the previous tree", &aside, e))?;
+                None
+            }
+            other => other,
+        };
+        Ok(Restored {
+            previous,
+            detail: RestoreDetail::Plan(plan),
+        })
+    }
+}
+
+fn set_mtime(path: &Path, ns: i64, follow: bool) -> std::io::Result<()> {
+    let time = rustix::fs::Timespec {
+        tv_sec: ns.div_euclid(1_000_000_000),
+        tv_nsec: ns.rem_euclid(1_000_000_000) as _,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: time,
+        last_modification: time,
+    };
+    let flags = if follow {
+        rustix::fs::AtFlags::empty()
+    } else {
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW
+    };
+    rustix::fs::utimensat(rustix::fs::CWD, path, &times, flags).map_err(std::io::Error::from)
+}
+
+/// Write `data` to a new file, leaving runs of zeros as holes.
+fn write_sparse(
+    file: &mut File,
+    data: &mut dyn Read,
+    size: u64,
+    buf: &mut [u8],
+) -> std::io::Result<()> {
+    let mut written = 0u64;
+    let mut pending_hole = false;
+    loop {
+        let n = read_full(data, buf)?;
+        if n == 0 {
+            break;
+        }
+        for block in buf[..n].chunks(HOLE) {
+            if block.iter().all(|&b| b == 0) {
+                file.seek(SeekFrom::Current(block.len() as i64))?;
+                pending_hole = true;
+            } else {
+                file.write_all(block)?;
+                pending_hole = false;
+            }
+            written += block.len() as u64;
+        }
+    }
+    if written != size {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("archive entry ended after {written} of {size} bytes"),
+        ));
+    }
+    if pending_hole {
+        file.set_len(size)?;
+    }
+    Ok(())
+}
+
+fn read_full(data: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match data.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

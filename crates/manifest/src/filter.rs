@@ -1,0 +1,209 @@
+//! Which entries of a tree a backup takes ([`Excludes`]) and a restore writes ([`Includes`]).
+
+use std::collections::HashSet;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::{Error, FileEntry};
+
+fn glob(pattern: &str) -> Result<Glob, Error> {
+    Glob::new(pattern.trim_start_matches("./").trim_end_matches('/')).map_err(|source| {
+        Error::InvalidGlob {
+            pattern: pattern.to_string(),
+            source,
+        }
+    })
+}
+
+fn build(builder: GlobSetBuilder, patterns: &str) -> Result<GlobSet, Error> {
+    builder.build().map_err(|source| Error::InvalidGlob {
+        pattern: patterns.to_string(),
+        source,
+    })
+}
+
+/// Exclude patterns: a pattern without `/` matches a name anywhere in the tree
+/// (`*.tmp`, `cache`); a pattern with `/` matches the path relative to the backup root
+/// (`uploads/tmp/**`). An excluded directory is not descended into.
+#[derive(Debug, Clone)]
+pub struct Excludes {
+    names: GlobSet,
+    paths: GlobSet,
+}
+
+impl Excludes {
+    /// Exclude nothing.
+    pub fn none() -> Self {
+        Self {
+            names: GlobSet::empty(),
+            paths: GlobSet::empty(),
+        }
+    }
+
+    /// Compile the patterns.
+    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, Error> {
+        let mut names = GlobSetBuilder::new();
+        let mut paths = GlobSetBuilder::new();
+        for pattern in patterns {
+            let pattern = pattern.as_ref();
+            let glob = glob(pattern)?;
+            if glob.glob().contains('/') {
+                paths.add(glob);
+            } else {
+                names.add(glob);
+            }
+        }
+        let all = patterns
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(Self {
+            names: build(names, &all)?,
+            paths: build(paths, &all)?,
+        })
+    }
+
+    /// Whether the entry at relative `path` (with final component `name`) is excluded.
+    pub fn is_excluded(&self, path: &str, name: &str) -> bool {
+        self.names.is_match(name) || self.paths.is_match(path)
+    }
+}
+
+/// Include patterns of a partial restore: an entry is selected when it or one of its
+/// ancestors matches (`avatars/**`, `**/*.jpg`, `avatars`), and the directories above a
+/// selected entry come along. No pattern selects everything.
+#[derive(Debug, Clone)]
+pub struct Includes {
+    set: Option<GlobSet>,
+}
+
+impl Includes {
+    /// Select everything.
+    pub fn all() -> Self {
+        Self { set: None }
+    }
+
+    /// Compile the patterns; none selects everything.
+    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, Error> {
+        if patterns.is_empty() {
+            return Ok(Self::all());
+        }
+        let mut builder = GlobSetBuilder::new();
+        for pattern in patterns {
+            builder.add(glob(pattern.as_ref())?);
+        }
+        let all = patterns
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(Self {
+            set: Some(build(builder, &all)?),
+        })
+    }
+
+    /// The selected entries of a tree (sorted by path, as a listing is), in its order.
+    pub fn select<'e>(&self, entries: &'e [FileEntry]) -> Vec<&'e FileEntry> {
+        let Some(set) = &self.set else {
+            return entries.iter().collect();
+        };
+        let mut keep: HashSet<&str> = HashSet::new();
+        for entry in entries {
+            let path = entry.path.as_str();
+            let mut ancestors =
+                std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(a, _)| a));
+            if ancestors.any(|p| set.is_match(p)) {
+                keep.extend(std::iter::successors(Some(path), |p| {
+                    p.rsplit_once('/').map(|(a, _)| a)
+                }));
+            }
+        }
+        entries
+            .iter()
+            .filter(|e| keep.contains(e.path.as_str()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FileType, SnapshotId};
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("*.tmp", "a/b/c.tmp", true)]
+    #[case("*.tmp", "a/b/c.txt", false)]
+    #[case("cache", "x/cache", true)]
+    #[case("cache", "x/cache2", false)]
+    #[case("uploads/tmp/**", "uploads/tmp/a/b", true)]
+    #[case("uploads/tmp", "uploads/tmp", true)]
+    #[case("uploads/tmp", "other/uploads/tmp", false)]
+    #[case("./logs/", "logs", true)]
+    fn matches_names_and_paths(#[case] pattern: &str, #[case] path: &str, #[case] hit: bool) {
+        let ex = Excludes::new(&[pattern]).unwrap();
+        let name = path.rsplit('/').next().unwrap();
+        assert_eq!(ex.is_excluded(path, name), hit);
+    }
+
+    #[test]
+    fn invalid_glob_names_the_pattern() {
+        let err = Excludes::new(&["a[b"]).unwrap_err();
+        assert!(err.to_string().contains("\"a[b\""), "{err}");
+    }
+
+    fn entries(paths: &[(&str, FileType)]) -> Vec<FileEntry> {
+        let holder = SnapshotId::parse("20250101T000000Z-000000").unwrap();
+        paths
+            .iter()
+            .map(|(p, k)| FileEntry {
+                path: p.to_string(),
+                kind: *k,
+                size: 1,
+                mode: 0o644,
+                mtime: 0,
+                sha256: None,
+                target: None,
+                holder: Some(holder.clone()),
+                ctime: 0,
+                inode: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn includes_take_subtrees_and_ancestors() {
+        use FileType::*;
+        let tree = entries(&[
+            ("a", Dir),
+            ("a/b", Dir),
+            ("a/b/c.jpg", File),
+            ("a/d.txt", File),
+            ("e", Dir),
+            ("e/f.jpg", File),
+        ]);
+        let cases: [(&[&str], &[&str]); 5] = [
+            (&[], &["a", "a/b", "a/b/c.jpg", "a/d.txt", "e", "e/f.jpg"]),
+            (&["a/b"], &["a", "a/b", "a/b/c.jpg"]),
+            (&["./a/b/"], &["a", "a/b", "a/b/c.jpg"]),
+            (&["**/*.jpg"], &["a", "a/b", "a/b/c.jpg", "e", "e/f.jpg"]),
+            (&["nothing"], &[]),
+        ];
+        for (patterns, expected) in cases {
+            let got: Vec<&str> = Includes::new(patterns)
+                .unwrap()
+                .select(&tree)
+                .iter()
+                .map(|e| e.path.as_str())
+                .collect();
+            assert_eq!(got, expected, "{patterns:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_include_names_the_pattern() {
+        let err = Includes::new(&["ok/**", "a[b"]).unwrap_err();
+        assert!(err.to_string().contains("\"a[b\""), "{err}");
+    }
+}

@@ -1,0 +1,341 @@
+//! The object pipeline, the one path of every stored byte but the repository marker and the
+//! locks: `compress -> seal -> hash -> store` on the way in, `fetch -> check hash -> open ->
+//! decompress` on the way out. Sealing is the encryption hook; [`Plain`] leaves the bytes as
+//! they are, and the repository marker says which envelope a repository uses.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use sha2::{Digest as _, Sha256};
+use strongbox_archive::{Compression, Decoder, Encoder};
+use strongbox_manifest::ObjectRef;
+
+use crate::raw::{RawReader, RawWriter, Written};
+use crate::Error;
+
+/// The encryption hook: seals the stored byte stream on the way in and opens it on the way
+/// out, between the codec and the hash.
+pub(crate) trait Envelope: fmt::Debug + Send + Sync {
+    /// A writer that seals what it is given into `stored`.
+    fn seal(&self, stored: RawWriter) -> io::Result<Box<dyn Sealed>>;
+    /// A reader of what `stored` holds, opened.
+    fn open(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>>;
+}
+
+/// A sealing writer; `finish` completes the envelope and returns the store writer.
+pub(crate) trait Sealed: Write + Send {
+    fn finish(self: Box<Self>) -> io::Result<RawWriter>;
+}
+
+/// No encryption (the marker's `"encryption": "none"`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Plain;
+
+impl Envelope for Plain {
+    fn seal(&self, stored: RawWriter) -> io::Result<Box<dyn Sealed>> {
+        Ok(Box::new(stored))
+    }
+
+    fn open(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
+        Ok(stored)
+    }
+}
+
+impl Sealed for RawWriter {
+    fn finish(self: Box<Self>) -> io::Result<RawWriter> {
+        Ok(*self)
+    }
+}
+
+/// Zstd compresses on every core.
+fn threads() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+/// A blocking writer of one object through the pipeline. Dropping it without
+/// [`ObjectWriter::finish`] aborts the object: nothing becomes visible.
+pub struct ObjectWriter {
+    key: String,
+    location: String,
+    encoder: Encoder<Box<dyn Sealed>>,
+}
+
+impl fmt::Debug for ObjectWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectWriter")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ObjectWriter {
+    pub(crate) fn new(
+        raw: RawWriter,
+        key: &str,
+        location: &str,
+        compression: Compression,
+        envelope: &dyn Envelope,
+    ) -> Result<Self, Error> {
+        let stream = |operation| {
+            let key = key.to_string();
+            move |source| Error::Stream {
+                operation,
+                key,
+                source,
+            }
+        };
+        let sealed = envelope.seal(raw).map_err(stream("sealing"))?;
+        let encoder =
+            Encoder::new(sealed, compression, threads()).map_err(stream("compressing"))?;
+        Ok(Self {
+            key: key.to_string(),
+            location: location.to_string(),
+            encoder,
+        })
+    }
+
+    /// The object key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Flush the codec and the envelope and store the object; it becomes visible at once,
+    /// whole (on a local repository also durable: fsynced before it is renamed into place).
+    pub fn finish(self) -> Result<Written, Error> {
+        let (key, location) = (self.key, self.location);
+        let stream = |operation: &'static str, source| Error::Stream {
+            operation,
+            key: key.clone(),
+            source,
+        };
+        let sealed = self
+            .encoder
+            .finish()
+            .map_err(|e| stream("compressing", e))?;
+        let raw = sealed.finish().map_err(|e| stream("sealing", e))?;
+        raw.finish().map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                Error::AlreadyExists {
+                    key: key.clone(),
+                    location,
+                }
+            } else {
+                stream("storing", e)
+            }
+        })
+    }
+}
+
+impl Write for ObjectWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.encoder.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.encoder.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.encoder.flush()
+    }
+}
+
+/// The stored bytes of an object are not what its record says.
+#[derive(Debug)]
+pub(crate) struct DigestMismatch {
+    key: String,
+    size: u64,
+    sha256: String,
+    expected_size: u64,
+    expected_sha256: String,
+}
+
+impl fmt::Display for DigestMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} reads {} bytes with SHA-256 {}, which does not match what the snapshot recorded: {} bytes with {}",
+            self.key, self.size, self.sha256, self.expected_size, self.expected_sha256
+        )
+    }
+}
+
+impl std::error::Error for DigestMismatch {}
+
+/// Reads stored bytes while hashing them; at the end of the stream, a size or digest other
+/// than the record's is a read error, so whoever reads an object to its end never accepts
+/// damaged data.
+pub(crate) struct Verified<R> {
+    inner: R,
+    key: String,
+    expected: Option<(u64, String)>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<R: Read> Verified<R> {
+    pub(crate) fn new(inner: R, key: &str, expected: Option<&ObjectRef>) -> Self {
+        Self {
+            inner,
+            key: key.to_string(),
+            expected: expected.map(|o| (o.size, o.sha256.clone())),
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for Verified<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some((expected_size, _)) = &self.expected else {
+            return self.inner.read(buf);
+        };
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.hasher.update(&buf[..n]);
+            self.size += n as u64;
+            if self.size > *expected_size {
+                // Past the recorded size: fail now rather than after reading the rest.
+                return Err(self.mismatch());
+            }
+        } else if !buf.is_empty() {
+            let (expected_size, expected_sha256) = self.expected.take().expect("checked above");
+            let sha256 = hex::encode(self.hasher.finalize_reset());
+            if self.size != expected_size || sha256 != expected_sha256 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    DigestMismatch {
+                        key: self.key.clone(),
+                        size: self.size,
+                        sha256,
+                        expected_size,
+                        expected_sha256,
+                    },
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl<R> Verified<R> {
+    fn mismatch(&mut self) -> io::Error {
+        let (expected_size, expected_sha256) = self.expected.take().unwrap_or_default();
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            DigestMismatch {
+                key: self.key.clone(),
+                size: self.size,
+                sha256: "(not computed: longer than recorded)".to_string(),
+                expected_size,
+                expected_sha256,
+            },
+        )
+    }
+}
+
+/// A blocking reader of one object through the pipeline: fetched, checked against its
+/// record (when one is given) at the end of the stream, opened and decompressed (the codec
+/// is detected from the stream's first bytes).
+pub struct ObjectReader {
+    key: String,
+    inner: Decoder<'static>,
+}
+
+impl fmt::Debug for ObjectReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectReader")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ObjectReader {
+    pub(crate) fn new(
+        raw: RawReader,
+        key: &str,
+        expected: Option<&ObjectRef>,
+        envelope: &dyn Envelope,
+    ) -> Result<Self, Error> {
+        Self::from_stored(Box::new(Verified::new(raw, key, expected)), key, envelope)
+    }
+
+    pub(crate) fn from_stored(
+        stored: Box<dyn Read + Send>,
+        key: &str,
+        envelope: &dyn Envelope,
+    ) -> Result<Self, Error> {
+        let stream = |operation| {
+            let key = key.to_string();
+            move |source| Error::Stream {
+                operation,
+                key,
+                source,
+            }
+        };
+        let opened = envelope.open(stored).map_err(stream("opening"))?;
+        let inner = Decoder::new(opened).map_err(stream("reading"))?;
+        Ok(Self {
+            key: key.to_string(),
+            inner,
+        })
+    }
+
+    /// The object key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strongbox_manifest::ObjectRole;
+
+    fn object(data: &[u8]) -> ObjectRef {
+        ObjectRef {
+            key: "k".into(),
+            size: data.len() as u64,
+            sha256: hex::encode(Sha256::digest(data)),
+            role: ObjectRole::Dump,
+        }
+    }
+
+    fn read_all(data: &[u8], expected: Option<&ObjectRef>) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        Verified::new(data, "k", expected)
+            .read_to_end(&mut out)
+            .map(|_| out)
+    }
+
+    #[test]
+    fn verified_reads_pass_matching_bytes_and_refuse_others() {
+        let data = b"stored bytes".to_vec();
+        let good = object(&data);
+        let mut longer = data.clone();
+        longer.push(b'!');
+        let mut flipped = data.clone();
+        flipped[3] ^= 1;
+        let cases: [(&[u8], Option<&ObjectRef>, bool); 5] = [
+            (&data, Some(&good), true),
+            (&data, None, true),
+            (&flipped, Some(&good), false),
+            (&data[..5], Some(&good), false),
+            (&longer, Some(&good), false),
+        ];
+        for (bytes, expected, ok) in cases {
+            let result = read_all(bytes, expected);
+            assert_eq!(result.is_ok(), ok, "{:?}", String::from_utf8_lossy(bytes));
+            if let Err(e) = result {
+                assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+                assert!(e.to_string().contains("the snapshot recorded"), "{e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Connecting to the object store behind a [`Location`], and wrapping it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ObjectStore, RetryConfig};
+
+use crate::{BackendError, Error, Location};
+
+/// Settings of the store behind a location beyond what its URL says: the configuration
+/// file's `[s3]` table. The environment (`AWS_*`) wins over them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// object_store S3 keys (`endpoint`, `region`, `allow_http`, `access_key_id`, …).
+    pub s3: BTreeMap<String, String>,
+}
+
+impl StoreOptions {
+    /// Refuse keys the S3 backend does not know, naming them.
+    pub fn check(&self) -> Result<(), Error> {
+        self.s3.keys().try_for_each(|key| s3_key(key).map(drop))
+    }
+}
+
+fn s3_key(key: &str) -> Result<AmazonS3ConfigKey, Error> {
+    let lower = key.to_ascii_lowercase();
+    lower
+        .parse()
+        .or_else(|_| format!("aws_{lower}").parse())
+        .map_err(|_| Error::InvalidSetting {
+            key: key.to_string(),
+            reason: "not an S3 setting object_store knows (endpoint, region, allow_http, \
+                     access_key_id, secret_access_key, session_token, …)"
+                .to_string(),
+        })
+}
+
+/// An object store and what strongbox knows about it: where it is (for messages) and, for
+/// a local directory, its path (where interrupted uploads leave staging files that the
+/// store's listing does not show).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) object_store: Arc<dyn ObjectStore>,
+    pub(crate) location: String,
+    pub(crate) local_root: Option<PathBuf>,
+}
+
+impl Store {
+    /// Connect to `location`; a local directory must exist.
+    pub fn connect(location: &Location, options: &StoreOptions) -> Result<Self, Error> {
+        connect(location, options, false)
+    }
+
+    /// Connect to `location`, creating a local directory first (for `init`).
+    pub fn create(location: &Location, options: &StoreOptions) -> Result<Self, Error> {
+        connect(location, options, true)
+    }
+
+    /// Any object_store backend; `location` names it in messages.
+    pub fn from_object_store(store: Arc<dyn ObjectStore>, location: impl Into<String>) -> Self {
+        Store {
+            object_store: store,
+            location: location.into(),
+            local_root: None,
+        }
+    }
+
+    /// Wrap the object store (in a [`Layered`](crate::Layered) store, say): every request
+    /// of the repository, local writes included, then passes through the wrapper.
+    pub fn layer(
+        mut self,
+        wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>,
+    ) -> Self {
+        self.object_store = wrap(self.object_store);
+        self
+    }
+
+    /// The object store.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.object_store
+    }
+
+    /// The location, for messages (never with credentials).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+}
+
+fn connect(location: &Location, options: &StoreOptions, create_dir: bool) -> Result<Store, Error> {
+    let shown = location.to_string();
+    let cloud = |result: object_store::Result<Arc<dyn ObjectStore>>, prefix: &str| {
+        let store = result.map_err(|e| Error::InvalidLocation {
+            url: shown.clone(),
+            reason: BackendError::new(e).to_string(),
+        })?;
+        Ok(Store::from_object_store(
+            with_prefix(store, prefix),
+            shown.clone(),
+        ))
+    };
+    match location {
+        Location::Local(dir) => {
+            if create_dir {
+                std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                    operation: "creating repository directory",
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            if !dir.is_dir() {
+                return Err(Error::NotARepository {
+                    location: dir.display().to_string(),
+                    reason: if dir.exists() {
+                        "not a directory".to_string()
+                    } else {
+                        "no such directory".to_string()
+                    },
+                });
+            }
+            let store = LocalFileSystem::new_with_prefix(dir)
+                .map_err(|e| Error::InvalidLocation {
+                    url: shown.clone(),
+                    reason: BackendError::new(e).to_string(),
+                })?
+                .with_automatic_cleanup(true)
+                .with_fsync(true);
+            Ok(Store {
+                object_store: Arc::new(store),
+                location: dir.display().to_string(),
+                local_root: Some(dir.clone()),
+            })
+        }
+        Location::Memory => Ok(Store::from_object_store(Arc::new(InMemory::new()), shown)),
+        Location::S3 { bucket, prefix } => {
+            options.check()?;
+            // The file's settings first, then the environment over them (what from_env does).
+            let mut builder = AmazonS3Builder::new();
+            for (key, value) in &options.s3 {
+                builder = builder.with_config(s3_key(key)?, value);
+            }
+            for (key, value) in std::env::vars() {
+                if let Some(key) = key
+                    .starts_with("AWS_")
+                    .then(|| key.to_ascii_lowercase().parse().ok())
+                    .flatten()
+                {
+                    builder = builder.with_config(key, value);
+                }
+            }
+            cloud(
+                builder
+                    .with_bucket_name(bucket)
+                    .with_retry(retry_config())
+                    .build()
+                    .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+                prefix,
+            )
+        }
+        Location::Gcs { bucket, prefix } => cloud(
+            GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry_config())
+                .build()
+                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+            prefix,
+        ),
+        Location::Azure { container, prefix } => cloud(
+            MicrosoftAzureBuilder::from_env()
+                .with_container_name(container)
+                .with_retry(retry_config())
+                .build()
+                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+            prefix,
+        ),
+    }
+}
+
+/// Retries with exponential backoff for transient errors (5xx, timeouts, resets); an
+/// unreachable endpoint fails after a few seconds, not minutes.
+fn retry_config() -> RetryConfig {
+    let max_retries = std::env::var("STRONGBOX_RETRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            base: 2.0,
+        },
+        max_retries,
+        retry_timeout: Duration::from_secs(120),
+    }
+}
+
+fn with_prefix(store: Arc<dyn ObjectStore>, prefix: &str) -> Arc<dyn ObjectStore> {
+    if prefix.is_empty() {
+        store
+    } else {
+        Arc::new(PrefixStore::new(store, prefix))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_settings_are_checked_by_name() {
+        let cases = [
+            ("endpoint", true),
+            ("region", true),
+            ("allow_http", true),
+            ("ALLOW_HTTP", true),
+            ("secret_access_key", true),
+            ("aws_session_token", true),
+            ("endpoitn", false),
+            ("", false),
+        ];
+        for (key, ok) in cases {
+            let options = StoreOptions {
+                s3: [(key.to_string(), "x".to_string())].into(),
+            };
+            let result = options.check();
+            assert_eq!(result.is_ok(), ok, "{key}");
+            if let Err(e) = result {
+                assert!(e.to_string().contains(&format!("{key:?}")), "{e}");
+            }
+        }
+    }
+}

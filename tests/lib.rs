@@ -1,1 +1,0 @@
-//! End-to-end tests of the `strongbox` binary live in `e2e/`; this library is empty.
