@@ -32,12 +32,7 @@ fn postgres_backup_restore_and_the_documented_recipe_give_the_same_rows() {
         .env("PGPASSWORD", pg.password())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let record = crate::harness::succeeded(&out);
     assert_eq!(record["source"], "postgres");
     let tables = record["stats"]["tables"].as_array().unwrap();
     let counts: Vec<(String, u64)> = tables
@@ -278,23 +273,13 @@ fn runuser_postgres_backs_up_and_restores_a_keyword_conninfo_as_libpq_would() {
     // No user, no host: the operating-system user over the local socket (peer login).
     let dbname = format!("dbname={}", source.name);
     let out = run(&["backup", "postgres", "maindb", &dbname]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let record = crate::harness::succeeded(&out);
     assert_eq!(record["stats"]["tables"][0]["rows"], 42);
     assert_eq!(record["origin"], dbname);
 
     // A keyword connection string is a database target, never a file name.
     let target = format!("host=/var/run/postgresql dbname={}", restored.name);
-    let out = run(&["restore", "maindb:latest", "--target", &target]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::harness::succeeded(&run(&["restore", "maindb:latest", "--target", &target]));
     assert_eq!(restored.psql("SELECT count(*) FROM notes"), "42");
     assert!(!Path::new(&target).exists() && !env.path(&target).exists());
 }
@@ -317,12 +302,7 @@ fn a_keyword_target_over_tcp_restores_with_the_password_from_the_environment() {
         .env("PGPASSWORD", password)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outcome = crate::harness::succeeded(&out);
     assert_eq!(outcome["tables"][0]["rows"], 3);
     assert_eq!(restored.psql("SELECT count(*) FROM t"), "3");
 

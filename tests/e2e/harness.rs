@@ -51,19 +51,7 @@ impl Env {
     pub fn json(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
         all.push("--json");
-        let out = self.run(&all);
-        assert!(
-            out.status.success(),
-            "strongbox {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout of {args:?} is not one JSON document: {e}: {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
+        succeeded(&self.run(&all))
     }
 
     /// Run, expect exit status `code`, return stderr.
@@ -103,6 +91,22 @@ impl Env {
             .map(|s| s["id"].as_str().expect("id").to_string())
             .collect()
     }
+}
+
+/// The JSON document a `--json` run that must have succeeded printed.
+pub fn succeeded(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "strongbox failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// One entry of a tree as the tests compare it.

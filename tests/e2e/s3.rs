@@ -264,12 +264,7 @@ fn killing_the_server_mid_backup_fails_cleanly_and_the_next_backup_succeeds() {
     )
     .output()
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let record = crate::harness::succeeded(&out);
     assert_eq!(record["kind"], "full");
     let target = env.path("restored");
     let out = strongbox(

@@ -49,16 +49,3 @@ pub use model::{
 };
 pub use resolve::DEFAULT_REPO;
 pub use secret::Secret;
-
-/// An error with its causes, as the CLI prints it.
-#[cfg(test)]
-pub(crate) fn tests_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        message.push_str(": ");
-        message.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    message
-}

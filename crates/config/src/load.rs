@@ -232,7 +232,7 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err();
-            let message = crate::tests_chain(&err);
+            let message = strongbox_test_support::chain(&err);
             assert!(message.contains("test.toml"), "{text}: {message}");
             assert!(message.contains(expected), "{text}: {message}");
             assert!(!message.contains('\n'), "one line: {message}");

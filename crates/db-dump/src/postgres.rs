@@ -498,7 +498,7 @@ impl DatabaseTarget for PostgresTarget {
             if let Err(e) =
                 self.maintenance(&drop, "dropping the database a failed restore created")
             {
-                tracing::warn!(%database, error = %e, "could not drop the database of a failed restore");
+                tracing::warn!(%database, error = &e as &dyn std::error::Error, "could not drop the database of a failed restore");
             }
         }
         result

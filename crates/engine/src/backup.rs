@@ -71,7 +71,6 @@ impl Engine {
             reader: self,
             sink: ObjectSink::new(&self.writer, set, id.clone()),
             existing: &existing,
-            time,
         };
         let draft: Draft = source.backup(&mut run)?;
         let record = Snapshot {

@@ -113,7 +113,7 @@ impl<'a> Journal<'a> {
         let body = serde_json::to_vec_pretty(&self.record).expect("run records serialize");
         // The journal is a record of attempts; failing to write it must not fail the run.
         if let Err(e) = self.repo.put_run(&self.record.set, &self.name, &body) {
-            tracing::warn!(set = %self.record.set, error = %crate::error_chain(&e), "could not write the run journal");
+            tracing::warn!(set = %self.record.set, error = &e as &dyn std::error::Error, "could not write the run journal");
         }
     }
 

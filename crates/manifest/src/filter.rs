@@ -15,9 +15,13 @@ fn glob(pattern: &str) -> Result<Glob, Error> {
     })
 }
 
-fn build(builder: GlobSetBuilder, patterns: &str) -> Result<GlobSet, Error> {
+fn build<S: AsRef<str>>(builder: GlobSetBuilder, patterns: &[S]) -> Result<GlobSet, Error> {
     builder.build().map_err(|source| Error::InvalidGlob {
-        pattern: patterns.to_string(),
+        pattern: patterns
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(" "),
         source,
     })
 }
@@ -53,14 +57,9 @@ impl Excludes {
                 names.add(glob);
             }
         }
-        let all = patterns
-            .iter()
-            .map(AsRef::as_ref)
-            .collect::<Vec<_>>()
-            .join(" ");
         Ok(Self {
-            names: build(names, &all)?,
-            paths: build(paths, &all)?,
+            names: build(names, patterns)?,
+            paths: build(paths, patterns)?,
         })
     }
 
@@ -93,13 +92,8 @@ impl Includes {
         for pattern in patterns {
             builder.add(glob(pattern.as_ref())?);
         }
-        let all = patterns
-            .iter()
-            .map(AsRef::as_ref)
-            .collect::<Vec<_>>()
-            .join(" ");
         Ok(Self {
-            set: Some(build(builder, &all)?),
+            set: Some(build(builder, patterns)?),
         })
     }
 

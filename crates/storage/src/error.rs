@@ -138,6 +138,18 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// A failure of `operation` while streaming object `key` through the pipeline.
+    pub(crate) fn stream(operation: &'static str, key: &str) -> impl FnOnce(io::Error) -> Error {
+        let key = key.to_string();
+        move |source| Error::Stream {
+            operation,
+            key,
+            source,
+        }
+    }
+}
+
 /// An object store error on one line with its causes, each said once. object_store's own
 /// messages repeat some of their sources and not others, so this error prints the whole
 /// chain itself and has no `source`.

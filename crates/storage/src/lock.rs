@@ -37,7 +37,7 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if let Err(e) = self.repo.delete_raw(&self.key) {
-            tracing::warn!(key = %self.key, error = %e, "releasing lock failed");
+            tracing::warn!(key = %self.key, error = &e as &dyn std::error::Error, "releasing lock failed");
         }
     }
 }

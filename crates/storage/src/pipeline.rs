@@ -76,17 +76,9 @@ impl ObjectWriter {
         compression: Compression,
         envelope: &dyn Envelope,
     ) -> Result<Self, Error> {
-        let stream = |operation| {
-            let key = key.to_string();
-            move |source| Error::Stream {
-                operation,
-                key,
-                source,
-            }
-        };
-        let sealed = envelope.seal(raw).map_err(stream("sealing"))?;
-        let encoder =
-            Encoder::new(sealed, compression, threads()).map_err(stream("compressing"))?;
+        let sealed = envelope.seal(raw).map_err(Error::stream("sealing", key))?;
+        let encoder = Encoder::new(sealed, compression, threads())
+            .map_err(Error::stream("compressing", key))?;
         Ok(Self {
             key: key.to_string(),
             location: location.to_string(),
@@ -103,16 +95,11 @@ impl ObjectWriter {
     /// whole (on a local repository also durable: fsynced before it is renamed into place).
     pub fn finish(self) -> Result<Written, Error> {
         let (key, location) = (self.key, self.location);
-        let stream = |operation: &'static str, source| Error::Stream {
-            operation,
-            key: key.clone(),
-            source,
-        };
         let sealed = self
             .encoder
             .finish()
-            .map_err(|e| stream("compressing", e))?;
-        let raw = sealed.finish().map_err(|e| stream("sealing", e))?;
+            .map_err(Error::stream("compressing", &key))?;
+        let raw = sealed.finish().map_err(Error::stream("sealing", &key))?;
         raw.finish().map_err(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
                 Error::AlreadyExists {
@@ -120,7 +107,7 @@ impl ObjectWriter {
                     location,
                 }
             } else {
-                stream("storing", e)
+                Error::stream("storing", &key)(e)
             }
         })
     }
@@ -265,16 +252,10 @@ impl ObjectReader {
         key: &str,
         envelope: &dyn Envelope,
     ) -> Result<Self, Error> {
-        let stream = |operation| {
-            let key = key.to_string();
-            move |source| Error::Stream {
-                operation,
-                key,
-                source,
-            }
-        };
-        let opened = envelope.open(stored).map_err(stream("opening"))?;
-        let inner = Decoder::new(opened).map_err(stream("reading"))?;
+        let opened = envelope
+            .open(stored)
+            .map_err(Error::stream("opening", key))?;
+        let inner = Decoder::new(opened).map_err(Error::stream("reading", key))?;
         Ok(Self {
             key: key.to_string(),
             inner,

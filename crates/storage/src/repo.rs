@@ -186,12 +186,6 @@ impl RepoReader {
         &self.marker
     }
 
-    /// The object store underneath, for diagnostics and tests; reading and writing objects
-    /// goes through the pipeline ([`RepoReader::open_object`], [`Repository::create`]).
-    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
-    }
-
     /// An object's bytes as stored, before the pipeline opens and decompresses them.
     pub fn stored_bytes(&self, key: &str) -> Result<Bytes, Error> {
         self.rt
@@ -237,19 +231,20 @@ impl RepoReader {
 
     /// Read a whole (small) object through the pipeline.
     pub fn read_object(&self, key: &str, expected: Option<&ObjectRef>) -> Result<Vec<u8>, Error> {
-        let stored = self.stored_bytes(key)?;
-        decode(&stored, key, expected, self.envelope.as_ref())
+        decode(
+            self.stored_bytes(key)?,
+            key,
+            expected,
+            self.envelope.as_ref(),
+        )
     }
 
     /// Fetch an object and check its stored bytes against its record, without opening or
     /// decompressing them; returns the bytes read.
     pub fn check_object(&self, object: &ObjectRef) -> Result<u64, Error> {
         let mut verified = Verified::new(self.raw_reader(&object.key)?, &object.key, Some(object));
-        std::io::copy(&mut verified, &mut std::io::sink()).map_err(|source| Error::Stream {
-            operation: "checking",
-            key: object.key.clone(),
-            source,
-        })
+        std::io::copy(&mut verified, &mut std::io::sink())
+            .map_err(Error::stream("checking", &object.key))
     }
 
     /// Size and time of one object.
@@ -323,10 +318,10 @@ impl RepoReader {
             )
             .map_err(|e| backend("reading", &prefix, &self.location, e))?;
         let mut snapshots = records
-            .iter()
+            .into_iter()
             .map(|(key, stored)| {
-                let json = decode(stored, key, None, self.envelope.as_ref())?;
-                Snapshot::from_json(key, &json).map_err(|e| Error::Corrupt {
+                let json = decode(stored, &key, None, self.envelope.as_ref())?;
+                Snapshot::from_json(&key, &json).map_err(|e| Error::Corrupt {
                     key: key.clone(),
                     reason: e.to_string(),
                 })
@@ -358,11 +353,7 @@ impl RepoReader {
             compression,
             self.envelope.as_ref(),
         )?;
-        std::io::Write::write_all(&mut writer, bytes).map_err(|source| Error::Stream {
-            operation: "writing",
-            key: key.to_string(),
-            source,
-        })?;
+        std::io::Write::write_all(&mut writer, bytes).map_err(Error::stream("writing", key))?;
         writer.finish()
     }
 
@@ -392,21 +383,17 @@ impl RepoReader {
 
 /// A whole stored object through the pipeline's way out.
 fn decode(
-    stored: &[u8],
+    stored: Bytes,
     key: &str,
     expected: Option<&ObjectRef>,
     envelope: &dyn Envelope,
 ) -> Result<Vec<u8>, Error> {
-    let verified = Verified::new(std::io::Cursor::new(stored.to_vec()), key, expected);
+    let verified = Verified::new(std::io::Cursor::new(stored), key, expected);
     let mut reader = ObjectReader::from_stored(Box::new(verified), key, envelope)?;
     let mut out = Vec::new();
     reader
         .read_to_end(&mut out)
-        .map_err(|source| Error::Stream {
-            operation: "reading",
-            key: key.to_string(),
-            source,
-        })?;
+        .map_err(Error::stream("reading", key))?;
     Ok(out)
 }
 

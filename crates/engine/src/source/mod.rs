@@ -6,7 +6,6 @@ mod database;
 mod files;
 mod sink;
 
-use chrono::{DateTime, Utc};
 use strongbox_archive::Compression;
 use strongbox_manifest::{
     Listing, Snapshot, SnapshotId, SnapshotKind, SourceError, SourceKind, Stats,
@@ -57,8 +56,6 @@ pub struct BackupRun<'a> {
     pub sink: ObjectSink<'a>,
     /// The set's snapshots before this one, oldest first.
     pub existing: &'a [Snapshot],
-    /// The snapshot's time.
-    pub time: DateTime<Utc>,
 }
 
 impl BackupRun<'_> {

@@ -86,7 +86,7 @@ impl Drop for ObjectSink<'_> {
         }
         for object in &self.objects {
             if let Err(e) = self.repo.delete(&object.key) {
-                tracing::warn!(key = %object.key, error = %crate::error::error_chain(&e), "could not remove an object of a failed backup; prune will");
+                tracing::warn!(key = %object.key, error = &e as &dyn std::error::Error, "could not remove an object of a failed backup; prune will");
             }
         }
     }
