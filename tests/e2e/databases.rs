@@ -248,7 +248,10 @@ fn runuser_postgres_backs_up_and_restores_a_keyword_conninfo_as_libpq_would() {
     );
     let restored = pg.name("peer_dst");
     let env = Env::new();
-    // The postgres user owns the repository, as it would on a host it backs up.
+    // The postgres user runs its own copy of the binary (the build directory may be private
+    // to root) and owns the repository, as it would on a host it backs up.
+    let bin = env.path("strongbox");
+    std::fs::copy(crate::harness::bin(), &bin).unwrap();
     let chown = Command::new("chown")
         .args(["-R", "postgres:postgres"])
         .arg(env.dir.path())
@@ -258,7 +261,7 @@ fn runuser_postgres_backs_up_and_restores_a_keyword_conninfo_as_libpq_would() {
     let run = |args: &[&str]| {
         Command::new("runuser")
             .args(["-u", "postgres", "--"])
-            .arg(crate::harness::bin())
+            .arg(&bin)
             .args(["--repo", &env.repo])
             .args(args)
             .arg("--json")
