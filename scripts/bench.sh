@@ -361,6 +361,15 @@ bench_tree() {
             "$SB" -q --repo "$R/sb-repo" backup files bench "$src" --full
         # the S3 section compares its S3 backup with this local one
         if [[ $TREE == media ]]; then MEDIA_LOCAL_ROW=$(tail -n 1 "$RESULTS"); fi
+        # the same backup into an age-encrypted repository (target: within 1.10×)
+        if [[ $TREE == media ]]; then
+            setup strongbox-age age-keygen -o "$R/age-identity.txt"
+            setup strongbox-age sh -c '"$1" -q --repo "$2" init --encrypt --recipient "$(age-keygen -y "$3")"' \
+                sh "$SB" "$R/sb-age" "$R/age-identity.txt"
+            warm "$src"
+            measure "$op" "strongbox-age" "$sbnote, age" total "$R/sb-age" -- \
+                "$SB" -q --repo "$R/sb-age" --identity "$R/age-identity.txt" backup files bench "$src" --full
+        fi
     fi
     if want tar; then
         warm "$src"
@@ -439,6 +448,13 @@ bench_tree() {
         measure "$op" strongbox "bench:latest" restore "$t|$fp1" -- \
             "$SB" -q --repo "$R/sb-repo" restore bench:latest --target "$t"
         [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$t"
+        if [[ $TREE == media ]]; then
+            t=$R/restore-sb-age
+            rm -rf "$t"
+            measure "$op" "strongbox-age" "bench:latest (full snapshot), age" restore "$t|$fp0" -- \
+                "$SB" -q --repo "$R/sb-age" --identity "$R/age-identity.txt" restore bench:latest --target "$t"
+            rm -rf "$t"
+        fi
     fi
     if want tar; then
         t=$R/restore-tar
@@ -849,6 +865,17 @@ main() {
                 [[ -s $W/data/$tree.marker ]] && printf 'Data: %s\n\n' "$(cat "$W/data/$tree.marker")"
                 [[ -s $W/mutate-$tree.txt ]] && printf 'The 2 %% change: %s\n\n' "$(cat "$W/mutate-$tree.txt")"
                 python3 "$BENCH/table.py" "$W/results-$tree.tsv"
+                if grep -q "^full backup	strongbox-age	" "$W/results-$tree.tsv"; then
+                    echo
+                    awk -F'\t' '$2 == "strongbox" || $2 == "strongbox-age" { w[$1 FS $2] = $3; r[$1 FS $2] = $5 }
+                        END {
+                            split("full backup|full restore", list, "|")
+                            for (i = 1; i <= 2; i++) {
+                                p = w[list[i] FS "strongbox"]; e = w[list[i] FS "strongbox-age"]
+                                if (p > 0 && e > 0) printf "Encrypted ÷ plain, %s: %.2f× wall (%.2f s vs %.2f s), peak RSS %s MB (target ≤ 1.10×, < 100 MB)\n", list[i], e / p, e, p, r[list[i] FS "strongbox-age"]
+                            }
+                        }' "$W/results-$tree.tsv"
+                fi
             done
             echo
             echo "Notes: wall = elapsed time; CPU = user+sys of the command and the children it waited"

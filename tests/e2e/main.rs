@@ -3,6 +3,7 @@
 mod bad_input;
 mod config;
 mod databases;
+mod encryption;
 mod files;
 mod harness;
 mod interrupt;

@@ -55,10 +55,11 @@ pub fn run_doc_block(heading: &str, vars: &[(&str, &str)]) -> String {
 }
 
 /// The sections whose block a test runs; a new block needs a test (and a line here).
-const TESTED: [&str; 3] = [
+const TESTED: [&str; 4] = [
     "Files snapshots",
     "PostgreSQL snapshots",
     "SQLite snapshots",
+    "Encrypted repositories",
 ];
 
 #[test]

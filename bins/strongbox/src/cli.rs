@@ -32,6 +32,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "STRONGBOX_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// age identity file that opens one of an encrypted repository's key files
+    /// (or set STRONGBOX_PASSPHRASE to unlock with a passphrase key).
+    #[arg(long, global = true, env = "STRONGBOX_IDENTITY", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+
     /// Print one JSON document on stdout and nothing else there.
     #[arg(long, global = true)]
     pub json: bool,
@@ -65,11 +70,32 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Encrypt every object with age, to a repository key that each --recipient,
+    /// --recipients-file line or --passphrase can unlock.
+    #[arg(long)]
+    pub encrypt: bool,
+    /// An age recipient (age1…) who may read the repository; repeatable.
+    #[arg(long, requires = "encrypt", value_name = "AGE1…")]
+    pub recipient: Vec<String>,
+    /// A file of age recipients, one a line (`#` comments allowed).
+    #[arg(long, requires = "encrypt", value_name = "FILE")]
+    pub recipients_file: Option<PathBuf>,
+    /// A passphrase may read the repository; it is read from STRONGBOX_PASSPHRASE, never
+    /// from the command line, where every user of the host can see it.
+    #[arg(long, requires = "encrypt", num_args = 0..=1, default_missing_value = "", value_name = "")]
+    pub passphrase: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a repository (an error if one exists).
-    #[command(after_help = "Example:\n  strongbox --repo /mnt/backup init")]
-    Init,
+    /// Create a repository (an error if one exists), optionally encrypted with age.
+    #[command(after_help = "Examples:\n  strongbox --repo /mnt/backup init\n  \
+        strongbox --repo s3://bucket/prod init --encrypt --recipient age1…\n  \
+        STRONGBOX_PASSPHRASE=… strongbox --repo /mnt/backup init --encrypt --passphrase\n\n\
+        See docs/encryption.md.")]
+    Init(InitArgs),
     /// Take a snapshot: `backup files|postgres|sqlite …`, or `backup SET` for a set the
     /// configuration file defines.
     Backup(BackupArgs),
@@ -129,6 +155,39 @@ is forgotten. Objects of failed runs are deleted once older than --grace.")]
     /// Work with the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Who may read an encrypted repository: one key file each; no data is rewritten.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Let one more reader in (needs the repository unlocked with an existing key).
+    #[command(after_help = "\
+Examples:
+  strongbox --identity me.txt key add --recipient age1…
+  STRONGBOX_NEW_PASSPHRASE=… strongbox --identity me.txt key add --passphrase")]
+    Add {
+        /// An age recipient (age1…).
+        #[arg(
+            long,
+            conflicts_with = "passphrase",
+            required_unless_present = "passphrase"
+        )]
+        recipient: Option<String>,
+        /// A passphrase, read from STRONGBOX_NEW_PASSPHRASE (never the command line).
+        #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "")]
+        passphrase: Option<String>,
+    },
+    /// List the key files: id, kind and creation time.
+    #[command(after_help = "Example:\n  strongbox --identity me.txt key list --json")]
+    List,
+    /// Delete one key file; the last key is refused.
+    #[command(after_help = "Example:\n  strongbox --identity me.txt key remove 3f2a9c1b")]
+    Remove {
+        /// The key id, as `key list` shows it.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,9 +18,11 @@ use strongbox_engine::{
     SetSpec, SourceSpec, SqliteSpec, TargetSpec,
 };
 use strongbox_manifest::SnapshotKind;
-use strongbox_storage::{Location, RepoReader, Repository, Store, UploadOptions};
+use strongbox_storage::{
+    KeyHolder, Location, RepoReader, Repository, SecretString, Store, Unlock, UploadOptions,
+};
 
-use cli::{Backup, BackupArgs, Cli, Command, ConfigCommand};
+use cli::{Backup, BackupArgs, Cli, Command, ConfigCommand, InitArgs, KeyCommand};
 use output::LsRow;
 
 /// Exit status for a backup that was written without some unreadable files.
@@ -38,6 +40,10 @@ fn main() -> ExitCode {
     };
     // Everything strongbox creates (repository objects, staging dirs) is private.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let unlock = match load_unlock(&cli) {
+        Ok(unlock) => unlock,
+        Err(e) => return fail(&e, json, 1),
+    };
     let cancel = Cancel::new();
     {
         let cancel = cancel.clone();
@@ -59,11 +65,56 @@ fn main() -> ExitCode {
         json,
         quiet: cli.quiet,
         cancel,
+        unlock,
     };
     match app.run(cli.command) {
         Ok(code) => code,
         Err(e) => fail(&e, json, 1),
     }
+}
+
+/// A passphrase flag's value: the secret from `var`; a value on the command line is refused.
+fn passphrase_from(flag: &str, value: &str, var: &str) -> Result<SecretString> {
+    if !value.is_empty() {
+        bail!(
+            "refusing a passphrase on the command line, where every user of this host can read it: \
+             set {var} and pass {flag} alone"
+        );
+    }
+    match std::env::var(var).ok().filter(|p| !p.is_empty()) {
+        Some(p) => Ok(SecretString::from(p)),
+        None => bail!("{flag} reads the passphrase from {var}, which is not set"),
+    }
+}
+
+/// The readers an `init --encrypt` makes key files for.
+fn key_holders(args: &InitArgs) -> Result<Vec<KeyHolder>> {
+    let mut holders: Vec<KeyHolder> = args
+        .recipient
+        .iter()
+        .map(|r| KeyHolder::Recipient(r.clone()))
+        .collect();
+    if let Some(path) = &args.recipients_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading recipients file {}", path.display()))?;
+        holders.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| KeyHolder::Recipient(l.to_string())),
+        );
+    }
+    if let Some(value) = &args.passphrase {
+        holders.push(KeyHolder::Passphrase(passphrase_from(
+            "--passphrase",
+            value,
+            "STRONGBOX_PASSPHRASE",
+        )?));
+    }
+    if args.encrypt && holders.is_empty() {
+        bail!("init --encrypt needs --recipient, --recipients-file or --passphrase");
+    }
+    Ok(holders)
 }
 
 /// Print an error with its causes on one line (and as JSON with --json); exit with `code`.
@@ -82,6 +133,28 @@ fn load_config(cli: &Cli) -> Result<Config> {
         None => Config::default(),
     };
     Ok(config.with_overrides(cli.repo.clone(), cli.storage_class.clone()))
+}
+
+/// The passphrase from the environment (never an argument: those are visible to all).
+fn env_passphrase() -> Option<SecretString> {
+    std::env::var("STRONGBOX_PASSPHRASE")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(SecretString::from)
+}
+
+/// What unlocks an encrypted repository: --identity (STRONGBOX_IDENTITY), else
+/// STRONGBOX_PASSPHRASE. `init` creates keys instead and takes none.
+fn load_unlock(cli: &Cli) -> Result<Option<Unlock>> {
+    if matches!(cli.command, Command::Init(_)) {
+        return Ok(None);
+    }
+    if let Some(path) = &cli.identity {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading identity file {}", path.display()))?;
+        return Ok(Some(Unlock::Identity(SecretString::from(text))));
+    }
+    Ok(env_passphrase().map(Unlock::Passphrase))
 }
 
 fn init_logging(cli: &Cli) {
@@ -108,6 +181,7 @@ struct App {
     json: bool,
     quiet: bool,
     cancel: Cancel,
+    unlock: Option<Unlock>,
 }
 
 impl App {
@@ -129,25 +203,28 @@ impl App {
     /// The repository, read-only.
     fn reader(&self) -> Result<Reader> {
         let reader =
-            Reader::new(RepoReader::open_store(self.store()?)?).with_cancel(self.cancel.clone());
+            Reader::new(RepoReader::open_store(self.store()?)?.with_key(self.unlock.as_ref())?)
+                .with_cancel(self.cancel.clone());
         Ok(match self.progress() {
             Some(bar) => reader.with_progress(bar),
             None => reader,
         })
     }
 
-    fn engine_over(&self, repo: Repository) -> Engine {
-        let engine = Engine::new(repo.with_upload_options(self.upload.clone()))
-            .with_cancel(self.cancel.clone());
-        match self.progress() {
+    fn engine_over(&self, repo: Repository) -> Result<Engine> {
+        let repo = repo
+            .with_key(self.unlock.as_ref())?
+            .with_upload_options(self.upload.clone());
+        let engine = Engine::new(repo).with_cancel(self.cancel.clone());
+        Ok(match self.progress() {
             Some(bar) => engine.with_progress(bar),
             None => engine,
-        }
+        })
     }
 
     /// The repository, writable.
     fn engine(&self) -> Result<Engine> {
-        Ok(self.engine_over(Repository::open_store(self.store()?)?))
+        self.engine_over(Repository::open_store(self.store()?)?)
     }
 
     /// Print `value` as JSON with --json, else the human text.
@@ -162,11 +239,14 @@ impl App {
 
     fn run(&self, command: Command) -> Result<ExitCode> {
         match command {
-            Command::Init => {
-                let repo = Repository::init_store(Store::create(
-                    &self.location()?,
-                    &self.config.store_options(),
-                )?)?;
+            Command::Init(args) => {
+                let holders = key_holders(&args)?;
+                let store = Store::create(&self.location()?, &self.config.store_options())?;
+                let repo = if args.encrypt {
+                    Repository::init_store_encrypted(store, &holders)?
+                } else {
+                    Repository::init_store(store)?
+                };
                 self.print(
                     &serde_json::json!({ "location": repo.location(), "marker": repo.marker() }),
                     || format!("created strongbox repository at {}", repo.location()),
@@ -198,6 +278,7 @@ impl App {
             Command::Restore(args) => self.restore(args),
             Command::Prune(args) => self.prune(args),
             Command::Verify(args) => self.verify(args),
+            Command::Key(command) => self.key(command),
             Command::Config(ConfigCommand::Check) => {
                 self.print(&self.config, || {
                     toml::to_string(&self.config)
@@ -208,6 +289,48 @@ impl App {
                 Ok(ExitCode::SUCCESS)
             }
         }
+    }
+
+    fn key(&self, command: KeyCommand) -> Result<ExitCode> {
+        match command {
+            KeyCommand::Add {
+                recipient,
+                passphrase,
+            } => {
+                let holder = match (recipient, passphrase) {
+                    (Some(r), _) => KeyHolder::Recipient(r),
+                    (None, Some(value)) => KeyHolder::Passphrase(passphrase_from(
+                        "--passphrase",
+                        &value,
+                        "STRONGBOX_NEW_PASSPHRASE",
+                    )?),
+                    (None, None) => bail!("key add needs --recipient or --passphrase"),
+                };
+                let repo = Repository::open_store(self.store()?)?.with_key(self.unlock.as_ref())?;
+                let id = repo.add_key(&holder)?;
+                self.print(
+                    &serde_json::json!({ "id": id, "kind": holder.kind() }),
+                    || format!("added {} key {id}", holder.kind()),
+                )?;
+            }
+            KeyCommand::List => {
+                let keys = self.reader()?.repo().keys()?;
+                self.print(&keys, || {
+                    keys.iter()
+                        .map(|k| format!("{}  {:<10}  {}", k.id, k.kind, k.created.to_rfc3339()))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })?;
+            }
+            KeyCommand::Remove { id } => {
+                let repo = Repository::open_store(self.store()?)?.with_key(self.unlock.as_ref())?;
+                repo.remove_key(&id)?;
+                self.print(&serde_json::json!({ "removed": id }), || {
+                    format!("removed key {id}")
+                })?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     fn backup(&self, args: BackupArgs) -> Result<ExitCode> {
@@ -255,7 +378,7 @@ impl App {
         strongbox_storage::layout::check_set_name(&spec.set)?;
         let repo = Repository::open_or_init(&self.location()?, &self.config.store_options())?;
         let snapshot = self
-            .engine_over(repo)
+            .engine_over(repo)?
             .backup(&spec)
             .with_context(|| format!("backup of {} failed", spec.source.describe()))?;
         self.print(&snapshot, || output::summary(&snapshot))?;

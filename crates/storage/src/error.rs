@@ -54,6 +54,42 @@ pub enum Error {
         /// The marker's `encryption` value.
         encryption: String,
     },
+    /// An encrypted repository was asked to open an object without a key.
+    #[error("repository {location} is encrypted: reading it needs --identity FILE (or STRONGBOX_IDENTITY) or STRONGBOX_PASSPHRASE")]
+    KeyRequired {
+        /// The location (redacted).
+        location: String,
+    },
+    /// None of the repository's key files opens with what was given.
+    #[error("no key file of repository {location} opens with the given {given}; it may have been removed (`key list` shows the keys)")]
+    NoMatchingKey {
+        /// The location (redacted).
+        location: String,
+        /// `identity` or `passphrase`.
+        given: &'static str,
+    },
+    /// A key was given for a repository that is not encrypted.
+    #[error("repository {location} is not encrypted; --identity and STRONGBOX_PASSPHRASE are for encrypted repositories")]
+    NotEncrypted {
+        /// The location (redacted).
+        location: String,
+    },
+    /// `key remove` of the only key file.
+    #[error("refusing to remove {key}, the last key of repository {location}: nobody could read it again; add another key first")]
+    LastKey {
+        /// The key file.
+        key: String,
+        /// The location (redacted).
+        location: String,
+    },
+    /// An identity, recipient or passphrase that cannot be used.
+    #[error("invalid key: {what}: {reason}")]
+    InvalidKey {
+        /// What was given (never the secret itself).
+        what: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// An object that should exist does not.
     #[error("object {key} not found in {location}")]
     NotFound {

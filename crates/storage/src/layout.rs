@@ -27,6 +27,15 @@ pub fn check_set_name(name: &str) -> Result<&str, Error> {
 /// `sets/` — every set lives below it.
 pub const SETS: &str = "sets";
 
+/// The prefix of the key files of an encrypted repository, plain age files each holding
+/// the repository identity for one reader.
+pub const KEYS: &str = "keys/";
+
+/// A key file.
+pub fn key_file(id: &str) -> String {
+    format!("{KEYS}{id}.age")
+}
+
 /// `sets/<set>/snapshots` — the prefix holding a set's records.
 pub fn snapshots_prefix(set: &str) -> String {
     format!("{SETS}/{set}/snapshots")

@@ -47,6 +47,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod encryption;
 mod error;
 mod intercept;
 pub mod layout;
@@ -57,6 +58,8 @@ mod raw;
 mod repo;
 mod store;
 
+pub use age::secrecy::SecretString;
+pub use encryption::{KeyHolder, KeyInfo, Unlock, AGE};
 pub use error::{BackendError, Error};
 pub use intercept::{Intercept, Layered, Request, RequestCounts, Requests};
 pub use location::{redact, Location};

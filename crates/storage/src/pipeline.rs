@@ -20,6 +20,10 @@ pub(crate) trait Envelope: fmt::Debug + Send + Sync {
     fn seal(&self, stored: RawWriter) -> io::Result<Box<dyn Sealed>>;
     /// A reader of what `stored` holds, opened.
     fn open(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>>;
+    /// The unlocked repository identity, which new key files seal.
+    fn repository_identity(&self) -> Option<&age::x25519::Identity> {
+        None
+    }
 }
 
 /// A sealing writer; `finish` completes the envelope and returns the store writer.

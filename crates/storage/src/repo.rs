@@ -16,6 +16,7 @@ use strongbox_archive::Compression;
 use strongbox_manifest::{ObjectRef, Snapshot, SnapshotId, FORMAT_VERSION};
 use tokio::runtime::Runtime;
 
+use crate::encryption::{self, Age, KeyHolder, KeyInfo, Unlock};
 use crate::pipeline::{Envelope, ObjectReader, ObjectWriter, Plain, Verified};
 use crate::raw::{path, RawReader, RawWriter, Written};
 use crate::store::Store;
@@ -30,8 +31,12 @@ pub struct Marker {
     pub version: u32,
     /// When the repository was created.
     pub created: DateTime<Utc>,
-    /// `none`, or the encryption scheme of every object but the marker and the locks.
+    /// `none`, or the encryption scheme of every object but the marker, the locks and the
+    /// key files: `age`.
     pub encryption: String,
+    /// With `age`: the repository recipient every object is encrypted to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
     /// Random repository id.
     pub id: String,
 }
@@ -124,6 +129,20 @@ fn envelope(marker: &Marker, location: &str) -> Result<Arc<dyn Envelope>, Error>
     }
     match marker.encryption.as_str() {
         "none" => Ok(Arc::new(Plain)),
+        encryption::AGE => {
+            let recipient = marker
+                .recipient
+                .as_deref()
+                .ok_or_else(|| Error::NotARepository {
+                    location: location.to_string(),
+                    reason: format!("{} says \"age\" but has no recipient", layout::MARKER),
+                })?;
+            Ok(Arc::new(Age::new(
+                encryption::parse_recipient(recipient)?,
+                None,
+                location,
+            )))
+        }
         other => Err(Error::UnsupportedEncryption {
             location: location.to_string(),
             encryption: other.to_string(),
@@ -173,6 +192,89 @@ impl RepoReader {
             local_root: store.local_root,
             marker,
             envelope,
+        })
+    }
+
+    /// The key files of an encrypted repository, oldest first.
+    pub fn keys(&self) -> Result<Vec<KeyInfo>, Error> {
+        let mut keys = Vec::new();
+        for file in self.list(layout::KEYS)? {
+            let Some(id) = file
+                .key
+                .strip_prefix(layout::KEYS)
+                .and_then(|name| name.strip_suffix(".age"))
+            else {
+                continue;
+            };
+            let bytes = self.stored_bytes(&file.key)?;
+            let passphrase = encryption::is_passphrase_file(&file.key, &bytes)?;
+            keys.push(KeyInfo {
+                id: id.to_string(),
+                kind: if passphrase {
+                    "passphrase"
+                } else {
+                    "recipient"
+                },
+                created: file.modified,
+            });
+        }
+        keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        Ok(keys)
+    }
+
+    /// What a command that reads does with the key it was given, if any: unlock an
+    /// encrypted repository with it, refuse an encrypted repository without one (before any
+    /// work, rather than at the first object) and a plain repository with one.
+    pub fn with_key(self, unlock: Option<&Unlock>) -> Result<Self, Error> {
+        match unlock {
+            Some(unlock) => self.unlock(unlock),
+            None if self.marker.encryption != "none" => Err(Error::KeyRequired {
+                location: self.location.clone(),
+            }),
+            None => Ok(self),
+        }
+    }
+
+    /// Unlock an encrypted repository for reading with an identity or passphrase that one
+    /// of its key files opens with.
+    pub fn unlock(mut self, unlock: &Unlock) -> Result<Self, Error> {
+        let identity = self.repository_identity(unlock)?;
+        let recipient = identity.to_public();
+        self.envelope = Arc::new(Age::new(recipient, Some(identity), &self.location));
+        Ok(self)
+    }
+
+    /// Find the repository identity in the key file that `unlock` opens.
+    fn repository_identity(&self, unlock: &Unlock) -> Result<age::x25519::Identity, Error> {
+        if self.marker.encryption != encryption::AGE {
+            return Err(Error::NotEncrypted {
+                location: self.location.clone(),
+            });
+        }
+        let identities = encryption::identities(unlock)?;
+        let passphrase = matches!(unlock, Unlock::Passphrase(_));
+        let recipient = self.marker.recipient.clone().unwrap_or_default();
+        for file in self.list(layout::KEYS)? {
+            let bytes = self.stored_bytes(&file.key)?;
+            if let Some(identity) =
+                encryption::open_key_file(&file.key, &bytes, &identities, passphrase)?
+            {
+                if identity.to_public().to_string() != recipient {
+                    return Err(Error::Corrupt {
+                        key: file.key,
+                        reason: format!(
+                            "holds an identity that is not the repository's ({} in {})",
+                            recipient,
+                            layout::MARKER
+                        ),
+                    });
+                }
+                return Ok(identity);
+            }
+        }
+        Err(Error::NoMatchingKey {
+            location: self.location.clone(),
+            given: if passphrase { "passphrase" } else { "identity" },
         })
     }
 
@@ -432,11 +534,87 @@ impl Repository {
 
     /// Create a repository on a connected (perhaps wrapped) store.
     pub fn init_store(store: Store) -> Result<Self, Error> {
+        Self::create_marker(store, "none", None)
+    }
+
+    /// Create an encrypted repository: a fresh repository identity, its recipient in the
+    /// marker, and one key file for each holder. The result is unlocked.
+    pub fn init_store_encrypted(store: Store, holders: &[KeyHolder]) -> Result<Self, Error> {
+        if holders.is_empty() {
+            return Err(Error::InvalidKey {
+                what: "the key holders".to_string(),
+                reason: "an encrypted repository needs at least one recipient or passphrase"
+                    .to_string(),
+            });
+        }
+        holders.iter().try_for_each(KeyHolder::check)?;
+        let identity = encryption::generate();
+        let recipient = identity.to_public();
+        let mut repo = Self::create_marker(store, encryption::AGE, Some(recipient.to_string()))?;
+        for holder in holders {
+            repo.write_key_file(&identity, holder)?;
+        }
+        repo.reader.envelope = Arc::new(Age::new(recipient, Some(identity), &repo.reader.location));
+        Ok(repo)
+    }
+
+    /// Let one more reader in: one new key file, no data rewritten. Needs the repository
+    /// unlocked; returns the key id.
+    pub fn add_key(&self, holder: &KeyHolder) -> Result<String, Error> {
+        holder.check()?;
+        let identity =
+            self.reader
+                .envelope
+                .repository_identity()
+                .ok_or_else(|| Error::KeyRequired {
+                    location: self.reader.location.clone(),
+                })?;
+        self.write_key_file(identity, holder)
+    }
+
+    /// Delete one key file; the last one is refused, since without it nobody could read
+    /// the repository again.
+    pub fn remove_key(&self, id: &str) -> Result<(), Error> {
+        let keys = self.reader.keys()?;
+        if !keys.iter().any(|k| k.id == id) {
+            return Err(Error::NotFound {
+                key: layout::key_file(id),
+                location: self.reader.location.clone(),
+            });
+        }
+        if keys.len() == 1 {
+            return Err(Error::LastKey {
+                key: layout::key_file(id),
+                location: self.reader.location.clone(),
+            });
+        }
+        self.reader.delete_raw(&layout::key_file(id))
+    }
+
+    /// Seal the repository identity for `holder` into a new key file; its id.
+    fn write_key_file(
+        &self,
+        identity: &age::x25519::Identity,
+        holder: &KeyHolder,
+    ) -> Result<String, Error> {
+        let id = hex::encode(rand::random::<[u8; 4]>());
+        let sealed = holder.seal(identity)?;
+        self.reader
+            .put_plain(&layout::key_file(&id), sealed.into(), PutMode::Create)?;
+        Ok(id)
+    }
+
+    fn create_marker(
+        store: Store,
+        encryption: &str,
+        recipient: Option<String>,
+    ) -> Result<Self, Error> {
         let marker = Marker {
             format: "strongbox".to_string(),
             version: FORMAT_VERSION,
             created: Utc::now(),
-            encryption: "none".to_string(),
+            encryption: encryption.to_string(),
+            recipient,
             id: hex::encode(rand::random::<[u8; 8]>()),
         };
         let envelope = envelope(&marker, &store.location)?;
@@ -457,6 +635,22 @@ impl Repository {
             }),
             Err(e) => Err(e),
         }
+    }
+
+    /// See [`RepoReader::with_key`].
+    pub fn with_key(self, unlock: Option<&Unlock>) -> Result<Self, Error> {
+        Ok(Repository {
+            reader: self.reader.with_key(unlock)?,
+            upload: self.upload,
+        })
+    }
+
+    /// Unlock an encrypted repository for reading (see [`RepoReader::unlock`]).
+    pub fn unlock(self, unlock: &Unlock) -> Result<Self, Error> {
+        Ok(Repository {
+            reader: self.reader.unlock(unlock)?,
+            upload: self.upload,
+        })
     }
 
     /// Open an existing repository for writing.

@@ -1,0 +1,339 @@
+//! Encryption at rest with age. A repository has its own age identity; its recipient is in
+//! the marker, so writers seal every object to it without any secret. Readers unlock the
+//! identity from one of the key files `keys/<id>.age`, each the repository identity
+//! age-encrypted to one user recipient or passphrase. Adding or removing a reader writes or
+//! deletes one key file and never touches the data.
+
+use std::fmt;
+use std::io::{self, BufRead, Read};
+use std::str::FromStr;
+
+use age::secrecy::{ExposeSecret, SecretString};
+use age::stream::StreamWriter;
+use age::x25519;
+
+use crate::pipeline::{Envelope, Sealed};
+use crate::raw::RawWriter;
+use crate::Error;
+
+/// The marker's `encryption` value of an age repository.
+pub const AGE: &str = "age";
+
+/// scrypt work factor of passphrase key files; age's default (2^18) costs about a second
+/// per unlock, which is what it is for.
+const SCRYPT_LOG_N: u8 = 18;
+
+/// What unlocks an encrypted repository for reading. Its `Debug` never shows the secret.
+#[derive(Clone)]
+pub enum Unlock {
+    /// The text of an age identity file (`AGE-SECRET-KEY-1…` lines).
+    Identity(SecretString),
+    /// A passphrase that a key file was made with.
+    Passphrase(SecretString),
+}
+
+impl fmt::Debug for Unlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unlock::Identity(_) => f.write_str("Unlock::Identity(<redacted>)"),
+            Unlock::Passphrase(_) => f.write_str("Unlock::Passphrase(<redacted>)"),
+        }
+    }
+}
+
+/// One key file, as `key list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyInfo {
+    /// The id in `keys/<id>.age`.
+    pub id: String,
+    /// `recipient` or `passphrase`.
+    pub kind: &'static str,
+    /// When the key file was written.
+    pub created: chrono::DateTime<chrono::Utc>,
+}
+
+/// Whether a key file is sealed with a passphrase (else to a recipient).
+pub(crate) fn is_passphrase_file(key: &str, bytes: &[u8]) -> Result<bool, Error> {
+    age::Decryptor::new_buffered(bytes)
+        .map(|d| d.is_scrypt())
+        .map_err(|e| Error::Corrupt {
+            key: key.to_string(),
+            reason: format!("not an age file: {e}"),
+        })
+}
+
+/// Who may read a new key file: an age recipient (`age1…`) or a passphrase.
+#[derive(Clone)]
+pub enum KeyHolder {
+    /// An age X25519 recipient.
+    Recipient(String),
+    /// A passphrase (scrypt).
+    Passphrase(SecretString),
+}
+
+impl fmt::Debug for KeyHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyHolder::Recipient(r) => f.debug_tuple("Recipient").field(r).finish(),
+            KeyHolder::Passphrase(_) => f.write_str("Passphrase(<redacted>)"),
+        }
+    }
+}
+
+impl KeyHolder {
+    /// `recipient` or `passphrase`, as `key list` shows it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KeyHolder::Recipient(_) => "recipient",
+            KeyHolder::Passphrase(_) => "passphrase",
+        }
+    }
+
+    /// Check that a recipient parses, naming it when it does not.
+    pub fn check(&self) -> Result<(), Error> {
+        match self {
+            KeyHolder::Recipient(r) => parse_recipient(r).map(drop),
+            KeyHolder::Passphrase(p) if p.expose_secret().is_empty() => Err(Error::InvalidKey {
+                what: "the passphrase".to_string(),
+                reason: "it is empty".to_string(),
+            }),
+            KeyHolder::Passphrase(_) => Ok(()),
+        }
+    }
+
+    /// The repository identity, sealed so that this holder can open it.
+    pub(crate) fn seal(&self, identity: &x25519::Identity) -> Result<Vec<u8>, Error> {
+        let encryptor = match self {
+            KeyHolder::Recipient(r) => {
+                let recipient = parse_recipient(r)?;
+                age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+                    .expect("one recipient")
+            }
+            KeyHolder::Passphrase(p) => {
+                let mut recipient = age::scrypt::Recipient::new(p.clone());
+                recipient.set_work_factor(SCRYPT_LOG_N);
+                age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+                    .expect("one recipient")
+            }
+        };
+        let mut out = Vec::new();
+        let mut writer = encryptor.wrap_output(&mut out).expect("writing to memory");
+        io::Write::write_all(&mut writer, identity.to_string().expose_secret().as_bytes())
+            .and_then(|()| io::Write::write_all(&mut writer, b"\n"))
+            .and_then(|()| writer.finish().map(drop))
+            .expect("writing to memory");
+        Ok(out)
+    }
+}
+
+pub(crate) fn parse_recipient(text: &str) -> Result<x25519::Recipient, Error> {
+    x25519::Recipient::from_str(text.trim()).map_err(|reason| Error::InvalidKey {
+        what: format!("recipient {:?}", text.trim()),
+        reason: format!("not an age X25519 recipient (age1…): {reason}"),
+    })
+}
+
+/// The identities an [`Unlock`] can try on a key file, and whether it is a passphrase.
+pub(crate) fn identities(unlock: &Unlock) -> Result<Vec<Box<dyn age::Identity>>, Error> {
+    match unlock {
+        Unlock::Passphrase(p) => Ok(vec![Box::new(age::scrypt::Identity::new(p.clone()))]),
+        Unlock::Identity(text) => {
+            let invalid = |reason: String| Error::InvalidKey {
+                what: "the identity file".to_string(),
+                reason,
+            };
+            // Only X25519 identities: this build has no plugins, and the parser's own
+            // messages could echo a line of the file, which is a secret.
+            let found: Vec<Box<dyn age::Identity>> = io::Cursor::new(text.expose_secret())
+                .lines()
+                .map_while(Result::ok)
+                .map(|line| line.trim().to_string())
+                .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(|line| {
+                    x25519::Identity::from_str(&line)
+                        .map(|i| Box::new(i) as Box<dyn age::Identity>)
+                        .map_err(|_| {
+                            invalid(
+                                "it holds a line that is not an age identity (AGE-SECRET-KEY-1…)"
+                                    .into(),
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?;
+            if found.is_empty() {
+                return Err(invalid(
+                    "it holds no age identity (AGE-SECRET-KEY-1…)".into(),
+                ));
+            }
+            Ok(found)
+        }
+    }
+}
+
+/// Open one key file with the given identities: the repository identity, `Ok(None)` when
+/// none of them is a holder of this file.
+pub(crate) fn open_key_file(
+    key: &str,
+    bytes: &[u8],
+    identities: &[Box<dyn age::Identity>],
+    passphrase: bool,
+) -> Result<Option<x25519::Identity>, Error> {
+    let corrupt = |reason: String| Error::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
+    if is_passphrase_file(key, bytes)? != passphrase {
+        return Ok(None);
+    }
+    let decryptor = age::Decryptor::new_buffered(bytes)
+        .map_err(|e| corrupt(format!("not an age file: {e}")))?;
+    let mut reader = match decryptor.decrypt(identities.iter().map(|i| i.as_ref())) {
+        Ok(reader) => reader,
+        Err(age::DecryptError::NoMatchingKeys | age::DecryptError::DecryptionFailed) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(corrupt(e.to_string())),
+    };
+    let mut text = String::new();
+    reader
+        .read_to_string(&mut text)
+        .map_err(|e| corrupt(format!("unreadable: {e}")))?;
+    let identity = x25519::Identity::from_str(text.trim())
+        .map_err(|_| corrupt("does not hold an age identity".to_string()))?;
+    Ok(Some(identity))
+}
+
+/// A fresh repository identity.
+pub(crate) fn generate() -> x25519::Identity {
+    x25519::Identity::generate()
+}
+
+/// The age envelope: seals to the repository recipient; opens only once unlocked.
+pub(crate) struct Age {
+    recipient: x25519::Recipient,
+    identity: Option<x25519::Identity>,
+    location: String,
+}
+
+impl fmt::Debug for Age {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Age")
+            .field("recipient", &self.recipient.to_string())
+            .field("unlocked", &self.identity.is_some())
+            .finish()
+    }
+}
+
+impl Age {
+    pub(crate) fn new(
+        recipient: x25519::Recipient,
+        identity: Option<x25519::Identity>,
+        location: &str,
+    ) -> Self {
+        Age {
+            recipient,
+            identity,
+            location: location.to_string(),
+        }
+    }
+}
+
+impl Envelope for Age {
+    fn seal(&self, stored: RawWriter) -> io::Result<Box<dyn Sealed>> {
+        let encryptor = age::Encryptor::with_recipients(std::iter::once(
+            &self.recipient as &dyn age::Recipient,
+        ))
+        .expect("one recipient");
+        Ok(Box::new(encryptor.wrap_output(stored)?))
+    }
+
+    fn open(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
+        let Some(identity) = &self.identity else {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                Error::KeyRequired {
+                    location: self.location.clone(),
+                },
+            ));
+        };
+        let decryptor = age::Decryptor::new(stored).map_err(to_io)?;
+        let reader = decryptor
+            .decrypt(std::iter::once(identity as &dyn age::Identity))
+            .map_err(to_io)?;
+        Ok(Box::new(reader))
+    }
+
+    fn repository_identity(&self) -> Option<&x25519::Identity> {
+        self.identity.as_ref()
+    }
+}
+
+fn to_io(e: age::DecryptError) -> io::Error {
+    match e {
+        age::DecryptError::Io(e) => e,
+        e => io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+    }
+}
+
+impl Sealed for StreamWriter<RawWriter> {
+    fn finish(self: Box<Self>) -> io::Result<RawWriter> {
+        StreamWriter::finish(*self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_files_parse_or_are_refused_without_echoing_a_line() {
+        let key = generate().to_string().expose_secret().to_string();
+        let cases: [(String, Result<usize, &str>); 5] = [
+            (format!("{key}\n"), Ok(1)),
+            (format!("# created: today\n\n{key}\n{key}\n"), Ok(2)),
+            (
+                "# only a comment\n".to_string(),
+                Err("holds no age identity"),
+            ),
+            (String::new(), Err("holds no age identity")),
+            (
+                format!("{key}\nnot-a-key-line\n"),
+                Err("not an age identity"),
+            ),
+        ];
+        for (text, expected) in cases {
+            let result = identities(&Unlock::Identity(SecretString::from(text.clone())));
+            match (result, expected) {
+                (Ok(found), Ok(n)) => assert_eq!(found.len(), n, "{text:?}"),
+                (Err(e), Err(message)) => {
+                    let shown = e.to_string();
+                    assert!(shown.contains(message), "{shown}");
+                    assert!(!shown.contains("not-a-key-line"), "{shown}");
+                }
+                (other, expected) => {
+                    panic!("{text:?}: {:?} vs {expected:?}", other.map(|v| v.len()))
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_file_opens_for_its_holder_only() {
+        let repo = generate();
+        let mine = generate();
+        let other = generate();
+        let holder = KeyHolder::Recipient(mine.to_public().to_string());
+        let sealed = holder.seal(&repo).unwrap();
+        let opens = |who: &x25519::Identity| {
+            let ids: Vec<Box<dyn age::Identity>> = vec![Box::new(who.clone())];
+            open_key_file("keys/k.age", &sealed, &ids, false).unwrap()
+        };
+        let opened = opens(&mine).expect("the holder opens it");
+        assert_eq!(opened.to_public().to_string(), repo.to_public().to_string());
+        assert!(opens(&other).is_none());
+        let Err(err) = open_key_file("keys/k.age", b"garbage", &[], false) else {
+            panic!("garbage opened as a key file");
+        };
+        assert!(err.to_string().contains("keys/k.age"), "{err}");
+    }
+}

@@ -1,0 +1,471 @@
+//! Encrypted repositories: age to a repository key, key files per reader, the age CLI as a
+//! second reader, and keys that never show.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::harness::{assert_same_tree, noise, object_key, tree, write, Env};
+
+/// A new age identity file made by the age CLI; its recipient.
+fn keygen(path: &Path) -> String {
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(path)
+        .output()
+        .expect("age-keygen on PATH (scripts/test.sh installs Debian's age)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("age-keygen")
+        .arg("-y")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// An encrypted repository with one recipient key; the identity file that opens it.
+fn encrypted(env: &Env) -> (PathBuf, String) {
+    let identity = env.path("me.txt");
+    let recipient = keygen(&identity);
+    env.json(&["init", "--encrypt", "--recipient", &recipient]);
+    (identity, recipient)
+}
+
+fn source(env: &Env) -> PathBuf {
+    let src = env.path("src");
+    write(&src.join("avatars/alice-portrait.png"), &noise(7, 300_000));
+    write(
+        &src.join("notes/plaintext-marker.txt"),
+        b"PLAINTEXT-MARKER-CONTENT",
+    );
+    src
+}
+
+/// Every file of a local repository, as (key, bytes).
+fn repository_files(env: &Env) -> Vec<(String, Vec<u8>)> {
+    let root = Path::new(&env.repo);
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let key = path.strip_prefix(root).unwrap().display().to_string();
+                out.push((key, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// `backup files media SRC` with the identity, returning the record.
+fn backup(env: &Env, identity: &Path, src: &Path) -> Value {
+    env.json(&[
+        "--identity",
+        identity.to_str().unwrap(),
+        "backup",
+        "files",
+        "media",
+        src.to_str().unwrap(),
+    ])
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn encrypted_repository_backs_up_restores_verifies_and_stores_no_plaintext() {
+    let env = Env::new();
+    let (identity, _) = encrypted(&env);
+    let id = identity.to_str().unwrap();
+    let src = source(&env);
+    let full = backup(&env, Path::new(id), &src);
+    let first = tree(&src);
+    write(&src.join("avatars/bob.png"), &noise(8, 50_000));
+    let inc = backup(&env, Path::new(id), &src);
+    assert_eq!(inc["kind"], "incremental");
+    for (record, expected) in [(&full, &first), (&inc, &tree(&src))] {
+        let target = env.path(&format!("out-{}", record["id"].as_str().unwrap()));
+        env.restore(record["id"].as_str().unwrap(), &target, &["--identity", id]);
+        assert_same_tree(expected, &tree(&target));
+    }
+    let report = env.json(&["--identity", id, "verify", "--all", "--level", "deep"]);
+    assert_eq!(report["ok"], true, "{report}");
+
+    for (key, bytes) in repository_files(&env) {
+        for secret in [
+            &b"alice-portrait"[..],
+            b"plaintext-marker",
+            b"PLAINTEXT-MARKER",
+            b"avatars",
+        ] {
+            assert!(
+                !contains(&bytes, secret),
+                "{key} shows {:?}",
+                String::from_utf8_lossy(secret)
+            );
+        }
+        if key != "strongbox.json" && !key.starts_with("locks/") {
+            assert!(
+                bytes.starts_with(b"age-encryption.org/v1\n"),
+                "{key} is not an age file"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_age_cli_opens_a_snapshot_with_only_age_zstd_and_tar() {
+    let env = Env::new();
+    let (identity, _) = encrypted(&env);
+    let src = source(&env);
+    let record = backup(&env, &identity, &src);
+    let out = env.path("by-hand");
+    std::fs::create_dir_all(&out).unwrap();
+    crate::recipe::run_doc_block(
+        "Encrypted repositories",
+        &[
+            ("REPO", env.repo.as_str()),
+            ("IDENTITY", identity.to_str().unwrap()),
+            ("KEY", env.path("repo.key").to_str().unwrap()),
+            ("OBJECT", object_key(&record, "archive").as_str()),
+            ("TARGET", out.to_str().unwrap()),
+        ],
+    );
+    // tar keeps whole-second mtimes; the bytes are what this recipe promises.
+    for file in ["avatars/alice-portrait.png", "notes/plaintext-marker.txt"] {
+        assert_eq!(
+            std::fs::read(src.join(file)).unwrap(),
+            std::fs::read(out.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn keys_rotate_without_rewriting_data_and_the_last_key_stays() {
+    let env = Env::new();
+    let (old, _) = encrypted(&env);
+    let old = old.to_str().unwrap();
+    let src = source(&env);
+    let record = backup(&env, Path::new(old), &src);
+    let data_before: Vec<_> = repository_files(&env)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("sets/"))
+        .collect();
+
+    let new = env.path("new.txt");
+    let new_recipient = keygen(&new);
+    let new = new.to_str().unwrap();
+    env.json(&[
+        "--identity",
+        old,
+        "key",
+        "add",
+        "--recipient",
+        &new_recipient,
+    ]);
+    let passphrase_key = env
+        .cmd(&["--identity", old, "key", "add", "--passphrase", "--json"])
+        .env("STRONGBOX_NEW_PASSPHRASE", "correct horse battery")
+        .output()
+        .unwrap();
+    let passphrase_id = crate::harness::succeeded(&passphrase_key)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let keys = env.json(&["--identity", new, "key", "list"]);
+    let kinds: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["recipient", "recipient", "passphrase"]);
+    let old_id = keys[0]["id"].as_str().unwrap().to_string();
+    env.json(&["--identity", new, "key", "remove", &old_id]);
+
+    let err = env.fails(&["--identity", old, "snapshots"], 1);
+    assert!(
+        err.contains("no key file") && err.contains("identity"),
+        "{err}"
+    );
+    let target = env.path("out");
+    env.restore(
+        record["id"].as_str().unwrap(),
+        &target,
+        &["--identity", new],
+    );
+    assert_same_tree(&tree(&src), &tree(&target));
+    let by_passphrase = env
+        .cmd(&["snapshots", "--json"])
+        .env("STRONGBOX_PASSPHRASE", "correct horse battery")
+        .output()
+        .unwrap();
+    assert_eq!(
+        crate::harness::succeeded(&by_passphrase)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let data_after: Vec<_> = repository_files(&env)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("sets/") && !k.contains("/runs/"))
+        .collect();
+    let data_before: Vec<_> = data_before
+        .into_iter()
+        .filter(|(k, _)| !k.contains("/runs/"))
+        .collect();
+    assert_eq!(data_before, data_after, "rotation rewrote data");
+
+    env.json(&["--identity", new, "key", "remove", &passphrase_id]);
+    let remaining = env.json(&["--identity", new, "key", "list"]);
+    let last = remaining[0]["id"].as_str().unwrap();
+    let err = env.fails(&["--identity", new, "key", "remove", last], 1);
+    assert!(err.contains("last key"), "{err}");
+    assert_eq!(
+        env.json(&["--identity", new, "key", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn bad_keys_get_one_line_exit_1_and_leave_the_target_alone() {
+    let env = Env::new();
+    let (identity, _) = encrypted(&env);
+    let src = source(&env);
+    let record = backup(&env, &identity, &src);
+    let snap = record["id"].as_str().unwrap();
+    let target = env.path("target");
+    write(&target.join("keep.txt"), b"untouched");
+    let before = tree(&target);
+    let target_str = target.to_str().unwrap();
+    let restore = |identity: Option<&Path>| -> Vec<String> {
+        let mut args: Vec<String> = identity
+            .map(|i| vec!["--identity".to_string(), i.display().to_string()])
+            .unwrap_or_default();
+        args.extend(["restore", snap, "--target", target_str].map(str::to_string));
+        args
+    };
+
+    let stranger = env.path("stranger.txt");
+    keygen(&stranger);
+    let not_identity = env.path("not-identity.txt");
+    write(&not_identity, b"this is not an age identity\n");
+    let cases: [(&str, Vec<String>, &str); 3] = [
+        (
+            "no key",
+            restore(None),
+            "is encrypted: reading it needs --identity",
+        ),
+        ("wrong identity", restore(Some(&stranger)), "no key file"),
+        (
+            "not an identity",
+            restore(Some(&not_identity)),
+            "not an age identity",
+        ),
+    ];
+    for (name, args, expected) in cases {
+        let err = env.fails(&as_strs(&args), 1);
+        assert!(err.contains(expected), "{name}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{name}: {err}");
+        assert!(
+            !err.contains("this is not an age identity"),
+            "{name} echoes the file: {err}"
+        );
+        assert_eq!(tree(&target), before, "{name} changed the target");
+    }
+
+    let plain = Env::new();
+    plain.json(&["init"]);
+    let err = plain.fails(&["--identity", identity.to_str().unwrap(), "snapshots"], 1);
+    assert!(err.contains("is not encrypted"), "{err}");
+
+    let fresh = Env::new();
+    let err = fresh.fails(&["init", "--encrypt", "--passphrase", "hunter2-secret"], 1);
+    assert!(
+        err.contains("refusing a passphrase on the command line"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2-secret"), "{err}");
+    assert!(
+        !Path::new(&fresh.repo).exists(),
+        "a refused init created the repository"
+    );
+
+    let keys = env.json(&["--identity", identity.to_str().unwrap(), "key", "list"]);
+    let key_file =
+        Path::new(&env.repo).join(format!("keys/{}.age", keys[0]["id"].as_str().unwrap()));
+    let mut bytes = std::fs::read(&key_file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&key_file, bytes).unwrap();
+    let err = env.fails(&as_strs(&restore(Some(&identity))), 1);
+    assert!(err.contains("keys/"), "a corrupt key file is named: {err}");
+    assert_eq!(tree(&target), before);
+}
+
+#[test]
+fn a_truncated_age_object_is_named_by_verify_checksum() {
+    let env = Env::new();
+    let (identity, _) = encrypted(&env);
+    let id = identity.to_str().unwrap();
+    let src = source(&env);
+    let record = backup(&env, Path::new(id), &src);
+    let archive = object_key(&record, "archive");
+    let path = Path::new(&env.repo).join(&archive);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    let out = env.run(&[
+        "--identity",
+        id,
+        "verify",
+        "--all",
+        "--level",
+        "checksum",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report.to_string().contains(&archive), "{report}");
+}
+
+#[test]
+fn passphrase_repositories_hold_sqlite_snapshots_and_never_show_the_passphrase() {
+    let env = Env::new();
+    let passphrase = "a-long-passphrase-that-must-not-leak";
+    let run = |args: &[&str]| {
+        env.cmd(args)
+            .env("STRONGBOX_PASSPHRASE", passphrase)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    crate::harness::succeeded(&run(&["init", "--encrypt", "--passphrase", "--json"]));
+    let db = env.path("chat.sqlite3");
+    let status = Command::new("sqlite3")
+        .arg(&db)
+        .arg("CREATE TABLE msg(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO msg(body) VALUES ('secret-row-text');")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut outputs = vec![run(&[
+        "backup",
+        "sqlite",
+        "chat",
+        db.to_str().unwrap(),
+        "--json",
+        "-vvv",
+    ])];
+    let record = crate::harness::succeeded(&outputs[0]);
+    let restored = env.path("restored.sqlite3");
+    outputs.push(run(&[
+        "restore",
+        record["id"].as_str().unwrap(),
+        "--target",
+        restored.to_str().unwrap(),
+        "--json",
+        "-vvv",
+    ]));
+    crate::harness::succeeded(&outputs[1]);
+    let rows = Command::new("sqlite3")
+        .arg(&restored)
+        .arg("SELECT body FROM msg")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&rows.stdout).trim(),
+        "secret-row-text"
+    );
+    outputs.push(run(&[
+        "verify", "--all", "--level", "deep", "--json", "-vvv",
+    ]));
+    crate::harness::succeeded(&outputs[2]);
+
+    for out in &outputs {
+        for stream in [&out.stdout, &out.stderr] {
+            assert!(
+                !contains(stream, passphrase.as_bytes()),
+                "{}",
+                String::from_utf8_lossy(stream)
+            );
+            assert!(
+                !contains(stream, b"AGE-SECRET-KEY"),
+                "{}",
+                String::from_utf8_lossy(stream)
+            );
+        }
+    }
+    for (key, bytes) in repository_files(&env) {
+        for secret in [
+            passphrase.as_bytes(),
+            b"AGE-SECRET-KEY",
+            b"secret-row-text",
+            b"msg",
+        ] {
+            assert!(
+                !contains(&bytes, secret),
+                "{key} shows {:?}",
+                String::from_utf8_lossy(secret)
+            );
+        }
+    }
+}
+
+#[test]
+fn encrypted_s3_repository_end_to_end() {
+    let Some(bucket) = crate::harness::service("STRONGBOX_TEST_S3_BUCKET") else {
+        return;
+    };
+    let mut env = Env::new();
+    env.repo = format!(
+        "s3://{bucket}/encrypted-{}-{:08x}",
+        std::process::id(),
+        rand_suffix()
+    );
+    let (identity, _) = encrypted(&env);
+    let id = identity.to_str().unwrap();
+    let src = source(&env);
+    backup(&env, Path::new(id), &src);
+    write(&src.join("more.bin"), &noise(9, 2 << 20));
+    let inc = backup(&env, Path::new(id), &src);
+    assert_eq!(inc["kind"], "incremental");
+    let target = env.path("out");
+    env.restore("media:latest", &target, &["--identity", id]);
+    assert_same_tree(&tree(&src), &tree(&target));
+    let report = env.json(&["--identity", id, "verify", "--all", "--level", "deep"]);
+    assert_eq!(report["ok"], true, "{report}");
+    env.json(&["--identity", id, "prune", "--keep-last", "1"]);
+    assert_eq!(
+        env.json(&["--identity", id, "snapshots"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    env.fails(&["snapshots"], 1);
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
