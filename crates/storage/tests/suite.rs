@@ -304,7 +304,11 @@ fn a_newer_format_or_an_unknown_encryption_is_refused() {
     on_every_backend(|backend, repo| {
         for (change, complaint) in [
             (("version", "2"), "format version 2"),
-            (("encryption", "\"age\""), "encrypted (\"age\")"),
+            (("encryption", "\"aes-siv\""), "encrypted (\"aes-siv\")"),
+            (
+                ("encryption", "\"age\""),
+                "says \"age\" but has no recipient",
+            ),
         ] {
             let mut json = serde_json::to_value(repo.marker()).unwrap();
             json[change.0] = serde_json::from_str(change.1).unwrap();
