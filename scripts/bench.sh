@@ -398,6 +398,11 @@ bench_tree() {
         warm "$src"
         measure "$op" strongbox incremental delta "$R/sb-repo" -- \
             "$SB" -q --repo "$R/sb-repo" backup files bench "$src" --incremental
+        # untimed: the encrypted repository follows the same chain, so its restore is comparable
+        if [[ $TREE == media ]]; then
+            setup strongbox-age "$SB" -q --repo "$R/sb-age" --identity "$R/age-identity.txt" \
+                backup files bench "$src" --incremental
+        fi
     fi
     if want tar; then
         warm "$src"
@@ -423,6 +428,11 @@ bench_tree() {
         warm "$src"
         measure "$op" strongbox incremental delta "$R/sb-repo" -- \
             "$SB" -q --repo "$R/sb-repo" backup files bench "$src" --incremental
+        # untimed: the encrypted repository follows the same chain, so its restore is comparable
+        if [[ $TREE == media ]]; then
+            setup strongbox-age "$SB" -q --repo "$R/sb-age" --identity "$R/age-identity.txt" \
+                backup files bench "$src" --incremental
+        fi
     fi
     if want tar; then
         warm "$src"
@@ -451,7 +461,7 @@ bench_tree() {
         if [[ $TREE == media ]]; then
             t=$R/restore-sb-age
             rm -rf "$t"
-            measure "$op" "strongbox-age" "bench:latest (full snapshot), age" restore "$t|$fp0" -- \
+            measure "$op" "strongbox-age" "bench:latest, age" restore "$t|$fp1" -- \
                 "$SB" -q --repo "$R/sb-age" --identity "$R/age-identity.txt" restore bench:latest --target "$t"
             rm -rf "$t"
         fi

@@ -294,7 +294,40 @@ fn bad_keys_get_one_line_exit_1_and_leave_the_target_alone() {
     let err = plain.fails(&["--identity", identity.to_str().unwrap(), "snapshots"], 1);
     assert!(err.contains("is not encrypted"), "{err}");
 
+    let missing = env.path("no-such-identity.txt");
+    let err = env.fails(&as_strs(&restore(Some(&missing))), 1);
+    assert!(
+        err.contains("reading identity file") && err.contains("no-such-identity.txt"),
+        "{err}"
+    );
+    let err = env.fails(
+        &[
+            "--identity",
+            identity.to_str().unwrap(),
+            "key",
+            "remove",
+            "00000000",
+        ],
+        1,
+    );
+    assert!(err.contains("keys/00000000.age"), "{err}");
+    assert_eq!(tree(&target), before);
+
     let fresh = Env::new();
+    for (args, expected) in [
+        (&["init", "--encrypt"][..], "needs --recipient"),
+        (
+            &["init", "--encrypt", "--recipient", "age1notarecipient"][..],
+            "recipient \"age1notarecipient\"",
+        ),
+    ] {
+        let err = fresh.fails(args, 1);
+        assert!(err.contains(expected), "{err}");
+        assert!(
+            !Path::new(&fresh.repo).exists(),
+            "a refused init created the repository"
+        );
+    }
     let err = fresh.fails(&["init", "--encrypt", "--passphrase", "hunter2-secret"], 1);
     assert!(
         err.contains("refusing a passphrase on the command line"),

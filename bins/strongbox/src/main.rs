@@ -81,8 +81,8 @@ fn passphrase_from(flag: &str, value: &str, var: &str) -> Result<SecretString> {
              set {var} and pass {flag} alone"
         );
     }
-    match std::env::var(var).ok().filter(|p| !p.is_empty()) {
-        Some(p) => Ok(SecretString::from(p)),
+    match env_secret(var) {
+        Some(p) => Ok(p),
         None => bail!("{flag} reads the passphrase from {var}, which is not set"),
     }
 }
@@ -114,6 +114,8 @@ fn key_holders(args: &InitArgs) -> Result<Vec<KeyHolder>> {
     if args.encrypt && holders.is_empty() {
         bail!("init --encrypt needs --recipient, --recipients-file or --passphrase");
     }
+    // Before the store is created: a refused init leaves no directory behind.
+    holders.iter().try_for_each(KeyHolder::check)?;
     Ok(holders)
 }
 
@@ -135,9 +137,9 @@ fn load_config(cli: &Cli) -> Result<Config> {
     Ok(config.with_overrides(cli.repo.clone(), cli.storage_class.clone()))
 }
 
-/// The passphrase from the environment (never an argument: those are visible to all).
-fn env_passphrase() -> Option<SecretString> {
-    std::env::var("STRONGBOX_PASSPHRASE")
+/// A secret from the environment (never an argument: those are visible to all users).
+fn env_secret(var: &str) -> Option<SecretString> {
+    std::env::var(var)
         .ok()
         .filter(|p| !p.is_empty())
         .map(SecretString::from)
@@ -154,7 +156,7 @@ fn load_unlock(cli: &Cli) -> Result<Option<Unlock>> {
             .with_context(|| format!("reading identity file {}", path.display()))?;
         return Ok(Some(Unlock::Identity(SecretString::from(text))));
     }
-    Ok(env_passphrase().map(Unlock::Passphrase))
+    Ok(env_secret("STRONGBOX_PASSPHRASE").map(Unlock::Passphrase))
 }
 
 fn init_logging(cli: &Cli) {

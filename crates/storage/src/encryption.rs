@@ -54,12 +54,20 @@ pub struct KeyInfo {
 
 /// Whether a key file is sealed with a passphrase (else to a recipient).
 pub(crate) fn is_passphrase_file(key: &str, bytes: &[u8]) -> Result<bool, Error> {
-    age::Decryptor::new_buffered(bytes)
-        .map(|d| d.is_scrypt())
-        .map_err(|e| Error::Corrupt {
-            key: key.to_string(),
-            reason: format!("not an age file: {e}"),
-        })
+    key_file_header(key, bytes).map(|d| d.is_scrypt())
+}
+
+/// A key file's age header, parsed; a file that is not age is corrupt.
+fn key_file_header<'a>(key: &str, bytes: &'a [u8]) -> Result<age::Decryptor<&'a [u8]>, Error> {
+    age::Decryptor::new_buffered(bytes).map_err(|e| Error::Corrupt {
+        key: key.to_string(),
+        reason: format!("not an age file: {e}"),
+    })
+}
+
+/// An encryptor to one recipient.
+fn encryptor(recipient: &dyn age::Recipient) -> age::Encryptor {
+    age::Encryptor::with_recipients(std::iter::once(recipient)).expect("one recipient")
 }
 
 /// Who may read a new key file: an age recipient (`age1…`) or a passphrase.
@@ -104,16 +112,11 @@ impl KeyHolder {
     /// The repository identity, sealed so that this holder can open it.
     pub(crate) fn seal(&self, identity: &x25519::Identity) -> Result<Vec<u8>, Error> {
         let encryptor = match self {
-            KeyHolder::Recipient(r) => {
-                let recipient = parse_recipient(r)?;
-                age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
-                    .expect("one recipient")
-            }
+            KeyHolder::Recipient(r) => encryptor(&parse_recipient(r)?),
             KeyHolder::Passphrase(p) => {
                 let mut recipient = age::scrypt::Recipient::new(p.clone());
                 recipient.set_work_factor(SCRYPT_LOG_N);
-                age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
-                    .expect("one recipient")
+                encryptor(&recipient)
             }
         };
         let mut out = Vec::new();
@@ -182,11 +185,10 @@ pub(crate) fn open_key_file(
         key: key.to_string(),
         reason,
     };
-    if is_passphrase_file(key, bytes)? != passphrase {
+    let decryptor = key_file_header(key, bytes)?;
+    if decryptor.is_scrypt() != passphrase {
         return Ok(None);
     }
-    let decryptor = age::Decryptor::new_buffered(bytes)
-        .map_err(|e| corrupt(format!("not an age file: {e}")))?;
     let mut reader = match decryptor.decrypt(identities.iter().map(|i| i.as_ref())) {
         Ok(reader) => reader,
         Err(age::DecryptError::NoMatchingKeys | age::DecryptError::DecryptionFailed) => {
@@ -240,11 +242,7 @@ impl Age {
 
 impl Envelope for Age {
     fn seal(&self, stored: RawWriter) -> io::Result<Box<dyn Sealed>> {
-        let encryptor = age::Encryptor::with_recipients(std::iter::once(
-            &self.recipient as &dyn age::Recipient,
-        ))
-        .expect("one recipient");
-        Ok(Box::new(encryptor.wrap_output(stored)?))
+        Ok(Box::new(encryptor(&self.recipient).wrap_output(stored)?))
     }
 
     fn open(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {

@@ -195,21 +195,30 @@ impl RepoReader {
         })
     }
 
+    /// The key files (`keys/<id>.age`) with their ids, from one listing.
+    fn key_files(&self) -> Result<Vec<(String, ObjectInfo)>, Error> {
+        Ok(self
+            .list(layout::KEYS)?
+            .into_iter()
+            .filter_map(|file| {
+                let id = file
+                    .key
+                    .strip_prefix(layout::KEYS)?
+                    .strip_suffix(".age")?
+                    .to_string();
+                Some((id, file))
+            })
+            .collect())
+    }
+
     /// The key files of an encrypted repository, oldest first.
     pub fn keys(&self) -> Result<Vec<KeyInfo>, Error> {
         let mut keys = Vec::new();
-        for file in self.list(layout::KEYS)? {
-            let Some(id) = file
-                .key
-                .strip_prefix(layout::KEYS)
-                .and_then(|name| name.strip_suffix(".age"))
-            else {
-                continue;
-            };
+        for (id, file) in self.key_files()? {
             let bytes = self.stored_bytes(&file.key)?;
             let passphrase = encryption::is_passphrase_file(&file.key, &bytes)?;
             keys.push(KeyInfo {
-                id: id.to_string(),
+                id,
                 kind: if passphrase {
                     "passphrase"
                 } else {
@@ -228,7 +237,7 @@ impl RepoReader {
     pub fn with_key(self, unlock: Option<&Unlock>) -> Result<Self, Error> {
         match unlock {
             Some(unlock) => self.unlock(unlock),
-            None if self.marker.encryption != "none" => Err(Error::KeyRequired {
+            None if self.marker.encryption == encryption::AGE => Err(Error::KeyRequired {
                 location: self.location.clone(),
             }),
             None => Ok(self),
@@ -254,7 +263,7 @@ impl RepoReader {
         let identities = encryption::identities(unlock)?;
         let passphrase = matches!(unlock, Unlock::Passphrase(_));
         let recipient = self.marker.recipient.clone().unwrap_or_default();
-        for file in self.list(layout::KEYS)? {
+        for (_, file) in self.key_files()? {
             let bytes = self.stored_bytes(&file.key)?;
             if let Some(identity) =
                 encryption::open_key_file(&file.key, &bytes, &identities, passphrase)?
@@ -575,8 +584,8 @@ impl Repository {
     /// Delete one key file; the last one is refused, since without it nobody could read
     /// the repository again.
     pub fn remove_key(&self, id: &str) -> Result<(), Error> {
-        let keys = self.reader.keys()?;
-        if !keys.iter().any(|k| k.id == id) {
+        let keys = self.reader.key_files()?;
+        if !keys.iter().any(|(k, _)| k == id) {
             return Err(Error::NotFound {
                 key: layout::key_file(id),
                 location: self.reader.location.clone(),
@@ -641,14 +650,6 @@ impl Repository {
     pub fn with_key(self, unlock: Option<&Unlock>) -> Result<Self, Error> {
         Ok(Repository {
             reader: self.reader.with_key(unlock)?,
-            upload: self.upload,
-        })
-    }
-
-    /// Unlock an encrypted repository for reading (see [`RepoReader::unlock`]).
-    pub fn unlock(self, unlock: &Unlock) -> Result<Self, Error> {
-        Ok(Repository {
-            reader: self.reader.unlock(unlock)?,
             upload: self.upload,
         })
     }
