@@ -148,12 +148,30 @@ fn the_age_cli_opens_a_snapshot_with_only_age_zstd_and_tar() {
             "{file}"
         );
     }
+
+    // The other direction: a key file the age CLI wrote lets strongbox in.
+    let third = env.path("third.txt");
+    let third_recipient = keygen(&third);
+    let status = Command::new("age")
+        .args(["-e", "-r", &third_recipient, "-o"])
+        .arg(Path::new(&env.repo).join("keys/0a9e0c11.age"))
+        .arg(env.path("repo.key"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let target = env.path("by-strongbox");
+    env.restore(
+        record["id"].as_str().unwrap(),
+        &target,
+        &["--identity", third.to_str().unwrap()],
+    );
+    assert_same_tree(&tree(&src), &tree(&target));
 }
 
 #[test]
 fn keys_rotate_without_rewriting_data_and_the_last_key_stays() {
     let env = Env::new();
-    let (old, _) = encrypted(&env);
+    let (old, old_recipient) = encrypted(&env);
     let old = old.to_str().unwrap();
     let src = source(&env);
     let record = backup(&env, Path::new(old), &src);
@@ -190,6 +208,20 @@ fn keys_rotate_without_rewriting_data_and_the_last_key_stays() {
         .map(|k| k["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["recipient", "recipient", "passphrase"]);
+    let holders: Vec<Option<&str>> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.get("recipient").map(|r| r.as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        holders,
+        [
+            Some(old_recipient.as_str()),
+            Some(new_recipient.as_str()),
+            None
+        ]
+    );
     let old_id = keys[0]["id"].as_str().unwrap().to_string();
     env.json(&["--identity", new, "key", "remove", &old_id]);
 
@@ -490,6 +522,297 @@ fn encrypted_s3_repository_end_to_end() {
         1
     );
     env.fails(&["snapshots"], 1);
+}
+
+/// `init --encrypt --passphrase` with `passphrase` in the environment, and one backup.
+fn passphrase_repository(env: &Env, passphrase: &str) -> (PathBuf, Value) {
+    let init = env
+        .cmd(&["init", "--encrypt", "--passphrase", "--json"])
+        .env("STRONGBOX_PASSPHRASE", passphrase)
+        .output()
+        .unwrap();
+    crate::harness::succeeded(&init);
+    let src = source(env);
+    let out = env
+        .cmd(&["backup", "files", "media", src.to_str().unwrap(), "--json"])
+        .env("STRONGBOX_PASSPHRASE", passphrase)
+        .output()
+        .unwrap();
+    (src, crate::harness::succeeded(&out))
+}
+
+/// Run with the given passphrases in the environment (`None`: unset).
+fn with_passphrases(
+    env: &Env,
+    args: &[&str],
+    old: Option<&str>,
+    new: Option<&str>,
+) -> std::process::Output {
+    let mut cmd = env.cmd(args);
+    cmd.env_remove("STRONGBOX_PASSPHRASE")
+        .env_remove("STRONGBOX_NEW_PASSPHRASE")
+        .stdin(Stdio::null());
+    if let Some(old) = old {
+        cmd.env("STRONGBOX_PASSPHRASE", old);
+    }
+    if let Some(new) = new {
+        cmd.env("STRONGBOX_NEW_PASSPHRASE", new);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn key_passwd_replaces_one_key_file_and_the_old_passphrase_stops_working() {
+    let env = Env::new();
+    let (src, _) = passphrase_repository(&env, "old passphrase");
+    let data_before: Vec<_> = repository_files(&env)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("sets/") && !k.contains("/runs/"))
+        .collect();
+    let keys_before = with_passphrases(
+        &env,
+        &["key", "list", "--json"],
+        Some("old passphrase"),
+        None,
+    );
+    let keys_before = crate::harness::succeeded(&keys_before);
+
+    // A wrong old passphrase changes nothing.
+    let wrong = with_passphrases(
+        &env,
+        &["key", "passwd"],
+        Some("not it"),
+        Some("new passphrase"),
+    );
+    assert_eq!(wrong.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        err.contains("no key file") && err.contains("passphrase"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let changed = with_passphrases(
+        &env,
+        &["key", "passwd", "--json"],
+        Some("old passphrase"),
+        Some("new passphrase"),
+    );
+    let id = crate::harness::succeeded(&changed)["changed"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(keys_before[0]["id"].as_str().unwrap(), id);
+
+    let old = with_passphrases(&env, &["snapshots"], Some("old passphrase"), None);
+    assert_eq!(
+        old.status.code(),
+        Some(1),
+        "the old passphrase still opens the repository"
+    );
+    let target = env.path("out");
+    let restored = with_passphrases(
+        &env,
+        &[
+            "restore",
+            "media:latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--json",
+        ],
+        Some("new passphrase"),
+        None,
+    );
+    crate::harness::succeeded(&restored);
+    assert_same_tree(&tree(&src), &tree(&target));
+    let keys_after = with_passphrases(
+        &env,
+        &["key", "list", "--json"],
+        Some("new passphrase"),
+        None,
+    );
+    let ids = |keys: &Value| -> Vec<String> {
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(&keys_before),
+        ids(&crate::harness::succeeded(&keys_after))
+    );
+    let data_after: Vec<_> = repository_files(&env)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("sets/") && !k.contains("/runs/"))
+        .collect();
+    assert_eq!(data_before, data_after, "key passwd rewrote data");
+
+    // A recipient key has no passphrase to change; an empty new one is refused.
+    let me = env.path("me.txt");
+    let recipient = keygen(&me);
+    let added = with_passphrases(
+        &env,
+        &["key", "add", "--recipient", &recipient, "--json"],
+        Some("new passphrase"),
+        None,
+    );
+    let recipient_id = crate::harness::succeeded(&added)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refused = with_passphrases(
+        &env,
+        &["key", "passwd", &recipient_id],
+        Some("new passphrase"),
+        Some("other"),
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(&recipient_id) && err.contains("recipient key"),
+        "{err}"
+    );
+    let unset = with_passphrases(&env, &["key", "passwd"], Some("new passphrase"), None);
+    assert_eq!(unset.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&unset.stderr);
+    assert!(
+        err.contains("STRONGBOX_NEW_PASSPHRASE") && err.contains("no terminal"),
+        "{err}"
+    );
+    crate::harness::succeeded(&with_passphrases(
+        &env,
+        &["snapshots", "--json"],
+        Some("new passphrase"),
+        None,
+    ));
+}
+
+/// Run `strongbox ARGS` on a pseudo-terminal (util-linux `script`) typing `input`.
+fn on_terminal(env: &Env, args: &str, input: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let command = format!(
+        "{} --repo {} {args}",
+        crate::harness::bin().display(),
+        env.repo
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env_remove("STRONGBOX_PASSPHRASE")
+        .env_remove("STRONGBOX_NEW_PASSPHRASE")
+        .env_remove("STRONGBOX_IDENTITY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) on PATH");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn passphrases_are_asked_on_a_terminal_twice_when_new() {
+    let env = Env::new();
+    let differ = on_terminal(&env, "init --encrypt --passphrase", "one\ntwo\n");
+    assert_eq!(differ.status.code(), Some(1));
+    let shown = String::from_utf8_lossy(&differ.stdout);
+    assert!(shown.contains("differ"), "{shown}");
+    assert!(
+        !Path::new(&env.repo).exists(),
+        "a refused init created the repository"
+    );
+
+    let made = on_terminal(
+        &env,
+        "init --encrypt --passphrase",
+        "typed secret\ntyped secret\n",
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stdout)
+    );
+    let listed = on_terminal(&env, "key list", "typed secret\n");
+    let shown = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{shown}");
+    assert!(
+        shown.contains("Passphrase for") && shown.contains("passphrase"),
+        "{shown}"
+    );
+    let wrong = on_terminal(&env, "key list", "other secret\n");
+    assert_eq!(wrong.status.code(), Some(1));
+    crate::harness::succeeded(&with_passphrases(
+        &env,
+        &["snapshots", "--json"],
+        Some("typed secret"),
+        None,
+    ));
+}
+
+#[test]
+fn encrypted_postgres_snapshot_restores_the_same_rows_and_hides_them() {
+    let Some(pg) = strongbox_test_support::Pg::get() else {
+        return;
+    };
+    let source = pg.create("enc");
+    source.psql(
+        "CREATE TABLE patients (id serial PRIMARY KEY, secret_name text);
+         INSERT INTO patients (secret_name) SELECT 'row-secret-' || g FROM generate_series(1, 3000) g;",
+    );
+    let env = Env::new();
+    let (identity, _) = encrypted(&env);
+    let id = identity.to_str().unwrap();
+    let out = env
+        .cmd(&[
+            "--identity",
+            id,
+            "backup",
+            "postgres",
+            "maindb",
+            &source.url_without_password(),
+            "--json",
+        ])
+        .env("PGPASSWORD", pg.password())
+        .output()
+        .unwrap();
+    let record = crate::harness::succeeded(&out);
+    assert_eq!(record["stats"]["tables"][0]["rows"], 3000);
+    let restored = pg.name("enc_dst");
+    env.json(&[
+        "--identity",
+        id,
+        "restore",
+        "maindb:latest",
+        "--target",
+        &restored.url(),
+    ]);
+    let checksum = "SELECT md5(string_agg(secret_name, ',' ORDER BY id)) FROM patients";
+    assert_eq!(restored.psql(checksum), source.psql(checksum));
+    let report = env.json(&["--identity", id, "verify", "--all", "--level", "deep"]);
+    assert_eq!(report["ok"], true, "{report}");
+    for (key, bytes) in repository_files(&env) {
+        for secret in [&b"row-secret-"[..], b"patients", pg.password().as_bytes()] {
+            assert!(
+                !contains(&bytes, secret),
+                "{key} shows {:?}",
+                String::from_utf8_lossy(secret)
+            );
+        }
+    }
+    env.fails(
+        &[
+            "restore",
+            "maindb:latest",
+            "--target",
+            &pg.name("enc_nokey").url(),
+        ],
+        1,
+    );
 }
 
 fn as_strs(args: &[String]) -> Vec<&str> {

@@ -82,8 +82,9 @@ pub struct InitArgs {
     /// A file of age recipients, one a line (`#` comments allowed).
     #[arg(long, requires = "encrypt", value_name = "FILE")]
     pub recipients_file: Option<PathBuf>,
-    /// A passphrase may read the repository; it is read from STRONGBOX_PASSPHRASE, never
-    /// from the command line, where every user of the host can see it.
+    /// A passphrase may read the repository; it is read from STRONGBOX_PASSPHRASE (else
+    /// asked twice on a terminal), never from the command line, where every user of the
+    /// host can see it.
     #[arg(long, requires = "encrypt", num_args = 0..=1, default_missing_value = "", value_name = "")]
     pub passphrase: Option<String>,
 }
@@ -175,11 +176,24 @@ Examples:
             required_unless_present = "passphrase"
         )]
         recipient: Option<String>,
-        /// A passphrase, read from STRONGBOX_NEW_PASSPHRASE (never the command line).
+        /// A passphrase, read from STRONGBOX_NEW_PASSPHRASE, else asked twice on a terminal
+        /// (never the command line).
         #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "")]
         passphrase: Option<String>,
     },
-    /// List the key files: id, kind and creation time.
+    /// Change the passphrase of a passphrase key: its key file is replaced, no data is
+    /// rewritten. The new passphrase is read from STRONGBOX_NEW_PASSPHRASE, else asked twice
+    /// on a terminal.
+    #[command(after_help = "\
+Examples:
+  strongbox --repo /mnt/backup key passwd          (asks for the old, then the new passphrase)
+  STRONGBOX_PASSPHRASE=old STRONGBOX_NEW_PASSPHRASE=new strongbox --repo /mnt/backup key passwd
+  STRONGBOX_NEW_PASSPHRASE=… strongbox --identity me.txt key passwd 3f2a9c1b")]
+    Passwd {
+        /// The passphrase key's id; default: the key that unlocked the repository.
+        id: Option<String>,
+    },
+    /// List the key files: id, kind, recipient and creation time.
     #[command(after_help = "Example:\n  strongbox --identity me.txt key list --json")]
     List,
     /// Delete one key file; the last key is refused.

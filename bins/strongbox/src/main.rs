@@ -19,7 +19,8 @@ use strongbox_engine::{
 };
 use strongbox_manifest::SnapshotKind;
 use strongbox_storage::{
-    KeyHolder, Location, RepoReader, Repository, SecretString, Store, Unlock, UploadOptions,
+    ExposeSecret, KeyHolder, Location, RepoReader, Repository, SecretString, Store, Unlock,
+    UploadOptions,
 };
 
 use cli::{Backup, BackupArgs, Cli, Command, ConfigCommand, InitArgs, KeyCommand};
@@ -73,18 +74,36 @@ fn main() -> ExitCode {
     }
 }
 
-/// A passphrase flag's value: the secret from `var`; a value on the command line is refused.
-fn passphrase_from(flag: &str, value: &str, var: &str) -> Result<SecretString> {
+/// A new passphrase for `flag`: the secret from `var`, else asked twice on a terminal. A
+/// value on the command line is refused.
+fn new_passphrase(flag: &str, value: &str, var: &str) -> Result<SecretString> {
     if !value.is_empty() {
         bail!(
             "refusing a passphrase on the command line, where every user of this host can read it: \
              set {var} and pass {flag} alone"
         );
     }
-    match env_secret(var) {
-        Some(p) => Ok(p),
-        None => bail!("{flag} reads the passphrase from {var}, which is not set"),
+    if let Some(p) = env_secret(var) {
+        return Ok(p);
     }
+    if !std::io::stdin().is_terminal() {
+        bail!("{flag} reads the passphrase from {var}, which is not set, and there is no terminal to ask on");
+    }
+    let first = ask("New passphrase: ")?;
+    if ask("Repeat the new passphrase: ")?.expose_secret() != first.expose_secret() {
+        bail!("the two passphrases differ; nothing was changed");
+    }
+    Ok(first)
+}
+
+/// A passphrase asked on the terminal, not echoed.
+fn ask(prompt: &str) -> Result<SecretString> {
+    let answer =
+        rpassword::prompt_password(prompt).context("reading a passphrase from the terminal")?;
+    if answer.is_empty() {
+        bail!("no passphrase given");
+    }
+    Ok(SecretString::from(answer))
 }
 
 /// The readers an `init --encrypt` makes key files for.
@@ -105,7 +124,7 @@ fn key_holders(args: &InitArgs) -> Result<Vec<KeyHolder>> {
         );
     }
     if let Some(value) = &args.passphrase {
-        holders.push(KeyHolder::Passphrase(passphrase_from(
+        holders.push(KeyHolder::Passphrase(new_passphrase(
             "--passphrase",
             value,
             "STRONGBOX_PASSPHRASE",
@@ -204,18 +223,38 @@ impl App {
 
     /// The repository, read-only.
     fn reader(&self) -> Result<Reader> {
-        let reader =
-            Reader::new(RepoReader::open_store(self.store()?)?.with_key(self.unlock.as_ref())?)
-                .with_cancel(self.cancel.clone());
+        let repo = RepoReader::open_store(self.store()?)?;
+        let key = self.key_for(&repo)?;
+        let reader = Reader::new(repo.with_key(key.as_ref())?).with_cancel(self.cancel.clone());
         Ok(match self.progress() {
             Some(bar) => reader.with_progress(bar),
             None => reader,
         })
     }
 
+    /// What unlocks `repo`: the key given; with none, for an encrypted repository with a
+    /// passphrase key, the passphrase asked on a terminal.
+    fn key_for(&self, repo: &RepoReader) -> Result<Option<Unlock>> {
+        if self.unlock.is_some()
+            || repo.marker().encryption != strongbox_storage::AGE
+            || !std::io::stdin().is_terminal()
+            || !repo.keys()?.iter().any(|k| k.kind == "passphrase")
+        {
+            return Ok(self.unlock.clone());
+        }
+        let passphrase = ask(&format!("Passphrase for {}: ", repo.location()))?;
+        Ok(Some(Unlock::Passphrase(passphrase)))
+    }
+
+    /// `repo`, unlocked with [`App::key_for`].
+    fn unlocked(&self, repo: Repository) -> Result<Repository> {
+        let key = self.key_for(repo.as_reader())?;
+        Ok(repo.with_key(key.as_ref())?)
+    }
+
     fn engine_over(&self, repo: Repository) -> Result<Engine> {
-        let repo = repo
-            .with_key(self.unlock.as_ref())?
+        let repo = self
+            .unlocked(repo)?
             .with_upload_options(self.upload.clone());
         let engine = Engine::new(repo).with_cancel(self.cancel.clone());
         Ok(match self.progress() {
@@ -301,31 +340,50 @@ impl App {
             } => {
                 let holder = match (recipient, passphrase) {
                     (Some(r), _) => KeyHolder::Recipient(r),
-                    (None, Some(value)) => KeyHolder::Passphrase(passphrase_from(
+                    (None, Some(value)) => KeyHolder::Passphrase(new_passphrase(
                         "--passphrase",
                         &value,
                         "STRONGBOX_NEW_PASSPHRASE",
                     )?),
                     (None, None) => bail!("key add needs --recipient or --passphrase"),
                 };
-                let repo = Repository::open_store(self.store()?)?.with_key(self.unlock.as_ref())?;
+                let repo = self.unlocked(Repository::open_store(self.store()?)?)?;
                 let id = repo.add_key(&holder)?;
                 self.print(
                     &serde_json::json!({ "id": id, "kind": holder.kind() }),
                     || format!("added {} key {id}", holder.kind()),
                 )?;
             }
+            KeyCommand::Passwd { id } => {
+                let repo = self.unlocked(Repository::open_store(self.store()?)?)?;
+                let id = id
+                    .or_else(|| repo.as_reader().unlocked_by().map(str::to_string))
+                    .context("key passwd needs the key id (see key list)")?;
+                let new = new_passphrase("key passwd", "", "STRONGBOX_NEW_PASSPHRASE")?;
+                repo.change_passphrase(&id, &new)?;
+                self.print(&serde_json::json!({ "changed": id }), || {
+                    format!("changed the passphrase of key {id}")
+                })?;
+            }
             KeyCommand::List => {
                 let keys = self.reader()?.repo().keys()?;
                 self.print(&keys, || {
                     keys.iter()
-                        .map(|k| format!("{}  {:<10}  {}", k.id, k.kind, k.created.to_rfc3339()))
+                        .map(|k| {
+                            let holder = k.recipient.as_deref().unwrap_or("-");
+                            format!(
+                                "{}  {:<10}  {}  {holder}",
+                                k.id,
+                                k.kind,
+                                k.created.to_rfc3339()
+                            )
+                        })
                         .collect::<Vec<_>>()
                         .join("\n")
                 })?;
             }
             KeyCommand::Remove { id } => {
-                let repo = Repository::open_store(self.store()?)?.with_key(self.unlock.as_ref())?;
+                let repo = self.unlocked(Repository::open_store(self.store()?)?)?;
                 repo.remove_key(&id)?;
                 self.print(&serde_json::json!({ "removed": id }), || {
                     format!("removed key {id}")

@@ -31,10 +31,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod ahead;
 mod codec;
 mod error;
 mod hashing;
+mod overlap;
 mod path;
 mod read;
 mod write;
@@ -42,6 +42,7 @@ mod write;
 pub use codec::{Codec, Compression, Decoder, Encoder};
 pub use error::Error;
 pub use hashing::{sha256_hex, Digest, HashingReader};
+pub use overlap::{ReadAhead, WriteBehind};
 pub use path::safe_relative_path;
 pub use read::{ArchiveEntry, ArchiveReader, EntryKind};
 pub use write::{Appended, ArchiveWriter, EntryMeta};

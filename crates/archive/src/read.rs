@@ -49,7 +49,7 @@ impl<'a> ArchiveReader<'a> {
     /// fetching and decompressing (whatever `reader` does) overlap with hashing and writing.
     pub fn pipelined<R: Read + Send + 'static>(reader: R) -> Result<Self, Error> {
         let ahead =
-            crate::ahead::ReadAhead::spawn(reader).map_err(|source| Error::ReadAhead { source })?;
+            crate::ReadAhead::spawn(reader).map_err(|source| Error::ReadAhead { source })?;
         Ok(Self::new(ahead))
     }
 

@@ -4,6 +4,7 @@
 //! age-encrypted to one user recipient or passphrase. Adding or removing a reader writes or
 //! deletes one key file and never touches the data.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::io::{self, BufRead, Read};
 use std::str::FromStr;
@@ -18,6 +19,10 @@ use crate::Error;
 
 /// The marker's `encryption` value of an age repository.
 pub const AGE: &str = "age";
+
+/// The stanza type under which a recipient key file names its holder, so that `key list`
+/// can show who it is for. age implementations skip stanzas they do not know.
+const HOLDER_TAG: &str = "strongbox-recipient";
 
 /// scrypt work factor of passphrase key files; age's default (2^18) costs about a second
 /// per unlock, which is what it is for.
@@ -48,6 +53,9 @@ pub struct KeyInfo {
     pub id: String,
     /// `recipient` or `passphrase`.
     pub kind: &'static str,
+    /// The holder's age recipient, for a recipient key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
     /// When the key file was written.
     pub created: chrono::DateTime<chrono::Utc>,
 }
@@ -65,9 +73,42 @@ fn key_file_header<'a>(key: &str, bytes: &'a [u8]) -> Result<age::Decryptor<&'a 
     })
 }
 
-/// An encryptor to one recipient.
-fn encryptor(recipient: &dyn age::Recipient) -> age::Encryptor {
-    age::Encryptor::with_recipients(std::iter::once(recipient)).expect("one recipient")
+/// The recipient a key file names in its header, if it names one (see [`Holder`]).
+pub(crate) fn key_file_recipient(bytes: &[u8]) -> Option<String> {
+    let prefix = format!("-> {HOLDER_TAG} ");
+    bytes
+        .split(|b| *b == b'\n')
+        .take_while(|line| !line.starts_with(b"---"))
+        .filter_map(|line| {
+            std::str::from_utf8(line)
+                .ok()?
+                .strip_prefix(prefix.as_str())
+        })
+        .find_map(|r| parse_recipient(r).ok())
+        .map(|r| r.to_string())
+}
+
+/// Names a key file's holder in its header: a stanza that wraps no key, public like the
+/// recipient itself.
+struct Holder(String);
+
+impl age::Recipient for Holder {
+    fn wrap_file_key(
+        &self,
+        _: &age_core::format::FileKey,
+    ) -> Result<(Vec<age_core::format::Stanza>, HashSet<String>), age::EncryptError> {
+        let stanza = age_core::format::Stanza {
+            tag: HOLDER_TAG.to_string(),
+            args: vec![self.0.clone()],
+            body: Vec::new(),
+        };
+        Ok((vec![stanza], HashSet::new()))
+    }
+}
+
+/// An encryptor to the given recipients.
+fn encryptor(recipients: &[&dyn age::Recipient]) -> age::Encryptor {
+    age::Encryptor::with_recipients(recipients.iter().copied()).expect("compatible recipients")
 }
 
 /// Who may read a new key file: an age recipient (`age1…`) or a passphrase.
@@ -112,11 +153,14 @@ impl KeyHolder {
     /// The repository identity, sealed so that this holder can open it.
     pub(crate) fn seal(&self, identity: &x25519::Identity) -> Result<Vec<u8>, Error> {
         let encryptor = match self {
-            KeyHolder::Recipient(r) => encryptor(&parse_recipient(r)?),
+            KeyHolder::Recipient(r) => {
+                let recipient = parse_recipient(r)?;
+                encryptor(&[&recipient, &Holder(recipient.to_string())])
+            }
             KeyHolder::Passphrase(p) => {
                 let mut recipient = age::scrypt::Recipient::new(p.clone());
                 recipient.set_work_factor(SCRYPT_LOG_N);
-                encryptor(&recipient)
+                encryptor(&[&recipient])
             }
         };
         let mut out = Vec::new();
@@ -242,7 +286,7 @@ impl Age {
 
 impl Envelope for Age {
     fn seal(&self, stored: RawWriter) -> io::Result<Box<dyn Sealed>> {
-        Ok(Box::new(encryptor(&self.recipient).wrap_output(stored)?))
+        Ok(Box::new(encryptor(&[&self.recipient]).wrap_output(stored)?))
     }
 
     fn open(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
@@ -333,5 +377,41 @@ mod tests {
             panic!("garbage opened as a key file");
         };
         assert!(err.to_string().contains("keys/k.age"), "{err}");
+    }
+
+    #[test]
+    fn a_recipient_key_file_names_its_holder_and_others_do_not() {
+        let repo = generate();
+        let mine = generate().to_public().to_string();
+        let passphrase = KeyHolder::Passphrase(SecretString::from("pw".to_string()));
+        let valid = generate().to_public().to_string();
+        let header = |stanza: &str| format!("age-encryption.org/v1\n{stanza}\n--- mac\n");
+        let cases: [(Vec<u8>, Option<&str>); 5] = [
+            (
+                KeyHolder::Recipient(mine.clone()).seal(&repo).unwrap(),
+                Some(&mine),
+            ),
+            (passphrase.seal(&repo).unwrap(), None),
+            (
+                header(&format!("-> {HOLDER_TAG} {valid}\n")).into_bytes(),
+                Some(&valid),
+            ),
+            (
+                header(&format!("-> {HOLDER_TAG} age1bogus\n")).into_bytes(),
+                None,
+            ),
+            (
+                format!("age-encryption.org/v1\n--- mac\n-> {HOLDER_TAG} {valid}\n").into_bytes(),
+                None,
+            ),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(
+                key_file_recipient(&bytes).as_deref(),
+                expected,
+                "{}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            );
+        }
     }
 }

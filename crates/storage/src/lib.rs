@@ -58,7 +58,7 @@ mod raw;
 mod repo;
 mod store;
 
-pub use age::secrecy::SecretString;
+pub use age::secrecy::{ExposeSecret, SecretString};
 pub use encryption::{KeyHolder, KeyInfo, Unlock, AGE};
 pub use error::{BackendError, Error};
 pub use intercept::{Intercept, Layered, Request, RequestCounts, Requests};

@@ -1,13 +1,15 @@
 //! The object pipeline, the one path of every stored byte but the repository marker and the
 //! locks: `compress -> seal -> hash -> store` on the way in, `fetch -> check hash -> open ->
 //! decompress` on the way out. Sealing is the encryption hook; [`Plain`] leaves the bytes as
-//! they are, and the repository marker says which envelope a repository uses.
+//! they are, and the repository marker says which envelope a repository uses. Each direction
+//! runs on two threads, split at the envelope: sealing, hashing and storing happen behind the
+//! codec; fetching and checking happen ahead of opening and decompressing.
 
 use std::fmt;
 use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
-use strongbox_archive::{Compression, Decoder, Encoder};
+use strongbox_archive::{Compression, Decoder, Encoder, ReadAhead, WriteBehind};
 use strongbox_manifest::ObjectRef;
 
 use crate::raw::{RawReader, RawWriter, Written};
@@ -61,7 +63,7 @@ fn threads() -> u32 {
 pub struct ObjectWriter {
     key: String,
     location: String,
-    encoder: Encoder<Box<dyn Sealed>>,
+    encoder: Encoder<WriteBehind<Box<dyn Sealed>>>,
 }
 
 impl fmt::Debug for ObjectWriter {
@@ -81,7 +83,8 @@ impl ObjectWriter {
         envelope: &dyn Envelope,
     ) -> Result<Self, Error> {
         let sealed = envelope.seal(raw).map_err(Error::stream("sealing", key))?;
-        let encoder = Encoder::new(sealed, compression, threads())
+        let behind = WriteBehind::spawn(sealed).map_err(Error::stream("sealing", key))?;
+        let encoder = Encoder::new(behind, compression, threads())
             .map_err(Error::stream("compressing", key))?;
         Ok(Self {
             key: key.to_string(),
@@ -99,10 +102,11 @@ impl ObjectWriter {
     /// whole (on a local repository also durable: fsynced before it is renamed into place).
     pub fn finish(self) -> Result<Written, Error> {
         let (key, location) = (self.key, self.location);
-        let sealed = self
+        let behind = self
             .encoder
             .finish()
             .map_err(Error::stream("compressing", &key))?;
+        let sealed = behind.finish().map_err(Error::stream("storing", &key))?;
         let raw = sealed.finish().map_err(Error::stream("sealing", &key))?;
         raw.finish().map_err(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
@@ -248,7 +252,9 @@ impl ObjectReader {
         expected: Option<&ObjectRef>,
         envelope: &dyn Envelope,
     ) -> Result<Self, Error> {
-        Self::from_stored(Box::new(Verified::new(raw, key, expected)), key, envelope)
+        let checked = ReadAhead::spawn(Verified::new(raw, key, expected))
+            .map_err(Error::stream("reading", key))?;
+        Self::from_stored(Box::new(checked), key, envelope)
     }
 
     pub(crate) fn from_stored(

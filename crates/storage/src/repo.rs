@@ -20,6 +20,7 @@ use crate::encryption::{self, Age, KeyHolder, KeyInfo, Unlock};
 use crate::pipeline::{Envelope, ObjectReader, ObjectWriter, Plain, Verified};
 use crate::raw::{path, RawReader, RawWriter, Written};
 use crate::store::Store;
+use crate::SecretString;
 use crate::{layout, BackendError, Error, Location, StoreOptions};
 
 /// The repository marker, `strongbox.json`.
@@ -92,6 +93,8 @@ pub struct RepoReader {
     pub(crate) local_root: Option<PathBuf>,
     marker: Marker,
     envelope: Arc<dyn Envelope>,
+    /// The id of the key file that unlocked the repository.
+    unlocked_by: Option<String>,
 }
 
 /// Read and write access to a repository.
@@ -192,6 +195,7 @@ impl RepoReader {
             local_root: store.local_root,
             marker,
             envelope,
+            unlocked_by: None,
         })
     }
 
@@ -224,6 +228,9 @@ impl RepoReader {
                 } else {
                     "recipient"
                 },
+                recipient: (!passphrase)
+                    .then(|| encryption::key_file_recipient(&bytes))
+                    .flatten(),
                 created: file.modified,
             });
         }
@@ -247,14 +254,24 @@ impl RepoReader {
     /// Unlock an encrypted repository for reading with an identity or passphrase that one
     /// of its key files opens with.
     pub fn unlock(mut self, unlock: &Unlock) -> Result<Self, Error> {
-        let identity = self.repository_identity(unlock)?;
+        let (id, identity) = self.repository_identity(unlock)?;
         let recipient = identity.to_public();
         self.envelope = Arc::new(Age::new(recipient, Some(identity), &self.location));
+        self.unlocked_by = Some(id);
         Ok(self)
     }
 
-    /// Find the repository identity in the key file that `unlock` opens.
-    fn repository_identity(&self, unlock: &Unlock) -> Result<age::x25519::Identity, Error> {
+    /// The id of the key file that unlocked the repository, once unlocked.
+    pub fn unlocked_by(&self) -> Option<&str> {
+        self.unlocked_by.as_deref()
+    }
+
+    /// Find the repository identity in the key file that `unlock` opens; that file's id
+    /// and the identity.
+    fn repository_identity(
+        &self,
+        unlock: &Unlock,
+    ) -> Result<(String, age::x25519::Identity), Error> {
         if self.marker.encryption != encryption::AGE {
             return Err(Error::NotEncrypted {
                 location: self.location.clone(),
@@ -263,7 +280,7 @@ impl RepoReader {
         let identities = encryption::identities(unlock)?;
         let passphrase = matches!(unlock, Unlock::Passphrase(_));
         let recipient = self.marker.recipient.clone().unwrap_or_default();
-        for (_, file) in self.key_files()? {
+        for (id, file) in self.key_files()? {
             let bytes = self.stored_bytes(&file.key)?;
             if let Some(identity) =
                 encryption::open_key_file(&file.key, &bytes, &identities, passphrase)?
@@ -278,7 +295,7 @@ impl RepoReader {
                         ),
                     });
                 }
-                return Ok(identity);
+                return Ok((id, identity));
             }
         }
         Err(Error::NoMatchingKey {
@@ -571,14 +588,7 @@ impl Repository {
     /// unlocked; returns the key id.
     pub fn add_key(&self, holder: &KeyHolder) -> Result<String, Error> {
         holder.check()?;
-        let identity =
-            self.reader
-                .envelope
-                .repository_identity()
-                .ok_or_else(|| Error::KeyRequired {
-                    location: self.reader.location.clone(),
-                })?;
-        self.write_key_file(identity, holder)
+        self.write_key_file(self.unlocked_identity()?, holder)
     }
 
     /// Delete one key file; the last one is refused, since without it nobody could read
@@ -598,6 +608,35 @@ impl Repository {
             });
         }
         self.reader.delete_raw(&layout::key_file(id))
+    }
+
+    /// Change the passphrase of passphrase key `id`: its key file is replaced whole by one
+    /// sealed with `new`; no data is rewritten. Needs the repository unlocked.
+    pub fn change_passphrase(&self, id: &str, new: &SecretString) -> Result<(), Error> {
+        let holder = KeyHolder::Passphrase(new.clone());
+        holder.check()?;
+        let key = layout::key_file(id);
+        let bytes = self.reader.stored_bytes(&key)?;
+        if !encryption::is_passphrase_file(&key, &bytes)? {
+            return Err(Error::InvalidKey {
+                what: format!("key {id}"),
+                reason: "it is a recipient key; only a passphrase key has a passphrase to change"
+                    .to_string(),
+            });
+        }
+        let sealed = holder.seal(self.unlocked_identity()?)?;
+        self.reader
+            .put_plain(&key, sealed.into(), PutMode::Overwrite)
+    }
+
+    /// The repository identity, which new key files seal; only once unlocked.
+    fn unlocked_identity(&self) -> Result<&age::x25519::Identity, Error> {
+        self.reader
+            .envelope
+            .repository_identity()
+            .ok_or_else(|| Error::KeyRequired {
+                location: self.reader.location.clone(),
+            })
     }
 
     /// Seal the repository identity for `holder` into a new key file; its id.
@@ -634,6 +673,7 @@ impl Repository {
             local_root: store.local_root,
             marker,
             envelope,
+            unlocked_by: None,
         };
         let mut bytes = serde_json::to_vec_pretty(&reader.marker).expect("marker serializes");
         bytes.push(b'\n');

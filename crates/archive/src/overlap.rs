@@ -1,0 +1,242 @@
+//! Stages of a byte stream on threads of their own, so that what one side of a stream does
+//! (reading, hashing, decrypting, decompressing) overlaps with what the other side does.
+
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::thread::JoinHandle;
+
+const CHUNK: usize = 1024 * 1024;
+const CHUNKS_AHEAD: usize = 4;
+
+/// Reads `inner` on a thread of its own, a few chunks ahead of the consumer, so that
+/// downloading and decompressing overlap with what the consumer does (hashing, writing).
+pub struct ReadAhead {
+    chunks: Receiver<io::Result<(Vec<u8>, usize)>>,
+    // Read chunks go back to the reader: fresh 1 MiB buffers cost page faults.
+    spare: Sender<Vec<u8>>,
+    chunk: Vec<u8>,
+    len: usize,
+    pos: usize,
+}
+
+impl ReadAhead {
+    /// Start reading `inner` on a new thread.
+    pub fn spawn<R: Read + Send + 'static>(mut inner: R) -> io::Result<Self> {
+        let (tx, chunks) = sync_channel(CHUNKS_AHEAD);
+        let (spare, returned) = channel::<Vec<u8>>();
+        std::thread::Builder::new()
+            .name("strongbox-read-ahead".to_string())
+            .spawn(move || loop {
+                let mut buf = returned.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+                let message = match fill(&mut inner, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => Ok((buf, n)),
+                    Err(e) => Err(e),
+                };
+                let failed = message.is_err();
+                // A closed channel means the consumer stopped early: stop too.
+                if tx.send(message).is_err() || failed {
+                    break;
+                }
+            })?;
+        Ok(Self {
+            chunks,
+            spare,
+            chunk: Vec::new(),
+            len: 0,
+            pos: 0,
+        })
+    }
+}
+
+/// Writes into `inner` on a thread of its own, a few chunks behind the producer, so that
+/// what `inner` does (encrypting, hashing, storing) overlaps with producing the bytes.
+/// [`WriteBehind::finish`] hands `inner` back once everything reached it; `flush` does not
+/// reach `inner`. Dropping it unfinished drops `inner` unfinished.
+pub struct WriteBehind<W> {
+    chunks: Option<SyncSender<Vec<u8>>>,
+    // Written chunks come back to be filled again: fresh 1 MiB buffers cost page faults.
+    spare: Receiver<Vec<u8>>,
+    worker: Option<JoinHandle<io::Result<W>>>,
+    chunk: Vec<u8>,
+}
+
+impl<W: Write + Send + 'static> WriteBehind<W> {
+    /// Start writing into `inner` on a new thread.
+    pub fn spawn(mut inner: W) -> io::Result<Self> {
+        let (chunks, rx) = sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
+        let (returned, spare) = channel::<Vec<u8>>();
+        let worker = std::thread::Builder::new()
+            .name("strongbox-write-behind".to_string())
+            .spawn(move || {
+                for mut chunk in rx {
+                    inner.write_all(&chunk)?;
+                    chunk.clear();
+                    // The producer may be gone already; the chunk is then simply freed.
+                    drop(returned.send(chunk));
+                }
+                inner.flush()?;
+                Ok(inner)
+            })?;
+        Ok(Self {
+            chunks: Some(chunks),
+            spare,
+            worker: Some(worker),
+            chunk: Vec::with_capacity(CHUNK),
+        })
+    }
+
+    /// Wait until every byte written reached `inner`, and return it.
+    pub fn finish(mut self) -> io::Result<W> {
+        if !self.chunk.is_empty() {
+            self.send()?;
+        }
+        self.join()
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let chunk = std::mem::replace(&mut self.chunk, next);
+        let chunks = self.chunks.as_ref().ok_or_else(stopped)?;
+        if chunks.send(chunk).is_err() {
+            // The worker stopped on an error: that error is the answer.
+            return Err(self.join().err().unwrap_or_else(stopped));
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> io::Result<W> {
+        self.chunks = None;
+        let worker = self.worker.take().ok_or_else(stopped)?;
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("the write-behind thread stopped")
+}
+
+impl<W: Write + Send + 'static> Write for WriteBehind<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(CHUNK - self.chunk.len());
+        self.chunk.extend_from_slice(&buf[..n]);
+        if self.chunk.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W> Drop for WriteBehind<W> {
+    fn drop(&mut self) {
+        self.chunks = None;
+        if let Some(worker) = self.worker.take() {
+            // Wait, so that `inner` is dropped (an upload aborted) before the caller goes on.
+            drop(worker.join());
+        }
+    }
+}
+
+fn fill(inner: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match inner.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.len {
+            match self.chunks.recv() {
+                Ok(Ok((chunk, len))) => {
+                    let used = std::mem::replace(&mut self.chunk, chunk);
+                    if !used.is_empty() {
+                        // The reader may be done already; the chunk is then simply freed.
+                        drop(self.spare.send(used));
+                    }
+                    self.len = len;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.len - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivers_every_byte_in_order_and_passes_errors_on() {
+        let data: Vec<u8> = (0..5 * CHUNK + 123).map(|i| (i % 251) as u8).collect();
+        let mut back = Vec::new();
+        ReadAhead::spawn(io::Cursor::new(data.clone()))
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == data);
+
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk on fire"))
+            }
+        }
+        let err = ReadAhead::spawn(Broken)
+            .unwrap()
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert_eq!(err.to_string(), "disk on fire");
+    }
+
+    #[test]
+    fn writes_every_byte_in_order_and_passes_errors_on() {
+        let data: Vec<u8> = (0..5 * CHUNK + 123).map(|i| (i % 251) as u8).collect();
+        let mut behind = WriteBehind::spawn(Vec::new()).unwrap();
+        for piece in data.chunks(7777) {
+            behind.write_all(piece).unwrap();
+        }
+        assert!(behind.finish().unwrap() == data);
+
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut behind = WriteBehind::spawn(Full).unwrap();
+        let written = (0..CHUNKS_AHEAD + 3).try_for_each(|_| behind.write_all(&data[..CHUNK]));
+        let err = match written {
+            Err(e) => e,
+            Ok(()) => behind
+                .finish()
+                .err()
+                .expect("the error reaches the producer"),
+        };
+        assert_eq!(err.to_string(), "disk full");
+    }
+}
