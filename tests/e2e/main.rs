@@ -10,3 +10,4 @@ mod interrupt;
 mod prune;
 mod recipe;
 mod s3;
+mod verification;

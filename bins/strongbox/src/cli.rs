@@ -265,6 +265,17 @@ pub struct BackupArgs {
     pub common: CommonBackup,
 }
 
+impl BackupArgs {
+    /// The options every backup kind takes.
+    pub fn common(&self) -> &CommonBackup {
+        match &self.kind {
+            None => &self.common,
+            Some(Backup::Files(files)) => &files.common,
+            Some(Backup::Postgres(db) | Backup::Sqlite(db)) => &db.common,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
     /// The set (letters, digits, '.', '_', '-').
@@ -311,6 +322,30 @@ pub struct CommonBackup {
     /// Snapshot time instead of now (RFC 3339).
     #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
     pub time: Option<DateTime<Utc>>,
+    /// Verify the new snapshot at this level; a failed verification exits 1 (the snapshot
+    /// stays, journalled as failing).
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub verify: Option<VerifyLevel>,
+    #[command(flatten)]
+    pub scratch: Scratch,
+}
+
+/// Where restore tests restore.
+#[derive(Debug, Clone, Args)]
+pub struct Scratch {
+    /// Restore tests of files and SQLite snapshots restore into a temporary directory
+    /// here (default: the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub scratch_dir: Option<PathBuf>,
+    /// A PostgreSQL server on which restore tests create (and drop) scratch databases; the
+    /// role needs CREATEDB. Default: [verify] scratch_postgres in the configuration.
+    #[arg(
+        long,
+        env = "STRONGBOX_VERIFY_PG",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub scratch_postgres: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -342,12 +377,16 @@ pub struct VerifyArgs {
     /// Check every snapshot.
     #[arg(long, conflicts_with = "snapshots")]
     pub all: bool,
-    /// How thoroughly.
+    /// How thoroughly: quick, checksum, deep, or restore (a real restore into scratch
+    /// space, checked and removed).
     #[arg(long, value_enum, default_value = "quick")]
     pub level: VerifyLevel,
-    /// Also write the JSON report to FILE.
+    /// Also write the report to FILE: text, JSON or one self-contained HTML page, by its
+    /// extension (.txt, .json, .html).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub scratch: Scratch,
 }
 
 #[derive(Debug, Args)]

@@ -14,8 +14,8 @@ use clap::Parser;
 use serde::Serialize;
 use strongbox_config::Config;
 use strongbox_engine::{
-    BackupOptions, Cancel, Engine, FilesSpec, PostgresSpec, PruneOptions, Reader, RestoreOptions,
-    SetSpec, SourceSpec, SqliteSpec, TargetSpec,
+    BackupOptions, Cancel, Engine, FilesSpec, PostgresSpec, PruneOptions, Reader, Report,
+    RestoreOptions, SetSpec, SourceSpec, SqliteSpec, TargetSpec, VerifyLevel, VerifyOptions,
 };
 use strongbox_manifest::SnapshotKind;
 use strongbox_storage::{
@@ -246,6 +246,24 @@ impl App {
         Ok(Some(Unlock::Passphrase(passphrase)))
     }
 
+    /// How to verify at `level`: scratch space from the flags, else the configuration.
+    fn verify_options(&self, level: VerifyLevel, scratch: &cli::Scratch) -> VerifyOptions {
+        VerifyOptions {
+            level,
+            scratch_dir: scratch.scratch_dir.clone(),
+            scratch_postgres: scratch
+                .scratch_postgres
+                .clone()
+                .or_else(|| self.config.verify.scratch_postgres.clone()),
+            checks: self
+                .config
+                .sets
+                .iter()
+                .map(|(name, set)| (name.clone(), set.verify_checks.clone()))
+                .collect(),
+        }
+    }
+
     /// `repo`, unlocked with [`App::key_for`].
     fn unlocked(&self, repo: Repository) -> Result<Repository> {
         let key = self.key_for(repo.as_reader())?;
@@ -301,11 +319,15 @@ impl App {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Show { snapshot } => {
-                let snapshot = self.reader()?.resolve(&snapshot)?;
-                self.print(&snapshot, || {
-                    String::from_utf8_lossy(&snapshot.to_json())
-                        .trim_end()
-                        .to_string()
+                let reader = self.reader()?;
+                let snapshot = reader.resolve(&snapshot)?;
+                let last = reader
+                    .last_verifications(&snapshot.set)?
+                    .remove(&snapshot.id.to_string());
+                let mut shown = serde_json::to_value(&snapshot)?;
+                shown["last_verification"] = serde_json::to_value(&last)?;
+                self.print(&shown, || {
+                    serde_json::to_string_pretty(&shown).unwrap_or_default()
                 })?;
                 Ok(ExitCode::SUCCESS)
             }
@@ -394,6 +416,15 @@ impl App {
     }
 
     fn backup(&self, args: BackupArgs) -> Result<ExitCode> {
+        let common = args.common();
+        let configured = match (&args.kind, &args.set) {
+            (None, Some(set)) => self.config.sets.get(set).and_then(|s| s.verify),
+            _ => None,
+        };
+        let verify = common
+            .verify
+            .or(configured)
+            .map(|level| self.verify_options(level, &common.scratch));
         let spec = match args.kind {
             None => {
                 let name = args.set.as_deref().unwrap_or_default();
@@ -437,11 +468,33 @@ impl App {
         };
         strongbox_storage::layout::check_set_name(&spec.set)?;
         let repo = Repository::open_or_init(&self.location()?, &self.config.store_options())?;
-        let snapshot = self
-            .engine_over(repo)?
+        let engine = self.engine_over(repo)?;
+        let snapshot = engine
             .backup(&spec)
             .with_context(|| format!("backup of {} failed", spec.source.describe()))?;
-        self.print(&snapshot, || output::summary(&snapshot))?;
+        let report = match &verify {
+            Some(options) => Some(
+                engine
+                    .verify(std::slice::from_ref(&snapshot), options)
+                    .with_context(|| format!("verifying the new snapshot {}", snapshot.id))?,
+            ),
+            None => None,
+        };
+        let mut shown = serde_json::to_value(&snapshot)?;
+        if let Some(report) = &report {
+            shown["verification"] = report_json(report)?;
+        }
+        self.print(&shown, || match &report {
+            Some(report) => format!("{}\n{}", output::summary(&snapshot), report.to_text()),
+            None => output::summary(&snapshot),
+        })?;
+        if report.as_ref().is_some_and(|r| !r.ok) {
+            eprintln!(
+                "strongbox: error: snapshot {} was written, but its verification failed",
+                snapshot.id
+            );
+            return Ok(ExitCode::FAILURE);
+        }
         for error in &snapshot.errors {
             eprintln!(
                 "strongbox: warning: {}: {} (not in this snapshot)",
@@ -512,18 +565,53 @@ impl App {
                 reader.repo().location()
             );
         }
-        let report = reader.verify(&snapshots, args.level)?;
-        if let Some(path) = &args.report {
-            std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+        let format = args.report.as_deref().map(ReportFormat::of).transpose()?;
+        let report = reader.verify(&snapshots, &self.verify_options(args.level, &args.scratch))?;
+        if let (Some(path), Some(format)) = (&args.report, format) {
+            let body = match format {
+                ReportFormat::Text => report.to_text() + "\n",
+                ReportFormat::Json => serde_json::to_string_pretty(&report_json(&report)?)?,
+                ReportFormat::Html => report.to_html(),
+            };
+            std::fs::write(path, body)
                 .with_context(|| format!("writing report {}", path.display()))?;
         }
-        self.print(&report, || output::verify_text(&report))?;
+        self.print(&report_json(&report)?, || report.to_text())?;
         Ok(if report.ok {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
         })
     }
+}
+
+/// A report file's format, by its extension.
+#[derive(Clone, Copy)]
+enum ReportFormat {
+    Text,
+    Json,
+    Html,
+}
+
+impl ReportFormat {
+    fn of(path: &std::path::Path) -> Result<Self> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("txt" | "text") => Ok(ReportFormat::Text),
+            Some("json") => Ok(ReportFormat::Json),
+            Some("html" | "htm") => Ok(ReportFormat::Html),
+            _ => bail!(
+                "report {}: name it .txt, .json or .html (the extension picks the format)",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// A verification report as JSON, with its summary.
+fn report_json(report: &Report) -> Result<serde_json::Value> {
+    let mut value = serde_json::to_value(report)?;
+    value["summary"] = serde_json::to_value(report.summary())?;
+    Ok(value)
 }
 
 fn spec(set: String, source: SourceSpec, common: cli::CommonBackup) -> SetSpec {

@@ -1,7 +1,7 @@
 //! Human-readable output: tables, summaries and sizes. JSON output is serde's.
 
 use serde::Serialize;
-use strongbox_engine::{PruneReport, Report, RestoreDetail, RestoreOutcome, RestorePlan};
+use strongbox_engine::{PruneReport, RestoreDetail, RestoreOutcome, RestorePlan};
 use strongbox_manifest::{FileEntry, FileType, Snapshot, Stats};
 
 /// One row of `ls`, in the JSON shape scripts rely on.
@@ -217,31 +217,4 @@ pub fn prune_text(report: &PruneReport) -> String {
         human_bytes(report.freed_bytes)
     ));
     lines.join("\n")
-}
-
-pub fn verify_text(report: &Report) -> String {
-    let mut text = String::new();
-    for snapshot in &report.snapshots {
-        text.push_str(&format!(
-            "{} {} {}\n",
-            if snapshot.ok { "ok    " } else { "FAILED" },
-            snapshot.set,
-            snapshot.id
-        ));
-        for check in &snapshot.checks {
-            text.push_str(&format!(
-                "    {:<9} {} {}\n",
-                check.name.to_string(),
-                if check.ok { "ok" } else { "FAILED:" },
-                check.detail
-            ));
-        }
-    }
-    let failed = report.snapshots.iter().filter(|s| !s.ok).count();
-    text.push_str(&format!(
-        "{} snapshot(s) verified at level {:?}, {failed} failed",
-        report.snapshots.len(),
-        report.level
-    ));
-    text
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use strongbox_engine::SourceSpec;
+use strongbox_engine::{SourceSpec, VerifyLevel};
 use strongbox_retention::KeepPolicy;
 
 use crate::secret::{is_secret_s3_key, redact_url, Secret};
@@ -103,9 +103,12 @@ pub struct SetConfig {
     /// When to verify, likewise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify_schedule: Option<String>,
-    /// Queries a restore test runs against the restored database; each must return no row.
+    /// Queries a restore test runs against the restored database.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub verify_checks: Vec<VerifyCheck>,
+    /// Verify every new snapshot at this level (`backup SET`); a failure exits 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyLevel>,
 }
 
 /// The keys every kind of set has; the rest of a set's table is its source's.
@@ -119,14 +122,16 @@ struct SetOptions {
     verify_schedule: Option<String>,
     #[serde(default)]
     verify_checks: Vec<VerifyCheck>,
+    verify: Option<VerifyLevel>,
 }
 
-const SET_OPTIONS: [&str; 5] = [
+const SET_OPTIONS: [&str; 6] = [
     "tags",
     "keep",
     "schedule",
     "verify_schedule",
     "verify_checks",
+    "verify",
 ];
 
 impl SetConfig {
@@ -149,6 +154,7 @@ impl SetConfig {
             schedule: options.schedule,
             verify_schedule: options.verify_schedule,
             verify_checks: options.verify_checks,
+            verify: options.verify,
         })
     }
 }
@@ -169,15 +175,9 @@ impl<'de> Deserialize<'de> for SetConfig {
     }
 }
 
-/// A query a restore test runs; it must return no row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyCheck {
-    /// What it checks, for the report.
-    pub name: String,
-    /// The SQL.
-    pub query: String,
-}
+/// A query a restore test runs against the restored database: no row, or the one value
+/// `expect` says.
+pub use strongbox_db_dump::SqlCheck as VerifyCheck;
 
 /// `[verify]`: where restore tests of PostgreSQL snapshots make their scratch databases.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -53,6 +53,7 @@ use strongbox_manifest::{DatabaseStats, SourceKind, TableCount};
 
 pub use conninfo::{is_conninfo, redact_conninfo};
 pub use error::{Error, PgError};
+
 pub use postgres::{PostgresSource, PostgresTarget};
 pub use sqlite::{SqliteSource, SqliteTarget};
 
@@ -89,6 +90,77 @@ pub trait DatabaseTarget {
     fn safety_source(&self) -> Option<Box<dyn DatabaseSource>> {
         None
     }
+    /// Check the restored database with its own means (integrity, foreign keys, indexes)
+    /// and run the operator's `checks`, for a restore test. An `Err` is a check that could
+    /// not run at all.
+    fn inspect(&mut self, checks: &[SqlCheck]) -> Result<Vec<Inspection>, Error> {
+        let _ = checks;
+        Ok(Vec::new())
+    }
+}
+
+/// An operator's check of a restored database: a query and what it must return. Without
+/// `expect` it must return no row (each row is a problem: users without profiles, orphaned
+/// rows); with `expect`, one row whose first column reads `expect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlCheck {
+    /// What it checks, for the report.
+    pub name: String,
+    /// The SQL.
+    pub query: String,
+    /// The single value the query must return; default: no row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+}
+
+impl SqlCheck {
+    /// Judge what the query returned (each row as text, columns joined by `|`).
+    pub fn judge(&self, rows: &[String]) -> Result<String, String> {
+        let first = |n: usize| rows.iter().take(n).cloned().collect::<Vec<_>>().join("; ");
+        match (&self.expect, rows) {
+            (None, []) => Ok(format!("{}: no rows", self.name)),
+            (None, rows) => Err(format!(
+                "{}: {} row(s), first: {}",
+                self.name,
+                rows.len(),
+                first(5)
+            )),
+            (Some(want), [only]) if only == want => Ok(format!("{}: {want}", self.name)),
+            (Some(want), rows) => Err(format!(
+                "{}: expected {want}, got {}",
+                self.name,
+                if rows.is_empty() {
+                    "no row".to_string()
+                } else {
+                    first(3)
+                }
+            )),
+        }
+    }
+}
+
+/// What an [`Inspection`] of a restored database looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// The database's own integrity check (SQLite `integrity_check`; PostgreSQL `ANALYZE`
+    /// reads every table).
+    Integrity,
+    /// No row references a missing parent.
+    ForeignKeys,
+    /// Every btree index agrees with its table (PostgreSQL amcheck).
+    Indexes,
+    /// An operator's [`SqlCheck`].
+    Query,
+}
+
+/// One check of a restored database: `Ok(what passed)` or `Err(what is wrong)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// What was looked at.
+    pub probe: Probe,
+    /// The outcome.
+    pub result: Result<String, String>,
 }
 
 /// What a restore produced.
@@ -112,5 +184,43 @@ pub fn verify_dump(kind: SourceKind, dump: &mut dyn Read) -> Result<String, Erro
             database: "a files snapshot".to_string(),
             reason: "it holds no database dump".to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_checks_want_no_rows_or_exactly_their_value() {
+        let check = |expect: Option<&str>| SqlCheck {
+            name: "c".into(),
+            query: "q".into(),
+            expect: expect.map(str::to_string),
+        };
+        let rows = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cases: [(Option<&str>, Vec<String>, Result<&str, &str>); 6] = [
+            (None, rows(&[]), Ok("c: no rows")),
+            (
+                None,
+                rows(&["7|bob", "9|eve"]),
+                Err("c: 2 row(s), first: 7|bob; 9|eve"),
+            ),
+            (Some("42"), rows(&["42"]), Ok("c: 42")),
+            (Some("42"), rows(&["41"]), Err("c: expected 42, got 41")),
+            (Some("42"), rows(&[]), Err("c: expected 42, got no row")),
+            (
+                Some("42"),
+                rows(&["42", "42"]),
+                Err("c: expected 42, got 42; 42"),
+            ),
+        ];
+        for (expect, got, want) in cases {
+            let judged = check(expect).judge(&got);
+            assert_eq!(
+                judged.as_ref().map(String::as_str).map_err(String::as_str),
+                want
+            );
+        }
     }
 }

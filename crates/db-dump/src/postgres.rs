@@ -12,7 +12,9 @@ use tokio_postgres::{Client, GenericClient, IsolationLevel, NoTls};
 
 use crate::conninfo::{quote_ident, PgConn, ProcessEnv};
 use crate::tool::{abandon, copy, CopyError, Major, StderrTail, Tool};
-use crate::{DatabaseSource, DatabaseTarget, Error, RestoreReport};
+use crate::{
+    DatabaseSource, DatabaseTarget, Error, Inspection, PgError, Probe, RestoreReport, SqlCheck,
+};
 
 /// First bytes of a `pg_dump -Fc` archive.
 pub(crate) const PG_MAGIC: &[u8] = b"PGDMP";
@@ -314,21 +316,22 @@ impl PostgresTarget {
         }
     }
 
-    /// Run `sql` on the server's maintenance database (`postgres`, else `template1`).
-    fn maintenance(&self, sql: &str, operation: &'static str) -> Result<(), Error> {
+    /// Run `work` on the server's maintenance database (`postgres`, else `template1`).
+    fn on_maintenance<T>(
+        &self,
+        operation: &'static str,
+        work: impl FnOnce(&Session) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, Error> {
         let mut last = None;
         for dbname in ["postgres", "template1"] {
             let conn = self.conn.with_dbname(dbname);
             match Session::open(&conn) {
                 Ok(session) => {
-                    return session
-                        .rt
-                        .block_on(session.client.batch_execute(sql))
-                        .map_err(|source| Error::Query {
-                            database: self.conn.describe(),
-                            operation,
-                            source: source.into(),
-                        });
+                    return work(&session).map_err(|source| Error::Query {
+                        database: self.conn.describe(),
+                        operation,
+                        source: source.into(),
+                    });
                 }
                 Err(Error::Connect { source, .. })
                     if source.code() == Some(&SqlState::INVALID_CATALOG_NAME) =>
@@ -342,6 +345,142 @@ impl PostgresTarget {
             database: format!("the maintenance database on {}", self.conn.host_display()),
             source: last.expect("tried a maintenance database"),
         })
+    }
+
+    /// Run `sql` on the server's maintenance database.
+    fn maintenance(&self, sql: &str, operation: &'static str) -> Result<(), Error> {
+        self.on_maintenance(operation, |session| {
+            session.rt.block_on(session.client.batch_execute(sql))
+        })
+    }
+
+    /// A scratch database `dbname` on the server that `server` connects to (whatever
+    /// database `server` names), for a restore test.
+    pub fn scratch(server: &str, dbname: &str) -> Result<Self, Error> {
+        let conn = PgConn::parse(server, &ProcessEnv)?.with_dbname(dbname);
+        Ok(PostgresTarget { conn })
+    }
+
+    /// The database's name.
+    pub fn dbname(&self) -> &str {
+        &self.conn.dbname
+    }
+
+    /// The server's major version (`15`).
+    pub fn server_major(&self) -> Result<u32, Error> {
+        let number: String = self.on_maintenance("reading the server version", |session| {
+            let row = session
+                .rt
+                .block_on(session.client.query_one("SHOW server_version_num", &[]))?;
+            Ok(row.get(0))
+        })?;
+        Ok(number.parse::<u32>().unwrap_or(0) / 10_000)
+    }
+
+    /// The databases on the server whose names start with `prefix`.
+    pub fn databases_named(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        self.on_maintenance("listing databases", |session| {
+            let rows = session.rt.block_on(session.client.query(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1",
+                &[&prefix],
+            ))?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    /// Drop the database, if it exists.
+    pub fn drop_database(&self) -> Result<(), Error> {
+        self.maintenance(
+            &format!("DROP DATABASE IF EXISTS {}", quote_ident(&self.conn.dbname)),
+            "dropping the database",
+        )
+    }
+
+    /// Every btree index through amcheck's `bt_index_check`, when the extension can be
+    /// created (it needs a superuser or a role allowed to).
+    fn check_indexes(&self, session: &Session) -> Result<String, String> {
+        let run = |sql: &str| session.rt.block_on(session.client.batch_execute(sql));
+        if let Err(e) = run("CREATE EXTENSION IF NOT EXISTS amcheck") {
+            return Ok(format!(
+                "skipped: amcheck cannot be created here ({})",
+                crate::error::one_line(&PgError::from(e).to_string())
+            ));
+        }
+        let indexes: Vec<String> = session
+            .rt
+            .block_on(session.client.query(BTREE_INDEXES, &[]))
+            .map_err(|e| format!("listing indexes: {}", PgError::from(e)))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let broken: Vec<String> = indexes
+            .iter()
+            .filter_map(|index| {
+                let sql = format!(
+                    "SELECT bt_index_check('{}'::regclass)",
+                    index.replace('\'', "''")
+                );
+                run(&sql)
+                    .err()
+                    .map(|e| format!("index {index}: {}", PgError::from(e)))
+            })
+            .collect();
+        if broken.is_empty() {
+            Ok(format!(
+                "bt_index_check passed on {} btree index(es)",
+                indexes.len()
+            ))
+        } else {
+            Err(broken.join("; "))
+        }
+    }
+
+    /// Every foreign key: no row whose key columns are all set lacks its parent row.
+    fn check_foreign_keys(&self, session: &Session) -> Result<String, String> {
+        let keys = session
+            .rt
+            .block_on(session.client.query(FOREIGN_KEYS, &[]))
+            .map_err(|e| format!("listing foreign keys: {}", PgError::from(e)))?;
+        let mut orphaned = Vec::new();
+        for key in &keys {
+            let (name, child, parent): (String, String, String) =
+                (key.get(0), key.get(1), key.get(2));
+            let (columns, referenced): (Vec<String>, Vec<String>) = (key.get(3), key.get(4));
+            let set: Vec<String> = columns
+                .iter()
+                .map(|c| format!("c.{c} IS NOT NULL"))
+                .collect();
+            let matches: Vec<String> = columns
+                .iter()
+                .zip(&referenced)
+                .map(|(c, p)| format!("p.{p} = c.{c}"))
+                .collect();
+            let sql = format!(
+                "SELECT count(*) FROM {child} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {})",
+                set.join(" AND "),
+                matches.join(" AND ")
+            );
+            let count: i64 = session
+                .rt
+                .block_on(session.client.query_one(&sql, &[]))
+                .map_err(|e| {
+                    format!(
+                        "checking foreign key {name} on {child}: {}",
+                        PgError::from(e)
+                    )
+                })?
+                .get(0);
+            if count > 0 {
+                orphaned.push(format!(
+                    "{child}: {count} row(s) break foreign key {name} (no row in {parent})"
+                ));
+            }
+        }
+        if orphaned.is_empty() {
+            Ok(format!("{} foreign key(s), no orphaned rows", keys.len()))
+        } else {
+            Err(orphaned.join("; "))
+        }
     }
 
     fn is_empty_session(&self, session: &Session) -> Result<bool, Error> {
@@ -507,7 +646,81 @@ impl DatabaseTarget for PostgresTarget {
     fn safety_source(&self) -> Option<Box<dyn DatabaseSource>> {
         Some(Box::new(self.as_source()))
     }
+
+    fn inspect(&mut self, checks: &[SqlCheck]) -> Result<Vec<Inspection>, Error> {
+        let session = Session::open(&self.conn)?;
+        session
+            .rt
+            .block_on(session.client.batch_execute("ANALYZE"))
+            .map_err(|source| Error::Query {
+                database: self.conn.describe(),
+                operation: "running ANALYZE",
+                source: source.into(),
+            })?;
+        Ok(vec![
+            Inspection {
+                probe: Probe::Integrity,
+                result: Ok("ANALYZE read every table".to_string()),
+            },
+            Inspection {
+                probe: Probe::Indexes,
+                result: self.check_indexes(&session),
+            },
+            Inspection {
+                probe: Probe::ForeignKeys,
+                result: self.check_foreign_keys(&session),
+            },
+        ]
+        .into_iter()
+        .chain(checks.iter().map(|check| {
+            Inspection {
+                probe: Probe::Query,
+                result: postgres_rows(&session, &check.query)
+                    .map_err(|e| format!("{}: {e}", check.name))
+                    .and_then(|rows| check.judge(&rows)),
+            }
+        }))
+        .collect())
+    }
 }
+
+/// Every row `sql` returns, its columns as text joined by `|` (the query runs as simple
+/// protocol, which hands every value over as text).
+fn postgres_rows(session: &Session, sql: &str) -> Result<Vec<String>, PgError> {
+    let messages = session.rt.block_on(session.client.simple_query(sql))?;
+    Ok(messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("NULL").to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            ),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Every valid btree index outside the system schemas, as a `regclass` name.
+const BTREE_INDEXES: &str = "SELECT c.oid::regclass::text FROM pg_index i \
+    JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam \
+    JOIN pg_namespace n ON n.oid = c.relnamespace \
+    WHERE a.amname = 'btree' AND i.indisvalid AND c.relpersistence <> 't' \
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
+    ORDER BY 1";
+
+/// Every foreign key outside the system schemas: name, child and parent table (as
+/// `regclass` names), and the quoted column names on each side, in key order.
+const FOREIGN_KEYS: &str = "SELECT con.conname::text, con.conrelid::regclass::text, \
+    con.confrelid::regclass::text, \
+    ARRAY(SELECT quote_ident(a.attname) FROM unnest(con.conkey) WITH ORDINALITY k(n, i) \
+          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i), \
+    ARRAY(SELECT quote_ident(a.attname) FROM unnest(con.confkey) WITH ORDINALITY k(n, i) \
+          JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i) \
+    FROM pg_constraint con JOIN pg_namespace n ON n.oid = con.connamespace \
+    WHERE con.contype = 'f' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+    ORDER BY 1, 2";
 
 /// Compare restored counts with the snapshot's; tables the target had besides are ignored
 /// (a restore over an existing database keeps what the dump does not name).

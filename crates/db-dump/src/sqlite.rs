@@ -15,7 +15,7 @@ use strongbox_manifest::{DatabaseStats, SourceKind, TableCount};
 
 use crate::conninfo::quote_ident;
 use crate::tool::{copy, CopyError};
-use crate::{DatabaseSource, DatabaseTarget, Error, RestoreReport};
+use crate::{DatabaseSource, DatabaseTarget, Error, Inspection, Probe, RestoreReport, SqlCheck};
 
 /// First bytes of every SQLite database file.
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
@@ -271,6 +271,41 @@ impl Drop for Staged {
     }
 }
 
+/// Every row `sql` returns, its columns as text joined by `|`.
+fn sqlite_rows(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<String>> {
+    let mut statement = conn.prepare(sql)?;
+    let columns = statement.column_count();
+    let rows = statement.query_map([], |row| {
+        (0..columns)
+            .map(|i| {
+                row.get_ref(i).map(|v| match v {
+                    rusqlite::types::ValueRef::Null => "NULL".to_string(),
+                    rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                    rusqlite::types::ValueRef::Real(x) => x.to_string(),
+                    rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                    rusqlite::types::ValueRef::Blob(b) => format!("<{} bytes>", b.len()),
+                })
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map(|cells| cells.join("|"))
+    })?;
+    rows.collect()
+}
+
+/// `PRAGMA foreign_key_check`: each row that references a missing parent, as
+/// `table rowid N -> parent`.
+fn foreign_key_check(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut statement = conn.prepare("PRAGMA foreign_key_check")?;
+    let rows = statement.query_map([], |row| {
+        let table: String = row.get(0)?;
+        let rowid: Option<i64> = row.get(1)?;
+        let parent: String = row.get(2)?;
+        let rowid = rowid.map_or_else(|| "-".to_string(), |r| r.to_string());
+        Ok(format!("{table} rowid {rowid} -> {parent}"))
+    })?;
+    rows.collect()
+}
+
 /// Check a staged copy: an SQLite file whose integrity check says `ok`.
 fn check_copy(staged: &Path, named: &Path) -> Result<Connection, Error> {
     let mut head = [0u8; 16];
@@ -311,6 +346,52 @@ fn exists(path: &Path) -> Result<bool, Error> {
 impl DatabaseTarget for SqliteTarget {
     fn kind(&self) -> SourceKind {
         SourceKind::Sqlite
+    }
+
+    fn inspect(&mut self, checks: &[SqlCheck]) -> Result<Vec<Inspection>, Error> {
+        let path = absolute(&self.path)?;
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| Error::sqlite("opening", &path, e))?;
+        let integrity = integrity_check(&conn, &path)?;
+        let orphans = foreign_key_check(&conn)
+            .map_err(|e| Error::sqlite("checking foreign keys", &path, e))?;
+        let foreign_keys = if orphans.is_empty() {
+            Ok("foreign_key_check: no row references a missing parent".to_string())
+        } else {
+            Err(format!(
+                "foreign_key_check: {} row(s) reference a missing parent, first: {}",
+                orphans.len(),
+                orphans
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        };
+        let queries = checks.iter().map(|check| Inspection {
+            probe: Probe::Query,
+            result: sqlite_rows(&conn, &check.query)
+                .map_err(|e| format!("{}: {e}", check.name))
+                .and_then(|rows| check.judge(&rows)),
+        });
+        Ok([
+            Inspection {
+                probe: Probe::Integrity,
+                result: if integrity == "ok" {
+                    Ok("integrity_check: ok".to_string())
+                } else {
+                    Err(format!("integrity_check: {integrity}"))
+                },
+            },
+            Inspection {
+                probe: Probe::ForeignKeys,
+                result: foreign_keys,
+            },
+        ]
+        .into_iter()
+        .chain(queries)
+        .collect())
     }
 
     fn describe(&self) -> String {

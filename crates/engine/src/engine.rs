@@ -4,7 +4,7 @@ use std::sync::Arc;
 use strongbox_manifest::{Includes, Listing, ObjectRole, Snapshot, SourceKind};
 use strongbox_storage::{RepoReader, Repository};
 
-use crate::journal::{Journal, Operation, RunStatus};
+use crate::journal::{Journal, Operation, RunOutcome, RunStatus};
 use crate::restore::RestorePlan;
 use crate::{select, Cancel, Error, NoProgress, Progress};
 
@@ -138,17 +138,20 @@ impl Reader {
         operation: Operation,
         snapshot: Option<String>,
         work: impl FnOnce() -> Result<T, Error>,
-        ok: impl Fn(&T) -> bool,
+        outcome: impl Fn(&T) -> RunOutcome,
     ) -> Result<T, Error> {
         let journal = Journal::start(&self.repo, set, operation);
         let result = work();
         match &result {
-            Ok(value) if ok(value) => journal.finish(RunStatus::Ok, snapshot, None),
-            Ok(_) => journal.finish(
-                RunStatus::Failed,
-                snapshot,
-                Some("checks failed".to_string()),
-            ),
+            Ok(value) => {
+                let outcome = outcome(value);
+                let (status, error) = if outcome.ok {
+                    (RunStatus::Ok, None)
+                } else {
+                    (RunStatus::Failed, Some("checks failed".to_string()))
+                };
+                journal.finish_with(status, snapshot, error, outcome);
+            }
             Err(e) => journal.finish(RunStatus::Failed, snapshot, Some(crate::error_chain(e))),
         }
         result

@@ -4,7 +4,10 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use strongbox_storage::{host_name, RepoReader};
+use strongbox_storage::{host_name, layout, RepoReader};
+use strongbox_verify::VerifyLevel;
+
+use crate::{Error, Reader};
 
 /// What a run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +77,40 @@ pub struct RunRecord {
     pub host: String,
     /// Process id.
     pub pid: u32,
+    /// Wall-clock seconds, once finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<f64>,
+    /// Bytes restored (a restore or restore test), for its throughput.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// A verification's result per snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verified: Vec<Verification>,
+}
+
+/// What a verification found about one snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    /// The snapshot.
+    pub snapshot: String,
+    /// The level run.
+    pub level: VerifyLevel,
+    /// Whether every check passed.
+    pub ok: bool,
+    /// When.
+    pub time: DateTime<Utc>,
+    /// Seconds its restore took, for a restore test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_secs: Option<f64>,
+}
+
+/// How a journaled run went, beyond success or failure.
+#[derive(Debug, Default)]
+pub(crate) struct RunOutcome {
+    /// Every check passed (a verification can succeed as a run and still find problems).
+    pub(crate) ok: bool,
+    pub(crate) bytes: Option<u64>,
+    pub(crate) verified: Vec<Verification>,
 }
 
 pub(crate) struct Journal<'a> {
@@ -103,6 +140,9 @@ impl<'a> Journal<'a> {
                 error: None,
                 host: host_name(),
                 pid: std::process::id(),
+                duration_secs: None,
+                bytes: None,
+                verified: Vec::new(),
             },
         };
         journal.write();
@@ -117,16 +157,85 @@ impl<'a> Journal<'a> {
         }
     }
 
-    pub(crate) fn finish(
+    pub(crate) fn finish(self, status: RunStatus, snapshot: Option<String>, error: Option<String>) {
+        self.finish_with(status, snapshot, error, RunOutcome::default());
+    }
+
+    pub(crate) fn finish_with(
         mut self,
         status: RunStatus,
         snapshot: Option<String>,
         error: Option<String>,
+        outcome: RunOutcome,
     ) {
+        let finished = Utc::now();
         self.record.status = status;
-        self.record.finished = Some(Utc::now());
+        self.record.finished = Some(finished);
+        self.record.duration_secs =
+            Some((finished - self.record.started).num_milliseconds() as f64 / 1000.0);
         self.record.snapshot = snapshot;
         self.record.error = error;
+        self.record.bytes = outcome.bytes;
+        self.record.verified = outcome.verified;
         self.write();
+    }
+}
+
+impl Reader {
+    /// `set`'s run journal, oldest first. Entries that do not read are skipped with a
+    /// warning: the journal is a record of attempts, not of data.
+    pub fn runs(&self, set: &str) -> Result<Vec<RunRecord>, Error> {
+        let prefix = layout::runs_prefix(layout::check_set_name(set)?);
+        let mut runs = Vec::new();
+        for object in self.repo.list(&prefix)? {
+            let parsed = self
+                .repo
+                .read_object(&object.key, None)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    serde_json::from_slice::<RunRecord>(&bytes).map_err(|e| e.to_string())
+                });
+            match parsed {
+                Ok(run) => runs.push(run),
+                Err(e) => {
+                    tracing::warn!(key = %object.key, error = %e, "skipping an unreadable journal entry")
+                }
+            }
+        }
+        runs.sort_by_key(|run| run.started);
+        Ok(runs)
+    }
+
+    /// The snapshots of `set` whose latest restore test passed.
+    pub fn restore_tested(&self, set: &str) -> Result<std::collections::HashSet<String>, Error> {
+        let mut passed = std::collections::HashSet::new();
+        for run in self.runs(set)? {
+            for v in run
+                .verified
+                .into_iter()
+                .filter(|v| v.level == VerifyLevel::Restore)
+            {
+                if v.ok {
+                    passed.insert(v.snapshot);
+                } else {
+                    passed.remove(&v.snapshot);
+                }
+            }
+        }
+        Ok(passed)
+    }
+
+    /// The latest verification of each snapshot of `set`, by snapshot id.
+    pub fn last_verifications(
+        &self,
+        set: &str,
+    ) -> Result<std::collections::HashMap<String, Verification>, Error> {
+        let mut last = std::collections::HashMap::new();
+        for run in self.runs(set)? {
+            for verification in run.verified {
+                last.insert(verification.snapshot.clone(), verification);
+            }
+        }
+        Ok(last)
     }
 }

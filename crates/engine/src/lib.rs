@@ -20,6 +20,7 @@
 //! ```
 //! use strongbox_engine::{
 //!     DirectoryTarget, Engine, FilesSpec, RestoreOptions, SetSpec, SourceSpec, VerifyLevel,
+//!     VerifyOptions,
 //! };
 //! use strongbox_storage::{Location, Repository};
 //!
@@ -36,7 +37,7 @@
 //! engine.restore(&snapshot, &mut DirectoryTarget::new(&restored), &RestoreOptions::default())?;
 //! assert_eq!(std::fs::read(restored.join("avatars/1.png"))?, b"not really a png");
 //!
-//! assert!(engine.verify(&[snapshot], VerifyLevel::Deep)?.ok);
+//! assert!(engine.verify(&[snapshot], &VerifyOptions::level(VerifyLevel::Deep))?.ok);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -59,7 +60,7 @@ pub(crate) use error::error_chain;
 
 pub use engine::{Engine, Reader};
 pub use error::Error;
-pub use journal::{Operation, RunRecord, RunStatus};
+pub use journal::{Operation, RunRecord, RunStatus, Verification};
 pub use progress::{Cancel, NoProgress, Progress};
 pub use prune::{Forgotten, Kept, PruneOptions, PruneReport, SetPolicy};
 pub use restore::{
@@ -75,3 +76,4 @@ pub use spec::{BackupOptions, SetSpec, SourceSpec};
 pub use strongbox_retention::{KeepPolicy, Timezone};
 pub use strongbox_verify::{Report, VerifyLevel};
 pub use tree::{ObjectSource, TreeEntry};
+pub use verify::VerifyOptions;

@@ -10,6 +10,9 @@ use strongbox_storage::{layout, ObjectInfo};
 use crate::journal::{Operation, RunStatus};
 use crate::{Engine, Error};
 
+/// The reason prune keeps the newest snapshot of a set that passed a restore test.
+pub const RESTORE_TESTED: &str = "restore-tested";
+
 /// One set to prune and the policy that says what it keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetPolicy {
@@ -149,7 +152,13 @@ impl Engine {
             .iter()
             .map(|s| Candidate::new(s.id.to_string(), s.time).with_tags(s.tags.clone()))
             .collect();
-        let plan = apply(policy, &candidates, opts.timezone)?;
+        let mut plan = apply(policy, &candidates, opts.timezone)?;
+        // The newest snapshot proven to restore stays, whatever the policy says.
+        let tested = self.restore_tested(set)?;
+        if let Some(proof) = plan.decisions.iter_mut().find(|d| tested.contains(&d.id)) {
+            proof.keep = true;
+            proof.reasons.push(RESTORE_TESTED.to_string());
+        }
         let by_id: HashMap<&str, &Snapshot> =
             snapshots.iter().map(|s| (s.id.as_str(), s)).collect();
         let kept: Vec<&Snapshot> = plan.keep().map(|d| by_id[d.id.as_str()]).collect();

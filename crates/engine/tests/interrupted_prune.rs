@@ -88,7 +88,12 @@ fn a_prune_that_dies_between_deletions_leaves_restorable_snapshots_and_the_next_
                 .restore(snapshot, &mut target, &RestoreOptions::default())
                 .unwrap();
         }
-        let report = healthy.verify(&remaining, VerifyLevel::Deep).unwrap();
+        let report = healthy
+            .verify(
+                &remaining,
+                &strongbox_engine::VerifyOptions::level(VerifyLevel::Deep),
+            )
+            .unwrap();
         assert!(report.ok, "allowed {allowed}: {report:?}");
 
         // The next prune finishes the job: the same objects as an uninterrupted prune.

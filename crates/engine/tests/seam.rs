@@ -237,7 +237,12 @@ fn read_only_work_writes_nothing_but_its_journal() {
     let snapshot = reader.resolve("media:latest").unwrap();
     reader.listing(&snapshot).unwrap();
     reader.restore_plan(&snapshot, &[]).unwrap();
-    let report = reader.verify(&[snapshot], VerifyLevel::Deep).unwrap();
+    let report = reader
+        .verify(
+            &[snapshot],
+            &strongbox_engine::VerifyOptions::level(VerifyLevel::Deep),
+        )
+        .unwrap();
     assert!(report.ok, "{report:?}");
     let writes: Vec<(String, String)> = faults
         .requests()

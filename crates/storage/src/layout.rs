@@ -56,6 +56,11 @@ pub fn data_key(set: &str, id: &SnapshotId, ext: &str) -> String {
     format!("{SETS}/{set}/data/{id}.{ext}")
 }
 
+/// `sets/<set>/runs/`, the set's run journal.
+pub fn runs_prefix(set: &str) -> String {
+    format!("{SETS}/{set}/runs/")
+}
+
 /// `sets/<set>/runs/<name>.json`.
 pub fn run_key(set: &str, name: &str) -> String {
     format!("{SETS}/{set}/runs/{name}.json")

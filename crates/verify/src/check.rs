@@ -19,6 +19,21 @@ pub enum VerifyLevel {
     Checksum,
     /// Plus decompress and parse everything, every file's digest against the listing.
     Deep,
+    /// Plus a real restore into scratch space (a directory, an SQLite file, a scratch
+    /// PostgreSQL database), checked against the record and with the database's own
+    /// integrity checks, then removed.
+    Restore,
+}
+
+impl fmt::Display for VerifyLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VerifyLevel::Quick => "quick",
+            VerifyLevel::Checksum => "checksum",
+            VerifyLevel::Deep => "deep",
+            VerifyLevel::Restore => "restore",
+        })
+    }
 }
 
 impl FromStr for VerifyLevel {
@@ -28,8 +43,9 @@ impl FromStr for VerifyLevel {
             "quick" => Ok(VerifyLevel::Quick),
             "checksum" => Ok(VerifyLevel::Checksum),
             "deep" => Ok(VerifyLevel::Deep),
+            "restore" => Ok(VerifyLevel::Restore),
             other => Err(format!(
-                "unknown verify level {other:?} (quick, checksum, deep)"
+                "unknown verify level {other:?} (quick, checksum, deep, restore)"
             )),
         }
     }
@@ -47,6 +63,19 @@ pub enum CheckName {
     Checksum,
     /// Every stream decompresses and parses; every file matches its digest.
     Content,
+    /// A restore into scratch space matches the record: every file's digest and the
+    /// counts, or every table's row count.
+    Restore,
+    /// The restored database's own integrity check (SQLite `integrity_check`, PostgreSQL
+    /// `ANALYZE`).
+    Integrity,
+    /// No row of the restored database breaks a foreign key.
+    #[serde(rename = "foreign-keys")]
+    ForeignKeys,
+    /// Every btree index of the restored database passes amcheck's `bt_index_check`.
+    Indexes,
+    /// An operator's query against the restored database (`verify_checks`).
+    Query,
 }
 
 impl fmt::Display for CheckName {
@@ -56,12 +85,17 @@ impl fmt::Display for CheckName {
             CheckName::Listing => "listing",
             CheckName::Checksum => "checksum",
             CheckName::Content => "content",
+            CheckName::Restore => "restore",
+            CheckName::Integrity => "integrity",
+            CheckName::ForeignKeys => "foreign-keys",
+            CheckName::Indexes => "indexes",
+            CheckName::Query => "query",
         })
     }
 }
 
 /// One check's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
     /// What was checked.
     pub name: CheckName,
@@ -69,6 +103,9 @@ pub struct Check {
     pub ok: bool,
     /// What was checked, or what is wrong.
     pub detail: String,
+    /// Wall-clock seconds the check took.
+    #[serde(default)]
+    pub duration_secs: f64,
 }
 
 impl Check {
@@ -78,12 +115,25 @@ impl Check {
             Ok(detail) => (true, detail),
             Err(detail) => (false, detail),
         };
-        Check { name, ok, detail }
+        Check {
+            name,
+            ok,
+            detail,
+            duration_secs: 0.0,
+        }
+    }
+
+    /// Run `check`, timing it.
+    pub fn timed(name: CheckName, check: impl FnOnce() -> Result<String, String>) -> Self {
+        let started = std::time::Instant::now();
+        let mut check = Check::new(name, check());
+        check.duration_secs = started.elapsed().as_secs_f64();
+        check
     }
 }
 
 /// The checks of one snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotReport {
     /// Snapshot id.
     pub id: String,
@@ -93,6 +143,9 @@ pub struct SnapshotReport {
     pub ok: bool,
     /// Every check run.
     pub checks: Vec<Check>,
+    /// Seconds the restore of a restore test took (what a real restore would take).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_secs: Option<f64>,
 }
 
 impl SnapshotReport {
@@ -103,12 +156,13 @@ impl SnapshotReport {
             set: snapshot.set.clone(),
             ok: checks.iter().all(|c| c.ok),
             checks,
+            restore_secs: None,
         }
     }
 }
 
 /// A verification run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// Every snapshot passed.
     pub ok: bool,
@@ -341,10 +395,15 @@ mod tests {
     #[case("quick", Ok(VerifyLevel::Quick))]
     #[case("checksum", Ok(VerifyLevel::Checksum))]
     #[case("deep", Ok(VerifyLevel::Deep))]
+    #[case("restore", Ok(VerifyLevel::Restore))]
     #[case("Deep", Err(()))]
     fn levels_parse_and_order(#[case] text: &str, #[case] level: Result<VerifyLevel, ()>) {
         assert_eq!(text.parse::<VerifyLevel>().map_err(drop), level);
         assert!(VerifyLevel::Quick < VerifyLevel::Checksum);
         assert!(VerifyLevel::Checksum < VerifyLevel::Deep);
+        assert!(VerifyLevel::Deep < VerifyLevel::Restore);
+        if let Ok(level) = level {
+            assert_eq!(level.to_string(), text);
+        }
     }
 }

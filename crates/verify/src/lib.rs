@@ -7,7 +7,11 @@
 //! - [`VerifyLevel::Deep`]: every stream decompresses and parses, and every file's SHA-256
 //!   matches the listing — everything a restore needs, without writing anything; a
 //!   PostgreSQL dump's table of contents reads with `pg_restore --list`, an SQLite copy
-//!   passes `PRAGMA integrity_check`.
+//!   passes `PRAGMA integrity_check`;
+//! - [`VerifyLevel::Restore`]: a real restore into scratch space, checked against the record
+//!   and by the database's own checks, then removed.
+//!
+//! A [`Report`] renders as JSON (serde), text and one self-contained HTML page.
 //!
 //! This crate holds the checks that need no I/O and the report types; the engine reads the
 //! repository and drives them (`Reader::verify`).
@@ -27,9 +31,11 @@
 
 mod check;
 mod error;
+mod report;
 
 pub use check::{
     check_tree, listing_check, objects_present, Check, CheckName, Report, SnapshotReport,
     VerifyLevel,
 };
 pub use error::Error;
+pub use report::Summary;

@@ -1,4 +1,4 @@
-use strongbox_db_dump::DatabaseTarget;
+use strongbox_db_dump::{DatabaseTarget, Inspection, SqlCheck};
 use strongbox_manifest::{ObjectRole, SourceKind, Stats};
 
 use super::{RestoreDetail, RestoreRun, Restored, Restorer};
@@ -18,6 +18,14 @@ impl DatabaseRestorer {
     /// Restore into `target`.
     pub fn new(target: Box<dyn DatabaseTarget>) -> Self {
         DatabaseRestorer { target }
+    }
+}
+
+impl DatabaseRestorer {
+    /// The target's own checks of what was restored and the operator's `checks`, for a
+    /// restore test.
+    pub fn inspect(&mut self, checks: &[SqlCheck]) -> Result<Vec<Inspection>, Error> {
+        Ok(self.target.inspect(checks)?)
     }
 }
 

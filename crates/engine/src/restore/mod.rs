@@ -11,12 +11,12 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use strongbox_db_dump::{is_conninfo, redact_conninfo, PostgresTarget, SqliteTarget};
-use strongbox_manifest::{FileEntry, FileType, Snapshot, SourceKind, TableCount};
+use strongbox_manifest::{FileEntry, FileType, Snapshot, SourceKind, Stats, TableCount};
 
 pub use database::DatabaseRestorer;
 pub use directory::DirectoryTarget;
 
-use crate::journal::Operation;
+use crate::journal::{Operation, RunOutcome};
 use crate::spec::BackupOptions;
 use crate::tree::ObjectSource;
 use crate::{Cancel, Engine, Error, Progress, Source};
@@ -81,6 +81,17 @@ pub enum RestoreDetail {
     /// A database restore: the restored tables with their row counts, as checked against
     /// the snapshot.
     Tables(Vec<TableCount>),
+}
+
+impl RestoreDetail {
+    /// Bytes written: file content, or the dump a database restore read.
+    pub fn bytes(&self, snapshot: &Snapshot) -> u64 {
+        match (self, &snapshot.stats) {
+            (RestoreDetail::Plan(plan), _) => plan.bytes,
+            (RestoreDetail::Tables(_), Stats::Database(stats)) => stats.bytes_dumped,
+            (RestoreDetail::Tables(_), _) => 0,
+        }
+    }
 }
 
 /// Options of one restore that every kind takes.
@@ -282,7 +293,11 @@ impl Engine {
             Operation::Restore,
             Some(snapshot.id.to_string()),
             || self.restore_unchecked(snapshot, target, !empty),
-            |_| true,
+            |outcome| RunOutcome {
+                ok: true,
+                bytes: Some(outcome.detail.bytes(snapshot)),
+                verified: Vec::new(),
+            },
         )
     }
 
@@ -313,14 +328,7 @@ impl Engine {
             None => None,
         };
         self.cancel.check()?;
-        let mut run = RestoreRun {
-            objects: ObjectSource {
-                reader: self,
-                snapshot,
-            },
-            replace,
-        };
-        let restored = target.restore(&mut run)?;
+        let restored = self.restore_into(snapshot, target, replace)?;
         Ok(RestoreOutcome {
             snapshot: snapshot.id.to_string(),
             target: target.describe(),
@@ -329,6 +337,26 @@ impl Engine {
             duration_secs: started.elapsed().as_secs_f64(),
             detail: restored.detail,
         })
+    }
+}
+
+impl crate::Reader {
+    /// Write `snapshot` into `target`, nothing else: no checks of the target, no safety
+    /// snapshot, no journal (a restore test, or [`Engine::restore`] once it checked).
+    pub(crate) fn restore_into(
+        &self,
+        snapshot: &Snapshot,
+        target: &mut dyn Restorer,
+        replace: bool,
+    ) -> Result<Restored, Error> {
+        let mut run = RestoreRun {
+            objects: ObjectSource {
+                reader: self,
+                snapshot,
+            },
+            replace,
+        };
+        target.restore(&mut run)
     }
 }
 

@@ -1,17 +1,76 @@
-use std::collections::{BTreeMap, HashMap, HashSet};
+//! Verification: the checks of `strongbox_verify` driven over a repository, up to restore
+//! tests in scratch space ([`scratch`]).
 
+mod scratch;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+
+use chrono::Utc;
+use strongbox_db_dump::SqlCheck;
 use strongbox_manifest::{ObjectRole, Snapshot, SnapshotId, SourceKind};
 use strongbox_storage::layout;
 use strongbox_verify::{
     listing_check, objects_present, Check, CheckName, Report, SnapshotReport, VerifyLevel,
 };
 
-use crate::journal::Operation;
+use crate::journal::{Operation, RunOutcome, Verification};
 use crate::{Error, Reader};
 
+/// How to verify.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// How thoroughly.
+    pub level: VerifyLevel,
+    /// Where restore tests of files and SQLite snapshots restore (a temporary directory
+    /// inside it); default: the system's temporary directory.
+    pub scratch_dir: Option<PathBuf>,
+    /// A PostgreSQL server (a connection string; the role must be allowed to create
+    /// databases) on which restore tests of PostgreSQL snapshots make scratch databases.
+    pub scratch_postgres: Option<String>,
+    /// Per set, the operator's queries a restore test runs against the restored database.
+    pub checks: BTreeMap<String, Vec<SqlCheck>>,
+}
+
+impl std::fmt::Debug for VerifyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyOptions")
+            .field("level", &self.level)
+            .field("scratch_dir", &self.scratch_dir)
+            .field(
+                "scratch_postgres",
+                &self
+                    .scratch_postgres
+                    .as_deref()
+                    .map(strongbox_db_dump::redact_conninfo),
+            )
+            .field("checks", &self.checks)
+            .finish()
+    }
+}
+
+impl VerifyOptions {
+    /// Verify at `level`, with default scratch space.
+    pub fn level(level: VerifyLevel) -> Self {
+        VerifyOptions {
+            level,
+            ..Default::default()
+        }
+    }
+}
+
 impl Reader {
-    /// Check `snapshots` at `level`; each set's attempt goes into its run journal.
-    pub fn verify(&self, snapshots: &[Snapshot], level: VerifyLevel) -> Result<Report, Error> {
+    /// Check `snapshots` as `options` say; each set's attempt goes into its run journal,
+    /// with each snapshot's result.
+    pub fn verify(&self, snapshots: &[Snapshot], options: &VerifyOptions) -> Result<Report, Error> {
+        let level = options.level;
+        if level == VerifyLevel::Restore
+            && snapshots.iter().any(|s| s.source == SourceKind::Postgres)
+        {
+            if let Some(server) = &options.scratch_postgres {
+                scratch::drop_stale_databases(server);
+            }
+        }
         let mut by_set: BTreeMap<&str, Vec<&Snapshot>> = BTreeMap::new();
         for snapshot in snapshots {
             by_set.entry(&snapshot.set).or_default().push(snapshot);
@@ -22,8 +81,21 @@ impl Reader {
                 set,
                 Operation::Verify,
                 None,
-                || self.verify_set(set, &snapshots, level),
-                |reports: &Vec<SnapshotReport>| reports.iter().all(|r| r.ok),
+                || self.verify_set(set, &snapshots, options),
+                |reports: &Vec<SnapshotReport>| RunOutcome {
+                    ok: reports.iter().all(|r| r.ok),
+                    bytes: None,
+                    verified: reports
+                        .iter()
+                        .map(|r| Verification {
+                            snapshot: r.id.clone(),
+                            level,
+                            ok: r.ok,
+                            time: Utc::now(),
+                            restore_secs: r.restore_secs,
+                        })
+                        .collect(),
+                },
             )?;
             reports.extend(checked);
         }
@@ -34,7 +106,7 @@ impl Reader {
         &self,
         set: &str,
         snapshots: &[&Snapshot],
-        level: VerifyLevel,
+        options: &VerifyOptions,
     ) -> Result<Vec<SnapshotReport>, Error> {
         // One listing of the set's data serves every snapshot, and finds the archives a
         // files listing draws from.
@@ -52,7 +124,7 @@ impl Reader {
         self.progress.phase("verifying", None);
         for snapshot in snapshots {
             self.cancel.check()?;
-            let report = self.verify_snapshot(snapshot, &sizes, &archives, level);
+            let report = self.verify_snapshot(snapshot, &sizes, &archives, options);
             if !report.ok {
                 tracing::warn!(id = %snapshot.id, "verification failed");
             }
@@ -67,8 +139,9 @@ impl Reader {
         snapshot: &Snapshot,
         sizes: &HashMap<String, u64>,
         archives: &HashSet<SnapshotId>,
-        level: VerifyLevel,
+        options: &VerifyOptions,
     ) -> SnapshotReport {
+        let level = options.level;
         let mut checks = vec![objects_present(snapshot, sizes)];
         let listing = (snapshot.source == SourceKind::Files).then(|| self.listing(snapshot));
         if let Some(listing) = &listing {
@@ -78,18 +151,28 @@ impl Reader {
             });
         }
         if level >= VerifyLevel::Checksum {
-            checks.push(Check::new(CheckName::Checksum, self.checksums(snapshot)));
+            checks.push(Check::timed(CheckName::Checksum, || {
+                self.checksums(snapshot)
+            }));
+        }
+        if level == VerifyLevel::Restore {
+            // A restore reads and checks everything the deep check would.
+            let listing = listing.as_ref().and_then(|l| l.as_ref().ok());
+            let (tested, restore_secs) = self.restore_test(snapshot, listing, options);
+            checks.extend(tested);
+            let mut report = SnapshotReport::new(snapshot, checks);
+            report.restore_secs = restore_secs;
+            return report;
         }
         if level >= VerifyLevel::Deep {
-            let result = match &listing {
+            checks.push(Check::timed(CheckName::Content, || match &listing {
                 Some(Ok(listing)) => self
                     .read_tree(&snapshot.set, listing, None, |_| Ok(()))
                     .map(|()| format!("{} entries read and matched", listing.entries.len()))
                     .map_err(|e| crate::error_chain(&e)),
                 Some(Err(_)) => Err("listing unreadable".to_string()),
                 None => self.check_dumps(snapshot),
-            };
-            checks.push(Check::new(CheckName::Content, result));
+            }));
         }
         SnapshotReport::new(snapshot, checks)
     }

@@ -1,0 +1,378 @@
+//! Restore tests: a snapshot restored into scratch space (a temporary directory or SQLite
+//! file, a scratch PostgreSQL database), checked against its record and by the database's
+//! own checks, and removed whether it passed or not.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use strongbox_archive::HashingReader;
+use strongbox_db_dump::{DatabaseTarget, PostgresTarget, Probe, SqliteTarget};
+use strongbox_manifest::{FileType, Listing, Snapshot, SourceKind, Stats};
+use strongbox_verify::{Check, CheckName};
+
+use super::VerifyOptions;
+use crate::restore::{DatabaseRestorer, DirectoryTarget};
+use crate::{error_chain, Reader};
+
+/// Scratch databases are named `strongbox_verify_<set>_<UTC time>_<random>`.
+const SCRATCH_PREFIX: &str = "strongbox_verify_";
+const TIME_FORMAT: &str = "%Y%m%d%H%M%S";
+
+impl Reader {
+    /// Restore `snapshot` into scratch space and check it: the checks, and the seconds
+    /// the restore took.
+    pub(super) fn restore_test(
+        &self,
+        snapshot: &Snapshot,
+        listing: Option<&Listing>,
+        options: &VerifyOptions,
+    ) -> (Vec<Check>, Option<f64>) {
+        let failed = |detail: String| (vec![Check::new(CheckName::Restore, Err(detail))], None);
+        match snapshot.source {
+            SourceKind::Files => {
+                let Some(listing) = listing else {
+                    return failed("the listing is unreadable".to_string());
+                };
+                match scratch_dir(options) {
+                    Ok(dir) => self.test_files(snapshot, listing, &dir),
+                    Err(e) => failed(e),
+                }
+            }
+            SourceKind::Sqlite => match scratch_dir(options) {
+                Ok(dir) => {
+                    let target = SqliteTarget::new(dir.path().join("restore-test.sqlite3"));
+                    self.test_database(snapshot, Box::new(target), options)
+                }
+                Err(e) => failed(e),
+            },
+            SourceKind::Postgres => match scratch_database(snapshot, options) {
+                Ok(scratch) => {
+                    let tested = self.test_database(snapshot, Box::new(scratch.0.clone()), options);
+                    drop(scratch);
+                    tested
+                }
+                Err(e) => failed(e),
+            },
+        }
+    }
+
+    fn test_files(
+        &self,
+        snapshot: &Snapshot,
+        listing: &Listing,
+        dir: &tempfile::TempDir,
+    ) -> (Vec<Check>, Option<f64>) {
+        let root = dir.path().join("tree");
+        let mut target = DirectoryTarget {
+            path: root.clone(),
+            includes: Vec::new(),
+            keep_previous: false,
+        };
+        let started = Instant::now();
+        let restored = self.restore_into(snapshot, &mut target, false);
+        let restore_secs = started.elapsed().as_secs_f64();
+        let mut check = Check::timed(CheckName::Restore, || {
+            restored.map_err(|e| error_chain(&e))?;
+            compare_tree(&root, listing, snapshot)
+        });
+        check.duration_secs += restore_secs;
+        (vec![check], Some(restore_secs))
+    }
+
+    fn test_database(
+        &self,
+        snapshot: &Snapshot,
+        target: Box<dyn DatabaseTarget>,
+        options: &VerifyOptions,
+    ) -> (Vec<Check>, Option<f64>) {
+        let mut restorer = DatabaseRestorer::new(target);
+        let started = Instant::now();
+        let restored = self.restore_into(snapshot, &mut restorer, false);
+        let restore_secs = started.elapsed().as_secs_f64();
+        let mut restore = Check::new(
+            CheckName::Restore,
+            restored
+                .map(|r| {
+                    let (tables, rows) = match &r.detail {
+                        crate::RestoreDetail::Tables(tables) => {
+                            (tables.len(), tables.iter().map(|t| t.rows).sum::<u64>())
+                        }
+                        crate::RestoreDetail::Plan(_) => (0, 0),
+                    };
+                    format!("{tables} table(s), {rows} row(s), every count as recorded")
+                })
+                .map_err(|e| error_chain(&e)),
+        );
+        restore.duration_secs = restore_secs;
+        let mut checks = vec![restore];
+        if checks[0].ok {
+            let started = Instant::now();
+            let checks_of_set = options
+                .checks
+                .get(&snapshot.set)
+                .map_or(&[][..], Vec::as_slice);
+            match restorer.inspect(checks_of_set) {
+                Ok(inspections) => {
+                    let each = started.elapsed().as_secs_f64() / inspections.len().max(1) as f64;
+                    checks.extend(inspections.into_iter().map(|i| {
+                        let mut check = Check::new(check_name(i.probe), i.result);
+                        check.duration_secs = each;
+                        check
+                    }));
+                }
+                Err(e) => checks.push(Check::new(CheckName::Integrity, Err(error_chain(&e)))),
+            }
+        }
+        (checks, Some(restore_secs))
+    }
+}
+
+fn check_name(probe: Probe) -> CheckName {
+    match probe {
+        Probe::Integrity => CheckName::Integrity,
+        Probe::ForeignKeys => CheckName::ForeignKeys,
+        Probe::Indexes => CheckName::Indexes,
+        Probe::Query => CheckName::Query,
+    }
+}
+
+/// A temporary directory for a restore test, removed when dropped.
+fn scratch_dir(options: &VerifyOptions) -> Result<tempfile::TempDir, String> {
+    let builder = tempfile::Builder::new()
+        .prefix("strongbox-verify-")
+        .to_owned();
+    match &options.scratch_dir {
+        Some(dir) => builder
+            .tempdir_in(dir)
+            .map_err(|e| format!("making a scratch directory in {}: {e}", dir.display())),
+        None => builder
+            .tempdir()
+            .map_err(|e| format!("making a scratch directory: {e}")),
+    }
+}
+
+/// The restored tree holds exactly the listing: every entry with its kind, every file with
+/// its size and SHA-256 (read back from disk), every symlink with its target; and the
+/// counts are the record's.
+fn compare_tree(root: &Path, listing: &Listing, snapshot: &Snapshot) -> Result<String, String> {
+    let (mut files, mut dirs, mut symlinks, mut bytes) = (0u64, 0u64, 0u64, 0u64);
+    for entry in &listing.entries {
+        let path = root.join(entry.path.as_str());
+        let shown = entry.path.as_str();
+        let meta = fs::symlink_metadata(&path).map_err(|e| format!("{shown}: {e}"))?;
+        match entry.kind {
+            FileType::File => {
+                if !meta.is_file() {
+                    return Err(format!("{shown} is not a regular file"));
+                }
+                let mut hashing =
+                    HashingReader::new(fs::File::open(&path).map_err(|e| format!("{shown}: {e}"))?);
+                io::copy(&mut hashing, &mut io::sink()).map_err(|e| format!("{shown}: {e}"))?;
+                let digest = hashing.digest();
+                if digest.size != entry.size || Some(&digest.sha256) != entry.sha256.as_ref() {
+                    return Err(format!(
+                        "{shown} reads {} bytes with SHA-256 {}, the listing says {} bytes with {}",
+                        digest.size,
+                        digest.sha256,
+                        entry.size,
+                        entry.sha256.as_deref().unwrap_or("none")
+                    ));
+                }
+                files += 1;
+                bytes += digest.size;
+            }
+            FileType::Dir if meta.is_dir() => dirs += 1,
+            FileType::Dir => return Err(format!("{shown} is not a directory")),
+            FileType::Symlink => {
+                let target = fs::read_link(&path).map_err(|e| format!("{shown}: {e}"))?;
+                if Some(target.to_string_lossy().as_ref()) != entry.target.as_deref() {
+                    return Err(format!(
+                        "{shown} points to {}, the listing says {:?}",
+                        target.display(),
+                        entry.target
+                    ));
+                }
+                symlinks += 1;
+            }
+        }
+    }
+    let on_disk = count_entries(root).map_err(|e| format!("reading the restored tree: {e}"))?;
+    if on_disk != listing.entries.len() as u64 {
+        return Err(format!(
+            "the restored tree holds {on_disk} entries, the listing {}",
+            listing.entries.len()
+        ));
+    }
+    if let Stats::Files(stats) = &snapshot.stats {
+        let counted = [
+            ("files", files, stats.files),
+            ("directories", dirs, stats.dirs),
+            ("symlinks", symlinks, stats.symlinks),
+            ("bytes", bytes, stats.bytes),
+        ];
+        if let Some((what, got, recorded)) =
+            counted.iter().find(|(_, got, recorded)| got != recorded)
+        {
+            return Err(format!("restored {got} {what}, the record says {recorded}"));
+        }
+    }
+    Ok(format!(
+        "{files} files, {dirs} directories, {symlinks} symlinks, {bytes} bytes restored; \
+         every digest and count as recorded"
+    ))
+}
+
+fn count_entries(dir: &Path) -> io::Result<u64> {
+    let mut count = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        count += 1;
+        if entry.file_type()?.is_dir() {
+            count += count_entries(&entry.path())?;
+        }
+    }
+    Ok(count)
+}
+
+/// A scratch database, dropped when this is (pass, fail, cancel or panic).
+struct ScratchDatabase(PostgresTarget);
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        match self.0.drop_database() {
+            Ok(()) => tracing::debug!(database = self.0.dbname(), "dropped the scratch database"),
+            Err(e) => tracing::warn!(
+                database = self.0.dbname(),
+                error = &e as &dyn std::error::Error,
+                "could not drop the scratch database; the next restore test drops it once it is a day old"
+            ),
+        }
+    }
+}
+
+/// A new scratch database for `snapshot` on the configured server, after checking that
+/// the server is not older than the one the dump came from.
+fn scratch_database(
+    snapshot: &Snapshot,
+    options: &VerifyOptions,
+) -> Result<ScratchDatabase, String> {
+    let server = options.scratch_postgres.as_deref().ok_or(
+        "no scratch PostgreSQL server to restore into: give --scratch-postgres URL \
+         (or [verify] scratch_postgres, or STRONGBOX_VERIFY_PG)",
+    )?;
+    let target = PostgresTarget::scratch(server, &scratch_name(&snapshot.set, Utc::now()))
+        .map_err(|e| error_chain(&e))?;
+    let major = target.server_major().map_err(|e| error_chain(&e))?;
+    if let Stats::Database(stats) = &snapshot.stats {
+        let dumped: u32 = stats
+            .server_version
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        if major < dumped {
+            return Err(format!(
+                "the scratch server runs PostgreSQL {major}, older than the dump's {}: \
+                 restore tests need a server at least as new",
+                stats.server_version
+            ));
+        }
+    }
+    Ok(ScratchDatabase(target))
+}
+
+/// `strongbox_verify_<set>_<time>_<random>`, at most 63 bytes (PostgreSQL's limit).
+fn scratch_name(set: &str, now: DateTime<Utc>) -> String {
+    let set: String = set
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(24)
+        .collect();
+    format!(
+        "{SCRATCH_PREFIX}{set}_{}_{:06x}",
+        now.format(TIME_FORMAT),
+        rand::random::<u32>() & 0xff_ffff
+    )
+}
+
+/// When a scratch database was made, from its name.
+fn scratch_time(name: &str) -> Option<DateTime<Utc>> {
+    let rest = name.strip_prefix(SCRATCH_PREFIX)?;
+    let mut parts = rest.rsplitn(3, '_');
+    let (_random, time) = (parts.next()?, parts.next()?);
+    parts.next()?;
+    NaiveDateTime::parse_from_str(time, TIME_FORMAT)
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// Drop the scratch databases that crashed or killed restore tests left on `server`, once
+/// they are a day old (a younger one may belong to a test still running).
+pub(super) fn drop_stale_databases(server: &str) {
+    let stale = PostgresTarget::scratch(server, "postgres")
+        .and_then(|admin| admin.databases_named(SCRATCH_PREFIX));
+    let names = match stale {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "could not look for stale scratch databases"
+            );
+            return;
+        }
+    };
+    let day_ago = Utc::now() - chrono::Duration::days(1);
+    for name in names {
+        if scratch_time(&name).is_some_and(|t| t < day_ago) {
+            let dropped = PostgresTarget::scratch(server, &name).and_then(|t| t.drop_database());
+            match dropped {
+                Ok(()) => tracing::info!(database = %name, "dropped a stale scratch database"),
+                Err(e) => {
+                    tracing::warn!(database = %name, error = &e as &dyn std::error::Error, "could not drop a stale scratch database")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_names_fit_postgres_and_tell_their_age() {
+        let now = DateTime::parse_from_rfc3339("2026-12-01T04:05:06Z")
+            .unwrap()
+            .to_utc();
+        let cases = [
+            ("maindb", "strongbox_verify_maindb_20261201040506_"),
+            ("Main-DB.v2", "strongbox_verify_main_db_v2_20261201040506_"),
+            (
+                &"x".repeat(100),
+                "strongbox_verify_xxxxxxxxxxxxxxxxxxxxxxxx_20261201040506_",
+            ),
+        ];
+        for (set, prefix) in cases {
+            let name = scratch_name(set, now);
+            assert!(name.starts_with(prefix), "{name}");
+            assert!(name.len() <= 63, "{name}");
+            assert_eq!(scratch_time(&name), Some(now), "{name}");
+        }
+        for other in [
+            "postgres",
+            "strongbox_verify_x",
+            "strongbox_verify_x_notatime_abc",
+        ] {
+            assert_eq!(scratch_time(other), None, "{other}");
+        }
+    }
+}

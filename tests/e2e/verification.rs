@@ -1,0 +1,468 @@
+//! Restore tests (`verify --level restore`): files, SQLite and PostgreSQL snapshots restored
+//! into scratch space, checked against their records and by the databases' own checks,
+//! with reports, restore times in `show` and `backup --verify`.
+
+use std::fs;
+use std::path::Path;
+
+use serde_json::Value;
+use strongbox_test_support::Pg;
+
+use crate::harness::{noise, write, Env};
+
+/// The journal entries of `set`, oldest first.
+fn runs(env: &Env, set: &str) -> Vec<Value> {
+    let dir = Path::new(&env.repo).join(format!("sets/{set}/runs"));
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| serde_json::from_slice(&fs::read(p).unwrap()).unwrap())
+        .collect()
+}
+
+/// Scratch databases left on the server for `set`.
+fn scratch_left(pg: &Pg, set: &str) -> String {
+    pg.psql(
+        "postgres",
+        &format!("SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE 'strongbox\\_verify\\_{set}\\_%'"),
+    )
+}
+
+fn sqlite(path: &Path, sql: &str) {
+    let status = std::process::Command::new("sqlite3")
+        .arg(path)
+        .arg(sql)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn postgres_snapshot(
+    env: &Env,
+    pg: &Pg,
+    set: &str,
+    sql: &str,
+) -> (strongbox_test_support::TempDb, Value) {
+    let db = pg.create(set);
+    db.psql(sql);
+    let out = env
+        .cmd(&[
+            "backup",
+            "postgres",
+            set,
+            &db.url_without_password(),
+            "--json",
+        ])
+        .env("PGPASSWORD", pg.password())
+        .output()
+        .unwrap();
+    (db, crate::harness::succeeded(&out))
+}
+
+#[test]
+fn restore_tests_pass_for_every_kind_with_reports_and_restore_times() {
+    let Some(pg) = Pg::get() else { return };
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("avatars/a.png"), &noise(1, 200_000));
+    write(&src.join("docs/readme.txt"), b"hello");
+    std::os::unix::fs::symlink("docs/readme.txt", src.join("link")).unwrap();
+    env.backup("media", &src, &[]);
+    let chat = env.path("chat.sqlite3");
+    sqlite(&chat, "CREATE TABLE msg(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO msg(body) VALUES ('a'), ('b');");
+    env.json(&["backup", "sqlite", "chat", chat.to_str().unwrap()]);
+    let (_db, record) = postgres_snapshot(
+        &env,
+        &pg,
+        "rtpg",
+        "CREATE TABLE users (id int PRIMARY KEY, name text);
+         CREATE TABLE posts (id int PRIMARY KEY, user_id int REFERENCES users(id));
+         INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 300) g;
+         INSERT INTO posts SELECT g, 1 + g % 300 FROM generate_series(1, 3000) g;",
+    );
+
+    let html = env.path("report.html");
+    let report = env.json(&[
+        "verify",
+        "--all",
+        "--level",
+        "restore",
+        "--scratch-postgres",
+        &pg.url("postgres"),
+        "--scratch-dir",
+        env.path("").to_str().unwrap(),
+        "--report",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["summary"]["total"], 3);
+    assert_eq!(report["summary"]["failed"], 0);
+    let by_set = |set: &str| -> Value {
+        report["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["set"] == set)
+            .cloned()
+            .unwrap()
+    };
+    let names = |s: &Value| -> Vec<String> {
+        s["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&by_set("media")),
+        ["objects", "listing", "checksum", "restore"]
+    );
+    assert!(
+        by_set("media")["checks"][3]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2 files, 2 directories, 1 symlinks"),
+        "{report:#}"
+    );
+    assert_eq!(
+        names(&by_set("chat")),
+        [
+            "objects",
+            "checksum",
+            "restore",
+            "integrity",
+            "foreign-keys"
+        ]
+    );
+    assert_eq!(
+        names(&by_set("rtpg")),
+        [
+            "objects",
+            "checksum",
+            "restore",
+            "integrity",
+            "indexes",
+            "foreign-keys"
+        ]
+    );
+    let pg_checks = by_set("rtpg")["checks"].to_string();
+    assert!(
+        pg_checks.contains("3300 row(s)") && pg_checks.contains("1 foreign key(s)"),
+        "{pg_checks}"
+    );
+    assert!(by_set("rtpg")["restore_secs"].as_f64().unwrap() > 0.0);
+
+    // Scratch space is gone: no directory left in --scratch-dir, no database on the server.
+    let leftovers: Vec<_> = fs::read_dir(env.path(""))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("strongbox-verify-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(scratch_left(&pg, "rtpg"), "");
+
+    let page = fs::read_to_string(&html).unwrap();
+    assert!(
+        page.starts_with("<!DOCTYPE html>") && page.contains("Verification ok"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("http://") && !page.contains("https://") && !page.contains(" src="),
+        "external assets in the report"
+    );
+    assert!(
+        !page.contains(pg.password()),
+        "the scratch server's password in the report"
+    );
+    for format in ["txt", "json"] {
+        let path = env.path(&format!("report.{format}"));
+        env.json(&[
+            "verify",
+            "media:latest",
+            "--level",
+            "restore",
+            "--report",
+            path.to_str().unwrap(),
+        ]);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("restore"), "{text}");
+    }
+    let err = env.fails(
+        &[
+            "verify",
+            "media:latest",
+            "--report",
+            env.path("r.pdf").to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(err.contains("r.pdf") && err.contains(".html"), "{err}");
+
+    // The restore time shows with the snapshot, and the journal has duration and results.
+    let shown = env.json(&["show", record["id"].as_str().unwrap()]);
+    assert_eq!(shown["last_verification"]["level"], "restore");
+    assert_eq!(shown["last_verification"]["ok"], true);
+    assert!(shown["last_verification"]["restore_secs"].as_f64().unwrap() > 0.0);
+    let verify_run = runs(&env, "rtpg")
+        .into_iter()
+        .rev()
+        .find(|r| r["operation"] == "verify")
+        .unwrap();
+    assert_eq!(verify_run["status"], "ok");
+    assert!(
+        verify_run["duration_secs"].as_f64().is_some(),
+        "{verify_run}"
+    );
+    assert_eq!(verify_run["verified"][0]["snapshot"], record["id"]);
+}
+
+#[test]
+fn a_record_claiming_other_row_counts_fails_naming_the_table_and_both_numbers() {
+    let env = Env::new();
+    let chat = env.path("chat.sqlite3");
+    sqlite(&chat, "CREATE TABLE msg(id INTEGER PRIMARY KEY); INSERT INTO msg DEFAULT VALUES; INSERT INTO msg DEFAULT VALUES;");
+    let record = env.json(&["backup", "sqlite", "chat", chat.to_str().unwrap()]);
+    let path = Path::new(&env.repo).join(format!(
+        "sets/chat/snapshots/{}.json",
+        record["id"].as_str().unwrap()
+    ));
+    let mut forged: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    forged["stats"]["tables"][0]["rows"] = 5.into();
+    fs::write(&path, forged.to_string()).unwrap();
+    let out = env.run(&["verify", "chat:latest", "--level", "restore", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let restore = &report["snapshots"][0]["checks"][2];
+    assert_eq!(restore["name"], "restore");
+    let detail = restore["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("msg") && detail.contains("2 rows") && detail.contains("5"),
+        "{detail}"
+    );
+    let run = runs(&env, "chat")
+        .into_iter()
+        .rev()
+        .find(|r| r["operation"] == "verify")
+        .unwrap();
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["verified"][0]["ok"], false);
+}
+
+#[test]
+fn orphaned_rows_fail_the_foreign_key_check_and_backup_verify_exits_1() {
+    let env = Env::new();
+    let chat = env.path("chat.sqlite3");
+    sqlite(
+        &chat,
+        "CREATE TABLE users(id INTEGER PRIMARY KEY); CREATE TABLE profiles(id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id));
+         INSERT INTO users VALUES (1); INSERT INTO profiles VALUES (1, 1), (2, 42);",
+    );
+    let out = env.run(&[
+        "backup",
+        "sqlite",
+        "chat",
+        chat.to_str().unwrap(),
+        "--verify",
+        "restore",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        shown["id"].is_string(),
+        "the snapshot stays written: {shown}"
+    );
+    let checks = shown["verification"]["snapshots"][0]["checks"].to_string();
+    assert!(checks.contains("profiles rowid 2 -> users"), "{checks}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("verification failed"));
+    assert_eq!(env.snapshot_ids().len(), 1);
+}
+
+#[test]
+fn scratch_server_faults_are_named_without_their_password_and_journalled() {
+    let Some(pg) = Pg::get() else { return };
+    let env = Env::new();
+    let (_db, _) = postgres_snapshot(
+        &env,
+        &pg,
+        "rtbad",
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);",
+    );
+    let secret = "scratch-password-never-shown";
+    let unreachable = format!("postgresql://strongbox:{secret}@127.0.0.1:1/postgres");
+    let out = env.run(&[
+        "verify",
+        "rtbad:latest",
+        "--level",
+        "restore",
+        "--scratch-postgres",
+        &unreachable,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shown.contains("127.0.0.1:1"), "{shown}");
+    assert!(!shown.contains(secret), "{shown}");
+    let missing = env.run(&["verify", "rtbad:latest", "--level", "restore"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stdout).contains("--scratch-postgres"));
+    let journal = runs(&env, "rtbad");
+    let failed: Vec<_> = journal
+        .iter()
+        .filter(|r| r["operation"] == "verify" && r["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 2);
+    for run in journal {
+        assert!(!run.to_string().contains(secret), "{run}");
+    }
+}
+
+#[test]
+fn a_dump_pg_restore_cannot_load_is_named_and_stale_scratch_databases_are_dropped() {
+    let Some(pg) = Pg::get() else { return };
+    let env = Env::new();
+    let role = format!("sb_gone_{}", std::process::id());
+    let (db, _) = postgres_snapshot(
+        &env,
+        &pg,
+        "rtrole",
+        &format!("CREATE ROLE {role}; CREATE TABLE secrets (id int PRIMARY KEY); GRANT SELECT ON secrets TO {role};"),
+    );
+    // The dump grants to a role the scratch server no longer has, as on a fresh server.
+    db.psql(&format!("DROP OWNED BY {role}"));
+    pg.psql("postgres", &format!("DROP ROLE {role}"));
+    // What a killed restore test leaves behind: a scratch database two days old.
+    let stale = "strongbox_verify_rtrole_20200101000000_abcdef";
+    pg.psql("postgres", &format!("CREATE DATABASE {stale}"));
+
+    let out = env.run(&[
+        "verify",
+        "rtrole:latest",
+        "--level",
+        "restore",
+        "--scratch-postgres",
+        &pg.url("postgres"),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let detail = report["snapshots"][0]["checks"][2]["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        detail.contains("pg_restore") && detail.contains(&role) && detail.contains("secrets"),
+        "{detail}"
+    );
+    assert_eq!(
+        scratch_left(&pg, "rtrole"),
+        "",
+        "the failed test's scratch database, or the stale one, is left"
+    );
+}
+
+#[test]
+fn operator_checks_run_in_the_restored_database_and_prune_keeps_the_proof() {
+    let env = Env::new();
+    let db = env.path("app.sqlite3");
+    sqlite(
+        &db,
+        "CREATE TABLE users(id INTEGER PRIMARY KEY); CREATE TABLE profiles(id INTEGER PRIMARY KEY, user_id INTEGER);
+         INSERT INTO users VALUES (1), (2); INSERT INTO profiles VALUES (1, 1);",
+    );
+    let config = env.path("strongbox.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"repo = "{repo}"
+[sets.app]
+source = "sqlite"
+path = "{db}"
+verify = "restore"
+verify_checks = [
+  {{ name = "users have profiles", query = "SELECT u.id FROM users u LEFT JOIN profiles p ON p.user_id = u.id WHERE p.id IS NULL" }},
+  {{ name = "users exist", query = "SELECT count(*) > 0 FROM users", expect = "1" }},
+]
+"#,
+            repo = env.repo,
+            db = db.display()
+        ),
+    )
+    .unwrap();
+    let with_config = |args: &[&str]| {
+        let mut all = vec!["--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        env.cmd(&all)
+            .env_remove("STRONGBOX_VERIFY_PG")
+            .output()
+            .unwrap()
+    };
+    // The configured verification runs after `backup SET`; a failed check exits 1.
+    let bad = with_config(&["backup", "app", "--json"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let shown: Value = serde_json::from_slice(&bad.stdout).unwrap();
+    let checks = shown["verification"]["snapshots"][0]["checks"].to_string();
+    assert!(
+        checks.contains("users have profiles: 1 row(s), first: 2"),
+        "{checks}"
+    );
+    assert!(checks.contains("users exist: 1"), "{checks}");
+
+    sqlite(&db, "INSERT INTO profiles VALUES (2, 2);");
+    let good = with_config(&["backup", "app", "--json"]);
+    let proof = crate::harness::succeeded(&good)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A newer snapshot without a restore test: keeping the last one alone would forget the proof.
+    let newest = crate::harness::succeeded(&with_config(&[
+        "backup",
+        "sqlite",
+        "app",
+        db.to_str().unwrap(),
+        "--json",
+    ]));
+    let plan = crate::harness::succeeded(&with_config(&[
+        "prune",
+        "app",
+        "--keep-last",
+        "1",
+        "--dry-run",
+        "--json",
+    ]));
+    let kept: Vec<(String, String)> = plan["keep"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["id"].as_str().unwrap().to_string(),
+                k["reasons"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(kept.len(), 2, "{plan:#}");
+    assert_eq!(kept[0].0, newest["id"].as_str().unwrap());
+    assert_eq!(kept[1].0, proof);
+    assert!(kept[1].1.contains("restore-tested"), "{plan:#}");
+    crate::harness::succeeded(&with_config(&[
+        "prune",
+        "app",
+        "--keep-last",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(env.snapshot_ids().len(), 2);
+}
