@@ -212,6 +212,9 @@ fn restore_tests_pass_for_every_kind_with_reports_and_restore_times() {
     assert_eq!(shown["last_verification"]["level"], "restore");
     assert_eq!(shown["last_verification"]["ok"], true);
     assert!(shown["last_verification"]["restore_secs"].as_f64().unwrap() > 0.0);
+    let listed = env.json(&["snapshots", "rtpg"]);
+    assert_eq!(listed[0]["last_verification"]["level"], "restore");
+    assert_eq!(listed[0]["last_verification"]["ok"], true);
     let verify_run = runs(&env, "rtpg")
         .into_iter()
         .rev()
@@ -330,7 +333,7 @@ fn scratch_server_faults_are_named_without_their_password_and_journalled() {
 }
 
 #[test]
-fn a_dump_pg_restore_cannot_load_is_named_and_stale_scratch_databases_are_dropped() {
+fn a_dump_pg_restore_cannot_load_is_named_and_its_scratch_database_dropped() {
     let Some(pg) = Pg::get() else { return };
     let env = Env::new();
     let role = format!("sb_gone_{}", std::process::id());
@@ -343,10 +346,6 @@ fn a_dump_pg_restore_cannot_load_is_named_and_stale_scratch_databases_are_droppe
     // The dump grants to a role the scratch server no longer has, as on a fresh server.
     db.psql(&format!("DROP OWNED BY {role}"));
     pg.psql("postgres", &format!("DROP ROLE {role}"));
-    // What a killed restore test leaves behind: a scratch database two days old.
-    let stale = "strongbox_verify_rtrole_20200101000000_abcdef";
-    pg.psql("postgres", &format!("CREATE DATABASE {stale}"));
-
     let out = env.run(&[
         "verify",
         "rtrole:latest",
@@ -369,7 +368,7 @@ fn a_dump_pg_restore_cannot_load_is_named_and_stale_scratch_databases_are_droppe
     assert_eq!(
         scratch_left(&pg, "rtrole"),
         "",
-        "the failed test's scratch database, or the stale one, is left"
+        "the failed test's scratch database is left"
     );
 }
 
@@ -465,4 +464,178 @@ verify_checks = [
         "--json",
     ]));
     assert_eq!(env.snapshot_ids().len(), 2);
+}
+
+#[test]
+fn deep_verification_on_a_budget_rotates_through_every_object() {
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..3 {
+        write(&src.join(format!("f{i}.bin")), &noise(i, 300_000));
+        env.backup("media", &src, &[]);
+    }
+    let all: std::collections::BTreeSet<String> =
+        fs::read_dir(Path::new(&env.repo).join("sets/media/data"))
+            .unwrap()
+            .map(|e| {
+                format!(
+                    "sets/media/data/{}",
+                    e.unwrap().file_name().to_string_lossy()
+                )
+            })
+            .collect();
+    assert_eq!(all.len(), 6);
+    let mut covered = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let report = env.json(&["verify", "--all", "--level", "deep", "--budget", "400KiB"]);
+        assert_eq!(report["ok"], true, "{report:#}");
+        let read: Vec<String> = serde_json::from_value(report["objects_read"].clone()).unwrap();
+        assert!(
+            !read.is_empty() && report["bytes_read"].as_u64().unwrap() <= 400 << 10,
+            "{report:#}"
+        );
+        // Objects never read come first: one is read again only once every object was.
+        let again = read.iter().filter(|k| covered.contains(*k)).count();
+        covered.extend(read);
+        assert!(
+            again == 0 || covered == all,
+            "an object read twice before every object was read once"
+        );
+    }
+    assert_eq!(covered, all);
+
+    // A damaged object is found when its turn comes, and named.
+    let victim = all.iter().find(|k| k.ends_with(".tar.zst")).unwrap();
+    let path = Path::new(&env.repo).join(victim);
+    let mut bytes = fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(&path, bytes).unwrap();
+    let mut found = false;
+    for _ in 0..3 {
+        let out = env.run(&[
+            "verify", "--all", "--level", "deep", "--budget", "400KiB", "--json",
+        ]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if report["ok"] == false {
+            assert_eq!(out.status.code(), Some(1));
+            assert!(report.to_string().contains(victim.as_str()), "{report:#}");
+            found = true;
+            break;
+        }
+    }
+    assert!(found, "three budgeted runs never read the damaged archive");
+    let err = env.fails(
+        &["verify", "--all", "--level", "checksum", "--budget", "1MiB"],
+        1,
+    );
+    assert!(err.contains("--level deep"), "{err}");
+}
+
+#[test]
+fn a_killed_restore_test_leaves_a_scratch_database_the_next_one_drops() {
+    let Some(pg) = Pg::get() else { return };
+    let env = Env::new();
+    let (_db, _) = postgres_snapshot(
+        &env,
+        &pg,
+        "rtkill",
+        "CREATE TABLE big (id int PRIMARY KEY, body text);
+         INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g;",
+    );
+    let server = pg.url("postgres");
+    let args = [
+        "verify",
+        "rtkill:latest",
+        "--level",
+        "restore",
+        "--scratch-postgres",
+        server.as_str(),
+    ];
+    let mut child = env.cmd(&args).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while scratch_left(&pg, "rtkill").is_empty() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "no scratch database appeared"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the restore test ended before it could be killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_ne!(
+        scratch_left(&pg, "rtkill"),
+        "",
+        "nothing was left to clean up"
+    );
+    let report = env.json(&args);
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(
+        scratch_left(&pg, "rtkill"),
+        "",
+        "the killed test's scratch database is still there"
+    );
+}
+
+#[test]
+fn a_postgres_record_claiming_other_counts_or_a_newer_server_fails_by_name() {
+    let Some(pg) = Pg::get() else { return };
+    let env = Env::new();
+    let (_db, record) = postgres_snapshot(
+        &env,
+        &pg,
+        "rtedit",
+        "CREATE TABLE accounts (id int PRIMARY KEY); INSERT INTO accounts SELECT generate_series(1, 7);",
+    );
+    let path = Path::new(&env.repo).join(format!(
+        "sets/rtedit/snapshots/{}.json",
+        record["id"].as_str().unwrap()
+    ));
+    let original = fs::read(&path).unwrap();
+    let server = pg.url("postgres");
+    let verify = [
+        "verify",
+        "rtedit:latest",
+        "--level",
+        "restore",
+        "--scratch-postgres",
+        server.as_str(),
+        "--json",
+    ];
+    let cases: [(&str, Value, &[&str]); 2] = [
+        (
+            "/stats/tables/0/rows",
+            70.into(),
+            &["public.accounts", "7 rows", "70"],
+        ),
+        (
+            "/stats/server_version",
+            "99.1".into(),
+            &["older than the dump's 99.1"],
+        ),
+    ];
+    for (field, value, phrases) in cases {
+        let mut forged: Value = serde_json::from_slice(&original).unwrap();
+        *forged.pointer_mut(field).unwrap() = value;
+        fs::write(&path, forged.to_string()).unwrap();
+        let out = env.run(&verify);
+        assert_eq!(out.status.code(), Some(1), "{field}");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let detail = report["snapshots"][0]["checks"][2]["detail"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for phrase in phrases {
+            assert!(detail.contains(phrase), "{field}: {detail}");
+        }
+        assert_eq!(
+            scratch_left(&pg, "rtedit"),
+            "",
+            "{field}: scratch database left"
+        );
+    }
 }

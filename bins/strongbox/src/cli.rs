@@ -148,10 +148,16 @@ The latest snapshot of a set is always kept; a policy that keeps nothing is refu
 An archive a kept snapshot still draws from is kept even when the snapshot that wrote it
 is forgotten. Objects of failed runs are deleted once older than --grace.")]
     Prune(PruneArgs),
-    /// Check snapshots: quick (objects present), checksum (SHA-256), deep (every file).
-    #[command(
-        after_help = "Examples:\n  strongbox verify --all\n  strongbox verify media:latest --level deep --report /var/log/strongbox-verify.json"
-    )]
+    /// Check snapshots: quick (objects present), checksum (SHA-256), deep (every file),
+    /// restore (a real restore into scratch space, checked and removed).
+    #[command(after_help = "\
+Examples:
+  strongbox verify --all
+  strongbox verify media:latest --level deep --report /var/log/strongbox-verify.json
+  strongbox verify maindb:latest --level restore --scratch-postgres postgresql://verify@db-test/postgres --report verify.html
+  strongbox verify --all --level deep --budget 20GiB     # rotating: least recently read objects first
+
+See docs/verification.md.")]
     Verify(VerifyArgs),
     /// Work with the configuration file.
     #[command(subcommand)]
@@ -385,6 +391,11 @@ pub struct VerifyArgs {
     /// extension (.txt, .json, .html).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// With --level deep: read only about SIZE stored bytes (500MiB, 2GB), the objects
+    /// verified least recently first, so that a daily run covers the whole repository in
+    /// (repository size / SIZE) days.
+    #[arg(long, value_name = "SIZE", value_parser = strongbox_verify::parse_size)]
+    pub budget: Option<u64>,
     #[command(flatten)]
     pub scratch: Scratch,
 }

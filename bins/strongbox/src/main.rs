@@ -261,6 +261,7 @@ impl App {
                 .iter()
                 .map(|(name, set)| (name.clone(), set.verify_checks.clone()))
                 .collect(),
+            budget: None,
         }
     }
 
@@ -314,8 +315,24 @@ impl App {
             }
             Command::Backup(args) => self.backup(args),
             Command::Snapshots { set } => {
-                let snapshots = self.reader()?.snapshots(set.as_deref())?;
-                self.print(&snapshots, || output::snapshot_table(&snapshots))?;
+                let reader = self.reader()?;
+                let snapshots = reader.snapshots(set.as_deref())?;
+                let sets: std::collections::BTreeSet<&str> =
+                    snapshots.iter().map(|s| s.set.as_str()).collect();
+                let mut verified = std::collections::HashMap::new();
+                for set in sets {
+                    verified.extend(reader.last_verifications(set)?);
+                }
+                let rows = snapshots
+                    .iter()
+                    .map(|s| {
+                        let mut row = serde_json::to_value(s)?;
+                        row["last_verification"] =
+                            serde_json::to_value(verified.get(s.id.as_str()))?;
+                        Ok(row)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                self.print(&rows, || output::snapshot_table(&snapshots, &verified))?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Show { snapshot } => {
@@ -566,7 +583,14 @@ impl App {
             );
         }
         let format = args.report.as_deref().map(ReportFormat::of).transpose()?;
-        let report = reader.verify(&snapshots, &self.verify_options(args.level, &args.scratch))?;
+        if args.budget.is_some() && args.level != VerifyLevel::Deep {
+            bail!("--budget works with --level deep (it reads objects whole, least recently verified first)");
+        }
+        let options = VerifyOptions {
+            budget: args.budget,
+            ..self.verify_options(args.level, &args.scratch)
+        };
+        let report = reader.verify(&snapshots, &options)?;
         if let (Some(path), Some(format)) = (&args.report, format) {
             let body = match format {
                 ReportFormat::Text => report.to_text() + "\n",

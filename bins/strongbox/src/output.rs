@@ -1,7 +1,10 @@
 //! Human-readable output: tables, summaries and sizes. JSON output is serde's.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
-use strongbox_engine::{PruneReport, RestoreDetail, RestoreOutcome, RestorePlan};
+
+use strongbox_engine::{PruneReport, RestoreDetail, RestoreOutcome, RestorePlan, Verification};
 use strongbox_manifest::{FileEntry, FileType, Snapshot, Stats};
 
 /// One row of `ls`, in the JSON shape scripts rely on.
@@ -51,21 +54,36 @@ pub fn ls_table(rows: &[LsRow<'_>]) -> String {
         .join("\n")
 }
 
-pub fn snapshot_table(snapshots: &[Snapshot]) -> String {
+pub fn snapshot_table(snapshots: &[Snapshot], verified: &HashMap<String, Verification>) -> String {
     if snapshots.is_empty() {
         return "no snapshots".to_string();
     }
     let mut lines = vec![format!(
-        "{:<24} {:<12} {:<12} {:<8} {:<20} {:>10} {:>10}  tags",
-        "id", "set", "kind", "source", "time", "entries", "stored"
+        "{:<24} {:<12} {:<12} {:<8} {:<20} {:>10} {:>10}  {:<22}  tags",
+        "id", "set", "kind", "source", "time", "entries", "stored", "last verified"
     )];
     for s in snapshots {
         let (entries, stored) = match &s.stats {
             Stats::Files(f) => (f.files + f.dirs + f.symlinks, f.bytes_stored),
             Stats::Database(d) => (d.tables.len() as u64, d.bytes_stored),
         };
+        let last = verified.get(s.id.as_str()).map_or_else(
+            || "-".to_string(),
+            |v| {
+                let restore = v
+                    .restore_secs
+                    .map(|r| format!(" {r:.1}s"))
+                    .unwrap_or_default();
+                format!(
+                    "{} {}{restore} {}",
+                    v.level,
+                    if v.ok { "ok" } else { "FAILED" },
+                    v.time.format("%m-%d %H:%M")
+                )
+            },
+        );
         lines.push(format!(
-            "{:<24} {:<12} {:<12} {:<8} {:<20} {:>10} {:>10}  {}",
+            "{:<24} {:<12} {:<12} {:<8} {:<20} {:>10} {:>10}  {:<22}  {}",
             s.id,
             s.set,
             s.kind.as_str(),
@@ -73,6 +91,7 @@ pub fn snapshot_table(snapshots: &[Snapshot]) -> String {
             s.time.format("%Y-%m-%d %H:%M:%S"),
             entries,
             human_bytes(stored),
+            last,
             s.tags.join(",")
         ));
     }

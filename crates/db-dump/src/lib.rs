@@ -54,7 +54,7 @@ use strongbox_manifest::{DatabaseStats, SourceKind, TableCount};
 pub use conninfo::{is_conninfo, redact_conninfo};
 pub use error::{Error, PgError};
 
-pub use postgres::{PostgresSource, PostgresTarget};
+pub use postgres::{Claim, PostgresSource, PostgresTarget};
 pub use sqlite::{SqliteSource, SqliteTarget};
 
 /// A database to back up.

@@ -316,23 +316,12 @@ impl PostgresTarget {
         }
     }
 
-    /// Run `work` on the server's maintenance database (`postgres`, else `template1`).
-    fn on_maintenance<T>(
-        &self,
-        operation: &'static str,
-        work: impl FnOnce(&Session) -> Result<T, tokio_postgres::Error>,
-    ) -> Result<T, Error> {
+    /// A session on the server's maintenance database (`postgres`, else `template1`).
+    fn maintenance_session(&self) -> Result<Session, Error> {
         let mut last = None;
         for dbname in ["postgres", "template1"] {
-            let conn = self.conn.with_dbname(dbname);
-            match Session::open(&conn) {
-                Ok(session) => {
-                    return work(&session).map_err(|source| Error::Query {
-                        database: self.conn.describe(),
-                        operation,
-                        source: source.into(),
-                    });
-                }
+            match Session::open(&self.conn.with_dbname(dbname)) {
+                Ok(session) => return Ok(session),
                 Err(Error::Connect { source, .. })
                     if source.code() == Some(&SqlState::INVALID_CATALOG_NAME) =>
                 {
@@ -344,6 +333,20 @@ impl PostgresTarget {
         Err(Error::Connect {
             database: format!("the maintenance database on {}", self.conn.host_display()),
             source: last.expect("tried a maintenance database"),
+        })
+    }
+
+    /// Run `work` on the server's maintenance database.
+    fn on_maintenance<T>(
+        &self,
+        operation: &'static str,
+        work: impl FnOnce(&Session) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, Error> {
+        let session = self.maintenance_session()?;
+        work(&session).map_err(|source| Error::Query {
+            database: self.conn.describe(),
+            operation,
+            source: source.into(),
         })
     }
 
@@ -388,12 +391,67 @@ impl PostgresTarget {
         })
     }
 
-    /// Drop the database, if it exists.
+    /// Drop the database, if it exists, ending its connections first (PostgreSQL 13 and
+    /// later): a killed restore test can leave a `pg_restore` behind.
     pub fn drop_database(&self) -> Result<(), Error> {
+        let force = if self.server_major()? >= 13 {
+            " WITH (FORCE)"
+        } else {
+            ""
+        };
         self.maintenance(
-            &format!("DROP DATABASE IF EXISTS {}", quote_ident(&self.conn.dbname)),
+            &format!(
+                "DROP DATABASE IF EXISTS {}{force}",
+                quote_ident(&self.conn.dbname)
+            ),
             "dropping the database",
         )
+    }
+
+    /// Claim this (scratch) database for as long as the claim lives: a session-level
+    /// advisory lock on the maintenance database, which the server releases when this
+    /// process ends, however it ends. [`PostgresTarget::unclaimed`] tells the databases no
+    /// live process claims.
+    pub fn claim(&self) -> Result<Claim, Error> {
+        let key = claim_key(&self.conn.dbname);
+        let session = self.maintenance_session()?;
+        session
+            .rt
+            .block_on(
+                session
+                    .client
+                    .execute("SELECT pg_advisory_lock($1)", &[&key]),
+            )
+            .map_err(|source| Error::Query {
+                database: self.conn.describe(),
+                operation: "claiming the database",
+                source: source.into(),
+            })?;
+        Ok(Claim { _session: session })
+    }
+
+    /// Those of `names` (databases on this server) that no live process claims.
+    pub fn unclaimed(&self, names: &[String]) -> Result<Vec<String>, Error> {
+        self.on_maintenance("looking for claims", |session| {
+            let mut free = Vec::new();
+            for name in names {
+                let key = claim_key(name);
+                let row = session.rt.block_on(
+                    session
+                        .client
+                        .query_one("SELECT pg_try_advisory_lock($1)", &[&key]),
+                )?;
+                if row.get::<_, bool>(0) {
+                    session.rt.block_on(
+                        session
+                            .client
+                            .execute("SELECT pg_advisory_unlock($1)", &[&key]),
+                    )?;
+                    free.push(name.clone());
+                }
+            }
+            Ok(free)
+        })
     }
 
     /// Every btree index through amcheck's `bt_index_check`, when the extension can be
@@ -682,6 +740,25 @@ impl DatabaseTarget for PostgresTarget {
         }))
         .collect())
     }
+}
+
+/// A live claim on a database (see [`PostgresTarget::claim`]); dropping it releases it.
+pub struct Claim {
+    _session: Session,
+}
+
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Claim")
+    }
+}
+
+/// The advisory-lock key of a database name: FNV-1a, stable across processes and hosts.
+fn claim_key(name: &str) -> i64 {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    hash as i64
 }
 
 /// Every row `sql` returns, its columns as text joined by `|` (the query runs as simple

@@ -86,6 +86,10 @@ pub struct RunRecord {
     /// A verification's result per snapshot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verified: Vec<Verification>,
+    /// The objects a verification read whole (checked against their digests), for the
+    /// rotation of `verify --budget`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects_read: Vec<String>,
 }
 
 /// What a verification found about one snapshot.
@@ -111,6 +115,7 @@ pub(crate) struct RunOutcome {
     pub(crate) ok: bool,
     pub(crate) bytes: Option<u64>,
     pub(crate) verified: Vec<Verification>,
+    pub(crate) objects_read: Vec<String>,
 }
 
 pub(crate) struct Journal<'a> {
@@ -143,6 +148,7 @@ impl<'a> Journal<'a> {
                 duration_secs: None,
                 bytes: None,
                 verified: Vec::new(),
+                objects_read: Vec::new(),
             },
         };
         journal.write();
@@ -177,6 +183,7 @@ impl<'a> Journal<'a> {
         self.record.error = error;
         self.record.bytes = outcome.bytes;
         self.record.verified = outcome.verified;
+        self.record.objects_read = outcome.objects_read;
         self.write();
     }
 }
@@ -185,9 +192,26 @@ impl Reader {
     /// `set`'s run journal, oldest first. Entries that do not read are skipped with a
     /// warning: the journal is a record of attempts, not of data.
     pub fn runs(&self, set: &str) -> Result<Vec<RunRecord>, Error> {
+        self.runs_of(set, None)
+    }
+
+    /// `set`'s run journal, only `operation`'s entries when given (chosen by their names,
+    /// so the others are not read).
+    pub fn runs_of(
+        &self,
+        set: &str,
+        operation: Option<Operation>,
+    ) -> Result<Vec<RunRecord>, Error> {
         let prefix = layout::runs_prefix(layout::check_set_name(set)?);
+        let infix = operation.map(|o| format!("-{o}-"));
         let mut runs = Vec::new();
         for object in self.repo.list(&prefix)? {
+            if infix
+                .as_ref()
+                .is_some_and(|infix| !object.key.contains(infix.as_str()))
+            {
+                continue;
+            }
             let parsed = self
                 .repo
                 .read_object(&object.key, None)
@@ -209,7 +233,7 @@ impl Reader {
     /// The snapshots of `set` whose latest restore test passed.
     pub fn restore_tested(&self, set: &str) -> Result<std::collections::HashSet<String>, Error> {
         let mut passed = std::collections::HashSet::new();
-        for run in self.runs(set)? {
+        for run in self.runs_of(set, Some(Operation::Verify))? {
             for v in run
                 .verified
                 .into_iter()
@@ -225,13 +249,28 @@ impl Reader {
         Ok(passed)
     }
 
+    /// When each object of `set` was last read whole by a verification.
+    pub fn objects_last_read(
+        &self,
+        set: &str,
+    ) -> Result<std::collections::HashMap<String, DateTime<Utc>>, Error> {
+        let mut last = std::collections::HashMap::new();
+        for run in self.runs_of(set, Some(Operation::Verify))? {
+            let when = run.finished.unwrap_or(run.started);
+            for key in run.objects_read {
+                last.insert(key, when);
+            }
+        }
+        Ok(last)
+    }
+
     /// The latest verification of each snapshot of `set`, by snapshot id.
     pub fn last_verifications(
         &self,
         set: &str,
     ) -> Result<std::collections::HashMap<String, Verification>, Error> {
         let mut last = std::collections::HashMap::new();
-        for run in self.runs(set)? {
+        for run in self.runs_of(set, Some(Operation::Verify))? {
             for verification in run.verified {
                 last.insert(verification.snapshot.clone(), verification);
             }

@@ -170,6 +170,12 @@ pub struct Report {
     pub level: VerifyLevel,
     /// Per snapshot.
     pub snapshots: Vec<SnapshotReport>,
+    /// A verification on a budget: the objects it read, least recently verified first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_read: Option<Vec<String>>,
+    /// A verification on a budget: the stored bytes of those objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_read: Option<u64>,
 }
 
 impl Report {
@@ -179,8 +185,41 @@ impl Report {
             ok: snapshots.iter().all(|s| s.ok),
             level,
             snapshots,
+            objects_read: None,
+            bytes_read: None,
         }
     }
+}
+
+/// A size as operators write it: `500MiB`, `2GB`, `1.5G`, `4096` (bytes). Binary units
+/// (KiB, MiB, GiB, TiB, and K, M, G, T) count in 1024s, decimal ones (kB, MB, GB, TB) in
+/// 1000s.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (like 500MiB, 2GB or 4096)"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "T" | "TiB" => 1 << 40,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {text:?} (KiB, MiB, GiB, TiB, kB, MB, GB, TB)"
+            ))
+        }
+    };
+    Ok((number * factor as f64).round() as u64)
 }
 
 /// Every object `snapshot` names is among `sizes` (key to stored size) with its recorded
@@ -389,6 +428,25 @@ mod tests {
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["snapshots"][1]["checks"][1]["name"], "checksum");
         assert_eq!(json["level"], "deep");
+    }
+
+    #[rstest]
+    #[case("4096", Ok(4096))]
+    #[case("500MiB", Ok(500 << 20))]
+    #[case("2GB", Ok(2_000_000_000))]
+    #[case("1.5G", Ok(3 << 29))]
+    #[case("10 kB", Ok(10_000))]
+    #[case("12 parsecs", Err("unknown size unit"))]
+    #[case("lots", Err("is not a size"))]
+    fn sizes_parse_in_binary_and_decimal_units(
+        #[case] text: &str,
+        #[case] want: Result<u64, &str>,
+    ) {
+        match (parse_size(text), want) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "{text}"),
+            (Err(e), Err(phrase)) => assert!(e.contains(phrase), "{text}: {e}"),
+            (got, want) => panic!("{text}: {got:?} vs {want:?}"),
+        }
     }
 
     #[rstest]

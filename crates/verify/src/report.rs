@@ -72,10 +72,13 @@ impl Report {
         let s = self.summary();
         let status = if self.ok { "ok" } else { "failed" };
         let mut rows = String::new();
-        for snapshot in &self.snapshots {
+        // Failures first: on a phone, what needs doing is on the first screen.
+        let mut snapshots: Vec<_> = self.snapshots.iter().collect();
+        snapshots.sort_by_key(|s| s.ok);
+        for snapshot in snapshots {
             let restore = snapshot
                 .restore_secs
-                .map(|s| format!("restore {s:.1} s"))
+                .map(|s| format!("restore {}", seconds(s)))
                 .unwrap_or_default();
             let _ = write!(
                 rows,
@@ -89,11 +92,12 @@ impl Report {
             for check in &snapshot.checks {
                 let _ = write!(
                     rows,
-                    "<tr class=\"{}\"><th>{}</th><td>{}</td><td class=\"t\">{:.2}&nbsp;s</td></tr>",
+                    "<tr class=\"{}\"><th>{}{}</th><td>{}</td><td class=\"t\">{}</td></tr>",
                     if check.ok { "ok" } else { "failed" },
+                    if check.ok { "" } else { "✘&nbsp;" },
                     check.name,
                     escape(&check.detail),
-                    check.duration_secs
+                    seconds(check.duration_secs).replace(' ', "&nbsp;")
                 );
             }
             rows.push_str("</table></section>");
@@ -119,9 +123,19 @@ header{padding:.5em 1em;border-radius:.4em;margin-bottom:1em}header.ok{backgroun
 header.failed{background:#fbe3e3}h1{margin:.2em 0;font-size:1.4em}h2{font-size:1.05em;margin:.3em 0}\
 section{border:1px solid #ddd;border-radius:.4em;padding:.4em .8em;margin:.6em 0}\
 section.failed{border-color:#d44}.ok .mark{color:#280}.failed .mark{color:#c22}\
-table{border-collapse:collapse;width:100%}th{text-align:left;padding-right:1em;width:7em;vertical-align:top}\
-td{padding:.15em 0;word-break:break-word}td.t{text-align:right;white-space:nowrap;color:#666;width:5em}\
-tr.failed td{color:#a00}code{font-size:.9em}small{color:#666;font-weight:normal}";
+table{border-collapse:collapse;width:100%}th{text-align:left;padding-right:.8em;white-space:nowrap;vertical-align:top;width:1%}\
+td{padding:.15em 0;word-break:break-word;vertical-align:top}td.t{text-align:right;white-space:nowrap;color:#666;width:5em;padding-left:.6em}\
+tr.failed th,tr.failed td{color:#a00}code{font-size:.9em}small{color:#666;font-weight:normal}\
+@media (max-width:30em){body{font-size:14px}td.t{width:auto;font-size:.85em}}";
+
+/// `0.27 s`; what the clock cannot tell apart from nothing, `<0.01 s`.
+fn seconds(secs: f64) -> String {
+    if secs < 0.005 {
+        "<0.01 s".to_string()
+    } else {
+        format!("{secs:.2} s")
+    }
+}
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")

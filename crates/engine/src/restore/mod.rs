@@ -296,7 +296,7 @@ impl Engine {
             |outcome| RunOutcome {
                 ok: true,
                 bytes: Some(outcome.detail.bytes(snapshot)),
-                verified: Vec::new(),
+                ..RunOutcome::default()
             },
         )
     }

@@ -1,6 +1,7 @@
 //! Verification: the checks of `strongbox_verify` driven over a repository, up to restore
 //! tests in scratch space ([`scratch`]).
 
+mod budget;
 mod scratch;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -30,6 +31,9 @@ pub struct VerifyOptions {
     pub scratch_postgres: Option<String>,
     /// Per set, the operator's queries a restore test runs against the restored database.
     pub checks: BTreeMap<String, Vec<SqlCheck>>,
+    /// Deep verification on a budget: read about this many stored bytes, the objects
+    /// verified least recently first, instead of every snapshot whole.
+    pub budget: Option<u64>,
 }
 
 impl std::fmt::Debug for VerifyOptions {
@@ -45,6 +49,7 @@ impl std::fmt::Debug for VerifyOptions {
                     .map(strongbox_db_dump::redact_conninfo),
             )
             .field("checks", &self.checks)
+            .field("budget", &self.budget)
             .finish()
     }
 }
@@ -64,6 +69,9 @@ impl Reader {
     /// with each snapshot's result.
     pub fn verify(&self, snapshots: &[Snapshot], options: &VerifyOptions) -> Result<Report, Error> {
         let level = options.level;
+        if let Some(budget) = options.budget {
+            return self.verify_budget(snapshots, budget);
+        }
         if level == VerifyLevel::Restore
             && snapshots.iter().any(|s| s.source == SourceKind::Postgres)
         {
@@ -95,6 +103,14 @@ impl Reader {
                             restore_secs: r.restore_secs,
                         })
                         .collect(),
+                    objects_read: if level >= VerifyLevel::Checksum {
+                        snapshots
+                            .iter()
+                            .flat_map(|s| s.objects.iter().map(|o| o.key.clone()))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
                 },
             )?;
             reports.extend(checked);

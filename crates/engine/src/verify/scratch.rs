@@ -7,9 +7,9 @@ use std::io;
 use std::path::Path;
 use std::time::Instant;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use strongbox_archive::HashingReader;
-use strongbox_db_dump::{DatabaseTarget, PostgresTarget, Probe, SqliteTarget};
+use strongbox_db_dump::{Claim, DatabaseTarget, PostgresTarget, Probe, SqliteTarget};
 use strongbox_manifest::{FileType, Listing, Snapshot, SourceKind, Stats};
 use strongbox_verify::{Check, CheckName};
 
@@ -237,17 +237,20 @@ fn count_entries(dir: &Path) -> io::Result<u64> {
     Ok(count)
 }
 
-/// A scratch database, dropped when this is (pass, fail, cancel or panic).
-struct ScratchDatabase(PostgresTarget);
+/// A scratch database, claimed while the test runs and dropped when this is (pass, fail,
+/// cancel or panic); a process killed outright leaves it unclaimed for the next test to drop.
+struct ScratchDatabase(PostgresTarget, Option<Claim>);
 
 impl Drop for ScratchDatabase {
     fn drop(&mut self) {
-        match self.0.drop_database() {
+        let dropped = self.0.drop_database();
+        self.1.take();
+        match dropped {
             Ok(()) => tracing::debug!(database = self.0.dbname(), "dropped the scratch database"),
             Err(e) => tracing::warn!(
                 database = self.0.dbname(),
                 error = &e as &dyn std::error::Error,
-                "could not drop the scratch database; the next restore test drops it once it is a day old"
+                "could not drop the scratch database; the next restore test on this server drops it"
             ),
         }
     }
@@ -281,7 +284,8 @@ fn scratch_database(
             ));
         }
     }
-    Ok(ScratchDatabase(target))
+    let claim = target.claim().map_err(|e| error_chain(&e))?;
+    Ok(ScratchDatabase(target, Some(claim)))
 }
 
 /// `strongbox_verify_<set>_<time>_<random>`, at most 63 bytes (PostgreSQL's limit).
@@ -304,22 +308,13 @@ fn scratch_name(set: &str, now: DateTime<Utc>) -> String {
     )
 }
 
-/// When a scratch database was made, from its name.
-fn scratch_time(name: &str) -> Option<DateTime<Utc>> {
-    let rest = name.strip_prefix(SCRATCH_PREFIX)?;
-    let mut parts = rest.rsplitn(3, '_');
-    let (_random, time) = (parts.next()?, parts.next()?);
-    parts.next()?;
-    NaiveDateTime::parse_from_str(time, TIME_FORMAT)
-        .ok()
-        .map(|t| t.and_utc())
-}
-
-/// Drop the scratch databases that crashed or killed restore tests left on `server`, once
-/// they are a day old (a younger one may belong to a test still running).
+/// Drop the scratch databases on `server` that no live restore test claims: those that
+/// killed or crashed tests left behind.
 pub(super) fn drop_stale_databases(server: &str) {
-    let stale = PostgresTarget::scratch(server, "postgres")
-        .and_then(|admin| admin.databases_named(SCRATCH_PREFIX));
+    let stale = PostgresTarget::scratch(server, "postgres").and_then(|admin| {
+        let names = admin.databases_named(SCRATCH_PREFIX)?;
+        admin.unclaimed(&names)
+    });
     let names = match stale {
         Ok(names) => names,
         Err(e) => {
@@ -330,15 +325,14 @@ pub(super) fn drop_stale_databases(server: &str) {
             return;
         }
     };
-    let day_ago = Utc::now() - chrono::Duration::days(1);
     for name in names {
-        if scratch_time(&name).is_some_and(|t| t < day_ago) {
-            let dropped = PostgresTarget::scratch(server, &name).and_then(|t| t.drop_database());
-            match dropped {
-                Ok(()) => tracing::info!(database = %name, "dropped a stale scratch database"),
-                Err(e) => {
-                    tracing::warn!(database = %name, error = &e as &dyn std::error::Error, "could not drop a stale scratch database")
-                }
+        let dropped = PostgresTarget::scratch(server, &name).and_then(|t| t.drop_database());
+        match dropped {
+            Ok(()) => {
+                tracing::info!(database = %name, "dropped a scratch database a killed restore test left")
+            }
+            Err(e) => {
+                tracing::warn!(database = %name, error = &e as &dyn std::error::Error, "could not drop a stale scratch database")
             }
         }
     }
@@ -349,7 +343,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scratch_names_fit_postgres_and_tell_their_age() {
+    fn scratch_names_fit_postgres_and_carry_set_and_time() {
         let now = DateTime::parse_from_rfc3339("2026-12-01T04:05:06Z")
             .unwrap()
             .to_utc();
@@ -365,14 +359,6 @@ mod tests {
             let name = scratch_name(set, now);
             assert!(name.starts_with(prefix), "{name}");
             assert!(name.len() <= 63, "{name}");
-            assert_eq!(scratch_time(&name), Some(now), "{name}");
-        }
-        for other in [
-            "postgres",
-            "strongbox_verify_x",
-            "strongbox_verify_x_notatime_abc",
-        ] {
-            assert_eq!(scratch_time(other), None, "{other}");
         }
     }
 }
