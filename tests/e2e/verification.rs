@@ -532,17 +532,46 @@ fn deep_verification_on_a_budget_rotates_through_every_object() {
     assert!(err.contains("--level deep"), "{err}");
 }
 
+/// A PostgreSQL snapshot big enough that its restore test can be interrupted.
+fn big_postgres_snapshot(env: &Env, pg: &Pg, set: &str) -> strongbox_test_support::TempDb {
+    postgres_snapshot(
+        env,
+        pg,
+        set,
+        "CREATE TABLE big (id int PRIMARY KEY, body text);
+         INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g;",
+    )
+    .0
+}
+
+/// Start a restore test of `set` and wait until its scratch database exists.
+fn restore_test_started(env: &Env, pg: &Pg, set: &str, args: &[&str]) -> std::process::Child {
+    let mut child = env
+        .cmd(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while scratch_left(pg, set).is_empty() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "no scratch database appeared"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the restore test ended before it could be interrupted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
 #[test]
 fn a_killed_restore_test_leaves_a_scratch_database_the_next_one_drops() {
     let Some(pg) = Pg::get() else { return };
     let env = Env::new();
-    let (_db, _) = postgres_snapshot(
-        &env,
-        &pg,
-        "rtkill",
-        "CREATE TABLE big (id int PRIMARY KEY, body text);
-         INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g;",
-    );
+    let _db = big_postgres_snapshot(&env, &pg, "rtkill");
     let server = pg.url("postgres");
     let args = [
         "verify",
@@ -552,19 +581,7 @@ fn a_killed_restore_test_leaves_a_scratch_database_the_next_one_drops() {
         "--scratch-postgres",
         server.as_str(),
     ];
-    let mut child = env.cmd(&args).spawn().unwrap();
-    let started = std::time::Instant::now();
-    while scratch_left(&pg, "rtkill").is_empty() {
-        assert!(
-            started.elapsed().as_secs() < 60,
-            "no scratch database appeared"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the restore test ended before it could be killed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut child = restore_test_started(&env, &pg, "rtkill", &args);
     child.kill().unwrap();
     child.wait().unwrap();
     assert_ne!(
@@ -579,6 +596,38 @@ fn a_killed_restore_test_leaves_a_scratch_database_the_next_one_drops() {
         "",
         "the killed test's scratch database is still there"
     );
+}
+
+#[test]
+fn ctrl_c_during_a_restore_test_drops_its_scratch_database() {
+    let Some(pg) = Pg::get() else { return };
+    let env = Env::new();
+    let _db = big_postgres_snapshot(&env, &pg, "rtint");
+    let server = pg.url("postgres");
+    let args = [
+        "verify",
+        "rtint:latest",
+        "--level",
+        "restore",
+        "--scratch-postgres",
+        server.as_str(),
+    ];
+    let child = restore_test_started(&env, &pg, "rtint", &args);
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        scratch_left(&pg, "rtint"),
+        "",
+        "Ctrl-C left the scratch database"
+    );
+    let run = runs(&env, "rtint")
+        .into_iter()
+        .rev()
+        .find(|r| r["operation"] == "verify")
+        .unwrap();
+    assert_eq!(run["status"], "failed", "{run}");
 }
 
 #[test]
