@@ -7,6 +7,7 @@ mod encryption;
 mod files;
 mod harness;
 mod interrupt;
+mod operations;
 mod prune;
 mod recipe;
 mod s3;

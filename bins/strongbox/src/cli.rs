@@ -106,6 +106,30 @@ pub enum Command {
         /// Only this set.
         set: Option<String>,
     },
+    /// Per set: the last snapshot, the last run of each operation, the last verification,
+    /// the snapshot count, stored bytes, and when the data was last read by a verification.
+    #[command(
+        after_help = "Examples:\n  strongbox status\n  strongbox status media maindb --json"
+    )]
+    Status {
+        /// Only these sets (default: every set in the repository).
+        sets: Vec<String>,
+    },
+    /// Check the backups' health; exit 0 ok, 1 warning, 2 critical, 3 unknown (Nagios).
+    #[command(after_help = "\
+Checks per set: age of the newest snapshot (critical past --max-age, warning past 75 % of
+it), last backup and last verify failed, no verification passed within [health]
+verify_max_age (7d), snapshots the keep policy would forget, files/bytes/rows down more than
+[health] anomaly_drop (30 %) against the median of the previous 7, a stale lock, runs stuck
+in `running`. For the repository: disk usage of a local repository.
+
+Examples:
+  strongbox health
+  strongbox health --set media --max-age 26h --json
+  strongbox --config /etc/strongbox/strongbox.toml health --prometheus /var/lib/node_exporter/strongbox.prom
+
+See docs/operations.md.")]
+    Health(HealthArgs),
     /// Show one snapshot record.
     #[command(
         after_help = "Examples:\n  strongbox show media:latest\n  strongbox show 20251227T0200 --json"
@@ -374,6 +398,23 @@ pub struct RestoreArgs {
     /// Delete the replaced target instead of keeping it as <target>.pre-restore-<time>.
     #[arg(long)]
     pub no_keep_previous: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Only this set (repeatable; default: every set in the repository).
+    #[arg(long = "set", value_name = "SET")]
+    pub sets: Vec<String>,
+    /// Critical when a set's newest snapshot is older (default: [health] max_age, else 48h).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub max_age: Option<std::time::Duration>,
+    /// Warning when the local repository's disk is fuller, in percent (default: [health]
+    /// max_disk_usage, else 80); critical at 95.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100), value_name = "PCT")]
+    pub max_disk_usage: Option<u8>,
+    /// Also write the metrics to FILE for node_exporter's textfile collector (atomically).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

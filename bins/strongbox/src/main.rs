@@ -14,8 +14,9 @@ use clap::Parser;
 use serde::Serialize;
 use strongbox_config::Config;
 use strongbox_engine::{
-    BackupOptions, Cancel, Engine, FilesSpec, PostgresSpec, PruneOptions, Reader, Report,
-    RestoreOptions, SetSpec, SourceSpec, SqliteSpec, TargetSpec, VerifyLevel, VerifyOptions,
+    BackupOptions, Cancel, Engine, FilesSpec, HealthOptions, HealthStatus, PostgresSpec,
+    PruneOptions, Reader, Report, RestoreOptions, SetSpec, SourceSpec, SqliteSpec, TargetSpec,
+    VerifyLevel, VerifyOptions,
 };
 use strongbox_manifest::SnapshotKind;
 use strongbox_storage::{
@@ -314,6 +315,12 @@ impl App {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Backup(args) => self.backup(args),
+            Command::Status { sets } => {
+                let statuses = self.reader()?.status(&sets)?;
+                self.print(&statuses, || output::status_text(&statuses))?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Health(args) => self.health(args),
             Command::Snapshots { set } => {
                 let reader = self.reader()?;
                 let snapshots = reader.snapshots(set.as_deref())?;
@@ -430,6 +437,57 @@ impl App {
             }
         }
         Ok(ExitCode::SUCCESS)
+    }
+
+    fn health(&self, args: cli::HealthArgs) -> Result<ExitCode> {
+        let configured = &self.config.health;
+        let defaults = HealthOptions::default();
+        let options = HealthOptions {
+            max_age: args
+                .max_age
+                .or(configured.max_age.as_ref().map(|d| d.duration()))
+                .unwrap_or(defaults.max_age),
+            max_disk_usage: args
+                .max_disk_usage
+                .or(configured.max_disk_usage)
+                .unwrap_or(defaults.max_disk_usage),
+            anomaly_drop: configured.anomaly_drop.unwrap_or(defaults.anomaly_drop),
+            verify_max_age: configured
+                .verify_max_age
+                .as_ref()
+                .map_or(defaults.verify_max_age, |d| d.duration()),
+            policies: self
+                .config
+                .sets
+                .iter()
+                .filter_map(|(name, set)| Some((name.clone(), set.keep.clone()?)))
+                .collect(),
+        };
+        // An unreachable repository is "unknown", not a failure of the check itself.
+        let report = match self
+            .reader()
+            .and_then(|r| Ok(r.health(&args.sets, &options)?))
+        {
+            Ok(report) => report,
+            Err(e) => {
+                let message = format!("{e:#}");
+                if self.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "status": "unknown", "checks": [], "error": message })
+                    );
+                } else {
+                    println!("UNKNOWN: {message}");
+                }
+                return Ok(ExitCode::from(HealthStatus::Unknown.exit_code()));
+            }
+        };
+        if let Some(path) = &args.prometheus {
+            write_atomically(path, report.to_prometheus().as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        self.print(&report, || output::health_text(&report))?;
+        Ok(ExitCode::from(report.status.exit_code()))
     }
 
     fn backup(&self, args: BackupArgs) -> Result<ExitCode> {
@@ -607,6 +665,26 @@ impl App {
             ExitCode::FAILURE
         })
     }
+}
+
+/// Write `path` through a temporary file beside it and a rename, so that a reader (a
+/// metrics collector) never sees half a file.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().map_or_else(
+        || std::ffi::OsString::from("metrics"),
+        std::ffi::OsStr::to_os_string,
+    );
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(&name);
+    temp_name.push(format!(".tmp-{}", std::process::id()));
+    let temp = path.with_file_name(temp_name);
+    let written = std::fs::write(&temp, bytes)
+        .and_then(|()| std::fs::File::open(&temp)?.sync_all())
+        .and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
 }
 
 /// A report file's format, by its extension.

@@ -4,7 +4,10 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use strongbox_engine::{PruneReport, RestoreDetail, RestoreOutcome, RestorePlan, Verification};
+use strongbox_engine::{
+    HealthReport, HealthStatus, PruneReport, RestoreDetail, RestoreOutcome, RestorePlan, SetStatus,
+    Verification,
+};
 use strongbox_manifest::{FileEntry, FileType, Snapshot, Stats};
 
 /// One row of `ls`, in the JSON shape scripts rely on.
@@ -234,6 +237,96 @@ pub fn prune_text(report: &PruneReport) -> String {
         report.forget.len(),
         report.deleted_objects,
         human_bytes(report.freed_bytes)
+    ));
+    lines.join("\n")
+}
+
+pub fn status_text(statuses: &[SetStatus]) -> String {
+    if statuses.is_empty() {
+        return "no sets".to_string();
+    }
+    let mut text = Vec::new();
+    for s in statuses {
+        let last = s.last_snapshot.as_ref().map_or_else(
+            || "no snapshot".to_string(),
+            |l| {
+                format!(
+                    "last {} ({} {}) at {}, {}",
+                    l.id,
+                    l.kind,
+                    l.source,
+                    l.time.format("%Y-%m-%d %H:%M:%S UTC"),
+                    human_bytes(l.bytes_stored)
+                )
+            },
+        );
+        text.push(format!(
+            "{}: {} snapshot(s), {} stored; {last}",
+            s.set,
+            s.snapshots,
+            human_bytes(s.stored_bytes)
+        ));
+        for (operation, run) in &s.last_runs {
+            let duration = run
+                .duration_secs
+                .map(|d| format!(" in {d:.1} s"))
+                .unwrap_or_default();
+            let error = run
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            text.push(format!(
+                "  {operation:<8} {:<10} {}{duration}{error}",
+                format!("{:?}", run.status).to_lowercase(),
+                run.started.format("%Y-%m-%d %H:%M:%S UTC")
+            ));
+        }
+        if let Some(v) = &s.last_verification {
+            let restore = v
+                .restore_secs
+                .map(|r| format!(", restore {r:.1} s"))
+                .unwrap_or_default();
+            text.push(format!(
+                "  last verification: {} {} of {} at {}{restore}",
+                v.level,
+                if v.ok { "ok" } else { "FAILED" },
+                v.snapshot,
+                v.time.format("%Y-%m-%d %H:%M:%S UTC")
+            ));
+        }
+        let oldest = s.objects.oldest_read.map_or_else(
+            || "none read yet".to_string(),
+            |t| format!("the oldest read {}", t.format("%Y-%m-%d %H:%M UTC")),
+        );
+        text.push(format!(
+            "  data: {} object(s), {} never read by a verification, {oldest}",
+            s.objects.total, s.objects.never_read
+        ));
+    }
+    text.join("\n")
+}
+
+pub fn health_text(report: &HealthReport) -> String {
+    let mut lines: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| c.status != HealthStatus::Ok)
+        .map(|c| {
+            format!(
+                "{:<8} {} {}: {}",
+                c.status.to_string().to_uppercase(),
+                c.set.as_deref().unwrap_or("(repository)"),
+                c.name,
+                c.detail
+            )
+        })
+        .collect();
+    let ok = report.checks.len() - lines.len();
+    lines.push(format!(
+        "{}: {} check(s), {ok} ok",
+        report.status.to_string().to_uppercase(),
+        report.checks.len()
     ));
     lines.join("\n")
 }

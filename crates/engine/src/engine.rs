@@ -148,7 +148,11 @@ impl Reader {
                 let (status, error) = if outcome.ok {
                     (RunStatus::Ok, None)
                 } else {
-                    (RunStatus::Failed, Some("checks failed".to_string()))
+                    let problem = outcome.problem.clone();
+                    (
+                        RunStatus::Failed,
+                        Some(problem.unwrap_or_else(|| "checks failed".to_string())),
+                    )
                 };
                 journal.finish_with(status, snapshot, error, outcome);
             }

@@ -116,6 +116,8 @@ pub(crate) struct RunOutcome {
     pub(crate) bytes: Option<u64>,
     pub(crate) verified: Vec<Verification>,
     pub(crate) objects_read: Vec<String>,
+    /// What to journal as the error when not `ok`.
+    pub(crate) problem: Option<String>,
 }
 
 pub(crate) struct Journal<'a> {

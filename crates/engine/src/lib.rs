@@ -46,6 +46,7 @@ mod engine;
 mod error;
 #[cfg(test)]
 mod fixtures;
+mod health;
 mod journal;
 mod progress;
 mod prune;
@@ -53,6 +54,7 @@ mod restore;
 mod select;
 mod source;
 mod spec;
+mod status;
 mod tree;
 mod verify;
 
@@ -60,6 +62,7 @@ pub(crate) use error::error_chain;
 
 pub use engine::{Engine, Reader};
 pub use error::Error;
+pub use health::{HealthCheck, HealthOptions, HealthReport, HealthStatus};
 pub use journal::{Operation, RunRecord, RunStatus, Verification};
 pub use progress::{Cancel, NoProgress, Progress};
 pub use prune::{Forgotten, Kept, PruneOptions, PruneReport, SetPolicy};
@@ -73,6 +76,7 @@ pub use source::{
     SqliteSpec,
 };
 pub use spec::{BackupOptions, SetSpec, SourceSpec};
+pub use status::{ObjectsRead, RunSummary, SetStatus, SnapshotSummary};
 pub use strongbox_retention::{KeepPolicy, Timezone};
 pub use strongbox_verify::{Report, VerifyLevel};
 pub use tree::{ObjectSource, TreeEntry};

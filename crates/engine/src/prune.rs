@@ -4,7 +4,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use strongbox_manifest::{Snapshot, SourceKind};
-use strongbox_retention::{apply, Candidate, KeepPolicy, Timezone};
+use strongbox_retention::{apply, Candidate, KeepPolicy, Plan, Timezone};
 use strongbox_storage::{layout, ObjectInfo};
 
 use crate::journal::{Operation, RunStatus};
@@ -116,6 +116,30 @@ impl PruneReport {
     }
 }
 
+impl crate::Reader {
+    /// What `policy` keeps of `set`'s `snapshots`, and why; the newest snapshot proven to
+    /// restore stays whatever the policy says (reason `restore-tested`).
+    pub fn retention_plan(
+        &self,
+        set: &str,
+        snapshots: &[Snapshot],
+        policy: &KeepPolicy,
+        timezone: Timezone,
+    ) -> Result<Plan, Error> {
+        let candidates: Vec<Candidate> = snapshots
+            .iter()
+            .map(|s| Candidate::new(s.id.to_string(), s.time).with_tags(s.tags.clone()))
+            .collect();
+        let mut plan = apply(policy, &candidates, timezone)?;
+        let tested = self.restore_tested(set)?;
+        if let Some(proof) = plan.decisions.iter_mut().find(|d| tested.contains(&d.id)) {
+            proof.keep = true;
+            proof.reasons.push(RESTORE_TESTED.to_string());
+        }
+        Ok(plan)
+    }
+}
+
 impl Engine {
     /// Apply each set's policy: forget the snapshots it drops, then delete the data objects
     /// no remaining snapshot needs. A dry run plans the same and changes nothing.
@@ -148,17 +172,7 @@ impl Engine {
         opts: &PruneOptions,
     ) -> Result<PruneReport, Error> {
         let snapshots = self.repo.snapshots(Some(set))?;
-        let candidates: Vec<Candidate> = snapshots
-            .iter()
-            .map(|s| Candidate::new(s.id.to_string(), s.time).with_tags(s.tags.clone()))
-            .collect();
-        let mut plan = apply(policy, &candidates, opts.timezone)?;
-        // The newest snapshot proven to restore stays, whatever the policy says.
-        let tested = self.restore_tested(set)?;
-        if let Some(proof) = plan.decisions.iter_mut().find(|d| tested.contains(&d.id)) {
-            proof.keep = true;
-            proof.reasons.push(RESTORE_TESTED.to_string());
-        }
+        let plan = self.retention_plan(set, &snapshots, policy, opts.timezone)?;
         let by_id: HashMap<&str, &Snapshot> =
             snapshots.iter().map(|s| (s.id.as_str(), s)).collect();
         let kept: Vec<&Snapshot> = plan.keep().map(|d| by_id[d.id.as_str()]).collect();

@@ -63,7 +63,7 @@ pub use encryption::{KeyHolder, KeyInfo, Unlock, AGE};
 pub use error::{BackendError, Error};
 pub use intercept::{Intercept, Layered, Request, RequestCounts, Requests};
 pub use location::{redact, Location};
-pub use lock::{host_name, LockGuard, LockInfo};
+pub use lock::{holder_alive, host_name, LockGuard, LockInfo};
 pub use object_store::PutMode;
 pub use pipeline::{ObjectReader, ObjectWriter};
 pub use raw::Written;

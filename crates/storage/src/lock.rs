@@ -51,6 +51,12 @@ fn process_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Whether the process `host`/`pid` still runs: `None` when it ran on another host, which
+/// this one cannot tell.
+pub fn holder_alive(host: &str, pid: u32) -> Option<bool> {
+    (host == host_name()).then(|| process_alive(pid))
+}
+
 impl Repository {
     /// Take the lock of `set` with a conditional create. A lock left by a dead process on
     /// this host is taken over; any other holder is an [`Error::Locked`].
@@ -108,7 +114,9 @@ impl Repository {
             key,
         })
     }
+}
 
+impl crate::RepoReader {
     /// Read the lock of `set`, if one is held.
     pub fn lock_info(&self, set: &str) -> Result<Option<LockInfo>, Error> {
         match self.stored_bytes(&layout::lock_key(layout::check_set_name(set)?)) {

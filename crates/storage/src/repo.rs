@@ -309,6 +309,11 @@ impl RepoReader {
         &self.location
     }
 
+    /// The directory of a local repository.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
+    }
+
     /// The repository marker.
     pub fn marker(&self) -> &Marker {
         &self.marker

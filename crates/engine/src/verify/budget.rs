@@ -52,6 +52,7 @@ impl Reader {
                     bytes: None,
                     verified: Vec::<Verification>::new(),
                     objects_read: objects.iter().map(|(_, o)| o.key.clone()).collect(),
+                    problem: super::first_failure(reports),
                 },
             )?;
             reports.extend(checked);

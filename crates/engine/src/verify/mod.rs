@@ -64,6 +64,23 @@ impl VerifyOptions {
     }
 }
 
+/// The first failed check, for the journal: `snapshot <id>: <check>: <detail>`, and how
+/// many snapshots failed.
+pub(super) fn first_failure(reports: &[SnapshotReport]) -> Option<String> {
+    let failed = reports.iter().filter(|r| !r.ok).count();
+    let report = reports.iter().find(|r| !r.ok)?;
+    let check = report.checks.iter().find(|c| !c.ok)?;
+    let more = if failed > 1 {
+        format!(" (and {} more failed snapshot(s))", failed - 1)
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "snapshot {}: {}: {}{more}",
+        report.id, check.name, check.detail
+    ))
+}
+
 impl Reader {
     /// Check `snapshots` as `options` say; each set's attempt goes into its run journal,
     /// with each snapshot's result.
@@ -103,6 +120,7 @@ impl Reader {
                             restore_secs: r.restore_secs,
                         })
                         .collect(),
+                    problem: first_failure(reports),
                     objects_read: if level >= VerifyLevel::Checksum {
                         snapshots
                             .iter()

@@ -1,0 +1,482 @@
+//! `health`: checks with Nagios states, per set and for the repository, from the
+//! repository and its run journal alone. A check that cannot tell is never "ok".
+
+mod prometheus;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use strongbox_manifest::{Snapshot, Stats};
+use strongbox_retention::{KeepPolicy, Timezone};
+use strongbox_storage::holder_alive;
+
+use crate::journal::{Operation, RunStatus};
+use crate::{Error, Reader, SetStatus};
+
+/// A check's state, ordered from good to bad; the exit code is its number (Nagios).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Fine.
+    Ok,
+    /// Needs attention soon.
+    Warning,
+    /// Backups are failing or stale.
+    Critical,
+    /// Could not be determined (the repository is unreachable).
+    Unknown,
+}
+
+impl HealthStatus {
+    /// The Nagios exit code: 0, 1, 2, 3.
+    pub fn exit_code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HealthStatus::Ok => "ok",
+            HealthStatus::Warning => "warning",
+            HealthStatus::Critical => "critical",
+            HealthStatus::Unknown => "unknown",
+        })
+    }
+}
+
+/// One check's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// The set, or `None` for a check of the repository.
+    pub set: Option<String>,
+    /// What was checked.
+    pub name: String,
+    /// Its state.
+    pub status: HealthStatus,
+    /// Why.
+    pub detail: String,
+}
+
+/// Every check, and the worst state among them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthReport {
+    /// The worst state of any check.
+    pub status: HealthStatus,
+    /// Every check.
+    pub checks: Vec<HealthCheck>,
+    /// The sets' status the checks were made from (for the Prometheus file).
+    #[serde(skip)]
+    pub sets: Vec<SetStatus>,
+}
+
+/// Thresholds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthOptions {
+    /// Critical when a set's newest snapshot is older; warning past 75 % of it.
+    pub max_age: Duration,
+    /// Warning when the local repository's disk is fuller (percent); critical at 95.
+    pub max_disk_usage: u8,
+    /// Warning when files, bytes or rows drop by more than this percentage against the
+    /// median of the previous 7 snapshots.
+    pub anomaly_drop: u8,
+    /// Warning when no verification passed within this time (sets younger than it are
+    /// not held to it).
+    pub verify_max_age: Duration,
+    /// Keep policies per set, for retention compliance.
+    pub policies: BTreeMap<String, KeepPolicy>,
+}
+
+impl Default for HealthOptions {
+    /// 48 h, 80 %, 30 %, 7 days, no policies.
+    fn default() -> Self {
+        HealthOptions {
+            max_age: Duration::from_secs(48 * 3600),
+            max_disk_usage: 80,
+            anomaly_drop: 30,
+            verify_max_age: Duration::from_secs(7 * 24 * 3600),
+            policies: BTreeMap::new(),
+        }
+    }
+}
+
+impl Reader {
+    /// Check `sets` (every set in the repository when empty) and the repository.
+    pub fn health(&self, sets: &[String], options: &HealthOptions) -> Result<HealthReport, Error> {
+        let now = Utc::now();
+        let statuses = self.status(sets)?;
+        let mut checks = Vec::new();
+        for status in &statuses {
+            let snapshots = self.snapshots(Some(&status.set))?;
+            let set_checks = SetChecks {
+                reader: self,
+                status,
+                snapshots: &snapshots,
+                options,
+                now,
+            };
+            checks.extend(set_checks.all()?);
+        }
+        checks.push(self.disk_check(options));
+        let status = checks
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(HealthStatus::Ok);
+        Ok(HealthReport {
+            status,
+            checks,
+            sets: statuses,
+        })
+    }
+
+    fn disk_check(&self, options: &HealthOptions) -> HealthCheck {
+        let check = |status, detail: String| HealthCheck {
+            set: None,
+            name: "disk".to_string(),
+            status,
+            detail,
+        };
+        let Some(root) = self.repo.local_root() else {
+            return check(HealthStatus::Ok, "not a local repository".to_string());
+        };
+        match rustix::fs::statvfs(root) {
+            Ok(fs) if fs.f_blocks > 0 => {
+                let used = 100.0 - fs.f_bavail as f64 * 100.0 / fs.f_blocks as f64;
+                let status = if used >= 95.0 {
+                    HealthStatus::Critical
+                } else if used >= f64::from(options.max_disk_usage) {
+                    HealthStatus::Warning
+                } else {
+                    HealthStatus::Ok
+                };
+                check(
+                    status,
+                    format!(
+                        "{used:.0} % used on {} (warning at {} %, critical at 95 %)",
+                        root.display(),
+                        options.max_disk_usage
+                    ),
+                )
+            }
+            Ok(_) => check(
+                HealthStatus::Unknown,
+                format!("{} reports no size", root.display()),
+            ),
+            Err(e) => check(HealthStatus::Unknown, format!("{}: {e}", root.display())),
+        }
+    }
+}
+
+struct SetChecks<'a> {
+    reader: &'a Reader,
+    status: &'a SetStatus,
+    snapshots: &'a [Snapshot],
+    options: &'a HealthOptions,
+    now: DateTime<Utc>,
+}
+
+impl SetChecks<'_> {
+    fn all(&self) -> Result<Vec<HealthCheck>, Error> {
+        let mut checks = vec![
+            self.backup_age(),
+            self.last_run(Operation::Backup),
+            self.last_run(Operation::Verify),
+            self.verification(),
+            self.anomaly(),
+            self.lock()?,
+            self.crashed_runs()?,
+        ];
+        if let Some(check) = self.retention()? {
+            checks.push(check);
+        }
+        Ok(checks)
+    }
+
+    fn check(&self, name: &str, status: HealthStatus, detail: String) -> HealthCheck {
+        HealthCheck {
+            set: Some(self.status.set.clone()),
+            name: name.to_string(),
+            status,
+            detail,
+        }
+    }
+
+    fn backup_age(&self) -> HealthCheck {
+        let max = self.options.max_age;
+        let Some(last) = &self.status.last_snapshot else {
+            return self.check(
+                "backup-age",
+                HealthStatus::Critical,
+                "no snapshot".to_string(),
+            );
+        };
+        let age = (self.now - last.time).to_std().unwrap_or_default();
+        let status = if age > max {
+            HealthStatus::Critical
+        } else if age.as_secs_f64() > max.as_secs_f64() * 0.75 {
+            HealthStatus::Warning
+        } else {
+            HealthStatus::Ok
+        };
+        self.check(
+            "backup-age",
+            status,
+            format!(
+                "the newest snapshot {} is {} old (critical past {})",
+                last.id,
+                human(age),
+                human(max)
+            ),
+        )
+    }
+
+    fn last_run(&self, operation: Operation) -> HealthCheck {
+        let name = format!("last-{operation}");
+        match self.status.last_run(operation) {
+            Some(run) if run.status == RunStatus::Failed => self.check(
+                &name,
+                HealthStatus::Critical,
+                format!(
+                    "the last {operation} failed at {}: {}",
+                    run.started.format("%Y-%m-%d %H:%M:%S UTC"),
+                    run.error.as_deref().unwrap_or("no error recorded")
+                ),
+            ),
+            Some(run) => self.check(
+                &name,
+                HealthStatus::Ok,
+                format!(
+                    "the last {operation} at {} was {:?}",
+                    run.started.format("%Y-%m-%d %H:%M:%S UTC"),
+                    run.status
+                )
+                .to_lowercase(),
+            ),
+            None => self.check(&name, HealthStatus::Ok, format!("no {operation} run yet")),
+        }
+    }
+
+    fn verification(&self) -> HealthCheck {
+        let limit = self.options.verify_max_age;
+        let young = self
+            .snapshots
+            .first()
+            .is_none_or(|oldest| (self.now - oldest.time).to_std().unwrap_or_default() <= limit);
+        let last_ok = self.status.last_verification.as_ref().filter(|v| v.ok);
+        let recent =
+            last_ok.is_some_and(|v| (self.now - v.time).to_std().unwrap_or_default() <= limit);
+        let detail = match last_ok {
+            Some(v) => format!(
+                "last passed {} ago ({}, {})",
+                human((self.now - v.time).to_std().unwrap_or_default()),
+                v.level,
+                v.snapshot
+            ),
+            None => "never verified".to_string(),
+        };
+        let status = if recent || young {
+            HealthStatus::Ok
+        } else {
+            HealthStatus::Warning
+        };
+        self.check(
+            "verification",
+            status,
+            format!("{detail}; wanted within {}", human(limit)),
+        )
+    }
+
+    fn retention(&self) -> Result<Option<HealthCheck>, Error> {
+        let Some(policy) = self.options.policies.get(&self.status.set) else {
+            return Ok(None);
+        };
+        let plan =
+            self.reader
+                .retention_plan(&self.status.set, self.snapshots, policy, Timezone::UTC)?;
+        let forget = plan.forget().count();
+        Ok(Some(if forget == 0 {
+            self.check(
+                "retention",
+                HealthStatus::Ok,
+                "every snapshot is one the keep policy keeps".to_string(),
+            )
+        } else {
+            self.check(
+                "retention",
+                HealthStatus::Warning,
+                format!("{forget} snapshot(s) the keep policy would forget: prune has not run"),
+            )
+        }))
+    }
+
+    fn anomaly(&self) -> HealthCheck {
+        let Some((latest, earlier)) = self.snapshots.split_last() else {
+            return self.check("anomaly", HealthStatus::Ok, "no snapshot".to_string());
+        };
+        let window: Vec<&Snapshot> = earlier.iter().rev().take(7).collect();
+        if window.is_empty() {
+            return self.check(
+                "anomaly",
+                HealthStatus::Ok,
+                "no earlier snapshot to compare with".to_string(),
+            );
+        }
+        let drops: Vec<String> = metrics(latest)
+            .into_iter()
+            .filter_map(|(what, value)| {
+                let mut history: Vec<u64> = window
+                    .iter()
+                    .filter_map(|s| metrics(s).into_iter().find(|(w, _)| *w == what).map(|(_, v)| v))
+                    .collect();
+                if history.is_empty() {
+                    return None;
+                }
+                history.sort_unstable();
+                let median = history[history.len() / 2];
+                let drop = if median == 0 { 0.0 } else { (median as f64 - value as f64) * 100.0 / median as f64 };
+                (drop > f64::from(self.options.anomaly_drop)).then(|| {
+                    format!("{what} down {drop:.0} % ({value} vs a median of {median} over the previous {})", history.len())
+                })
+            })
+            .collect();
+        if drops.is_empty() {
+            self.check(
+                "anomaly",
+                HealthStatus::Ok,
+                format!(
+                    "{} within {} % of the previous snapshots",
+                    latest.id, self.options.anomaly_drop
+                ),
+            )
+        } else {
+            self.check(
+                "anomaly",
+                HealthStatus::Warning,
+                format!("{}: {}", latest.id, drops.join("; ")),
+            )
+        }
+    }
+
+    fn lock(&self) -> Result<HealthCheck, Error> {
+        Ok(match self.reader.repo.lock_info(&self.status.set)? {
+            None => self.check("lock", HealthStatus::Ok, "not locked".to_string()),
+            Some(lock) => match holder_alive(&lock.host, lock.pid) {
+                Some(false) => self.check(
+                    "lock",
+                    HealthStatus::Warning,
+                    format!(
+                        "stale lock: {} by pid {} on {} since {}, which is no longer running (the next backup on this host takes it over)",
+                        lock.operation, lock.pid, lock.host, lock.time.format("%Y-%m-%d %H:%M:%S UTC")
+                    ),
+                ),
+                _ => self.check(
+                    "lock",
+                    HealthStatus::Ok,
+                    format!("locked by {} (pid {} on {})", lock.operation, lock.pid, lock.host),
+                ),
+            },
+        })
+    }
+
+    fn crashed_runs(&self) -> Result<HealthCheck, Error> {
+        let stuck: Vec<String> = self
+            .reader
+            .runs(&self.status.set)?
+            .into_iter()
+            .filter(|r| {
+                r.status == RunStatus::Running && holder_alive(&r.host, r.pid) == Some(false)
+            })
+            .map(|r| {
+                format!(
+                    "{} started {} by pid {}",
+                    r.operation,
+                    r.started.format("%Y-%m-%d %H:%M:%S UTC"),
+                    r.pid
+                )
+            })
+            .collect();
+        Ok(if stuck.is_empty() {
+            self.check(
+                "crashed-runs",
+                HealthStatus::Ok,
+                "no run stuck in running".to_string(),
+            )
+        } else {
+            self.check(
+                "crashed-runs",
+                HealthStatus::Warning,
+                format!(
+                    "{} run(s) stuck in running from crashed processes: {}",
+                    stuck.len(),
+                    stuck.join(", ")
+                ),
+            )
+        })
+    }
+}
+
+/// What a snapshot holds, for the anomaly check: files and bytes, or rows per table and in
+/// all.
+fn metrics(snapshot: &Snapshot) -> Vec<(String, u64)> {
+    match &snapshot.stats {
+        Stats::Files(f) => vec![
+            ("files".to_string(), f.files),
+            ("bytes".to_string(), f.bytes),
+        ],
+        Stats::Database(d) => {
+            std::iter::once(("rows".to_string(), d.tables.iter().map(|t| t.rows).sum()))
+                .chain(
+                    d.tables
+                        .iter()
+                        .map(|t| (format!("rows of {}", t.name), t.rows)),
+                )
+                .collect()
+        }
+    }
+}
+
+/// `3h 12m`, `2d 4h`, `45s`.
+fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m", secs / 60),
+        3600..=86_399 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_at_a_glance_and_states_order_by_badness() {
+        let cases = [
+            (5, "5s"),
+            (125, "2m"),
+            (3 * 3600 + 720, "3h 12m"),
+            (2 * 86_400 + 4 * 3600, "2d 4h"),
+        ];
+        for (secs, text) in cases {
+            assert_eq!(human(Duration::from_secs(secs)), text);
+        }
+        assert!(HealthStatus::Ok < HealthStatus::Warning);
+        assert!(HealthStatus::Warning < HealthStatus::Critical);
+        assert!(HealthStatus::Critical < HealthStatus::Unknown);
+        let codes: Vec<u8> = [
+            HealthStatus::Ok,
+            HealthStatus::Warning,
+            HealthStatus::Critical,
+            HealthStatus::Unknown,
+        ]
+        .iter()
+        .map(|s| s.exit_code())
+        .collect();
+        assert_eq!(codes, [0, 1, 2, 3]);
+    }
+}

@@ -1,0 +1,151 @@
+//! `status`: what an operator asks first, per set, computed from the repository and its
+//! run journal alone, so any host sees the same answer.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use strongbox_manifest::{Snapshot, Stats};
+use strongbox_storage::layout;
+
+use crate::journal::{Operation, RunRecord, RunStatus, Verification};
+use crate::{Error, Reader};
+
+/// One set's state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SetStatus {
+    /// The set.
+    pub set: String,
+    /// Snapshots in the repository.
+    pub snapshots: usize,
+    /// Bytes of the set's stored data objects.
+    pub stored_bytes: u64,
+    /// The newest snapshot.
+    pub last_snapshot: Option<SnapshotSummary>,
+    /// The last run of each operation (backup, verify, restore, prune).
+    pub last_runs: BTreeMap<String, RunSummary>,
+    /// The newest verification of any snapshot of the set.
+    pub last_verification: Option<Verification>,
+    /// When the set's data objects were last read whole by a verification.
+    pub objects: ObjectsRead,
+}
+
+/// A snapshot, briefly.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotSummary {
+    /// Its id.
+    pub id: String,
+    /// When it was taken.
+    pub time: DateTime<Utc>,
+    /// full, incremental or differential.
+    pub kind: String,
+    /// files, postgres or sqlite.
+    pub source: String,
+    /// Bytes it stored.
+    pub bytes_stored: u64,
+}
+
+/// One run, briefly.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// How it ended (or `running`).
+    pub status: RunStatus,
+    /// When it started.
+    pub started: DateTime<Utc>,
+    /// Seconds it took.
+    pub duration_secs: Option<f64>,
+    /// Its error, if it failed.
+    pub error: Option<String>,
+    /// The snapshot it made or used.
+    pub snapshot: Option<String>,
+}
+
+/// When the set's data objects were last verified by reading them whole.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectsRead {
+    /// Data objects stored.
+    pub total: usize,
+    /// Of those, never read by a verification.
+    pub never_read: usize,
+    /// The oldest last read among the others.
+    pub oldest_read: Option<DateTime<Utc>>,
+}
+
+impl Reader {
+    /// The status of each of `sets` (every set in the repository when empty).
+    pub fn status(&self, sets: &[String]) -> Result<Vec<SetStatus>, Error> {
+        let sets = if sets.is_empty() {
+            self.sets()?
+        } else {
+            sets.to_vec()
+        };
+        sets.iter().map(|set| self.set_status(set)).collect()
+    }
+
+    fn set_status(&self, set: &str) -> Result<SetStatus, Error> {
+        let snapshots = self.snapshots(Some(set))?;
+        let objects = self.repo.list(&layout::data_prefix(set))?;
+        let runs = self.runs(set)?;
+        let mut last_runs = BTreeMap::new();
+        let mut last_verification: Option<Verification> = None;
+        let mut last_read: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
+        for run in &runs {
+            last_runs.insert(run.operation.as_str().to_string(), summary(run));
+            for v in &run.verified {
+                if last_verification.as_ref().is_none_or(|l| l.time <= v.time) {
+                    last_verification = Some(v.clone());
+                }
+            }
+            for key in &run.objects_read {
+                last_read.insert(key, run.finished.unwrap_or(run.started));
+            }
+        }
+        let read: Vec<DateTime<Utc>> = objects
+            .iter()
+            .filter_map(|o| last_read.get(o.key.as_str()).copied())
+            .collect();
+        Ok(SetStatus {
+            set: set.to_string(),
+            snapshots: snapshots.len(),
+            stored_bytes: objects.iter().map(|o| o.size).sum(),
+            last_snapshot: snapshots.last().map(snapshot_summary),
+            last_runs,
+            last_verification,
+            objects: ObjectsRead {
+                total: objects.len(),
+                never_read: objects.len() - read.len(),
+                oldest_read: read.into_iter().min(),
+            },
+        })
+    }
+}
+
+fn summary(run: &RunRecord) -> RunSummary {
+    RunSummary {
+        status: run.status,
+        started: run.started,
+        duration_secs: run.duration_secs,
+        error: run.error.clone(),
+        snapshot: run.snapshot.clone(),
+    }
+}
+
+fn snapshot_summary(snapshot: &Snapshot) -> SnapshotSummary {
+    SnapshotSummary {
+        id: snapshot.id.to_string(),
+        time: snapshot.time,
+        kind: snapshot.kind.as_str().to_string(),
+        source: snapshot.source.as_str().to_string(),
+        bytes_stored: match &snapshot.stats {
+            Stats::Files(f) => f.bytes_stored,
+            Stats::Database(d) => d.bytes_stored,
+        },
+    }
+}
+
+impl SetStatus {
+    /// The last run of `operation`, if any.
+    pub fn last_run(&self, operation: Operation) -> Option<&RunSummary> {
+        self.last_runs.get(operation.as_str())
+    }
+}

@@ -1,0 +1,359 @@
+//! Operations: `status` from the journal, and `health` with Nagios exit codes, JSON and a
+//! Prometheus textfile, one test per condition.
+
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::harness::{noise, write, Env};
+
+/// `health --json` with the disk check out of the way (this machine's disk is what it is),
+/// returning the exit code and the report.
+fn health(env: &Env, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["health", "--json", "--max-disk-usage", "100"];
+    args.extend_from_slice(extra);
+    let out: Output = env.run(&args);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code().unwrap(), report)
+}
+
+/// The check `name` of `set` (`None`: the repository's).
+fn check<'a>(report: &'a Value, set: Option<&str>, name: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name && c["set"].as_str() == set)
+        .unwrap_or_else(|| panic!("no check {name} of {set:?} in {report:#}"))
+}
+
+fn media(env: &Env, files: usize) -> std::path::PathBuf {
+    let src = env.path("src");
+    let _ = fs::remove_dir_all(&src);
+    for i in 0..files {
+        write(&src.join(format!("f{i}.bin")), &noise(i as u64, 1000));
+    }
+    src
+}
+
+fn hours_ago(hours: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::hours(hours)).to_rfc3339()
+}
+
+/// A pid that no process has now.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+fn host() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn status_shows_each_set_from_the_journal() {
+    let env = Env::new();
+    let src = media(&env, 3);
+    env.backup("media", &src, &[]);
+    write(&src.join("new.bin"), b"more");
+    let second = env.backup("media", &src, &[]);
+    env.fails(
+        &[
+            "backup",
+            "files",
+            "media",
+            env.path("missing").to_str().unwrap(),
+        ],
+        1,
+    );
+    env.json(&["verify", "--all", "--level", "checksum"]);
+
+    let status = env.json(&["status"]);
+    let media = &status[0];
+    assert_eq!(media["set"], "media");
+    assert_eq!(media["snapshots"], 2);
+    assert_eq!(media["last_snapshot"]["id"], second["id"]);
+    assert_eq!(media["last_runs"]["backup"]["status"], "failed");
+    assert!(media["last_runs"]["backup"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("missing"));
+    assert_eq!(media["last_runs"]["verify"]["status"], "ok");
+    assert_eq!(media["last_verification"]["level"], "checksum");
+    let data = fs::read_dir(Path::new(&env.repo).join("sets/media/data"))
+        .unwrap()
+        .count();
+    assert_eq!(media["objects"]["total"], data);
+    assert_eq!(media["objects"]["never_read"], 0);
+    assert!(media["objects"]["oldest_read"].is_string());
+    let stored: u64 = fs::read_dir(Path::new(&env.repo).join("sets/media/data"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(media["stored_bytes"], stored);
+    let text = String::from_utf8_lossy(&env.run(&["status", "media"]).stdout).into_owned();
+    assert!(
+        text.contains("media: 2 snapshot(s)") && text.contains("failed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn health_is_ok_for_fresh_verified_backups_and_writes_prometheus() {
+    let env = Env::new();
+    let src = media(&env, 3);
+    env.backup("media", &src, &[]);
+    env.json(&["verify", "--all", "--level", "checksum"]);
+    let prom = env.path("metrics/strongbox.prom");
+    fs::create_dir_all(prom.parent().unwrap()).unwrap();
+    let (code, report) = health(&env, &["--prometheus", prom.to_str().unwrap()]);
+    assert_eq!(
+        (code, report["status"].as_str().unwrap()),
+        (0, "ok"),
+        "{report:#}"
+    );
+    for c in report["checks"].as_array().unwrap() {
+        assert!(c["set"].is_string() || c["set"].is_null());
+        assert!(c["detail"].is_string() && c["status"] == "ok", "{c}");
+    }
+    let text = fs::read_to_string(&prom).unwrap();
+    for line in text.lines() {
+        assert!(
+            line.starts_with("# HELP strongbox_")
+                || line.starts_with("# TYPE strongbox_")
+                || is_sample(line),
+            "not exposition format: {line}"
+        );
+    }
+    for metric in [
+        "strongbox_last_success_timestamp_seconds{set=\"media\"}",
+        "strongbox_snapshots{set=\"media\"} 1",
+        "strongbox_last_verify_ok{set=\"media\"} 1",
+        "strongbox_health_status{set=\"media\",check=\"backup-age\"} 0",
+    ] {
+        assert!(text.contains(metric), "{metric} missing from\n{text}");
+    }
+    let leftovers: Vec<_> = fs::read_dir(prom.parent().unwrap()).unwrap().collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "a temporary file is left beside the metrics"
+    );
+}
+
+/// A sample line of the exposition format: `name{label="value",…} number`.
+fn is_sample(line: &str) -> bool {
+    let Some((head, value)) = line.rsplit_once(' ') else {
+        return false;
+    };
+    let Some((name, labels)) = head.split_once('{') else {
+        return false;
+    };
+    name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        && labels.ends_with('}')
+        && labels[..labels.len() - 1].split(',').all(|l| {
+            l.split_once('=')
+                .is_some_and(|(k, v)| !k.is_empty() && v.starts_with('"') && v.ends_with('"'))
+        })
+        && value.parse::<f64>().is_ok()
+}
+
+#[test]
+fn health_conditions_each_give_their_state_and_exit_code() {
+    let env = Env::new();
+    let src = media(&env, 10);
+
+    // Stale: a newest snapshot past 75 % of max_age warns, past it is critical.
+    env.backup("media", &src, &["--time", &hours_ago(40)]);
+    let (code, report) = health(&env, &[]);
+    assert_eq!(
+        (
+            code,
+            check(&report, Some("media"), "backup-age")["status"]
+                .as_str()
+                .unwrap()
+        ),
+        (1, "warning"),
+        "{report:#}"
+    );
+    let (code, report) = health(&env, &["--max-age", "24h"]);
+    assert_eq!(code, 2, "{report:#}");
+    assert!(check(&report, Some("media"), "backup-age")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("old"));
+
+    // Never verified, and older than verify_max_age: a warning.
+    env.backup("media", &src, &["--time", &hours_ago(24 * 9)]);
+    let (_, report) = health(&env, &["--max-age", "2000h"]);
+    assert_eq!(
+        check(&report, Some("media"), "verification")["status"],
+        "warning",
+        "{report:#}"
+    );
+
+    // Files down by 80 % against the median of the previous snapshots: named.
+    let src = media(&env, 2);
+    env.backup("media", &src, &[]);
+    let (code, report) = health(&env, &["--max-age", "2000h"]);
+    let anomaly = check(&report, Some("media"), "anomaly");
+    assert_eq!(anomaly["status"], "warning", "{report:#}");
+    assert!(
+        anomaly["detail"]
+            .as_str()
+            .unwrap()
+            .contains("files down 80 %"),
+        "{anomaly}"
+    );
+    assert_eq!(code, 1);
+
+    // The last backup failed: critical, with its error.
+    env.fails(
+        &[
+            "backup",
+            "files",
+            "media",
+            env.path("gone").to_str().unwrap(),
+        ],
+        1,
+    );
+    let (code, report) = health(&env, &["--max-age", "2000h"]);
+    let failed = check(&report, Some("media"), "last-backup");
+    assert_eq!((code, failed["status"].as_str().unwrap()), (2, "critical"));
+    assert!(
+        failed["detail"].as_str().unwrap().contains("gone"),
+        "{failed}"
+    );
+
+    // A stale lock and a run stuck in `running`, both of a dead process on this host.
+    let pid = dead_pid();
+    let now = chrono::Utc::now().to_rfc3339();
+    write(
+        &Path::new(&env.repo).join("locks/media.json"),
+        format!(
+            r#"{{"set":"media","operation":"backup","host":"{}","pid":{pid},"time":"{now}"}}"#,
+            host()
+        )
+        .as_bytes(),
+    );
+    write(
+        &Path::new(&env.repo).join("sets/media/runs/20200101T000000.000Z-backup-dead.json"),
+        format!(r#"{{"operation":"backup","set":"media","status":"running","started":"{now}","finished":null,"snapshot":null,"error":null,"host":"{}","pid":{pid}}}"#, host()).as_bytes(),
+    );
+    let (_, report) = health(&env, &["--max-age", "2000h"]);
+    assert!(
+        check(&report, Some("media"), "lock")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("stale lock"),
+        "{report:#}"
+    );
+    assert_eq!(check(&report, Some("media"), "lock")["status"], "warning");
+    assert_eq!(
+        check(&report, Some("media"), "crashed-runs")["status"],
+        "warning",
+        "{report:#}"
+    );
+
+    // The local disk past the threshold.
+    let out = env.run(&[
+        "health",
+        "--json",
+        "--max-disk-usage",
+        "1",
+        "--max-age",
+        "2000h",
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        check(&report, None, "disk")["status"],
+        "warning",
+        "{report:#}"
+    );
+
+    // Unreachable: unknown, exit 3.
+    let mut gone = Env::new();
+    gone.repo = gone.path("no-repository").display().to_string();
+    let (code, report) = health(&gone, &[]);
+    assert_eq!(
+        (code, report["status"].as_str().unwrap()),
+        (3, "unknown"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn health_flags_snapshots_the_keep_policy_would_forget_and_a_failed_verify() {
+    let env = Env::new();
+    let src = media(&env, 3);
+    let config = env.path("strongbox.toml");
+    fs::write(
+        &config,
+        format!("repo = \"{}\"\n[sets.media]\nsource = \"files\"\npath = \"{}\"\nkeep = {{ last = 1 }}\n", env.repo, src.display()),
+    )
+    .unwrap();
+    let with_config = |args: &[&str]| {
+        let mut all = vec![
+            "--config",
+            config.to_str().unwrap(),
+            "health",
+            "--json",
+            "--max-disk-usage",
+            "100",
+        ];
+        all.extend_from_slice(args);
+        let out = env.run(&all);
+        (
+            out.status.code().unwrap(),
+            serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        )
+    };
+    env.backup("media", &src, &[]);
+    let (_, report) = with_config(&[]);
+    assert_eq!(
+        check(&report, Some("media"), "retention")["status"],
+        "ok",
+        "{report:#}"
+    );
+    write(&src.join("x"), b"x");
+    let last = env.backup("media", &src, &[]);
+    let (_, report) = with_config(&[]);
+    let retention = check(&report, Some("media"), "retention");
+    assert_eq!(retention["status"], "warning", "{report:#}");
+    assert!(
+        retention["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1 snapshot(s)"),
+        "{retention}"
+    );
+
+    let archive = crate::harness::object_key(&last, "archive");
+    let path = Path::new(&env.repo).join(&archive);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[10] ^= 1;
+    fs::write(&path, bytes).unwrap();
+    env.fails(&["verify", "--all", "--level", "checksum"], 1);
+    let (code, report) = with_config(&[]);
+    let verify = check(&report, Some("media"), "last-verify");
+    assert_eq!(
+        (code, verify["status"].as_str().unwrap()),
+        (2, "critical"),
+        "{report:#}"
+    );
+    assert!(
+        verify["detail"]
+            .as_str()
+            .unwrap()
+            .contains(last["id"].as_str().unwrap()),
+        "{verify}"
+    );
+}
