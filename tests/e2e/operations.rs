@@ -357,3 +357,195 @@ fn health_flags_snapshots_the_keep_policy_would_forget_and_a_failed_verify() {
         "{verify}"
     );
 }
+
+/// `systemd-analyze ARGS`: its output, or `None` where systemd's tools are missing (then
+/// only outside CI: the CI machine has them).
+fn systemd_analyze(args: &[&str]) -> Option<Output> {
+    match std::process::Command::new("systemd-analyze")
+        .args(args)
+        .output()
+    {
+        Ok(out) => Some(out),
+        Err(e) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "systemd-analyze is needed under CI: {e}"
+            );
+            eprintln!("skipping the systemd-analyze checks: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn schedules_install_as_a_cron_file_and_systemd_timers_that_systemd_accepts() {
+    let env = Env::new();
+    let src = media(&env, 1);
+    let config = env.path("strongbox.toml");
+    fs::write(
+        &config,
+        format!(
+            "repo = \"{}\"\n[sets.media]\nsource = \"files\"\npath = \"{}\"\nkeep = {{ last = 3 }}\n\
+             schedule = \"0 2 * * *\"\nverify_schedule = \"30 4 * * sun\"\nprune_schedule = \"@weekly\"\n\
+             [sets.chat]\nsource = \"sqlite\"\npath = \"/srv/chat.sqlite3\"\nverify = \"restore\"\n\
+             schedule = \"*/15 * * * *\"\nverify_schedule = \"0 5 * * mon-fri\"\n",
+            env.repo,
+            src.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        env.run(&all)
+    };
+    let jobs = crate::harness::succeeded(&run(&["schedule", "list", "--json"]));
+    let listed: Vec<String> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            format!(
+                "{} {} {}",
+                j["operation"].as_str().unwrap(),
+                j["set"].as_str().unwrap(),
+                j["args"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "backup chat backup chat",
+            "verify chat verify chat:latest --level restore",
+            "backup media backup media",
+            "verify media verify media:latest --level deep",
+            "prune media prune media",
+        ]
+    );
+
+    let cron = env.path("cron.d/strongbox");
+    fs::create_dir_all(cron.parent().unwrap()).unwrap();
+    crate::harness::succeeded(&run(&[
+        "schedule",
+        "install",
+        "--cron",
+        cron.to_str().unwrap(),
+        "--json",
+    ]));
+    let text = fs::read_to_string(&cron).unwrap();
+    let binary = crate::harness::bin().canonicalize().unwrap();
+    let entries: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.contains('='))
+        .collect();
+    assert_eq!(entries.len(), 5, "{text}");
+    for line in entries {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[5], "root", "{line}");
+        assert_eq!(fields[6], binary.to_str().unwrap(), "{line}");
+        assert_eq!(
+            &fields[7..9],
+            ["--config", config.to_str().unwrap()],
+            "{line}"
+        );
+    }
+    assert!(text.contains("0 2 * * * root"), "{text}");
+
+    let units = env.path("systemd");
+    fs::create_dir_all(&units).unwrap();
+    write(
+        &units.join("strongbox-mine.service"),
+        b"[Service]\nExecStart=/bin/true\n",
+    );
+    crate::harness::succeeded(&run(&[
+        "schedule",
+        "install",
+        "--systemd",
+        units.to_str().unwrap(),
+        "--json",
+    ]));
+    let mut written: Vec<String> = fs::read_dir(&units)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "strongbox-mine.service")
+        .collect();
+    written.sort();
+    assert_eq!(written.len(), 10, "{written:?}");
+    let timer = fs::read_to_string(units.join("strongbox-verify-chat.timer")).unwrap();
+    assert!(
+        timer.contains("OnCalendar=Mon..Fri *-*-* 05:00:00") && timer.contains("Persistent=true"),
+        "{timer}"
+    );
+    let service = fs::read_to_string(units.join("strongbox-backup-media.service")).unwrap();
+    assert!(
+        service.contains("Type=oneshot") && service.contains("IOSchedulingClass=idle"),
+        "{service}"
+    );
+    let paths: Vec<String> = written
+        .iter()
+        .map(|n| units.join(n).display().to_string())
+        .collect();
+    let mut verify = vec!["verify"];
+    verify.extend(paths.iter().map(String::as_str));
+    if let Some(out) = systemd_analyze(&verify) {
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for name in written.iter().filter(|n| n.ends_with(".timer")) {
+            let unit = fs::read_to_string(units.join(name)).unwrap();
+            let calendar = unit
+                .lines()
+                .find_map(|l| l.strip_prefix("OnCalendar="))
+                .unwrap();
+            let out = systemd_analyze(&["calendar", calendar]).unwrap();
+            assert!(
+                out.status.success(),
+                "{calendar}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    crate::harness::succeeded(&run(&[
+        "schedule",
+        "uninstall",
+        "--systemd",
+        units.to_str().unwrap(),
+        "--json",
+    ]));
+    let left: Vec<String> = fs::read_dir(&units)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        ["strongbox-mine.service"],
+        "uninstall touched a unit it did not write"
+    );
+    crate::harness::succeeded(&run(&[
+        "schedule",
+        "uninstall",
+        "--cron",
+        cron.to_str().unwrap(),
+        "--json",
+    ]));
+    assert!(!cron.exists());
+
+    // Bad input: a schedule systemd cannot express is refused when the file is read.
+    fs::write(&config, format!("repo = \"{}\"\n[sets.media]\nsource = \"files\"\npath = \"/srv\"\nschedule = \"0 2 1 * 1\"\n", env.repo)).unwrap();
+    let out = run(&["schedule", "list"]);
+    assert_eq!(out.status.code(), Some(2), "a configuration error is a usage error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("media") && err.contains("0 2 1 * 1"), "{err}");
+    let err = env.fails(&["schedule", "list"], 1);
+    assert!(err.contains("--config"), "{err}");
+}

@@ -186,9 +186,55 @@ See docs/verification.md.")]
     /// Work with the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Install the sets' schedules (`schedule`, `verify_schedule`, `prune_schedule` in the
+    /// configuration) as a cron.d file or systemd timers.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Who may read an encrypted repository: one key file each; no data is rewritten.
     #[command(subcommand)]
     Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Write the jobs as one cron.d file, or as a oneshot service and a timer per job.
+    #[command(after_help = "\
+Examples:
+  strongbox --config /etc/strongbox/strongbox.toml schedule install --cron /etc/cron.d/strongbox
+  strongbox --config /etc/strongbox/strongbox.toml schedule install --systemd /etc/systemd/system
+  systemctl daemon-reload && systemctl enable --now strongbox-backup-media.timer")]
+    Install {
+        #[command(flatten)]
+        target: ScheduleTarget,
+        /// The user cron runs the jobs as.
+        #[arg(long, default_value = "root", requires = "cron")]
+        user: String,
+    },
+    /// List the jobs the configuration schedules.
+    #[command(
+        after_help = "Example:\n  strongbox --config /etc/strongbox/strongbox.toml schedule list --json"
+    )]
+    List,
+    /// Remove what `schedule install` wrote there (only files it wrote).
+    #[command(
+        after_help = "Example:\n  strongbox schedule uninstall --systemd /etc/systemd/system"
+    )]
+    Uninstall {
+        #[command(flatten)]
+        target: ScheduleTarget,
+    },
+}
+
+/// Where schedules go.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ScheduleTarget {
+    /// A cron.d file (e.g. /etc/cron.d/strongbox).
+    #[arg(long, value_name = "FILE")]
+    pub cron: Option<PathBuf>,
+    /// A systemd unit directory (e.g. /etc/systemd/system).
+    #[arg(long, value_name = "DIR")]
+    pub systemd: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@ mod output;
 mod progress;
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
             storage_class: config.storage_class.clone(),
         },
         config,
+        config_path: cli.config.clone(),
         json,
         quiet: cli.quiet,
         cancel,
@@ -199,6 +201,7 @@ fn init_logging(cli: &Cli) {
 
 struct App {
     config: Config,
+    config_path: Option<PathBuf>,
     upload: UploadOptions,
     json: bool,
     quiet: bool,
@@ -366,6 +369,7 @@ impl App {
             Command::Prune(args) => self.prune(args),
             Command::Verify(args) => self.verify(args),
             Command::Key(command) => self.key(command),
+            Command::Schedule(command) => self.schedule(command),
             Command::Config(ConfigCommand::Check) => {
                 self.print(&self.config, || {
                     toml::to_string(&self.config)
@@ -433,6 +437,112 @@ impl App {
                 repo.remove_key(&id)?;
                 self.print(&serde_json::json!({ "removed": id }), || {
                     format!("removed key {id}")
+                })?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn schedule(&self, command: cli::ScheduleCommand) -> Result<ExitCode> {
+        let config_path = self
+            .config_path
+            .as_deref()
+            .context("schedules come from the configuration file: give --config FILE")?;
+        let config_path = std::path::absolute(config_path)?;
+        let jobs = self.config.jobs();
+        match command {
+            cli::ScheduleCommand::List => {
+                self.print(&jobs, || {
+                    if jobs.is_empty() {
+                        return "no set has a schedule".to_string();
+                    }
+                    jobs.iter()
+                        .map(|j| {
+                            format!(
+                                "{:<8} {:<16} {:<16} OnCalendar={}  strongbox {}",
+                                j.operation,
+                                j.set,
+                                j.cron.as_str(),
+                                j.cron.on_calendar(),
+                                j.args.join(" ")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })?;
+            }
+            cli::ScheduleCommand::Install { target, user } => {
+                if jobs.is_empty() {
+                    bail!(
+                        "{} schedules nothing: give a set `schedule`, `verify_schedule` or `prune_schedule`",
+                        config_path.display()
+                    );
+                }
+                let binary = std::env::current_exe()
+                    .and_then(|p| p.canonicalize())
+                    .context("finding this program's path")?;
+                let written: Vec<PathBuf> = match (&target.cron, &target.systemd) {
+                    (Some(file), _) => {
+                        let text = strongbox_config::cron_file(&jobs, &binary, &config_path, &user);
+                        write_atomically(file, text.as_bytes())
+                            .with_context(|| format!("writing {}", file.display()))?;
+                        vec![file.clone()]
+                    }
+                    (None, Some(dir)) => {
+                        strongbox_config::systemd_units(&jobs, &binary, &config_path)
+                            .into_iter()
+                            .map(|(name, text)| {
+                                let path = dir.join(name);
+                                write_atomically(&path, text.as_bytes())
+                                    .with_context(|| format!("writing {}", path.display()))?;
+                                Ok(path)
+                            })
+                            .collect::<Result<_>>()?
+                    }
+                    (None, None) => unreachable!("clap requires one"),
+                };
+                self.print(&written, || {
+                    written
+                        .iter()
+                        .map(|p| format!("wrote {}", p.display()))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })?;
+            }
+            cli::ScheduleCommand::Uninstall { target } => {
+                let candidates: Vec<PathBuf> = match (&target.cron, &target.systemd) {
+                    (Some(file), _) => vec![file.clone()],
+                    (None, Some(dir)) => std::fs::read_dir(dir)
+                        .with_context(|| format!("reading {}", dir.display()))?
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| {
+                            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                                n.starts_with("strongbox-")
+                                    && (n.ends_with(".service") || n.ends_with(".timer"))
+                            })
+                        })
+                        .collect(),
+                    (None, None) => unreachable!("clap requires one"),
+                };
+                let mut removed = Vec::new();
+                for path in candidates {
+                    let ours = std::fs::read_to_string(&path)
+                        .is_ok_and(|text| text.starts_with(strongbox_config::MARK));
+                    if ours {
+                        std::fs::remove_file(&path)
+                            .with_context(|| format!("removing {}", path.display()))?;
+                        removed.push(path);
+                    }
+                }
+                self.print(&removed, || {
+                    if removed.is_empty() {
+                        return "nothing strongbox installed there".to_string();
+                    }
+                    removed
+                        .iter()
+                        .map(|p| format!("removed {}", p.display()))
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 })?;
             }
         }

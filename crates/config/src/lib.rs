@@ -40,6 +40,7 @@ mod expand;
 mod load;
 mod model;
 mod resolve;
+mod schedule;
 mod secret;
 
 pub use error::Error;
@@ -48,4 +49,5 @@ pub use model::{
     VerifyConfig, Webhook, WebhookFormat,
 };
 pub use resolve::DEFAULT_REPO;
+pub use schedule::{cron_file, systemd_units, Cron, Job, MARK};
 pub use secret::Secret;

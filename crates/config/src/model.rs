@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use strongbox_engine::{SourceSpec, VerifyLevel};
 use strongbox_retention::KeepPolicy;
 
+use crate::schedule::Cron;
 use crate::secret::{is_secret_s3_key, redact_url, Secret};
 
 /// The whole file.
@@ -99,10 +100,13 @@ pub struct SetConfig {
     pub keep: Option<KeepPolicy>,
     /// When to back up: a cron expression in local time.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<String>,
-    /// When to verify, likewise.
+    pub schedule: Option<Cron>,
+    /// When to verify the newest snapshot, likewise.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub verify_schedule: Option<String>,
+    pub verify_schedule: Option<Cron>,
+    /// When to prune by `keep`, likewise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune_schedule: Option<Cron>,
     /// Queries a restore test runs against the restored database.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub verify_checks: Vec<VerifyCheck>,
@@ -118,18 +122,20 @@ struct SetOptions {
     #[serde(default)]
     tags: Vec<String>,
     keep: Option<KeepPolicy>,
-    schedule: Option<String>,
-    verify_schedule: Option<String>,
+    schedule: Option<Cron>,
+    verify_schedule: Option<Cron>,
+    prune_schedule: Option<Cron>,
     #[serde(default)]
     verify_checks: Vec<VerifyCheck>,
     verify: Option<VerifyLevel>,
 }
 
-const SET_OPTIONS: [&str; 6] = [
+const SET_OPTIONS: [&str; 7] = [
     "tags",
     "keep",
     "schedule",
     "verify_schedule",
+    "prune_schedule",
     "verify_checks",
     "verify",
 ];
@@ -153,6 +159,7 @@ impl SetConfig {
             keep: options.keep,
             schedule: options.schedule,
             verify_schedule: options.verify_schedule,
+            prune_schedule: options.prune_schedule,
             verify_checks: options.verify_checks,
             verify: options.verify,
         })

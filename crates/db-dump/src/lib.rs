@@ -198,24 +198,21 @@ mod tests {
             query: "q".into(),
             expect: expect.map(str::to_string),
         };
-        let rows = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let cases: [(Option<&str>, Vec<String>, Result<&str, &str>); 6] = [
-            (None, rows(&[]), Ok("c: no rows")),
+        type Case<'a> = (Option<&'a str>, &'a [&'a str], Result<&'a str, &'a str>);
+        let cases: [Case<'_>; 6] = [
+            (None, &[], Ok("c: no rows")),
             (
                 None,
-                rows(&["7|bob", "9|eve"]),
+                &["7|bob", "9|eve"],
                 Err("c: 2 row(s), first: 7|bob; 9|eve"),
             ),
-            (Some("42"), rows(&["42"]), Ok("c: 42")),
-            (Some("42"), rows(&["41"]), Err("c: expected 42, got 41")),
-            (Some("42"), rows(&[]), Err("c: expected 42, got no row")),
-            (
-                Some("42"),
-                rows(&["42", "42"]),
-                Err("c: expected 42, got 42; 42"),
-            ),
+            (Some("42"), &["42"], Ok("c: 42")),
+            (Some("42"), &["41"], Err("c: expected 42, got 41")),
+            (Some("42"), &[], Err("c: expected 42, got no row")),
+            (Some("42"), &["42", "42"], Err("c: expected 42, got 42; 42")),
         ];
         for (expect, got, want) in cases {
+            let got: Vec<String> = got.iter().map(|s| s.to_string()).collect();
             let judged = check(expect).judge(&got);
             assert_eq!(
                 judged.as_ref().map(String::as_str).map_err(String::as_str),

@@ -1,0 +1,397 @@
+//! Schedules: a five-field cron expression (local time) per set for its backup, verify and
+//! prune, and what they install as: one cron.d file, or a systemd service and timer per job.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::Config;
+
+/// The first line of every file `schedule install` writes; `uninstall` removes only files
+/// that carry it.
+pub const MARK: &str =
+    "# Written by `strongbox schedule install`; `strongbox schedule uninstall` removes it.";
+
+/// A cron expression: `minute hour day-of-month month day-of-week`, or `@hourly`, `@daily`,
+/// `@weekly`, `@monthly`, `@yearly`; with its systemd `OnCalendar=` equivalent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cron {
+    text: String,
+    fields: String,
+    calendar: String,
+}
+
+impl Cron {
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The five fields, macros (`@daily`) spelled out, as a cron.d line wants them.
+    pub fn fields(&self) -> &str {
+        &self.fields
+    }
+
+    /// The same times as a systemd calendar event (`Mon..Fri *-*-* 02:30:00`).
+    pub fn on_calendar(&self) -> &str {
+        &self.calendar
+    }
+}
+
+impl fmt::Display for Cron {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Field {
+    Minute,
+    Hour,
+    Day,
+    Month,
+    Weekday,
+}
+
+impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Field::Minute => "minute",
+            Field::Hour => "hour",
+            Field::Day => "day of month",
+            Field::Month => "month",
+            Field::Weekday => "day of week",
+        }
+    }
+
+    fn range(self) -> (u32, u32) {
+        match self {
+            Field::Minute => (0, 59),
+            Field::Hour => (0, 23),
+            Field::Day => (1, 31),
+            Field::Month => (1, 12),
+            Field::Weekday => (0, 7),
+        }
+    }
+}
+
+const WEEKDAYS: [&str; 8] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+
+fn value(text: &str, field: Field) -> Result<u32, String> {
+    let lower = text.to_ascii_lowercase();
+    let named = match field {
+        Field::Weekday => WEEKDAYS[..7]
+            .iter()
+            .position(|d| d.eq_ignore_ascii_case(&lower))
+            .map(|i| i as u32),
+        Field::Month => MONTHS
+            .iter()
+            .position(|m| *m == lower)
+            .map(|i| i as u32 + 1),
+        _ => None,
+    };
+    let n = match named {
+        Some(n) => n,
+        None => text
+            .parse::<u32>()
+            .map_err(|_| format!("{text:?} is not a {}", field.name()))?,
+    };
+    let (low, high) = field.range();
+    if n < low || n > high {
+        return Err(format!("{} {n} is outside {low}-{high}", field.name()));
+    }
+    Ok(n)
+}
+
+fn show(n: u32, field: Field) -> String {
+    match field {
+        Field::Weekday => WEEKDAYS[n as usize].to_string(),
+        Field::Minute | Field::Hour => format!("{n:02}"),
+        _ => n.to_string(),
+    }
+}
+
+/// One field in systemd's calendar syntax (`*`, `a`, `a..b`, `a/n`, lists).
+fn field(text: &str, field: Field) -> Result<String, String> {
+    if text == "*" {
+        return Ok("*".to_string());
+    }
+    let unsupported = |element: &str| {
+        format!(
+            "{element:?} in the {} field has no systemd equivalent (use *, N, A-B, */N, N/M or lists)",
+            field.name()
+        )
+    };
+    let elements = text
+        .split(',')
+        .map(|element| {
+            if let Some(step) = element.strip_prefix("*/") {
+                let step: u32 = step.parse().map_err(|_| unsupported(element))?;
+                if step == 0 || matches!(field, Field::Weekday) {
+                    return Err(unsupported(element));
+                }
+                return Ok(format!("{}/{step}", show(field.range().0, field)));
+            }
+            if let Some((start, step)) = element.split_once('/') {
+                if start.contains('-') || matches!(field, Field::Weekday) {
+                    return Err(unsupported(element));
+                }
+                let step: u32 = step.parse().map_err(|_| unsupported(element))?;
+                return Ok(format!("{}/{step}", show(value(start, field)?, field)));
+            }
+            if let Some((a, b)) = element.split_once('-') {
+                let (a, b) = (value(a, field)?, value(b, field)?);
+                if a > b {
+                    return Err(format!("{element:?}: the range runs backwards"));
+                }
+                return Ok(format!("{}..{}", show(a, field), show(b, field)));
+            }
+            Ok(show(value(element, field)?, field))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(elements.join(","))
+}
+
+impl FromStr for Cron {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let expanded = match text.trim() {
+            "@hourly" => "0 * * * *",
+            "@daily" | "@midnight" => "0 0 * * *",
+            "@weekly" => "0 0 * * 0",
+            "@monthly" => "0 0 1 * *",
+            "@yearly" | "@annually" => "0 0 1 1 *",
+            other => other,
+        };
+        let parts: Vec<&str> = expanded.split_whitespace().collect();
+        let [minute, hour, day, month, weekday] = parts[..] else {
+            return Err(format!(
+                "cron expression {text:?} needs five fields: minute hour day-of-month month day-of-week"
+            ));
+        };
+        let invalid = |reason: String| format!("cron expression {text:?}: {reason}");
+        let minute = field(minute, Field::Minute).map_err(invalid)?;
+        let hour = field(hour, Field::Hour).map_err(invalid)?;
+        let day = field(day, Field::Day).map_err(invalid)?;
+        let month = field(month, Field::Month).map_err(invalid)?;
+        let weekday = field(weekday, Field::Weekday).map_err(invalid)?;
+        if day != "*" && weekday != "*" {
+            return Err(invalid(
+                "cron runs when either the day of month or the day of week matches, which \
+                 systemd cannot say: restrict only one of them"
+                    .to_string(),
+            ));
+        }
+        let prefix = if weekday == "*" {
+            String::new()
+        } else {
+            format!("{weekday} ")
+        };
+        Ok(Cron {
+            text: text.trim().to_string(),
+            fields: parts.join(" "),
+            calendar: format!("{prefix}*-{month}-{day} {hour}:{minute}:00"),
+        })
+    }
+}
+
+impl Serialize for Cron {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cron {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// One scheduled job: an operation on a set, when, and the arguments that run it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Job {
+    /// The set.
+    pub set: String,
+    /// `backup`, `verify` or `prune`.
+    pub operation: &'static str,
+    /// When.
+    pub cron: Cron,
+    /// The strongbox arguments after `--config FILE`.
+    pub args: Vec<String>,
+}
+
+impl Job {
+    /// `strongbox-<operation>-<set>`, the systemd unit name.
+    pub fn unit(&self) -> String {
+        format!("strongbox-{}-{}", self.operation, self.set)
+    }
+}
+
+impl Config {
+    /// Every job the sets schedule: `schedule` backs up, `verify_schedule` verifies the
+    /// newest snapshot (at the set's `verify` level, else deep), `prune_schedule` prunes by
+    /// the set's `keep`.
+    pub fn jobs(&self) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        for (name, set) in &self.sets {
+            let level = set
+                .verify
+                .map_or_else(|| "deep".to_string(), |l| l.to_string());
+            let wanted = [
+                (
+                    &set.schedule,
+                    "backup",
+                    vec!["backup".to_string(), name.clone()],
+                ),
+                (
+                    &set.verify_schedule,
+                    "verify",
+                    vec![
+                        "verify".into(),
+                        format!("{name}:latest"),
+                        "--level".into(),
+                        level,
+                    ],
+                ),
+                (
+                    &set.prune_schedule,
+                    "prune",
+                    vec!["prune".to_string(), name.clone()],
+                ),
+            ];
+            for (cron, operation, args) in wanted {
+                if let Some(cron) = cron {
+                    jobs.push(Job {
+                        set: name.clone(),
+                        operation,
+                        cron: cron.clone(),
+                        args,
+                    });
+                }
+            }
+        }
+        jobs
+    }
+}
+
+/// A word for a command line, single-quoted when it needs to be.
+fn quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:=@+,".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+fn command(job: &Job, binary: &Path, config: &Path) -> String {
+    let mut words = vec![
+        binary.display().to_string(),
+        "--config".to_string(),
+        config.display().to_string(),
+        "-q".to_string(),
+    ];
+    words.extend(job.args.iter().cloned());
+    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+}
+
+/// A cron.d file running `jobs` as `user`.
+pub fn cron_file(jobs: &[Job], binary: &Path, config: &Path, user: &str) -> String {
+    let mut text = format!(
+        "{MARK}\nSHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+    );
+    for job in jobs {
+        text.push_str(&format!(
+            "{} {user} {}\n",
+            job.cron.fields(),
+            command(job, binary, config)
+        ));
+    }
+    text
+}
+
+/// A oneshot service and a timer per job, as (file name, content).
+pub fn systemd_units(jobs: &[Job], binary: &Path, config: &Path) -> Vec<(String, String)> {
+    let mut units = Vec::new();
+    for job in jobs {
+        let unit = job.unit();
+        let what = format!("strongbox {} of set {}", job.operation, job.set);
+        units.push((
+            format!("{unit}.service"),
+            format!(
+                "{MARK}\n[Unit]\nDescription={what}\nWants=network-online.target\nAfter=network-online.target\n\n\
+                 [Service]\nType=oneshot\nExecStart={}\nNice=10\nIOSchedulingClass=idle\n",
+                command(job, binary, config)
+            ),
+        ));
+        units.push((
+            format!("{unit}.timer"),
+            format!(
+                "{MARK}\n[Unit]\nDescription={what}, on schedule ({})\n\n[Timer]\nOnCalendar={}\n\
+                 Persistent=true\nRandomizedDelaySec=5min\n\n[Install]\nWantedBy=timers.target\n",
+                job.cron,
+                job.cron.on_calendar()
+            ),
+        ));
+    }
+    units
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_expressions_translate_to_systemd_calendars() {
+        let cases: [(&str, Result<&str, &str>); 14] = [
+            ("0 2 * * *", Ok("*-*-* 02:00:00")),
+            ("30 4 * * 0", Ok("Sun *-*-* 04:30:00")),
+            ("*/15 * * * *", Ok("*-*-* *:00/15:00")),
+            ("0 */6 * * *", Ok("*-*-* 00/6:00:00")),
+            ("0 3 1 * *", Ok("*-*-1 03:00:00")),
+            ("0 1 * * mon-fri", Ok("Mon..Fri *-*-* 01:00:00")),
+            ("0 1 * * 1,3,5", Ok("Mon,Wed,Fri *-*-* 01:00:00")),
+            ("5 0 * jan,jul *", Ok("*-1,7-* 00:05:00")),
+            ("@weekly", Ok("Sun *-*-* 00:00:00")),
+            ("0 2 * *", Err("five fields")),
+            ("61 2 * * *", Err("outside 0-59")),
+            ("0 2 1 * 1", Err("restrict only one")),
+            ("0 2 * * */2", Err("no systemd equivalent")),
+            ("0 5-2 * * *", Err("runs backwards")),
+        ];
+        for (cron, want) in cases {
+            match (cron.parse::<Cron>(), want) {
+                (Ok(c), Ok(calendar)) => {
+                    assert_eq!(c.on_calendar(), calendar, "{cron}");
+                    assert_eq!(c.fields().split(' ').count(), 5, "{cron}");
+                }
+                (Err(e), Err(phrase)) => assert!(e.contains(phrase), "{cron}: {e}"),
+                (got, want) => panic!("{cron}: {got:?} vs {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn commands_quote_what_the_shell_would_split() {
+        let cases = [
+            ("/usr/bin/strongbox", "/usr/bin/strongbox"),
+            ("/etc/my config.toml", "'/etc/my config.toml'"),
+            ("it's", r"'it'\''s'"),
+            ("media:latest", "media:latest"),
+        ];
+        for (word, quoted) in cases {
+            assert_eq!(quote(word), quoted);
+        }
+    }
+}
