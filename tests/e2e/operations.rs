@@ -543,9 +543,58 @@ fn schedules_install_as_a_cron_file_and_systemd_timers_that_systemd_accepts() {
     // Bad input: a schedule systemd cannot express is refused when the file is read.
     fs::write(&config, format!("repo = \"{}\"\n[sets.media]\nsource = \"files\"\npath = \"/srv\"\nschedule = \"0 2 1 * 1\"\n", env.repo)).unwrap();
     let out = run(&["schedule", "list"]);
-    assert_eq!(out.status.code(), Some(2), "a configuration error is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a configuration error is a usage error"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("media") && err.contains("0 2 1 * 1"), "{err}");
     let err = env.fails(&["schedule", "list"], 1);
     assert!(err.contains("--config"), "{err}");
+}
+
+#[test]
+fn prune_removes_old_journal_entries_but_each_operations_last_run() {
+    let env = Env::new();
+    let src = media(&env, 1);
+    env.backup("media", &src, &[]);
+    let runs = Path::new(&env.repo).join("sets/media/runs");
+    // Old attempts: two backups and the only verify, long ago.
+    for name in [
+        "20200101T000000.000Z-backup-aaaa",
+        "20200102T000000.000Z-backup-bbbb",
+        "20200103T000000.000Z-verify-cccc",
+    ] {
+        write(&runs.join(format!("{name}.json")), b"{}");
+    }
+    let names = || -> Vec<String> {
+        let mut n: Vec<String> = fs::read_dir(&runs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    let before = names();
+    let plan = env.json(&["prune", "media", "--keep-last", "5", "--dry-run"]);
+    assert_eq!(
+        plan["journal_removed"].as_array().unwrap().len(),
+        2,
+        "{plan:#}"
+    );
+    assert_eq!(names(), before, "a dry run removed journal entries");
+    env.json(&["prune", "media", "--keep-last", "5"]);
+    let after = names();
+    assert!(
+        !after
+            .iter()
+            .any(|n| n.contains("aaaa") || n.contains("bbbb")),
+        "{after:?}"
+    );
+    assert!(
+        after.iter().any(|n| n.contains("-verify-cccc")),
+        "the last verify run went: {after:?}"
+    );
+    assert!(after.iter().any(|n| n.contains("-prune-")), "{after:?}");
 }

@@ -34,10 +34,18 @@ pub struct PruneOptions {
     /// Unreferenced objects younger than this may belong to a running backup: left alone.
     #[serde(default = "default_grace", with = "humantime_serde_secs")]
     pub grace: Duration,
+    /// Run-journal entries older than this are removed, except each set's last run of
+    /// every operation.
+    #[serde(default = "default_journal_keep", with = "humantime_serde_secs")]
+    pub journal_keep: Duration,
 }
 
 fn default_grace() -> Duration {
     Duration::from_secs(24 * 3600)
+}
+
+fn default_journal_keep() -> Duration {
+    Duration::from_secs(90 * 24 * 3600)
 }
 
 mod humantime_serde_secs {
@@ -53,12 +61,13 @@ mod humantime_serde_secs {
 }
 
 impl Default for PruneOptions {
-    /// UTC buckets, a 24 h grace period, not a dry run.
+    /// UTC buckets, a 24 h grace period, 90 days of journal, not a dry run.
     fn default() -> Self {
         PruneOptions {
             timezone: Timezone::UTC,
             dry_run: false,
             grace: default_grace(),
+            journal_keep: default_journal_keep(),
         }
     }
 }
@@ -102,6 +111,9 @@ pub struct PruneReport {
     /// Data objects kept because a kept snapshot still draws from them although the
     /// snapshot that wrote them is forgotten.
     pub retained_for_chains: Vec<String>,
+    /// Run-journal entries removed (older than `journal_keep`).
+    #[serde(default)]
+    pub journal_removed: Vec<String>,
 }
 
 impl PruneReport {
@@ -113,6 +125,7 @@ impl PruneReport {
         self.freed_bytes += other.freed_bytes;
         self.deleted.extend(other.deleted);
         self.retained_for_chains.extend(other.retained_for_chains);
+        self.journal_removed.extend(other.journal_removed);
     }
 }
 
@@ -250,6 +263,7 @@ impl Engine {
             freed_bytes: doomed.iter().map(|o| o.size).sum(),
             deleted: doomed.iter().map(|o| o.key.clone()).collect(),
             retained_for_chains,
+            journal_removed: self.old_journal(set, opts.journal_keep)?,
         };
         if opts.dry_run {
             return Ok(report);
@@ -269,6 +283,37 @@ impl Engine {
         }
         self.writer
             .remove_upload_leftovers(&layout::data_prefix(set), opts.grace)?;
+        for key in &report.journal_removed {
+            self.writer.delete(key)?;
+        }
         Ok(report)
+    }
+
+    /// Journal entries of `set` older than `keep`, but never the last of an operation.
+    /// Their names (`<time>-<operation>-<rand>.json`) say enough; none is read.
+    fn old_journal(&self, set: &str, keep: Duration) -> Result<Vec<String>, Error> {
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::TimeDelta::MAX);
+        let mut entries: Vec<(chrono::DateTime<Utc>, String, String)> = self
+            .repo
+            .list(&layout::runs_prefix(set))?
+            .into_iter()
+            .filter_map(|o| {
+                let name = o.key.rsplit('/').next()?.strip_suffix(".json")?.to_string();
+                let (time, rest) = name.split_once('-')?;
+                let (operation, _) = rest.rsplit_once('-')?;
+                let time =
+                    chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S%.3fZ").ok()?;
+                Some((time.and_utc(), operation.to_string(), o.key))
+            })
+            .collect();
+        // Newest first: the first entry of each operation is its last run, always kept.
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+        let mut last_seen = HashSet::new();
+        Ok(entries
+            .into_iter()
+            .filter(|(time, operation, _)| !last_seen.insert(operation.clone()) && *time < cutoff)
+            .map(|(_, _, key)| key)
+            .collect())
     }
 }
