@@ -40,7 +40,8 @@ wait_for_port() { # host port what
 
 log "checking tools"
 need_apt=()
-for tool in age:age zstd:zstd jq:jq sqlite3:sqlite3 tar:tar gzip:gzip sha256sum:coreutils; do
+for tool in age:age zstd:zstd jq:jq sqlite3:sqlite3 tar:tar gzip:gzip sha256sum:coreutils \
+    script:bsdutils systemd-analyze:systemd; do
     command -v "${tool%%:*}" >/dev/null || need_apt+=("${tool#*:}")
 done
 command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
