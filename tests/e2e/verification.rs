@@ -226,6 +226,10 @@ fn restore_tests_pass_for_every_kind_with_reports_and_restore_times() {
         "{verify_run}"
     );
     assert_eq!(verify_run["verified"][0]["snapshot"], record["id"]);
+    assert_eq!(
+        verify_run["verified"][0]["restore_bytes"], record["stats"]["bytes_dumped"],
+        "a restore test's throughput needs its bytes"
+    );
 }
 
 #[test]

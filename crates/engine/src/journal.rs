@@ -106,6 +106,9 @@ pub struct Verification {
     /// Seconds its restore took, for a restore test.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_secs: Option<f64>,
+    /// Bytes that restore wrote (file content, or the dump), for its throughput.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_bytes: Option<u64>,
 }
 
 /// How a journaled run went, beyond success or failure.

@@ -64,6 +64,14 @@ impl VerifyOptions {
     }
 }
 
+/// What a restore of `snapshot` writes: its files' bytes, or its dump's.
+fn restored_bytes(snapshot: &Snapshot) -> u64 {
+    match &snapshot.stats {
+        strongbox_manifest::Stats::Files(f) => f.bytes,
+        strongbox_manifest::Stats::Database(d) => d.bytes_dumped,
+    }
+}
+
 /// The first failed check, for the journal: `snapshot <id>: <check>: <detail>`, and how
 /// many snapshots failed.
 pub(super) fn first_failure(reports: &[SnapshotReport]) -> Option<String> {
@@ -118,6 +126,12 @@ impl Reader {
                             ok: r.ok,
                             time: Utc::now(),
                             restore_secs: r.restore_secs,
+                            restore_bytes: r.restore_secs.and_then(|_| {
+                                snapshots
+                                    .iter()
+                                    .find(|s| s.id.as_str() == r.id)
+                                    .map(|s| restored_bytes(s))
+                            }),
                         })
                         .collect(),
                     problem: first_failure(reports),
