@@ -237,6 +237,17 @@ pub struct ScheduleTarget {
     pub systemd: Option<PathBuf>,
 }
 
+impl ScheduleTarget {
+    /// The library's view of the choice (clap makes exactly one of the two present).
+    pub fn installation(self, user: String) -> strongbox_config::Installation {
+        match (self.cron, self.systemd) {
+            (Some(file), _) => strongbox_config::Installation::Cron { file, user },
+            (None, Some(dir)) => strongbox_config::Installation::Systemd { dir },
+            (None, None) => unreachable!("clap requires --cron or --systemd"),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Let one more reader in (needs the repository unlocked with an existing key).

@@ -481,26 +481,15 @@ impl App {
                 let binary = std::env::current_exe()
                     .and_then(|p| p.canonicalize())
                     .context("finding this program's path")?;
-                let written: Vec<PathBuf> = match (&target.cron, &target.systemd) {
-                    (Some(file), _) => {
-                        let text = strongbox_config::cron_file(&jobs, &binary, &config_path, &user);
-                        write_atomically(file, text.as_bytes())
-                            .with_context(|| format!("writing {}", file.display()))?;
-                        vec![file.clone()]
-                    }
-                    (None, Some(dir)) => {
-                        strongbox_config::systemd_units(&jobs, &binary, &config_path)
-                            .into_iter()
-                            .map(|(name, text)| {
-                                let path = dir.join(name);
-                                write_atomically(&path, text.as_bytes())
-                                    .with_context(|| format!("writing {}", path.display()))?;
-                                Ok(path)
-                            })
-                            .collect::<Result<_>>()?
-                    }
-                    (None, None) => unreachable!("clap requires one"),
-                };
+                let mut written = Vec::new();
+                for (path, text) in target
+                    .installation(user)
+                    .files(&jobs, &binary, &config_path)
+                {
+                    write_atomically(&path, text.as_bytes())
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    written.push(path);
+                }
                 self.print(&written, || {
                     written
                         .iter()
@@ -510,29 +499,13 @@ impl App {
                 })?;
             }
             cli::ScheduleCommand::Uninstall { target } => {
-                let candidates: Vec<PathBuf> = match (&target.cron, &target.systemd) {
-                    (Some(file), _) => vec![file.clone()],
-                    (None, Some(dir)) => std::fs::read_dir(dir)
-                        .with_context(|| format!("reading {}", dir.display()))?
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| {
-                            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                                n.starts_with("strongbox-")
-                                    && (n.ends_with(".service") || n.ends_with(".timer"))
-                            })
-                        })
-                        .collect(),
-                    (None, None) => unreachable!("clap requires one"),
-                };
-                let mut removed = Vec::new();
-                for path in candidates {
-                    let ours = std::fs::read_to_string(&path)
-                        .is_ok_and(|text| text.starts_with(strongbox_config::MARK));
-                    if ours {
-                        std::fs::remove_file(&path)
-                            .with_context(|| format!("removing {}", path.display()))?;
-                        removed.push(path);
-                    }
+                let installation = target.installation(String::new());
+                let removed = installation
+                    .installed()
+                    .context("looking for installed schedules")?;
+                for path in &removed {
+                    std::fs::remove_file(path)
+                        .with_context(|| format!("removing {}", path.display()))?;
                 }
                 self.print(&removed, || {
                     if removed.is_empty() {

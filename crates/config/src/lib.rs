@@ -49,5 +49,5 @@ pub use model::{
     VerifyConfig, Webhook, WebhookFormat,
 };
 pub use resolve::DEFAULT_REPO;
-pub use schedule::{cron_file, systemd_units, Cron, Job, MARK};
+pub use schedule::{cron_file, systemd_units, Cron, Installation, Job, MARK};
 pub use secret::Secret;

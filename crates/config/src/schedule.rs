@@ -2,7 +2,8 @@
 //! prune, and what they install as: one cron.d file, or a systemd service and timer per job.
 
 use std::fmt;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -346,6 +347,67 @@ pub fn systemd_units(jobs: &[Job], binary: &Path, config: &Path) -> Vec<(String,
         ));
     }
     units
+}
+
+/// Where `schedule install` puts the jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Installation {
+    /// One cron.d file, its jobs run as `user`.
+    Cron {
+        /// The file.
+        file: PathBuf,
+        /// The user cron runs them as.
+        user: String,
+    },
+    /// A service and a timer per job in a systemd unit directory.
+    Systemd {
+        /// The directory.
+        dir: PathBuf,
+    },
+}
+
+impl Installation {
+    /// The files that install `jobs` (path and content), running `binary` with `config`.
+    pub fn files(&self, jobs: &[Job], binary: &Path, config: &Path) -> Vec<(PathBuf, String)> {
+        match self {
+            Installation::Cron { file, user } => {
+                vec![(file.clone(), cron_file(jobs, binary, config, user))]
+            }
+            Installation::Systemd { dir } => systemd_units(jobs, binary, config)
+                .into_iter()
+                .map(|(name, text)| (dir.join(name), text))
+                .collect(),
+        }
+    }
+
+    /// The files an earlier `install` wrote here: only those whose first line is [`MARK`],
+    /// so a file or unit of someone else's is never taken for one.
+    pub fn installed(&self) -> io::Result<Vec<PathBuf>> {
+        let candidates = match self {
+            Installation::Cron { file, .. } => vec![file.clone()],
+            Installation::Systemd { dir } => {
+                let mut units = Vec::new();
+                for entry in std::fs::read_dir(dir)? {
+                    let path = entry?.path();
+                    let name = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or_default();
+                    if name.starts_with("strongbox-")
+                        && (name.ends_with(".service") || name.ends_with(".timer"))
+                    {
+                        units.push(path);
+                    }
+                }
+                units.sort();
+                units
+            }
+        };
+        Ok(candidates
+            .into_iter()
+            .filter(|path| std::fs::read_to_string(path).is_ok_and(|text| text.starts_with(MARK)))
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -228,3 +228,11 @@ pub(crate) fn one_line(text: &str) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// An error and its causes on one line, for a check's detail.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+}

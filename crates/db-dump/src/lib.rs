@@ -155,12 +155,27 @@ pub enum Probe {
 }
 
 /// One check of a restored database: `Ok(what passed)` or `Err(what is wrong)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Inspection {
     /// What was looked at.
     pub probe: Probe,
     /// The outcome.
     pub result: Result<String, String>,
+    /// Wall-clock seconds it took.
+    pub duration_secs: f64,
+}
+
+impl Inspection {
+    /// Run `check`, timing it.
+    pub fn timed(probe: Probe, check: impl FnOnce() -> Result<String, String>) -> Self {
+        let started = std::time::Instant::now();
+        let result = check();
+        Inspection {
+            probe,
+            result,
+            duration_secs: started.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 /// What a restore produced.

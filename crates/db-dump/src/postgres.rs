@@ -707,38 +707,26 @@ impl DatabaseTarget for PostgresTarget {
 
     fn inspect(&mut self, checks: &[SqlCheck]) -> Result<Vec<Inspection>, Error> {
         let session = Session::open(&self.conn)?;
-        session
-            .rt
-            .block_on(session.client.batch_execute("ANALYZE"))
-            .map_err(|source| Error::Query {
-                database: self.conn.describe(),
-                operation: "running ANALYZE",
-                source: source.into(),
-            })?;
-        Ok(vec![
-            Inspection {
-                probe: Probe::Integrity,
-                result: Ok("ANALYZE read every table".to_string()),
-            },
-            Inspection {
-                probe: Probe::Indexes,
-                result: self.check_indexes(&session),
-            },
-            Inspection {
-                probe: Probe::ForeignKeys,
-                result: self.check_foreign_keys(&session),
-            },
-        ]
-        .into_iter()
-        .chain(checks.iter().map(|check| {
-            Inspection {
-                probe: Probe::Query,
-                result: postgres_rows(&session, &check.query)
+        let analyze = Inspection::timed(Probe::Integrity, || {
+            session
+                .rt
+                .block_on(session.client.batch_execute("ANALYZE"))
+                .map(|()| "ANALYZE read every table".to_string())
+                .map_err(|e| format!("ANALYZE failed: {}", PgError::from(e)))
+        });
+        let mut inspections = vec![
+            analyze,
+            Inspection::timed(Probe::Indexes, || self.check_indexes(&session)),
+            Inspection::timed(Probe::ForeignKeys, || self.check_foreign_keys(&session)),
+        ];
+        inspections.extend(checks.iter().map(|check| {
+            Inspection::timed(Probe::Query, || {
+                postgres_rows(&session, &check.query)
                     .map_err(|e| format!("{}: {e}", check.name))
-                    .and_then(|rows| check.judge(&rows)),
-            }
-        }))
-        .collect())
+                    .and_then(|rows| check.judge(&rows))
+            })
+        }));
+        Ok(inspections)
     }
 }
 

@@ -352,46 +352,33 @@ impl DatabaseTarget for SqliteTarget {
         let path = absolute(&self.path)?;
         let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| Error::sqlite("opening", &path, e))?;
-        let integrity = integrity_check(&conn, &path)?;
-        let orphans = foreign_key_check(&conn)
-            .map_err(|e| Error::sqlite("checking foreign keys", &path, e))?;
-        let foreign_keys = if orphans.is_empty() {
-            Ok("foreign_key_check: no row references a missing parent".to_string())
-        } else {
+        let integrity =
+            Inspection::timed(Probe::Integrity, || match integrity_check(&conn, &path) {
+                Ok(result) if result == "ok" => Ok("integrity_check: ok".to_string()),
+                Ok(result) => Err(format!("integrity_check: {result}")),
+                Err(e) => Err(crate::error::chain(&e)),
+            });
+        let foreign_keys = Inspection::timed(Probe::ForeignKeys, || {
+            let orphans =
+                foreign_key_check(&conn).map_err(|e| format!("foreign_key_check: {e}"))?;
+            if orphans.is_empty() {
+                return Ok("foreign_key_check: no row references a missing parent".to_string());
+            }
             Err(format!(
                 "foreign_key_check: {} row(s) reference a missing parent, first: {}",
                 orphans.len(),
-                orphans
-                    .iter()
-                    .take(5)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                orphans[..orphans.len().min(5)].join(", ")
             ))
-        };
-        let queries = checks.iter().map(|check| Inspection {
-            probe: Probe::Query,
-            result: sqlite_rows(&conn, &check.query)
-                .map_err(|e| format!("{}: {e}", check.name))
-                .and_then(|rows| check.judge(&rows)),
         });
-        Ok([
-            Inspection {
-                probe: Probe::Integrity,
-                result: if integrity == "ok" {
-                    Ok("integrity_check: ok".to_string())
-                } else {
-                    Err(format!("integrity_check: {integrity}"))
-                },
-            },
-            Inspection {
-                probe: Probe::ForeignKeys,
-                result: foreign_keys,
-            },
-        ]
-        .into_iter()
-        .chain(queries)
-        .collect())
+        let mut inspections = vec![integrity, foreign_keys];
+        inspections.extend(checks.iter().map(|check| {
+            Inspection::timed(Probe::Query, || {
+                sqlite_rows(&conn, &check.query)
+                    .map_err(|e| format!("{}: {e}", check.name))
+                    .and_then(|rows| check.judge(&rows))
+            })
+        }));
+        Ok(inspections)
     }
 
     fn describe(&self) -> String {

@@ -109,20 +109,16 @@ impl Reader {
         restore.duration_secs = restore_secs;
         let mut checks = vec![restore];
         if checks[0].ok {
-            let started = Instant::now();
             let checks_of_set = options
                 .checks
                 .get(&snapshot.set)
                 .map_or(&[][..], Vec::as_slice);
             match restorer.inspect(checks_of_set) {
-                Ok(inspections) => {
-                    let each = started.elapsed().as_secs_f64() / inspections.len().max(1) as f64;
-                    checks.extend(inspections.into_iter().map(|i| {
-                        let mut check = Check::new(check_name(i.probe), i.result);
-                        check.duration_secs = each;
-                        check
-                    }));
-                }
+                Ok(inspections) => checks.extend(inspections.into_iter().map(|i| {
+                    let mut check = Check::new(check_name(i.probe), i.result);
+                    check.duration_secs = i.duration_secs;
+                    check
+                })),
                 Err(e) => checks.push(Check::new(CheckName::Integrity, Err(error_chain(&e)))),
             }
         }
