@@ -252,20 +252,14 @@ impl App {
 
     /// How to verify at `level`: scratch space from the flags, else the configuration.
     fn verify_options(&self, level: VerifyLevel, scratch: &cli::Scratch) -> VerifyOptions {
+        let configured = self.config.verify_options(level);
         VerifyOptions {
-            level,
             scratch_dir: scratch.scratch_dir.clone(),
             scratch_postgres: scratch
                 .scratch_postgres
                 .clone()
-                .or_else(|| self.config.verify.scratch_postgres.clone()),
-            checks: self
-                .config
-                .sets
-                .iter()
-                .map(|(name, set)| (name.clone(), set.verify_checks.clone()))
-                .collect(),
-            budget: None,
+                .or(configured.scratch_postgres),
+            ..configured
         }
     }
 
@@ -523,28 +517,11 @@ impl App {
     }
 
     fn health(&self, args: cli::HealthArgs) -> Result<ExitCode> {
-        let configured = &self.config.health;
-        let defaults = HealthOptions::default();
+        let configured = self.config.health_options();
         let options = HealthOptions {
-            max_age: args
-                .max_age
-                .or(configured.max_age.as_ref().map(|d| d.duration()))
-                .unwrap_or(defaults.max_age),
-            max_disk_usage: args
-                .max_disk_usage
-                .or(configured.max_disk_usage)
-                .unwrap_or(defaults.max_disk_usage),
-            anomaly_drop: configured.anomaly_drop.unwrap_or(defaults.anomaly_drop),
-            verify_max_age: configured
-                .verify_max_age
-                .as_ref()
-                .map_or(defaults.verify_max_age, |d| d.duration()),
-            policies: self
-                .config
-                .sets
-                .iter()
-                .filter_map(|(name, set)| Some((name.clone(), set.keep.clone()?)))
-                .collect(),
+            max_age: args.max_age.unwrap_or(configured.max_age),
+            max_disk_usage: args.max_disk_usage.unwrap_or(configured.max_disk_usage),
+            ..configured
         };
         // An unreachable repository is "unknown", not a failure of the check itself.
         let report = match self

@@ -278,7 +278,7 @@ pub fn status_text(statuses: &[SetStatus]) -> String {
                 .unwrap_or_default();
             text.push(format!(
                 "  {operation:<8} {:<10} {}{duration}{error}",
-                format!("{:?}", run.status).to_lowercase(),
+                run.status.as_str(),
                 run.started.format("%Y-%m-%d %H:%M:%S UTC")
             ));
         }

@@ -1,6 +1,8 @@
 //! What the CLI, a daemon and an embedding program resolve from a configuration the same way.
 
-use strongbox_engine::{BackupOptions, KeepPolicy, SetPolicy, SetSpec};
+use strongbox_engine::{
+    BackupOptions, HealthOptions, KeepPolicy, SetPolicy, SetSpec, VerifyLevel, VerifyOptions,
+};
 use strongbox_storage::{Location, StoreOptions};
 
 use crate::{Config, Error, SetConfig};
@@ -28,6 +30,48 @@ impl Config {
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             s3: self.s3.clone(),
+        }
+    }
+
+    /// How to verify at `level` by the configuration: `[verify] scratch_postgres` and each
+    /// set's `verify_checks` (scratch space given on the command line goes on top).
+    pub fn verify_options(&self, level: VerifyLevel) -> VerifyOptions {
+        VerifyOptions {
+            level,
+            scratch_postgres: self.verify.scratch_postgres.clone(),
+            checks: self
+                .sets
+                .iter()
+                .map(|(name, set)| (name.clone(), set.verify_checks.clone()))
+                .collect(),
+            ..VerifyOptions::default()
+        }
+    }
+
+    /// The health thresholds of `[health]` (defaults where unset) and each set's `keep`.
+    pub fn health_options(&self) -> HealthOptions {
+        let defaults = HealthOptions::default();
+        HealthOptions {
+            max_age: self
+                .health
+                .max_age
+                .as_ref()
+                .map_or(defaults.max_age, |d| d.duration()),
+            max_disk_usage: self
+                .health
+                .max_disk_usage
+                .unwrap_or(defaults.max_disk_usage),
+            anomaly_drop: self.health.anomaly_drop.unwrap_or(defaults.anomaly_drop),
+            verify_max_age: self
+                .health
+                .verify_max_age
+                .as_ref()
+                .map_or(defaults.verify_max_age, |d| d.duration()),
+            policies: self
+                .sets
+                .iter()
+                .filter_map(|(name, set)| Some((name.clone(), set.keep.clone()?)))
+                .collect(),
         }
     }
 

@@ -55,6 +55,18 @@ pub enum RunStatus {
     Failed,
 }
 
+impl RunStatus {
+    /// Lower-case name, as in journals.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Ok => "ok",
+            RunStatus::Incomplete => "incomplete",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
 /// One entry of a set's run journal, `sets/<set>/runs/<time>-<operation>-<rand>.json`:
 /// written when an operation starts and rewritten when it ends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -250,11 +250,10 @@ impl SetChecks<'_> {
                 &name,
                 HealthStatus::Ok,
                 format!(
-                    "the last {operation} at {} was {:?}",
+                    "the last {operation} at {} was {}",
                     run.started.format("%Y-%m-%d %H:%M:%S UTC"),
-                    run.status
-                )
-                .to_lowercase(),
+                    run.status.as_str()
+                ),
             ),
             None => self.check(&name, HealthStatus::Ok, format!("no {operation} run yet")),
         }
