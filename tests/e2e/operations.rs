@@ -279,6 +279,14 @@ fn health_conditions_each_give_their_state_and_exit_code() {
         "{report:#}"
     );
 
+    // A repository holding nothing is no all-clear.
+    let mut empty = Env::new();
+    empty.repo = empty.path("empty").display().to_string();
+    empty.json(&["init"]);
+    let (code, report) = health(&empty, &[]);
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(check(&report, None, "sets")["status"], "critical");
+
     // Unreachable: unknown, exit 3.
     let mut gone = Env::new();
     gone.repo = gone.path("no-repository").display().to_string();
@@ -316,6 +324,14 @@ fn health_flags_snapshots_the_keep_policy_would_forget_and_a_failed_verify() {
             serde_json::from_slice::<Value>(&out.stdout).unwrap(),
         )
     };
+    // A configured set that was never backed up is checked, not skipped.
+    env.json(&["init"]);
+    let (code, report) = with_config(&[]);
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(
+        check(&report, Some("media"), "backup-age")["detail"],
+        "no snapshot"
+    );
     env.backup("media", &src, &[]);
     let (_, report) = with_config(&[]);
     assert_eq!(

@@ -72,6 +72,7 @@ impl Config {
                 .iter()
                 .filter_map(|(name, set)| Some((name.clone(), set.keep.clone()?)))
                 .collect(),
+            expected_sets: self.sets.keys().cloned().collect(),
         }
     }
 

@@ -88,10 +88,13 @@ pub struct HealthOptions {
     pub verify_max_age: Duration,
     /// Keep policies per set, for retention compliance.
     pub policies: BTreeMap<String, KeepPolicy>,
+    /// Sets that must be there (the configured ones): checked even when the repository
+    /// holds nothing of them, so a set whose backups never ran is not silently skipped.
+    pub expected_sets: Vec<String>,
 }
 
 impl Default for HealthOptions {
-    /// 48 h, 80 %, 30 %, 7 days, no policies.
+    /// 48 h, 80 %, 30 %, 7 days, no policies, no expected sets.
     fn default() -> Self {
         HealthOptions {
             max_age: Duration::from_secs(48 * 3600),
@@ -99,16 +102,39 @@ impl Default for HealthOptions {
             anomaly_drop: 30,
             verify_max_age: Duration::from_secs(7 * 24 * 3600),
             policies: BTreeMap::new(),
+            expected_sets: Vec::new(),
         }
     }
 }
 
 impl Reader {
-    /// Check `sets` (every set in the repository when empty) and the repository.
+    /// Check `sets` (when empty: every set in the repository and every expected one) and
+    /// the repository. A repository without any set is critical: nothing is backed up.
     pub fn health(&self, sets: &[String], options: &HealthOptions) -> Result<HealthReport, Error> {
         let now = Utc::now();
-        let statuses = self.status(sets)?;
+        let mut sets = sets.to_vec();
+        if sets.is_empty() {
+            sets = self.sets()?;
+            for expected in &options.expected_sets {
+                if !sets.contains(expected) {
+                    sets.push(expected.clone());
+                }
+            }
+        }
+        let statuses = if sets.is_empty() {
+            Vec::new()
+        } else {
+            self.status(&sets)?
+        };
         let mut checks = Vec::new();
+        if statuses.is_empty() {
+            checks.push(HealthCheck {
+                set: None,
+                name: "sets".to_string(),
+                status: HealthStatus::Critical,
+                detail: "the repository holds no set: nothing has been backed up".to_string(),
+            });
+        }
         for status in &statuses {
             let snapshots = self.snapshots(Some(&status.set))?;
             let set_checks = SetChecks {
