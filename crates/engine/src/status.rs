@@ -28,6 +28,9 @@ pub struct SetStatus {
     pub last_verification: Option<Verification>,
     /// When the set's data objects were last read whole by a verification.
     pub objects: ObjectsRead,
+    /// Journal entries still `running`: a live run, or a crashed one.
+    #[serde(skip)]
+    pub unfinished: Vec<RunRecord>,
 }
 
 /// A snapshot, briefly.
@@ -79,11 +82,13 @@ impl Reader {
         } else {
             sets.to_vec()
         };
-        sets.iter().map(|set| self.set_status(set)).collect()
+        sets.iter()
+            .map(|set| self.set_status(set, &self.snapshots(Some(set))?))
+            .collect()
     }
 
-    fn set_status(&self, set: &str) -> Result<SetStatus, Error> {
-        let snapshots = self.snapshots(Some(set))?;
+    /// The status of `set`, whose `snapshots` the caller has read already.
+    pub(crate) fn set_status(&self, set: &str, snapshots: &[Snapshot]) -> Result<SetStatus, Error> {
         let objects = self.repo.list(&layout::data_prefix(set))?;
         let runs = self.runs(set)?;
         let mut last_runs = BTreeMap::new();
@@ -111,6 +116,11 @@ impl Reader {
             last_snapshot: snapshots.last().map(snapshot_summary),
             last_runs,
             last_verification,
+            unfinished: runs
+                .iter()
+                .filter(|r| r.status == RunStatus::Running)
+                .cloned()
+                .collect(),
             objects: ObjectsRead {
                 total: objects.len(),
                 never_read: objects.len() - read.len(),

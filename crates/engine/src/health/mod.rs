@@ -121,13 +121,9 @@ impl Reader {
                 }
             }
         }
-        let statuses = if sets.is_empty() {
-            Vec::new()
-        } else {
-            self.status(&sets)?
-        };
+        let mut statuses = Vec::new();
         let mut checks = Vec::new();
-        if statuses.is_empty() {
+        if sets.is_empty() {
             checks.push(HealthCheck {
                 set: None,
                 name: "sets".to_string(),
@@ -135,16 +131,18 @@ impl Reader {
                 detail: "the repository holds no set: nothing has been backed up".to_string(),
             });
         }
-        for status in &statuses {
-            let snapshots = self.snapshots(Some(&status.set))?;
+        for set in &sets {
+            let snapshots = self.snapshots(Some(set))?;
+            let status = self.set_status(set, &snapshots)?;
             let set_checks = SetChecks {
                 reader: self,
-                status,
+                status: &status,
                 snapshots: &snapshots,
                 options,
                 now,
             };
             checks.extend(set_checks.all()?);
+            statuses.push(status);
         }
         checks.push(self.disk_check(options));
         let status = checks
@@ -214,7 +212,7 @@ impl SetChecks<'_> {
             self.verification(),
             self.anomaly(),
             self.lock()?,
-            self.crashed_runs()?,
+            self.crashed_runs(),
         ];
         if let Some(check) = self.retention()? {
             checks.push(check);
@@ -407,14 +405,12 @@ impl SetChecks<'_> {
         })
     }
 
-    fn crashed_runs(&self) -> Result<HealthCheck, Error> {
+    fn crashed_runs(&self) -> HealthCheck {
         let stuck: Vec<String> = self
-            .reader
-            .runs(&self.status.set)?
-            .into_iter()
-            .filter(|r| {
-                r.status == RunStatus::Running && holder_alive(&r.host, r.pid) == Some(false)
-            })
+            .status
+            .unfinished
+            .iter()
+            .filter(|r| holder_alive(&r.host, r.pid) == Some(false))
             .map(|r| {
                 format!(
                     "{} started {} by pid {}",
@@ -424,7 +420,7 @@ impl SetChecks<'_> {
                 )
             })
             .collect();
-        Ok(if stuck.is_empty() {
+        if stuck.is_empty() {
             self.check(
                 "crashed-runs",
                 HealthStatus::Ok,
@@ -440,7 +436,7 @@ impl SetChecks<'_> {
                     stuck.join(", ")
                 ),
             )
-        })
+        }
     }
 }
 
