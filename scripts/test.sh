@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): installs what is missing, starts real services on
-# loopback (PostgreSQL, an S3-compatible server), runs the whole suite, stops what it started.
+# loopback (PostgreSQL, an S3-compatible server, SMTP servers and an HTTP receiver for
+# alerts), runs the whole suite, stops what it started.
 # Under CI=true a service that cannot be started fails the run; it is never skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,9 +46,11 @@ for tool in age:age zstd:zstd jq:jq sqlite3:sqlite3 tar:tar gzip:gzip sha256sum:
     command -v "${tool%%:*}" >/dev/null || need_apt+=("${tool#*:}")
 done
 command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
+command -v openssl >/dev/null || need_apt+=(openssl)
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need_apt+=(python3-aiosmtpd)
 if [ ${#need_apt[@]} -gt 0 ]; then
     log "installing ${need_apt[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 if ! command -v s3s-fs >/dev/null && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
     # Newer s3s-fs releases need a newer rustc than this machine's.
@@ -95,6 +98,40 @@ if command -v s3s-fs >/dev/null; then
     fi
 else
     missing_service "s3s-fs is not installed"
+fi
+
+log "starting the alert receivers (SMTP, HTTP)"
+if /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null && command -v openssl >/dev/null; then
+    # A private CA and a server certificate for localhost: the STARTTLS and TLS servers.
+    TLS="$WORK/tls"
+    mkdir -p "$TLS"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=strongbox-test-ca \
+        -keyout "$TLS/ca.key" -out "$TLS/ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj /CN=localhost \
+        -keyout "$TLS/server.key" -out "$TLS/server.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$TLS/ext"
+    openssl x509 -req -in "$TLS/server.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" \
+        -CAcreateserial -days 2 -extfile "$TLS/ext" -out "$TLS/server.pem" 2>/dev/null
+    SMTP_PORT=$(free_port); STARTTLS_PORT=$(free_port); TLS_PORT=$(free_port); HTTP_PORT=$(free_port)
+    export STRONGBOX_TEST_SMTP_PASSWORD="smtp-$RANDOM$RANDOM"
+    /usr/bin/python3 scripts/test-receivers.py --dir "$WORK/received" --smtp-port "$SMTP_PORT" \
+        --starttls-port "$STARTTLS_PORT" --tls-port "$TLS_PORT" --http-port "$HTTP_PORT" \
+        --cert "$TLS/server.pem" --key "$TLS/server.key" --user strongbox \
+        >"$WORK/receivers.log" 2>&1 &
+    PIDS+=($!)
+    if wait_for_port 127.0.0.1 "$HTTP_PORT" && wait_for_port 127.0.0.1 "$TLS_PORT"; then
+        export STRONGBOX_TEST_SMTP="127.0.0.1:$SMTP_PORT"
+        export STRONGBOX_TEST_SMTP_STARTTLS="localhost:$STARTTLS_PORT"
+        export STRONGBOX_TEST_SMTP_TLS="localhost:$TLS_PORT"
+        export STRONGBOX_TEST_SMTP_CA="$TLS/ca.pem" STRONGBOX_TEST_SMTP_USER=strongbox
+        export STRONGBOX_TEST_WEBHOOK="http://127.0.0.1:$HTTP_PORT"
+        export STRONGBOX_TEST_RECEIVED="$WORK/received"
+    else
+        cat "$WORK/receivers.log" >&2
+        missing_service "the SMTP and HTTP receivers did not start"
+    fi
+else
+    missing_service "python3-aiosmtpd or openssl is not installed"
 fi
 
 log "checking format and lints"

@@ -1,5 +1,6 @@
 //! End-to-end tests of the strongbox binary: one harness, temp-dir helpers in `harness`.
 
+mod alerts;
 mod bad_input;
 mod config;
 mod databases;

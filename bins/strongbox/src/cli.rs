@@ -193,6 +193,20 @@ See docs/verification.md.")]
     /// Who may read an encrypted repository: one key file each; no data is rewritten.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Alerts (`[alerts]` in the configuration).
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send one test message through every configured channel and report each result
+    /// (exit 1 when any failed).
+    #[command(after_help = "\
+Examples:
+  strongbox --config /etc/strongbox/strongbox.toml notify test
+  strongbox --config /etc/strongbox/strongbox.toml notify test --json")]
+    Test,
 }
 
 #[derive(Debug, Subcommand)]
@@ -335,6 +349,16 @@ visible to every user of the host. It never reaches logs, records or pg_dump's a
         after_help = "Example:\n  strongbox backup sqlite chat /srv/app/chat.sqlite3 --tag nightly"
     )]
     Sqlite(DatabaseArgs),
+}
+
+impl Backup {
+    /// The set backed up.
+    pub fn set(&self) -> &str {
+        match self {
+            Backup::Files(args) => &args.set,
+            Backup::Postgres(args) | Backup::Sqlite(args) => &args.set,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -58,7 +58,12 @@ fn main() -> ExitCode {
             cancel.cancel();
         });
     }
+    let notifier = match config.alerts.notifier() {
+        Ok(notifier) => Arc::new(notifier),
+        Err(e) => return fail(&e.into(), json, EXIT_USAGE),
+    };
     let app = App {
+        notifier,
         upload: UploadOptions {
             part_size: cli.part_size as usize * 1024 * 1024,
             concurrency: cli.upload_concurrency as usize,
@@ -71,9 +76,15 @@ fn main() -> ExitCode {
         cancel,
         unlock,
     };
+    let alerted = app.alerted_operation(&cli.command);
     match app.run(cli.command) {
         Ok(code) => code,
-        Err(e) => fail(&e, json, 1),
+        Err(e) => {
+            if let Some((set, operation)) = alerted {
+                app.alert_failure(set.as_deref(), operation, &e);
+            }
+            fail(&e, json, 1)
+        }
     }
 }
 
@@ -207,9 +218,51 @@ struct App {
     quiet: bool,
     cancel: Cancel,
     unlock: Option<Unlock>,
+    notifier: Arc<strongbox_alert::Notifier>,
 }
 
 impl App {
+    /// The set and operation a failure of `command` alerts about: backup, verify, prune.
+    fn alerted_operation(&self, command: &Command) -> Option<(Option<String>, &'static str)> {
+        match command {
+            Command::Backup(args) => Some((
+                args.set
+                    .clone()
+                    .or_else(|| args.kind.as_ref().map(|k| k.set().to_string())),
+                "backup",
+            )),
+            Command::Verify(args) => Some((
+                args.snapshots
+                    .first()
+                    .and_then(|s| s.strip_suffix(":latest"))
+                    .map(str::to_string),
+                "verify",
+            )),
+            Command::Prune(args) => Some((args.set.clone(), "prune")),
+            _ => None,
+        }
+    }
+
+    /// A failure alert for an error the engine did not alert on itself: one before the run
+    /// was journalled (the repository unreachable, a key missing).
+    fn alert_failure(&self, set: Option<&str>, operation: &str, error: &anyhow::Error) {
+        if self.notifier.attempts() > 0 {
+            return;
+        }
+        let repository = self
+            .location()
+            .map_or_else(|_| "(none)".to_string(), |l| l.to_string());
+        let alert = strongbox_alert::Alert::new(
+            strongbox_alert::Event::Failure,
+            set,
+            operation,
+            &repository,
+            &strongbox_storage::host_name(),
+        )
+        .with_error(format!("{error:#}"));
+        self.notifier.notify(&alert);
+    }
+
     fn location(&self) -> Result<Location> {
         Ok(self.config.location()?)
     }
@@ -229,7 +282,9 @@ impl App {
     fn reader(&self) -> Result<Reader> {
         let repo = RepoReader::open_store(self.store()?)?;
         let key = self.key_for(&repo)?;
-        let reader = Reader::new(repo.with_key(key.as_ref())?).with_cancel(self.cancel.clone());
+        let reader = Reader::new(repo.with_key(key.as_ref())?)
+            .with_cancel(self.cancel.clone())
+            .with_alerts(self.notifier.clone());
         Ok(match self.progress() {
             Some(bar) => reader.with_progress(bar),
             None => reader,
@@ -273,7 +328,9 @@ impl App {
         let repo = self
             .unlocked(repo)?
             .with_upload_options(self.upload.clone());
-        let engine = Engine::new(repo).with_cancel(self.cancel.clone());
+        let engine = Engine::new(repo)
+            .with_cancel(self.cancel.clone())
+            .with_alerts(self.notifier.clone());
         Ok(match self.progress() {
             Some(bar) => engine.with_progress(bar),
             None => engine,
@@ -363,6 +420,7 @@ impl App {
             Command::Prune(args) => self.prune(args),
             Command::Verify(args) => self.verify(args),
             Command::Key(command) => self.key(command),
+            Command::Notify(cli::NotifyCommand::Test) => self.notify_test(),
             Command::Schedule(command) => self.schedule(command),
             Command::Config(ConfigCommand::Check) => {
                 self.print(&self.config, || {
@@ -516,6 +574,28 @@ impl App {
         Ok(ExitCode::SUCCESS)
     }
 
+    fn notify_test(&self) -> Result<ExitCode> {
+        if self.notifier.channels().is_empty() {
+            bail!("no alert channel is configured: add `email` or `webhooks` under [alerts]");
+        }
+        let repository = self
+            .location()
+            .map_or_else(|_| "(none)".to_string(), |l| l.to_string());
+        let deliveries = self
+            .notifier
+            .test(&repository, &strongbox_storage::host_name());
+        let ok = deliveries.iter().all(|d| d.ok);
+        self.print(
+            &serde_json::json!({ "ok": ok, "deliveries": deliveries }),
+            || output::deliveries_text(&deliveries),
+        )?;
+        Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+
     fn health(&self, args: cli::HealthArgs) -> Result<ExitCode> {
         let configured = self.config.health_options();
         let options = HealthOptions {
@@ -524,11 +604,17 @@ impl App {
             ..configured
         };
         // An unreachable repository is "unknown", not a failure of the check itself.
-        let report = match self
+        let checked = self
             .reader()
-            .and_then(|r| Ok(r.health(&args.sets, &options)?))
-        {
-            Ok(report) => report,
+            .and_then(|r| Ok((r.health(&args.sets, &options)?, r)));
+        let report = match checked {
+            Ok((report, reader)) => {
+                // Alerts never change the verdict; a failure to record them is a warning.
+                if let Err(e) = reader.alert_health(&report) {
+                    eprintln!("strongbox: warning: health alerts: {e:#}");
+                }
+                report
+            }
             Err(e) => {
                 let message = format!("{e:#}");
                 if self.json {

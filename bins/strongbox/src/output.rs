@@ -330,3 +330,15 @@ pub fn health_text(report: &HealthReport) -> String {
     ));
     lines.join("\n")
 }
+
+/// One line per channel: `ok` or `FAILED` and why.
+pub fn deliveries_text(deliveries: &[strongbox_alert::Delivery]) -> String {
+    deliveries
+        .iter()
+        .map(|d| match &d.error {
+            None => format!("ok      {}", d.channel),
+            Some(error) => format!("FAILED  {}: {error}", d.channel),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -61,6 +61,15 @@ pub enum Error {
         #[source]
         source: strongbox_storage::Error,
     },
+    /// An `[alerts]` channel that cannot work as written (a bad address, URL or CA file).
+    #[error("configuration {}: [alerts]", path.display())]
+    Alerts {
+        /// The file.
+        path: PathBuf,
+        /// What the alert channel says.
+        #[source]
+        source: strongbox_alert::Error,
+    },
     /// `backup SET` for a set the configuration does not define.
     #[error("no set {name:?} in the configuration (it defines: {known})")]
     UnknownSet {

@@ -45,9 +45,10 @@ mod secret;
 
 pub use error::Error;
 pub use model::{
-    AlertOn, AlertsConfig, Config, EmailAlert, HealthConfig, HumanDuration, SetConfig, VerifyCheck,
-    VerifyConfig, Webhook, WebhookFormat,
+    AlertsConfig, Config, EmailAlert, HealthConfig, HumanDuration, SetConfig, VerifyCheck,
+    VerifyConfig, Webhook,
 };
 pub use resolve::DEFAULT_REPO;
 pub use schedule::{cron_file, systemd_units, Cron, Installation, Job, MARK};
 pub use secret::Secret;
+pub use strongbox_alert::{Event as AlertEvent, Notifier, WebhookFormat};

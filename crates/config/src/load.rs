@@ -90,6 +90,10 @@ impl Config {
         if let Some(repo) = &config.repo {
             strongbox_storage::Location::parse(repo).map_err(storage)?;
         }
+        config
+            .alerts
+            .notifier()
+            .map_err(|source| Error::Alerts { path, source })?;
         Ok(config)
     }
 }
@@ -229,6 +233,19 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
                 "sets.db.conninfo uses ${DB_URL}",
             ),
             ("repo = \n", "line 1"),
+            (
+                "[alerts]\nemail = { smtp = \"mail:25\", from = \"a@b.c\", to = [\"d@e.f\"] }\n",
+                "[alerts]: SMTP server \"mail:25\": the scheme must be smtp:// or smtps://",
+            ),
+            (
+                "[alerts]\nemail = { smtp = \"smtp://mail\", from = \"a@b.c\", to = [\"nobody\"] }\n",
+                "mail address \"nobody\"",
+            ),
+            (
+                "[alerts]\nwebhooks = [ { url = \"hooks.example/TOKEN\" } ]\n",
+                "webhook URL ***: not an http(s) URL",
+            ),
+            ("[alerts]\non = [\"test\"]\n", "unknown variant `test`"),
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err();

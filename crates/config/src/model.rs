@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use strongbox_alert::{Email, EmailSettings, Event, Notifier, Webhook as AlertHook, WebhookFormat};
 use strongbox_engine::{SourceSpec, VerifyLevel};
 use strongbox_retention::KeepPolicy;
 
@@ -280,25 +282,14 @@ impl HealthConfig {
     }
 }
 
-/// What an alert is sent for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertOn {
-    /// A run failed.
-    Failure,
-    /// A health check warns.
-    Warning,
-    /// A set is healthy again.
-    Recovery,
-}
-
 /// `[alerts]`: where alerts go.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
-    /// Which events are sent.
+    /// Which events are sent (default failure, warning and recovery; `notify test` is
+    /// always sent).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub on: Vec<AlertOn>,
+    pub on: Vec<Event>,
     /// Mail through an SMTP server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailAlert>,
@@ -311,7 +302,40 @@ impl AlertsConfig {
     fn is_empty(&self) -> bool {
         self == &Self::default()
     }
+
+    /// The channels configured, sending the events `on` names (by default failure,
+    /// warning and recovery). Checks addresses, URLs and the CA file; connects to nothing.
+    pub fn notifier(&self) -> Result<Notifier, strongbox_alert::Error> {
+        let on = if self.on.is_empty() {
+            Event::defaults()
+        } else {
+            self.on.clone()
+        };
+        let mut notifier = Notifier::new(on);
+        if let Some(email) = &self.email {
+            notifier = notifier.with_channel(Email::new(EmailSettings {
+                server: email.smtp.clone(),
+                starttls: email.starttls,
+                username: email.username.clone(),
+                password: email.password.as_ref().map(|p| p.expose().to_string()),
+                from: email.from.clone(),
+                to: email.to.clone(),
+                ca_file: email.ca_file.clone(),
+                timeout: SMTP_TIMEOUT,
+            })?);
+        }
+        for hook in &self.webhooks {
+            notifier =
+                notifier.with_channel(AlertHook::new(&hook.url, hook.format, WEBHOOK_TIMEOUT)?);
+        }
+        Ok(notifier)
+    }
 }
+
+/// How long an SMTP server may take to answer; a backup waits for its alert.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a webhook may take.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Mail alerts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -332,17 +356,9 @@ pub struct EmailAlert {
     pub from: String,
     /// Recipients.
     pub to: Vec<String>,
-}
-
-/// How a webhook's body is shaped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WebhookFormat {
-    /// strongbox's JSON.
-    #[default]
-    Json,
-    /// A Slack message.
-    Slack,
+    /// A PEM file of CA certificates to trust besides the system's (a private relay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// An HTTP receiver of alerts.

@@ -1,6 +1,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use strongbox_alert::Notifier;
 use strongbox_manifest::{Includes, Listing, ObjectRole, Snapshot, SourceKind};
 use strongbox_storage::{RepoReader, Repository};
 
@@ -15,6 +16,7 @@ pub struct Reader {
     pub(crate) repo: RepoReader,
     pub(crate) progress: Arc<dyn Progress>,
     pub(crate) cancel: Cancel,
+    pub(crate) alerts: Option<Arc<Notifier>>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -32,6 +34,7 @@ impl Reader {
             repo,
             progress: Arc::new(NoProgress),
             cancel: Cancel::new(),
+            alerts: None,
         }
     }
 
@@ -44,6 +47,13 @@ impl Reader {
     /// Stop work when `cancel` is set.
     pub fn with_cancel(mut self, cancel: Cancel) -> Self {
         self.cancel = cancel;
+        self
+    }
+
+    /// Send alerts through `notifier`: failed, incomplete and (as `on` asks) recovered or
+    /// successful runs of backup, verify and prune; [`Reader::alert_health`] for health.
+    pub fn with_alerts(mut self, notifier: Arc<Notifier>) -> Self {
+        self.alerts = Some(notifier);
         self
     }
 
@@ -140,7 +150,7 @@ impl Reader {
         work: impl FnOnce() -> Result<T, Error>,
         outcome: impl Fn(&T) -> RunOutcome,
     ) -> Result<T, Error> {
-        let journal = Journal::start(&self.repo, set, operation);
+        let journal = Journal::start(self, set, operation);
         let result = work();
         match &result {
             Ok(value) => {
@@ -206,6 +216,12 @@ impl Engine {
         self
     }
 
+    /// Send alerts through `notifier` (see [`Reader::with_alerts`]).
+    pub fn with_alerts(mut self, notifier: Arc<Notifier>) -> Self {
+        self.reader = self.reader.with_alerts(notifier);
+        self
+    }
+
     /// The repository, writable.
     pub fn writer(&self) -> &Repository {
         &self.writer
@@ -219,8 +235,15 @@ impl Engine {
         work: impl FnOnce() -> Result<T, Error>,
         describe: impl Fn(&T) -> (RunStatus, Option<String>),
     ) -> Result<T, Error> {
-        let _lock = self.writer.lock(set, operation.as_str())?;
-        let journal = Journal::start(&self.repo, set, operation);
+        let _lock = match self.writer.lock(set, operation.as_str()) {
+            Ok(lock) => lock,
+            Err(e) => {
+                let error = e.into();
+                self.alert_unjournalled(set, operation, &error);
+                return Err(error);
+            }
+        };
+        let journal = Journal::start(self, set, operation);
         let result = work();
         match &result {
             Ok(value) => {

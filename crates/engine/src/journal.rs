@@ -4,7 +4,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use strongbox_storage::{host_name, layout, RepoReader};
+use strongbox_storage::{host_name, layout};
 use strongbox_verify::VerifyLevel;
 
 use crate::{Error, Reader};
@@ -21,6 +21,8 @@ pub enum Operation {
     Verify,
     /// Snapshots were forgotten and data deleted.
     Prune,
+    /// An alert could not be delivered (journalled only then).
+    Alert,
 }
 
 impl Operation {
@@ -31,6 +33,7 @@ impl Operation {
             Operation::Restore => "restore",
             Operation::Verify => "verify",
             Operation::Prune => "prune",
+            Operation::Alert => "alert",
         }
     }
 }
@@ -136,13 +139,13 @@ pub(crate) struct RunOutcome {
 }
 
 pub(crate) struct Journal<'a> {
-    repo: &'a RepoReader,
+    reader: &'a Reader,
     name: String,
     record: RunRecord,
 }
 
 impl<'a> Journal<'a> {
-    pub(crate) fn start(repo: &'a RepoReader, set: &str, operation: Operation) -> Self {
+    pub(crate) fn start(reader: &'a Reader, set: &str, operation: Operation) -> Self {
         let started = Utc::now();
         let name = format!(
             "{}-{operation}-{:04x}",
@@ -150,7 +153,7 @@ impl<'a> Journal<'a> {
             rand::random::<u16>()
         );
         let journal = Journal {
-            repo,
+            reader,
             name,
             record: RunRecord {
                 operation,
@@ -175,7 +178,11 @@ impl<'a> Journal<'a> {
     fn write(&self) {
         let body = serde_json::to_vec_pretty(&self.record).expect("run records serialize");
         // The journal is a record of attempts; failing to write it must not fail the run.
-        if let Err(e) = self.repo.put_run(&self.record.set, &self.name, &body) {
+        if let Err(e) = self
+            .reader
+            .repo
+            .put_run(&self.record.set, &self.name, &body)
+        {
             tracing::warn!(set = %self.record.set, error = &e as &dyn std::error::Error, "could not write the run journal");
         }
     }
@@ -202,6 +209,7 @@ impl<'a> Journal<'a> {
         self.record.verified = outcome.verified;
         self.record.objects_read = outcome.objects_read;
         self.write();
+        self.reader.alert_run(&self.record);
     }
 }
 

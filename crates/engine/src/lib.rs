@@ -41,6 +41,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod alert;
 mod backup;
 mod engine;
 mod error;
@@ -60,6 +61,7 @@ mod verify;
 
 pub(crate) use error::error_chain;
 
+pub use alert::HealthAlert;
 pub use engine::{Engine, Reader};
 pub use error::Error;
 pub use health::{HealthCheck, HealthOptions, HealthReport, HealthStatus};

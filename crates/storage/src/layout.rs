@@ -66,6 +66,10 @@ pub fn run_key(set: &str, name: &str) -> String {
     format!("{SETS}/{set}/runs/{name}.json")
 }
 
+/// The last health status each alert reported, per set, so `health` alerts on a change and
+/// reminds daily instead of on every run.
+pub const ALERT_STATE: &str = "alerts/health.json";
+
 /// `locks/<set>.json`.
 pub fn lock_key(set: &str) -> String {
     format!("locks/{set}.json")

@@ -471,6 +471,17 @@ impl RepoReader {
         self.put_small(&key, json, Compression::None, PutMode::Overwrite)
     }
 
+    /// Write the health alerts' state ([`layout::ALERT_STATE`]), the other write `health`
+    /// makes: what it last told the operator.
+    pub fn put_alert_state(&self, json: &[u8]) -> Result<Written, Error> {
+        self.put_small(
+            layout::ALERT_STATE,
+            json,
+            Compression::None,
+            PutMode::Overwrite,
+        )
+    }
+
     fn put_small(
         &self,
         key: &str,

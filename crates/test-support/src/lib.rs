@@ -6,6 +6,8 @@
 //!   and databases dropped when a test ends ([`TempDb`]).
 //! - [`S3`]: the S3-compatible server of the run, with a fresh prefix per repository.
 //! - [`TempRepo`]: a local repository in a temporary directory.
+//! - [`Receivers`]: the SMTP servers and the HTTP receiver alerts are sent to, and what
+//!   they received.
 //! - [`Faults`]: an [`Intercept`] that fails chosen requests and records every request, for
 //!   tests of what a command does when the store fails, and of what reaches the store.
 //!
@@ -29,6 +31,7 @@
 
 mod faults;
 mod pg;
+mod receivers;
 
 use std::path::PathBuf;
 
@@ -36,6 +39,7 @@ use strongbox_storage::{Location, Repository, Store, StoreOptions};
 
 pub use faults::{Faults, Rule};
 pub use pg::{Pg, TempDb};
+pub use receivers::Receivers;
 
 /// The value of a variable `scripts/test.sh` exports for a service, or `None` after a
 /// notice that the test is skipped; under `CI=true` a missing service fails the test.
