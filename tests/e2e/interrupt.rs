@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::harness::{assert_same_tree, big_tree, names, tree, write, Env};
 
 /// Wait until `ready` holds (or fail after 60 s).
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ready() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -25,7 +25,7 @@ fn spawn(env: &Env, args: &[&str]) -> Child {
         .unwrap()
 }
 
-fn signal(child: &Child, signal: rustix::process::Signal) {
+pub(crate) fn signal(child: &Child, signal: rustix::process::Signal) {
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, signal).unwrap();
 }

@@ -3,6 +3,7 @@
 mod alerts;
 mod bad_input;
 mod config;
+mod daemon;
 mod databases;
 mod encryption;
 mod files;

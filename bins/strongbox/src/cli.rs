@@ -196,6 +196,27 @@ See docs/verification.md.")]
     /// Alerts (`[alerts]` in the configuration).
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Run the configured schedules in the foreground (containers, hosts without cron or
+    /// systemd).
+    #[command(after_help = "\
+Examples:
+  strongbox --config /etc/strongbox/strongbox.toml daemon
+  docker run --stop-timeout 1800 … strongbox --config /config/strongbox.toml daemon --stop-timeout 25m
+
+Each job runs as `strongbox --config FILE -q <args>`, as cron and systemd would run it, one
+job per set at a time; a line is logged when each starts and ends. A run missed while the
+daemon was down (its last run in the journal is older than its latest scheduled time) runs
+once at start. SIGTERM or SIGINT stops scheduling and lets running jobs finish, up to
+--stop-timeout; then they are asked to stop (SIGTERM) and, a minute later, killed. The
+daemon then exits 0.")]
+    Daemon(DaemonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// How long running jobs may take to finish once the daemon is told to stop.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub stop_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -195,6 +195,8 @@ fn load_unlock(cli: &Cli) -> Result<Option<Unlock>> {
 fn init_logging(cli: &Cli) {
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
+        // The daemon's log is its job lines.
+        (false, 0) if matches!(cli.command, Command::Daemon(_)) => "info",
         (false, 0) => "warn",
         (false, 1) => "info",
         (false, 2) => "debug",
@@ -421,6 +423,7 @@ impl App {
             Command::Verify(args) => self.verify(args),
             Command::Key(command) => self.key(command),
             Command::Notify(cli::NotifyCommand::Test) => self.notify_test(),
+            Command::Daemon(args) => self.daemon(args),
             Command::Schedule(command) => self.schedule(command),
             Command::Config(ConfigCommand::Check) => {
                 self.print(&self.config, || {
@@ -512,7 +515,7 @@ impl App {
                         .map(|j| {
                             format!(
                                 "{:<8} {:<16} {:<16} OnCalendar={}  strongbox {}",
-                                j.operation,
+                                j.operation.as_str(),
                                 j.set,
                                 j.cron.as_str(),
                                 j.cron.on_calendar(),
@@ -571,6 +574,39 @@ impl App {
                 })?;
             }
         }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn daemon(&self, args: cli::DaemonArgs) -> Result<ExitCode> {
+        let config_path = self
+            .config_path
+            .as_deref()
+            .context("the daemon runs the configuration's schedules: give --config FILE")?;
+        let config_path = std::path::absolute(config_path)?;
+        if self.config.jobs().is_empty() {
+            bail!(
+                "{} schedules nothing: give a set `schedule`, `verify_schedule` or `prune_schedule`",
+                config_path.display()
+            );
+        }
+        let binary = std::env::current_exe()
+            .and_then(|p| p.canonicalize())
+            .context("finding this program's path")?;
+        let journal = match self.reader() {
+            Ok(reader) => Some(reader),
+            Err(e) => {
+                eprintln!("strongbox: warning: {e:#}; runs missed while the daemon was down will not catch up");
+                None
+            }
+        };
+        strongbox_config::Daemon::for_config(
+            &self.config,
+            journal.as_ref(),
+            binary,
+            config_path,
+            args.stop_timeout,
+        )
+        .run(&self.cancel);
         Ok(ExitCode::SUCCESS)
     }
 

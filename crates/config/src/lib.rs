@@ -35,6 +35,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod daemon;
 mod error;
 mod expand;
 mod load;
@@ -43,6 +44,7 @@ mod resolve;
 mod schedule;
 mod secret;
 
+pub use daemon::{Daemon, Timetable};
 pub use error::Error;
 pub use model::{
     AlertsConfig, Config, EmailAlert, HealthConfig, HumanDuration, SetConfig, VerifyCheck,

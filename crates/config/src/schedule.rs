@@ -6,7 +6,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Timelike};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use strongbox_engine::Operation;
 
 use crate::Config;
 
@@ -22,6 +24,8 @@ pub struct Cron {
     text: String,
     fields: String,
     calendar: String,
+    /// The minutes, hours, days of month, months and weekdays it matches, as bit sets.
+    matches: [u64; 5],
 }
 
 impl Cron {
@@ -38,6 +42,63 @@ impl Cron {
     /// The same times as a systemd calendar event (`Mon..Fri *-*-* 02:30:00`).
     pub fn on_calendar(&self) -> &str {
         &self.calendar
+    }
+
+    fn matches_day(&self, date: NaiveDate) -> bool {
+        let [_, _, days, months, weekdays] = self.matches;
+        days & 1 << date.day() != 0
+            && months & 1 << date.month() != 0
+            && weekdays & 1 << date.weekday().num_days_from_sunday() != 0
+    }
+
+    fn matches_time(&self, time: NaiveTime) -> bool {
+        let [minutes, hours, ..] = self.matches;
+        minutes & 1 << time.minute() != 0 && hours & 1 << time.hour() != 0
+    }
+
+    /// The first time after `after` that the expression names, in `after`'s time zone
+    /// (local times a DST change skips are skipped, as cron does). None past five years.
+    pub fn next_after<Tz: TimeZone>(&self, after: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        let start = after.naive_local();
+        let first = start.date();
+        for day in first.iter_days().take(5 * 366) {
+            if !self.matches_day(day) {
+                continue;
+            }
+            for minute in 0..24 * 60 {
+                let time = NaiveTime::from_hms_opt(minute / 60, minute % 60, 0)?;
+                let at = day.and_time(time);
+                if at <= start || !self.matches_time(time) {
+                    continue;
+                }
+                if let Some(local) = after.timezone().from_local_datetime(&at).earliest() {
+                    return Some(local);
+                }
+            }
+        }
+        None
+    }
+
+    /// The last time at or before `at` that the expression names. None past five years.
+    pub fn last_at_or_before<Tz: TimeZone>(&self, at: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        let end = at.naive_local();
+        let mut day = end.date();
+        for _ in 0..5 * 366 {
+            if self.matches_day(day) {
+                for minute in (0..24 * 60).rev() {
+                    let time = NaiveTime::from_hms_opt(minute / 60, minute % 60, 0)?;
+                    let candidate = day.and_time(time);
+                    if candidate > end || !self.matches_time(time) {
+                        continue;
+                    }
+                    if let Some(local) = at.timezone().from_local_datetime(&candidate).earliest() {
+                        return Some(local);
+                    }
+                }
+            }
+            day = day.pred_opt()?;
+        }
+        None
     }
 }
 
@@ -117,10 +178,22 @@ fn show(n: u32, field: Field) -> String {
     }
 }
 
-/// One field in systemd's calendar syntax (`*`, `a`, `a..b`, `a/n`, lists).
-fn field(text: &str, field: Field) -> Result<String, String> {
+/// One field in systemd's calendar syntax (`*`, `a`, `a..b`, `a/n`, lists), and the values
+/// it matches as a bit set (day of week 7 is 0, Sunday).
+fn field(text: &str, field: Field) -> Result<(String, u64), String> {
+    let (low, high) = field.range();
+    let bits = |from: u32, to: u32, step: u32| {
+        (from..=to).step_by(step as usize).fold(0u64, |m, v| {
+            m | 1
+                << (if matches!(field, Field::Weekday) {
+                    v % 7
+                } else {
+                    v
+                })
+        })
+    };
     if text == "*" {
-        return Ok("*".to_string());
+        return Ok(("*".to_string(), bits(low, high, 1)));
     }
     let unsupported = |element: &str| {
         format!(
@@ -128,6 +201,7 @@ fn field(text: &str, field: Field) -> Result<String, String> {
             field.name()
         )
     };
+    let mut mask = 0;
     let elements = text
         .split(',')
         .map(|element| {
@@ -136,26 +210,35 @@ fn field(text: &str, field: Field) -> Result<String, String> {
                 if step == 0 || matches!(field, Field::Weekday) {
                     return Err(unsupported(element));
                 }
-                return Ok(format!("{}/{step}", show(field.range().0, field)));
+                mask |= bits(low, high, step);
+                return Ok(format!("{}/{step}", show(low, field)));
             }
             if let Some((start, step)) = element.split_once('/') {
                 if start.contains('-') || matches!(field, Field::Weekday) {
                     return Err(unsupported(element));
                 }
                 let step: u32 = step.parse().map_err(|_| unsupported(element))?;
-                return Ok(format!("{}/{step}", show(value(start, field)?, field)));
+                if step == 0 {
+                    return Err(unsupported(element));
+                }
+                let start = value(start, field)?;
+                mask |= bits(start, high, step);
+                return Ok(format!("{}/{step}", show(start, field)));
             }
             if let Some((a, b)) = element.split_once('-') {
                 let (a, b) = (value(a, field)?, value(b, field)?);
                 if a > b {
                     return Err(format!("{element:?}: the range runs backwards"));
                 }
+                mask |= bits(a, b, 1);
                 return Ok(format!("{}..{}", show(a, field), show(b, field)));
             }
-            Ok(show(value(element, field)?, field))
+            let n = value(element, field)?;
+            mask |= bits(n, n, 1);
+            Ok(show(n, field))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(elements.join(","))
+    Ok((elements.join(","), mask))
 }
 
 impl FromStr for Cron {
@@ -177,11 +260,11 @@ impl FromStr for Cron {
             ));
         };
         let invalid = |reason: String| format!("cron expression {text:?}: {reason}");
-        let minute = field(minute, Field::Minute).map_err(invalid)?;
-        let hour = field(hour, Field::Hour).map_err(invalid)?;
-        let day = field(day, Field::Day).map_err(invalid)?;
-        let month = field(month, Field::Month).map_err(invalid)?;
-        let weekday = field(weekday, Field::Weekday).map_err(invalid)?;
+        let (minute, minutes) = field(minute, Field::Minute).map_err(invalid)?;
+        let (hour, hours) = field(hour, Field::Hour).map_err(invalid)?;
+        let (day, days) = field(day, Field::Day).map_err(invalid)?;
+        let (month, months) = field(month, Field::Month).map_err(invalid)?;
+        let (weekday, weekdays) = field(weekday, Field::Weekday).map_err(invalid)?;
         if day != "*" && weekday != "*" {
             return Err(invalid(
                 "cron runs when either the day of month or the day of week matches, which \
@@ -198,6 +281,7 @@ impl FromStr for Cron {
             text: text.trim().to_string(),
             fields: parts.join(" "),
             calendar: format!("{prefix}*-{month}-{day} {hour}:{minute}:00"),
+            matches: [minutes, hours, days, months, weekdays],
         })
     }
 }
@@ -222,7 +306,7 @@ pub struct Job {
     /// The set.
     pub set: String,
     /// `backup`, `verify` or `prune`.
-    pub operation: &'static str,
+    pub operation: Operation,
     /// When.
     pub cron: Cron,
     /// The strongbox arguments after `--config FILE`.
@@ -249,12 +333,12 @@ impl Config {
             let wanted = [
                 (
                     &set.schedule,
-                    "backup",
+                    Operation::Backup,
                     vec!["backup".to_string(), name.clone()],
                 ),
                 (
                     &set.verify_schedule,
-                    "verify",
+                    Operation::Verify,
                     vec![
                         "verify".into(),
                         format!("{name}:latest"),
@@ -264,7 +348,7 @@ impl Config {
                 ),
                 (
                     &set.prune_schedule,
-                    "prune",
+                    Operation::Prune,
                     vec!["prune".to_string(), name.clone()],
                 ),
             ];
@@ -441,6 +525,82 @@ mod tests {
                 (Err(e), Err(phrase)) => assert!(e.contains(phrase), "{cron}: {e}"),
                 (got, want) => panic!("{cron}: {got:?} vs {want:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn next_and_last_times_follow_the_fields() {
+        let at = |text: &str| {
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M")
+                .unwrap()
+                .and_utc()
+        };
+        // (expression, now, next after now, last at or before now)
+        let cases = [
+            (
+                "0 2 * * *",
+                "2026-12-01 01:59",
+                "2026-12-01 02:00",
+                "2026-11-30 02:00",
+            ),
+            (
+                "0 2 * * *",
+                "2026-12-01 02:00",
+                "2026-12-02 02:00",
+                "2026-12-01 02:00",
+            ),
+            (
+                "*/15 * * * *",
+                "2026-12-01 10:07",
+                "2026-12-01 10:15",
+                "2026-12-01 10:00",
+            ),
+            (
+                "30 4 * * sun",
+                "2026-12-01 10:00",
+                "2026-12-06 04:30",
+                "2026-11-29 04:30",
+            ),
+            (
+                "0 0 * * 7",
+                "2026-12-01 10:00",
+                "2026-12-06 00:00",
+                "2026-11-29 00:00",
+            ),
+            (
+                "@monthly",
+                "2026-12-15 00:00",
+                "2027-01-01 00:00",
+                "2026-12-01 00:00",
+            ),
+            (
+                "0 12 29 2 *",
+                "2026-03-01 00:00",
+                "2028-02-29 12:00",
+                "2024-02-29 12:00",
+            ),
+            (
+                "5 1-3 * jan-feb *",
+                "2026-12-01 00:00",
+                "2027-01-01 01:05",
+                "2026-02-28 03:05",
+            ),
+            (
+                "10/20 * * * *",
+                "2026-12-01 10:31",
+                "2026-12-01 10:50",
+                "2026-12-01 10:30",
+            ),
+        ];
+        for (text, now, next, last) in cases {
+            let cron: Cron = text.parse().unwrap();
+            let now = at(now);
+            assert_eq!(cron.next_after(&now), Some(at(next)), "{text} after {now}");
+            assert_eq!(
+                cron.last_at_or_before(&now),
+                Some(at(last)),
+                "{text} before {now}"
+            );
         }
     }
 
