@@ -600,6 +600,20 @@ fn prune_removes_old_journal_entries_but_each_operations_last_run() {
         "{plan:#}"
     );
     assert_eq!(names(), before, "a dry run removed journal entries");
+    // `journal_keep` in the configuration sets the age when no flag does.
+    let config = env.path("strongbox.toml");
+    fs::write(&config, "journal_keep = \"36500d\"\n").unwrap();
+    let config = config.display().to_string();
+    let plan = env.json(&[
+        "--config",
+        &config,
+        "prune",
+        "media",
+        "--keep-last",
+        "5",
+        "--dry-run",
+    ]);
+    assert_eq!(plan["journal_removed"], serde_json::json!([]), "{plan:#}");
     env.json(&["prune", "media", "--keep-last", "5"]);
     let after = names();
     assert!(

@@ -560,9 +560,9 @@ pub struct PruneArgs {
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub grace: std::time::Duration,
     /// Remove run-journal entries older than this, except each set's last run of every
-    /// operation.
-    #[arg(long, default_value = "90d", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub journal_keep: std::time::Duration,
+    /// operation [default: `journal_keep` in the configuration, else 90d].
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub journal_keep: Option<std::time::Duration>,
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {

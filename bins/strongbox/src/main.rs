@@ -807,7 +807,9 @@ impl App {
             timezone: args.timezone,
             dry_run: args.dry_run,
             grace: args.grace,
-            journal_keep: args.journal_keep,
+            journal_keep: args
+                .journal_keep
+                .unwrap_or_else(|| self.config.journal_keep()),
         };
         let report = engine.prune(&policies, &options)?;
         self.print(&report, || output::prune_text(&report))?;

@@ -4,7 +4,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::expand::expand_value;
-use crate::model::{AlertsConfig, HealthConfig, SetConfig, VerifyConfig};
+use crate::model::{AlertsConfig, HealthConfig, HumanDuration, SetConfig, VerifyConfig};
 use crate::{Config, Error};
 
 /// The file before its sets are read, so that an error in a set can name it.
@@ -23,6 +23,7 @@ struct Raw {
     health: HealthConfig,
     #[serde(default)]
     alerts: AlertsConfig,
+    journal_keep: Option<HumanDuration>,
 }
 
 impl Config {
@@ -85,6 +86,7 @@ impl Config {
             verify: raw.verify,
             health: raw.health,
             alerts: raw.alerts,
+            journal_keep: raw.journal_keep,
         };
         config.store_options().check().map_err(storage)?;
         if let Some(repo) = &config.repo {

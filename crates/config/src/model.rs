@@ -45,6 +45,10 @@ pub struct Config {
     /// Alert channels.
     #[serde(default, skip_serializing_if = "AlertsConfig::is_empty")]
     pub alerts: AlertsConfig,
+    /// How long `prune` keeps run-journal entries (default 90d; each set's last run of
+    /// every operation stays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_keep: Option<HumanDuration>,
 }
 
 fn redacted_s3<S: Serializer>(s3: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {

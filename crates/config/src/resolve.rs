@@ -1,10 +1,12 @@
 //! What the CLI, a daemon and an embedding program resolve from a configuration the same way.
 
 use strongbox_engine::{
-    BackupOptions, HealthOptions, KeepPolicy, SetPolicy, SetSpec, VerifyLevel, VerifyOptions,
+    BackupOptions, HealthOptions, KeepPolicy, PruneOptions, SetPolicy, SetSpec, VerifyLevel,
+    VerifyOptions,
 };
 use strongbox_storage::{Location, StoreOptions};
 
+use crate::model::HumanDuration;
 use crate::{Config, Error, SetConfig};
 
 /// The repository when neither `--repo`, `STRONGBOX_REPO` nor the file names one.
@@ -46,6 +48,14 @@ impl Config {
                 .collect(),
             ..VerifyOptions::default()
         }
+    }
+
+    /// How long prune keeps run-journal entries: `journal_keep`, else the engine's default.
+    pub fn journal_keep(&self) -> std::time::Duration {
+        self.journal_keep.as_ref().map_or_else(
+            || PruneOptions::default().journal_keep,
+            HumanDuration::duration,
+        )
     }
 
     /// The health thresholds of `[health]` (defaults where unset) and each set's `keep`.
