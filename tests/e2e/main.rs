@@ -2,6 +2,7 @@
 
 mod alerts;
 mod bad_input;
+mod bundles;
 mod config;
 mod daemon;
 mod databases;

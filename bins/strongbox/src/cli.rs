@@ -485,9 +485,13 @@ pub struct RestoreArgs {
     /// Snapshot id, unique id prefix, or <SET>:latest.
     pub snapshot: String,
     /// A directory (files snapshot), a PostgreSQL connection string (postgresql://…/DB or
-    /// 'host=… dbname=DB'), or a file (SQLite): the snapshot's kind says which.
-    #[arg(long, value_name = "TARGET")]
-    pub target: String,
+    /// 'host=… dbname=DB'), or a file (SQLite): the snapshot's kind says which. For a
+    /// bundle, MEMBER=TARGET once per member.
+    #[arg(long, value_name = "TARGET", required = true)]
+    pub target: Vec<String>,
+    /// A bundle: restore only this member.
+    #[arg(long, value_name = "MEMBER")]
+    pub only: Option<String>,
     /// Restore only matching paths (and everything below a matching directory).
     #[arg(long, value_name = "GLOB")]
     pub include: Vec<String>,

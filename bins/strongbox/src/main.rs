@@ -611,7 +611,7 @@ impl App {
     }
 
     fn notify_test(&self) -> Result<ExitCode> {
-        if self.notifier.channels().is_empty() {
+        if !self.notifier.has_channels() {
             bail!("no alert channel is configured: add `email` or `webhooks` under [alerts]");
         }
         let repository = self
@@ -768,16 +768,81 @@ impl App {
         })
     }
 
+    fn restore_bundle(
+        &self,
+        engine: &Engine,
+        bundle: &strongbox_manifest::Snapshot,
+        args: cli::RestoreArgs,
+    ) -> Result<ExitCode> {
+        let mut targets = std::collections::BTreeMap::new();
+        for given in &args.target {
+            let (member, target) = given.split_once('=').with_context(|| {
+                format!("--target {given:?}: a bundle's targets are MEMBER=TARGET")
+            })?;
+            targets.insert(
+                member.to_string(),
+                TargetSpec {
+                    target: target.to_string(),
+                    includes: args.include.clone(),
+                    keep_previous: !args.no_keep_previous,
+                },
+            );
+        }
+        if args.dry_run {
+            let members = engine.bundle_members(bundle, args.only.as_deref())?;
+            let plan: Vec<serde_json::Value> = members
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "set": m.set, "snapshot": m.id, "source": m.source.as_str(),
+                        "target": targets.get(&m.set).map(|t| t.target.as_str()),
+                    })
+                })
+                .collect();
+            self.print(&plan, || output::bundle_plan_text(&plan))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let options = RestoreOptions { force: args.force };
+        let outcomes = engine
+            .restore_bundle(bundle, &targets, args.only.as_deref(), &options)
+            .with_context(|| format!("restore of bundle {} failed", bundle.id))?;
+        self.print(&outcomes, || {
+            outcomes
+                .iter()
+                .map(output::restore_text)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        Ok(ExitCode::SUCCESS)
+    }
+
     fn restore(&self, args: cli::RestoreArgs) -> Result<ExitCode> {
         let engine = self.engine()?;
         let snapshot = engine.resolve(&args.snapshot)?;
+        if snapshot.source == strongbox_manifest::SourceKind::Bundle {
+            return self.restore_bundle(&engine, &snapshot, args);
+        }
+        if args.only.is_some() {
+            bail!(
+                "--only names a member of a bundle; {} is a {} snapshot",
+                snapshot.id,
+                snapshot.source.as_str()
+            );
+        }
+        let [target] = &args.target[..] else {
+            bail!(
+                "--target is given once for a {} snapshot (several only for a bundle)",
+                snapshot.source.as_str()
+            );
+        };
+        let target = target.clone();
         if args.dry_run {
             let plan = engine.restore_plan(&snapshot, &args.include)?;
-            self.print(&plan, || output::plan_text(&plan, &args.target))?;
+            self.print(&plan, || output::plan_text(&plan, &target))?;
             return Ok(ExitCode::SUCCESS);
         }
         let target = TargetSpec {
-            target: args.target,
+            target,
             includes: args.include,
             keep_previous: !args.no_keep_previous,
         };
@@ -909,5 +974,6 @@ fn spec(set: String, source: SourceSpec, common: cli::CommonBackup) -> SetSpec {
             tags: common.tags,
             time: common.time,
         },
+        members: Vec::new(),
     }
 }

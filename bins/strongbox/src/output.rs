@@ -69,6 +69,7 @@ pub fn snapshot_table(snapshots: &[Snapshot], verified: &HashMap<String, Verific
         let (entries, stored) = match &s.stats {
             Stats::Files(f) => (f.files + f.dirs + f.symlinks, f.bytes_stored),
             Stats::Database(d) => (d.tables.len() as u64, d.bytes_stored),
+            Stats::Bundle(_) => (s.members.len() as u64, 0),
         };
         let last = verified.get(s.id.as_str()).map_or_else(
             || "-".to_string(),
@@ -137,6 +138,33 @@ pub fn summary(s: &Snapshot) -> String {
             human_bytes(d.bytes_stored),
             s.duration_secs
         ),
+        Stats::Bundle(b) => {
+            let members: Vec<String> = s
+                .members
+                .iter()
+                .map(|(set, id)| format!("{set} {id}"))
+                .collect();
+            let mut text = format!(
+                "bundle {} of set {}: {} in {:.1} s",
+                s.id,
+                s.set,
+                members.join(", "),
+                s.duration_secs
+            );
+            if let Some(point) = &s.restore_point {
+                text.push_str(&format!(
+                    "; restore point {} at {} on {}",
+                    point.name, point.lsn, point.member
+                ));
+            }
+            if let Some(r) = &b.references {
+                text.push_str(&format!(
+                    "\nreferences: {} checked, {} missing, {} orphan file(s), in {} ms",
+                    r.checked, r.missing_count, r.orphans_count, r.millis
+                ));
+            }
+            text
+        }
     }
 }
 
@@ -338,6 +366,24 @@ pub fn deliveries_text(deliveries: &[strongbox_alert::Delivery]) -> String {
         .map(|d| match &d.error {
             None => format!("ok      {}", d.channel),
             Some(error) => format!("FAILED  {}: {error}", d.channel),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A bundle restore's plan: each member, its snapshot and target.
+pub fn bundle_plan_text(plan: &[serde_json::Value]) -> String {
+    plan.iter()
+        .map(|m| {
+            format!(
+                "would restore {} {} ({}) into {}",
+                m["set"].as_str().unwrap_or_default(),
+                m["snapshot"].as_str().unwrap_or_default(),
+                m["source"].as_str().unwrap_or_default(),
+                m["target"]
+                    .as_str()
+                    .unwrap_or("(no target: give --target MEMBER=TARGET)")
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")

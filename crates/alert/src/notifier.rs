@@ -55,9 +55,14 @@ impl Notifier {
         self.channels.iter().map(|c| c.describe()).collect()
     }
 
+    /// Whether any channel is configured.
+    pub fn has_channels(&self) -> bool {
+        !self.channels.is_empty()
+    }
+
     /// Whether `event` is sent anywhere.
     pub fn wants(&self, event: Event) -> bool {
-        !self.channels.is_empty() && (event == Event::Test || self.on.contains(&event))
+        self.has_channels() && (event == Event::Test || self.on.contains(&event))
     }
 
     /// How many alerts this notifier was asked to send and wanted (whether or not they

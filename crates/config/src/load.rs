@@ -3,6 +3,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use strongbox_engine::{BundleSpec, SourceSpec};
+use strongbox_manifest::SourceKind;
+
 use crate::expand::expand_value;
 use crate::model::{AlertsConfig, HealthConfig, HumanDuration, SetConfig, VerifyConfig};
 use crate::{Config, Error};
@@ -88,6 +91,15 @@ impl Config {
             alerts: raw.alerts,
             journal_keep: raw.journal_keep,
         };
+        for (name, set) in &config.sets {
+            if let SourceSpec::Bundle(bundle) = &set.source {
+                check_bundle(&config, name, bundle).map_err(|message| Error::Set {
+                    path: path.clone(),
+                    name: name.clone(),
+                    message,
+                })?;
+            }
+        }
         config.store_options().check().map_err(storage)?;
         if let Some(repo) = &config.repo {
             strongbox_storage::Location::parse(repo).map_err(storage)?;
@@ -98,6 +110,54 @@ impl Config {
             .map_err(|source| Error::Alerts { path, source })?;
         Ok(config)
     }
+}
+
+/// A bundle's members are other configured sets, not bundles, and its references name a
+/// database member and a files member.
+fn check_bundle(config: &Config, name: &str, bundle: &BundleSpec) -> Result<(), String> {
+    if bundle.members.is_empty() {
+        return Err("is a bundle without `members`".to_string());
+    }
+    let kind = |member: &str| config.sets.get(member).map(|s| s.source.kind());
+    for member in &bundle.members {
+        if member == name {
+            return Err("is a member of itself".to_string());
+        }
+        match kind(member) {
+            None => {
+                return Err(format!(
+                    "has member {member:?}, which is not a configured set"
+                ))
+            }
+            Some(SourceKind::Bundle) => {
+                return Err(format!(
+                    "has member {member:?}, a bundle; bundles do not nest"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(r) = &bundle.references {
+        let member = |m: &str| bundle.members.iter().any(|x| x == m);
+        if !member(&r.database)
+            || !matches!(
+                kind(&r.database),
+                Some(SourceKind::Postgres | SourceKind::Sqlite)
+            )
+        {
+            return Err(format!(
+                "has references.database {:?}, which is not a PostgreSQL or SQLite member",
+                r.database
+            ));
+        }
+        if !member(&r.files) || kind(&r.files) != Some(SourceKind::Files) {
+            return Err(format!(
+                "has references.files {:?}, which is not a files member",
+                r.files
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

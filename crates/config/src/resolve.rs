@@ -1,8 +1,8 @@
 //! What the CLI, a daemon and an embedding program resolve from a configuration the same way.
 
 use strongbox_engine::{
-    BackupOptions, HealthOptions, KeepPolicy, PruneOptions, SetPolicy, SetSpec, VerifyLevel,
-    VerifyOptions,
+    BackupOptions, HealthOptions, KeepPolicy, PruneOptions, SetPolicy, SetSpec, SourceSpec,
+    VerifyLevel, VerifyOptions,
 };
 use strongbox_storage::{Location, StoreOptions};
 
@@ -98,6 +98,14 @@ impl Config {
     /// `extra.time`.
     pub fn set_spec(&self, name: &str, extra: BackupOptions) -> Result<SetSpec, Error> {
         let set = self.set(name)?;
+        let members = match &set.source {
+            SourceSpec::Bundle(bundle) => bundle
+                .members
+                .iter()
+                .map(|member| self.set_spec(member, BackupOptions::default()))
+                .collect::<Result<_, _>>()?,
+            _ => Vec::new(),
+        };
         Ok(SetSpec {
             set: name.to_string(),
             source: set.source.clone(),
@@ -105,6 +113,7 @@ impl Config {
                 tags: set.tags.iter().chain(&extra.tags).cloned().collect(),
                 time: extra.time,
             },
+            members,
         })
     }
 

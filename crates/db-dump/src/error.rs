@@ -46,6 +46,14 @@ pub enum Error {
         #[source]
         source: PgError,
     },
+    /// A query run inside a dump's snapshot returned what it must not.
+    #[error("{database}: the query {reason}")]
+    BadRows {
+        /// The database.
+        database: String,
+        /// What was wrong (`returned a NULL`, `returned an absolute path "/x"`).
+        reason: String,
+    },
     /// A query on a PostgreSQL database failed.
     #[error("{database}: {operation}")]
     Query {

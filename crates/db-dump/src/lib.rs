@@ -67,7 +67,34 @@ pub trait DatabaseSource {
     /// Write a consistent, uncompressed dump into `out` and describe it: server version,
     /// every table with its exact row count in the dump, the integrity check where the
     /// source has one, and the bytes written (`bytes_stored` is left to the caller).
-    fn dump(&mut self, out: &mut dyn Write) -> Result<DatabaseStats, Error>;
+    fn dump(&mut self, out: &mut dyn Write) -> Result<DatabaseStats, Error> {
+        self.dump_with(out, &mut |_| Ok(()))
+    }
+    /// [`DatabaseSource::dump`], calling `inside` in the dump's snapshot before the dump is
+    /// written, so that what it queries is exactly what the dump holds.
+    fn dump_with(
+        &mut self,
+        out: &mut dyn Write,
+        inside: &mut dyn FnMut(&mut dyn SnapshotQuery) -> Result<(), Error>,
+    ) -> Result<DatabaseStats, Error>;
+}
+
+/// Work inside a dump's snapshot: a bundle's reference query, its restore point.
+pub trait SnapshotQuery {
+    /// Run `sql` and give `row` the first column of each row. A NULL or a column that is
+    /// not text is an error, as is an `Err` from `row` (the reason is kept). Returns the
+    /// number of rows.
+    fn for_each_text(
+        &mut self,
+        sql: &str,
+        row: &mut dyn FnMut(&str) -> Result<(), String>,
+    ) -> Result<u64, Error>;
+    /// Create a named restore point where the server and the role allow it (PostgreSQL
+    /// with `wal_level` replica or higher); its LSN, or `None`.
+    fn restore_point(&mut self, name: &str) -> Result<Option<String>, Error> {
+        let _ = name;
+        Ok(None)
+    }
 }
 
 /// A database to restore into.
@@ -195,8 +222,8 @@ pub fn verify_dump(kind: SourceKind, dump: &mut dyn Read) -> Result<String, Erro
     match kind {
         SourceKind::Postgres => postgres::verify(dump),
         SourceKind::Sqlite => sqlite::verify(dump),
-        SourceKind::Files => Err(Error::BadDump {
-            database: "a files snapshot".to_string(),
+        SourceKind::Files | SourceKind::Bundle => Err(Error::BadDump {
+            database: format!("a {} snapshot", kind.as_str()),
             reason: "it holds no database dump".to_string(),
         }),
     }

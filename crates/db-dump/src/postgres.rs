@@ -13,7 +13,8 @@ use tokio_postgres::{Client, GenericClient, IsolationLevel, NoTls};
 use crate::conninfo::{quote_ident, PgConn, ProcessEnv};
 use crate::tool::{abandon, copy, CopyError, Major, StderrTail, Tool};
 use crate::{
-    DatabaseSource, DatabaseTarget, Error, Inspection, PgError, Probe, RestoreReport, SqlCheck,
+    DatabaseSource, DatabaseTarget, Error, Inspection, PgError, Probe, RestoreReport,
+    SnapshotQuery, SqlCheck,
 };
 
 /// First bytes of a `pg_dump -Fc` archive.
@@ -125,6 +126,91 @@ fn count_tables(
     Ok(tables)
 }
 
+/// Queries inside the dump's exported snapshot, on its transaction.
+struct PgQuery<'a, C> {
+    rt: &'a Runtime,
+    client: &'a C,
+    database: &'a str,
+}
+
+impl<C: GenericClient + Sync> SnapshotQuery for PgQuery<'_, C> {
+    fn for_each_text(
+        &mut self,
+        sql: &str,
+        row: &mut dyn FnMut(&str) -> Result<(), String>,
+    ) -> Result<u64, Error> {
+        use futures::StreamExt as _;
+        let failed = |source: tokio_postgres::Error| Error::Query {
+            database: self.database.to_string(),
+            operation: "running the query",
+            source: source.into(),
+        };
+        let bad = |reason: String| Error::BadRows {
+            database: self.database.to_string(),
+            reason,
+        };
+        self.rt.block_on(async {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 0] = [];
+            let rows = self
+                .client
+                .query_raw(sql, params.iter().copied())
+                .await
+                .map_err(failed)?;
+            let mut rows = std::pin::pin!(rows);
+            let mut count = 0;
+            while let Some(next) = rows.next().await {
+                let next = next.map_err(failed)?;
+                match next.try_get::<_, Option<&str>>(0) {
+                    Ok(Some(text)) => row(text).map_err(bad)?,
+                    Ok(None) => return Err(bad("returned a NULL".to_string())),
+                    Err(_) => {
+                        let kind = next
+                            .columns()
+                            .first()
+                            .map_or("no".to_string(), |c| c.type_().name().to_string());
+                        return Err(bad(format!(
+                            "returned a {kind} column; it must return text"
+                        )));
+                    }
+                }
+                count += 1;
+            }
+            Ok(count)
+        })
+    }
+
+    fn restore_point(&mut self, name: &str) -> Result<Option<String>, Error> {
+        let failed = |source: tokio_postgres::Error| Error::Query {
+            database: self.database.to_string(),
+            operation: "creating a restore point",
+            source: source.into(),
+        };
+        // Asked first: an error would end the dump's transaction.
+        let allowed: bool = self
+            .rt
+            .block_on(self.client.query_one(
+                "SELECT pg_catalog.has_function_privilege('pg_catalog.pg_create_restore_point(text)', 'EXECUTE') \
+                 AND NOT pg_catalog.pg_is_in_recovery() \
+                 AND pg_catalog.current_setting('wal_level') <> 'minimal'",
+                &[],
+            ))
+            .map_err(failed)?
+            .get(0);
+        if !allowed {
+            return Ok(None);
+        }
+        let lsn: String = self
+            .rt
+            .block_on(self.client.query_one(
+                "SELECT pg_catalog.pg_create_restore_point($1)::text",
+                &[&name],
+            ))
+            .map_err(failed)?
+            .get(0);
+        Ok(Some(lsn))
+    }
+}
+
 /// A PostgreSQL database to back up with `pg_dump`.
 #[derive(Debug, Clone)]
 pub struct PostgresSource {
@@ -151,7 +237,11 @@ impl DatabaseSource for PostgresSource {
         self.conn.redacted.clone()
     }
 
-    fn dump(&mut self, out: &mut dyn Write) -> Result<DatabaseStats, Error> {
+    fn dump_with(
+        &mut self,
+        out: &mut dyn Write,
+        inside: &mut dyn FnMut(&mut dyn SnapshotQuery) -> Result<(), Error>,
+    ) -> Result<DatabaseStats, Error> {
         let conn = &self.conn;
         let database = conn.describe();
         let pg_dump = Tool::find("pg_dump", &database)?;
@@ -204,6 +294,11 @@ impl DatabaseSource for PostgresSource {
             });
         }
         let tables = count_tables(rt, &transaction, conn)?;
+        inside(&mut PgQuery {
+            rt,
+            client: &transaction,
+            database: &database,
+        })?;
         tracing::info!(%database, %snapshot, tables = tables.len(), "dumping");
 
         let mut child = pg_dump

@@ -15,7 +15,10 @@ use strongbox_manifest::{DatabaseStats, SourceKind, TableCount};
 
 use crate::conninfo::quote_ident;
 use crate::tool::{copy, CopyError};
-use crate::{DatabaseSource, DatabaseTarget, Error, Inspection, Probe, RestoreReport, SqlCheck};
+use crate::{
+    DatabaseSource, DatabaseTarget, Error, Inspection, Probe, RestoreReport, SnapshotQuery,
+    SqlCheck,
+};
 
 /// First bytes of every SQLite database file.
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
@@ -181,7 +184,11 @@ impl DatabaseSource for SqliteSource {
             .to_string()
     }
 
-    fn dump(&mut self, out: &mut dyn Write) -> Result<DatabaseStats, Error> {
+    fn dump_with(
+        &mut self,
+        out: &mut dyn Write,
+        inside: &mut dyn FnMut(&mut dyn SnapshotQuery) -> Result<(), Error>,
+    ) -> Result<DatabaseStats, Error> {
         let source = absolute(&self.path)?;
         let meta = fs::metadata(&source).map_err(|e| Error::io("opening", &source, e))?;
         if !meta.is_file() {
@@ -210,6 +217,10 @@ impl DatabaseSource for SqliteSource {
         }
         let tables = count_tables(&conn, &source)?;
         let server_version = sqlite_version(&conn, &source)?;
+        inside(&mut SqliteQuery {
+            conn: &conn,
+            file: &source,
+        })?;
         close(conn, &staged)?;
 
         let mut file = File::open(&staged).map_err(|e| Error::io("opening", &staged, e))?;
@@ -230,6 +241,48 @@ impl DatabaseSource for SqliteSource {
             bytes_stored: 0,
             integrity: Some(integrity),
         })
+    }
+}
+
+/// Queries on the consistent copy the dump is made of.
+struct SqliteQuery<'a> {
+    conn: &'a Connection,
+    file: &'a Path,
+}
+
+impl SnapshotQuery for SqliteQuery<'_> {
+    fn for_each_text(
+        &mut self,
+        sql: &str,
+        row: &mut dyn FnMut(&str) -> Result<(), String>,
+    ) -> Result<u64, Error> {
+        use rusqlite::types::ValueRef;
+        let failed = |e| Error::sqlite("running the query on", self.file, e);
+        let bad = |reason: String| Error::BadRows {
+            database: self.file.display().to_string(),
+            reason,
+        };
+        let mut statement = self.conn.prepare(sql).map_err(failed)?;
+        let mut rows = statement.query([]).map_err(failed)?;
+        let mut count = 0;
+        while let Some(next) = rows.next().map_err(failed)? {
+            match next.get_ref(0).map_err(failed)? {
+                ValueRef::Text(text) => {
+                    let text = std::str::from_utf8(text)
+                        .map_err(|_| bad("returned text that is not UTF-8".to_string()))?;
+                    row(text).map_err(bad)?;
+                }
+                ValueRef::Null => return Err(bad("returned a NULL".to_string())),
+                other => {
+                    return Err(bad(format!(
+                        "returned a {} value; it must return text",
+                        other.data_type().to_string().to_lowercase()
+                    )))
+                }
+            }
+            count += 1;
+        }
+        Ok(count)
     }
 }
 

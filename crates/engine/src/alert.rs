@@ -112,7 +112,8 @@ impl Reader {
     /// the ones that stay bad; remembers what it sent in the repository
     /// (`alerts/health.json`). Returns the alerts it sent, with their deliveries.
     pub fn alert_health(&self, report: &HealthReport) -> Result<Vec<HealthAlert>, Error> {
-        if self.alerts.is_none() {
+        // Without a channel there is nothing to remember, and health stays read-only.
+        if !self.alerts.as_ref().is_some_and(|n| n.has_channels()) {
             return Ok(Vec::new());
         }
         let now = Utc::now();

@@ -2,13 +2,13 @@
 
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use strongbox_manifest::{Snapshot, SnapshotId, FORMAT_VERSION};
 use strongbox_storage::{host_name, layout};
 
 use crate::journal::{Operation, RunStatus};
 use crate::source::{BackupRun, Draft, ObjectSink, Source};
-use crate::spec::{BackupOptions, SetSpec};
+use crate::spec::{BackupOptions, SetSpec, SourceSpec};
 use crate::{Engine, Error};
 
 /// A record ready to be written, and the sink whose objects it names.
@@ -18,9 +18,12 @@ pub(crate) struct Pending<'a> {
 }
 
 impl Engine {
-    /// Take a snapshot of what `spec` names.
+    /// Take a snapshot of what `spec` names (a bundle: of its members, then its record).
     pub fn backup(&self, spec: &SetSpec) -> Result<Snapshot, Error> {
         layout::check_set_name(&spec.set)?;
+        if let SourceSpec::Bundle(bundle) = &spec.source {
+            return self.backup_bundle(spec, bundle);
+        }
         let mut source = spec.source.open()?;
         self.backup_source(&spec.set, source.as_mut(), &spec.options)
     }
@@ -56,9 +59,24 @@ impl Engine {
         source: &mut dyn Source,
         options: &BackupOptions,
     ) -> Result<Snapshot, Error> {
-        let started = Instant::now();
         let time = options.time.unwrap_or_else(Utc::now);
         let existing = self.snapshots(Some(set))?;
+        let pending = self.prepare(set, source, options, time, &existing)?;
+        let mut committed = self.commit(vec![pending])?;
+        Ok(committed.pop().expect("one record committed"))
+    }
+
+    /// Let `source` write the objects of a snapshot of `set` taken at `time` and make its
+    /// record, not yet written. The set must be locked; `existing` are its snapshots.
+    pub(crate) fn prepare<'a>(
+        &'a self,
+        set: &str,
+        source: &mut dyn Source,
+        options: &BackupOptions,
+        time: DateTime<Utc>,
+        existing: &'a [Snapshot],
+    ) -> Result<Pending<'a>, Error> {
+        let started = Instant::now();
         if let Some(other) = existing.iter().find(|s| s.source != source.kind()) {
             return Err(Error::SetKindMismatch {
                 set: set.to_string(),
@@ -70,7 +88,7 @@ impl Engine {
         let mut run = BackupRun {
             reader: self,
             sink: ObjectSink::new(&self.writer, set, id.clone()),
-            existing: &existing,
+            existing,
         };
         let draft: Draft = source.backup(&mut run)?;
         let record = Snapshot {
@@ -91,12 +109,13 @@ impl Engine {
             duration_secs: started.elapsed().as_secs_f64(),
             errors: draft.errors,
             warnings: draft.warnings,
+            members: Default::default(),
+            restore_point: None,
         };
-        let mut committed = self.commit(vec![Pending {
+        Ok(Pending {
             record,
             sink: run.sink,
-        }])?;
-        Ok(committed.pop().expect("one record committed"))
+        })
     }
 
     /// Check that every object the records name is stored whole, then write the records in

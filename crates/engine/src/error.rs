@@ -122,6 +122,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A bundle that cannot be backed up or restored as given.
+    #[error("bundle {set:?}: {reason}")]
+    BadBundle {
+        /// The bundle set.
+        set: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// No snapshot matches an id, prefix or `<set>:latest`.
     #[error("no snapshot matches {spec:?}")]
     SnapshotNotFound {

@@ -24,5 +24,7 @@ pub(crate) fn snapshot(set: &str, id: &str, kind: SnapshotKind) -> Snapshot {
         duration_secs: 0.0,
         errors: vec![],
         warnings: vec![],
+        members: Default::default(),
+        restore_point: None,
     }
 }

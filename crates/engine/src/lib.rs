@@ -43,6 +43,7 @@
 
 mod alert;
 mod backup;
+mod bundle;
 mod engine;
 mod error;
 #[cfg(test)]
@@ -74,10 +75,10 @@ pub use restore::{
 };
 pub use select::select;
 pub use source::{
-    BackupRun, Draft, DumpSource, FilesSource, FilesSpec, ObjectSink, PostgresSpec, Source,
-    SqliteSpec,
+    BackupRun, Draft, DumpSource, FilesSource, FilesSpec, ObjectSink, PostgresSpec, SnapshotWork,
+    Source, SqliteSpec,
 };
-pub use spec::{BackupOptions, SetSpec, SourceSpec};
+pub use spec::{BackupOptions, BundleSpec, References, SetSpec, SourceSpec};
 pub use status::{ObjectsRead, RunSummary, SetStatus, SnapshotSummary};
 pub use strongbox_retention::{KeepPolicy, Timezone};
 pub use strongbox_verify::{Report, VerifyLevel};

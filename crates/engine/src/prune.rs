@@ -131,7 +131,8 @@ impl PruneReport {
 
 impl crate::Reader {
     /// What `policy` keeps of `set`'s `snapshots`, and why; the newest snapshot proven to
-    /// restore stays whatever the policy says (reason `restore-tested`).
+    /// restore stays whatever the policy says (reason `restore-tested`), and so does every
+    /// member snapshot a bundle record names (reason `bundle <set> <id>`).
     pub fn retention_plan(
         &self,
         set: &str,
@@ -148,6 +149,21 @@ impl crate::Reader {
         if let Some(proof) = plan.decisions.iter_mut().find(|d| tested.contains(&d.id)) {
             proof.keep = true;
             proof.reasons.push(RESTORE_TESTED.to_string());
+        }
+        // A member snapshot stays while a bundle record names it: the bundle restores whole.
+        for bundle in self
+            .snapshots(None)?
+            .iter()
+            .filter(|s| s.source == SourceKind::Bundle)
+        {
+            let Some(member) = bundle.members.get(set) else {
+                continue;
+            };
+            if let Some(d) = plan.decisions.iter_mut().find(|d| d.id == member.as_str()) {
+                d.keep = true;
+                d.reasons
+                    .push(format!("bundle {} {}", bundle.set, bundle.id));
+            }
         }
         Ok(plan)
     }

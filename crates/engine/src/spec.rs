@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use strongbox_db_dump::{PostgresSource, SqliteSource};
+use strongbox_db_dump::{DatabaseSource, PostgresSource, SqliteSource};
 use strongbox_manifest::SourceKind;
 
 use crate::source::{DumpSource, FilesSource, FilesSpec, PostgresSpec, Source, SqliteSpec};
@@ -19,6 +19,36 @@ pub enum SourceSpec {
     Postgres(PostgresSpec),
     /// An SQLite database file.
     Sqlite(SqliteSpec),
+    /// Other sets taken together: a database and the files its rows reference.
+    Bundle(BundleSpec),
+}
+
+/// A bundle: member sets backed up together under one record, databases first, and the
+/// database's file references checked against the files member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleSpec {
+    /// The member sets (configured sets of any kind but bundle).
+    pub members: Vec<String>,
+    /// The reference cross-check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<References>,
+}
+
+/// A bundle's reference cross-check: `query` on the `database` member returns one text
+/// column of paths relative to the `files` member's root (after `prefix` is stripped).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct References {
+    /// The database member.
+    pub database: String,
+    /// The SQL, run inside the dump's snapshot.
+    pub query: String,
+    /// The files member.
+    pub files: String,
+    /// Stripped from the start of each path that has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 impl SourceSpec {
@@ -28,6 +58,7 @@ impl SourceSpec {
             SourceSpec::Files(_) => SourceKind::Files,
             SourceSpec::Postgres(_) => SourceKind::Postgres,
             SourceSpec::Sqlite(_) => SourceKind::Sqlite,
+            SourceSpec::Bundle(_) => SourceKind::Bundle,
         }
     }
 
@@ -37,20 +68,34 @@ impl SourceSpec {
             SourceSpec::Files(spec) => spec.path.display().to_string(),
             SourceSpec::Postgres(spec) => strongbox_db_dump::redact_conninfo(&spec.conninfo),
             SourceSpec::Sqlite(spec) => spec.path.display().to_string(),
+            SourceSpec::Bundle(spec) => format!("bundle of {}", spec.members.join(", ")),
         }
     }
 
-    /// The source that backs it up.
-    pub fn open(&self) -> Result<Box<dyn Source>, Error> {
+    /// The database of a `postgres` or `sqlite` spec.
+    pub(crate) fn open_database(&self) -> Result<Option<Box<dyn DatabaseSource>>, Error> {
         Ok(match self {
-            SourceSpec::Files(spec) => Box::new(FilesSource::new(spec.clone())?),
-            SourceSpec::Postgres(spec) => Box::new(DumpSource::new(Box::new(PostgresSource::new(
-                &spec.conninfo,
-            )?))),
-            SourceSpec::Sqlite(spec) => {
-                Box::new(DumpSource::new(Box::new(SqliteSource::new(&spec.path))))
-            }
+            SourceSpec::Postgres(spec) => Some(Box::new(PostgresSource::new(&spec.conninfo)?)),
+            SourceSpec::Sqlite(spec) => Some(Box::new(SqliteSource::new(&spec.path))),
+            SourceSpec::Files(_) | SourceSpec::Bundle(_) => None,
         })
+    }
+
+    /// The source that backs it up. A bundle has none of its own: [`Engine::backup`]
+    /// takes its members.
+    ///
+    /// [`Engine::backup`]: crate::Engine::backup
+    pub fn open(&self) -> Result<Box<dyn Source>, Error> {
+        if let SourceSpec::Files(spec) = self {
+            return Ok(Box::new(FilesSource::new(spec.clone())?));
+        }
+        match self.open_database()? {
+            Some(database) => Ok(Box::new(DumpSource::new(database))),
+            None => Err(Error::BadBundle {
+                set: self.describe(),
+                reason: "a bundle is backed up through its members (Engine::backup)".to_string(),
+            }),
+        }
     }
 }
 
@@ -75,6 +120,9 @@ pub struct SetSpec {
     /// Tags and time.
     #[serde(default)]
     pub options: BackupOptions,
+    /// A bundle's members, resolved (the configuration fills them in).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<SetSpec>,
 }
 
 impl SetSpec {
@@ -84,6 +132,7 @@ impl SetSpec {
             set: set.into(),
             source,
             options: BackupOptions::default(),
+            members: Vec::new(),
         }
     }
 }

@@ -149,6 +149,7 @@ fn snapshot_summary(snapshot: &Snapshot) -> SnapshotSummary {
         bytes_stored: match &snapshot.stats {
             Stats::Files(f) => f.bytes_stored,
             Stats::Database(d) => d.bytes_stored,
+            Stats::Bundle(_) => 0,
         },
     }
 }

@@ -64,6 +64,7 @@ fn a_prune_that_dies_between_deletions_leaves_restorable_snapshots_and_the_next_
                     tags: vec![],
                     time: Some(start + Duration::days(night)),
                 },
+                members: Vec::new(),
             };
             healthy.backup(&spec).unwrap();
         }

@@ -31,7 +31,7 @@ pub use filter::{Excludes, Includes};
 pub use id::SnapshotId;
 pub use listing::{FileEntry, FileType, Listing};
 pub use record::{
-    DatabaseStats, FileStats, ObjectRef, ObjectRole, Snapshot, SnapshotKind, SourceError,
-    SourceKind, Stats, TableCount, FORMAT_VERSION,
+    BundleStats, DatabaseStats, FileStats, ObjectRef, ObjectRole, ReferenceCheck, RestorePoint,
+    Snapshot, SnapshotKind, SourceError, SourceKind, Stats, TableCount, FORMAT_VERSION,
 };
 pub use scan::{classify, diff, scan_tree, walk_tree, Change, Scan, Walk};

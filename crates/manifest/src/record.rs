@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +41,9 @@ pub enum SourceKind {
     Postgres,
     /// An SQLite database file.
     Sqlite,
+    /// Member snapshots of other sets taken together (a database and the files it
+    /// references); the record owns no object.
+    Bundle,
 }
 
 impl SourceKind {
@@ -48,6 +53,7 @@ impl SourceKind {
             SourceKind::Files => "files",
             SourceKind::Postgres => "postgres",
             SourceKind::Sqlite => "sqlite",
+            SourceKind::Bundle => "bundle",
         }
     }
 }
@@ -144,6 +150,95 @@ pub enum Stats {
     Files(FileStats),
     /// A database snapshot.
     Database(DatabaseStats),
+    /// A bundle.
+    Bundle(BundleStats),
+}
+
+/// What a bundle found when it checked its database's file references.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleStats {
+    /// The reference cross-check, when the bundle has `references`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<ReferenceCheck>,
+}
+
+/// The reference cross-check of a bundle: the paths a query of the database returned
+/// (inside the dump's snapshot) against the files member's listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferenceCheck {
+    /// The database member queried.
+    pub database: String,
+    /// The files member compared against.
+    pub files: String,
+    /// Distinct paths the query returned.
+    pub checked: u64,
+    /// Paths referenced but absent from the files snapshot.
+    pub missing_count: u64,
+    /// The first of them (at most [`ReferenceCheck::MISSING_NAMED`]), sorted.
+    pub missing: Vec<String>,
+    /// Regular files no row references.
+    pub orphans_count: u64,
+    /// The first of them (at most [`ReferenceCheck::ORPHANS_NAMED`]), sorted.
+    pub orphans: Vec<String>,
+    /// Milliseconds the comparison took (the query's rows were read during the dump).
+    pub millis: u64,
+}
+
+impl ReferenceCheck {
+    /// How many missing paths a record names.
+    pub const MISSING_NAMED: usize = 1000;
+    /// How many orphans a record names.
+    pub const ORPHANS_NAMED: usize = 100;
+
+    /// Merge sorted, de-duplicated references with the sorted paths of the files listing,
+    /// in one pass: memory is the named paths, not the inputs.
+    pub fn merge<'a, E>(
+        references: impl IntoIterator<Item = Result<String, E>>,
+        files: impl IntoIterator<Item = &'a str>,
+    ) -> Result<ReferenceCheck, E> {
+        let mut check = ReferenceCheck::default();
+        let mut files = files.into_iter().peekable();
+        let mut last: Option<String> = None;
+        for reference in references {
+            let reference = reference?;
+            if last.as_deref() == Some(reference.as_str()) {
+                continue;
+            }
+            while let Some(file) = files.next_if(|f| *f < reference.as_str()) {
+                check.orphan(file);
+            }
+            check.checked += 1;
+            if files.next_if(|f| *f == reference.as_str()).is_none() {
+                check.missing_count += 1;
+                if check.missing.len() < Self::MISSING_NAMED {
+                    check.missing.push(reference.clone());
+                }
+            }
+            last = Some(reference);
+        }
+        for file in files {
+            check.orphan(file);
+        }
+        Ok(check)
+    }
+
+    fn orphan(&mut self, path: &str) {
+        self.orphans_count += 1;
+        if self.orphans.len() < Self::ORPHANS_NAMED {
+            self.orphans.push(path.to_string());
+        }
+    }
+}
+
+/// A named point in the WAL made when a bundle took its PostgreSQL member, to recover to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestorePoint {
+    /// The member whose server it is on.
+    pub member: String,
+    /// `strongbox-<bundle id>`.
+    pub name: String,
+    /// Its LSN.
+    pub lsn: String,
 }
 
 /// A snapshot record: the commit point of a backup, written after every object it names.
@@ -185,6 +280,12 @@ pub struct Snapshot {
     /// Entries backed up as read, though they changed while being read.
     #[serde(default)]
     pub warnings: Vec<SourceError>,
+    /// A bundle's member snapshots, by member set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub members: BTreeMap<String, SnapshotId>,
+    /// A bundle's restore point on its PostgreSQL member, when the role may make one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_point: Option<RestorePoint>,
 }
 
 impl Snapshot {
@@ -213,7 +314,61 @@ impl Snapshot {
     pub fn file_stats(&self) -> Option<&FileStats> {
         match &self.stats {
             Stats::Files(stats) => Some(stats),
-            Stats::Database(_) => None,
+            Stats::Database(_) | Stats::Bundle(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_merge_against_the_listing() {
+        // (references, files, checked, missing, orphans)
+        type Case = (
+            &'static [&'static str],
+            &'static [&'static str],
+            u64,
+            &'static [&'static str],
+            &'static [&'static str],
+        );
+        let cases: [Case; 6] = [
+            (&[], &[], 0, &[], &[]),
+            (&["a", "b"], &["a", "b"], 2, &[], &[]),
+            (&["a", "a", "c"], &["a", "b", "c"], 2, &[], &["b"]),
+            (&["a", "d"], &["b", "c"], 2, &["a", "d"], &["b", "c"]),
+            (&["x/1", "x/2"], &["x/1"], 2, &["x/2"], &[]),
+            (&[], &["only"], 0, &[], &["only"]),
+        ];
+        for (references, files, checked, missing, orphans) in cases {
+            let check = ReferenceCheck::merge(
+                references.iter().map(|r| Ok::<_, ()>(r.to_string())),
+                files.iter().copied(),
+            )
+            .unwrap();
+            assert_eq!(check.checked, checked, "{references:?} vs {files:?}");
+            assert_eq!(check.missing, missing, "{references:?} vs {files:?}");
+            assert_eq!(check.missing_count, missing.len() as u64);
+            assert_eq!(check.orphans, orphans, "{references:?} vs {files:?}");
+        }
+    }
+
+    #[test]
+    fn named_paths_are_capped_and_counted() {
+        let references = (0..1500).map(|i| Ok::<_, ()>(format!("m{i:05}")));
+        let files: Vec<String> = (0..150).map(|i| format!("o{i:05}")).collect();
+        let check = ReferenceCheck::merge(references, files.iter().map(String::as_str)).unwrap();
+        assert_eq!((check.missing_count, check.missing.len()), (1500, 1000));
+        assert_eq!((check.orphans_count, check.orphans.len()), (150, 100));
+    }
+
+    #[test]
+    fn bundle_stats_read_back_as_bundle_stats() {
+        let stats = Stats::Bundle(BundleStats {
+            references: Some(ReferenceCheck::default()),
+        });
+        let json = serde_json::to_string(&stats).unwrap();
+        assert_eq!(serde_json::from_str::<Stats>(&json).unwrap(), stats);
     }
 }

@@ -76,6 +76,9 @@ pub enum CheckName {
     Indexes,
     /// An operator's query against the restored database (`verify_checks`).
     Query,
+    /// Every member snapshot a bundle record names exists (the members are verified as
+    /// snapshots of their own sets).
+    Members,
 }
 
 impl fmt::Display for CheckName {
@@ -90,6 +93,7 @@ impl fmt::Display for CheckName {
             CheckName::ForeignKeys => "foreign-keys",
             CheckName::Indexes => "indexes",
             CheckName::Query => "query",
+            CheckName::Members => "members",
         })
     }
 }
@@ -344,6 +348,8 @@ mod tests {
             duration_secs: 0.0,
             errors: vec![],
             warnings: vec![],
+            members: Default::default(),
+            restore_point: None,
         }
     }
 

@@ -217,7 +217,40 @@ impl SetChecks<'_> {
         if let Some(check) = self.retention()? {
             checks.push(check);
         }
+        checks.extend(self.references());
         Ok(checks)
+    }
+
+    /// A bundle whose newest record found referenced files missing warns, naming them.
+    fn references(&self) -> Option<HealthCheck> {
+        let Stats::Bundle(stats) = &self.snapshots.last()?.stats else {
+            return None;
+        };
+        let r = stats.references.as_ref()?;
+        Some(if r.missing_count == 0 {
+            self.check(
+                "references",
+                HealthStatus::Ok,
+                format!(
+                    "all {} files {} references are in {}",
+                    r.checked, r.database, r.files
+                ),
+            )
+        } else {
+            let first: Vec<&str> = r.missing.iter().take(5).map(String::as_str).collect();
+            self.check(
+                "references",
+                HealthStatus::Warning,
+                format!(
+                    "{} of {} files {} references are missing from {}: {}",
+                    r.missing_count,
+                    r.checked,
+                    r.database,
+                    r.files,
+                    first.join(", ")
+                ),
+            )
+        })
     }
 
     fn check(&self, name: &str, status: HealthStatus, detail: String) -> HealthCheck {
@@ -457,6 +490,8 @@ fn metrics(snapshot: &Snapshot) -> Vec<(String, u64)> {
                 )
                 .collect()
         }
+        // A bundle's counts are its members'; its own check is `references`.
+        Stats::Bundle(_) => Vec::new(),
     }
 }
 

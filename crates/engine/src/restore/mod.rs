@@ -229,6 +229,10 @@ impl TargetSpec {
             ));
         }
         match kind {
+            SourceKind::Bundle => refuse(
+                "a bundle restores through its members: give --target MEMBER=TARGET for each"
+                    .to_string(),
+            ),
             SourceKind::Files if conninfo => refuse(
                 "a files snapshot restores into a directory, and this is a PostgreSQL \
                  connection string (write ./NAME for a directory of that name)"

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize, Serializer};
 use strongbox_archive::Compression;
-use strongbox_db_dump::{redact_conninfo, DatabaseSource};
+use strongbox_db_dump::{redact_conninfo, DatabaseSource, Error as DbError, SnapshotQuery};
 use strongbox_manifest::{ObjectRole, SnapshotKind, SourceKind, Stats};
 
 use super::{BackupRun, Draft, Source};
@@ -39,18 +39,31 @@ pub struct SqliteSpec {
 /// A database as a source: its dump streams through the object pipeline into one object,
 /// `<id>.pgdump.zst` or `<id>.sqlite.zst`, and its description (server version, every
 /// table's exact row count) goes into the record.
-pub struct DumpSource {
+pub struct DumpSource<'h> {
     database: Box<dyn DatabaseSource>,
+    inside: Option<&'h mut SnapshotWork<'h>>,
 }
 
-impl DumpSource {
+/// Work done inside a dump's snapshot (a bundle's reference query and restore point).
+pub type SnapshotWork<'h> = dyn FnMut(&mut dyn SnapshotQuery) -> Result<(), DbError> + 'h;
+
+impl<'h> DumpSource<'h> {
     /// A source dumping `database`.
     pub fn new(database: Box<dyn DatabaseSource>) -> Self {
-        DumpSource { database }
+        DumpSource {
+            database,
+            inside: None,
+        }
+    }
+
+    /// Run `work` inside the dump's snapshot, before the dump is written.
+    pub fn with_inside(mut self, work: &'h mut SnapshotWork<'h>) -> Self {
+        self.inside = Some(work);
+        self
     }
 }
 
-impl std::fmt::Debug for DumpSource {
+impl std::fmt::Debug for DumpSource<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DumpSource")
             .field("origin", &self.database.origin())
@@ -62,11 +75,11 @@ impl std::fmt::Debug for DumpSource {
 pub(crate) fn dump_extension(kind: SourceKind) -> &'static str {
     match kind {
         SourceKind::Postgres => "pgdump.zst",
-        SourceKind::Sqlite | SourceKind::Files => "sqlite.zst",
+        SourceKind::Sqlite | SourceKind::Files | SourceKind::Bundle => "sqlite.zst",
     }
 }
 
-impl Source for DumpSource {
+impl Source for DumpSource<'_> {
     fn kind(&self) -> SourceKind {
         self.database.kind()
     }
@@ -86,10 +99,11 @@ impl Source for DumpSource {
             cancel: run.cancel(),
         };
         // On failure the writer is dropped unfinished, which aborts the upload: no object.
-        let mut stats = self
-            .database
-            .dump(&mut sink)
-            .map_err(|e| run.cancel().or_cancelled(e))?;
+        let dumped = match self.inside.as_deref_mut() {
+            Some(inside) => self.database.dump_with(&mut sink, inside),
+            None => self.database.dump(&mut sink),
+        };
+        let mut stats = dumped.map_err(|e| run.cancel().or_cancelled(e))?;
         run.progress().finish();
         run.cancel().check()?;
         let writer = sink.inner;

@@ -11,7 +11,7 @@ use strongbox_manifest::{
     Listing, Snapshot, SnapshotId, SnapshotKind, SourceError, SourceKind, Stats,
 };
 
-pub use database::{DumpSource, PostgresSpec, SqliteSpec};
+pub use database::{DumpSource, PostgresSpec, SnapshotWork, SqliteSpec};
 pub use files::{FilesSource, FilesSpec};
 pub use sink::ObjectSink;
 

@@ -69,6 +69,7 @@ fn restored_bytes(snapshot: &Snapshot) -> u64 {
     match &snapshot.stats {
         strongbox_manifest::Stats::Files(f) => f.bytes,
         strongbox_manifest::Stats::Database(d) => d.bytes_dumped,
+        strongbox_manifest::Stats::Bundle(_) => 0,
     }
 }
 
@@ -94,6 +95,21 @@ impl Reader {
     /// with each snapshot's result.
     pub fn verify(&self, snapshots: &[Snapshot], options: &VerifyOptions) -> Result<Report, Error> {
         let level = options.level;
+        // A bundle is verified with its members, each at the level asked.
+        let mut expanded: Vec<Snapshot> = Vec::with_capacity(snapshots.len());
+        for snapshot in snapshots {
+            let members = if snapshot.source == SourceKind::Bundle {
+                self.bundle_members(snapshot, None).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            for s in std::iter::once(snapshot.clone()).chain(members) {
+                if !expanded.iter().any(|e| e.id == s.id) {
+                    expanded.push(s);
+                }
+            }
+        }
+        let snapshots = &expanded[..];
         if let Some(budget) = options.budget {
             return self.verify_budget(snapshots, budget);
         }
@@ -190,6 +206,19 @@ impl Reader {
         options: &VerifyOptions,
     ) -> SnapshotReport {
         let level = options.level;
+        if snapshot.source == SourceKind::Bundle {
+            let members = self.bundle_members(snapshot, None).map(|m| {
+                m.iter()
+                    .map(|s| format!("{} {}", s.set, s.id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            });
+            let check = Check::new(
+                CheckName::Members,
+                members.map_err(|e| crate::error_chain(&e)),
+            );
+            return SnapshotReport::new(snapshot, vec![check]);
+        }
         let mut checks = vec![objects_present(snapshot, sizes)];
         let listing = (snapshot.source == SourceKind::Files).then(|| self.listing(snapshot));
         if let Some(listing) = &listing {

@@ -32,6 +32,9 @@ impl Reader {
     ) -> (Vec<Check>, Option<f64>) {
         let failed = |detail: String| (vec![Check::new(CheckName::Restore, Err(detail))], None);
         match snapshot.source {
+            SourceKind::Bundle => {
+                failed("a bundle is restore-tested through its members".to_string())
+            }
             SourceKind::Files => {
                 let Some(listing) = listing else {
                     return failed("the listing is unreadable".to_string());

@@ -1,0 +1,523 @@
+//! Bundles: member sets backed up together under one record. Databases go first, each
+//! inside its exported snapshot, where the reference query runs and (PostgreSQL) a restore
+//! point is made; then the files; then every member's record and the bundle's, last.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
+use std::time::Instant;
+
+use chrono::Utc;
+use strongbox_db_dump::{Error as DbError, SnapshotQuery};
+use strongbox_manifest::{
+    BundleStats, FileType, ReferenceCheck, RestorePoint, Snapshot, SnapshotId, SnapshotKind,
+    SourceError, SourceKind, Stats, FORMAT_VERSION,
+};
+use strongbox_storage::{host_name, layout};
+
+use crate::backup::Pending;
+use crate::journal::{Operation, RunStatus};
+use crate::source::{DumpSource, ObjectSink};
+use crate::spec::{BundleSpec, References, SetSpec, SourceSpec};
+use crate::{Engine, Error};
+
+impl Engine {
+    pub(crate) fn backup_bundle(
+        &self,
+        spec: &SetSpec,
+        bundle: &BundleSpec,
+    ) -> Result<Snapshot, Error> {
+        check_bundle(spec, bundle)?;
+        // Members in name order, then the bundle: two bundles sharing members take their
+        // locks in the same order.
+        let mut names: Vec<&str> = spec.members.iter().map(|m| m.set.as_str()).collect();
+        names.sort_unstable();
+        let mut locks = Vec::with_capacity(names.len());
+        for name in names {
+            match self.writer.lock(name, Operation::Backup.as_str()) {
+                Ok(lock) => locks.push(lock),
+                Err(e) => {
+                    let error = e.into();
+                    self.alert_unjournalled(&spec.set, Operation::Backup, &error);
+                    return Err(error);
+                }
+            }
+        }
+        let snapshot = self.locked(
+            &spec.set,
+            Operation::Backup,
+            || self.bundle_locked(spec, bundle),
+            |snapshot| (RunStatus::Ok, Some(snapshot.id.to_string())),
+        );
+        drop(locks);
+        snapshot
+    }
+
+    fn bundle_locked(&self, spec: &SetSpec, bundle: &BundleSpec) -> Result<Snapshot, Error> {
+        let started = Instant::now();
+        let time = spec.options.time.unwrap_or_else(Utc::now);
+        let id = SnapshotId::generate(time);
+        let existing = self.snapshots(Some(&spec.set))?;
+        if let Some(other) = existing.iter().find(|s| s.source != SourceKind::Bundle) {
+            return Err(Error::SetKindMismatch {
+                set: spec.set.clone(),
+                existing: other.source.as_str(),
+                requested: SourceKind::Bundle.as_str(),
+            });
+        }
+        let point_name = format!("strongbox-{id}");
+        let mut restore_point: Option<RestorePoint> = None;
+        let mut references = tempfile::tempfile().map_err(|e| Error::Io {
+            operation: "creating a temporary file for",
+            path: std::env::temp_dir().join("strongbox references"),
+            source: e,
+        })?;
+        let existing: Vec<Vec<Snapshot>> = spec
+            .members
+            .iter()
+            .map(|m| self.snapshots(Some(&m.set)))
+            .collect::<Result<_, _>>()?;
+        let mut pending: Vec<Pending<'_>> = Vec::new();
+        // Databases first: their snapshots are the moment the bundle stands for.
+        let (databases, files): (Vec<_>, Vec<_>) =
+            spec.members.iter().zip(&existing).partition(|(m, _)| {
+                matches!(m.source.kind(), SourceKind::Postgres | SourceKind::Sqlite)
+            });
+        for (member, existing) in databases.into_iter().chain(files) {
+            let options = crate::BackupOptions {
+                time: Some(time),
+                ..member.options.clone()
+            };
+            let record = match member.source.open_database()? {
+                Some(database) => {
+                    let query = bundle
+                        .references
+                        .as_ref()
+                        .filter(|r| r.database == member.set)
+                        .map(|r| reference_sql(member.source.kind(), r));
+                    let wants_point =
+                        member.source.kind() == SourceKind::Postgres && restore_point.is_none();
+                    let mut out = BufWriter::new(&mut references);
+                    let prefix = bundle.references.as_ref().and_then(|r| r.prefix.clone());
+                    let mut point = None;
+                    let mut inside = |q: &mut dyn SnapshotQuery| -> Result<(), DbError> {
+                        if wants_point {
+                            point = q.restore_point(&point_name)?;
+                        }
+                        if let Some(sql) = &query {
+                            q.for_each_text(sql, &mut |row| {
+                                let path = checked_path(row, prefix.as_deref())?;
+                                writeln!(out, "{path}")
+                                    .map_err(|e| format!("could not be kept: {e}"))
+                            })?;
+                        }
+                        Ok(())
+                    };
+                    let mut source = DumpSource::new(database).with_inside(&mut inside);
+                    let record =
+                        self.prepare(&member.set, &mut source, &options, time, existing)?;
+                    drop(source);
+                    out.flush().map_err(|e| Error::Io {
+                        operation: "writing the references of",
+                        path: member.set.clone().into(),
+                        source: e,
+                    })?;
+                    drop(out);
+                    if let Some(lsn) = point {
+                        restore_point = Some(RestorePoint {
+                            member: member.set.clone(),
+                            name: point_name.clone(),
+                            lsn,
+                        });
+                    }
+                    record
+                }
+                None => {
+                    let mut source = member.source.open()?;
+                    self.prepare(&member.set, source.as_mut(), &options, time, existing)?
+                }
+            };
+            pending.push(record);
+        }
+        let check = match &bundle.references {
+            Some(r) => {
+                let files = pending
+                    .iter()
+                    .find(|p| p.record.set == r.files)
+                    .expect("checked: the files member is a member");
+                Some(self.cross_check(r, &files.record, &mut references)?)
+            }
+            None => None,
+        };
+        let warnings = check
+            .iter()
+            .filter(|c| c.missing_count > 0)
+            .map(|c| SourceError {
+                path: c.files.clone(),
+                message: format!(
+                    "{} file(s) referenced by {} are missing, among them: {}",
+                    c.missing_count,
+                    c.database,
+                    c.missing
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+            .collect();
+        let members: BTreeMap<String, SnapshotId> = pending
+            .iter()
+            .map(|p| (p.record.set.clone(), p.record.id.clone()))
+            .collect();
+        let record = Snapshot {
+            format_version: FORMAT_VERSION,
+            id: id.clone(),
+            set: spec.set.clone(),
+            kind: SnapshotKind::Full,
+            source: SourceKind::Bundle,
+            parent: None,
+            time,
+            tags: spec.options.tags.clone(),
+            host: host_name(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            origin: spec.source.describe(),
+            compression: "none".to_string(),
+            objects: Vec::new(),
+            stats: Stats::Bundle(BundleStats { references: check }),
+            duration_secs: started.elapsed().as_secs_f64(),
+            errors: Vec::new(),
+            warnings,
+            members,
+            restore_point,
+        };
+        pending.push(Pending {
+            record,
+            sink: ObjectSink::new(&self.writer, &spec.set, id),
+        });
+        let mut committed = self.commit(pending)?;
+        Ok(committed
+            .pop()
+            .expect("the bundle record is committed last"))
+    }
+
+    /// Merge the sorted references kept during the dump with the files member's listing.
+    fn cross_check(
+        &self,
+        references: &References,
+        files: &Snapshot,
+        kept: &mut File,
+    ) -> Result<ReferenceCheck, Error> {
+        let started = Instant::now();
+        let listing = self.listing(files)?;
+        let mut paths: Vec<&str> = listing
+            .entries
+            .iter()
+            .filter(|e| e.kind == FileType::File)
+            .map(|e| e.path.as_str())
+            .collect();
+        paths.sort_unstable();
+        let io_error = |e| Error::Io {
+            operation: "reading the references of",
+            path: references.database.clone().into(),
+            source: e,
+        };
+        kept.rewind().map_err(io_error)?;
+        // The database sorted them; a collation that disagrees with byte order is caught
+        // on the way and the references are then sorted in memory instead.
+        let mut previous: Option<String> = None;
+        let mut unsorted = false;
+        let rows = BufReader::new(&mut *kept).lines().map(|line| {
+            let line = line.map_err(io_error)?;
+            unsorted |= previous.as_ref().is_some_and(|p| *p > line);
+            previous = Some(line.clone());
+            Ok::<_, Error>(line)
+        });
+        let mut check = ReferenceCheck::merge(rows, paths.iter().copied())?;
+        if unsorted {
+            check = self.sorted_check(kept, &paths, io_error)?;
+        }
+        check.database = references.database.clone();
+        check.files = references.files.clone();
+        check.millis = started.elapsed().as_millis() as u64;
+        Ok(check)
+    }
+
+    fn sorted_check(
+        &self,
+        kept: &mut File,
+        paths: &[&str],
+        io_error: impl Fn(std::io::Error) -> Error,
+    ) -> Result<ReferenceCheck, Error> {
+        kept.rewind().map_err(&io_error)?;
+        let mut all = BufReader::new(&mut *kept)
+            .lines()
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(&io_error)?;
+        all.sort_unstable();
+        ReferenceCheck::merge(all.into_iter().map(Ok::<_, Error>), paths.iter().copied())
+    }
+}
+
+impl crate::Reader {
+    /// A bundle's member snapshots, databases first; only `only` when given. A member
+    /// snapshot that is gone is an error naming it.
+    pub fn bundle_members(
+        &self,
+        bundle: &Snapshot,
+        only: Option<&str>,
+    ) -> Result<Vec<Snapshot>, Error> {
+        let bad = |reason: String| Error::BadBundle {
+            set: bundle.set.clone(),
+            reason,
+        };
+        if bundle.source != SourceKind::Bundle {
+            return Err(Error::WrongSource {
+                id: bundle.id.to_string(),
+                source_kind: bundle.source.as_str(),
+                reason: "it is not a bundle".to_string(),
+            });
+        }
+        if let Some(only) = only.filter(|m| !bundle.members.contains_key(*m)) {
+            return Err(bad(format!(
+                "--only {only:?} is not a member (members: {})",
+                bundle
+                    .members
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let mut members = Vec::new();
+        for (set, id) in &bundle.members {
+            if only.is_some_and(|o| o != set) {
+                continue;
+            }
+            let found = self
+                .snapshots(Some(set))?
+                .into_iter()
+                .find(|s| &s.id == id)
+                .ok_or_else(|| bad(format!("member snapshot {id} of set {set:?} is gone")))?;
+            members.push(found);
+        }
+        members.sort_by_key(|s| s.source == SourceKind::Files);
+        Ok(members)
+    }
+}
+
+impl Engine {
+    /// Restore a bundle's members (or `only` one), each into its target in `targets` (by
+    /// member set) through its own restore. Every target is checked before anything is
+    /// written: a member without one, or a non-empty one without `force`, is an error.
+    pub fn restore_bundle(
+        &self,
+        bundle: &Snapshot,
+        targets: &BTreeMap<String, crate::TargetSpec>,
+        only: Option<&str>,
+        options: &crate::RestoreOptions,
+    ) -> Result<Vec<crate::RestoreOutcome>, Error> {
+        let members = self.bundle_members(bundle, only)?;
+        let bad = |reason: String| Error::BadBundle {
+            set: bundle.set.clone(),
+            reason,
+        };
+        if let Some(extra) = targets.keys().find(|t| !bundle.members.contains_key(*t)) {
+            return Err(bad(format!(
+                "--target {extra}=…: {extra:?} is not a member"
+            )));
+        }
+        let mut restorers = Vec::new();
+        for member in &members {
+            let target = targets.get(&member.set).ok_or_else(|| {
+                bad(format!(
+                    "member {:?} has no target: give --target {}=TARGET (or --only another member)",
+                    member.set, member.set
+                ))
+            })?;
+            let mut restorer = target.restorer(member.source)?;
+            if !options.force && !restorer.is_empty()? {
+                return Err(Error::TargetNotEmpty {
+                    target: restorer.describe(),
+                    replaced: restorer.replaced(),
+                });
+            }
+            restorers.push((member, restorer));
+        }
+        restorers
+            .into_iter()
+            .map(|(member, mut restorer)| self.restore(member, restorer.as_mut(), options))
+            .collect()
+    }
+}
+
+/// The reference query, its paths stripped of `prefix` and sorted in byte order by the
+/// database (PostgreSQL's "C" collation; SQLite's default compares bytes).
+fn reference_sql(kind: SourceKind, references: &References) -> String {
+    let query = references.query.trim().trim_end_matches(';');
+    let path = match &references.prefix {
+        Some(prefix) => {
+            let n = prefix.chars().count();
+            let literal = prefix.replace('\'', "''");
+            format!(
+                "CASE WHEN substr(p, 1, {n}) = '{literal}' THEN substr(p, {}) ELSE p END",
+                n + 1
+            )
+        }
+        None => "p".to_string(),
+    };
+    let order = match kind {
+        SourceKind::Postgres => format!("({path})::text COLLATE \"C\""),
+        _ => path.clone(),
+    };
+    format!("WITH q(p) AS ({query}) SELECT {path} FROM q ORDER BY {order}")
+}
+
+/// A referenced path as the files listing names it: relative, no `..`, one line.
+fn checked_path(row: &str, prefix: Option<&str>) -> Result<String, String> {
+    let path = prefix.and_then(|p| row.strip_prefix(p)).unwrap_or(row);
+    if path.is_empty() {
+        return Err("returned an empty path".to_string());
+    }
+    if path.starts_with('/') {
+        return Err(format!("returned an absolute path {path:?}; paths must be relative to the files member's root (see `prefix`)"));
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Err(format!("returned a path with \"..\": {path:?}"));
+    }
+    if path.contains(['\n', '\0']) {
+        return Err(format!("returned a path with a newline or NUL: {path:?}"));
+    }
+    Ok(path.to_string())
+}
+
+/// What makes a bundle impossible, before anything is locked or written.
+fn check_bundle(spec: &SetSpec, bundle: &BundleSpec) -> Result<(), Error> {
+    let bad = |reason: String| Error::BadBundle {
+        set: spec.set.clone(),
+        reason,
+    };
+    if bundle.members.is_empty() {
+        return Err(bad("has no members".to_string()));
+    }
+    let names: Vec<&str> = spec.members.iter().map(|m| m.set.as_str()).collect();
+    if names
+        != bundle
+            .members
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    {
+        return Err(bad(format!(
+            "members {:?} were not resolved (given: {names:?})",
+            bundle.members
+        )));
+    }
+    for member in &spec.members {
+        layout::check_set_name(&member.set)?;
+        if member.set == spec.set {
+            return Err(bad("is a member of itself".to_string()));
+        }
+        if matches!(member.source, SourceSpec::Bundle(_)) {
+            return Err(bad(format!(
+                "member {:?} is a bundle; bundles do not nest",
+                member.set
+            )));
+        }
+        if names.iter().filter(|n| **n == member.set).count() > 1 {
+            return Err(bad(format!("member {:?} is named twice", member.set)));
+        }
+    }
+    if let Some(r) = &bundle.references {
+        let kind = |name: &str| {
+            spec.members
+                .iter()
+                .find(|m| m.set == name)
+                .map(|m| m.source.kind())
+        };
+        match kind(&r.database) {
+            Some(SourceKind::Postgres | SourceKind::Sqlite) => {}
+            Some(other) => {
+                return Err(bad(format!(
+                    "references.database {:?} is a {} member, not a PostgreSQL or SQLite one",
+                    r.database,
+                    other.as_str()
+                )))
+            }
+            None => {
+                return Err(bad(format!(
+                    "references.database {:?} is not a member",
+                    r.database
+                )))
+            }
+        }
+        match kind(&r.files) {
+            Some(SourceKind::Files) => {}
+            Some(other) => {
+                return Err(bad(format!(
+                    "references.files {:?} is a {} member, not a files one",
+                    r.files,
+                    other.as_str()
+                )))
+            }
+            None => {
+                return Err(bad(format!(
+                    "references.files {:?} is not a member",
+                    r.files
+                )))
+            }
+        }
+        if r.query.trim().is_empty() {
+            return Err(bad("references.query is empty".to_string()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn referenced_paths_are_relative_and_stay_inside() {
+        let cases = [
+            ("a/b.jpg", None, Ok("a/b.jpg")),
+            ("media/a.jpg", Some("media/"), Ok("a.jpg")),
+            ("other/a.jpg", Some("media/"), Ok("other/a.jpg")),
+            ("/srv/a.jpg", None, Err("absolute path")),
+            ("a/../../etc/passwd", None, Err("\"..\"")),
+            ("", None, Err("empty path")),
+            ("media/", Some("media/"), Err("empty path")),
+            ("a\nb", None, Err("newline")),
+        ];
+        for (row, prefix, expected) in cases {
+            match (checked_path(row, prefix), expected) {
+                (Ok(path), Ok(want)) => assert_eq!(path, want, "{row:?}"),
+                (Err(e), Err(want)) => assert!(e.contains(want), "{row:?}: {e}"),
+                (got, want) => panic!("{row:?}: {got:?}, expected {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_reference_query_sorts_in_byte_order_and_strips_the_prefix() {
+        let r = References {
+            database: "db".into(),
+            query: "SELECT path FROM uploads;".into(),
+            files: "media".into(),
+            prefix: Some("it's/".into()),
+        };
+        assert_eq!(
+            reference_sql(SourceKind::Postgres, &r),
+            "WITH q(p) AS (SELECT path FROM uploads) SELECT CASE WHEN substr(p, 1, 5) = 'it''s/' \
+             THEN substr(p, 6) ELSE p END FROM q ORDER BY (CASE WHEN substr(p, 1, 5) = 'it''s/' \
+             THEN substr(p, 6) ELSE p END)::text COLLATE \"C\""
+        );
+        let plain = References { prefix: None, ..r };
+        assert_eq!(
+            reference_sql(SourceKind::Sqlite, &plain),
+            "WITH q(p) AS (SELECT path FROM uploads) SELECT p FROM q ORDER BY p"
+        );
+    }
+}

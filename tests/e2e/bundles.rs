@@ -1,0 +1,287 @@
+//! Bundles: a database and the media its rows reference, backed up under one record with
+//! the references cross-checked, restored together, protected from member prunes; and the
+//! bad bundles refused before anything is written.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+use strongbox_test_support::Pg;
+
+use crate::harness::{assert_same_tree, succeeded, tree, write, Env};
+
+/// `strongbox --repo R --config C <args>` with libpq's variables when `pg` is given.
+fn run(env: &Env, config: &Path, pg: Option<&Pg>, args: &[&str]) -> Output {
+    let config = config.display().to_string();
+    let mut all = vec!["--config", config.as_str()];
+    all.extend_from_slice(args);
+    let mut cmd = env.cmd(&all);
+    if let Some(pg) = pg {
+        cmd.envs(pg.env());
+    }
+    cmd.output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn media(env: &Env) -> PathBuf {
+    let media = env.path("media");
+    write(&media.join("avatars/1.jpg"), b"one");
+    write(&media.join("avatars/2.png"), b"two");
+    write(&media.join("orphan.txt"), b"nobody");
+    media
+}
+
+#[test]
+fn a_bundle_takes_postgres_and_media_together_checks_references_and_restores_both() {
+    let Some(pg) = Pg::get() else { return };
+    let db = pg.create("bundle");
+    db.psql(
+        "CREATE TABLE uploads (id serial PRIMARY KEY, path text NOT NULL);
+         INSERT INTO uploads (path) VALUES ('media/avatars/1.jpg'), ('media/avatars/2.png'),
+             ('media/avatars/gone.jpg'), ('media/avatars/1.jpg');",
+    );
+    let env = Env::new();
+    let media = media(&env);
+    let config = env.path("strongbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[sets.maindb]
+source = "postgres"
+conninfo = "{db}"
+[sets.media]
+source = "files"
+path = "{media}"
+[sets.platform]
+source = "bundle"
+members = ["maindb", "media"]
+references = {{ database = "maindb", query = "SELECT path FROM uploads", files = "media", prefix = "media/" }}
+[sets.broken]
+source = "bundle"
+members = ["maindb", "media"]
+references = {{ database = "maindb", query = "SELECT no_such_column FROM uploads", files = "media" }}
+"#,
+            db = db.url_without_password(),
+            media = media.display()
+        ),
+    )
+    .unwrap();
+
+    let out = run(&env, &config, Some(&pg), &["backup", "platform", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "missing files warn, never fail: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("avatars/gone.jpg"),
+        "{}",
+        stderr(&out)
+    );
+    let record: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["source"], "bundle");
+    let refs = &record["stats"]["references"];
+    assert_eq!(refs["checked"], 3, "{refs}");
+    assert_eq!(refs["missing"], serde_json::json!(["avatars/gone.jpg"]));
+    assert_eq!(refs["missing_count"], 1);
+    assert_eq!(refs["orphans"], serde_json::json!(["orphan.txt"]));
+    let point = &record["restore_point"];
+    assert_eq!(
+        point["name"],
+        format!("strongbox-{}", record["id"].as_str().unwrap())
+    );
+    assert!(point["lsn"].as_str().unwrap().contains('/'), "{point}");
+    let members = record["members"].as_object().unwrap();
+    for set in ["maindb", "media"] {
+        let snapshots = succeeded(&run(&env, &config, None, &["snapshots", set, "--json"]));
+        assert_eq!(snapshots[0]["id"], members[set], "{set}: {snapshots}");
+    }
+
+    // Health names the missing file; verify checks every member.
+    let out = run(
+        &env,
+        &config,
+        None,
+        &[
+            "health",
+            "--set",
+            "platform",
+            "--json",
+            "--max-disk-usage",
+            "100",
+        ],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "references")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(check["status"], "warning");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("avatars/gone.jpg"),
+        "{check}"
+    );
+    let verified = succeeded(&run(
+        &env,
+        &config,
+        Some(&pg),
+        &["verify", "platform:latest", "--level", "deep", "--json"],
+    ));
+    assert_eq!(
+        verified["snapshots"].as_array().unwrap().len(),
+        3,
+        "{verified:#}"
+    );
+
+    // Restore both, exactly.
+    let target_db = pg.name("bundle_restored");
+    let target_dir = env.path("restored-media");
+    let db_target = format!("maindb={}", target_db.url_without_password());
+    let dir_target = format!("media={}", target_dir.display());
+    let missing = run(
+        &env,
+        &config,
+        Some(&pg),
+        &["restore", "platform:latest", "--target", &db_target],
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("member \"media\" has no target"),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(
+        !target_dir.exists(),
+        "nothing is written before every target is known"
+    );
+    succeeded(&run(
+        &env,
+        &config,
+        Some(&pg),
+        &[
+            "restore",
+            "platform:latest",
+            "--target",
+            &db_target,
+            "--target",
+            &dir_target,
+            "--json",
+        ],
+    ));
+    let rows = "SELECT string_agg(id || ':' || path, ',' ORDER BY id) FROM uploads";
+    assert_eq!(target_db.psql(rows), db.psql(rows));
+    assert_same_tree(&tree(&media), &tree(&target_dir));
+
+    // A member prune keeps what a bundle names.
+    succeeded(&run(&env, &config, Some(&pg), &["backup", "maindb"]));
+    let plan = succeeded(&run(
+        &env,
+        &config,
+        None,
+        &["prune", "maindb", "--keep-last", "1", "--dry-run", "--json"],
+    ));
+    let kept: Vec<&Value> = plan["keep"].as_array().unwrap().iter().collect();
+    let by_bundle = kept
+        .iter()
+        .find(|k| k["id"] == members["maindb"])
+        .unwrap_or_else(|| panic!("{plan:#}"));
+    assert!(
+        by_bundle["reasons"].to_string().contains("bundle platform"),
+        "{by_bundle}"
+    );
+
+    // A failing reference query fails the backup, names the database, not its password,
+    // and leaves no snapshot behind.
+    let before = succeeded(&run(&env, &config, None, &["snapshots", "--json"]));
+    let out = run(&env, &config, Some(&pg), &["backup", "broken"]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    assert!(
+        message.contains(&db.name) && message.contains("no_such_column"),
+        "{message}"
+    );
+    assert!(!message.contains(pg.password()), "{message}");
+    assert_eq!(
+        succeeded(&run(&env, &config, None, &["snapshots", "--json"])),
+        before
+    );
+}
+
+#[test]
+fn bad_bundles_are_refused_naming_the_set_and_write_nothing() {
+    let env = Env::new();
+    let media = media(&env);
+    let db = env.path("app.sqlite3");
+    let made = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("CREATE TABLE uploads (path); INSERT INTO uploads VALUES ('avatars/1.jpg');")
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let sets = format!(
+        "[sets.appdb]\nsource = \"sqlite\"\npath = \"{}\"\n[sets.media]\nsource = \"files\"\npath = \"{}\"\n",
+        db.display(),
+        media.display()
+    );
+    let config = env.path("strongbox.toml");
+    // Refused when the configuration is read.
+    for (bundle, expected) in [
+        ("members = [\"appdb\", \"nope\"]", "set \"platform\" has member \"nope\", which is not a configured set"),
+        ("members = [\"appdb\", \"platform\"]", "set \"platform\" is a member of itself"),
+        (
+            "members = [\"appdb\", \"media\"]\nreferences = { database = \"media\", query = \"SELECT 1\", files = \"media\" }",
+            "has references.database \"media\", which is not a PostgreSQL or SQLite member",
+        ),
+    ] {
+        std::fs::write(&config, format!("{sets}[sets.platform]\nsource = \"bundle\"\n{bundle}\n")).unwrap();
+        let out = run(&env, &config, None, &["backup", "platform"]);
+        assert_eq!(out.status.code(), Some(2), "{bundle}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expected), "{bundle}: {}", stderr(&out));
+    }
+    // Refused by the query's rows, inside the dump: the backup fails and no set gets a
+    // snapshot.
+    for (query, expected) in [
+        ("SELECT 42", "returned a integer value; it must return text"),
+        ("SELECT NULL", "returned a NULL"),
+        (
+            "SELECT '/etc/passwd'",
+            "returned an absolute path \"/etc/passwd\"",
+        ),
+        ("SELECT 'a/../../b'", "returned a path with \"..\""),
+        (
+            "SELECT path FROM no_such_table",
+            "no such table: no_such_table",
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!(
+                "{sets}[sets.platform]\nsource = \"bundle\"\nmembers = [\"appdb\", \"media\"]\n\
+                 references = {{ database = \"appdb\", query = \"{query}\", files = \"media\" }}\n"
+            ),
+        )
+        .unwrap();
+        let out = run(&env, &config, None, &["backup", "platform"]);
+        assert_eq!(out.status.code(), Some(1), "{query}: {}", stderr(&out));
+        let message = stderr(&out);
+        assert!(
+            message.contains(expected) && message.contains("app.sqlite3"),
+            "{query}: {message}"
+        );
+        let listed = env.run(&["snapshots", "--json"]);
+        let snapshots: Value = serde_json::from_slice(&listed.stdout).unwrap_or(Value::Null);
+        assert!(
+            snapshots.as_array().is_none_or(|s| s.is_empty()),
+            "{query}: {snapshots}"
+        );
+    }
+}
