@@ -7,7 +7,7 @@
 #   BENCH_SCALE=0.05 scripts/bench.sh      # quick run (sizes and counts x 0.05)
 #   BENCH_SECTIONS=s3,db scripts/bench.sh  # only some sections
 #
-# Sections (BENCH_SECTIONS, comma or space separated, default "files s3 db"):
+# Sections (BENCH_SECTIONS, comma or space separated, default "files s3 db refs"):
 #   files  ~1 GiB media tree + 100,000 small files: strongbox vs tar, restic, borg (below)
 #   s3     strongbox full backup of the media tree to s3://… and full restore from it, against
 #          a plain boto3 multipart upload/download of a file of the archive's size, on an
@@ -20,7 +20,10 @@
 #   BENCH_DIR     work dir (default /tmp/strongbox-bench): data/ (cached trees), run/, logs/, results.md
 #   BENCH_SCALE   size factor, default 1.0
 #   BENCH_SEED    data seed, default 42
-#   BENCH_SECTIONS  sections to run, default "files s3 db"
+#   refs   a bundle's reference cross-check: 1,000,000 x scale references in SQLite against a
+#          listing of as many entries (crates/engine/examples/bundle_references.rs; target
+#          under 10 s and 200 MB RSS at 1,000,000)
+#   BENCH_SECTIONS  sections to run, default "files s3 db refs"
 #   BENCH_TREES   files section: trees to run, default "media small"
 #   BENCH_TOOLS   files section: tools to run, default "strongbox tar restic borg"
 #   BENCH_DBS     db section: databases to run, default "postgres sqlite"
@@ -57,7 +60,7 @@ SCALE=${BENCH_SCALE:-1.0}
 SEED=${BENCH_SEED:-42}
 TREES=${BENCH_TREES:-"media small"}
 TOOLS=${BENCH_TOOLS:-"strongbox tar restic borg"}
-SECTIONS=${BENCH_SECTIONS:-"files s3 db"}
+SECTIONS=${BENCH_SECTIONS:-"files s3 db refs"}
 SECTIONS=${SECTIONS//,/ }
 DBS=${BENCH_DBS:-"postgres sqlite"}
 DBS=${DBS//,/ }
@@ -810,7 +813,7 @@ bench_sqlite() {
 main() {
     local sec
     for sec in $SECTIONS; do
-        case $sec in files | s3 | db) ;; *) die "unknown section '$sec' (files, s3, db)" ;; esac
+        case $sec in files | s3 | db | refs) ;; *) die "unknown section '$sec' (files, s3, db, refs)" ;; esac
     done
     for sec in $DBS; do
         case $sec in postgres | sqlite) ;; *) die "unknown database '$sec' (postgres, sqlite)" ;; esac
@@ -840,6 +843,13 @@ main() {
         done
     fi
     if section s3; then bench_s3; fi
+    if section refs; then
+        local n
+        n=$(awk -v s="$SCALE" 'BEGIN { printf "%d", 1000000 * s }')
+        log "bundle reference cross-check, $n references"
+        (cd "$ROOT" && cargo build --release --locked -q -p strongbox-engine --example bundle_references)
+        "$(dirname "$SB")/examples/bundle_references" "$n" | tee "$W/refs.txt" >&2
+    fi
     if section db; then
         if want_db postgres; then bench_postgres; fi
         if want_db sqlite; then bench_sqlite; fi
@@ -896,6 +906,12 @@ main() {
             echo "untimed between steps). restic always encrypts; borg runs with -e none; strongbox and"
             echo "tar do not encrypt. The plain tar + zstd restore extracts the full archive, i.e. the"
             echo "state before the 2 % change; every other restore is of the latest state."
+        fi
+        if section refs && [[ -s $W/refs.txt ]]; then
+            echo
+            echo "## bundle reference cross-check"
+            echo
+            cat "$W/refs.txt"
         fi
         if section s3; then
             echo

@@ -99,6 +99,11 @@ references = {{ database = "maindb", query = "SELECT no_such_column FROM uploads
     for set in ["maindb", "media"] {
         let snapshots = succeeded(&run(&env, &config, None, &["snapshots", set, "--json"]));
         assert_eq!(snapshots[0]["id"], members[set], "{set}: {snapshots}");
+        // Each member's own journal has the run, for its status and health.
+        let status = succeeded(&run(&env, &config, None, &["status", set, "--json"]));
+        let last = &status[0]["last_runs"]["backup"];
+        assert_eq!(last["snapshot"], members[set], "{set}: {status:#}");
+        assert_eq!(last["status"], "ok", "{set}: {status:#}");
     }
 
     // Health names the missing file; verify checks every member.

@@ -10,13 +10,13 @@ use std::time::Instant;
 use chrono::Utc;
 use strongbox_db_dump::{Error as DbError, SnapshotQuery};
 use strongbox_manifest::{
-    BundleStats, FileType, ReferenceCheck, RestorePoint, Snapshot, SnapshotId, SnapshotKind,
-    SourceError, SourceKind, Stats, FORMAT_VERSION,
+    BundleStats, Listing, ObjectRole, ReferenceCheck, RestorePoint, Snapshot, SnapshotId,
+    SnapshotKind, SourceError, SourceKind, Stats, FORMAT_VERSION,
 };
 use strongbox_storage::{host_name, layout};
 
 use crate::backup::Pending;
-use crate::journal::{Operation, RunStatus};
+use crate::journal::{Journal, Operation, RunStatus};
 use crate::source::{DumpSource, ObjectSink};
 use crate::spec::{BundleSpec, References, SetSpec, SourceSpec};
 use crate::{Engine, Error};
@@ -53,7 +53,30 @@ impl Engine {
         snapshot
     }
 
+    /// The bundle's backup, with a run-journal entry in each member set too, so that a
+    /// member's status and health see the backups the bundle made of it.
     fn bundle_locked(&self, spec: &SetSpec, bundle: &BundleSpec) -> Result<Snapshot, Error> {
+        let mut journals = Vec::new();
+        let result = self.bundle_members_locked(spec, bundle, &mut journals);
+        for (set, journal) in journals {
+            match &result {
+                Ok(record) => journal.finish(
+                    RunStatus::Ok,
+                    record.members.get(&set).map(|id| id.to_string()),
+                    None,
+                ),
+                Err(e) => journal.finish(RunStatus::Failed, None, Some(crate::error_chain(e))),
+            }
+        }
+        result
+    }
+
+    fn bundle_members_locked<'a>(
+        &'a self,
+        spec: &SetSpec,
+        bundle: &BundleSpec,
+        journals: &mut Vec<(String, Journal<'a>)>,
+    ) -> Result<Snapshot, Error> {
         let started = Instant::now();
         let time = spec.options.time.unwrap_or_else(Utc::now);
         let id = SnapshotId::generate(time);
@@ -84,21 +107,24 @@ impl Engine {
                 matches!(m.source.kind(), SourceKind::Postgres | SourceKind::Sqlite)
             });
         for (member, existing) in databases.into_iter().chain(files) {
+            journals.push((
+                member.set.clone(),
+                Journal::start(self, &member.set, Operation::Backup),
+            ));
             let options = crate::BackupOptions {
                 time: Some(time),
                 ..member.options.clone()
             };
             let record = match member.source.open_database()? {
                 Some(database) => {
-                    let query = bundle
+                    let wanted = bundle
                         .references
                         .as_ref()
-                        .filter(|r| r.database == member.set)
-                        .map(|r| reference_sql(member.source.kind(), r));
+                        .filter(|r| r.database == member.set);
+                    let query = wanted.map(|r| r.sql(member.source.kind()));
                     let wants_point =
                         member.source.kind() == SourceKind::Postgres && restore_point.is_none();
                     let mut out = BufWriter::new(&mut references);
-                    let prefix = bundle.references.as_ref().and_then(|r| r.prefix.clone());
                     let mut point = None;
                     let mut inside = |q: &mut dyn SnapshotQuery| -> Result<(), DbError> {
                         if wants_point {
@@ -106,7 +132,7 @@ impl Engine {
                         }
                         if let Some(sql) = &query {
                             q.for_each_text(sql, &mut |row| {
-                                let path = checked_path(row, prefix.as_deref())?;
+                                let path = wanted.map_or(Ok(row.to_string()), |r| r.path(row))?;
                                 writeln!(out, "{path}")
                                     .map_err(|e| format!("could not be kept: {e}"))
                             })?;
@@ -210,54 +236,56 @@ impl Engine {
         kept: &mut File,
     ) -> Result<ReferenceCheck, Error> {
         let started = Instant::now();
-        let listing = self.listing(files)?;
-        let mut paths: Vec<&str> = listing
-            .entries
-            .iter()
-            .filter(|e| e.kind == FileType::File)
-            .map(|e| e.path.as_str())
-            .collect();
-        paths.sort_unstable();
-        let io_error = |e| Error::Io {
-            operation: "reading the references of",
-            path: references.database.clone().into(),
-            source: e,
-        };
-        kept.rewind().map_err(io_error)?;
-        // The database sorted them; a collation that disagrees with byte order is caught
-        // on the way and the references are then sorted in memory instead.
-        let mut previous: Option<String> = None;
-        let mut unsorted = false;
-        let rows = BufReader::new(&mut *kept).lines().map(|line| {
-            let line = line.map_err(io_error)?;
-            unsorted |= previous.as_ref().is_some_and(|p| *p > line);
-            previous = Some(line.clone());
-            Ok::<_, Error>(line)
-        });
-        let mut check = ReferenceCheck::merge(rows, paths.iter().copied())?;
-        if unsorted {
-            check = self.sorted_check(kept, &paths, io_error)?;
-        }
+        let object = files
+            .object(ObjectRole::Listing)
+            .ok_or_else(|| Error::BadRecord {
+                id: files.id.to_string(),
+                reason: "a files snapshot record names no listing".to_string(),
+            })?;
+        let reader = self.repo.open_object(&object.key, Some(object))?;
+        let paths = Listing::file_paths(&object.key, BufReader::with_capacity(1 << 20, reader))?;
+        let mut check = check_references(paths, kept)?;
         check.database = references.database.clone();
         check.files = references.files.clone();
         check.millis = started.elapsed().as_millis() as u64;
         Ok(check)
     }
+}
 
-    fn sorted_check(
-        &self,
-        kept: &mut File,
-        paths: &[&str],
-        io_error: impl Fn(std::io::Error) -> Error,
-    ) -> Result<ReferenceCheck, Error> {
-        kept.rewind().map_err(&io_error)?;
-        let mut all = BufReader::new(&mut *kept)
-            .lines()
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(&io_error)?;
-        all.sort_unstable();
-        ReferenceCheck::merge(all.into_iter().map(Ok::<_, Error>), paths.iter().copied())
+/// Merge `kept`, references one per line as the database sorted them, with `paths`, the
+/// regular files of the files listing ([`Listing::file_paths`]), in one pass. A collation
+/// that disagrees with byte order is caught on the way, and the references are then sorted
+/// in memory instead.
+pub fn check_references(mut paths: Vec<String>, kept: &mut File) -> Result<ReferenceCheck, Error> {
+    paths.sort_unstable();
+    let io_error = |e| Error::Io {
+        operation: "reading back the references kept in",
+        path: std::env::temp_dir(),
+        source: e,
+    };
+    kept.rewind().map_err(io_error)?;
+    let mut previous: Option<String> = None;
+    let mut unsorted = false;
+    let rows = BufReader::new(&mut *kept).lines().map(|line| {
+        let line = line.map_err(io_error)?;
+        unsorted |= previous.as_ref().is_some_and(|p| *p > line);
+        previous = Some(line.clone());
+        Ok::<_, Error>(line)
+    });
+    let check = ReferenceCheck::merge(rows, paths.iter().map(String::as_str))?;
+    if !unsorted {
+        return Ok(check);
     }
+    kept.rewind().map_err(io_error)?;
+    let mut all = BufReader::new(&mut *kept)
+        .lines()
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(io_error)?;
+    all.sort_unstable();
+    ReferenceCheck::merge(
+        all.into_iter().map(Ok::<_, Error>),
+        paths.iter().map(String::as_str),
+    )
 }
 
 impl crate::Reader {
@@ -349,6 +377,19 @@ impl Engine {
             .into_iter()
             .map(|(member, mut restorer)| self.restore(member, restorer.as_mut(), options))
             .collect()
+    }
+}
+
+impl References {
+    /// The query as run on a database of `kind`: its paths stripped of `prefix` and
+    /// sorted in byte order by the database.
+    pub fn sql(&self, kind: SourceKind) -> String {
+        reference_sql(kind, self)
+    }
+
+    /// A row of the query as the files listing names it, or why it cannot be one.
+    pub fn path(&self, row: &str) -> Result<String, String> {
+        checked_path(row, self.prefix.as_deref())
     }
 }
 

@@ -63,6 +63,7 @@ mod verify;
 pub(crate) use error::error_chain;
 
 pub use alert::HealthAlert;
+pub use bundle::check_references;
 pub use engine::{Engine, Reader};
 pub use error::Error;
 pub use health::{HealthCheck, HealthOptions, HealthReport, HealthStatus};

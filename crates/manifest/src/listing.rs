@@ -97,6 +97,20 @@ impl Listing {
         Ok(listing)
     }
 
+    /// The paths of the regular files of a listing read from `reader` (its JSON), without
+    /// holding the listing or its text: for checks that need only the names.
+    pub fn file_paths(key: &str, reader: impl std::io::Read) -> Result<Vec<String>, Error> {
+        let corrupt = |reason: String| Error::Corrupt {
+            what: "listing",
+            key: key.to_string(),
+            reason,
+        };
+        let mut de = serde_json::Deserializer::from_reader(reader);
+        let paths = FilePaths::deserialize(&mut de).map_err(|e| corrupt(e.to_string()))?;
+        de.end().map_err(|e| corrupt(e.to_string()))?;
+        Ok(paths.0)
+    }
+
     /// Entries grouped by the snapshot whose archive holds them, oldest holder first.
     pub fn by_holder(&self) -> BTreeMap<&SnapshotId, Vec<&FileEntry>> {
         let mut groups: BTreeMap<&SnapshotId, Vec<&FileEntry>> = BTreeMap::new();
@@ -106,5 +120,132 @@ impl Listing {
             }
         }
         groups
+    }
+}
+
+/// A listing read for its regular files' paths alone.
+struct FilePaths(Vec<String>);
+
+impl<'de> Deserialize<'de> for FilePaths {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ListingVisitor)
+    }
+}
+
+struct ListingVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ListingVisitor {
+    type Value = FilePaths;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a strongbox files listing")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<FilePaths, A::Error> {
+        let mut paths = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "format" => {
+                    let format: String = map.next_value()?;
+                    if format != LISTING_FORMAT {
+                        return Err(serde::de::Error::custom(format!(
+                            "unknown format {format:?}"
+                        )));
+                    }
+                }
+                "entries" => paths = Some(map.next_value::<EntryPaths>()?.0),
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        paths
+            .map(FilePaths)
+            .ok_or_else(|| serde::de::Error::missing_field("entries"))
+    }
+}
+
+/// The entries array, keeping each regular file's path.
+struct EntryPaths(Vec<String>);
+
+impl<'de> Deserialize<'de> for EntryPaths {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = EntryPaths;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the listing's entries")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<EntryPaths, A::Error> {
+                #[derive(Deserialize)]
+                struct Named {
+                    path: String,
+                    #[serde(rename = "type")]
+                    kind: FileType,
+                }
+                let mut paths = Vec::new();
+                while let Some(entry) = seq.next_element::<Named>()? {
+                    if entry.kind == FileType::File {
+                        paths.push(entry.path);
+                    }
+                }
+                Ok(EntryPaths(paths))
+            }
+        }
+        d.deserialize_seq(Entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, kind: FileType) -> FileEntry {
+        FileEntry {
+            path: path.to_string(),
+            kind,
+            size: 1,
+            mode: 0o644,
+            mtime: 0,
+            sha256: None,
+            target: None,
+            holder: None,
+            ctime: 0,
+            inode: 0,
+        }
+    }
+
+    #[test]
+    fn file_paths_stream_only_the_regular_files() {
+        let listing = Listing::new(
+            SnapshotId::parse("20250101T000000Z-000000").unwrap(),
+            vec![
+                entry("a", FileType::Dir),
+                entry("a/x.jpg", FileType::File),
+                entry("a/link", FileType::Symlink),
+                entry("b.txt", FileType::File),
+            ],
+        );
+        let mut json = Vec::new();
+        listing.write_json(&mut json).unwrap();
+        let paths = Listing::file_paths("k", json.as_slice()).unwrap();
+        assert_eq!(paths, ["a/x.jpg", "b.txt"]);
+
+        for (bad, reason) in [
+            (r#"{"format":"other","entries":[]}"#, "unknown format"),
+            (r#"{"format":"strongbox-files"}"#, "entries"),
+            (r#"{"format":"strongbox-files","entries":[]} x"#, "trailing"),
+        ] {
+            let error = Listing::file_paths("k", bad.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(reason) && error.contains('k'),
+                "{bad}: {error}"
+            );
+        }
     }
 }
