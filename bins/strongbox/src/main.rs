@@ -527,15 +527,7 @@ impl App {
                 })?;
             }
             cli::ScheduleCommand::Install { target, user } => {
-                if jobs.is_empty() {
-                    bail!(
-                        "{} schedules nothing: give a set `schedule`, `verify_schedule` or `prune_schedule`",
-                        config_path.display()
-                    );
-                }
-                let binary = std::env::current_exe()
-                    .and_then(|p| p.canonicalize())
-                    .context("finding this program's path")?;
+                let binary = self.scheduled_binary(&config_path)?;
                 let mut written = Vec::new();
                 for (path, text) in target
                     .installation(user)
@@ -577,21 +569,27 @@ impl App {
         Ok(ExitCode::SUCCESS)
     }
 
-    fn daemon(&self, args: cli::DaemonArgs) -> Result<ExitCode> {
-        let config_path = self
-            .config_path
-            .as_deref()
-            .context("the daemon runs the configuration's schedules: give --config FILE")?;
-        let config_path = std::path::absolute(config_path)?;
+    /// This program's path, for the jobs that run it; an error when `config_path`
+    /// schedules nothing.
+    fn scheduled_binary(&self, config_path: &std::path::Path) -> Result<PathBuf> {
         if self.config.jobs().is_empty() {
             bail!(
                 "{} schedules nothing: give a set `schedule`, `verify_schedule` or `prune_schedule`",
                 config_path.display()
             );
         }
-        let binary = std::env::current_exe()
+        std::env::current_exe()
             .and_then(|p| p.canonicalize())
-            .context("finding this program's path")?;
+            .context("finding this program's path")
+    }
+
+    fn daemon(&self, args: cli::DaemonArgs) -> Result<ExitCode> {
+        let config_path = self
+            .config_path
+            .as_deref()
+            .context("the daemon runs the configuration's schedules: give --config FILE")?;
+        let config_path = std::path::absolute(config_path)?;
+        let binary = self.scheduled_binary(&config_path)?;
         let journal = match self.reader() {
             Ok(reader) => Some(reader),
             Err(e) => {

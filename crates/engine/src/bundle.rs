@@ -10,8 +10,8 @@ use std::time::Instant;
 use chrono::Utc;
 use strongbox_db_dump::{Error as DbError, SnapshotQuery};
 use strongbox_manifest::{
-    BundleStats, Listing, ObjectRole, ReferenceCheck, RestorePoint, Snapshot, SnapshotId,
-    SnapshotKind, SourceError, SourceKind, Stats, FORMAT_VERSION,
+    BundleStats, Listing, ReferenceCheck, RestorePoint, Snapshot, SnapshotId, SnapshotKind,
+    SourceError, SourceKind, Stats, FORMAT_VERSION,
 };
 use strongbox_storage::{host_name, layout};
 
@@ -236,12 +236,7 @@ impl Engine {
         kept: &mut File,
     ) -> Result<ReferenceCheck, Error> {
         let started = Instant::now();
-        let object = files
-            .object(ObjectRole::Listing)
-            .ok_or_else(|| Error::BadRecord {
-                id: files.id.to_string(),
-                reason: "a files snapshot record names no listing".to_string(),
-            })?;
+        let object = crate::engine::listing_object(files)?;
         let reader = self.repo.open_object(&object.key, Some(object))?;
         let paths = Listing::file_paths(&object.key, BufReader::with_capacity(1 << 20, reader))?;
         let mut check = check_references(paths, kept)?;

@@ -101,12 +101,7 @@ impl Reader {
                 reason: "it has no files listing".to_string(),
             });
         }
-        let object = snapshot
-            .object(ObjectRole::Listing)
-            .ok_or_else(|| Error::BadRecord {
-                id: snapshot.id.to_string(),
-                reason: "a files snapshot record names no listing".to_string(),
-            })?;
+        let object = listing_object(snapshot)?;
         let json = self
             .repo
             .read_object(&object.key, Some(object))
@@ -170,6 +165,16 @@ impl Reader {
         }
         result
     }
+}
+
+/// The listing object a files snapshot's record names.
+pub(crate) fn listing_object(snapshot: &Snapshot) -> Result<&strongbox_manifest::ObjectRef, Error> {
+    snapshot
+        .object(ObjectRole::Listing)
+        .ok_or_else(|| Error::BadRecord {
+            id: snapshot.id.to_string(),
+            reason: "a files snapshot record names no listing".to_string(),
+        })
 }
 
 /// Read and write access to a repository: backup, restore and prune, and everything a
