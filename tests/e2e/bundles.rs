@@ -135,16 +135,38 @@ references = {{ database = "maindb", query = "SELECT no_such_column FROM uploads
             .contains("avatars/gone.jpg"),
         "{check}"
     );
-    let verified = succeeded(&run(
-        &env,
-        &config,
-        Some(&pg),
-        &["verify", "platform:latest", "--level", "deep", "--json"],
-    ));
-    assert_eq!(
-        verified["snapshots"].as_array().unwrap().len(),
-        3,
-        "{verified:#}"
+    let scratch = pg.url("postgres");
+    let scratch_dir = env.path("").display().to_string();
+    let verify = [
+        "verify",
+        "platform:latest",
+        "--level",
+        "restore",
+        "--scratch-postgres",
+        &scratch,
+        "--scratch-dir",
+        &scratch_dir,
+        "--json",
+    ];
+    let verified = succeeded(&run(&env, &config, Some(&pg), &verify));
+    let reports = verified["snapshots"].as_array().unwrap();
+    assert_eq!(reports.len(), 3, "{verified:#}");
+    // The restore test of the database re-ran the reference query on its restored copy.
+    let db_report = reports
+        .iter()
+        .find(|r| r["id"] == members["maindb"])
+        .unwrap();
+    let recheck = db_report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "references")
+        .unwrap_or_else(|| panic!("{db_report:#}"));
+    assert_eq!(recheck["ok"], true, "{recheck}");
+    let detail = recheck["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("3 referenced, 1 missing, 1 orphan(s) on the restored copy, as recorded"),
+        "{detail}"
     );
 
     // Restore both, exactly.

@@ -124,6 +124,12 @@ pub trait DatabaseTarget {
         let _ = checks;
         Ok(Vec::new())
     }
+    /// Query the restored database: `inside` gets what a dump's snapshot gives a bundle
+    /// (its reference query, re-run on a restore test's copy).
+    fn query_restored(
+        &mut self,
+        inside: &mut dyn FnMut(&mut dyn SnapshotQuery) -> Result<(), Error>,
+    ) -> Result<(), Error>;
 }
 
 /// An operator's check of a restored database: a query and what it must return. Without

@@ -800,6 +800,18 @@ impl DatabaseTarget for PostgresTarget {
         Some(Box::new(self.as_source()))
     }
 
+    fn query_restored(
+        &mut self,
+        inside: &mut dyn FnMut(&mut dyn SnapshotQuery) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let session = Session::open(&self.conn)?;
+        inside(&mut PgQuery {
+            rt: &session.rt,
+            client: &session.client,
+            database: &self.conn.describe(),
+        })
+    }
+
     fn inspect(&mut self, checks: &[SqlCheck]) -> Result<Vec<Inspection>, Error> {
         let session = Session::open(&self.conn)?;
         let analyze = Inspection::timed(Probe::Integrity, || {

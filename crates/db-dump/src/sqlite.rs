@@ -401,6 +401,19 @@ impl DatabaseTarget for SqliteTarget {
         SourceKind::Sqlite
     }
 
+    fn query_restored(
+        &mut self,
+        inside: &mut dyn FnMut(&mut dyn SnapshotQuery) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let path = absolute(&self.path)?;
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| Error::sqlite("opening", &path, e))?;
+        inside(&mut SqliteQuery {
+            conn: &conn,
+            file: &path,
+        })
+    }
+
     fn inspect(&mut self, checks: &[SqlCheck]) -> Result<Vec<Inspection>, Error> {
         let path = absolute(&self.path)?;
         let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)

@@ -78,13 +78,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut kept = tempfile::tempfile()?;
     let mut out = BufWriter::new(&mut kept);
-    let sql = references.sql(SourceKind::Sqlite);
     let mut inside = |q: &mut dyn strongbox_db_dump::SnapshotQuery| {
-        q.for_each_text(&sql, &mut |row| {
-            let path = references.path(row)?;
-            writeln!(out, "{path}").map_err(|e| e.to_string())
-        })
-        .map(|_| ())
+        references.keep(q, SourceKind::Sqlite, &mut out)
     };
     SqliteSource::new(&db).dump_with(&mut std::io::sink(), &mut inside)?;
     out.flush()?;

@@ -121,7 +121,7 @@ impl Engine {
                         .references
                         .as_ref()
                         .filter(|r| r.database == member.set);
-                    let query = wanted.map(|r| r.sql(member.source.kind()));
+                    let kind = member.source.kind();
                     let wants_point =
                         member.source.kind() == SourceKind::Postgres && restore_point.is_none();
                     let mut out = BufWriter::new(&mut references);
@@ -130,14 +130,10 @@ impl Engine {
                         if wants_point {
                             point = q.restore_point(&point_name)?;
                         }
-                        if let Some(sql) = &query {
-                            q.for_each_text(sql, &mut |row| {
-                                let path = wanted.map_or(Ok(row.to_string()), |r| r.path(row))?;
-                                writeln!(out, "{path}")
-                                    .map_err(|e| format!("could not be kept: {e}"))
-                            })?;
+                        match wanted {
+                            Some(r) => r.keep(q, kind, &mut out),
+                            None => Ok(()),
                         }
-                        Ok(())
                     };
                     let mut source = DumpSource::new(database).with_inside(&mut inside);
                     let record =
@@ -236,10 +232,7 @@ impl Engine {
         kept: &mut File,
     ) -> Result<ReferenceCheck, Error> {
         let started = Instant::now();
-        let object = crate::engine::listing_object(files)?;
-        let reader = self.repo.open_object(&object.key, Some(object))?;
-        let paths = Listing::file_paths(&object.key, BufReader::with_capacity(1 << 20, reader))?;
-        let mut check = check_references(paths, kept)?;
+        let mut check = check_references(self.file_paths(files)?, kept)?;
         check.database = references.database.clone();
         check.files = references.files.clone();
         check.millis = started.elapsed().as_millis() as u64;
@@ -284,6 +277,16 @@ pub fn check_references(mut paths: Vec<String>, kept: &mut File) -> Result<Refer
 }
 
 impl crate::Reader {
+    /// The regular files of a files snapshot, streamed from its listing.
+    pub(crate) fn file_paths(&self, files: &Snapshot) -> Result<Vec<String>, Error> {
+        let object = crate::engine::listing_object(files)?;
+        let reader = self.repo.open_object(&object.key, Some(object))?;
+        Ok(Listing::file_paths(
+            &object.key,
+            BufReader::with_capacity(1 << 20, reader),
+        )?)
+    }
+
     /// A bundle's member snapshots, databases first; only `only` when given. A member
     /// snapshot that is gone is an error naming it.
     pub fn bundle_members(
@@ -385,6 +388,21 @@ impl References {
     /// A row of the query as the files listing names it, or why it cannot be one.
     pub fn path(&self, row: &str) -> Result<String, String> {
         checked_path(row, self.prefix.as_deref())
+    }
+
+    /// Run the query through `q` (a database of `kind`) and write its paths to `out`, one
+    /// per line, in the database's order.
+    pub fn keep(
+        &self,
+        q: &mut dyn SnapshotQuery,
+        kind: SourceKind,
+        out: &mut dyn Write,
+    ) -> Result<(), DbError> {
+        q.for_each_text(&self.sql(kind), &mut |row| {
+            let path = self.path(row)?;
+            writeln!(out, "{path}").map_err(|e| format!("could not be kept: {e}"))
+        })?;
+        Ok(())
     }
 }
 

@@ -79,6 +79,9 @@ pub enum CheckName {
     /// Every member snapshot a bundle record names exists (the members are verified as
     /// snapshots of their own sets).
     Members,
+    /// A bundle's reference query, re-run on the restored copy of its database, finds what
+    /// the bundle recorded.
+    References,
 }
 
 impl fmt::Display for CheckName {
@@ -94,6 +97,7 @@ impl fmt::Display for CheckName {
             CheckName::Indexes => "indexes",
             CheckName::Query => "query",
             CheckName::Members => "members",
+            CheckName::References => "references",
         })
     }
 }

@@ -1,4 +1,4 @@
-use strongbox_db_dump::{DatabaseTarget, Inspection, SqlCheck};
+use strongbox_db_dump::{DatabaseTarget, Error as DbError, Inspection, SnapshotQuery, SqlCheck};
 use strongbox_manifest::{ObjectRole, SourceKind, Stats};
 
 use super::{RestoreDetail, RestoreRun, Restored, Restorer};
@@ -26,6 +26,14 @@ impl DatabaseRestorer {
     /// restore test.
     pub fn inspect(&mut self, checks: &[SqlCheck]) -> Result<Vec<Inspection>, Error> {
         Ok(self.target.inspect(checks)?)
+    }
+
+    /// Query the restored database (see [`DatabaseTarget::query_restored`]).
+    pub fn query_restored(
+        &mut self,
+        inside: &mut dyn FnMut(&mut dyn SnapshotQuery) -> Result<(), DbError>,
+    ) -> Result<(), Error> {
+        Ok(self.target.query_restored(inside)?)
     }
 }
 

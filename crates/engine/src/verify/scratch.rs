@@ -10,12 +10,14 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use strongbox_archive::HashingReader;
 use strongbox_db_dump::{Claim, DatabaseTarget, PostgresTarget, Probe, SqliteTarget};
-use strongbox_manifest::{FileType, Listing, Snapshot, SourceKind, Stats};
+use strongbox_manifest::{
+    BundleStats, FileType, Listing, ReferenceCheck, Snapshot, SourceKind, Stats,
+};
 use strongbox_verify::{Check, CheckName};
 
 use super::VerifyOptions;
 use crate::restore::{DatabaseRestorer, DirectoryTarget};
-use crate::{error_chain, Reader};
+use crate::{error_chain, Error, Reader};
 
 /// Scratch databases are named `strongbox_verify_<set>_<UTC time>_<random>`.
 const SCRATCH_PREFIX: &str = "strongbox_verify_";
@@ -124,8 +126,86 @@ impl Reader {
                 })),
                 Err(e) => checks.push(Check::new(CheckName::Integrity, Err(error_chain(&e)))),
             }
+            checks.extend(self.recheck_references(snapshot, &mut restorer, options));
         }
         (checks, Some(restore_secs))
+    }
+}
+
+impl Reader {
+    /// When `snapshot` is the database member of a bundle whose references are configured,
+    /// re-run the reference query on its restored copy and compare with the bundle's record.
+    fn recheck_references(
+        &self,
+        snapshot: &Snapshot,
+        restorer: &mut DatabaseRestorer,
+        options: &VerifyOptions,
+    ) -> Option<Check> {
+        let bundles = self.snapshots(None).ok()?;
+        let (bundle, references) = bundles.iter().rev().find_map(|b| {
+            let r = options.references.get(&b.set)?;
+            (b.members.get(&snapshot.set) == Some(&snapshot.id) && r.database == snapshot.set)
+                .then_some((b, r))
+        })?;
+        let Stats::Bundle(BundleStats {
+            references: Some(recorded),
+        }) = &bundle.stats
+        else {
+            return None;
+        };
+        let started = Instant::now();
+        let found = (|| -> Result<ReferenceCheck, Error> {
+            let files_id =
+                bundle
+                    .members
+                    .get(&references.files)
+                    .ok_or_else(|| Error::BadBundle {
+                        set: bundle.set.clone(),
+                        reason: format!("the record names no member {:?}", references.files),
+                    })?;
+            let files = self
+                .snapshots(Some(&references.files))?
+                .into_iter()
+                .find(|s| &s.id == files_id)
+                .ok_or_else(|| Error::BadBundle {
+                    set: bundle.set.clone(),
+                    reason: format!("member snapshot {files_id} is gone"),
+                })?;
+            let mut kept = tempfile::tempfile().map_err(|e| Error::Io {
+                operation: "creating a temporary file for",
+                path: std::env::temp_dir(),
+                source: e,
+            })?;
+            {
+                let mut out = std::io::BufWriter::new(&mut kept);
+                restorer.query_restored(&mut |q| references.keep(q, snapshot.source, &mut out))?;
+                std::io::Write::flush(&mut out).map_err(|e| Error::Io {
+                    operation: "writing the references of",
+                    path: std::env::temp_dir(),
+                    source: e,
+                })?;
+            }
+            crate::check_references(self.file_paths(&files)?, &mut kept)
+        })();
+        let outcome = found.map_err(|e| error_chain(&e)).and_then(|found| {
+            let said = format!(
+                "bundle {} {}: {} referenced, {} missing, {} orphan(s)",
+                bundle.set, bundle.id, found.checked, found.missing_count, found.orphans_count
+            );
+            if (found.checked, found.missing_count, found.orphans_count)
+                == (recorded.checked, recorded.missing_count, recorded.orphans_count)
+            {
+                Ok(format!("{said} on the restored copy, as recorded"))
+            } else {
+                Err(format!(
+                    "{said} on the restored copy; the record says {} referenced, {} missing, {} orphan(s)",
+                    recorded.checked, recorded.missing_count, recorded.orphans_count
+                ))
+            }
+        });
+        let mut check = Check::new(CheckName::References, outcome);
+        check.duration_secs = started.elapsed().as_secs_f64();
+        Some(check)
     }
 }
 
