@@ -312,3 +312,50 @@ fn bad_bundles_are_refused_naming_the_set_and_write_nothing() {
         );
     }
 }
+
+#[test]
+fn pruning_a_bundle_releases_its_members_to_their_own_policies() {
+    let env = Env::new();
+    let media = media(&env);
+    let config = env.path("strongbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sets.media]\nsource = \"files\"\npath = \"{}\"\n\
+             [sets.platform]\nsource = \"bundle\"\nmembers = [\"media\"]\n",
+            media.display()
+        ),
+    )
+    .unwrap();
+    let first = succeeded(&run(&env, &config, None, &["backup", "platform", "--json"]));
+    succeeded(&run(&env, &config, None, &["backup", "platform", "--json"]));
+    let first_member = first["members"]["media"].clone();
+    let kept = |set: &str| -> Vec<Value> {
+        let plan = succeeded(&run(
+            &env,
+            &config,
+            None,
+            &["prune", set, "--keep-last", "1", "--dry-run", "--json"],
+        ));
+        plan["keep"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].clone())
+            .collect()
+    };
+    assert!(
+        kept("media").contains(&first_member),
+        "the first bundle still names it"
+    );
+    succeeded(&run(
+        &env,
+        &config,
+        None,
+        &["prune", "platform", "--keep-last", "1", "--json"],
+    ));
+    assert!(
+        !kept("media").contains(&first_member),
+        "its bundle record is gone"
+    );
+}
