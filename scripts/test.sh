@@ -42,7 +42,7 @@ wait_for_port() { # host port what
 log "checking tools"
 need_apt=()
 for tool in age:age zstd:zstd jq:jq sqlite3:sqlite3 tar:tar gzip:gzip sha256sum:coreutils \
-    script:bsdutils systemd-analyze:systemd; do
+    script:bsdutils systemd-analyze:systemd man:man-db dpkg-deb:dpkg; do
     command -v "${tool%%:*}" >/dev/null || need_apt+=("${tool#*:}")
 done
 command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)

@@ -11,6 +11,7 @@ mod files;
 mod harness;
 mod interrupt;
 mod operations;
+mod package;
 mod prune;
 mod recipe;
 mod s3;

@@ -376,7 +376,7 @@ fn health_flags_snapshots_the_keep_policy_would_forget_and_a_failed_verify() {
 
 /// `systemd-analyze ARGS`: its output, or `None` where systemd's tools are missing (then
 /// only outside CI: the CI machine has them).
-fn systemd_analyze(args: &[&str]) -> Option<Output> {
+pub(crate) fn systemd_analyze(args: &[&str]) -> Option<Output> {
     match std::process::Command::new("systemd-analyze")
         .args(args)
         .output()
@@ -627,4 +627,31 @@ fn prune_removes_old_journal_entries_but_each_operations_last_run() {
         "the last verify run went: {after:?}"
     );
     assert!(after.iter().any(|n| n.contains("-prune-")), "{after:?}");
+}
+
+#[test]
+fn status_html_writes_one_self_contained_dashboard() {
+    let env = Env::new();
+    let src = media(&env, 3);
+    for _ in 0..3 {
+        env.backup("media", &src, &[]);
+    }
+    let page = env.path("dashboard.html");
+    let page_arg = page.display().to_string();
+    crate::harness::succeeded(&env.run(&["status", "--html", &page_arg, "--json"]));
+    let html = fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.contains("name=\"viewport\""));
+    assert!(html.contains("<h2>media"), "a panel per set");
+    assert_eq!(
+        html.matches("<svg").count(),
+        3,
+        "stored, files and duration charts"
+    );
+    for external in ["src=", "href=", "http://", "https://", "@import"] {
+        assert!(!html.contains(external), "no external asset: {external}");
+    }
+    // Health shows: never verified, and (no max-disk-usage flag here) whatever the disk says;
+    // a set with snapshots but no verification is not critical.
+    assert!(html.contains("last verification</dt><dd>never"), "{html}");
+    assert!(!html.contains("set critical"), "{html}");
 }

@@ -20,8 +20,18 @@ Exit status: 0 success, 1 the operation failed, 2 usage error,
 /// Repositories: a local path, s3://bucket/prefix (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 /// AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL and AWS_ALLOW_HTTP=true for S3-compatible
 /// servers), gs://bucket/prefix (GOOGLE_* variables) or az://container/prefix (AZURE_*).
+/// `strongbox --version`: the version, the git commit and the build date.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("STRONGBOX_GIT_COMMIT"),
+    ", built ",
+    env!("STRONGBOX_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "strongbox", version, about, after_help = AFTER_HELP)]
+#[command(name = "strongbox", version = VERSION, about, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Repository: a path, file:///path, s3://bucket/prefix, gs://…, az://… or memory://. Default: ./backups.
     #[arg(long, global = true, env = "STRONGBOX_REPO", value_name = "URL")]
@@ -109,11 +119,16 @@ pub enum Command {
     /// Per set: the last snapshot, the last run of each operation, the last verification,
     /// the snapshot count, stored bytes, and when the data was last read by a verification.
     #[command(
-        after_help = "Examples:\n  strongbox status\n  strongbox status media maindb --json"
+        after_help = "Examples:\n  strongbox status\n  strongbox status media maindb --json\n  \
+        strongbox --config /etc/strongbox/strongbox.toml status --html /var/www/backups.html"
     )]
     Status {
         /// Only these sets (default: every set in the repository).
         sets: Vec<String>,
+        /// Also write a one-page dashboard to FILE: health, last snapshot and verification,
+        /// retention and charts of the last 90 snapshots per set; self-contained HTML.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Check the backups' health; exit 0 ok, 1 warning, 2 critical, 3 unknown (Nagios).
     #[command(after_help = "\
@@ -196,6 +211,24 @@ See docs/verification.md.")]
     /// Alerts (`[alerts]` in the configuration).
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "\
+Examples:
+  strongbox completions bash > /etc/bash_completion.d/strongbox
+  strongbox completions zsh > ~/.zfunc/_strongbox
+  strongbox completions fish > ~/.config/fish/completions/strongbox.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write a man page per command (strongbox.1, strongbox-backup.1, …) into DIR.
+    #[command(
+        after_help = "Example:\n  strongbox man /usr/local/share/man/man1 && man strongbox-restore"
+    )]
+    Man {
+        /// The directory (created when missing).
+        dir: PathBuf,
+    },
     /// Run the configured schedules in the foreground (containers, hosts without cron or
     /// systemd).
     #[command(after_help = "\

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use serde::Serialize;
 use strongbox_config::Config;
 use strongbox_engine::{
@@ -34,6 +34,23 @@ const EXIT_INCOMPLETE: u8 = 3;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    // `--version --json` before clap, which prints its version text and exits on --version.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() == 2
+        && args.iter().any(|a| a == "--json")
+        && args.iter().any(|a| a == "--version" || a == "-V")
+    {
+        println!(
+            "{}",
+            serde_json::json!({
+                "name": "strongbox",
+                "version": env!("CARGO_PKG_VERSION"),
+                "commit": env!("STRONGBOX_GIT_COMMIT"),
+                "build_date": env!("STRONGBOX_BUILD_DATE"),
+            })
+        );
+        return ExitCode::SUCCESS;
+    }
     let cli = Cli::parse();
     init_logging(&cli);
     let json = cli.json;
@@ -371,8 +388,14 @@ impl App {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Backup(args) => self.backup(args),
-            Command::Status { sets } => {
-                let statuses = self.reader()?.status(&sets)?;
+            Command::Status { sets, html } => {
+                let reader = self.reader()?;
+                if let Some(path) = html {
+                    let dashboard = reader.dashboard(&sets, &self.config.health_options())?;
+                    write_atomically(&path, dashboard.to_html().as_bytes())
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+                let statuses = reader.status(&sets)?;
                 self.print(&statuses, || output::status_text(&statuses))?;
                 Ok(ExitCode::SUCCESS)
             }
@@ -424,6 +447,20 @@ impl App {
             Command::Key(command) => self.key(command),
             Command::Notify(cli::NotifyCommand::Test) => self.notify_test(),
             Command::Daemon(args) => self.daemon(args),
+            Command::Completions { shell } => {
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "strongbox", &mut script);
+                std::io::Write::write_all(&mut std::io::stdout(), &script)
+                    .context("writing the completion script")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Man { dir } => {
+                let written = write_man_pages(&dir)?;
+                self.print(&written, || {
+                    format!("wrote {} man pages into {}", written.len(), dir.display())
+                })?;
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Schedule(command) => self.schedule(command),
             Command::Config(ConfigCommand::Check) => {
                 self.print(&self.config, || {
@@ -913,6 +950,31 @@ impl App {
             ExitCode::FAILURE
         })
     }
+}
+
+/// A man page per command and subcommand, `strongbox-<command>[-<subcommand>].1`.
+fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = Vec::new();
+    let mut root = Cli::command();
+    // Built, every subcommand knows its full name (`strongbox backup files`) for SYNOPSIS.
+    root.build();
+    let mut pending = vec![("strongbox".to_string(), root)];
+    while let Some((name, command)) = pending.pop() {
+        let command = command.display_name(name.clone());
+        for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+            pending.push((format!("{name}-{}", sub.get_name()), sub.clone()));
+        }
+        let path = dir.join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command)
+            .render(&mut page)
+            .with_context(|| format!("rendering {}", path.display()))?;
+        std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    written.sort();
+    Ok(written)
 }
 
 /// Write `path` through a temporary file beside it and a rename, so that a reader (a

@@ -38,4 +38,4 @@ pub use check::{
     SnapshotReport, VerifyLevel,
 };
 pub use error::Error;
-pub use report::Summary;
+pub use report::{escape as html_escape, Summary};
