@@ -396,37 +396,7 @@ fn unreadable_files_are_left_out_named_and_exit_3() {
         fs::Permissions::from_mode(0o000),
     )
     .unwrap();
-    // Root reads anything: run the backup as `nobody` then, on a repository it owns.
-    let as_root = rustix::process::geteuid().is_root();
-    if as_root {
-        fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        fs::create_dir_all(&env.repo).unwrap();
-        let nobody = std::process::Command::new("id")
-            .args(["-u", "nobody"])
-            .output()
-            .unwrap();
-        let uid: u32 = String::from_utf8_lossy(&nobody.stdout)
-            .trim()
-            .parse()
-            .unwrap();
-        rustix::fs::chown(
-            Path::new(&env.repo),
-            Some(rustix::process::Uid::from_raw(uid)),
-            None,
-        )
-        .unwrap();
-    }
-    let mut cmd = if as_root {
-        // A copy `nobody` can reach wherever the checkout lives.
-        let bin = env.path("strongbox");
-        fs::copy(crate::harness::bin(), &bin).unwrap();
-        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
-        let mut cmd = std::process::Command::new("runuser");
-        cmd.args(["-u", "nobody", "--"]).arg(bin);
-        cmd
-    } else {
-        std::process::Command::new(crate::harness::bin())
-    };
+    let mut cmd = crate::harness::unprivileged(&env);
     let out = cmd
         .args([
             "--repo",

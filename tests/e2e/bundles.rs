@@ -209,7 +209,12 @@ references = {{ database = "maindb", query = "SELECT no_such_column FROM uploads
     assert_same_tree(&tree(&media), &tree(&target_dir));
 
     // A member prune keeps what a bundle names.
-    succeeded(&run(&env, &config, Some(&pg), &["backup", "maindb"]));
+    succeeded(&run(
+        &env,
+        &config,
+        Some(&pg),
+        &["backup", "maindb", "--json"],
+    ));
     let plan = succeeded(&run(
         &env,
         &config,
@@ -358,4 +363,89 @@ fn pruning_a_bundle_releases_its_members_to_their_own_policies() {
         !kept("media").contains(&first_member),
         "its bundle record is gone"
     );
+}
+
+#[test]
+fn a_member_with_unreadable_files_makes_the_bundle_incomplete_and_says_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let media = media(&env);
+    write(&media.join("private/secret.jpg"), b"unreadable");
+    std::fs::set_permissions(
+        media.join("private/secret.jpg"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let config = env.path("strongbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sets.media]\nsource = \"files\"\npath = \"{}\"\n\
+             [sets.platform]\nsource = \"bundle\"\nmembers = [\"media\"]\n",
+            media.display()
+        ),
+    )
+    .unwrap();
+    let out = crate::harness::unprivileged(&env)
+        .args([
+            "--repo",
+            &env.repo,
+            "--config",
+            config.to_str().unwrap(),
+            "backup",
+            "platform",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("media:private/secret.jpg"),
+        "{}",
+        stderr(&out)
+    );
+    let record: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        record["errors"][0]["path"], "media:private/secret.jpg",
+        "{record:#}"
+    );
+    let status = succeeded(&run(&env, &config, None, &["status", "--json"]));
+    for set in status.as_array().unwrap() {
+        assert_eq!(
+            set["last_runs"]["backup"]["status"], "incomplete",
+            "{set:#}"
+        );
+    }
+}
+
+#[test]
+fn the_prefix_is_stripped_once() {
+    let env = Env::new();
+    let media = env.path("media");
+    write(&media.join("media/x.jpg"), b"nested");
+    write(&media.join("x.jpg"), b"top");
+    let db = env.path("app.sqlite3");
+    let made = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("CREATE TABLE uploads (path); INSERT INTO uploads VALUES ('media/media/x.jpg'), ('media/x.jpg');")
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let config = env.path("strongbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sets.appdb]\nsource = \"sqlite\"\npath = \"{}\"\n[sets.media]\nsource = \"files\"\npath = \"{}\"\n\
+             [sets.platform]\nsource = \"bundle\"\nmembers = [\"appdb\", \"media\"]\n\
+             references = {{ database = \"appdb\", query = \"SELECT path FROM uploads -- every upload\", files = \"media\", prefix = \"media/\" }}\n",
+            db.display(),
+            media.display()
+        ),
+    )
+    .unwrap();
+    let record = succeeded(&run(&env, &config, None, &["backup", "platform", "--json"]));
+    let refs = &record["stats"]["references"];
+    assert_eq!(refs["checked"], 2, "{refs}");
+    assert_eq!(refs["missing_count"], 0, "{refs}");
+    assert_eq!(refs["orphans_count"], 0, "{refs}");
 }

@@ -275,3 +275,34 @@ pub fn big_tree(root: &Path, count: usize, size: usize) {
 }
 
 pub use strongbox_test_support::service;
+
+/// The binary as `nobody` when the tests run as root (root reads any file, so unreadable
+/// files need another user), on a repository it owns; else the binary itself.
+pub fn unprivileged(env: &Env) -> std::process::Command {
+    if !rustix::process::geteuid().is_root() {
+        return std::process::Command::new(bin());
+    }
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir_all(&env.repo).unwrap();
+    let nobody = std::process::Command::new("id")
+        .args(["-u", "nobody"])
+        .output()
+        .unwrap();
+    let uid: u32 = String::from_utf8_lossy(&nobody.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    rustix::fs::chown(
+        Path::new(&env.repo),
+        Some(rustix::process::Uid::from_raw(uid)),
+        None,
+    )
+    .unwrap();
+    // A copy `nobody` can reach wherever the checkout lives.
+    let copy = env.path("strongbox");
+    fs::copy(bin(), &copy).unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = std::process::Command::new("runuser");
+    cmd.args(["-u", "nobody", "--"]).arg(copy);
+    cmd
+}

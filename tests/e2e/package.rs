@@ -81,8 +81,15 @@ fn the_debian_package_installs_man_pages_completions_units_and_keeps_its_config_
         );
     }
 
-    // A leftover of an interrupted run would make dpkg -i an upgrade: start clean.
-    let _ = sh("dpkg", &["--purge", "strongbox"]);
+    // Never touch a strongbox the machine really has installed (or its configuration).
+    if sh("dpkg", &["--status", "strongbox"]).status.success() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "a strongbox package is installed on this CI machine already; remove it first"
+        );
+        eprintln!("skipping: a strongbox package is installed here; not replacing it");
+        return;
+    }
     ok(&sh("dpkg", &["-i", &deb]), "dpkg -i");
     let version = ok(
         &sh("/usr/bin/strongbox", &["--version"]),

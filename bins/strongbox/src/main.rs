@@ -81,6 +81,7 @@ fn main() -> ExitCode {
     };
     let app = App {
         notifier,
+        identity: cli.identity.clone(),
         upload: UploadOptions {
             part_size: cli.part_size as usize * 1024 * 1024,
             concurrency: cli.upload_concurrency as usize,
@@ -237,6 +238,7 @@ struct App {
     quiet: bool,
     cancel: Cancel,
     unlock: Option<Unlock>,
+    identity: Option<PathBuf>,
     notifier: Arc<strongbox_alert::Notifier>,
 }
 
@@ -634,6 +636,17 @@ impl App {
                 None
             }
         };
+        // What flags told the daemon, the jobs are told through the environment.
+        let mut env = Vec::new();
+        if let Some(identity) = &self.identity {
+            env.push((
+                "STRONGBOX_IDENTITY".to_string(),
+                std::path::absolute(identity)?.display().to_string(),
+            ));
+        }
+        if let Some(class) = &self.config.storage_class {
+            env.push(("STRONGBOX_STORAGE_CLASS".to_string(), class.clone()));
+        }
         strongbox_config::Daemon::for_config(
             &self.config,
             journal.as_ref(),
@@ -641,6 +654,7 @@ impl App {
             config_path,
             args.stop_timeout,
         )
+        .with_env(env)
         .run(&self.cancel);
         Ok(ExitCode::SUCCESS)
     }

@@ -64,6 +64,17 @@ impl fmt::Debug for Email {
     }
 }
 
+/// A server URL as errors show it: a login written into it is hidden.
+fn without_login(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
 fn mailbox(address: &str) -> Result<Mailbox, Error> {
     address.parse().map_err(|source| Error::Address {
         address: address.to_string(),
@@ -76,7 +87,7 @@ impl Email {
     /// connecting.
     pub fn new(settings: EmailSettings) -> Result<Self, Error> {
         let bad = |reason| Error::SmtpUrl {
-            url: settings.server.clone(),
+            url: without_login(&settings.server),
             reason,
         };
         let (wrapped, rest) = match settings.server.split_once("://") {
@@ -105,6 +116,12 @@ impl Email {
         };
         if wrapped && settings.starttls {
             return Err(bad("smtps:// is TLS already; starttls applies to smtp://"));
+        }
+        let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+        if settings.username.is_some() && !wrapped && !settings.starttls && !loopback {
+            return Err(bad(
+                "a login over plain smtp:// sends the password in clear: set starttls = true or use smtps://",
+            ));
         }
         let tls = if wrapped || settings.starttls {
             let mut parameters = TlsParameters::builder(host.to_string());
@@ -146,7 +163,7 @@ impl Email {
             .collect::<Result<Vec<_>, _>>()?;
         if to.is_empty() {
             return Err(Error::SmtpUrl {
-                url: settings.server.clone(),
+                url: without_login(&settings.server),
                 reason: "no recipients: set `to`",
             });
         }
@@ -209,12 +226,16 @@ mod tests {
     }
 
     #[rstest]
-    #[case("smtp://mail", false, "email via smtp://mail:25 to ops@example.com")]
+    #[case(
+        "smtp://localhost",
+        false,
+        "email via smtp://localhost:25 to ops@example.com"
+    )]
     #[case("smtp://mail", true, "email via smtp://mail:587 to ops@example.com")]
     #[case("smtps://mail", false, "email via smtps://mail:465 to ops@example.com")]
     #[case(
         "smtp://mail:2525/",
-        false,
+        true,
         "email via smtp://mail:2525 to ops@example.com"
     )]
     fn servers(#[case] server: &str, #[case] starttls: bool, #[case] described: &str) {
@@ -228,6 +249,7 @@ mod tests {
     #[case("mail:25", false, "the scheme must be")]
     #[case("http://mail", false, "the scheme must be")]
     #[case("smtp://u:p@mail", false, "not in the URL")]
+    #[case("smtp://mail", false, "password in clear")]
     #[case("smtp://mail:port", false, "not a number")]
     #[case("smtps://mail", true, "TLS already")]
     #[case("smtp://", false, "expected smtp://host")]
@@ -236,6 +258,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains(reason), "{error}");
+        assert!(!error.contains("u:p"), "the login is hidden: {error}");
     }
 
     #[test]
@@ -249,7 +272,7 @@ mod tests {
 
     #[test]
     fn bad_address_is_named() {
-        let mut bad = settings("smtp://mail", false);
+        let mut bad = settings("smtp://localhost", false);
         bad.to = vec!["not an address".into()];
         let error = Email::new(bad).unwrap_err().to_string();
         assert!(error.contains("\"not an address\""), "{error}");

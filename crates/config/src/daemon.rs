@@ -53,20 +53,19 @@ impl<Tz: TimeZone> Timetable<Tz> {
         Timetable { entries }
     }
 
-    /// The jobs to start now: those due (or waiting) whose set runs nothing (`busy`), at
-    /// most one per set. Times that passed while a job waited count once.
+    /// The jobs to start now: those due (or waiting) none of whose sets (`Job::locks`: a
+    /// bundle's members too) is `busy` or being started. Times that passed while a job
+    /// waited count once.
     pub fn due(&mut self, now: &DateTime<Tz>, busy: &HashSet<String>) -> Vec<Job> {
-        let mut starting: HashSet<String> = HashSet::new();
+        let mut taken: HashSet<String> = busy.clone();
         let mut jobs = Vec::new();
         for entry in &mut self.entries {
             if entry.next.as_ref().is_some_and(|next| next <= now) {
                 entry.pending = true;
                 entry.next = entry.job.cron.next_after(now);
             }
-            if entry.pending
-                && !busy.contains(&entry.job.set)
-                && starting.insert(entry.job.set.clone())
-            {
+            if entry.pending && entry.job.locks.iter().all(|s| !taken.contains(s)) {
+                taken.extend(entry.job.locks.iter().cloned());
                 entry.pending = false;
                 jobs.push(entry.job.clone());
             }
@@ -87,6 +86,7 @@ pub struct Daemon {
     binary: PathBuf,
     config: PathBuf,
     repo: Option<String>,
+    env: Vec<(String, String)>,
     stop_timeout: Duration,
 }
 
@@ -114,6 +114,7 @@ impl Daemon {
             binary,
             config,
             repo: None,
+            env: Vec::new(),
             stop_timeout,
         }
     }
@@ -139,6 +140,13 @@ impl Daemon {
         }
     }
 
+    /// Give every job these environment variables too (what the daemon was told by flags:
+    /// `STRONGBOX_IDENTITY`, `STRONGBOX_STORAGE_CLASS`).
+    pub fn with_env(mut self, env: Vec<(String, String)>) -> Self {
+        self.env = env;
+        self
+    }
+
     /// Run jobs as they come due until `stop` is set; then let the running ones finish (up
     /// to the stop timeout, then ask them to stop, then kill them) and return.
     pub fn run(mut self, stop: &Cancel) {
@@ -148,7 +156,10 @@ impl Daemon {
         }
         while !stop.is_cancelled() {
             reap(&mut running);
-            let busy: HashSet<String> = running.iter().map(|r| r.job.set.clone()).collect();
+            let busy: HashSet<String> = running
+                .iter()
+                .flat_map(|r| r.job.locks.iter().cloned())
+                .collect();
             for job in self.timetable.due(&Local::now(), &busy) {
                 if let Some(started) = self.start(job) {
                     running.push(started);
@@ -180,9 +191,7 @@ impl Daemon {
                 r.job.operation,
                 r.job.set
             );
-            if let Some(pid) = rustix::process::Pid::from_raw(r.child.id() as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
+            signal_group(&r.child, rustix::process::Signal::TERM);
         }
         let deadline = Instant::now() + KILL_AFTER;
         while !running.is_empty() && Instant::now() < deadline {
@@ -191,7 +200,7 @@ impl Daemon {
         }
         for mut r in running {
             tracing::warn!("killing {} of {}", r.job.operation, r.job.set);
-            let _ = r.child.kill();
+            signal_group(&r.child, rustix::process::Signal::KILL);
             let _ = r.child.wait();
         }
     }
@@ -201,6 +210,7 @@ impl Daemon {
         if let Some(repo) = &self.repo {
             command.env("STRONGBOX_REPO", repo);
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let spawned = command
             .arg("--config")
             .arg(&self.config)
@@ -236,6 +246,13 @@ impl Daemon {
                 None
             }
         }
+    }
+}
+
+/// Signal a job and what it started (pg_dump, pg_restore): it leads its process group.
+fn signal_group(child: &Child, signal: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process_group(pid, signal);
     }
 }
 
@@ -290,6 +307,7 @@ mod tests {
             operation,
             cron: cron.parse().unwrap(),
             args: vec![operation.to_string(), set.to_string()],
+            locks: vec![set.to_string()],
         }
     }
 
@@ -345,5 +363,28 @@ mod tests {
             ["prune media", "backup db"]
         );
         assert!(table.due(&at("2026-12-01 02:02"), &busy).is_empty());
+    }
+
+    #[test]
+    fn a_bundle_and_its_members_do_not_run_at_once() {
+        let now = at("2026-12-01 01:59");
+        let mut bundle = job("platform", Operation::Backup, "0 2 * * *");
+        bundle.locks = vec!["platform".into(), "maindb".into(), "media".into()];
+        let jobs = vec![bundle, job("maindb", Operation::Backup, "0 2 * * *")];
+        let mut table = Timetable::new(jobs, &now, |_| None);
+        let none = HashSet::new();
+        assert_eq!(
+            names(&table.due(&at("2026-12-01 02:00"), &none)),
+            ["backup platform"]
+        );
+        let bundle_running: HashSet<String> =
+            ["platform", "maindb", "media"].map(String::from).into();
+        assert!(table
+            .due(&at("2026-12-01 02:01"), &bundle_running)
+            .is_empty());
+        assert_eq!(
+            names(&table.due(&at("2026-12-01 02:09"), &none)),
+            ["backup maindb"]
+        );
     }
 }

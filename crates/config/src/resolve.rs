@@ -35,9 +35,8 @@ impl Config {
         }
     }
 
-    /// How to verify at `level` by the configuration: `[verify] scratch_postgres`, each
-    /// set's `verify_checks` and each bundle's `references` (scratch space given on the
-    /// command line goes on top).
+    /// How to verify at `level` by the configuration: `[verify] scratch_postgres` and each
+    /// set's `verify_checks` (scratch space given on the command line goes on top).
     pub fn verify_options(&self, level: VerifyLevel) -> VerifyOptions {
         VerifyOptions {
             level,
@@ -46,14 +45,6 @@ impl Config {
                 .sets
                 .iter()
                 .map(|(name, set)| (name.clone(), set.verify_checks.clone()))
-                .collect(),
-            references: self
-                .sets
-                .iter()
-                .filter_map(|(name, set)| match &set.source {
-                    SourceSpec::Bundle(bundle) => Some((name.clone(), bundle.references.clone()?)),
-                    _ => None,
-                })
                 .collect(),
             ..VerifyOptions::default()
         }

@@ -6,9 +6,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Timelike};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveTime, TimeZone, Timelike};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use strongbox_engine::Operation;
+use strongbox_engine::{Operation, SourceSpec};
 
 use crate::Config;
 
@@ -56,23 +56,24 @@ impl Cron {
         minutes & 1 << time.minute() != 0 && hours & 1 << time.hour() != 0
     }
 
-    /// The first time after `after` that the expression names, in `after`'s time zone
-    /// (local times a DST change skips are skipped, as cron does). None past five years.
+    /// The first time after `after` that the expression names, in `after`'s time zone. A
+    /// local time a DST change skips runs an hour later that day; one that happens twice
+    /// runs the first time. None past five years.
     pub fn next_after<Tz: TimeZone>(&self, after: &DateTime<Tz>) -> Option<DateTime<Tz>> {
         let start = after.naive_local();
-        let first = start.date();
-        for day in first.iter_days().take(5 * 366) {
+        for day in start.date().iter_days().take(5 * 366) {
             if !self.matches_day(day) {
                 continue;
             }
             for minute in 0..24 * 60 {
                 let time = NaiveTime::from_hms_opt(minute / 60, minute % 60, 0)?;
                 let at = day.and_time(time);
-                if at <= start || !self.matches_time(time) {
+                if at <= start - chrono::Duration::hours(2) || !self.matches_time(time) {
                     continue;
                 }
-                if let Some(local) = after.timezone().from_local_datetime(&at).earliest() {
-                    return Some(local);
+                match instant(&after.timezone(), at) {
+                    Some(local) if local > *after => return Some(local),
+                    _ => {}
                 }
             }
         }
@@ -88,17 +89,29 @@ impl Cron {
                 for minute in (0..24 * 60).rev() {
                     let time = NaiveTime::from_hms_opt(minute / 60, minute % 60, 0)?;
                     let candidate = day.and_time(time);
-                    if candidate > end || !self.matches_time(time) {
+                    if candidate > end + chrono::Duration::hours(2) || !self.matches_time(time) {
                         continue;
                     }
-                    if let Some(local) = at.timezone().from_local_datetime(&candidate).earliest() {
-                        return Some(local);
+                    match instant(&at.timezone(), candidate) {
+                        Some(local) if local <= *at => return Some(local),
+                        _ => {}
                     }
                 }
             }
             day = day.pred_opt()?;
         }
         None
+    }
+}
+
+/// The instant a local time names: the first of two (the hour a DST change repeats), or,
+/// for one the change skips, an hour later (02:30 → 03:30: the job still runs that day).
+fn instant<Tz: TimeZone>(tz: &Tz, local: chrono::NaiveDateTime) -> Option<DateTime<Tz>> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t),
+        LocalResult::None => tz
+            .from_local_datetime(&(local + chrono::Duration::hours(1)))
+            .earliest(),
     }
 }
 
@@ -311,6 +324,9 @@ pub struct Job {
     pub cron: Cron,
     /// The strongbox arguments after `--config FILE`.
     pub args: Vec<String>,
+    /// The sets it locks while it runs: its own, and a bundle backup's members.
+    #[serde(skip)]
+    pub locks: Vec<String>,
 }
 
 impl Job {
@@ -354,11 +370,18 @@ impl Config {
             ];
             for (cron, operation, args) in wanted {
                 if let Some(cron) = cron {
+                    let mut locks = vec![name.clone()];
+                    if let (Operation::Backup, SourceSpec::Bundle(bundle)) =
+                        (operation, &set.source)
+                    {
+                        locks.extend(bundle.members.iter().cloned());
+                    }
                     jobs.push(Job {
                         set: name.clone(),
                         operation,
                         cron: cron.clone(),
                         args,
+                        locks,
                     });
                 }
             }
@@ -602,6 +625,34 @@ mod tests {
                 "{text} before {now}"
             );
         }
+    }
+
+    #[test]
+    fn daylight_saving_changes_neither_skip_nor_repeat_a_run() {
+        use chrono_tz::Europe::Berlin;
+        let at = |text: &str| {
+            Berlin
+                .from_local_datetime(
+                    &chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap(),
+                )
+                .earliest()
+                .unwrap()
+        };
+        // 29 March 2026: 02:00 becomes 03:00. 25 October 2026: 03:00 becomes 02:00 again.
+        let daily: Cron = "30 2 * * *".parse().unwrap();
+        let skipped = daily.next_after(&at("2026-03-29 01:00")).unwrap();
+        assert_eq!(
+            skipped.naive_local().to_string(),
+            "2026-03-29 03:30:00",
+            "run that day"
+        );
+        let first = daily.next_after(&at("2026-10-25 01:00")).unwrap();
+        assert_eq!(first.naive_local().to_string(), "2026-10-25 02:30:00");
+        // Once, not again when 02:30 comes round a second time.
+        let later = first + chrono::Duration::minutes(45);
+        let next = daily.next_after(&later).unwrap();
+        assert_eq!(next.naive_local().to_string(), "2026-10-26 02:30:00");
+        assert_eq!(daily.last_at_or_before(&later), Some(first));
     }
 
     #[test]

@@ -70,8 +70,9 @@ pub trait DatabaseSource {
     fn dump(&mut self, out: &mut dyn Write) -> Result<DatabaseStats, Error> {
         self.dump_with(out, &mut |_| Ok(()))
     }
-    /// [`DatabaseSource::dump`], calling `inside` in the dump's snapshot before the dump is
-    /// written, so that what it queries is exactly what the dump holds.
+    /// [`DatabaseSource::dump`], calling `inside` in the dump's snapshot (PostgreSQL: right
+    /// after it is exported) before the dump is written, so that what it queries is exactly
+    /// what the dump holds.
     fn dump_with(
         &mut self,
         out: &mut dyn Write,

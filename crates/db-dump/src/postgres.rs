@@ -293,12 +293,14 @@ impl DatabaseSource for PostgresSource {
                 server_major: server_major.to_string(),
             });
         }
-        let tables = count_tables(rt, &transaction, conn)?;
+        // Right after the export: a restore point made here is the dump's moment (counting
+        // a large database takes minutes).
         inside(&mut PgQuery {
             rt,
             client: &transaction,
             database: &database,
         })?;
+        let tables = count_tables(rt, &transaction, conn)?;
         tracing::info!(%database, %snapshot, tables = tables.len(), "dumping");
 
         let mut child = pg_dump

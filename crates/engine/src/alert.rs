@@ -133,6 +133,10 @@ impl Reader {
                 }
                 let deliveries = self.deliver(set, &alert);
                 delivered = deliveries.iter().any(|d| d.ok);
+                // A recovery nobody received is sent again next time: the state stays bad.
+                // (A bad state not delivered keeps no `sent`, so it is sent again anyway.)
+                let unreceived_recovery =
+                    event == Event::Recovery && !deliveries.is_empty() && !delivered;
                 if !deliveries.is_empty() {
                     sent.push(HealthAlert {
                         set: set.map(str::to_string),
@@ -140,6 +144,9 @@ impl Reader {
                         reminder,
                         deliveries,
                     });
+                }
+                if unreceived_recovery {
+                    continue;
                 }
             }
             let next = ScopeState {

@@ -42,14 +42,7 @@ impl Engine {
             set,
             Operation::Backup,
             || self.backup_locked(set, source, options),
-            |snapshot| {
-                let status = if snapshot.errors.is_empty() {
-                    RunStatus::Ok
-                } else {
-                    RunStatus::Incomplete
-                };
-                (status, Some(snapshot.id.to_string()))
-            },
+            |snapshot| (run_status(snapshot), Some(snapshot.id.to_string())),
         )
     }
 
@@ -146,5 +139,14 @@ impl Engine {
             records.push(record);
         }
         Ok(records)
+    }
+}
+
+/// How a backup run ended: incomplete when entries could not be read.
+pub(crate) fn run_status(snapshot: &Snapshot) -> RunStatus {
+    if snapshot.errors.is_empty() {
+        RunStatus::Ok
+    } else {
+        RunStatus::Incomplete
     }
 }

@@ -15,7 +15,7 @@ use strongbox_manifest::{
 };
 use strongbox_storage::{host_name, layout};
 
-use crate::backup::Pending;
+use crate::backup::{run_status, Pending};
 use crate::journal::{Journal, Operation, RunStatus};
 use crate::source::{DumpSource, ObjectSink};
 use crate::spec::{BundleSpec, References, SetSpec, SourceSpec};
@@ -47,7 +47,7 @@ impl Engine {
             &spec.set,
             Operation::Backup,
             || self.bundle_locked(spec, bundle),
-            |snapshot| (RunStatus::Ok, Some(snapshot.id.to_string())),
+            |snapshot| (run_status(snapshot), Some(snapshot.id.to_string())),
         );
         drop(locks);
         snapshot
@@ -60,11 +60,22 @@ impl Engine {
         let result = self.bundle_members_locked(spec, bundle, &mut journals);
         for (set, journal) in journals {
             match &result {
-                Ok(record) => journal.finish(
-                    RunStatus::Ok,
-                    record.members.get(&set).map(|id| id.to_string()),
-                    None,
-                ),
+                Ok(record) => {
+                    let unreadable = record
+                        .errors
+                        .iter()
+                        .any(|e| e.path.starts_with(&format!("{set}:")));
+                    let status = if unreadable {
+                        RunStatus::Incomplete
+                    } else {
+                        RunStatus::Ok
+                    };
+                    journal.finish(
+                        status,
+                        record.members.get(&set).map(|id| id.to_string()),
+                        None,
+                    )
+                }
                 Err(e) => journal.finish(RunStatus::Failed, None, Some(crate::error_chain(e))),
             }
         }
@@ -209,7 +220,16 @@ impl Engine {
             objects: Vec::new(),
             stats: Stats::Bundle(BundleStats { references: check }),
             duration_secs: started.elapsed().as_secs_f64(),
-            errors: Vec::new(),
+            // A member's unreadable entries make the bundle incomplete too, named by member.
+            errors: pending
+                .iter()
+                .flat_map(|p| {
+                    p.record.errors.iter().map(|e| SourceError {
+                        path: format!("{}:{}", p.record.set, e.path),
+                        message: e.message.clone(),
+                    })
+                })
+                .collect(),
             warnings,
             members,
             restore_point,
@@ -235,6 +255,8 @@ impl Engine {
         let mut check = check_references(self.file_paths(files)?, kept)?;
         check.database = references.database.clone();
         check.files = references.files.clone();
+        check.query = references.query.clone();
+        check.prefix = references.prefix.clone();
         check.millis = started.elapsed().as_millis() as u64;
         Ok(check)
     }
@@ -385,9 +407,15 @@ impl References {
         reference_sql(kind, self)
     }
 
-    /// A row of the query as the files listing names it, or why it cannot be one.
-    pub fn path(&self, row: &str) -> Result<String, String> {
-        checked_path(row, self.prefix.as_deref())
+    /// The references a bundle recorded, to run again (a restore test), when the record
+    /// says what they were.
+    pub fn recorded(check: &ReferenceCheck) -> Option<References> {
+        (!check.query.is_empty()).then(|| References {
+            database: check.database.clone(),
+            query: check.query.clone(),
+            files: check.files.clone(),
+            prefix: check.prefix.clone(),
+        })
     }
 
     /// Run the query through `q` (a database of `kind`) and write its paths to `out`, one
@@ -399,7 +427,7 @@ impl References {
         out: &mut dyn Write,
     ) -> Result<(), DbError> {
         q.for_each_text(&self.sql(kind), &mut |row| {
-            let path = self.path(row)?;
+            let path = checked_path(row)?;
             writeln!(out, "{path}").map_err(|e| format!("could not be kept: {e}"))
         })?;
         Ok(())
@@ -425,12 +453,13 @@ fn reference_sql(kind: SourceKind, references: &References) -> String {
         SourceKind::Postgres => format!("({path})::text COLLATE \"C\""),
         _ => path.clone(),
     };
-    format!("WITH q(p) AS ({query}) SELECT {path} FROM q ORDER BY {order}")
+    // The newline: a query ending in a `--` comment must not swallow the parenthesis.
+    format!("WITH q(p) AS ({query}\n) SELECT {path} FROM q ORDER BY {order}")
 }
 
-/// A referenced path as the files listing names it: relative, no `..`, one line.
-fn checked_path(row: &str, prefix: Option<&str>) -> Result<String, String> {
-    let path = prefix.and_then(|p| row.strip_prefix(p)).unwrap_or(row);
+/// A referenced path (the query stripped the prefix) as the files listing names it:
+/// relative, no `..`, one line.
+fn checked_path(path: &str) -> Result<String, String> {
     if path.is_empty() {
         return Err("returned an empty path".to_string());
     }
@@ -536,17 +565,15 @@ mod tests {
     #[test]
     fn referenced_paths_are_relative_and_stay_inside() {
         let cases = [
-            ("a/b.jpg", None, Ok("a/b.jpg")),
-            ("media/a.jpg", Some("media/"), Ok("a.jpg")),
-            ("other/a.jpg", Some("media/"), Ok("other/a.jpg")),
-            ("/srv/a.jpg", None, Err("absolute path")),
-            ("a/../../etc/passwd", None, Err("\"..\"")),
-            ("", None, Err("empty path")),
-            ("media/", Some("media/"), Err("empty path")),
-            ("a\nb", None, Err("newline")),
+            ("a/b.jpg", Ok("a/b.jpg")),
+            ("media/media/a.jpg", Ok("media/media/a.jpg")),
+            ("/srv/a.jpg", Err("absolute path")),
+            ("a/../../etc/passwd", Err("\"..\"")),
+            ("", Err("empty path")),
+            ("a\nb", Err("newline")),
         ];
-        for (row, prefix, expected) in cases {
-            match (checked_path(row, prefix), expected) {
+        for (row, expected) in cases {
+            match (checked_path(row), expected) {
                 (Ok(path), Ok(want)) => assert_eq!(path, want, "{row:?}"),
                 (Err(e), Err(want)) => assert!(e.contains(want), "{row:?}: {e}"),
                 (got, want) => panic!("{row:?}: {got:?}, expected {want:?}"),
@@ -564,14 +591,14 @@ mod tests {
         };
         assert_eq!(
             reference_sql(SourceKind::Postgres, &r),
-            "WITH q(p) AS (SELECT path FROM uploads) SELECT CASE WHEN substr(p, 1, 5) = 'it''s/' \
+            "WITH q(p) AS (SELECT path FROM uploads\n) SELECT CASE WHEN substr(p, 1, 5) = 'it''s/' \
              THEN substr(p, 6) ELSE p END FROM q ORDER BY (CASE WHEN substr(p, 1, 5) = 'it''s/' \
              THEN substr(p, 6) ELSE p END)::text COLLATE \"C\""
         );
         let plain = References { prefix: None, ..r };
         assert_eq!(
             reference_sql(SourceKind::Sqlite, &plain),
-            "WITH q(p) AS (SELECT path FROM uploads) SELECT p FROM q ORDER BY p"
+            "WITH q(p) AS (SELECT path FROM uploads\n) SELECT p FROM q ORDER BY p"
         );
     }
 }

@@ -170,6 +170,12 @@ pub struct ReferenceCheck {
     pub database: String,
     /// The files member compared against.
     pub files: String,
+    /// The query, as configured when the bundle was taken (a restore test re-runs it).
+    #[serde(default)]
+    pub query: String,
+    /// The prefix stripped from its paths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
     /// Distinct paths the query returned.
     pub checked: u64,
     /// Paths referenced but absent from the files snapshot.

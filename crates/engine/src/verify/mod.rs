@@ -31,9 +31,7 @@ pub struct VerifyOptions {
     pub scratch_postgres: Option<String>,
     /// Per set, the operator's queries a restore test runs against the restored database.
     pub checks: BTreeMap<String, Vec<SqlCheck>>,
-    /// Per bundle set, its reference cross-check, re-run by a restore test on the restored
-    /// copy of the bundle's database member.
-    pub references: BTreeMap<String, crate::References>,
+
     /// Deep verification on a budget: read about this many stored bytes, the objects
     /// verified least recently first, instead of every snapshot whole.
     pub budget: Option<u64>,
@@ -52,7 +50,6 @@ impl std::fmt::Debug for VerifyOptions {
                     .map(strongbox_db_dump::redact_conninfo),
             )
             .field("checks", &self.checks)
-            .field("references", &self.references)
             .field("budget", &self.budget)
             .finish()
     }

@@ -126,33 +126,32 @@ impl Reader {
                 })),
                 Err(e) => checks.push(Check::new(CheckName::Integrity, Err(error_chain(&e)))),
             }
-            checks.extend(self.recheck_references(snapshot, &mut restorer, options));
+            checks.extend(self.recheck_references(snapshot, &mut restorer));
         }
         (checks, Some(restore_secs))
     }
 }
 
 impl Reader {
-    /// When `snapshot` is the database member of a bundle whose references are configured,
-    /// re-run the reference query on its restored copy and compare with the bundle's record.
+    /// When `snapshot` is the database member of a bundle that checked references, re-run
+    /// the query the bundle recorded on the restored copy and compare with its counts.
     fn recheck_references(
         &self,
         snapshot: &Snapshot,
         restorer: &mut DatabaseRestorer,
-        options: &VerifyOptions,
     ) -> Option<Check> {
         let bundles = self.snapshots(None).ok()?;
-        let (bundle, references) = bundles.iter().rev().find_map(|b| {
-            let r = options.references.get(&b.set)?;
+        let (bundle, recorded, references) = bundles.iter().rev().find_map(|b| {
+            let Stats::Bundle(BundleStats {
+                references: Some(recorded),
+            }) = &b.stats
+            else {
+                return None;
+            };
+            let r = crate::References::recorded(recorded)?;
             (b.members.get(&snapshot.set) == Some(&snapshot.id) && r.database == snapshot.set)
-                .then_some((b, r))
+                .then_some((b, recorded, r))
         })?;
-        let Stats::Bundle(BundleStats {
-            references: Some(recorded),
-        }) = &bundle.stats
-        else {
-            return None;
-        };
         let started = Instant::now();
         let found = (|| -> Result<ReferenceCheck, Error> {
             let files_id =
