@@ -26,6 +26,21 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A configuration with a files set `media` of `media` and a bundle `platform` of it.
+fn media_bundle(env: &Env, media: &Path) -> PathBuf {
+    let config = env.path("strongbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sets.media]\nsource = \"files\"\npath = \"{}\"\n\
+             [sets.platform]\nsource = \"bundle\"\nmembers = [\"media\"]\n",
+            media.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 fn media(env: &Env) -> PathBuf {
     let media = env.path("media");
     write(&media.join("avatars/1.jpg"), b"one");
@@ -322,16 +337,7 @@ fn bad_bundles_are_refused_naming_the_set_and_write_nothing() {
 fn pruning_a_bundle_releases_its_members_to_their_own_policies() {
     let env = Env::new();
     let media = media(&env);
-    let config = env.path("strongbox.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sets.media]\nsource = \"files\"\npath = \"{}\"\n\
-             [sets.platform]\nsource = \"bundle\"\nmembers = [\"media\"]\n",
-            media.display()
-        ),
-    )
-    .unwrap();
+    let config = media_bundle(&env, &media);
     let first = succeeded(&run(&env, &config, None, &["backup", "platform", "--json"]));
     succeeded(&run(&env, &config, None, &["backup", "platform", "--json"]));
     let first_member = first["members"]["media"].clone();
@@ -376,16 +382,7 @@ fn a_member_with_unreadable_files_makes_the_bundle_incomplete_and_says_so() {
         std::fs::Permissions::from_mode(0o000),
     )
     .unwrap();
-    let config = env.path("strongbox.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sets.media]\nsource = \"files\"\npath = \"{}\"\n\
-             [sets.platform]\nsource = \"bundle\"\nmembers = [\"media\"]\n",
-            media.display()
-        ),
-    )
-    .unwrap();
+    let config = media_bundle(&env, &media);
     let out = crate::harness::unprivileged(&env)
         .args([
             "--repo",

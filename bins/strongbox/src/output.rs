@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use strongbox_engine::{
-    HealthReport, HealthStatus, PruneReport, RestoreDetail, RestoreOutcome, RestorePlan, SetStatus,
-    Verification,
+    human_bytes, HealthReport, HealthStatus, PruneReport, RestoreDetail, RestoreOutcome,
+    RestorePlan, SetStatus, Verification,
 };
 use strongbox_manifest::{FileEntry, FileType, Snapshot, Stats};
 
@@ -165,21 +165,6 @@ pub fn summary(s: &Snapshot) -> String {
             }
             text
         }
-    }
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

@@ -78,6 +78,17 @@ fn badge(status: HealthStatus) -> &'static str {
     }
 }
 
+/// A check that is not ok, as a list item.
+fn problem(body: &mut String, check: &HealthCheck) {
+    let _ = write!(
+        body,
+        "<li class=\"{}\"><b>{}</b> {}</li>",
+        badge(check.status),
+        escape(&check.name),
+        escape(&check.detail)
+    );
+}
+
 fn ago(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
     let secs = (now - then).num_seconds().max(0);
     match secs {
@@ -88,7 +99,8 @@ fn ago(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
     }
 }
 
-fn bytes(n: u64) -> String {
+/// `n` bytes for people: `512 B`, `1.5 KiB`, `3.2 GiB`.
+pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;
@@ -152,13 +164,7 @@ impl Dashboard {
                 badge(worst)
             );
             for c in repo_checks {
-                let _ = write!(
-                    body,
-                    "<li class=\"{}\"><b>{}</b> {}</li>",
-                    badge(c.status),
-                    escape(&c.name),
-                    escape(&c.detail)
-                );
+                problem(&mut body, c);
             }
             body.push_str("</ul></section>");
         }
@@ -179,7 +185,7 @@ impl Dashboard {
                         Some(newest) if !newest.members.is_empty() => {
                             format!("{} members", newest.members.len())
                         }
-                        _ => bytes(last.bytes_stored),
+                        _ => human_bytes(last.bytes_stored),
                     };
                     let _ = write!(
                         body,
@@ -221,7 +227,7 @@ impl Dashboard {
                 body,
                 "<dt>retention</dt><dd>{} kept, {} stored · oldest {oldest}{prunable}</dd></dl>",
                 s.snapshots,
-                bytes(s.stored_bytes)
+                human_bytes(s.stored_bytes)
             );
             let problems: Vec<&HealthCheck> = self
                 .health
@@ -234,13 +240,7 @@ impl Dashboard {
             if !problems.is_empty() {
                 body.push_str("<ul>");
                 for c in problems {
-                    let _ = write!(
-                        body,
-                        "<li class=\"{}\"><b>{}</b> {}</li>",
-                        badge(c.status),
-                        escape(&c.name),
-                        escape(&c.detail)
-                    );
+                    problem(&mut body, c);
                 }
                 body.push_str("</ul>");
             }
@@ -258,7 +258,7 @@ impl Dashboard {
                 body.push_str(&chart(
                     "stored per snapshot",
                     &stored,
-                    &bytes(stored_bytes(last)),
+                    &human_bytes(stored_bytes(last)),
                 ));
                 body.push_str(&chart(what, &counts, &n.to_string()));
                 body.push_str(&chart(

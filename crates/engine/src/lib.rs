@@ -65,7 +65,7 @@ pub(crate) use error::error_chain;
 
 pub use alert::HealthAlert;
 pub use bundle::check_references;
-pub use dashboard::{Dashboard, SetPanel};
+pub use dashboard::{human_bytes, Dashboard, SetPanel};
 pub use engine::{Engine, Reader};
 pub use error::Error;
 pub use health::{HealthCheck, HealthOptions, HealthReport, HealthStatus};
