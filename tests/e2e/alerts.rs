@@ -320,3 +320,45 @@ fn health_alerts_once_per_change_reminds_after_a_day_and_sends_a_recovery() {
     assert_eq!(posts[2]["status"], "recovery");
     assert_eq!(posts[2]["operation"], "health");
 }
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn unreachable_channels_fail_notify_test_one_line_each_and_none_configured_is_an_error() {
+    let env = Env::new();
+    let config = env.path("strongbox.toml");
+    std::fs::write(&config, "[alerts]\non = [\"failure\"]\n").unwrap();
+    let config_arg = config.display().to_string();
+    let stderr = env.fails(&["--config", &config_arg, "notify", "test"], 1);
+    assert!(
+        stderr.contains("no alert channel is configured"),
+        "{stderr}"
+    );
+
+    let (smtp, http) = (closed_port(), closed_port());
+    std::fs::write(
+        &config,
+        format!(
+            "[alerts]\nemail = {{ smtp = \"smtp://127.0.0.1:{smtp}\", from = \"a@b.example\", to = [\"c@d.example\"] }}\n\
+             webhooks = [ {{ url = \"http://127.0.0.1:{http}/hook/TOKEN\" }} ]\n"
+        ),
+    )
+    .unwrap();
+    let out = env.run(&["--config", &config_arg, "notify", "test"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("FAILED")).collect();
+    assert_eq!(failed.len(), 2, "{text}");
+    assert!(
+        failed[0].contains(&format!("smtp://127.0.0.1:{smtp}")),
+        "{text}"
+    );
+    assert!(
+        failed[1].contains(&format!("127.0.0.1:{http}")) && !text.contains("TOKEN"),
+        "{text}"
+    );
+}

@@ -268,12 +268,10 @@ fn bad_bundles_are_refused_naming_the_set_and_write_nothing() {
     let env = Env::new();
     let media = media(&env);
     let db = env.path("app.sqlite3");
-    let made = std::process::Command::new("sqlite3")
-        .arg(&db)
-        .arg("CREATE TABLE uploads (path); INSERT INTO uploads VALUES ('avatars/1.jpg');")
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    crate::harness::sqlite(
+        &db,
+        "CREATE TABLE uploads (path); INSERT INTO uploads VALUES ('avatars/1.jpg');",
+    );
     let sets = format!(
         "[sets.appdb]\nsource = \"sqlite\"\npath = \"{}\"\n[sets.media]\nsource = \"files\"\npath = \"{}\"\n",
         db.display(),
@@ -359,6 +357,26 @@ fn pruning_a_bundle_releases_its_members_to_their_own_policies() {
         kept("media").contains(&first_member),
         "the first bundle still names it"
     );
+    // Restore targets must be members, and so must --only; nothing is written otherwise.
+    let dir = env.path("restored");
+    let target = format!("media={}", dir.display());
+    for (args, expected) in [
+        (
+            vec!["--target", "nope=/x", "--target", &target],
+            "\"nope\" is not a member",
+        ),
+        (
+            vec!["--only", "nope", "--target", &target],
+            "--only \"nope\" is not a member",
+        ),
+    ] {
+        let mut all = vec!["restore", "platform:latest"];
+        all.extend(args);
+        let out = run(&env, &config, None, &all);
+        assert_eq!(out.status.code(), Some(1), "{all:?}");
+        assert!(stderr(&out).contains(expected), "{all:?}: {}", stderr(&out));
+    }
+    assert!(!dir.exists(), "a refused restore writes nothing");
     succeeded(&run(
         &env,
         &config,
@@ -422,12 +440,7 @@ fn the_prefix_is_stripped_once() {
     write(&media.join("media/x.jpg"), b"nested");
     write(&media.join("x.jpg"), b"top");
     let db = env.path("app.sqlite3");
-    let made = std::process::Command::new("sqlite3")
-        .arg(&db)
-        .arg("CREATE TABLE uploads (path); INSERT INTO uploads VALUES ('media/media/x.jpg'), ('media/x.jpg');")
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    crate::harness::sqlite(&db, "CREATE TABLE uploads (path); INSERT INTO uploads VALUES ('media/media/x.jpg'), ('media/x.jpg');");
     let config = env.path("strongbox.toml");
     std::fs::write(
         &config,

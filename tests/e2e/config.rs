@@ -11,12 +11,10 @@ fn configured_sets_back_up_and_prune_by_their_own_policies() {
     write(&media.join("a.jpg"), &noise(1, 10_000));
     write(&media.join("cache/skip.bin"), b"skip");
     let db = env.path("app.sqlite3");
-    let made = Command::new("sqlite3")
-        .arg(&db)
-        .arg("CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3);")
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    crate::harness::sqlite(
+        &db,
+        "CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3);",
+    );
     let config = env.path("strongbox.toml");
     std::fs::write(
         &config,

@@ -306,3 +306,19 @@ pub fn unprivileged(env: &Env) -> std::process::Command {
     cmd.args(["-u", "nobody", "--"]).arg(copy);
     cmd
 }
+
+/// Run `sql` with the sqlite3 CLI on the database file `db` (created when missing); its
+/// output.
+pub fn sqlite(db: &Path, sql: &str) -> String {
+    let out = std::process::Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("sqlite3 on PATH (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "sqlite3 {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -66,11 +66,12 @@ pub fn snapshot_table(snapshots: &[Snapshot], verified: &HashMap<String, Verific
         "id", "set", "kind", "source", "time", "entries", "stored", "last verified"
     )];
     for s in snapshots {
-        let (entries, stored) = match &s.stats {
-            Stats::Files(f) => (f.files + f.dirs + f.symlinks, f.bytes_stored),
-            Stats::Database(d) => (d.tables.len() as u64, d.bytes_stored),
-            Stats::Bundle(_) => (s.members.len() as u64, 0),
+        let entries = match &s.stats {
+            Stats::Files(f) => f.files + f.dirs + f.symlinks,
+            Stats::Database(d) => d.tables.len() as u64,
+            Stats::Bundle(_) => s.members.len() as u64,
         };
+        let stored = s.bytes_stored();
         let last = verified.get(s.id.as_str()).map_or_else(
             || "-".to_string(),
             |v| {

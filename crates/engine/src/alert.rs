@@ -88,24 +88,14 @@ impl Reader {
     /// Whether the finished run of `run`'s operation on its set before `run` did not
     /// succeed. Reads entries newest first, and only as many as it takes.
     fn failed_before(&self, run: &RunRecord) -> bool {
-        let Ok(prefix) = layout::check_set_name(&run.set).map(layout::runs_prefix) else {
+        let Ok(keys) = self.run_keys(&run.set, Some(run.operation)) else {
             return false;
         };
-        let infix = format!("-{}-", run.operation);
-        let Ok(mut entries) = self.repo.list(&prefix) else {
-            return false;
-        };
-        entries.retain(|o| o.key.contains(&infix));
-        // Entry names begin with their start time.
-        entries.sort_by(|a, b| b.key.cmp(&a.key));
-        entries
-            .iter()
-            .filter_map(|o| self.repo.read_object(&o.key, None).ok())
-            .filter_map(|bytes| serde_json::from_slice::<RunRecord>(&bytes).ok())
-            .filter(|r| r.started < run.started && r.status != RunStatus::Running)
-            .map(|r| r.status != RunStatus::Ok)
-            .next()
-            .unwrap_or(false)
+        keys.iter()
+            .rev()
+            .filter_map(|key| self.read_run(key))
+            .find(|r| r.started < run.started && r.status != RunStatus::Running)
+            .is_some_and(|r| r.status != RunStatus::Ok)
     }
 
     /// Alert on the health states that changed since the last report, and remind daily of

@@ -299,6 +299,15 @@ pub fn check_references(mut paths: Vec<String>, kept: &mut File) -> Result<Refer
 }
 
 impl crate::Reader {
+    /// The bundle records among `snapshots`.
+    pub fn bundles(&self, snapshots: &[Snapshot]) -> Vec<Snapshot> {
+        snapshots
+            .iter()
+            .filter(|s| s.source == SourceKind::Bundle)
+            .cloned()
+            .collect()
+    }
+
     /// The regular files of a files snapshot, streamed from its listing.
     pub(crate) fn file_paths(&self, files: &Snapshot) -> Result<Vec<String>, Error> {
         let object = crate::engine::listing_object(files)?;

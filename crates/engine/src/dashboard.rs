@@ -40,18 +40,12 @@ pub struct SetPanel {
 impl Reader {
     /// The dashboard of `sets` (all when empty), health judged by `options`.
     pub fn dashboard(&self, sets: &[String], options: &HealthOptions) -> Result<Dashboard, Error> {
-        let health = self.health(sets, options)?;
+        let mut assessed = self.assess(sets, options)?;
+        let health = assessed.report;
         let mut panels = Vec::new();
         for status in &health.sets {
-            let mut snapshots = self.snapshots(Some(&status.set))?;
-            let prunable = match options.policies.get(&status.set) {
-                Some(policy) => Some(
-                    self.retention_plan(&status.set, &snapshots, policy, crate::Timezone::UTC)?
-                        .forget()
-                        .count(),
-                ),
-                None => None,
-            };
+            let mut snapshots = assessed.snapshots.remove(&status.set).unwrap_or_default();
+            let prunable = assessed.forgettable.get(&status.set).copied();
             let skip = snapshots.len().saturating_sub(CHART_SNAPSHOTS);
             snapshots.drain(..skip);
             panels.push(SetPanel {
@@ -248,7 +242,7 @@ impl Dashboard {
                 let stored: Vec<f64> = panel
                     .snapshots
                     .iter()
-                    .map(|x| stored_bytes(x) as f64)
+                    .map(|x| x.bytes_stored() as f64)
                     .collect();
                 let counts: Vec<f64> = panel.snapshots.iter().map(|x| count(x).1 as f64).collect();
                 let secs: Vec<f64> = panel.snapshots.iter().map(|x| x.duration_secs).collect();
@@ -258,7 +252,7 @@ impl Dashboard {
                 body.push_str(&chart(
                     "stored per snapshot",
                     &stored,
-                    &human_bytes(stored_bytes(last)),
+                    &human_bytes(last.bytes_stored()),
                 ));
                 body.push_str(&chart(what, &counts, &n.to_string()));
                 body.push_str(&chart(
@@ -291,14 +285,6 @@ impl Dashboard {
             .map(|c| c.status)
             .max()
             .unwrap_or(HealthStatus::Ok)
-    }
-}
-
-fn stored_bytes(snapshot: &Snapshot) -> u64 {
-    match &snapshot.stats {
-        Stats::Files(f) => f.bytes_stored,
-        Stats::Database(d) => d.bytes_stored,
-        Stats::Bundle(_) => 0,
     }
 }
 

@@ -227,32 +227,47 @@ impl Reader {
         set: &str,
         operation: Option<Operation>,
     ) -> Result<Vec<RunRecord>, Error> {
-        let prefix = layout::runs_prefix(layout::check_set_name(set)?);
-        let infix = operation.map(|o| format!("-{o}-"));
-        let mut runs = Vec::new();
-        for object in self.repo.list(&prefix)? {
-            if infix
-                .as_ref()
-                .is_some_and(|infix| !object.key.contains(infix.as_str()))
-            {
-                continue;
-            }
-            let parsed = self
-                .repo
-                .read_object(&object.key, None)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| {
-                    serde_json::from_slice::<RunRecord>(&bytes).map_err(|e| e.to_string())
-                });
-            match parsed {
-                Ok(run) => runs.push(run),
-                Err(e) => {
-                    tracing::warn!(key = %object.key, error = %e, "skipping an unreadable journal entry")
-                }
-            }
-        }
+        let mut runs: Vec<RunRecord> = self
+            .run_keys(set, operation)?
+            .iter()
+            .filter_map(|key| self.read_run(key))
+            .collect();
         runs.sort_by_key(|run| run.started);
         Ok(runs)
+    }
+
+    /// The keys of `set`'s journal entries (only `operation`'s when given, chosen by their
+    /// names), oldest first: names begin with the start time.
+    pub(crate) fn run_keys(
+        &self,
+        set: &str,
+        operation: Option<Operation>,
+    ) -> Result<Vec<String>, Error> {
+        let prefix = layout::runs_prefix(layout::check_set_name(set)?);
+        let infix = operation.map(|o| format!("-{o}-"));
+        let mut keys: Vec<String> = self
+            .repo
+            .list(&prefix)?
+            .into_iter()
+            .map(|o| o.key)
+            .filter(|key| infix.as_ref().is_none_or(|i| key.contains(i.as_str())))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// One journal entry; an unreadable one is skipped with a warning.
+    pub(crate) fn read_run(&self, key: &str) -> Option<RunRecord> {
+        let parsed = self
+            .repo
+            .read_object(key, None)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                serde_json::from_slice::<RunRecord>(&bytes).map_err(|e| e.to_string())
+            });
+        parsed
+            .map_err(|e| tracing::warn!(%key, error = %e, "skipping an unreadable journal entry"))
+            .ok()
     }
 
     /// The snapshots of `set` whose latest restore test passed.

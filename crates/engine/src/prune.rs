@@ -132,13 +132,15 @@ impl PruneReport {
 impl crate::Reader {
     /// What `policy` keeps of `set`'s `snapshots`, and why; the newest snapshot proven to
     /// restore stays whatever the policy says (reason `restore-tested`), and so does every
-    /// member snapshot a bundle record names (reason `bundle <set> <id>`).
+    /// member snapshot one of `bundles` (the repository's bundle records, see
+    /// [`Reader::bundles`]) names (reason `bundle <set> <id>`).
     pub fn retention_plan(
         &self,
         set: &str,
         snapshots: &[Snapshot],
         policy: &KeepPolicy,
         timezone: Timezone,
+        bundles: &[Snapshot],
     ) -> Result<Plan, Error> {
         let candidates: Vec<Candidate> = snapshots
             .iter()
@@ -151,11 +153,7 @@ impl crate::Reader {
             proof.reasons.push(RESTORE_TESTED.to_string());
         }
         // A member snapshot stays while a bundle record names it: the bundle restores whole.
-        for bundle in self
-            .snapshots(None)?
-            .iter()
-            .filter(|s| s.source == SourceKind::Bundle)
-        {
+        for bundle in bundles {
             let Some(member) = bundle.members.get(set) else {
                 continue;
             };
@@ -177,15 +175,17 @@ impl Engine {
             dry_run: opts.dry_run,
             ..PruneReport::default()
         };
+        // Read once for every set: the records that keep member snapshots.
+        let bundles = self.bundles(&self.snapshots(None)?);
         for SetPolicy { set, policy } in sets {
             layout::check_set_name(set)?;
             let one = if opts.dry_run {
-                self.prune_set(set, policy, opts)?
+                self.prune_set(set, policy, opts, &bundles)?
             } else {
                 self.locked(
                     set,
                     Operation::Prune,
-                    || self.prune_set(set, policy, opts),
+                    || self.prune_set(set, policy, opts, &bundles),
                     |_| (RunStatus::Ok, None),
                 )?
             };
@@ -199,9 +199,10 @@ impl Engine {
         set: &str,
         policy: &KeepPolicy,
         opts: &PruneOptions,
+        bundles: &[Snapshot],
     ) -> Result<PruneReport, Error> {
         let snapshots = self.repo.snapshots(Some(set))?;
-        let plan = self.retention_plan(set, &snapshots, policy, opts.timezone)?;
+        let plan = self.retention_plan(set, &snapshots, policy, opts.timezone, bundles)?;
         let by_id: HashMap<&str, &Snapshot> =
             snapshots.iter().map(|s| (s.id.as_str(), s)).collect();
         let kept: Vec<&Snapshot> = plan.keep().map(|d| by_id[d.id.as_str()]).collect();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use strongbox_manifest::{Snapshot, Stats};
+use strongbox_manifest::Snapshot;
 use strongbox_storage::layout;
 
 use crate::journal::{Operation, RunRecord, RunStatus, Verification};
@@ -146,11 +146,7 @@ fn snapshot_summary(snapshot: &Snapshot) -> SnapshotSummary {
         time: snapshot.time,
         kind: snapshot.kind.as_str().to_string(),
         source: snapshot.source.as_str().to_string(),
-        bytes_stored: match &snapshot.stats {
-            Stats::Files(f) => f.bytes_stored,
-            Stats::Database(d) => d.bytes_stored,
-            Stats::Bundle(_) => 0,
-        },
+        bytes_stored: snapshot.bytes_stored(),
     }
 }
 

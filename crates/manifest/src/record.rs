@@ -316,6 +316,15 @@ impl Snapshot {
         out
     }
 
+    /// Bytes its own objects take in the repository (a bundle owns none).
+    pub fn bytes_stored(&self) -> u64 {
+        match &self.stats {
+            Stats::Files(f) => f.bytes_stored,
+            Stats::Database(d) => d.bytes_stored,
+            Stats::Bundle(_) => 0,
+        }
+    }
+
     /// File statistics, for a files snapshot.
     pub fn file_stats(&self) -> Option<&FileStats> {
         match &self.stats {

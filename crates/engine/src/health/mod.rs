@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use strongbox_manifest::{Snapshot, Stats};
 use strongbox_retention::{KeepPolicy, Timezone};
-use strongbox_storage::holder_alive;
+use strongbox_storage::{holder_alive, layout};
 
 use crate::journal::{Operation, RunStatus};
 use crate::{Error, Reader, SetStatus};
@@ -111,10 +111,30 @@ impl Reader {
     /// Check `sets` (when empty: every set in the repository and every expected one) and
     /// the repository. A repository without any set is critical: nothing is backed up.
     pub fn health(&self, sets: &[String], options: &HealthOptions) -> Result<HealthReport, Error> {
+        Ok(self.assess(sets, options)?.report)
+    }
+
+    /// [`Reader::health`], with what it read and found on the way: each set's snapshots and
+    /// what its keep policy would forget.
+    pub(crate) fn assess(
+        &self,
+        sets: &[String],
+        options: &HealthOptions,
+    ) -> Result<Assessment, Error> {
         let now = Utc::now();
+        // Every record once: the sets, their snapshots and the bundles come from one read.
+        let mut by_set: BTreeMap<String, Vec<Snapshot>> = BTreeMap::new();
+        let all = self.snapshots(None)?;
+        let bundles = self.bundles(&all);
+        for snapshot in all {
+            by_set
+                .entry(snapshot.set.clone())
+                .or_default()
+                .push(snapshot);
+        }
         let mut sets = sets.to_vec();
         if sets.is_empty() {
-            sets = self.sets()?;
+            sets = by_set.keys().cloned().collect();
             for expected in &options.expected_sets {
                 if !sets.contains(expected) {
                     sets.push(expected.clone());
@@ -123,6 +143,7 @@ impl Reader {
         }
         let mut statuses = Vec::new();
         let mut checks = Vec::new();
+        let mut forgettable = BTreeMap::new();
         if sets.is_empty() {
             checks.push(HealthCheck {
                 set: None,
@@ -132,16 +153,22 @@ impl Reader {
             });
         }
         for set in &sets {
-            let snapshots = self.snapshots(Some(set))?;
-            let status = self.set_status(set, &snapshots)?;
+            layout::check_set_name(set)?;
+            let snapshots = by_set.entry(set.clone()).or_default();
+            let status = self.set_status(set, snapshots)?;
             let set_checks = SetChecks {
                 reader: self,
                 status: &status,
-                snapshots: &snapshots,
+                snapshots,
                 options,
                 now,
+                bundles: &bundles,
             };
-            checks.extend(set_checks.all()?);
+            let (set_checks, forget) = set_checks.all()?;
+            checks.extend(set_checks);
+            if let Some(forget) = forget {
+                forgettable.insert(set.clone(), forget);
+            }
             statuses.push(status);
         }
         checks.push(self.disk_check(options));
@@ -150,10 +177,15 @@ impl Reader {
             .map(|c| c.status)
             .max()
             .unwrap_or(HealthStatus::Ok);
-        Ok(HealthReport {
-            status,
-            checks,
-            sets: statuses,
+        by_set.retain(|set, _| sets.contains(set));
+        Ok(Assessment {
+            report: HealthReport {
+                status,
+                checks,
+                sets: statuses,
+            },
+            snapshots: by_set,
+            forgettable,
         })
     }
 
@@ -195,16 +227,27 @@ impl Reader {
     }
 }
 
+/// A health report and what it was made from.
+pub(crate) struct Assessment {
+    pub(crate) report: HealthReport,
+    /// Each checked set's snapshots, oldest first.
+    pub(crate) snapshots: BTreeMap<String, Vec<Snapshot>>,
+    /// Per set with a keep policy, how many snapshots prune would forget now.
+    pub(crate) forgettable: BTreeMap<String, usize>,
+}
+
 struct SetChecks<'a> {
     reader: &'a Reader,
     status: &'a SetStatus,
     snapshots: &'a [Snapshot],
     options: &'a HealthOptions,
     now: DateTime<Utc>,
+    bundles: &'a [Snapshot],
 }
 
 impl SetChecks<'_> {
-    fn all(&self) -> Result<Vec<HealthCheck>, Error> {
+    /// Every check, and what the keep policy would forget (when there is one).
+    fn all(&self) -> Result<(Vec<HealthCheck>, Option<usize>), Error> {
         let mut checks = vec![
             self.backup_age(),
             self.last_run(Operation::Backup),
@@ -214,11 +257,12 @@ impl SetChecks<'_> {
             self.lock()?,
             self.crashed_runs(),
         ];
-        if let Some(check) = self.retention()? {
-            checks.push(check);
+        let forget = self.retention()?;
+        if let Some((check, _)) = &forget {
+            checks.push(check.clone());
         }
         checks.extend(self.references());
-        Ok(checks)
+        Ok((checks, forget.map(|(_, n)| n)))
     }
 
     /// A bundle whose newest record found referenced files missing warns, naming them.
@@ -346,15 +390,19 @@ impl SetChecks<'_> {
         )
     }
 
-    fn retention(&self) -> Result<Option<HealthCheck>, Error> {
+    fn retention(&self) -> Result<Option<(HealthCheck, usize)>, Error> {
         let Some(policy) = self.options.policies.get(&self.status.set) else {
             return Ok(None);
         };
-        let plan =
-            self.reader
-                .retention_plan(&self.status.set, self.snapshots, policy, Timezone::UTC)?;
+        let plan = self.reader.retention_plan(
+            &self.status.set,
+            self.snapshots,
+            policy,
+            Timezone::UTC,
+            self.bundles,
+        )?;
         let forget = plan.forget().count();
-        Ok(Some(if forget == 0 {
+        let check = if forget == 0 {
             self.check(
                 "retention",
                 HealthStatus::Ok,
@@ -366,7 +414,8 @@ impl SetChecks<'_> {
                 HealthStatus::Warning,
                 format!("{forget} snapshot(s) the keep policy would forget: prune has not run"),
             )
-        }))
+        };
+        Ok(Some((check, forget)))
     }
 
     fn anomaly(&self) -> HealthCheck {
