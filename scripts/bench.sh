@@ -23,6 +23,10 @@
 #   refs   a bundle's reference cross-check: 1,000,000 x scale references in SQLite against a
 #          listing of as many entries (crates/engine/examples/bundle_references.rs; target
 #          under 10 s and 200 MB RSS at 1,000,000)
+#   wal    archive_command throughput: 100 x scale (at least 20) generated 16 MiB WAL segments
+#          pushed one process at a time, `strongbox wal push` against `cp` + `sync FILE`
+#          (PostgreSQL calls archive_command once per segment; target >= 20 segments/s and
+#          within 2x of cp + fsync)
 #   BENCH_SECTIONS  sections to run, default "files s3 db refs"
 #   BENCH_TREES   files section: trees to run, default "media small"
 #   BENCH_TOOLS   files section: tools to run, default "strongbox tar restic borg"
@@ -808,12 +812,52 @@ bench_sqlite() {
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
 }
 
+bench_wal() {
+    local n R=$W/run/wal i
+    n=$(awk -v s="$SCALE" 'BEGIN { n = int(100 * s); print (n < 20 ? 20 : n) }')
+    rm -rf "$R"
+    mkdir -p "$R/src" "$R/cp"
+    log "== WAL: $n segments of 16 MiB"
+    # WAL-like pages: headers and zeroed tails, tuples of repeated text, some random bytes.
+    python3 - "$R/src" "$n" "$SEED" <<'PY'
+import os, random, sys
+out, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(seed)
+words = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 12))) for _ in range(500)]
+for i in range(1, n + 1):
+    with open(os.path.join(out, "00000001%016X" % i), "wb") as f:
+        for _ in range(2048):  # 8 KiB pages
+            text = b" ".join(rng.choice(words) for _ in range(400))[:4096]
+            page = os.urandom(1024) + text + bytes(8192 - 1024 - len(text))
+            f.write(page[:8192])
+PY
+    cat "$R"/src/* >/dev/null
+    "$SB" -q --repo "$R/sb-repo" init
+    local t0 t1 t1b t2 sb cp
+    sync
+    t0=$EPOCHREALTIME
+    for i in "$R"/src/*; do "$SB" -q --repo "$R/sb-repo" wal push bench "$i"; done
+    t1=$EPOCHREALTIME
+    sync
+    t1b=$EPOCHREALTIME
+    for i in "$R"/src/*; do cp "$i" "$R/cp/" && sync "$R/cp/${i##*/}"; done
+    t2=$EPOCHREALTIME
+    sb=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    cp=$(awk -v a="$t1b" -v b="$t2" 'BEGIN { printf "%.3f", b - a }')
+    awk -v n="$n" -v sb="$sb" -v cp="$cp" -v stored="$(dsize "$R/sb-repo")" -v raw="$(dsize "$R/src")" 'BEGIN {
+        printf "wal push: %d segments in %.2f s = %.1f segments/s (%.0f MiB/s), stored %.0f MiB of %.0f MiB\n", n, sb, n / sb, raw / 1048576 / sb, stored / 1048576, raw / 1048576
+        printf "cp + sync FILE: %d segments in %.2f s = %.1f segments/s\n", n, cp, n / cp
+        printf "wal push / cp + fsync: %.2fx (target >= 20 segments/s, <= 2x)\n", sb / cp
+    }' | tee "$W/wal.txt" >&2
+    [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
+}
+
 # --------------------------------------------------------------------------- main
 
 main() {
     local sec
     for sec in $SECTIONS; do
-        case $sec in files | s3 | db | refs) ;; *) die "unknown section '$sec' (files, s3, db, refs)" ;; esac
+        case $sec in files | s3 | db | refs | wal) ;; *) die "unknown section '$sec' (files, s3, db, refs, wal)" ;; esac
     done
     for sec in $DBS; do
         case $sec in postgres | sqlite) ;; *) die "unknown database '$sec' (postgres, sqlite)" ;; esac
@@ -850,6 +894,7 @@ main() {
         (cd "$ROOT" && cargo build --release --locked -q -p strongbox-engine --example bundle_references)
         "$(dirname "$SB")/examples/bundle_references" "$n" | tee "$W/refs.txt" >&2
     fi
+    if section wal; then bench_wal; fi
     if section db; then
         if want_db postgres; then bench_postgres; fi
         if want_db sqlite; then bench_sqlite; fi
@@ -912,6 +957,12 @@ main() {
             echo "## bundle reference cross-check"
             echo
             cat "$W/refs.txt"
+        fi
+        if section wal && [[ -s $W/wal.txt ]]; then
+            echo
+            echo "## WAL archiving (archive_command, one process per 16 MiB segment)"
+            echo
+            cat "$W/wal.txt"
         fi
         if section s3; then
             echo

@@ -12,6 +12,7 @@ mod harness;
 mod interrupt;
 mod operations;
 mod package;
+mod pitr;
 mod prune;
 mod recipe;
 mod s3;

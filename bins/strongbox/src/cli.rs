@@ -161,7 +161,8 @@ See docs/operations.md.")]
         /// Snapshot id, unique id prefix, or <SET>:latest.
         snapshot: String,
     },
-    /// Restore a snapshot beside its target, check it, then swap it in.
+    /// Restore a snapshot beside its target, check it, then swap it in; a base backup into a
+    /// data directory that recovers to a point in time.
     #[command(after_help = "\
 Examples:
   strongbox restore media:latest --target /srv/media --force
@@ -170,6 +171,12 @@ Examples:
   strongbox restore maindb:latest --target postgresql://postgres@localhost/app_restored
   strongbox restore maindb:latest --target 'host=/var/run/postgresql dbname=app_restored'
   strongbox restore chat:latest --target /srv/app/chat.sqlite3 --force
+  strongbox restore maindb:latest --target-dir /var/lib/postgresql/15/main --to-time 2026-12-01T09:14:00Z
+  strongbox restore 20261201T0200 --target-dir /srv/pg-restored --to-latest
+
+A base backup needs --target-dir and one of --to-time, --to-lsn, --to-latest; a target
+outside what the base backup and the archived WAL can reach is refused, naming the window
+(`wal window SET`). The directory must be missing or empty. See docs/pitr.md.
 
 A non-empty target needs --force; a directory's or SQLite file's current content is
 kept as <target>.pre-restore-<time> (unless --no-keep-previous), a PostgreSQL
@@ -198,6 +205,9 @@ Examples:
 
 See docs/verification.md.")]
     Verify(VerifyArgs),
+    /// PostgreSQL's WAL archive: archive_command, restore_command and the recovery window.
+    #[command(subcommand)]
+    Wal(WalCommand),
     /// Work with the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -243,6 +253,47 @@ once at start. SIGTERM or SIGINT stops scheduling and lets running jobs finish, 
 --stop-timeout; then they are asked to stop (SIGTERM) and, a minute later, killed. The
 daemon then exits 0.")]
     Daemon(DaemonArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WalCommand {
+    /// Archive one WAL file (PostgreSQL's archive_command); exits non-zero on any doubt,
+    /// so the server retries.
+    #[command(after_help = "\
+Example (postgresql.conf):
+  archive_mode = on
+  archive_command = '/usr/bin/strongbox --repo /mnt/backup -q wal push maindb %p'
+  archive_timeout = 60
+
+Stored compressed (and encrypted) under sets/SET/wal/TIMELINE/NAME with a create-only write:
+a file archived already with the same content succeeds, with other content fails.")]
+    Push {
+        /// The set (the one `backup postgres SET … --physical` uses).
+        set: String,
+        /// The WAL file (%p).
+        path: PathBuf,
+    },
+    /// Write one archived WAL file to DEST (PostgreSQL's restore_command); exits 1 without a
+    /// message when it is not archived, as PostgreSQL expects at the end of the archive.
+    #[command(after_help = "Example (written by restore --target-dir):\n  \
+        restore_command = 'strongbox --repo /mnt/backup wal fetch maindb %f %p'")]
+    Fetch {
+        /// The set.
+        set: String,
+        /// The WAL file name (%f).
+        name: String,
+        /// Where to write it (%p).
+        dest: PathBuf,
+    },
+    /// The earliest and latest point each timeline's base backups and archived WAL can
+    /// recover to, and each backup's own window.
+    #[command(
+        after_help = "Examples:\n  strongbox wal window maindb\n  strongbox wal window maindb --json"
+    )]
+    Window {
+        /// The set.
+        set: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -385,7 +436,8 @@ The first snapshot of a set is full; later ones are incremental unless told.
 `strongbox --config /etc/strongbox.toml backup media` backs up a set the configuration defines.
 Unchanged files (same size, mtime, ctime, inode) are not read again.")]
     Files(FilesArgs),
-    /// Back up a PostgreSQL database (pg_dump custom format, exact row counts).
+    /// Back up a PostgreSQL database (pg_dump custom format, exact row counts), or with
+    /// --physical the whole cluster as a base backup for point-in-time recovery.
     #[command(after_help = "\
 Examples:
   PGPASSWORD=… strongbox backup postgres maindb 'postgresql://backup@db.internal:5432/app'
@@ -395,9 +447,14 @@ The connection string is read as libpq reads it: a URL or keyword=value pairs; t
 defaults to the operating-system user, the host to the local socket directory, and PGHOST,
 PGPORT, PGUSER, PGDATABASE and ~/.pgpass fill what it leaves out.
 
+--physical streams `pg_basebackup` (one tablespace) into the set, with no local copy. The
+server must archive its WAL into the same set first (archive_mode = on, archive_command =
+'strongbox --repo … wal push SET %p'); the backup switches WAL and waits for that segment
+to arrive, and refuses otherwise. See docs/pitr.md.
+
 Give the password through PGPASSWORD or ~/.pgpass rather than in the URL: command lines are
 visible to every user of the host. It never reaches logs, records or pg_dump's arguments.")]
-    Postgres(DatabaseArgs),
+    Postgres(PostgresArgs),
     /// Back up an SQLite database file (online backup API; safe while it is written).
     #[command(
         after_help = "Example:\n  strongbox backup sqlite chat /srv/app/chat.sqlite3 --tag nightly"
@@ -410,7 +467,8 @@ impl Backup {
     pub fn set(&self) -> &str {
         match self {
             Backup::Files(args) => &args.set,
-            Backup::Postgres(args) | Backup::Sqlite(args) => &args.set,
+            Backup::Postgres(args) => &args.database.set,
+            Backup::Sqlite(args) => &args.set,
         }
     }
 }
@@ -436,7 +494,8 @@ impl BackupArgs {
         match &self.kind {
             None => &self.common,
             Some(Backup::Files(files)) => &files.common,
-            Some(Backup::Postgres(db) | Backup::Sqlite(db)) => &db.common,
+            Some(Backup::Postgres(pg)) => &pg.database.common,
+            Some(Backup::Sqlite(db)) => &db.common,
         }
     }
 }
@@ -449,6 +508,16 @@ pub struct DatabaseArgs {
     pub source: String,
     #[command(flatten)]
     pub common: CommonBackup,
+}
+
+#[derive(Debug, Args)]
+pub struct PostgresArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// A base backup of the whole cluster for point-in-time recovery (pg_basebackup),
+    /// instead of a pg_dump of one database.
+    #[arg(long)]
+    pub physical: bool,
 }
 
 #[derive(Debug, Args)]
@@ -520,8 +589,22 @@ pub struct RestoreArgs {
     /// A directory (files snapshot), a PostgreSQL connection string (postgresql://…/DB or
     /// 'host=… dbname=DB'), or a file (SQLite): the snapshot's kind says which. For a
     /// bundle, MEMBER=TARGET once per member.
-    #[arg(long, value_name = "TARGET", required = true)]
+    #[arg(long, value_name = "TARGET", required_unless_present = "target_dir")]
     pub target: Vec<String>,
+    /// A base backup: the (missing or empty) PostgreSQL data directory to restore into; it
+    /// recovers from the set's WAL archive when the server starts.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["target", "force", "include", "only"])]
+    pub target_dir: Option<PathBuf>,
+    /// Recover to this time: stop before the first transaction that committed after it.
+    /// With <SET>:latest, the newest base backup that ended before it is used.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time, requires = "target_dir", group = "recovery")]
+    pub to_time: Option<DateTime<Utc>>,
+    /// Recover to this WAL position (as 0/3000060).
+    #[arg(long, value_name = "LSN", requires = "target_dir", group = "recovery")]
+    pub to_lsn: Option<String>,
+    /// Recover all the archived WAL.
+    #[arg(long, requires = "target_dir", group = "recovery")]
+    pub to_latest: bool,
     /// A bundle: restore only this member.
     #[arg(long, value_name = "MEMBER")]
     pub only: Option<String>,

@@ -15,9 +15,9 @@ use clap::{CommandFactory, Parser};
 use serde::Serialize;
 use strongbox_config::Config;
 use strongbox_engine::{
-    BackupOptions, Cancel, Engine, FilesSpec, HealthOptions, HealthStatus, PostgresSpec,
-    PruneOptions, Reader, Report, RestoreOptions, SetSpec, SourceSpec, SqliteSpec, TargetSpec,
-    VerifyLevel, VerifyOptions,
+    human_bytes, BackupOptions, Cancel, DataDirTarget, Engine, FilesSpec, HealthOptions,
+    HealthStatus, PostgresSpec, PruneOptions, Reader, RecoveryTarget, Report, RestoreOptions,
+    Restorer, SetSpec, SourceSpec, SqliteSpec, TargetSpec, VerifyLevel, VerifyOptions,
 };
 use strongbox_manifest::SnapshotKind;
 use strongbox_storage::{
@@ -448,6 +448,7 @@ impl App {
             Command::Verify(args) => self.verify(args),
             Command::Key(command) => self.key(command),
             Command::Notify(cli::NotifyCommand::Test) => self.notify_test(),
+            Command::Wal(command) => self.wal(command),
             Command::Daemon(args) => self.daemon(args),
             Command::Completions { shell } => {
                 let mut script = Vec::new();
@@ -759,11 +760,12 @@ impl App {
                 });
                 spec(files.set, source, files.common)
             }
-            Some(Backup::Postgres(db)) => {
+            Some(Backup::Postgres(pg)) => {
                 let source = SourceSpec::Postgres(PostgresSpec {
-                    conninfo: db.source,
+                    conninfo: pg.database.source,
+                    physical: pg.physical,
                 });
-                spec(db.set, source, db.common)
+                spec(pg.database.set, source, pg.database.common)
             }
             Some(Backup::Sqlite(db)) => {
                 let source = SourceSpec::Sqlite(SqliteSpec {
@@ -865,7 +867,118 @@ impl App {
         Ok(ExitCode::SUCCESS)
     }
 
+    fn wal(&self, command: cli::WalCommand) -> Result<ExitCode> {
+        match command {
+            cli::WalCommand::Push { set, path } => {
+                let engine = self.engine()?;
+                let pushed = engine
+                    .wal_push(&set, &path)
+                    .with_context(|| format!("archiving {} into set {set}", path.display()))?;
+                self.print(&pushed, || {
+                    if pushed.already {
+                        format!("{} was archived already, with the same content", pushed.key)
+                    } else {
+                        format!(
+                            "archived {} ({}, stored {})",
+                            pushed.key,
+                            human_bytes(pushed.bytes),
+                            human_bytes(pushed.stored)
+                        )
+                    }
+                })?;
+            }
+            cli::WalCommand::Fetch { set, name, dest } => {
+                let fetched = self
+                    .reader()?
+                    .wal_fetch(&set, &name, &dest)
+                    .with_context(|| format!("fetching WAL file {name} of set {set}"))?;
+                if !fetched {
+                    // PostgreSQL asks for files past the end of the archive: not an error.
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            cli::WalCommand::Window { set } => {
+                let window = self.reader()?.wal_window(&set)?;
+                self.print(
+                    &serde_json::json!({"set": set, "timelines": window}),
+                    || output::window_text(&set, &window),
+                )?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// `restore_command`'s program and repository: this binary, this repository, the
+    /// identity file given (an absolute path; never a passphrase, which stays in the
+    /// server's environment).
+    fn fetch_command(&self) -> Result<Vec<String>> {
+        let exe = std::env::current_exe().context("finding the strongbox binary")?;
+        let mut location = self.location()?.to_string();
+        if !location.contains("://") {
+            location = std::path::absolute(&location)?.display().to_string();
+        }
+        let mut words = vec![exe.display().to_string(), "--repo".to_string(), location];
+        if let Some(identity) = &self.identity {
+            words.push("--identity".to_string());
+            words.push(std::path::absolute(identity)?.display().to_string());
+        }
+        Ok(words)
+    }
+
+    fn restore_physical(
+        &self,
+        args: cli::RestoreArgs,
+        dir: std::path::PathBuf,
+    ) -> Result<ExitCode> {
+        let target = match (&args.to_time, &args.to_lsn, args.to_latest) {
+            (Some(time), _, _) => RecoveryTarget::Time(*time),
+            (_, Some(lsn), _) => {
+                RecoveryTarget::Lsn(lsn.parse().with_context(|| format!("--to-lsn {lsn:?}"))?)
+            }
+            (_, _, true) => RecoveryTarget::Latest,
+            _ => bail!("a base backup restore needs --to-time, --to-lsn or --to-latest"),
+        };
+        let engine = self.engine()?;
+        let snapshot = engine.resolve_base_backup(&args.snapshot, target)?;
+        let window = engine.recovery_window(&snapshot, target)?;
+        let mut restorer = DataDirTarget {
+            dir,
+            target,
+            fetch_command: self.fetch_command()?,
+            window,
+        };
+        if args.dry_run {
+            let plan = serde_json::json!({
+                "snapshot": snapshot.id, "target_dir": restorer.dir, "target": target,
+                "window": restorer.window,
+            });
+            self.print(&plan, || {
+                format!(
+                    "would restore {} into {} and recover to {target}\n{}",
+                    snapshot.id,
+                    restorer.dir.display(),
+                    restorer.window
+                )
+            })?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let outcome = engine
+            .restore(&snapshot, &mut restorer, &RestoreOptions::default())
+            .with_context(|| {
+                format!(
+                    "restore of {} into {} failed; the directory was left as it was",
+                    snapshot.id,
+                    restorer.describe()
+                )
+            })?;
+        self.print(&outcome, || output::restore_text(&outcome))?;
+        Ok(ExitCode::SUCCESS)
+    }
+
     fn restore(&self, args: cli::RestoreArgs) -> Result<ExitCode> {
+        if let Some(dir) = args.target_dir.clone() {
+            return self.restore_physical(args, dir);
+        }
         let engine = self.engine()?;
         let snapshot = engine.resolve(&args.snapshot)?;
         if snapshot.source == strongbox_manifest::SourceKind::Bundle {

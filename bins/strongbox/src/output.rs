@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use strongbox_engine::{
     human_bytes, HealthReport, HealthStatus, PruneReport, RestoreDetail, RestoreOutcome,
-    RestorePlan, SetStatus, Verification,
+    RestorePlan, SetStatus, TimelineWindow, Verification,
 };
 use strongbox_manifest::{FileEntry, FileType, Snapshot, Stats};
 
@@ -69,6 +69,7 @@ pub fn snapshot_table(snapshots: &[Snapshot], verified: &HashMap<String, Verific
         let entries = match &s.stats {
             Stats::Files(f) => f.files + f.dirs + f.symlinks,
             Stats::Database(d) => d.tables.len() as u64,
+            Stats::Physical(_) => 1,
             Stats::Bundle(_) => s.members.len() as u64,
         };
         let stored = s.bytes_stored();
@@ -137,6 +138,21 @@ pub fn summary(s: &Snapshot) -> String {
             d.tables.len(),
             human_bytes(d.bytes_dumped),
             human_bytes(d.bytes_stored),
+            s.duration_secs
+        ),
+        Stats::Physical(p) => format!(
+            "base backup {} of set {}: {} ({}), timeline {}, WAL {} to {} (LSN {} to {}), read {}, stored {} in {:.1} s",
+            s.id,
+            s.set,
+            p.server_version,
+            p.system_identifier,
+            p.timeline,
+            p.start_segment,
+            p.stop_segment,
+            p.start_lsn,
+            p.stop_lsn,
+            human_bytes(p.bytes_read),
+            human_bytes(p.bytes_stored),
             s.duration_secs
         ),
         Stats::Bundle(b) => {
@@ -209,6 +225,16 @@ pub fn restore_text(outcome: &RestoreOutcome) -> String {
             tables.iter().map(|t| t.rows).sum::<u64>(),
             outcome.duration_secs
         ),
+        RestoreDetail::Recovery(r) => format!(
+            "restored {} into {} ({}, {:.1} s); it recovers to {} when the server starts \
+             (recovery.signal and restore_command written to postgresql.auto.conf)\n{}",
+            outcome.snapshot,
+            outcome.target,
+            human_bytes(r.bytes),
+            outcome.duration_secs,
+            r.target,
+            r.window
+        ),
     };
     if let Some(safety) = &outcome.safety_snapshot {
         text.push_str(&format!(
@@ -239,6 +265,16 @@ pub fn prune_text(report: &PruneReport) -> String {
     }
     for key in &report.retained_for_chains {
         lines.push(format!("retain {key} (a kept snapshot draws from it)"));
+    }
+    for wal in &report.wal {
+        lines.push(format!(
+            "wal    {} {} .. {}: {} files, {} (before the oldest kept base backup)",
+            wal.set,
+            wal.first,
+            wal.last,
+            wal.files,
+            human_bytes(wal.bytes)
+        ));
     }
     lines.push(format!(
         "{}{} kept, {} forgotten, {} objects deleted, {} freed",
@@ -373,4 +409,35 @@ pub fn bundle_plan_text(plan: &[serde_json::Value]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+pub fn window_text(set: &str, timelines: &[TimelineWindow]) -> String {
+    if timelines.is_empty() {
+        return format!("set {set}: no WAL archived and no base backup");
+    }
+    let point = |p: &Option<strongbox_engine::Point>| match p {
+        Some(p) => format!(
+            "{} (LSN {})",
+            p.time.map_or("no commit".to_string(), |t| t.to_rfc3339()),
+            p.lsn
+        ),
+        None => "-".to_string(),
+    };
+    let mut lines = Vec::new();
+    for t in timelines {
+        lines.push(format!(
+            "timeline {}: earliest {}, latest {}; {} segments ({}), {} .. {}",
+            t.timeline,
+            point(&t.earliest),
+            point(&t.latest),
+            t.segments,
+            human_bytes(t.bytes),
+            t.first_segment.as_deref().unwrap_or("-"),
+            t.last_segment.as_deref().unwrap_or("-"),
+        ));
+        for backup in &t.backups {
+            lines.push(format!("  {backup}"));
+        }
+    }
+    lines.join("\n")
 }

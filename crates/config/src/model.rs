@@ -278,6 +278,12 @@ pub struct HealthConfig {
     /// Warn when the newest snapshot older than this has not been verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_max_age: Option<HumanDuration>,
+    /// Physical sets: warn when the newest archived WAL is older (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_warning: Option<HumanDuration>,
+    /// Physical sets: critical when the newest archived WAL is older (default 30m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_critical: Option<HumanDuration>,
 }
 
 impl HealthConfig {

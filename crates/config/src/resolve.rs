@@ -77,6 +77,16 @@ impl Config {
                 .verify_max_age
                 .as_ref()
                 .map_or(defaults.verify_max_age, |d| d.duration()),
+            wal_warning: self
+                .health
+                .wal_warning
+                .as_ref()
+                .map_or(defaults.wal_warning, |d| d.duration()),
+            wal_critical: self
+                .health
+                .wal_critical
+                .as_ref()
+                .map_or(defaults.wal_critical, |d| d.duration()),
             policies: self
                 .sets
                 .iter()

@@ -41,6 +41,7 @@
 
 mod conninfo;
 mod error;
+mod physical;
 mod postgres;
 mod sqlite;
 mod tool;
@@ -54,6 +55,7 @@ use strongbox_manifest::{DatabaseStats, SourceKind, TableCount};
 pub use conninfo::{is_conninfo, redact_conninfo};
 pub use error::{Error, PgError};
 
+pub use physical::{segment_end, Archiver, BaseBackup, PhysicalSource, SegmentEnd, ServerState};
 pub use postgres::{Claim, PostgresSource, PostgresTarget};
 pub use sqlite::{SqliteSource, SqliteTarget};
 
@@ -222,13 +224,15 @@ pub struct RestoreReport {
 }
 
 /// Deep check of a stored, uncompressed dump. PostgreSQL: `pg_restore --list` must read the
-/// archive's table of contents; SQLite: the file must open and pass `PRAGMA integrity_check`.
+/// archive's table of contents; a base backup: a tar holding `backup_label` and
+/// `global/pg_control`; SQLite: the file must open and pass `PRAGMA integrity_check`.
 /// Returns a short summary such as `"42 TOC entries, dumped from PostgreSQL 15.4"`. The
 /// whole stream is read either way.
 pub fn verify_dump(kind: SourceKind, dump: &mut dyn Read) -> Result<String, Error> {
     match kind {
         SourceKind::Postgres => postgres::verify(dump),
         SourceKind::Sqlite => sqlite::verify(dump),
+        SourceKind::PostgresPhysical => physical::verify(dump),
         SourceKind::Files | SourceKind::Bundle => Err(Error::BadDump {
             database: format!("a {} snapshot", kind.as_str()),
             reason: "it holds no database dump".to_string(),

@@ -11,7 +11,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient, IsolationLevel, NoTls};
 
 use crate::conninfo::{quote_ident, PgConn, ProcessEnv};
-use crate::tool::{abandon, copy, CopyError, Major, StderrTail, Tool};
+use crate::tool::{abandon, copy, CopyError, Major, StderrTail, StreamOps, Streamed, Tool};
 use crate::{
     DatabaseSource, DatabaseTarget, Error, Inspection, PgError, Probe, RestoreReport,
     SnapshotQuery, SqlCheck,
@@ -55,14 +55,14 @@ const USER_OBJECTS: &str = r"
 
 /// The client for tokio-postgres: a private current-thread runtime (callers are synchronous)
 /// and one connection, driven whenever the runtime runs.
-struct Session {
+pub(crate) struct Session {
     // Dropped before the runtime, which ends the connection task.
-    client: Client,
-    rt: Runtime,
+    pub(crate) client: Client,
+    pub(crate) rt: Runtime,
 }
 
 impl Session {
-    fn open(conn: &PgConn) -> Result<Self, Error> {
+    pub(crate) fn open(conn: &PgConn) -> Result<Self, Error> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -303,53 +303,29 @@ impl DatabaseSource for PostgresSource {
         let tables = count_tables(rt, &transaction, conn)?;
         tracing::info!(%database, %snapshot, tables = tables.len(), "dumping");
 
-        let mut child = pg_dump
-            .command(Some(conn))
-            .arg(format!("--snapshot={snapshot}"))
-            .args(["--format=custom", "--compress=0", "--no-password"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::Stream {
-                operation: "starting pg_dump",
-                database: database.clone(),
-                source: e,
-            })?;
-        let stderr = StderrTail::start(child.stderr.take());
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let mut head = Vec::new();
-        let copied = copy(&mut stdout, out, &mut head, PG_MAGIC.len());
-        drop(stdout);
-        let bytes_dumped = match copied {
-            Ok(n) => n,
-            Err(e) => {
-                abandon(&mut child);
-                let (operation, source) = match e {
-                    CopyError::Read(e) => ("reading pg_dump's output", e),
-                    CopyError::Write(e) => ("writing the dump", e),
-                };
-                return Err(Error::Stream {
-                    operation,
-                    database,
-                    source,
-                });
-            }
-        };
-        let status = child.wait().map_err(|e| Error::Stream {
-            operation: "waiting for pg_dump",
-            database: database.clone(),
-            source: e,
-        })?;
-        let stderr = stderr.finish(Some(conn));
-        if !status.success() {
-            return Err(Error::ToolFailed {
-                tool: "pg_dump",
-                database,
-                status: status.to_string(),
-                stderr,
-            });
-        }
+        let mut command = pg_dump.command(Some(conn));
+        command.arg(format!("--snapshot={snapshot}")).args([
+            "--format=custom",
+            "--compress=0",
+            "--no-password",
+        ]);
+        let Streamed {
+            bytes: bytes_dumped,
+            head,
+            stderr,
+        } = pg_dump.stream_out(
+            command,
+            out,
+            PG_MAGIC.len(),
+            &database,
+            Some(conn),
+            &StreamOps {
+                start: "starting pg_dump",
+                read: "reading pg_dump's output",
+                write: "writing the dump",
+                wait: "waiting for pg_dump",
+            },
+        )?;
         if head != PG_MAGIC {
             return Err(Error::BadDump {
                 database,

@@ -75,6 +75,44 @@ impl Tool {
         }
     }
 
+    /// Find a server tool (`pg_waldump`, which Debian keeps off PATH): on PATH, else in
+    /// `pg_config --bindir`, else in the newest `/usr/lib/postgresql/*/bin`.
+    pub(crate) fn find_server(name: &'static str, database: &str) -> Result<Self, Error> {
+        if let Ok(tool) = Tool::find(name, database) {
+            return Ok(tool);
+        }
+        let bindir = std::process::Command::new("pg_config")
+            .arg("--bindir")
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+        let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .collect();
+        debian.sort_by_key(|dir| {
+            let version = dir
+                .parent()
+                .and_then(|v| v.file_name())
+                .map(|v| v.to_string_lossy().into_owned());
+            version.and_then(|v| Major::parse(&v))
+        });
+        bindir
+            .into_iter()
+            .chain(debian.into_iter().rev())
+            .map(|dir| dir.join(name))
+            .find(|path| is_executable(path))
+            .map(|path| Tool { name, path })
+            .ok_or_else(|| Error::ToolMissing {
+                tool: name,
+                database: database.to_string(),
+            })
+    }
+
     /// The tool's version string (`15.18`) and major version, from `--version`.
     pub(crate) fn version(&self, database: &str) -> Result<(String, Major), Error> {
         let output = Command::new(&self.path)
@@ -115,6 +153,78 @@ impl Tool {
             }
         }
         command
+    }
+}
+
+/// What the steps of [`Tool::stream_out`] are called in its errors.
+pub(crate) struct StreamOps {
+    pub(crate) start: &'static str,
+    pub(crate) read: &'static str,
+    pub(crate) write: &'static str,
+    pub(crate) wait: &'static str,
+}
+
+/// What a tool streamed out and said.
+pub(crate) struct Streamed {
+    /// Bytes copied.
+    pub(crate) bytes: u64,
+    /// The first bytes, as many as asked for.
+    pub(crate) head: Vec<u8>,
+    /// Its stderr, on one line, the password scrubbed.
+    pub(crate) stderr: String,
+}
+
+impl Tool {
+    /// Run `command` (from [`Tool::command`]) with stdout copied into `out` and the first
+    /// `head_len` bytes kept; a tool that fails (or a copy that does) is an error about
+    /// `database`, and the tool is killed when the copy fails.
+    pub(crate) fn stream_out(
+        &self,
+        mut command: Command,
+        out: &mut dyn Write,
+        head_len: usize,
+        database: &str,
+        conn: Option<&PgConn>,
+        ops: &StreamOps,
+    ) -> Result<Streamed, Error> {
+        let stream_error = |operation, source| Error::Stream {
+            operation,
+            database: database.to_string(),
+            source,
+        };
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| stream_error(ops.start, e))?;
+        let stderr = StderrTail::start(child.stderr.take());
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut head = Vec::new();
+        let copied = copy(&mut stdout, out, &mut head, head_len);
+        drop(stdout);
+        let bytes = copied.map_err(|e| {
+            abandon(&mut child);
+            match e {
+                CopyError::Read(e) => stream_error(ops.read, e),
+                CopyError::Write(e) => stream_error(ops.write, e),
+            }
+        })?;
+        let status = child.wait().map_err(|e| stream_error(ops.wait, e))?;
+        let stderr = stderr.finish(conn);
+        if !status.success() {
+            return Err(Error::ToolFailed {
+                tool: self.name,
+                database: database.to_string(),
+                status: status.to_string(),
+                stderr,
+            });
+        }
+        Ok(Streamed {
+            bytes,
+            head,
+            stderr,
+        })
     }
 }
 

@@ -293,6 +293,7 @@ fn count(snapshot: &Snapshot) -> (&'static str, u64) {
     match &snapshot.stats {
         Stats::Files(f) => ("files", f.files),
         Stats::Database(d) => ("rows", d.tables.iter().map(|t| t.rows).sum()),
+        Stats::Physical(p) => ("bytes", p.bytes_read),
         Stats::Bundle(_) => ("members", snapshot.members.len() as u64),
     }
 }

@@ -189,6 +189,32 @@ pub enum Error {
     /// Interrupted (Ctrl-C); nothing half-done was left visible.
     #[error("interrupted; nothing was changed")]
     Cancelled,
+    /// A WAL file is archived already with other content.
+    #[error("{key} is archived already with different content ({name}); refusing to overwrite it. Is another cluster archiving into this set?")]
+    WalConflict {
+        /// The archive key.
+        key: String,
+        /// The WAL file.
+        name: String,
+    },
+    /// A base backup refused: the server cannot give one recoverable from this set.
+    #[error("set {set:?}: {reason}")]
+    BaseBackupRefused {
+        /// The set.
+        set: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// A recovery target no snapshot and archived WAL can reach.
+    #[error("set {set:?}: cannot recover to {target}: {reason}")]
+    OutsideWindow {
+        /// The set.
+        set: String,
+        /// The target asked for.
+        target: String,
+        /// The window there is, or why there is none.
+        reason: String,
+    },
 }
 
 impl Error {

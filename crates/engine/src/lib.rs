@@ -60,6 +60,7 @@ mod spec;
 mod status;
 mod tree;
 mod verify;
+mod wal;
 
 pub(crate) use error::error_chain;
 
@@ -71,10 +72,10 @@ pub use error::Error;
 pub use health::{HealthCheck, HealthOptions, HealthReport, HealthStatus};
 pub use journal::{Operation, RunRecord, RunStatus, Verification};
 pub use progress::{Cancel, NoProgress, Progress};
-pub use prune::{Forgotten, Kept, PruneOptions, PruneReport, SetPolicy};
+pub use prune::{Forgotten, Kept, PruneOptions, PruneReport, SetPolicy, WalPruned};
 pub use restore::{
-    DatabaseRestorer, DirectoryTarget, HolderPlan, RestoreDetail, RestoreOptions, RestoreOutcome,
-    RestorePlan, RestoreRun, Restored, Restorer, TargetSpec,
+    DataDirTarget, DatabaseRestorer, DirectoryTarget, HolderPlan, Recovery, RestoreDetail,
+    RestoreOptions, RestoreOutcome, RestorePlan, RestoreRun, Restored, Restorer, TargetSpec,
 };
 pub use select::select;
 pub use source::{
@@ -87,3 +88,4 @@ pub use strongbox_retention::{KeepPolicy, Timezone};
 pub use strongbox_verify::{Report, VerifyLevel};
 pub use tree::{ObjectSource, TreeEntry};
 pub use verify::VerifyOptions;
+pub use wal::{BackupWindow, Point, Pushed, RecoveryTarget, TimelineWindow, WalObject};

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use strongbox_manifest::{Snapshot, SourceKind};
+use strongbox_manifest::{PhysicalStats, Snapshot, SourceKind};
 use strongbox_retention::{apply, Candidate, KeepPolicy, Plan, Timezone};
 use strongbox_storage::{layout, ObjectInfo};
 
@@ -114,6 +114,25 @@ pub struct PruneReport {
     /// Run-journal entries removed (older than `journal_keep`).
     #[serde(default)]
     pub journal_removed: Vec<String>,
+    /// WAL deleted from physical sets: what no kept base backup needs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wal: Vec<WalPruned>,
+}
+
+/// The WAL a prune deletes from one set: every file before the oldest kept base backup's
+/// start segment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalPruned {
+    /// The set.
+    pub set: String,
+    /// The first file deleted.
+    pub first: String,
+    /// The last file deleted.
+    pub last: String,
+    /// Files deleted.
+    pub files: u64,
+    /// Bytes they took.
+    pub bytes: u64,
 }
 
 impl PruneReport {
@@ -126,6 +145,7 @@ impl PruneReport {
         self.deleted.extend(other.deleted);
         self.retained_for_chains.extend(other.retained_for_chains);
         self.journal_removed.extend(other.journal_removed);
+        self.wal.extend(other.wal);
     }
 }
 
@@ -259,6 +279,12 @@ impl Engine {
             .map(|o| o.key.clone())
             .collect();
 
+        let physical_kept: Vec<&PhysicalStats> = kept.iter().filter_map(|s| s.physical()).collect();
+        let wal = match physical_kept.first() {
+            Some(p) => self.wal(set, p.wal_segment_size)?,
+            None => Vec::new(),
+        };
+        let doomed_wal = crate::wal::unneeded_wal(&wal, &physical_kept);
         let report = PruneReport {
             dry_run: opts.dry_run,
             keep: plan
@@ -281,6 +307,16 @@ impl Engine {
             deleted: doomed.iter().map(|o| o.key.clone()).collect(),
             retained_for_chains,
             journal_removed: self.old_journal(set, opts.journal_keep)?,
+            wal: match (doomed_wal.first(), doomed_wal.last()) {
+                (Some(first), Some(last)) => vec![WalPruned {
+                    set: set.to_string(),
+                    first: first.name.clone(),
+                    last: last.name.clone(),
+                    files: doomed_wal.len() as u64,
+                    bytes: doomed_wal.iter().map(|o| o.size).sum(),
+                }],
+                _ => Vec::new(),
+            },
         };
         if opts.dry_run {
             return Ok(report);
@@ -300,6 +336,10 @@ impl Engine {
         }
         self.writer
             .remove_upload_leftovers(&layout::data_prefix(set), opts.grace)?;
+        for object in &doomed_wal {
+            self.cancel.check()?;
+            self.writer.delete(&object.key)?;
+        }
         for key in &report.journal_removed {
             self.writer.delete(key)?;
         }

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use strongbox_db_dump::{DatabaseSource, PostgresSource, SqliteSource};
 use strongbox_manifest::SourceKind;
 
-use crate::source::{DumpSource, FilesSource, FilesSpec, PostgresSpec, Source, SqliteSpec};
+use crate::source::{
+    BaseBackupSource, DumpSource, FilesSource, FilesSpec, PostgresSpec, Source, SqliteSpec,
+};
 use crate::Error;
 
 /// What a set backs up: one variant per source kind, tagged `source` as in the
@@ -56,6 +58,7 @@ impl SourceSpec {
     pub fn kind(&self) -> SourceKind {
         match self {
             SourceSpec::Files(_) => SourceKind::Files,
+            SourceSpec::Postgres(spec) if spec.physical => SourceKind::PostgresPhysical,
             SourceSpec::Postgres(_) => SourceKind::Postgres,
             SourceSpec::Sqlite(_) => SourceKind::Sqlite,
             SourceSpec::Bundle(_) => SourceKind::Bundle,
@@ -75,6 +78,7 @@ impl SourceSpec {
     /// The database of a `postgres` or `sqlite` spec.
     pub(crate) fn open_database(&self) -> Result<Option<Box<dyn DatabaseSource>>, Error> {
         Ok(match self {
+            SourceSpec::Postgres(spec) if spec.physical => None,
             SourceSpec::Postgres(spec) => Some(Box::new(PostgresSource::new(&spec.conninfo)?)),
             SourceSpec::Sqlite(spec) => Some(Box::new(SqliteSource::new(&spec.path))),
             SourceSpec::Files(_) | SourceSpec::Bundle(_) => None,
@@ -86,8 +90,12 @@ impl SourceSpec {
     ///
     /// [`Engine::backup`]: crate::Engine::backup
     pub fn open(&self) -> Result<Box<dyn Source>, Error> {
-        if let SourceSpec::Files(spec) = self {
-            return Ok(Box::new(FilesSource::new(spec.clone())?));
+        match self {
+            SourceSpec::Files(spec) => return Ok(Box::new(FilesSource::new(spec.clone())?)),
+            SourceSpec::Postgres(spec) if spec.physical => {
+                return Ok(Box::new(BaseBackupSource::new(&spec.conninfo)?))
+            }
+            _ => {}
         }
         match self.open_database()? {
             Some(database) => Ok(Box::new(DumpSource::new(database))),

@@ -268,6 +268,7 @@ fn postgres_backup_and_forced_restore_through_the_engine() {
         "maindb",
         SourceSpec::Postgres(PostgresSpec {
             conninfo: source.url(),
+            physical: false,
         }),
     );
     let snapshot = engine.backup(&spec).unwrap();

@@ -45,4 +45,12 @@ pub enum Error {
         /// What was given.
         id: String,
     },
+    /// A WAL archive file name or LSN is not one PostgreSQL writes.
+    #[error("invalid WAL name {name:?}: {reason}")]
+    InvalidWalName {
+        /// What was given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }

@@ -25,6 +25,7 @@ mod id;
 mod listing;
 mod record;
 mod scan;
+mod wal;
 
 pub use error::Error;
 pub use filter::{Excludes, Includes};
@@ -35,3 +36,4 @@ pub use record::{
     Snapshot, SnapshotKind, SourceError, SourceKind, Stats, TableCount, FORMAT_VERSION,
 };
 pub use scan::{classify, diff, scan_tree, walk_tree, Change, Scan, Walk};
+pub use wal::{first_gap, Lsn, PhysicalStats, Segment, WalFile, DEFAULT_SEGMENT_SIZE};

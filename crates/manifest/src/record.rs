@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, SnapshotId};
+use crate::{Error, PhysicalStats, SnapshotId};
 
 /// Version of the repository format this crate reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -41,6 +41,9 @@ pub enum SourceKind {
     Postgres,
     /// An SQLite database file.
     Sqlite,
+    /// A PostgreSQL cluster's base backup, recovered to a point in time with its archived WAL.
+    #[serde(rename = "postgres-physical")]
+    PostgresPhysical,
     /// Member snapshots of other sets taken together (a database and the files it
     /// references); the record owns no object.
     Bundle,
@@ -53,6 +56,7 @@ impl SourceKind {
             SourceKind::Files => "files",
             SourceKind::Postgres => "postgres",
             SourceKind::Sqlite => "sqlite",
+            SourceKind::PostgresPhysical => "postgres-physical",
             SourceKind::Bundle => "bundle",
         }
     }
@@ -150,6 +154,8 @@ pub enum Stats {
     Files(FileStats),
     /// A database snapshot.
     Database(DatabaseStats),
+    /// A base backup (before `Bundle`, whose fields are all optional).
+    Physical(PhysicalStats),
     /// A bundle.
     Bundle(BundleStats),
 }
@@ -321,7 +327,16 @@ impl Snapshot {
         match &self.stats {
             Stats::Files(f) => f.bytes_stored,
             Stats::Database(d) => d.bytes_stored,
+            Stats::Physical(p) => p.bytes_stored,
             Stats::Bundle(_) => 0,
+        }
+    }
+
+    /// What a base backup recorded, for a physical snapshot.
+    pub fn physical(&self) -> Option<&PhysicalStats> {
+        match &self.stats {
+            Stats::Physical(stats) => Some(stats),
+            _ => None,
         }
     }
 
@@ -329,7 +344,7 @@ impl Snapshot {
     pub fn file_stats(&self) -> Option<&FileStats> {
         match &self.stats {
             Stats::Files(stats) => Some(stats),
-            Stats::Database(_) | Stats::Bundle(_) => None,
+            Stats::Database(_) | Stats::Physical(_) | Stats::Bundle(_) => None,
         }
     }
 }
@@ -385,5 +400,12 @@ mod tests {
         });
         let json = serde_json::to_string(&stats).unwrap();
         assert_eq!(serde_json::from_str::<Stats>(&json).unwrap(), stats);
+        let physical = Stats::Physical(PhysicalStats {
+            start_lsn: crate::Lsn(0x300_0028),
+            ..PhysicalStats::default()
+        });
+        let json = serde_json::to_string(&physical).unwrap();
+        assert!(json.contains(r#""start_lsn":"0/3000028""#), "{json}");
+        assert_eq!(serde_json::from_str::<Stats>(&json).unwrap(), physical);
     }
 }

@@ -56,6 +56,17 @@ pub fn data_key(set: &str, id: &SnapshotId, ext: &str) -> String {
     format!("{SETS}/{set}/data/{id}.{ext}")
 }
 
+/// `sets/<set>/wal/` — a set's WAL archive, one directory per timeline.
+pub fn wal_prefix(set: &str) -> String {
+    format!("{SETS}/{set}/wal/")
+}
+
+/// `sets/<set>/wal/<timeline>/<name>`: an archived WAL file (segment, `.partial`,
+/// `.backup` or `.history`), named as PostgreSQL names it.
+pub fn wal_key(set: &str, timeline: u32, name: &str) -> String {
+    format!("{SETS}/{set}/wal/{timeline:08X}/{name}")
+}
+
 /// `sets/<set>/runs/`, the set's run journal.
 pub fn runs_prefix(set: &str) -> String {
     format!("{SETS}/{set}/runs/")

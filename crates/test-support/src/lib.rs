@@ -29,6 +29,7 @@
 //! assert_eq!(faults.injected(), 1);
 //! ```
 
+mod cluster;
 mod faults;
 mod pg;
 mod receivers;
@@ -37,6 +38,7 @@ use std::path::PathBuf;
 
 use strongbox_storage::{Location, Repository, Store, StoreOptions};
 
+pub use cluster::{ClusterDir, Server};
 pub use faults::{Faults, Rule};
 pub use pg::{Pg, TempDb};
 pub use receivers::Receivers;

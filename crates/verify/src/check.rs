@@ -82,6 +82,9 @@ pub enum CheckName {
     /// A bundle's reference query, re-run on the restored copy of its database, finds what
     /// the bundle recorded.
     References,
+    /// A base backup's WAL is archived without a gap from its start segment to the newest.
+    #[serde(rename = "wal-chain")]
+    WalChain,
 }
 
 impl fmt::Display for CheckName {
@@ -95,6 +98,7 @@ impl fmt::Display for CheckName {
             CheckName::Integrity => "integrity",
             CheckName::ForeignKeys => "foreign-keys",
             CheckName::Indexes => "indexes",
+            CheckName::WalChain => "wal-chain",
             CheckName::Query => "query",
             CheckName::Members => "members",
             CheckName::References => "references",

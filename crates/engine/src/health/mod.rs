@@ -86,6 +86,10 @@ pub struct HealthOptions {
     /// Warning when no verification passed within this time (sets younger than it are
     /// not held to it).
     pub verify_max_age: Duration,
+    /// Physical sets: warning when the newest archived WAL file is older.
+    pub wal_warning: Duration,
+    /// Physical sets: critical when the newest archived WAL file is older.
+    pub wal_critical: Duration,
     /// Keep policies per set, for retention compliance.
     pub policies: BTreeMap<String, KeepPolicy>,
     /// Sets that must be there (the configured ones): checked even when the repository
@@ -94,13 +98,15 @@ pub struct HealthOptions {
 }
 
 impl Default for HealthOptions {
-    /// 48 h, 80 %, 30 %, 7 days, no policies, no expected sets.
+    /// 48 h, 80 %, 30 %, 7 days, WAL 5 and 30 minutes, no policies, no expected sets.
     fn default() -> Self {
         HealthOptions {
             max_age: Duration::from_secs(48 * 3600),
             max_disk_usage: 80,
             anomaly_drop: 30,
             verify_max_age: Duration::from_secs(7 * 24 * 3600),
+            wal_warning: Duration::from_secs(5 * 60),
+            wal_critical: Duration::from_secs(30 * 60),
             policies: BTreeMap::new(),
             expected_sets: Vec::new(),
         }
@@ -262,7 +268,75 @@ impl SetChecks<'_> {
             checks.push(check.clone());
         }
         checks.extend(self.references());
+        checks.extend(self.wal()?);
         Ok((checks, forget.map(|(_, n)| n)))
+    }
+
+    /// A physical set: the age of its newest archived WAL, and any gap in the WAL its
+    /// newest base backup needs.
+    fn wal(&self) -> Result<Vec<HealthCheck>, Error> {
+        let Some((snapshot, physical)) = self
+            .snapshots
+            .iter()
+            .rev()
+            .find_map(|s| Some((s, s.physical()?)))
+        else {
+            return Ok(Vec::new());
+        };
+        let wal = self.reader.wal(&snapshot.set, physical.wal_segment_size)?;
+        let (warning, critical) = (self.options.wal_warning, self.options.wal_critical);
+        let age = match wal.iter().max_by_key(|o| o.modified) {
+            None => self.check(
+                "wal-age",
+                HealthStatus::Critical,
+                "no WAL is archived".to_string(),
+            ),
+            Some(newest) => {
+                let age = (self.now - newest.modified).to_std().unwrap_or_default();
+                let status = if age > critical {
+                    HealthStatus::Critical
+                } else if age > warning {
+                    HealthStatus::Warning
+                } else {
+                    HealthStatus::Ok
+                };
+                self.check(
+                    "wal-age",
+                    status,
+                    format!(
+                        "the newest archived WAL, {}, is {} old (warning past {}, critical past {})",
+                        newest.name,
+                        human(age),
+                        human(warning),
+                        human(critical)
+                    ),
+                )
+            }
+        };
+        let segments = crate::wal::timeline_segments(&wal, physical.timeline);
+        let size = physical.wal_segment_size;
+        let gap = match strongbox_manifest::first_gap(&segments, physical.start()) {
+            Some(missing) => self.check(
+                "wal-gap",
+                HealthStatus::Critical,
+                format!(
+                    "WAL segment {} is missing: snapshot {} cannot recover past it",
+                    missing.name(size),
+                    snapshot.id
+                ),
+            ),
+            None => self.check(
+                "wal-gap",
+                HealthStatus::Ok,
+                format!(
+                    "WAL continuous from {} (snapshot {}) to {}",
+                    physical.start_segment,
+                    snapshot.id,
+                    segments.last().map_or(String::new(), |s| s.name(size))
+                ),
+            ),
+        };
+        Ok(vec![age, gap])
     }
 
     /// A bundle whose newest record found referenced files missing warns, naming them.
@@ -539,6 +613,7 @@ fn metrics(snapshot: &Snapshot) -> Vec<(String, u64)> {
                 )
                 .collect()
         }
+        Stats::Physical(p) => vec![("bytes".to_string(), p.bytes_read)],
         // A bundle's counts are its members'; its own check is `references`.
         Stats::Bundle(_) => Vec::new(),
     }

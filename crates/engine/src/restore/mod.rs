@@ -3,6 +3,7 @@
 //! asks for one, and journals the attempt, the same way for every kind.
 
 mod database;
+mod datadir;
 mod directory;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use strongbox_db_dump::{is_conninfo, redact_conninfo, PostgresTarget, SqliteTarg
 use strongbox_manifest::{FileEntry, FileType, Snapshot, SourceKind, Stats, TableCount};
 
 pub use database::DatabaseRestorer;
+pub use datadir::{DataDirTarget, Recovery};
 pub use directory::DirectoryTarget;
 
 use crate::journal::{Operation, RunOutcome};
@@ -81,6 +83,8 @@ pub enum RestoreDetail {
     /// A database restore: the restored tables with their row counts, as checked against
     /// the snapshot.
     Tables(Vec<TableCount>),
+    /// A base backup restored as a data directory that recovers when started.
+    Recovery(Recovery),
 }
 
 impl RestoreDetail {
@@ -90,6 +94,7 @@ impl RestoreDetail {
             (RestoreDetail::Plan(plan), _) => plan.bytes,
             (RestoreDetail::Tables(_), Stats::Database(stats)) => stats.bytes_dumped,
             (RestoreDetail::Tables(_), _) => 0,
+            (RestoreDetail::Recovery(recovery), _) => recovery.bytes,
         }
     }
 }
@@ -229,6 +234,11 @@ impl TargetSpec {
             ));
         }
         match kind {
+            SourceKind::PostgresPhysical => refuse(
+                "a base backup restores into a data directory: give --target-dir DIR and \
+                 --to-time, --to-lsn or --to-latest"
+                    .to_string(),
+            ),
             SourceKind::Bundle => refuse(
                 "a bundle restores through its members: give --target MEMBER=TARGET for each"
                     .to_string(),

@@ -22,6 +22,10 @@ pub struct PostgresSpec {
     /// from the string, PGPASSWORD or `~/.pgpass`. Shown (and serialized) without it.
     #[serde(serialize_with = "redacted")]
     pub conninfo: String,
+    /// Take base backups for point-in-time recovery (`pg_basebackup`) instead of dumps; the
+    /// server archives its WAL into the set with `wal push`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub physical: bool,
 }
 
 fn redacted<S: Serializer>(conninfo: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -75,6 +79,7 @@ impl std::fmt::Debug for DumpSource<'_> {
 pub(crate) fn dump_extension(kind: SourceKind) -> &'static str {
     match kind {
         SourceKind::Postgres => "pgdump.zst",
+        SourceKind::PostgresPhysical => "base.tar.zst",
         SourceKind::Sqlite | SourceKind::Files | SourceKind::Bundle => "sqlite.zst",
     }
 }

@@ -4,6 +4,7 @@
 
 mod database;
 mod files;
+mod physical;
 mod sink;
 
 use strongbox_archive::Compression;
@@ -13,6 +14,7 @@ use strongbox_manifest::{
 
 pub use database::{DumpSource, PostgresSpec, SnapshotWork, SqliteSpec};
 pub use files::{FilesSource, FilesSpec};
+pub use physical::BaseBackupSource;
 pub use sink::ObjectSink;
 
 use crate::{Cancel, Error, Progress, Reader};

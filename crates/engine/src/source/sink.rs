@@ -27,6 +27,11 @@ impl<'a> ObjectSink<'a> {
         }
     }
 
+    /// The set the snapshot is taken into.
+    pub fn set(&self) -> &str {
+        &self.set
+    }
+
     /// The id of the snapshot being taken.
     pub fn id(&self) -> &SnapshotId {
         &self.id

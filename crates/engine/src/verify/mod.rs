@@ -70,6 +70,7 @@ fn restored_bytes(snapshot: &Snapshot) -> u64 {
     match &snapshot.stats {
         strongbox_manifest::Stats::Files(f) => f.bytes,
         strongbox_manifest::Stats::Database(d) => d.bytes_dumped,
+        strongbox_manifest::Stats::Physical(p) => p.bytes_read,
         strongbox_manifest::Stats::Bundle(_) => 0,
     }
 }
@@ -221,6 +222,12 @@ impl Reader {
             return SnapshotReport::new(snapshot, vec![check]);
         }
         let mut checks = vec![objects_present(snapshot, sizes)];
+        if let Some(physical) = snapshot.physical() {
+            checks.push(Check::new(
+                CheckName::WalChain,
+                self.wal_chain(snapshot, physical, level >= VerifyLevel::Deep),
+            ));
+        }
         let listing = (snapshot.source == SourceKind::Files).then(|| self.listing(snapshot));
         if let Some(listing) = &listing {
             checks.push(match listing {

@@ -37,6 +37,11 @@ impl Reader {
             SourceKind::Bundle => {
                 failed("a bundle is restore-tested through its members".to_string())
             }
+            SourceKind::PostgresPhysical => failed(
+                "restore tests of base backups are not implemented; verify --level deep \
+                 reads the base backup and checks its WAL chain"
+                    .to_string(),
+            ),
             SourceKind::Files => {
                 let Some(listing) = listing else {
                     return failed("the listing is unreadable".to_string());
@@ -105,7 +110,7 @@ impl Reader {
                         crate::RestoreDetail::Tables(tables) => {
                             (tables.len(), tables.iter().map(|t| t.rows).sum::<u64>())
                         }
-                        crate::RestoreDetail::Plan(_) => (0, 0),
+                        crate::RestoreDetail::Plan(_) | crate::RestoreDetail::Recovery(_) => (0, 0),
                     };
                     format!("{tables} table(s), {rows} row(s), every count as recorded")
                 })

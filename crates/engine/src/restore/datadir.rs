@@ -1,0 +1,275 @@
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use strongbox_manifest::{ObjectRole, SourceKind, Stats};
+
+use super::{RestoreDetail, RestoreRun, Restored, Restorer};
+use crate::progress::Tracked;
+use crate::{BackupWindow, Error, RecoveryTarget};
+
+/// An empty directory to restore a base backup into, as a PostgreSQL data directory that
+/// recovers from the set's WAL archive when the server starts: the base backup's files,
+/// `recovery.signal`, and in `postgresql.auto.conf` a `restore_command` running
+/// `wal fetch`, the recovery target and `recovery_target_action = 'promote'`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDirTarget {
+    /// The data directory (missing or empty).
+    pub dir: PathBuf,
+    /// Where recovery stops.
+    pub target: RecoveryTarget,
+    /// The program and arguments that run `wal fetch SET %f %p` once the set, `%f` and
+    /// `%p` are appended (`/usr/bin/strongbox --repo s3://bucket/prod`).
+    pub fetch_command: Vec<String>,
+    /// What the set's WAL can recover to (from [`Reader::recovery_window`](crate::Reader::recovery_window)).
+    pub window: BackupWindow,
+}
+
+/// What a data directory restore wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// Where recovery stops.
+    pub target: RecoveryTarget,
+    /// The base backup's window.
+    pub window: BackupWindow,
+    /// The `restore_command` written.
+    pub restore_command: String,
+    /// Bytes of the data directory.
+    pub bytes: u64,
+}
+
+/// Removes what a failed restore extracted, leaving the directory as it was found.
+struct Extracted<'a> {
+    dir: &'a Path,
+    created: bool,
+    done: bool,
+}
+
+impl Drop for Extracted<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let cleared = if self.created {
+            fs::remove_dir_all(self.dir)
+        } else {
+            fs::read_dir(self.dir).and_then(|entries| {
+                entries.flatten().try_for_each(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => fs::remove_dir_all(e.path()),
+                    _ => fs::remove_file(e.path()),
+                })
+            })
+        };
+        if let Err(e) = cleared {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove a failed restore's files");
+        }
+    }
+}
+
+/// `value` as a single-quoted shell word.
+fn shell_word(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// `value` as a quoted configuration value.
+fn setting(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+impl DataDirTarget {
+    fn restore_command(&self, set: &str) -> String {
+        let mut words: Vec<String> = self.fetch_command.iter().map(|w| shell_word(w)).collect();
+        words.extend(["wal", "fetch", "--"].map(String::from));
+        words.push(shell_word(set));
+        words.extend(["'%f'", "'%p'"].map(String::from));
+        words.join(" ")
+    }
+
+    fn recovery_settings(&self, set: &str, id: &str) -> String {
+        let mut text = format!(
+            "\n# strongbox: recover snapshot {id} of set {set} from its WAL archive\n\
+             restore_command = {}\n\
+             recovery_target_timeline = 'current'\n",
+            setting(&self.restore_command(set))
+        );
+        match self.target {
+            RecoveryTarget::Latest => {}
+            RecoveryTarget::Time(time) => text.push_str(&format!(
+                "recovery_target_time = '{}'\nrecovery_target_action = 'promote'\n",
+                time.format("%Y-%m-%d %H:%M:%S%.6f+00")
+            )),
+            RecoveryTarget::Lsn(lsn) => text.push_str(&format!(
+                "recovery_target_lsn = '{lsn}'\nrecovery_target_action = 'promote'\n"
+            )),
+        }
+        text
+    }
+}
+
+impl Restorer for DataDirTarget {
+    fn kind(&self) -> SourceKind {
+        SourceKind::PostgresPhysical
+    }
+
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn is_empty(&mut self) -> Result<bool, Error> {
+        let empty = match fs::read_dir(&self.dir) {
+            Ok(mut entries) => entries.next().is_none(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => return Err(Error::io("reading", &self.dir, e)),
+        };
+        if !empty {
+            // Never replaced, even with --force: PostgreSQL's files are not ours to move.
+            return Err(Error::BadTarget {
+                target: self.describe(),
+                reason: "it is not empty; a base backup restores only into an empty or new \
+                         directory (stop the server and move its data directory aside first)"
+                    .to_string(),
+            });
+        }
+        Ok(true)
+    }
+
+    fn replaced(&self) -> String {
+        "never: a data directory restores only into an empty directory".to_string()
+    }
+
+    fn restore(&mut self, run: &mut RestoreRun<'_>) -> Result<Restored, Error> {
+        let snapshot = run.objects.snapshot().clone();
+        let bytes = match &snapshot.stats {
+            Stats::Physical(p) => p.bytes_read,
+            _ => 0,
+        };
+        let created = !self.dir.exists();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| Error::io("creating", &self.dir, e))?;
+        let mut extracted = Extracted {
+            dir: &self.dir,
+            created,
+            done: false,
+        };
+        run.progress()
+            .phase("restoring the base backup", Some(bytes));
+        let stream = Tracked {
+            inner: run.objects.open(ObjectRole::Dump)?,
+            progress: run.progress(),
+            cancel: run.cancel(),
+            error: None,
+        };
+        let mut archive = tar::Archive::new(stream);
+        archive.set_preserve_permissions(true);
+        archive.set_overwrite(false);
+        archive
+            .unpack(&self.dir)
+            .map_err(|e| Error::io("extracting the base backup into", &self.dir, e))?;
+        // To the end: the stream's digest is checked there.
+        std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
+            .map_err(|e| Error::io("reading the base backup for", &self.dir, e))?;
+        run.progress().finish();
+        run.cancel().check()?;
+        let signal = self.dir.join("recovery.signal");
+        fs::write(&signal, b"").map_err(|e| Error::io("writing", &signal, e))?;
+        let conf = self.dir.join("postgresql.auto.conf");
+        fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&conf)
+            .and_then(|mut f| {
+                f.write_all(
+                    self.recovery_settings(&snapshot.set, snapshot.id.as_str())
+                        .as_bytes(),
+                )?;
+                f.sync_all()
+            })
+            .map_err(|e| Error::io("writing", &conf, e))?;
+        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("setting the mode of", &self.dir, e))?;
+        extracted.done = true;
+        Ok(Restored {
+            previous: None,
+            detail: RestoreDetail::Recovery(Recovery {
+                dir: self.dir.clone(),
+                target: self.target,
+                window: self.window.clone(),
+                restore_command: self.restore_command(&snapshot.set),
+                bytes,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Point;
+    use strongbox_manifest::Lsn;
+
+    #[test]
+    fn recovery_settings_quote_the_command_and_name_the_target() {
+        let window = BackupWindow {
+            snapshot: "s".into(),
+            timeline: 1,
+            earliest: Point {
+                time: None,
+                lsn: Lsn(0),
+            },
+            latest: None,
+            last_segment: None,
+            gap: None,
+        };
+        let time = chrono::DateTime::parse_from_rfc3339("2026-12-01T02:00:00.5Z")
+            .unwrap()
+            .to_utc();
+        let cases = [
+            (RecoveryTarget::Latest, None),
+            (
+                RecoveryTarget::Time(time),
+                Some("recovery_target_time = '2026-12-01 02:00:00.500000+00'"),
+            ),
+            (
+                RecoveryTarget::Lsn(Lsn(0x300_0060)),
+                Some("recovery_target_lsn = '0/3000060'"),
+            ),
+        ];
+        for (target, line) in cases {
+            let dir = DataDirTarget {
+                dir: PathBuf::from("/x"),
+                target,
+                fetch_command: vec![
+                    "/usr/bin/strongbox".into(),
+                    "--repo".into(),
+                    "/srv/it's".into(),
+                ],
+                window: window.clone(),
+            };
+            let text = dir.recovery_settings("maindb", "id");
+            assert!(
+                text.contains(r#"restore_command = '''/usr/bin/strongbox'' ''--repo'' ''/srv/it''\''''s'' wal fetch -- ''maindb'' ''%f'' ''%p'''"#),
+                "{text}"
+            );
+            match line {
+                Some(line) => {
+                    assert!(text.contains(line), "{text}");
+                    assert!(
+                        text.contains("recovery_target_action = 'promote'"),
+                        "{text}"
+                    );
+                }
+                None => assert!(
+                    !text.contains("recovery_target_time") && !text.contains("recovery_target_lsn"),
+                    "{text}"
+                ),
+            }
+        }
+    }
+}

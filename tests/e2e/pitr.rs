@@ -1,0 +1,483 @@
+//! Point-in-time recovery end to end, on a throwaway cluster: WAL archived by `wal push` as
+//! the server's archive_command, a base backup, rows in two batches around a time T, and
+//! restores to T and to the latest WAL that a server then starts from.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use strongbox_test_support::{ClusterDir, Server};
+
+use crate::harness::{bin, service, succeeded};
+
+/// Where the set's repository is: a local directory the server's user owns, or an
+/// encrypted one on S3 (the server's archive and restore commands find the identity file
+/// through STRONGBOX_IDENTITY in its environment).
+enum Storage {
+    Local,
+    S3 { bucket: String, root: String },
+}
+
+struct Pitr {
+    dir: ClusterDir,
+    strongbox: std::path::PathBuf,
+    repo: String,
+    env: Vec<(String, String)>,
+    primary: Server,
+}
+
+impl Pitr {
+    fn new(storage: &Storage) -> Option<Pitr> {
+        let dir = ClusterDir::new()?;
+        let strongbox = dir.install(&bin());
+        let repo = match storage {
+            Storage::Local => dir.mkdir("repo").display().to_string(),
+            Storage::S3 { bucket, .. } => {
+                format!("s3://{bucket}/{}", strongbox_test_support::unique("pitr"))
+            }
+        };
+        let mut env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .collect();
+        let mut init_args = vec!["--repo".to_string(), repo.clone(), "init".to_string()];
+        if let Storage::S3 { .. } = storage {
+            let identity = dir.path("identity.txt");
+            let made = dir
+                .command("age-keygen")
+                .arg("-o")
+                .arg(&identity)
+                .output()
+                .unwrap();
+            succeeded_quietly(&made);
+            let recipient = dir
+                .command("age-keygen")
+                .arg("-y")
+                .arg(&identity)
+                .output()
+                .unwrap();
+            let recipient = String::from_utf8(recipient.stdout)
+                .unwrap()
+                .trim()
+                .to_string();
+            init_args.extend([
+                "--encrypt".to_string(),
+                "--recipient".to_string(),
+                recipient,
+            ]);
+            env.push((
+                "STRONGBOX_IDENTITY".to_string(),
+                identity.display().to_string(),
+            ));
+        }
+        let mut primary = dir.init(
+            "primary",
+            &format!(
+                "\nwal_level = replica\narchive_mode = on\n\
+                 archive_command = '{} --repo {repo} -q wal push maindb %p'\n",
+                strongbox.display()
+            ),
+        );
+        let env_refs: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let init = dir
+            .command(&strongbox)
+            .args(&init_args)
+            .envs(env_refs.iter().copied())
+            .output()
+            .unwrap();
+        succeeded_quietly(&init);
+        primary.start(&env_refs, "");
+        Some(Pitr {
+            dir,
+            strongbox,
+            repo,
+            env,
+            primary,
+        })
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    /// `strongbox --repo <repo> <args>` as the cluster's user.
+    fn run(&self, args: &[&str]) -> Output {
+        self.dir
+            .command(&self.strongbox)
+            .arg("--repo")
+            .arg(&self.repo)
+            .args(args)
+            .envs(self.env())
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        succeeded(&self.run(&all))
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?} should fail: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        stderr
+    }
+
+    /// Close the current segment and wait until the window's last commit is at or after
+    /// `after` (the segment holding it is archived).
+    fn archive_until(&self, after: DateTime<Utc>) -> Value {
+        self.primary.psql("SELECT pg_switch_wal()");
+        let started = Instant::now();
+        loop {
+            let window = self.json(&["wal", "window", "maindb"]);
+            let latest = window["timelines"][0]["latest"]["time"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+            if latest.is_some_and(|t| t >= after) {
+                return window;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "WAL not archived: {window}\n{}",
+                self.primary.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Restore with `args`, start a server on the result, and count the rows of `t`.
+    fn restored_rows(&self, rel: &str, args: &[&str]) -> (u64, Value) {
+        let target = self.dir.path(rel).display().to_string();
+        let mut all = vec!["restore"];
+        all.extend_from_slice(args);
+        all.extend(["--target-dir", &target]);
+        let restored = self.json(&all);
+        let mut server = self.dir.server(rel);
+        server.start(&self.env(), "-c archive_mode=off");
+        server.wait_promoted(Duration::from_secs(60));
+        let rows = server.psql("SELECT count(*) FROM t").parse().unwrap();
+        server.stop();
+        (rows, restored)
+    }
+
+    fn server_now(&self) -> DateTime<Utc> {
+        let text = self.primary.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
+        DateTime::parse_from_rfc3339(&text).unwrap().to_utc()
+    }
+}
+
+fn succeeded_quietly(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn round_trip(storage: Storage) {
+    let Some(pitr) = Pitr::new(&storage) else {
+        return;
+    };
+    let primary = &pitr.primary;
+    primary.psql("CREATE TABLE t (i int, note text); INSERT INTO t SELECT g, 'before' FROM generate_series(1, 100) g");
+
+    // A base backup: refused for a set the server does not archive into, then taken.
+    let err = pitr.fails(&[
+        "backup",
+        "postgres",
+        "other",
+        &primary.conninfo(),
+        "--physical",
+    ]);
+    assert!(
+        err.contains("archive_command does not archive into this set"),
+        "{err}"
+    );
+    let backup = pitr.json(&[
+        "backup",
+        "postgres",
+        "maindb",
+        &primary.conninfo(),
+        "--physical",
+    ]);
+    assert_eq!(backup["source"], "postgres-physical");
+    let stats = &backup["stats"];
+    assert_eq!(stats["timeline"], 1);
+    assert!(
+        stats["system_identifier"].as_str().unwrap().len() > 5,
+        "{stats}"
+    );
+    assert!(
+        stats["start_segment"]
+            .as_str()
+            .unwrap()
+            .starts_with("00000001"),
+        "{stats}"
+    );
+    let id = backup["id"].as_str().unwrap().to_string();
+    let ended = DateTime::parse_from_rfc3339(stats["stop_time"].as_str().unwrap())
+        .unwrap()
+        .to_utc();
+
+    // Batch one, then T, then batch two, each committed on its own.
+    primary.psql("INSERT INTO t SELECT g, 'first' FROM generate_series(1, 10) g");
+    std::thread::sleep(Duration::from_millis(1100));
+    let t = pitr.server_now();
+    std::thread::sleep(Duration::from_millis(1100));
+    primary.psql("INSERT INTO t SELECT g, 'second' FROM generate_series(1, 20) g");
+    let last_commit = pitr.server_now();
+    let window = pitr.archive_until(last_commit - chrono::Duration::milliseconds(500));
+    let timeline = &window["timelines"][0];
+    assert_eq!(timeline["backups"][0]["snapshot"], id.as_str());
+    assert!(timeline["backups"][0]["gap"].is_null(), "{window}");
+
+    let t_text = t.to_rfc3339();
+    let (rows, restored) = pitr.restored_rows("to-t", &["maindb:latest", "--to-time", &t_text]);
+    assert_eq!(
+        rows, 110,
+        "recovered to T: the base backup's rows and the first batch only"
+    );
+    assert_eq!(restored["snapshot"], id.as_str());
+    if let Storage::S3 { root, .. } = &storage {
+        let command = restored["recovery"]["restore_command"].as_str().unwrap();
+        assert!(command.contains("--identity"), "{command}");
+        // Encrypted: every WAL object is an age file.
+        let wal_dir = Path::new(root)
+            .join(pitr.repo.trim_start_matches("s3://"))
+            .join("sets/maindb/wal/00000001");
+        for entry in std::fs::read_dir(&wal_dir).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            assert!(bytes.starts_with(b"age-encryption.org/v1"));
+        }
+    }
+    assert!(
+        restored["recovery"]["restore_command"]
+            .as_str()
+            .is_some_and(|c| c.contains("wal fetch")),
+        "{restored}"
+    );
+    let (rows, _) = pitr.restored_rows("latest", &[&id, "--to-latest"]);
+    assert_eq!(
+        rows, 130,
+        "recovered to the latest archived WAL: both batches"
+    );
+
+    // A non-empty target is refused and left alone.
+    let target = pitr.dir.path("to-t");
+    let before = std::fs::read_dir(&target).unwrap().count();
+    let err = pitr.fails(&[
+        "restore",
+        &id,
+        "--to-latest",
+        "--target-dir",
+        &target.display().to_string(),
+    ]);
+    assert!(err.contains("not empty"), "{err}");
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), before);
+
+    // A target before the base backup ended is refused, naming the window; so is one
+    // after the last archived commit. Nothing is written.
+    let early = (ended - chrono::Duration::hours(1)).to_rfc3339();
+    let fresh = pitr.dir.path("never").display().to_string();
+    let err = pitr.fails(&[
+        "restore",
+        "maindb:latest",
+        "--to-time",
+        &early,
+        "--target-dir",
+        &fresh,
+    ]);
+    assert!(
+        err.contains("before the end of the oldest base backup") && err.contains(&id),
+        "{err}"
+    );
+    let err = pitr.fails(&["restore", &id, "--to-time", &early, "--target-dir", &fresh]);
+    assert!(
+        err.contains("outside the provable window") && err.contains("recovers from"),
+        "{err}"
+    );
+    let late = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let err = pitr.fails(&["restore", &id, "--to-time", &late, "--target-dir", &fresh]);
+    assert!(err.contains("last archived commit"), "{err}");
+    assert!(!Path::new(&fresh).exists());
+
+    // restore_command's end of the archive: exit 1, nothing said.
+    let out = pitr.run(&["wal", "fetch", "maindb", "0000000100000000000000FE", &fresh]);
+    assert_eq!((out.status.code(), out.stderr.is_empty()), (Some(1), true));
+
+    // A push retried: the same content again succeeds; other content under the name fails.
+    let segment = timeline["last_segment"].as_str().unwrap().to_string();
+    let fetched = pitr.dir.path(&segment);
+    assert!(pitr
+        .run(&[
+            "wal",
+            "fetch",
+            "maindb",
+            &segment,
+            &fetched.display().to_string()
+        ])
+        .status
+        .success());
+    let again = pitr.json(&["wal", "push", "maindb", &fetched.display().to_string()]);
+    assert_eq!(again["already"], true);
+    let mut other = std::fs::read(&fetched).unwrap();
+    other[100] ^= 0xFF;
+    let forged = pitr.dir.path("forged");
+    std::fs::create_dir_all(&forged).unwrap();
+    std::fs::write(forged.join(&segment), other).unwrap();
+    let err = pitr.fails(&[
+        "wal",
+        "push",
+        "maindb",
+        &forged.join(&segment).display().to_string(),
+    ]);
+    assert!(
+        err.contains("different content") && err.contains(&segment),
+        "{err}"
+    );
+
+    // A second base backup; prune keeps it and deletes the WAL only the first needed.
+    let second = pitr.json(&[
+        "backup",
+        "postgres",
+        "maindb",
+        &primary.conninfo(),
+        "--physical",
+    ]);
+    let second_start = second["stats"]["start_segment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let plan = pitr.json(&["prune", "maindb", "--keep-last", "1", "--dry-run"]);
+    let wal = &plan["wal"][0];
+    assert!(
+        wal["last"]
+            .as_str()
+            .is_some_and(|last| last < second_start.as_str()),
+        "{plan}"
+    );
+    assert!(
+        wal["files"].as_u64().unwrap() >= 1 && wal["bytes"].as_u64().unwrap() > 0,
+        "{plan}"
+    );
+    pitr.json(&["prune", "maindb", "--keep-last", "1"]);
+    let window = pitr.json(&["wal", "window", "maindb"]);
+    assert_eq!(
+        window["timelines"][0]["first_segment"],
+        second_start.as_str(),
+        "{window}"
+    );
+    let verified = pitr.json(&["verify", "maindb:latest", "--level", "deep"]);
+    assert_eq!(verified["ok"], true, "{verified}");
+
+    // A segment deleted from the archive: verify and health name it.
+    primary.psql("INSERT INTO t VALUES (0, 'third')");
+    let third = pitr.server_now();
+    let window = pitr.archive_until(third - chrono::Duration::milliseconds(500));
+    let last = window["timelines"][0]["last_segment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(last > second_start, "{window}");
+    let victim = second_start.clone();
+    match &storage {
+        Storage::Local => std::fs::remove_file(
+            Path::new(&pitr.repo).join(format!("sets/maindb/wal/00000001/{victim}")),
+        )
+        .unwrap(),
+        Storage::S3 { root, .. } => {
+            let prefix = pitr.repo.trim_start_matches("s3://");
+            std::fs::remove_file(
+                Path::new(root)
+                    .join(prefix)
+                    .join(format!("sets/maindb/wal/00000001/{victim}")),
+            )
+            .unwrap()
+        }
+    }
+    let out = pitr.run(&["verify", "maindb:latest", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let chain = report["snapshots"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "wal-chain")
+        .cloned()
+        .unwrap();
+    assert_eq!(chain["ok"], false);
+    assert!(
+        chain["detail"].as_str().unwrap().contains(&victim),
+        "{chain}"
+    );
+    let out = pitr.run(&["health", "--set", "maindb", "--json"]);
+    let health: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let gap = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "wal-gap")
+        .unwrap();
+    assert_eq!(gap["status"], "critical", "{health}");
+    assert!(gap["detail"].as_str().unwrap().contains(&victim), "{gap}");
+}
+
+#[test]
+fn point_in_time_recovery_round_trip_on_a_local_repository() {
+    round_trip(Storage::Local);
+}
+
+#[test]
+fn point_in_time_recovery_round_trip_on_s3() {
+    let (Some(bucket), Some(root)) = (
+        service("STRONGBOX_TEST_S3_BUCKET"),
+        service("STRONGBOX_TEST_S3_ROOT"),
+    ) else {
+        return;
+    };
+    round_trip(Storage::S3 { bucket, root });
+}
+
+#[test]
+fn archiving_that_failed_is_retried_by_the_server_and_leaves_no_gap() {
+    let Some(pitr) = Pitr::new(&Storage::Local) else {
+        return;
+    };
+    let primary = &pitr.primary;
+    pitr.json(&[
+        "backup",
+        "postgres",
+        "maindb",
+        &primary.conninfo(),
+        "--physical",
+    ]);
+    // The repository disappears: every push fails, and the server keeps the segments.
+    let moved = format!("{}.away", pitr.repo);
+    std::fs::rename(&pitr.repo, &moved).unwrap();
+    primary.psql("CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 1000)");
+    primary.psql("SELECT pg_switch_wal()");
+    let started = Instant::now();
+    while primary.psql("SELECT failed_count FROM pg_stat_archiver") == "0" {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no failed push"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::rename(&moved, &pitr.repo).unwrap();
+    primary.psql("INSERT INTO t VALUES (0)");
+    let commit = pitr.server_now();
+    let window = pitr.archive_until(commit - chrono::Duration::milliseconds(500));
+    let backup = &window["timelines"][0]["backups"][0];
+    assert!(backup["gap"].is_null(), "{window}");
+    let (rows, _) = pitr.restored_rows("latest", &["maindb:latest", "--to-latest"]);
+    assert_eq!(rows, 1001);
+}
