@@ -7,7 +7,7 @@
 #   BENCH_SCALE=0.05 scripts/bench.sh      # quick run (sizes and counts x 0.05)
 #   BENCH_SECTIONS=s3,db scripts/bench.sh  # only some sections
 #
-# Sections (BENCH_SECTIONS, comma or space separated, default "files s3 db refs"):
+# Sections (BENCH_SECTIONS, comma or space separated, default "files s3 db refs wal"):
 #   files  ~1 GiB media tree + 100,000 small files: strongbox vs tar, restic, borg (below)
 #   s3     strongbox full backup of the media tree to s3://… and full restore from it, against
 #          a plain boto3 multipart upload/download of a file of the archive's size, on an
@@ -27,7 +27,7 @@
 #          pushed one process at a time, `strongbox wal push` against `cp` + `sync FILE`
 #          (PostgreSQL calls archive_command once per segment; target >= 20 segments/s and
 #          within 2x of cp + fsync)
-#   BENCH_SECTIONS  sections to run, default "files s3 db refs"
+#   BENCH_SECTIONS  sections to run, default "files s3 db refs wal"
 #   BENCH_TREES   files section: trees to run, default "media small"
 #   BENCH_TOOLS   files section: tools to run, default "strongbox tar restic borg"
 #   BENCH_DBS     db section: databases to run, default "postgres sqlite"
@@ -64,7 +64,7 @@ SCALE=${BENCH_SCALE:-1.0}
 SEED=${BENCH_SEED:-42}
 TREES=${BENCH_TREES:-"media small"}
 TOOLS=${BENCH_TOOLS:-"strongbox tar restic borg"}
-SECTIONS=${BENCH_SECTIONS:-"files s3 db refs"}
+SECTIONS=${BENCH_SECTIONS:-"files s3 db refs wal"}
 SECTIONS=${SECTIONS//,/ }
 DBS=${BENCH_DBS:-"postgres sqlite"}
 DBS=${DBS//,/ }

@@ -169,8 +169,16 @@ impl Pitr {
     }
 
     fn server_now(&self) -> DateTime<Utc> {
-        let text = self.primary.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
-        DateTime::parse_from_rfc3339(&text).unwrap().to_utc()
+        self.committed("SELECT 1")
+    }
+
+    /// Run `sql` in one transaction; the server's clock just before it commits.
+    fn committed(&self, sql: &str) -> DateTime<Utc> {
+        let text = self.primary.psql(&format!(
+            "{sql}; SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        ));
+        let last = text.lines().last().unwrap();
+        DateTime::parse_from_rfc3339(last).unwrap().to_utc()
     }
 }
 
@@ -229,12 +237,13 @@ fn round_trip(storage: Storage) {
 
     // Batch one, then T, then batch two, each committed on its own.
     primary.psql("INSERT INTO t SELECT g, 'first' FROM generate_series(1, 10) g");
+    let after_first = primary.psql("SELECT pg_current_wal_lsn()");
     std::thread::sleep(Duration::from_millis(1100));
     let t = pitr.server_now();
     std::thread::sleep(Duration::from_millis(1100));
-    primary.psql("INSERT INTO t SELECT g, 'second' FROM generate_series(1, 20) g");
-    let last_commit = pitr.server_now();
-    let window = pitr.archive_until(last_commit - chrono::Duration::milliseconds(500));
+    let last_commit =
+        pitr.committed("INSERT INTO t SELECT g, 'second' FROM generate_series(1, 20) g");
+    let window = pitr.archive_until(last_commit);
     let timeline = &window["timelines"][0];
     assert_eq!(timeline["backups"][0]["snapshot"], id.as_str());
     assert!(timeline["backups"][0]["gap"].is_null(), "{window}");
@@ -268,6 +277,27 @@ fn round_trip(storage: Storage) {
     assert_eq!(
         rows, 130,
         "recovered to the latest archived WAL: both batches"
+    );
+    let (rows, _) = pitr.restored_rows("to-lsn", &[&id, "--to-lsn", &after_first]);
+    assert_eq!(
+        rows, 110,
+        "recovered to the LSN right after the first batch"
+    );
+
+    // restore_command's failures stop recovery (exit 126) rather than end it (exit 1).
+    let out = pitr
+        .dir
+        .command(&pitr.strongbox)
+        .args(["--repo", &pitr.dir.path("no-repo").display().to_string()])
+        .args(["wal", "fetch", "maindb", "000000010000000000000001"])
+        .arg(pitr.dir.path("x"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(126),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 
     // A non-empty target is refused and left alone.
@@ -356,6 +386,17 @@ fn round_trip(storage: Storage) {
         .as_str()
         .unwrap()
         .to_string();
+    // A time only the first base backup had ended by: <set>:latest picks the first.
+    let picked = pitr.json(&[
+        "restore",
+        "maindb:latest",
+        "--to-time",
+        &t_text,
+        "--target-dir",
+        &pitr.dir.path("never").display().to_string(),
+        "--dry-run",
+    ]);
+    assert_eq!(picked["snapshot"], id.as_str(), "{picked}");
     let plan = pitr.json(&["prune", "maindb", "--keep-last", "1", "--dry-run"]);
     let wal = &plan["wal"][0];
     assert!(
@@ -379,9 +420,8 @@ fn round_trip(storage: Storage) {
     assert_eq!(verified["ok"], true, "{verified}");
 
     // A segment deleted from the archive: verify and health name it.
-    primary.psql("INSERT INTO t VALUES (0, 'third')");
-    let third = pitr.server_now();
-    let window = pitr.archive_until(third - chrono::Duration::milliseconds(500));
+    let third = pitr.committed("INSERT INTO t VALUES (0, 'third')");
+    let window = pitr.archive_until(third);
     let last = window["timelines"][0]["last_segment"]
         .as_str()
         .unwrap()
@@ -473,9 +513,8 @@ fn archiving_that_failed_is_retried_by_the_server_and_leaves_no_gap() {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::fs::rename(&moved, &pitr.repo).unwrap();
-    primary.psql("INSERT INTO t VALUES (0)");
-    let commit = pitr.server_now();
-    let window = pitr.archive_until(commit - chrono::Duration::milliseconds(500));
+    let commit = pitr.committed("INSERT INTO t VALUES (0)");
+    let window = pitr.archive_until(commit);
     let backup = &window["timelines"][0]["backups"][0];
     assert!(backup["gap"].is_null(), "{window}");
     let (rows, _) = pitr.restored_rows("latest", &["maindb:latest", "--to-latest"]);

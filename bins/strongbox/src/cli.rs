@@ -274,7 +274,8 @@ a file archived already with the same content succeeds, with other content fails
         path: PathBuf,
     },
     /// Write one archived WAL file to DEST (PostgreSQL's restore_command); exits 1 without a
-    /// message when it is not archived, as PostgreSQL expects at the end of the archive.
+    /// message when it is not archived, as PostgreSQL expects at the end of the archive, and
+    /// 126 on any error, so that PostgreSQL stops recovery rather than end it early.
     #[command(after_help = "Example (written by restore --target-dir):\n  \
         restore_command = 'strongbox --repo /mnt/backup wal fetch maindb %f %p'")]
     Fetch {

@@ -32,6 +32,9 @@ use output::LsRow;
 const EXIT_INCOMPLETE: u8 = 3;
 /// Exit status for a usage or configuration error.
 const EXIT_USAGE: u8 = 2;
+/// Exit status of `wal fetch` when it fails: above 125, PostgreSQL stops recovery instead of
+/// taking the failure for the end of the archive (exit 1) and promoting early.
+const EXIT_FETCH_FAILED: u8 = 126;
 
 fn main() -> ExitCode {
     // `--version --json` before clap, which prints its version text and exits on --version.
@@ -54,6 +57,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
     let json = cli.json;
+    let fetching = matches!(cli.command, Command::Wal(cli::WalCommand::Fetch { .. }));
+    let fail = |error: &anyhow::Error, json: bool, code: u8| {
+        fail(error, json, if fetching { EXIT_FETCH_FAILED } else { code })
+    };
     let config = match load_config(&cli) {
         Ok(config) => config,
         Err(e) => return fail(&e, json, EXIT_USAGE),
@@ -909,8 +916,8 @@ impl App {
     }
 
     /// `restore_command`'s program and repository: this binary, this repository, the
-    /// identity file given (an absolute path; never a passphrase, which stays in the
-    /// server's environment).
+    /// configuration file and the identity file given (absolute paths; never a passphrase,
+    /// which stays in the server's environment).
     fn fetch_command(&self) -> Result<Vec<String>> {
         let exe = std::env::current_exe().context("finding the strongbox binary")?;
         let mut location = self.location()?.to_string();
@@ -918,6 +925,11 @@ impl App {
             location = std::path::absolute(&location)?.display().to_string();
         }
         let mut words = vec![exe.display().to_string(), "--repo".to_string(), location];
+        if let Some(config) = &self.config_path {
+            // [s3] settings and the like reach the repository through it.
+            words.push("--config".to_string());
+            words.push(std::path::absolute(config)?.display().to_string());
+        }
         if let Some(identity) = &self.identity {
             words.push("--identity".to_string());
             words.push(std::path::absolute(identity)?.display().to_string());

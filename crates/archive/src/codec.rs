@@ -151,6 +151,9 @@ impl<W: Write> Encoder<W> {
         Ok(match compression {
             Compression::Zstd(level) => {
                 let mut encoder = zstd::stream::write::Encoder::new(inner, level)?;
+                // As the zstd CLI does: a frame's content checksum, checked by every reader
+                // (`zstd -d` too), catches damage where no record holds a SHA-256 (WAL).
+                encoder.include_checksum(true)?;
                 if threads > 0 {
                     encoder.multithread(threads)?;
                     // zstd sizes jobs at 4 windows (8 MiB at level 3) and buffers several per

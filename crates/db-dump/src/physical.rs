@@ -10,7 +10,7 @@ use strongbox_manifest::Lsn;
 
 use crate::conninfo::{PgConn, ProcessEnv};
 use crate::postgres::Session;
-use crate::tool::{StreamOps, Tool};
+use crate::tool::{Major, StreamOps, Tool};
 use crate::Error;
 
 /// A PostgreSQL cluster to take base backups of.
@@ -24,6 +24,8 @@ pub struct PhysicalSource {
 pub struct ServerState {
     /// `PostgreSQL 15.8`.
     pub server_version: String,
+    /// `server_version_num`: `150008`.
+    pub server_version_num: u32,
     /// `pg_control`'s system identifier.
     pub system_identifier: String,
     /// The timeline of the latest checkpoint.
@@ -99,7 +101,8 @@ impl PhysicalSource {
                  pg_catalog.current_setting('archive_mode'), \
                  pg_catalog.current_setting('archive_command'), \
                  ARRAY(SELECT spcname::text FROM pg_catalog.pg_tablespace \
-                       WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY 1)",
+                       WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY 1), \
+                 pg_catalog.current_setting('server_version_num')::int4",
                 &[],
             ))
             .map_err(self.query_error("reading the server's WAL settings"))?;
@@ -111,6 +114,7 @@ impl PhysicalSource {
             archive_mode: row.get(4),
             archive_command: row.get(5),
             tablespaces: row.get(6),
+            server_version_num: row.get::<_, i32>(7).max(0) as u32,
         })
     }
 
@@ -285,11 +289,7 @@ impl<W: Write> ManifestSniffer<W> {
                 if self.header.len() == 512 {
                     let header = std::mem::take(&mut self.header);
                     let name_end = header[..100].iter().position(|&b| b == 0).unwrap_or(100);
-                    let size = std::str::from_utf8(&header[124..136])
-                        .ok()
-                        .map(|s| s.trim_matches(|c: char| c == '\0' || c == ' '))
-                        .and_then(|s| u64::from_str_radix(s, 8).ok())
-                        .unwrap_or(0);
+                    let size = entry_size(&header[124..136]);
                     self.capturing = &header[..name_end] == b"backup_manifest";
                     self.remaining = size;
                     self.padding = (512 - size % 512) % 512;
@@ -309,6 +309,20 @@ impl<W: Write> Write for ManifestSniffer<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// A tar header's size field: octal text, or base-256 (high bit set) past 8 GiB.
+fn entry_size(field: &[u8]) -> u64 {
+    if field[0] & 0x80 != 0 {
+        return field[1..]
+            .iter()
+            .fold(u64::from(field[0] & 0x7F), |n, &b| (n << 8) | u64::from(b));
+    }
+    std::str::from_utf8(field)
+        .ok()
+        .map(|s| s.trim_matches(|c: char| c == '\0' || c == ' '))
+        .and_then(|s| u64::from_str_radix(s, 8).ok())
+        .unwrap_or(0)
 }
 
 /// The start, timeline and end of the last `WAL-Ranges` entry of a backup manifest:
@@ -338,10 +352,15 @@ pub struct SegmentEnd {
     pub last_commit: Option<(DateTime<Utc>, Lsn)>,
 }
 
-/// Decode the records of the segment file at `path` with the server's `pg_waldump`.
-pub fn segment_end(path: &Path) -> Result<SegmentEnd, Error> {
+/// Decode the records of the segment file at `path` with `pg_waldump`, of the major version
+/// of `server_version` (`PostgreSQL 15.8 …`) where there is a choice: WAL's format changes
+/// between majors.
+pub fn segment_end(path: &Path, server_version: &str) -> Result<SegmentEnd, Error> {
     let what = path.display().to_string();
-    let tool = Tool::find_server("pg_waldump", &what)?;
+    let major = server_version
+        .strip_prefix("PostgreSQL ")
+        .and_then(|v| Major::parse(v.split_whitespace().next()?));
+    let tool = Tool::find_server("pg_waldump", &what, major)?;
     let output = tool
         .command(None)
         .arg(path)
@@ -423,6 +442,11 @@ mod tests {
             Some((Lsn(0x400_0028), 1, Lsn(0x400_0100)))
         );
         assert_eq!(parse_wal_range(b"{\"Files\": []}"), None);
+        let mut huge = [0u8; 12];
+        huge[0] = 0x80;
+        huge[4..].copy_from_slice(&(20u64 << 28).to_be_bytes());
+        assert_eq!(entry_size(&huge), 20 << 28);
+        assert_eq!(entry_size(b"00000001750\0"), 1000);
     }
 
     #[test]

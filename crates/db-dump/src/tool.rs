@@ -75,9 +75,19 @@ impl Tool {
         }
     }
 
-    /// Find a server tool (`pg_waldump`, which Debian keeps off PATH): on PATH, else in
-    /// `pg_config --bindir`, else in the newest `/usr/lib/postgresql/*/bin`.
-    pub(crate) fn find_server(name: &'static str, database: &str) -> Result<Self, Error> {
+    /// Find a server tool (`pg_waldump`, which Debian keeps off PATH): Debian's of the
+    /// `major` version, else on PATH, else in `pg_config --bindir`, else in the newest
+    /// `/usr/lib/postgresql/*/bin`.
+    pub(crate) fn find_server(
+        name: &'static str,
+        database: &str,
+        major: Option<Major>,
+    ) -> Result<Self, Error> {
+        let debian_major =
+            major.map(|m| PathBuf::from(format!("/usr/lib/postgresql/{m}/bin")).join(name));
+        if let Some(path) = debian_major.filter(|p| is_executable(p)) {
+            return Ok(Tool { name, path });
+        }
         if let Ok(tool) = Tool::find(name, database) {
             return Ok(tool);
         }

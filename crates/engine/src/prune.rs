@@ -101,8 +101,8 @@ pub struct PruneReport {
     pub keep: Vec<Kept>,
     /// Forgotten snapshots (their records deleted).
     pub forget: Vec<Forgotten>,
-    /// Data objects deleted: those of forgotten snapshots no kept listing draws from, and
-    /// leftovers of failed runs older than the grace period.
+    /// Data objects deleted: those of forgotten snapshots no kept listing draws from,
+    /// leftovers of failed runs older than the grace period, and WAL files (see `wal`).
     pub deleted_objects: u64,
     /// Bytes of the deleted objects.
     pub freed_bytes: u64,
@@ -302,8 +302,9 @@ impl Engine {
                     set: set.to_string(),
                 })
                 .collect(),
-            deleted_objects: doomed.len() as u64,
-            freed_bytes: doomed.iter().map(|o| o.size).sum(),
+            deleted_objects: (doomed.len() + doomed_wal.len()) as u64,
+            freed_bytes: doomed.iter().map(|o| o.size).sum::<u64>()
+                + doomed_wal.iter().map(|o| o.size).sum::<u64>(),
             deleted: doomed.iter().map(|o| o.key.clone()).collect(),
             retained_for_chains,
             journal_removed: self.old_journal(set, opts.journal_keep)?,

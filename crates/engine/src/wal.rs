@@ -5,7 +5,7 @@
 //! Pushes take no lock: a segment is written once, with a create-only PUT, so they run
 //! beside backups and prunes (which delete only WAL older than every kept base backup).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use strongbox_archive::Compression;
+use strongbox_db_dump::SegmentEnd;
 use strongbox_manifest::{
     first_gap, Lsn, PhysicalStats, Segment, Snapshot, WalFile, DEFAULT_SEGMENT_SIZE,
 };
@@ -23,6 +24,35 @@ use crate::{Engine, Error, Reader};
 /// WAL compresses well and fast at level 1; `archive_command` is on PostgreSQL's critical
 /// path, once per segment.
 const COMPRESSION: Compression = Compression::Zstd(1);
+
+/// How many segments a window's end is looked for in, newest first, for the last commit.
+const WALK_BACK: usize = 64;
+
+/// What `pg_waldump` found in archived segments, each fetched and read once per command.
+#[derive(Debug, Default)]
+pub(crate) struct SegmentEnds(HashMap<Segment, SegmentEnd>);
+
+impl SegmentEnds {
+    fn read(
+        &mut self,
+        reader: &Reader,
+        snapshot: &Snapshot,
+        physical: &PhysicalStats,
+        segment: Segment,
+    ) -> Result<SegmentEnd, Error> {
+        if let Some(found) = self.0.get(&segment) {
+            return Ok(*found);
+        }
+        let name = segment.name(physical.wal_segment_size);
+        let scratch =
+            tempfile::tempdir().map_err(|e| Error::io("creating", std::env::temp_dir(), e))?;
+        let path = scratch.path().join(&name);
+        reader.wal_fetch(&snapshot.set, &name, &path)?;
+        let found = strongbox_db_dump::segment_end(&path, &physical.server_version)?;
+        self.0.insert(segment, found);
+        Ok(found)
+    }
+}
 
 /// The smallest segment size PostgreSQL allows: names are checked against it when no
 /// record says the set's size yet.
@@ -165,24 +195,32 @@ impl Engine {
             .unwrap_or_default();
         let file = WalFile::parse(&name, MIN_SEGMENT_SIZE)?;
         let key = layout::wal_key(set, file.timeline(), &name);
-        let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
-        match self.writer.put(&key, &bytes, COMPRESSION, PutMode::Create) {
+        // Streamed into the codec: a 16 MiB buffer of the file would cost more in page
+        // faults and copies than the compression saves.
+        let mut source = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        let mut writer = self
+            .writer
+            .create_small(&key, COMPRESSION, PutMode::Create)?;
+        let bytes =
+            std::io::copy(&mut source, &mut writer).map_err(|e| Error::io("archiving", path, e))?;
+        match writer.finish() {
             Ok(written) => Ok(Pushed {
                 key,
                 already: false,
-                bytes: bytes.len() as u64,
+                bytes,
                 stored: written.size,
             }),
             Err(strongbox_storage::Error::AlreadyExists { .. }) => {
                 let archived = self.repo.read_object(&key, None)?;
-                if Sha256::digest(&archived) != Sha256::digest(&bytes) {
+                let local = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
+                if Sha256::digest(&archived) != Sha256::digest(&local) {
                     return Err(Error::WalConflict { key, name });
                 }
                 tracing::info!(%key, "archived already, with the same content");
                 Ok(Pushed {
                     key,
                     already: true,
-                    bytes: bytes.len() as u64,
+                    bytes,
                     stored: 0,
                 })
             }
@@ -254,6 +292,7 @@ impl Reader {
             .last()
             .map_or(DEFAULT_SEGMENT_SIZE, |(_, p)| p.wal_segment_size);
         let wal = self.wal(set, segment_size)?;
+        let mut ends = SegmentEnds::default();
         let mut timelines: BTreeMap<u32, TimelineWindow> = BTreeMap::new();
         for object in &wal {
             let timeline = timelines
@@ -270,7 +309,7 @@ impl Reader {
             timeline.bytes += object.size;
         }
         for (snapshot, physical) in backups {
-            let window = self.backup_window(snapshot, physical, &wal)?;
+            let window = self.backup_window(snapshot, physical, &wal, &mut ends)?;
             let timeline = timelines
                 .entry(physical.timeline)
                 .or_insert_with(|| empty_timeline(physical.timeline));
@@ -294,6 +333,7 @@ impl Reader {
         snapshot: &Snapshot,
         physical: &PhysicalStats,
         wal: &[WalObject],
+        ends: &mut SegmentEnds,
     ) -> Result<BackupWindow, Error> {
         let size = physical.wal_segment_size;
         let segments = timeline_segments(wal, physical.timeline);
@@ -322,17 +362,23 @@ impl Reader {
             return Ok(window);
         };
         // The newest segment's last record, and the newest commit at or before it (most
-        // segments hold one; a quiet server's may not).
-        let scratch =
-            tempfile::tempdir().map_err(|e| Error::io("creating", std::env::temp_dir(), e))?;
+        // segments hold one; a quiet server's may not): looked for back to the backup's end,
+        // at most WALK_BACK segments.
         let mut latest: Option<Point> = None;
         let mut at = end;
-        loop {
-            let name = at.name(size);
-            let path = scratch.path().join(&name);
-            self.wal_fetch(&snapshot.set, &name, &path)?;
-            let found = strongbox_db_dump::segment_end(&path)?;
-            std::fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
+        for _ in 0..WALK_BACK {
+            let found = match ends.read(self, snapshot, physical, at) {
+                Ok(found) => found,
+                Err(Error::Database(strongbox_db_dump::Error::ToolMissing { .. })) => {
+                    tracing::warn!("pg_waldump not found: the window ends at the last archived segment, with no commit time");
+                    window.latest = Some(Point {
+                        time: None,
+                        lsn: end.end(size),
+                    });
+                    return Ok(window);
+                }
+                Err(e) => return Err(e),
+            };
             let point = latest.get_or_insert(Point {
                 time: None,
                 lsn: found.last_record.unwrap_or(physical.stop_lsn),
@@ -413,7 +459,7 @@ impl Reader {
     ) -> Result<BackupWindow, Error> {
         let physical = physical(snapshot)?;
         let wal = self.wal(&snapshot.set, physical.wal_segment_size)?;
-        let window = self.backup_window(snapshot, physical, &wal)?;
+        let window = self.backup_window(snapshot, physical, &wal, &mut SegmentEnds::default())?;
         let outside = |reason: String| Error::OutsideWindow {
             set: snapshot.set.clone(),
             target: target.to_string(),
@@ -462,16 +508,21 @@ impl Reader {
             snapshots.iter().find_map(|s| Some((s, s.physical()?))),
         ) {
             (Some(snapshot), _) => Ok(snapshot.clone()),
-            (None, Some((oldest, physical))) => Err(Error::OutsideWindow {
-                set: set.to_string(),
-                target: target.to_string(),
-                reason: format!(
-                    "it is before the end of the oldest base backup, {} (ended {}, LSN {})",
-                    oldest.id,
-                    physical.stop_time.to_rfc3339(),
-                    physical.stop_lsn
-                ),
-            }),
+            (None, Some((oldest, physical))) => {
+                let wal = self.wal(set, physical.wal_segment_size)?;
+                let window =
+                    self.backup_window(oldest, physical, &wal, &mut SegmentEnds::default())?;
+                Err(Error::OutsideWindow {
+                    set: set.to_string(),
+                    target: target.to_string(),
+                    reason: format!(
+                        "it is before the end of the oldest base backup, {} (ended {}, LSN {}); {window}",
+                        oldest.id,
+                        physical.stop_time.to_rfc3339(),
+                        physical.stop_lsn
+                    ),
+                })
+            }
             (None, None) => self.resolve(spec),
         }
     }
@@ -525,4 +576,84 @@ pub(crate) fn unneeded_wal<'a>(
     wal.iter()
         .filter(|o| o.file.segment().is_some_and(|s| s.number < oldest))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIZE: u64 = DEFAULT_SEGMENT_SIZE;
+
+    fn archived(names: &[&str]) -> Vec<WalObject> {
+        names
+            .iter()
+            .map(|name| WalObject {
+                name: name.to_string(),
+                file: WalFile::parse(name, SIZE).unwrap(),
+                key: format!("sets/db/wal/{}/{name}", &name[..8]),
+                size: 1,
+                modified: DateTime::UNIX_EPOCH,
+            })
+            .collect()
+    }
+
+    fn backup(timeline: u32, start: u64) -> PhysicalStats {
+        PhysicalStats {
+            timeline,
+            wal_segment_size: SIZE,
+            start_lsn: Lsn(start * SIZE + 0x28),
+            stop_lsn: Lsn(start * SIZE + 0x100),
+            ..PhysicalStats::default()
+        }
+    }
+
+    #[test]
+    fn prune_deletes_only_wal_before_the_oldest_kept_backup() {
+        let wal = archived(&[
+            "000000010000000000000001",
+            "000000010000000000000002",
+            "000000010000000000000002.00000028.backup",
+            "000000010000000000000003",
+            "000000010000000000000004",
+            "000000010000000000000005.partial",
+            "00000002.history",
+            "000000020000000000000005",
+            "000000020000000000000006",
+        ]);
+        // (kept backups as (timeline, start segment), the files deleted)
+        type Case = (&'static [(u32, u64)], &'static [&'static str]);
+        let cases: [Case; 4] = [
+            (&[], &[]),
+            (
+                &[(1, 3)],
+                &[
+                    "000000010000000000000001",
+                    "000000010000000000000002",
+                    "000000010000000000000002.00000028.backup",
+                ],
+            ),
+            (&[(2, 6), (1, 2)], &["000000010000000000000001"]),
+            (
+                &[(2, 6)],
+                &[
+                    "000000010000000000000001",
+                    "000000010000000000000002",
+                    "000000010000000000000002.00000028.backup",
+                    "000000010000000000000003",
+                    "000000010000000000000004",
+                    "000000010000000000000005.partial",
+                    "000000020000000000000005",
+                ],
+            ),
+        ];
+        for (kept, deleted) in cases {
+            let kept: Vec<PhysicalStats> = kept.iter().map(|&(t, s)| backup(t, s)).collect();
+            let kept: Vec<&PhysicalStats> = kept.iter().collect();
+            let doomed: Vec<&str> = unneeded_wal(&wal, &kept)
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect();
+            assert_eq!(doomed, deleted, "{kept:?}");
+        }
+    }
 }

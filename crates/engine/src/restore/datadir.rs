@@ -70,14 +70,25 @@ impl Drop for Extracted<'_> {
     }
 }
 
-/// `value` as a single-quoted shell word.
+/// `value` as one shell word, with `%` doubled: PostgreSQL replaces `%f`, `%p` and `%%` in
+/// `restore_command` before the shell reads it.
 fn shell_word(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
+    let plain = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_./:@=+,-".contains(&b));
+    let word = if plain {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    };
+    word.replace('%', "%%")
 }
 
-/// `value` as a quoted configuration value.
+/// `value` as a quoted value of postgresql.conf, whose strings take `''` and backslash
+/// escapes.
 fn setting(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    format!("'{}'", value.replace('\\', r"\\").replace('\'', "''"))
 }
 
 impl DataDirTarget {
@@ -85,7 +96,7 @@ impl DataDirTarget {
         let mut words: Vec<String> = self.fetch_command.iter().map(|w| shell_word(w)).collect();
         words.extend(["wal", "fetch", "--"].map(String::from));
         words.push(shell_word(set));
-        words.extend(["'%f'", "'%p'"].map(String::from));
+        words.extend(["%f", "%p"].map(String::from));
         words.join(" ")
     }
 
@@ -245,18 +256,10 @@ mod tests {
             let dir = DataDirTarget {
                 dir: PathBuf::from("/x"),
                 target,
-                fetch_command: vec![
-                    "/usr/bin/strongbox".into(),
-                    "--repo".into(),
-                    "/srv/it's".into(),
-                ],
+                fetch_command: vec!["/usr/bin/strongbox".into()],
                 window: window.clone(),
             };
             let text = dir.recovery_settings("maindb", "id");
-            assert!(
-                text.contains(r#"restore_command = '''/usr/bin/strongbox'' ''--repo'' ''/srv/it''\''''s'' wal fetch -- ''maindb'' ''%f'' ''%p'''"#),
-                "{text}"
-            );
             match line {
                 Some(line) => {
                     assert!(text.contains(line), "{text}");
@@ -266,10 +269,91 @@ mod tests {
                     );
                 }
                 None => assert!(
-                    !text.contains("recovery_target_time") && !text.contains("recovery_target_lsn"),
+                    !text.contains("recovery_target_time =")
+                        && !text.contains("recovery_target_lsn ="),
                     "{text}"
                 ),
             }
+        }
+    }
+
+    /// What PostgreSQL, then the shell, make of the restore_command a restore writes: the
+    /// configuration value unquoted, `%f`, `%p` and `%%` replaced, the words split by `sh`.
+    fn run_as_postgresql_would(setting_line: &str) -> Vec<String> {
+        let quoted = setting_line
+            .strip_prefix("restore_command = '")
+            .and_then(|rest| rest.strip_suffix('\''))
+            .unwrap();
+        let (mut value, mut chars) = (String::new(), quoted.chars().peekable());
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => value.push(chars.next().unwrap()),
+                '\'' => value.push(chars.next().filter(|n| *n == '\'').unwrap()),
+                c => value.push(c),
+            }
+        }
+        let command = value
+            .replace("%%", "\0")
+            .replace("%f", "000000010000000000000003")
+            .replace("%p", "pg_wal/RECOVERYXLOG")
+            .replace('\0', "%");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s\\n' {command}"))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn restore_command_survives_postgresql_and_the_shell_whatever_the_paths_hold() {
+        for repo in [
+            "/srv/backup",
+            "/srv/it's here",
+            r"/srv/back\slash",
+            "/srv/50%p and %f",
+            "s3://bucket/prod",
+        ] {
+            let dir = DataDirTarget {
+                dir: PathBuf::from("/x"),
+                target: RecoveryTarget::Latest,
+                fetch_command: vec!["/usr/bin/strongbox".into(), "--repo".into(), repo.into()],
+                window: BackupWindow {
+                    snapshot: "s".into(),
+                    timeline: 1,
+                    earliest: Point {
+                        time: None,
+                        lsn: Lsn(0),
+                    },
+                    latest: None,
+                    last_segment: None,
+                    gap: None,
+                },
+            };
+            let text = dir.recovery_settings("main-db", "id");
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("restore_command"))
+                .unwrap();
+            assert_eq!(
+                run_as_postgresql_would(line),
+                [
+                    "/usr/bin/strongbox",
+                    "--repo",
+                    repo,
+                    "wal",
+                    "fetch",
+                    "--",
+                    "main-db",
+                    "000000010000000000000003",
+                    "pg_wal/RECOVERYXLOG"
+                ],
+                "{line}"
+            );
         }
     }
 }

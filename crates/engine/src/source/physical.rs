@@ -41,6 +41,14 @@ impl BaseBackupSource {
             reason,
         };
         let state = self.server.server()?;
+        if state.server_version_num < 130_000 {
+            return Err(refuse(format!(
+                "{} is too old: base backups need PostgreSQL 13 or newer, whose \
+                 pg_basebackup writes the backup manifest that says where the backup's WAL \
+                 starts and ends",
+                state.server_version
+            )));
+        }
         if !state.tablespaces.is_empty() {
             return Err(refuse(format!(
                 "the cluster has tablespaces besides pg_default ({}); a base backup streams \
