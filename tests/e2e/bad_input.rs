@@ -343,6 +343,38 @@ fn hostile_archive_and_listing_entries_cannot_escape_the_target() {
 }
 
 #[test]
+fn a_record_naming_objects_of_another_set_is_refused_and_nothing_is_deleted() {
+    let (env, record) = small_repo();
+    let repo = Path::new(&env.repo);
+    // A record planted in set "other" that names media's objects: a prune of "other"
+    // forgetting it would delete them, a restore would read them.
+    let id = record["id"].as_str().unwrap();
+    let mut planted = record.clone();
+    planted["set"] = "other".into();
+    let planted_path = repo.join(format!("sets/other/snapshots/{id}.json"));
+    write(&planted_path, planted.to_string().as_bytes());
+    let before = tree(repo);
+    for args in [
+        &["snapshots"][..],
+        &["restore", id, "--target", "x"][..],
+        &["prune", "other", "--keep-last", "1"][..],
+    ] {
+        let err = env.fails(args, 1);
+        let line = one_line(&err);
+        assert!(
+            line.contains(&format!("sets/other/snapshots/{id}.json"))
+                && line.contains("not an object of this snapshot"),
+            "{args:?}: {err}"
+        );
+    }
+    let mut after = tree(repo);
+    after.retain(|path, _| !path.contains("/runs/") && !path.starts_with("locks"));
+    let mut before = before;
+    before.retain(|path, _| !path.contains("/runs/"));
+    assert_eq!(before, after, "nothing changed");
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let env = Env::new();
     let src = env.path("src");

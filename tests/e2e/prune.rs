@@ -213,7 +213,7 @@ fn a_policy_that_keeps_nothing_is_refused_and_the_latest_snapshot_always_stays()
 }
 
 #[test]
-fn prune_collects_leftovers_of_failed_runs_only_after_the_grace_period() {
+fn prune_collects_leftovers_of_killed_runs_at_once_under_the_set_lock_unless_told_to_wait() {
     let env = Env::new();
     let src = env.path("src");
     nightly_chain(&env, "media", &src, 2);
@@ -227,14 +227,14 @@ fn prune_collects_leftovers_of_failed_runs_only_after_the_grace_period() {
         &data.join("20251227T030000Z-000abc.tar.zst#1"),
         b"half an upload",
     );
-    let report = env.json(&["prune", "media", "--keep-last", "5"]);
+    let report = env.json(&["prune", "media", "--keep-last", "5", "--grace", "1h"]);
     assert_eq!(
         report["deleted_objects"], 0,
-        "young leftovers may belong to a running backup"
+        "--grace keeps young leftovers, for a lock removed by hand"
     );
     assert!(data.join("20251227T030000Z-000abc.tar.zst").exists());
 
-    let report = env.json(&["prune", "media", "--keep-last", "5", "--grace", "0s"]);
+    let report = env.json(&["prune", "media", "--keep-last", "5"]);
     assert_eq!(
         report["deleted"],
         serde_json::json!(["sets/media/data/20251227T030000Z-000abc.tar.zst"])
@@ -271,4 +271,50 @@ fn prune_on_s3_keeps_chains_restorable() {
         env.json(&["verify", "--all", "--level", "deep"])["ok"],
         true
     );
+}
+
+#[test]
+fn a_retained_archive_keeps_its_digest_so_checksum_verify_catches_its_damage() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a.bin"), &crate::harness::noise(1, 100_000));
+    let full = env.backup("media", &src, &[]);
+    write(&src.join("b.txt"), b"new");
+    env.backup("media", &src, &[]);
+    let report = env.json(&["prune", "media", "--keep-last", "1"]);
+    let archive = crate::harness::object_key(&full, "archive");
+    assert_eq!(report["retained_for_chains"], serde_json::json!([archive]));
+    let repo = Path::new(&env.repo);
+    let retained: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.join("sets/media/retained.json")).unwrap())
+            .unwrap();
+    let recorded = full["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["role"] == "archive")
+        .unwrap();
+    assert_eq!(retained[0]["sha256"], recorded["sha256"]);
+    assert_eq!(
+        env.json(&["verify", "--all", "--level", "checksum"])["ok"],
+        true
+    );
+
+    // A byte flipped inside the retained archive, its size unchanged.
+    let path = repo.join(&archive);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    std::fs::write(&path, bytes).unwrap();
+    let out = env.run(&["verify", "--all", "--level", "checksum", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let detail = report["snapshots"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "checksum")
+        .map(|c| c["detail"].as_str().unwrap().to_string())
+        .unwrap();
+    assert!(detail.contains(&archive), "{detail}");
 }

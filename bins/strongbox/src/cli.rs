@@ -192,7 +192,7 @@ Examples:
 
 The latest snapshot of a set is always kept; a policy that keeps nothing is refused.
 An archive a kept snapshot still draws from is kept even when the snapshot that wrote it
-is forgotten. Objects of failed runs are deleted once older than --grace.")]
+is forgotten. Objects of failed or killed runs are deleted (see --grace).")]
     Prune(PruneArgs),
     /// Check snapshots: quick (objects present), checksum (SHA-256), deep (every file),
     /// restore (a real restore into scratch space, checked and removed).
@@ -205,6 +205,22 @@ Examples:
 
 See docs/verification.md.")]
     Verify(VerifyArgs),
+    /// Remove a set's lock whose holder is gone (journalled).
+    #[command(after_help = "\
+Examples:
+  strongbox unlock media                # a lock left by a process of this host that is gone
+  strongbox unlock media --force        # a lock of another host, once you know it is not running
+
+A lock held by a process that is running on this host is never removed. A lock of another
+host needs --force: this host cannot tell whether that process still runs, and removing the
+lock of a running backup lets a second one (or a prune) in beside it.")]
+    Unlock {
+        /// The set.
+        set: String,
+        /// Also remove a lock held by another host.
+        #[arg(long)]
+        force: bool,
+    },
     /// PostgreSQL's WAL archive: archive_command, restore_command and the recovery window.
     #[command(subcommand)]
     Wal(WalCommand),
@@ -677,8 +693,9 @@ pub struct PruneArgs {
     /// Print the plan with reasons; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Leave unreferenced objects younger than this alone (a backup may be running).
-    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    /// Leave objects no record names alone while younger than this. By default they go at
+    /// once: prune holds the set's lock, so no backup of the set is writing them.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub grace: std::time::Duration,
     /// Remove run-journal entries older than this, except each set's last run of every
     /// operation [default: `journal_keep` in the configuration, else 90d].

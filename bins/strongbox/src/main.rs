@@ -456,6 +456,23 @@ impl App {
             Command::Key(command) => self.key(command),
             Command::Notify(cli::NotifyCommand::Test) => self.notify_test(),
             Command::Wal(command) => self.wal(command),
+            Command::Unlock { set, force } => {
+                let removed = self.engine()?.unlock(&set, force)?;
+                self.print(
+                    &serde_json::json!({ "set": set, "removed": removed }),
+                    || match &removed {
+                        Some(lock) => format!(
+                            "removed the lock of set {set}: {} by pid {} on host {} since {}",
+                            lock.operation,
+                            lock.pid,
+                            lock.host,
+                            lock.time.to_rfc3339()
+                        ),
+                        None => format!("set {set} is not locked"),
+                    },
+                )?;
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Daemon(args) => self.daemon(args),
             Command::Completions { shell } => {
                 let mut script = Vec::new();

@@ -197,6 +197,24 @@ pub enum Error {
         /// The WAL file.
         name: String,
     },
+    /// The restore's staging copy would not fit beside its target.
+    #[error("restoring into {} needs {} for its staging copy beside it, and that file system has {} free; nothing was changed", target.display(), crate::human_bytes(*needed), crate::human_bytes(*available))]
+    NoSpace {
+        /// The target.
+        target: PathBuf,
+        /// Bytes the restore writes (file content and a block per entry).
+        needed: u64,
+        /// Bytes free for this user.
+        available: u64,
+    },
+    /// `unlock` refused to remove a lock.
+    #[error("set {set:?}: {reason}")]
+    LockHeld {
+        /// The set.
+        set: String,
+        /// Who holds it, and why it stays.
+        reason: String,
+    },
     /// A base backup refused: the server cannot give one recoverable from this set.
     #[error("set {set:?}: {reason}")]
     BaseBackupRefused {

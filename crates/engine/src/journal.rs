@@ -23,6 +23,8 @@ pub enum Operation {
     Prune,
     /// An alert could not be delivered (journalled only then).
     Alert,
+    /// A lock was removed by `unlock`.
+    Unlock,
 }
 
 impl Operation {
@@ -34,6 +36,7 @@ impl Operation {
             Operation::Verify => "verify",
             Operation::Prune => "prune",
             Operation::Alert => "alert",
+            Operation::Unlock => "unlock",
         }
     }
 }
@@ -88,6 +91,9 @@ pub struct RunRecord {
     pub snapshot: Option<String>,
     /// The error, for a failed run.
     pub error: Option<String>,
+    /// What the run did, where its status says too little (the lock an unlock removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// Host.
     pub host: String,
     /// Process id.
@@ -136,6 +142,8 @@ pub(crate) struct RunOutcome {
     pub(crate) objects_read: Vec<String>,
     /// What to journal as the error when not `ok`.
     pub(crate) problem: Option<String>,
+    /// What the run did ([`RunRecord::detail`]).
+    pub(crate) detail: Option<String>,
 }
 
 pub(crate) struct Journal<'a> {
@@ -163,6 +171,7 @@ impl<'a> Journal<'a> {
                 finished: None,
                 snapshot: None,
                 error: None,
+                detail: None,
                 host: host_name(),
                 pid: std::process::id(),
                 duration_secs: None,
@@ -208,6 +217,7 @@ impl<'a> Journal<'a> {
         self.record.bytes = outcome.bytes;
         self.record.verified = outcome.verified;
         self.record.objects_read = outcome.objects_read;
+        self.record.detail = outcome.detail;
         self.write();
         self.reader.alert_run(&self.record);
     }

@@ -59,6 +59,7 @@ mod source;
 mod spec;
 mod status;
 mod tree;
+mod unlock;
 mod verify;
 mod wal;
 

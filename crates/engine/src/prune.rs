@@ -1,9 +1,9 @@
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use strongbox_manifest::{PhysicalStats, Snapshot, SourceKind};
+use strongbox_manifest::{ObjectRef, PhysicalStats, Snapshot, SourceKind};
 use strongbox_retention::{apply, Candidate, KeepPolicy, Plan, Timezone};
 use strongbox_storage::{layout, ObjectInfo};
 
@@ -31,7 +31,10 @@ pub struct PruneOptions {
     /// Plan only; change nothing.
     #[serde(default)]
     pub dry_run: bool,
-    /// Unreferenced objects younger than this may belong to a running backup: left alone.
+    /// Unreferenced objects younger than this are left alone. Default 0: prune holds the
+    /// set's lock, which every backup of the set holds while it writes, so an object no
+    /// record names belongs to a run that is over. A longer grace guards the objects of a
+    /// backup whose lock was removed by hand while it still ran.
     #[serde(default = "default_grace", with = "humantime_serde_secs")]
     pub grace: Duration,
     /// Run-journal entries older than this are removed, except each set's last run of
@@ -41,7 +44,7 @@ pub struct PruneOptions {
 }
 
 fn default_grace() -> Duration {
-    Duration::from_secs(24 * 3600)
+    Duration::ZERO
 }
 
 fn default_journal_keep() -> Duration {
@@ -61,7 +64,7 @@ mod humantime_serde_secs {
 }
 
 impl Default for PruneOptions {
-    /// UTC buckets, a 24 h grace period, 90 days of journal, not a dry run.
+    /// UTC buckets, no grace period, 90 days of journal, not a dry run.
     fn default() -> Self {
         PruneOptions {
             timezone: Timezone::UTC,
@@ -340,6 +343,19 @@ impl Engine {
         for object in &doomed_wal {
             self.cancel.check()?;
             self.writer.delete(&object.key)?;
+        }
+        // The retained archives' sizes and digests outlive the records that named them.
+        let previous = self.repo.retained(set)?;
+        let retained: Vec<ObjectRef> = previous
+            .iter()
+            .chain(forgotten.iter().flat_map(|s| s.objects.iter()))
+            .filter(|o| needed.contains(&o.key) && !owned_by_kept.contains(o.key.as_str()))
+            .map(|o| (o.key.clone(), o.clone()))
+            .collect::<BTreeMap<_, _>>()
+            .into_values()
+            .collect();
+        if retained != previous {
+            self.writer.put_retained(set, &retained)?;
         }
         for key in &report.journal_removed {
             self.writer.delete(key)?;

@@ -67,6 +67,12 @@ pub fn wal_key(set: &str, timeline: u32, name: &str) -> String {
     format!("{SETS}/{set}/wal/{timeline:08X}/{name}")
 }
 
+/// `sets/<set>/retained.json`: the size and SHA-256 of each archive kept after its
+/// snapshot was forgotten (kept listings draw from it), so that verify can still check it.
+pub fn retained_key(set: &str) -> String {
+    format!("{SETS}/{set}/retained.json")
+}
+
 /// `sets/<set>/runs/`, the set's run journal.
 pub fn runs_prefix(set: &str) -> String {
     format!("{SETS}/{set}/runs/")

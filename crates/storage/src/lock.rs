@@ -116,6 +116,13 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// Remove `set`'s lock whoever holds it (`unlock --force`; the engine decides when).
+    pub fn remove_lock(&self, set: &str) -> Result<(), Error> {
+        self.delete_raw(&layout::lock_key(layout::check_set_name(set)?))
+    }
+}
+
 impl crate::RepoReader {
     /// Read the lock of `set`, if one is held.
     pub fn lock_info(&self, set: &str) -> Result<Option<LockInfo>, Error> {

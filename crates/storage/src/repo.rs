@@ -153,6 +153,36 @@ fn envelope(marker: &Marker, location: &str) -> Result<Arc<dyn Envelope>, Error>
     }
 }
 
+/// A record read from `key` must be the record of its key's set and id, and name only
+/// objects of its own snapshot: a record planted or altered to point at another set's data
+/// (which a restore or prune would then read or delete) is refused.
+fn check_record(key: &str, snapshot: &Snapshot) -> Result<(), Error> {
+    let corrupt = |reason: String| {
+        Err(Error::Corrupt {
+            key: key.to_string(),
+            reason,
+        })
+    };
+    if layout::snapshot_key(&snapshot.set, &snapshot.id) != key {
+        return corrupt(format!(
+            "it says it is snapshot {} of set {}",
+            snapshot.id, snapshot.set
+        ));
+    }
+    let own = format!("{}/{}.", layout::data_prefix(&snapshot.set), snapshot.id);
+    match snapshot
+        .objects
+        .iter()
+        .find(|o| !o.key.starts_with(&own) || o.key[own.len()..].contains('/'))
+    {
+        Some(object) => corrupt(format!(
+            "it names {}, which is not an object of this snapshot",
+            object.key
+        )),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn backend(
     operation: &'static str,
     key: &str,
@@ -454,14 +484,30 @@ impl RepoReader {
             .into_iter()
             .map(|(key, stored)| {
                 let json = decode(stored, &key, None, self.envelope.as_ref())?;
-                Snapshot::from_json(&key, &json).map_err(|e| Error::Corrupt {
+                let snapshot = Snapshot::from_json(&key, &json).map_err(|e| Error::Corrupt {
                     key: key.clone(),
                     reason: e.to_string(),
-                })
+                })?;
+                check_record(&key, &snapshot)?;
+                Ok(snapshot)
             })
             .collect::<Result<Vec<_>, _>>()?;
         snapshots.sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
         Ok(snapshots)
+    }
+
+    /// The archives of `set` kept for chains after their records were forgotten, as their
+    /// records named them ([`layout::retained_key`]); none when the object is missing.
+    pub fn retained(&self, set: &str) -> Result<Vec<ObjectRef>, Error> {
+        let key = layout::retained_key(layout::check_set_name(set)?);
+        match self.read_object(&key, None) {
+            Ok(json) => serde_json::from_slice(&json).map_err(|e| Error::Corrupt {
+                key,
+                reason: e.to_string(),
+            }),
+            Err(Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Write an entry of `set`'s run journal (`sets/<set>/runs/<name>.json`), the one
@@ -880,6 +926,13 @@ impl Repository {
             }
         }
         Ok(removed)
+    }
+
+    /// Replace the list of `set`'s retained archives ([`RepoReader::retained`]).
+    pub fn put_retained(&self, set: &str, objects: &[ObjectRef]) -> Result<Written, Error> {
+        let key = layout::retained_key(layout::check_set_name(set)?);
+        let json = serde_json::to_vec_pretty(objects).expect("object refs serialize");
+        self.put_small(&key, &json, Compression::None, PutMode::Overwrite)
     }
 
     /// Write a snapshot record (the commit point of a backup) with a conditional create.

@@ -70,6 +70,40 @@ impl Drop for Extracted<'_> {
     }
 }
 
+/// Extract a base backup's tar into `dir`, refusing anything a data directory does not hold:
+/// names outside it (`..`, absolute), and entries other than files and directories (links,
+/// devices, FIFOs), which a tar that was tampered with could use to write elsewhere.
+fn extract<R: std::io::Read>(
+    archive: &mut tar::Archive<R>,
+    dir: &Path,
+    key: &str,
+) -> Result<(), Error> {
+    let failed = |e| Error::io("extracting the base backup into", dir, e);
+    for entry in archive.entries().map_err(failed)? {
+        let mut entry = entry.map_err(failed)?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let refuse = |reason: &str| Error::EntryMismatch {
+            key: key.to_string(),
+            path: name.clone(),
+            reason: format!("{reason}; nothing was kept"),
+        };
+        // pg_basebackup names some entries `./pg_wal/…`.
+        let relative = name.trim_start_matches("./").trim_end_matches('/');
+        if !matches!(relative, "" | ".") && strongbox_archive::safe_relative_path(relative).is_err()
+        {
+            return Err(refuse("names a path outside the data directory"));
+        }
+        match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Directory => {}
+            other => return Err(refuse(&format!("is a {other:?}, not a file or directory"))),
+        }
+        if !entry.unpack_in(dir).map_err(failed)? {
+            return Err(refuse("names a path outside the data directory"));
+        }
+    }
+    Ok(())
+}
+
 /// `value` as one shell word, with `%` doubled: PostgreSQL replaces `%f`, `%p` and `%%` in
 /// `restore_command` before the shell reads it.
 fn shell_word(value: &str) -> String {
@@ -180,9 +214,11 @@ impl Restorer for DataDirTarget {
         let mut archive = tar::Archive::new(stream);
         archive.set_preserve_permissions(true);
         archive.set_overwrite(false);
-        archive
-            .unpack(&self.dir)
-            .map_err(|e| Error::io("extracting the base backup into", &self.dir, e))?;
+        let key = snapshot
+            .object(ObjectRole::Dump)
+            .map(|o| o.key.clone())
+            .unwrap_or_default();
+        extract(&mut archive, &self.dir, &key)?;
         // To the end: the stream's digest is checked there.
         std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
             .map_err(|e| Error::io("reading the base backup for", &self.dir, e))?;
@@ -354,6 +390,75 @@ mod tests {
                 ],
                 "{line}"
             );
+        }
+    }
+
+    #[test]
+    fn a_tampered_base_backup_is_refused_before_it_writes_outside_the_directory() {
+        let entry = |name: &str, kind: tar::EntryType| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_size(if kind == tar::EntryType::Regular {
+                1
+            } else {
+                0
+            });
+            header.set_mode(0o600);
+            header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+            if kind == tar::EntryType::Symlink {
+                header.set_link_name("/etc").unwrap();
+            }
+            header.set_cksum();
+            header
+        };
+        // (entries after PG_VERSION, the phrase of the refusal or None)
+        let cases: [(&str, tar::EntryType, Option<&str>); 6] = [
+            ("global/pg_control", tar::EntryType::Regular, None),
+            ("base/", tar::EntryType::Directory, None),
+            (
+                "../evil",
+                tar::EntryType::Regular,
+                Some("outside the data directory"),
+            ),
+            (
+                "/tmp/evil",
+                tar::EntryType::Regular,
+                Some("outside the data directory"),
+            ),
+            (
+                "pg_tblspc/1",
+                tar::EntryType::Symlink,
+                Some("not a file or directory"),
+            ),
+            ("dev", tar::EntryType::Char, Some("not a file or directory")),
+        ];
+        for (name, kind, refusal) in cases {
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut version = entry("PG_VERSION", tar::EntryType::Regular);
+            builder.append(&version, &b"5"[..]).unwrap();
+            version = entry(name, kind);
+            let data: &[u8] = if kind == tar::EntryType::Regular {
+                b"x"
+            } else {
+                b""
+            };
+            builder.append(&version, data).unwrap();
+            let bytes = builder.into_inner().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().join("data");
+            std::fs::create_dir(&target).unwrap();
+            let result = extract(&mut tar::Archive::new(&bytes[..]), &target, "k");
+            match refusal {
+                None => assert!(result.is_ok(), "{name}: {result:?}"),
+                Some(phrase) => {
+                    let err = result.unwrap_err().to_string();
+                    assert!(
+                        err.contains(phrase) && err.contains(name.trim_start_matches('/')),
+                        "{name}: {err}"
+                    );
+                    assert!(!dir.path().join("evil").exists() && !Path::new("/tmp/evil").exists());
+                }
+            }
         }
     }
 }

@@ -13,6 +13,9 @@ use crate::tree::TreeEntry;
 use crate::Error;
 
 const CHUNK: usize = 1024 * 1024;
+/// What each entry may take beyond its bytes (a block of metadata or of a partly filled
+/// last block), for the free-space check.
+const BLOCK: u64 = 4096;
 const HOLE: usize = 64 * 1024;
 
 /// A directory to restore a files snapshot into. The tree is extracted into a staging
@@ -44,6 +47,22 @@ impl DirectoryTarget {
     fn absolute(&self) -> Result<PathBuf, Error> {
         std::path::absolute(&self.path).map_err(|e| Error::io("resolving", &self.path, e))
     }
+}
+
+/// Refuse a restore whose staging copy beside `target` would not fit in the free space of
+/// `parent`'s file system: better said now, with the numbers, than found half-way.
+fn check_space(parent: &Path, target: &Path, needed: u64) -> Result<(), Error> {
+    let stats = rustix::fs::statvfs(parent)
+        .map_err(|e| Error::io("reading the free space of", parent, e.into()))?;
+    let available = stats.f_bavail.saturating_mul(stats.f_frsize);
+    if available < needed {
+        return Err(Error::NoSpace {
+            target: target.to_path_buf(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
 }
 
 /// Removes the staging directory unless the restore swapped it in.
@@ -107,6 +126,7 @@ impl Restorer for DirectoryTarget {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
+        check_space(parent, &target, plan.bytes + BLOCK * entries.len() as u64)?;
         let staging_path = parent.join(format!(
             ".{name}.strongbox-restore-{:08x}",
             rand::random::<u32>()

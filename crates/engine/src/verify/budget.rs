@@ -53,6 +53,7 @@ impl Reader {
                     verified: Vec::<Verification>::new(),
                     objects_read: objects.iter().map(|(_, o)| o.key.clone()).collect(),
                     problem: super::first_failure(reports),
+                    detail: None,
                 },
             )?;
             reports.extend(checked);

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use strongbox_db_dump::SqlCheck;
-use strongbox_manifest::{ObjectRole, Snapshot, SnapshotId, SourceKind};
+use strongbox_manifest::{ObjectRef, ObjectRole, Snapshot, SnapshotId, SourceKind};
 use strongbox_storage::layout;
 use strongbox_verify::{
     listing_check, objects_present, Check, CheckName, Report, SnapshotReport, VerifyLevel,
@@ -153,6 +153,7 @@ impl Reader {
                         })
                         .collect(),
                     problem: first_failure(reports),
+                    detail: None,
                     objects_read: if level >= VerifyLevel::Checksum {
                         snapshots
                             .iter()
@@ -186,11 +187,18 @@ impl Reader {
             .keys()
             .filter_map(|key| SnapshotId::parse(layout::archive_id(key)?).ok())
             .collect();
+        // Archives whose records are forgotten, with the size and digest those named.
+        let retained: HashMap<SnapshotId, ObjectRef> = self
+            .repo
+            .retained(set)?
+            .into_iter()
+            .filter_map(|o| Some((SnapshotId::parse(layout::archive_id(&o.key)?).ok()?, o)))
+            .collect();
         let mut reports = Vec::new();
         self.progress.phase("verifying", None);
         for snapshot in snapshots {
             self.cancel.check()?;
-            let report = self.verify_snapshot(snapshot, &sizes, &archives, options);
+            let report = self.verify_snapshot(snapshot, &sizes, &archives, &retained, options);
             if !report.ok {
                 tracing::warn!(id = %snapshot.id, "verification failed");
             }
@@ -205,6 +213,7 @@ impl Reader {
         snapshot: &Snapshot,
         sizes: &HashMap<String, u64>,
         archives: &HashSet<SnapshotId>,
+        retained: &HashMap<SnapshotId, ObjectRef>,
         options: &VerifyOptions,
     ) -> SnapshotReport {
         let level = options.level;
@@ -236,8 +245,17 @@ impl Reader {
             });
         }
         if level >= VerifyLevel::Checksum {
+            // Its own objects, and the retained archives its listing draws from.
+            let drawn: Vec<&ObjectRef> = match &listing {
+                Some(Ok(listing)) => listing
+                    .by_holder()
+                    .keys()
+                    .filter_map(|holder| retained.get(*holder))
+                    .collect(),
+                _ => Vec::new(),
+            };
             checks.push(Check::timed(CheckName::Checksum, || {
-                self.checksums(snapshot)
+                self.checksums(snapshot, &drawn)
             }));
         }
         if level == VerifyLevel::Restore {
@@ -262,18 +280,20 @@ impl Reader {
         SnapshotReport::new(snapshot, checks)
     }
 
-    fn checksums(&self, snapshot: &Snapshot) -> Result<String, String> {
+    fn checksums(&self, snapshot: &Snapshot, drawn: &[&ObjectRef]) -> Result<String, String> {
         let mut bytes = 0;
-        for object in &snapshot.objects {
+        let objects: Vec<&ObjectRef> = snapshot
+            .objects
+            .iter()
+            .chain(drawn.iter().copied())
+            .collect();
+        for object in &objects {
             bytes += self
                 .repo
                 .check_object(object)
                 .map_err(|e| crate::error_chain(&e))?;
         }
-        Ok(format!(
-            "{} objects, {bytes} bytes hashed",
-            snapshot.objects.len()
-        ))
+        Ok(format!("{} objects, {bytes} bytes hashed", objects.len()))
     }
 
     fn check_dumps(&self, snapshot: &Snapshot) -> Result<String, String> {
