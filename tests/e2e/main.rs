@@ -4,6 +4,7 @@ mod alerts;
 mod bad_input;
 mod bundles;
 mod config;
+mod crash;
 mod daemon;
 mod databases;
 mod disks;

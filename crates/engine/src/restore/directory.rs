@@ -49,6 +49,67 @@ impl DirectoryTarget {
     }
 }
 
+/// Put the staging tree in `target`'s place and the old tree at `aside`. One atomic
+/// exchange where the file system has it, so that a kill at any moment leaves the target
+/// either as it was or complete (the old tree then waits at the staging name); else two
+/// renames, undone if the second fails.
+fn swap(staging: &mut Staging, target: &Path, aside: &Path) -> Result<PathBuf, Error> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, &staging.path, CWD, target, RenameFlags::EXCHANGE) {
+        Ok(()) => {
+            // The staging name holds the old tree now: never remove it.
+            staging.armed = false;
+            match fs::rename(&staging.path, aside) {
+                Ok(()) => Ok(aside.to_path_buf()),
+                Err(e) => {
+                    tracing::warn!(old = %staging.path.display(), error = %e, "the replaced tree stays at its staging name");
+                    Ok(staging.path.clone())
+                }
+            }
+        }
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            fs::rename(target, aside).map_err(|e| Error::io("moving aside", target, e))?;
+            if let Err(e) = fs::rename(&staging.path, target) {
+                // Put the old target back; the staging dir is removed by its guard.
+                let _ = fs::rename(aside, target);
+                return Err(Error::io("moving the restored tree to", target, e));
+            }
+            Ok(aside.to_path_buf())
+        }
+        Err(e) => Err(Error::io("moving the restored tree to", target, e.into())),
+    }
+}
+
+/// Remove the staging directories that killed restores into `name` left in `parent`: those
+/// whose process (the pid in their name) is gone from this host.
+fn remove_stale_staging(parent: &Path, name: &str) {
+    let prefix = format!(".{name}.strongbox-restore-");
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file_name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if strongbox_storage::holder_alive(&strongbox_storage::host_name(), pid) == Some(false) {
+            let path = entry.path();
+            match fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed the staging directory of a restore that was killed")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove a killed restore's staging directory")
+                }
+            }
+        }
+    }
+}
+
 /// Refuse a restore whose staging copy beside `target` would not fit in the free space of
 /// `parent`'s file system: better said now, with the numbers, than found half-way.
 fn check_space(parent: &Path, target: &Path, needed: u64) -> Result<(), Error> {
@@ -127,8 +188,10 @@ impl Restorer for DirectoryTarget {
             .unwrap_or_default();
         fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
         check_space(parent, &target, plan.bytes + BLOCK * entries.len() as u64)?;
+        remove_stale_staging(parent, &name);
         let staging_path = parent.join(format!(
-            ".{name}.strongbox-restore-{:08x}",
+            ".{name}.strongbox-restore-{}-{:08x}",
+            std::process::id(),
             rand::random::<u32>()
         ));
         fs::DirBuilder::new()
@@ -214,7 +277,6 @@ impl Restorer for DirectoryTarget {
         }
         run.cancel().check()?;
 
-        // The swap: the old target is renamed aside, then the staging dir takes its place.
         let previous = if target.exists() {
             let mode = fs::metadata(&target).map(|m| m.permissions()).ok();
             if let Some(mode) = mode {
@@ -225,13 +287,7 @@ impl Restorer for DirectoryTarget {
                 "{name}.pre-restore-{}",
                 Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
             ));
-            fs::rename(&target, &aside).map_err(|e| Error::io("moving aside", &target, e))?;
-            if let Err(e) = fs::rename(&staging_path, &target) {
-                // Put the old target back; the staging dir is removed by its guard.
-                let _ = fs::rename(&aside, &target);
-                return Err(Error::io("moving the restored tree to", &target, e));
-            }
-            Some(aside)
+            Some(swap(&mut staging, &target, &aside)?)
         } else {
             fs::set_permissions(&staging_path, fs::Permissions::from_mode(0o755))
                 .map_err(|e| Error::io("setting mode of", &staging_path, e))?;
