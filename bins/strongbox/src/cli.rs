@@ -174,9 +174,10 @@ Examples:
   strongbox restore maindb:latest --target-dir /var/lib/postgresql/15/main --to-time 2026-12-01T09:14:00Z
   strongbox restore 20261201T0200 --target-dir /srv/pg-restored --to-latest
 
-A base backup needs --target-dir and one of --to-time, --to-lsn, --to-latest; a target
-outside what the base backup and the archived WAL can reach is refused, naming the window
-(`wal window SET`). The directory must be missing or empty. See docs/pitr.md.
+A base backup needs --target-dir and recovers to --to-time, --to-lsn or (the default)
+--to-latest; a target outside what the base backup and the archived WAL can reach is
+refused, naming the window (`wal window SET`). The directory must be missing or empty. See
+docs/pitr.md.
 
 A non-empty target needs --force; a directory's or SQLite file's current content is
 kept as <target>.pre-restore-<time> (unless --no-keep-previous), a PostgreSQL
@@ -619,7 +620,7 @@ pub struct RestoreArgs {
     /// Recover to this WAL position (as 0/3000060).
     #[arg(long, value_name = "LSN", requires = "target_dir", group = "recovery")]
     pub to_lsn: Option<String>,
-    /// Recover all the archived WAL.
+    /// Recover all the archived WAL (the default without --to-time or --to-lsn).
     #[arg(long, requires = "target_dir", group = "recovery")]
     pub to_latest: bool,
     /// A bundle: restore only this member.

@@ -959,13 +959,13 @@ impl App {
         args: cli::RestoreArgs,
         dir: std::path::PathBuf,
     ) -> Result<ExitCode> {
-        let target = match (&args.to_time, &args.to_lsn, args.to_latest) {
-            (Some(time), _, _) => RecoveryTarget::Time(*time),
-            (_, Some(lsn), _) => {
+        let target = match (&args.to_time, &args.to_lsn) {
+            (Some(time), _) => RecoveryTarget::Time(*time),
+            (_, Some(lsn)) => {
                 RecoveryTarget::Lsn(lsn.parse().with_context(|| format!("--to-lsn {lsn:?}"))?)
             }
-            (_, _, true) => RecoveryTarget::Latest,
-            _ => bail!("a base backup restore needs --to-time, --to-lsn or --to-latest"),
+            // The end of the archive, as PostgreSQL recovers without a target.
+            _ => RecoveryTarget::Latest,
         };
         let engine = self.engine()?;
         let snapshot = engine.resolve_base_backup(&args.snapshot, target)?;
