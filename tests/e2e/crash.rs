@@ -7,25 +7,10 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
+use strongbox_test_support::Rng;
+
 use crate::harness::{noise, tree, write, Env, Node};
 use crate::interrupt::signal;
-
-/// Seeded, so that a failing run can be replayed (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 const SEED: u64 = 2026;
 const ROUNDS: usize = 20;
@@ -109,7 +94,7 @@ fn kill_9_at_seeded_moments_never_leaves_a_half_snapshot_or_a_half_restored_targ
             let i = rng.below(24);
             write(
                 &src.join(format!("d{}/f{i}.bin", i % 4)),
-                &noise(rng.next(), 256 << 10),
+                &noise(rng.next_u64(), 256 << 10),
             );
         }
         let delay = Duration::from_millis(rng.below(spans[0]));
@@ -170,13 +155,14 @@ fn kill_9_at_seeded_moments_never_leaves_a_half_snapshot_or_a_half_restored_targ
     let restored = env.path("final");
     env.restore(&first_id, &restored, &[]);
     assert_eq!(tree(&restored), expected);
-    // The next restore into the target clears the staging directories killed ones left.
+    // The next restore into the target clears the staging directories killed ones left (a
+    // tree one had already replaced is kept as media.pre-restore-<time>, never deleted).
     env.restore(&first_id, &target, &["--force", "--no-keep-previous"]);
     assert_eq!(tree(&target), expected);
     let leftovers: Vec<String> = std::fs::read_dir(target.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "media")
+        .filter(|n| n != "media" && !n.starts_with("media.pre-restore-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -10,6 +10,8 @@
 //!   they received.
 //! - [`Faults`]: an [`Intercept`] that fails chosen requests and records every request, for
 //!   tests of what a command does when the store fails, and of what reaches the store.
+//! - [`ClusterDir`]: throwaway PostgreSQL clusters (`initdb`), run as `postgres` under root.
+//! - [`Rng`]: a seeded generator for tests that draw random moments or mutations.
 //!
 //! ```
 //! use strongbox_test_support::{Faults, Rule, TempRepo};
@@ -33,6 +35,7 @@ mod cluster;
 mod faults;
 mod pg;
 mod receivers;
+mod rng;
 
 use std::path::PathBuf;
 
@@ -42,6 +45,7 @@ pub use cluster::{ClusterDir, Server};
 pub use faults::{Faults, Rule};
 pub use pg::{Pg, TempDb};
 pub use receivers::Receivers;
+pub use rng::Rng;
 
 /// The value of a variable `scripts/test.sh` exports for a service, or `None` after a
 /// notice that the test is skipped; under `CI=true` a missing service fails the test.

@@ -15,22 +15,11 @@ use std::time::{Duration, Instant};
 
 use strongbox_archive::{safe_relative_path, ArchiveReader, Compression, Decoder, Encoder};
 use strongbox_manifest::{Listing, Snapshot};
+use strongbox_test_support::Rng;
 
-/// Seeded generator (splitmix64): a failing run replays with the same seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
+/// `below` for lengths and indexes.
+fn pick(rng: &mut Rng, n: usize) -> usize {
+    rng.below(n as u64) as usize
 }
 
 /// Tokens that matter to JSON and to paths.
@@ -58,34 +47,34 @@ const DICTIONARY: &[&[u8]] = &[
 
 fn mutate(input: &[u8], rng: &mut Rng) -> Vec<u8> {
     let mut out = input.to_vec();
-    for _ in 0..1 + rng.below(4) {
-        let at = rng.below(out.len() + 1);
-        match rng.below(7) {
+    for _ in 0..1 + pick(rng, 4) {
+        let at = pick(rng, out.len() + 1);
+        match pick(rng, 7) {
             0 if !out.is_empty() => {
-                let i = rng.below(out.len());
-                out[i] ^= 1 << rng.below(8);
+                let i = pick(rng, out.len());
+                out[i] ^= 1 << pick(rng, 8);
             }
             1 if !out.is_empty() => {
-                let i = rng.below(out.len());
-                out[i] = rng.next() as u8;
+                let i = pick(rng, out.len());
+                out[i] = rng.next_u64() as u8;
             }
             2 => {
-                let len = rng.below(64).min(out.len() - at.min(out.len()));
+                let len = pick(rng, 64).min(out.len() - at.min(out.len()));
                 out.drain(at..at + len);
             }
             3 => {
-                let len = rng.below(64).min(out.len() - at);
+                let len = pick(rng, 64).min(out.len() - at);
                 let copy = out[at..at + len].to_vec();
-                let to = rng.below(out.len() + 1);
+                let to = pick(rng, out.len() + 1);
                 out.splice(to..to, copy);
             }
             4 => {
-                let token = DICTIONARY[rng.below(DICTIONARY.len())];
+                let token = DICTIONARY[pick(rng, DICTIONARY.len())];
                 out.splice(at..at, token.iter().copied());
             }
             5 => out.truncate(at),
             _ => {
-                let bytes: Vec<u8> = (0..rng.below(16)).map(|_| rng.next() as u8).collect();
+                let bytes: Vec<u8> = (0..pick(rng, 16)).map(|_| rng.next_u64() as u8).collect();
                 out.splice(at..at, bytes);
             }
         }
@@ -106,7 +95,7 @@ fn fuzz(name: &str, corpus: &[Vec<u8>], seed: u64, target: impl Fn(&[u8])) -> u6
         target(input);
     }
     while Instant::now() < deadline {
-        let base = &corpus[rng.below(corpus.len())];
+        let base = &corpus[pick(&mut rng, corpus.len())];
         let input = mutate(base, &mut rng);
         if catch_unwind(AssertUnwindSafe(|| target(&input))).is_err() {
             let path = std::env::temp_dir().join(format!("strongbox-fuzz-{name}-{runs}.bin"));

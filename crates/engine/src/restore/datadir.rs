@@ -261,19 +261,28 @@ mod tests {
     use crate::Point;
     use strongbox_manifest::Lsn;
 
+    /// A data directory target; its window does not matter to what it writes.
+    fn target(target: RecoveryTarget, fetch_command: &[&str]) -> DataDirTarget {
+        DataDirTarget {
+            dir: PathBuf::from("/x"),
+            target,
+            fetch_command: fetch_command.iter().map(|w| w.to_string()).collect(),
+            window: BackupWindow {
+                snapshot: "s".into(),
+                timeline: 1,
+                earliest: Point {
+                    time: None,
+                    lsn: Lsn(0),
+                },
+                latest: None,
+                last_segment: None,
+                gap: None,
+            },
+        }
+    }
+
     #[test]
     fn recovery_settings_quote_the_command_and_name_the_target() {
-        let window = BackupWindow {
-            snapshot: "s".into(),
-            timeline: 1,
-            earliest: Point {
-                time: None,
-                lsn: Lsn(0),
-            },
-            latest: None,
-            last_segment: None,
-            gap: None,
-        };
         let time = chrono::DateTime::parse_from_rfc3339("2026-12-01T02:00:00.5Z")
             .unwrap()
             .to_utc();
@@ -288,14 +297,8 @@ mod tests {
                 Some("recovery_target_lsn = '0/3000060'"),
             ),
         ];
-        for (target, line) in cases {
-            let dir = DataDirTarget {
-                dir: PathBuf::from("/x"),
-                target,
-                fetch_command: vec!["/usr/bin/strongbox".into()],
-                window: window.clone(),
-            };
-            let text = dir.recovery_settings("maindb", "id");
+        for (recovery, line) in cases {
+            let text = target(recovery, &["/usr/bin/strongbox"]).recovery_settings("maindb", "id");
             match line {
                 Some(line) => {
                     assert!(text.contains(line), "{text}");
@@ -354,22 +357,10 @@ mod tests {
             "/srv/50%p and %f",
             "s3://bucket/prod",
         ] {
-            let dir = DataDirTarget {
-                dir: PathBuf::from("/x"),
-                target: RecoveryTarget::Latest,
-                fetch_command: vec!["/usr/bin/strongbox".into(), "--repo".into(), repo.into()],
-                window: BackupWindow {
-                    snapshot: "s".into(),
-                    timeline: 1,
-                    earliest: Point {
-                        time: None,
-                        lsn: Lsn(0),
-                    },
-                    latest: None,
-                    last_segment: None,
-                    gap: None,
-                },
-            };
+            let dir = target(
+                RecoveryTarget::Latest,
+                &["/usr/bin/strongbox", "--repo", repo],
+            );
             let text = dir.recovery_settings("main-db", "id");
             let line = text
                 .lines()

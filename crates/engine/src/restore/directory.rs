@@ -49,23 +49,31 @@ impl DirectoryTarget {
     }
 }
 
-/// Put the staging tree in `target`'s place and the old tree at `aside`. One atomic
-/// exchange where the file system has it, so that a kill at any moment leaves the target
-/// either as it was or complete (the old tree then waits at the staging name); else two
-/// renames, undone if the second fails.
-fn swap(staging: &mut Staging, target: &Path, aside: &Path) -> Result<PathBuf, Error> {
+/// Put the staging tree in `target`'s place; the old tree goes to `aside` when `keep`, else
+/// it is removed. One atomic exchange where the file system has it, so that a kill at any
+/// moment leaves the target either as it was or complete (the old tree then waits at the
+/// staging name, which the next restore clears); else two renames, undone if the second
+/// fails. Returns where the old tree was kept.
+fn swap(
+    staging: &mut Staging,
+    target: &Path,
+    aside: &Path,
+    keep: bool,
+) -> Result<Option<PathBuf>, Error> {
     use rustix::fs::{renameat_with, RenameFlags, CWD};
-    match renameat_with(CWD, &staging.path, CWD, target, RenameFlags::EXCHANGE) {
+    let exchanged = renameat_with(CWD, &staging.path, CWD, target, RenameFlags::EXCHANGE);
+    let old = match exchanged {
+        // The staging name holds the old tree now.
+        Ok(()) if !keep => staging.path.clone(),
         Ok(()) => {
-            // The staging name holds the old tree now: never remove it.
             staging.armed = false;
-            match fs::rename(&staging.path, aside) {
-                Ok(()) => Ok(aside.to_path_buf()),
+            return match fs::rename(&staging.path, aside) {
+                Ok(()) => Ok(Some(aside.to_path_buf())),
                 Err(e) => {
                     tracing::warn!(old = %staging.path.display(), error = %e, "the replaced tree stays at its staging name");
-                    Ok(staging.path.clone())
+                    Ok(Some(staging.path.clone()))
                 }
-            }
+            };
         }
         Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
             fs::rename(target, aside).map_err(|e| Error::io("moving aside", target, e))?;
@@ -74,14 +82,29 @@ fn swap(staging: &mut Staging, target: &Path, aside: &Path) -> Result<PathBuf, E
                 let _ = fs::rename(aside, target);
                 return Err(Error::io("moving the restored tree to", target, e));
             }
-            Ok(aside.to_path_buf())
+            if keep {
+                staging.armed = false;
+                return Ok(Some(aside.to_path_buf()));
+            }
+            aside.to_path_buf()
         }
-        Err(e) => Err(Error::io("moving the restored tree to", target, e.into())),
+        Err(e) => return Err(Error::io("moving the restored tree to", target, e.into())),
+    };
+    // Restored: a tree that will not go away is worth a warning, not a failure.
+    staging.armed = false;
+    if let Err(e) = fs::remove_dir_all(&old) {
+        tracing::warn!(old = %old.display(), error = %e, "could not remove the replaced tree");
     }
+    Ok(None)
 }
 
-/// Remove the staging directories that killed restores into `name` left in `parent`: those
-/// whose process (the pid in their name) is gone from this host.
+/// A file in a staging directory while it holds a tree being restored, removed just before
+/// the swap: a staging directory without it, left by a kill, holds the replaced tree.
+const STAGING_MARK: &str = ".strongbox-restore-staging";
+
+/// Clear what restores into `name` that were killed left in `parent` (their process, the pid
+/// in the name, gone from this host): a half-restored tree is removed; a replaced tree
+/// (killed between the swap and moving it aside) is kept as `<name>.pre-restore-<time>`.
 fn remove_stale_staging(parent: &Path, name: &str) {
     let prefix = format!(".{name}.strongbox-restore-");
     let Ok(entries) = fs::read_dir(parent) else {
@@ -98,6 +121,21 @@ fn remove_stale_staging(parent: &Path, name: &str) {
         };
         if strongbox_storage::holder_alive(&strongbox_storage::host_name(), pid) == Some(false) {
             let path = entry.path();
+            if !path.join(STAGING_MARK).exists() {
+                let aside = parent.join(format!(
+                    "{name}.pre-restore-{}",
+                    Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+                ));
+                match fs::rename(&path, &aside) {
+                    Ok(()) => {
+                        tracing::warn!(path = %aside.display(), "kept the tree a killed restore had replaced")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "could not move aside the tree a killed restore had replaced")
+                    }
+                }
+                continue;
+            }
             match fs::remove_dir_all(&path) {
                 Ok(()) => {
                     tracing::info!(path = %path.display(), "removed the staging directory of a restore that was killed")
@@ -202,6 +240,8 @@ impl Restorer for DirectoryTarget {
             path: staging_path.clone(),
             armed: true,
         };
+        let mark = staging_path.join(STAGING_MARK);
+        fs::write(&mark, b"").map_err(|e| Error::io("creating", &mark, e))?;
 
         // Directories first (owner-writable until the end), symlinks last: no write can
         // ever pass through a link this restore created.
@@ -277,6 +317,7 @@ impl Restorer for DirectoryTarget {
         }
         run.cancel().check()?;
 
+        fs::remove_file(&mark).map_err(|e| Error::io("removing", &mark, e))?;
         let previous = if target.exists() {
             let mode = fs::metadata(&target).map(|m| m.permissions()).ok();
             if let Some(mode) = mode {
@@ -287,7 +328,7 @@ impl Restorer for DirectoryTarget {
                 "{name}.pre-restore-{}",
                 Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
             ));
-            Some(swap(&mut staging, &target, &aside)?)
+            swap(&mut staging, &target, &aside, self.keep_previous)?
         } else {
             fs::set_permissions(&staging_path, fs::Permissions::from_mode(0o755))
                 .map_err(|e| Error::io("setting mode of", &staging_path, e))?;
@@ -296,14 +337,6 @@ impl Restorer for DirectoryTarget {
             None
         };
         staging.armed = false;
-        let previous = match previous {
-            Some(aside) if !self.keep_previous => {
-                fs::remove_dir_all(&aside)
-                    .map_err(|e| Error::io("removing the previous tree", &aside, e))?;
-                None
-            }
-            other => other,
-        };
         Ok(Restored {
             previous,
             detail: RestoreDetail::Plan(plan),
