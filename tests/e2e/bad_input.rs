@@ -112,13 +112,8 @@ fn corrupt_archive_fails_verify_and_restore_leaving_the_target_unchanged() {
     assert!(report["snapshots"][0]["checks"][1]["detail"]
         .as_str()
         .is_some());
-    let checksum = &report["snapshots"][0]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "checksum")
-        .unwrap()
-        .clone();
+    let checksum =
+        &crate::harness::named_check(&report["snapshots"][0]["checks"], "checksum").clone();
     assert_eq!(checksum["ok"], false);
     assert!(
         checksum["detail"]

@@ -136,12 +136,7 @@ references = {{ database = "maindb", query = "SELECT no_such_column FROM uploads
         ],
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let check = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "references")
-        .unwrap_or_else(|| panic!("{report:#}"));
+    let check = crate::harness::named_check(&report["checks"], "references");
     assert_eq!(check["status"], "warning");
     assert!(
         check["detail"]
@@ -171,12 +166,7 @@ references = {{ database = "maindb", query = "SELECT no_such_column FROM uploads
         .iter()
         .find(|r| r["id"] == members["maindb"])
         .unwrap();
-    let recheck = db_report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "references")
-        .unwrap_or_else(|| panic!("{db_report:#}"));
+    let recheck = crate::harness::named_check(&db_report["checks"], "references");
     assert_eq!(recheck["ok"], true, "{recheck}");
     let detail = recheck["detail"].as_str().unwrap();
     assert!(

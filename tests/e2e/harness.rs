@@ -307,6 +307,16 @@ pub fn unprivileged(env: &Env) -> std::process::Command {
     cmd
 }
 
+/// The check called `name` in `checks` (a report's `checks` array, of `verify` or `health`).
+pub fn named_check<'a>(checks: &'a Value, name: &str) -> &'a Value {
+    checks
+        .as_array()
+        .unwrap_or_else(|| panic!("no checks in {checks:#}"))
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {checks:#}"))
+}
+
 /// Run `sql` with the sqlite3 CLI on the database file `db` (created when missing); its
 /// output.
 pub fn sqlite(db: &Path, sql: &str) -> String {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use strongbox_test_support::{ClusterDir, Server};
 
-use crate::harness::{bin, service, succeeded};
+use crate::harness::{bin, named_check, service, succeeded};
 
 /// Where the set's repository is: a local directory the server's user owns, or an
 /// encrypted one on S3 (the server's archive and restore commands find the identity file
@@ -446,13 +446,7 @@ fn round_trip(storage: Storage) {
     let out = pitr.run(&["verify", "maindb:latest", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let chain = report["snapshots"][0]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "wal-chain")
-        .cloned()
-        .unwrap();
+    let chain = named_check(&report["snapshots"][0]["checks"], "wal-chain");
     assert_eq!(chain["ok"], false);
     assert!(
         chain["detail"].as_str().unwrap().contains(&victim),
@@ -460,12 +454,7 @@ fn round_trip(storage: Storage) {
     );
     let out = pitr.run(&["health", "--set", "maindb", "--json"]);
     let health: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let gap = health["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "wal-gap")
-        .unwrap();
+    let gap = named_check(&health["checks"], "wal-gap");
     assert_eq!(gap["status"], "critical", "{health}");
     assert!(gap["detail"].as_str().unwrap().contains(&victim), "{gap}");
 }
@@ -520,4 +509,66 @@ fn archiving_that_failed_is_retried_by_the_server_and_leaves_no_gap() {
     // No --to-* flag: to the end of the archive.
     let (rows, _) = pitr.restored_rows("latest", &["maindb:latest"]);
     assert_eq!(rows, 1001);
+}
+
+#[test]
+fn wal_names_paths_and_targets_that_are_not_postgresqls_are_refused_in_one_line() {
+    let env = crate::harness::Env::new();
+    env.json(&["init"]);
+    let evil = env.path("passwd");
+    std::fs::write(&evil, b"root:x:0:0").unwrap();
+    let missing = env.path("000000010000000000000001");
+    let dest = env.path("dest").display().to_string();
+    // (args, exit status, phrase of the one error line)
+    let cases: [(Vec<&str>, i32, &str); 5] = [
+        (
+            vec!["wal", "push", "maindb", evil.to_str().unwrap()],
+            1,
+            "invalid WAL name \"passwd\"",
+        ),
+        (
+            vec!["wal", "push", "maindb", missing.to_str().unwrap()],
+            1,
+            "000000010000000000000001",
+        ),
+        (
+            vec!["wal", "fetch", "maindb", "../../etc/passwd", &dest],
+            126,
+            "invalid WAL name",
+        ),
+        (
+            vec![
+                "restore",
+                "x",
+                "--target-dir",
+                &dest,
+                "--to-lsn",
+                "yesterday",
+            ],
+            1,
+            "--to-lsn \"yesterday\"",
+        ),
+        (
+            vec![
+                "backup",
+                "postgres",
+                "maindb",
+                "host=127.0.0.1 port=1 dbname=x",
+                "--physical",
+            ],
+            1,
+            "cannot connect",
+        ),
+    ];
+    for (args, code, phrase) in cases {
+        let err = env.fails(&args, code);
+        let lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {err}");
+        assert!(lines[0].contains(phrase), "{args:?}: {err}");
+    }
+    assert!(!Path::new(&dest).exists(), "nothing written");
+    assert!(
+        !Path::new(&env.repo).join("sets/maindb/wal").exists(),
+        "nothing archived"
+    );
 }

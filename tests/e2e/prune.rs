@@ -309,12 +309,10 @@ fn a_retained_archive_keeps_its_digest_so_checksum_verify_catches_its_damage() {
     let out = env.run(&["verify", "--all", "--level", "checksum", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let detail = report["snapshots"][0]["checks"]
-        .as_array()
+    let detail = crate::harness::named_check(&report["snapshots"][0]["checks"], "checksum")
+        ["detail"]
+        .as_str()
         .unwrap()
-        .iter()
-        .find(|c| c["name"] == "checksum")
-        .map(|c| c["detail"].as_str().unwrap().to_string())
-        .unwrap();
+        .to_string();
     assert!(detail.contains(&archive), "{detail}");
 }

@@ -711,13 +711,7 @@ fn a_missing_scratch_directory_fails_the_restore_test_by_name() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let restore = report["snapshots"][0]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "restore")
-        .unwrap()
-        .clone();
+    let restore = crate::harness::named_check(&report["snapshots"][0]["checks"], "restore").clone();
     assert_eq!(restore["ok"], false);
     let detail = restore["detail"].as_str().unwrap();
     assert!(detail.contains(missing.to_str().unwrap()), "{detail}");

@@ -79,21 +79,23 @@ impl PhysicalSource {
         self.conn.redacted.clone()
     }
 
-    fn query_error(&self, operation: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
-        let database = self.conn.describe();
-        move |source| Error::Query {
-            database: database.clone(),
-            operation,
-            source: source.into(),
-        }
+    /// One row of `sql`, on a connection of its own (each step of a base backup is a
+    /// single query, minutes apart).
+    fn query_one(&self, sql: &str, operation: &'static str) -> Result<tokio_postgres::Row, Error> {
+        let session = Session::open(&self.conn)?;
+        session
+            .rt
+            .block_on(session.client.query_one(sql, &[]))
+            .map_err(|source| Error::Query {
+                database: self.conn.describe(),
+                operation,
+                source: source.into(),
+            })
     }
 
     /// The server's version, identity, WAL settings and tablespaces.
     pub fn server(&self) -> Result<ServerState, Error> {
-        let session = Session::open(&self.conn)?;
-        let row = session
-            .rt
-            .block_on(session.client.query_one(
+        let row = self.query_one(
                 "SELECT pg_catalog.current_setting('server_version'), \
                  (SELECT system_identifier::text FROM pg_catalog.pg_control_system()), \
                  (SELECT timeline_id::int8 FROM pg_catalog.pg_control_checkpoint()), \
@@ -103,9 +105,8 @@ impl PhysicalSource {
                  ARRAY(SELECT spcname::text FROM pg_catalog.pg_tablespace \
                        WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY 1), \
                  pg_catalog.current_setting('server_version_num')::int4",
-                &[],
-            ))
-            .map_err(self.query_error("reading the server's WAL settings"))?;
+            "reading the server's WAL settings",
+        )?;
         Ok(ServerState {
             server_version: format!("PostgreSQL {}", row.get::<_, String>(0)),
             system_identifier: row.get(1),
@@ -121,27 +122,19 @@ impl PhysicalSource {
     /// Close the current WAL segment so that it is archived; the name of the segment that
     /// holds the end of the WAL written so far.
     pub fn switch_wal(&self) -> Result<String, Error> {
-        let session = Session::open(&self.conn)?;
-        let row = session
-            .rt
-            .block_on(session.client.query_one(
-                "SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_switch_wal())",
-                &[],
-            ))
-            .map_err(self.query_error("switching to a new WAL segment (pg_switch_wal)"))?;
+        let row = self.query_one(
+            "SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_switch_wal())",
+            "switching to a new WAL segment (pg_switch_wal)",
+        )?;
         Ok(row.get(0))
     }
 
     /// The archiver's last success and failure.
     pub fn archiver(&self) -> Result<Archiver, Error> {
-        let session = Session::open(&self.conn)?;
-        let row = session
-            .rt
-            .block_on(session.client.query_one(
-                "SELECT last_archived_wal, last_failed_wal FROM pg_catalog.pg_stat_archiver",
-                &[],
-            ))
-            .map_err(self.query_error("reading pg_stat_archiver"))?;
+        let row = self.query_one(
+            "SELECT last_archived_wal, last_failed_wal FROM pg_catalog.pg_stat_archiver",
+            "reading pg_stat_archiver",
+        )?;
         Ok(Archiver {
             last_archived: row.get(0),
             last_failed: row.get(1),
@@ -180,14 +173,11 @@ impl PhysicalSource {
                 database: database.clone(),
                 reason: "pg_basebackup's tar holds no backup_manifest with a WAL range".to_string(),
             })?;
-        let session = Session::open(&self.conn)?;
-        let micros: i64 = session
-            .rt
-            .block_on(session.client.query_one(
+        let micros: i64 = self
+            .query_one(
                 "SELECT (extract(epoch FROM pg_catalog.clock_timestamp()) * 1000000)::int8",
-                &[],
-            ))
-            .map_err(self.query_error("reading the server's clock"))?
+                "reading the server's clock",
+            )?
             .get(0);
         let stop_time = DateTime::from_timestamp_micros(micros).unwrap_or_default();
         Ok(BaseBackup {

@@ -121,7 +121,7 @@ pub struct TimelineWindow {
     pub segments: u64,
     /// Bytes stored.
     pub bytes: u64,
-    /// The oldest and newest archived segments.
+    /// The oldest archived segment.
     pub first_segment: Option<String>,
     /// The newest archived segment.
     pub last_segment: Option<String>,
@@ -187,13 +187,11 @@ impl Engine {
     /// is a success (PostgreSQL retries after a failure it did not see end); with other
     /// content, an error.
     pub fn wal_push(&self, set: &str, path: &Path) -> Result<Pushed, Error> {
-        layout::check_set_name(set)?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let file = WalFile::parse(&name, MIN_SEGMENT_SIZE)?;
-        let key = layout::wal_key(set, file.timeline(), &name);
+        let key = archive_key(set, &name)?;
         // Streamed into the codec rather than read whole first: a 16 MiB buffer costs page
         // faults and a copy, on PostgreSQL's critical path.
         let mut source = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
@@ -232,9 +230,7 @@ impl Reader {
     /// Write the archived WAL file `name` of `set` to `dest` (PostgreSQL's
     /// `restore_command`), whole or not at all. `Ok(false)` when it is not archived.
     pub fn wal_fetch(&self, set: &str, name: &str, dest: &Path) -> Result<bool, Error> {
-        layout::check_set_name(set)?;
-        let file = WalFile::parse(name, MIN_SEGMENT_SIZE)?;
-        let key = layout::wal_key(set, file.timeline(), name);
+        let key = archive_key(set, name)?;
         let bytes = match self.repo.read_object(&key, None) {
             Ok(bytes) => bytes,
             Err(strongbox_storage::Error::NotFound { .. }) => return Ok(false),
@@ -403,15 +399,12 @@ impl Reader {
     /// the pipeline: decrypted, decompressed, zstd's checksum).
     pub(crate) fn wal_chain(
         &self,
-        snapshot: &Snapshot,
         physical: &PhysicalStats,
+        wal: &[WalObject],
         read: bool,
     ) -> Result<String, String> {
         let size = physical.wal_segment_size;
-        let wal = self
-            .wal(&snapshot.set, size)
-            .map_err(|e| crate::error_chain(&e))?;
-        let segments = timeline_segments(&wal, physical.timeline);
+        let segments = timeline_segments(wal, physical.timeline);
         let start = physical.start();
         if let Some(missing) = first_gap(&segments, start) {
             return Err(format!(
@@ -525,6 +518,17 @@ impl Reader {
             (None, None) => self.resolve(spec),
         }
     }
+}
+
+/// Where the WAL file `name` of `set` is archived; a name PostgreSQL does not give
+/// `archive_command` is refused, so a name never leaves the archive.
+fn archive_key(set: &str, name: &str) -> Result<String, Error> {
+    let file = WalFile::parse(name, MIN_SEGMENT_SIZE)?;
+    Ok(layout::wal_key(
+        layout::check_set_name(set)?,
+        file.timeline(),
+        name,
+    ))
 }
 
 /// The record of a base backup, or why `snapshot` is not one.

@@ -313,29 +313,16 @@ impl SetChecks<'_> {
                 )
             }
         };
-        let segments = crate::wal::timeline_segments(&wal, physical.timeline);
-        let size = physical.wal_segment_size;
-        let gap = match strongbox_manifest::first_gap(&segments, physical.start()) {
-            Some(missing) => self.check(
-                "wal-gap",
-                HealthStatus::Critical,
-                format!(
-                    "WAL segment {} is missing: snapshot {} cannot recover past it",
-                    missing.name(size),
-                    snapshot.id
-                ),
-            ),
-            None => self.check(
-                "wal-gap",
-                HealthStatus::Ok,
-                format!(
-                    "WAL continuous from {} (snapshot {}) to {}",
-                    physical.start_segment,
-                    snapshot.id,
-                    segments.last().map_or(String::new(), |s| s.name(size))
-                ),
-            ),
+        // The same chain check verify makes, on the newest base backup.
+        let (status, detail) = match self.reader.wal_chain(physical, &wal, false) {
+            Ok(detail) => (HealthStatus::Ok, detail),
+            Err(detail) => (HealthStatus::Critical, detail),
         };
+        let gap = self.check(
+            "wal-gap",
+            status,
+            format!("snapshot {}: {detail}", snapshot.id),
+        );
         Ok(vec![age, gap])
     }
 

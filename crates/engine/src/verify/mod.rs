@@ -232,10 +232,11 @@ impl Reader {
         }
         let mut checks = vec![objects_present(snapshot, sizes)];
         if let Some(physical) = snapshot.physical() {
-            checks.push(Check::new(
-                CheckName::WalChain,
-                self.wal_chain(snapshot, physical, level >= VerifyLevel::Deep),
-            ));
+            let chain = self
+                .wal(&snapshot.set, physical.wal_segment_size)
+                .map_err(|e| crate::error_chain(&e))
+                .and_then(|wal| self.wal_chain(physical, &wal, level >= VerifyLevel::Deep));
+            checks.push(Check::new(CheckName::WalChain, chain));
         }
         let listing = (snapshot.source == SourceKind::Files).then(|| self.listing(snapshot));
         if let Some(listing) = &listing {
