@@ -141,5 +141,24 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 log "building"
 cargo build --workspace --all-targets --all-features --locked
 
+if [ -n "${AWS_ENDPOINT_URL:-}" ]; then
+    log "starting the S3 fault proxy (in front of s3s-fs; tests set its faults per prefix)"
+    PROXY_PORT=$(free_port)
+    "${CARGO_TARGET_DIR:-target}/debug/strongbox-fault-proxy" --listen "127.0.0.1:$PROXY_PORT" \
+        --upstream "127.0.0.1:$S3_PORT" >"$WORK/proxy.log" 2>&1 &
+    PIDS+=($!)
+    if wait_for_port 127.0.0.1 "$PROXY_PORT"; then
+        export STRONGBOX_TEST_S3_PROXY="http://127.0.0.1:$PROXY_PORT"
+    else
+        cat "$WORK/proxy.log" >&2
+        missing_service "the S3 fault proxy did not start"
+    fi
+fi
+
 log "running the test suite"
 cargo test --workspace --all-features --locked
+
+if [ -n "${STRONGBOX_TEST_S3_PROXY:-}" ]; then
+    log "S3 faults injected by the proxy this run: $(python3 -c 'import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1] + "/__faults").read().decode())' "$STRONGBOX_TEST_S3_PROXY")"
+fi

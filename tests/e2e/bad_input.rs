@@ -459,3 +459,137 @@ fn unreadable_files_are_left_out_named_and_exit_3() {
     let run: serde_json::Value = serde_json::from_slice(&fs::read(run).unwrap()).unwrap();
     assert_eq!(run["status"], "incomplete");
 }
+
+/// A tar header declaring `size` bytes for `path`.
+fn tar_header(path: &str, size: u64) -> Vec<u8> {
+    let mut header = vec![0u8; 512];
+    header[..path.len()].copy_from_slice(path.as_bytes());
+    header[100..108].copy_from_slice(b"0000644\0");
+    header[108..116].copy_from_slice(b"0000000\0");
+    header[116..124].copy_from_slice(b"0000000\0");
+    // GNU base-256: too large for the octal field.
+    header[124] = 0x80;
+    header[128..136].copy_from_slice(&size.to_be_bytes());
+    header[136..148].copy_from_slice(b"00000000000\0");
+    header[156] = b'0';
+    header[257..265].copy_from_slice(b"ustar  \0");
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    header
+}
+
+/// A zstd frame of a few hundred kilobytes that expands to `prefix` and then `zeros` zero
+/// bytes: 128 KiB RLE blocks of one byte each.
+fn zstd_bomb(prefix: &[u8], zeros: u64) -> Vec<u8> {
+    const BLOCK: usize = 128 << 10;
+    // Magic, no content size, no checksum, a 128 KiB window.
+    let mut frame = vec![0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x38];
+    let block = |frame: &mut Vec<u8>, kind: u32, len: usize, last: bool| {
+        let word = u32::from(last) | kind << 1 | (len as u32) << 3;
+        frame.extend_from_slice(&word.to_le_bytes()[..3]);
+    };
+    for raw in prefix.chunks(BLOCK) {
+        block(&mut frame, 0, raw.len(), false);
+        frame.extend_from_slice(raw);
+    }
+    let mut left = zeros;
+    while left > 0 {
+        let len = left.min(BLOCK as u64);
+        left -= len;
+        block(&mut frame, 1, len as usize, left == 0);
+        frame.push(0);
+    }
+    frame
+}
+
+/// Put `bytes` in place of the snapshot's object of `role`, and forge the record's digest
+/// of it: whoever can plant an object can rewrite the record too.
+fn plant(env: &Env, record: &serde_json::Value, role: &str, bytes: &[u8]) {
+    let repo = Path::new(&env.repo);
+    fs::write(repo.join(object_key(record, role)), bytes).unwrap();
+    let record_path = repo.join(format!(
+        "sets/{}/snapshots/{}.json",
+        record["set"].as_str().unwrap(),
+        record["id"].as_str().unwrap()
+    ));
+    let mut forged: serde_json::Value =
+        serde_json::from_slice(&fs::read(&record_path).unwrap()).unwrap();
+    for object in forged["objects"].as_array_mut().unwrap() {
+        if object["role"] == role {
+            object["size"] = bytes.len().into();
+            object["sha256"] = crate::harness::sha256(bytes).into();
+        }
+    }
+    fs::write(&record_path, forged.to_string()).unwrap();
+}
+
+#[test]
+fn a_zstd_bomb_stops_at_the_size_the_listing_declares_and_writes_nothing() {
+    let (env, record) = small_repo();
+    let bomb = zstd_bomb(&tar_header("a.txt", 10_000_000_000), 10_000_000_000);
+    assert!(bomb.len() < 400_000, "{}", bomb.len());
+    plant(&env, &record, "archive", &bomb);
+    let target = env.path("target");
+    let err = env.fails(
+        &[
+            "restore",
+            "media:latest",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+        1,
+    );
+    // Refused at the tar header, before one byte of the entry is expanded.
+    assert!(
+        one_line(&err).contains("a.txt: archive")
+            && one_line(&err).contains("holds a different entry (File, 10000000000 bytes)"),
+        "{err}"
+    );
+    assert!(!target.exists());
+    assert_eq!(
+        names(&env.path(".")),
+        ["repo", "src"],
+        "the restore left something behind"
+    );
+}
+
+#[test]
+fn a_zstd_bomb_in_place_of_a_dump_stops_at_the_declared_size_and_writes_nothing() {
+    let env = Env::new();
+    let db = env.path("chat.sqlite3");
+    let made = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("CREATE TABLE msg(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO msg(body) VALUES ('hello');")
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let record = env.json(&["backup", "sqlite", "chat", db.to_str().unwrap()]);
+    // The real database, then 10 GB of zeros: a valid header, a file that never ends.
+    plant(
+        &env,
+        &record,
+        "dump",
+        &zstd_bomb(&fs::read(&db).unwrap(), 10_000_000_000),
+    );
+    let target = env.path("restored.sqlite3");
+    let err = env.fails(
+        &[
+            "restore",
+            "chat:latest",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(
+        one_line(&err).contains("the dump is longer than its record declares"),
+        "{err}"
+    );
+    assert!(!target.exists());
+    assert_eq!(
+        names(&env.path(".")),
+        ["chat.sqlite3", "repo"],
+        "the restore left something behind"
+    );
+}

@@ -19,6 +19,8 @@ pub fn bin() -> PathBuf {
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub repo: String,
+    /// Variables set for every command (an S3 endpoint of a test's own, say).
+    pub vars: Vec<(String, String)>,
 }
 
 impl Env {
@@ -26,7 +28,11 @@ impl Env {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let repo = dir.path().join("repo").display().to_string();
-        Env { dir, repo }
+        Env {
+            dir,
+            repo,
+            vars: vec![],
+        }
     }
 
     /// A path inside the temp dir.
@@ -39,6 +45,7 @@ impl Env {
         let mut cmd = std::process::Command::new(bin());
         cmd.arg("--repo").arg(&self.repo).args(args);
         cmd.env_remove("STRONGBOX_REPO");
+        cmd.envs(self.vars.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

@@ -19,4 +19,5 @@ mod pitr;
 mod prune;
 mod recipe;
 mod s3;
+mod s3_faults;
 mod verification;

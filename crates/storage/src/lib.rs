@@ -56,6 +56,7 @@ mod lock;
 mod pipeline;
 mod raw;
 mod repo;
+mod retry;
 mod store;
 
 pub use age::secrecy::{ExposeSecret, SecretString};

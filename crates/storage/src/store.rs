@@ -13,6 +13,7 @@ use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ObjectStore, RetryConfig};
 
+use crate::retry::{Policy, Retrying};
 use crate::{BackendError, Error, Location};
 
 /// Settings of the store behind a location beyond what its URL says: the configuration
@@ -101,6 +102,7 @@ fn connect(location: &Location, options: &StoreOptions, create_dir: bool) -> Res
             url: shown.clone(),
             reason: BackendError::new(e).to_string(),
         })?;
+        let store: Arc<dyn ObjectStore> = Arc::new(Retrying::new(store, retry_policy()));
         Ok(Store::from_object_store(
             with_prefix(store, prefix),
             shown.clone(),
@@ -183,13 +185,28 @@ fn connect(location: &Location, options: &StoreOptions, create_dir: bool) -> Res
     }
 }
 
+/// How many times a failed request is retried (`STRONGBOX_RETRIES`, default 5).
+fn retries() -> u32 {
+    std::env::var("STRONGBOX_RETRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
+
+/// What object_store's retry loop leaves alone (see [`Retrying`]): as many retries, and
+/// none started later than a minute after the first attempt.
+fn retry_policy() -> Policy {
+    Policy {
+        retries: retries(),
+        backoff: Duration::from_millis(200),
+        deadline: Duration::from_secs(60),
+    }
+}
+
 /// Retries with exponential backoff for transient errors (5xx, timeouts, resets); an
 /// unreachable endpoint fails after a few seconds, not minutes.
 fn retry_config() -> RetryConfig {
-    let max_retries = std::env::var("STRONGBOX_RETRIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let max_retries = retries() as usize;
     RetryConfig {
         backoff: BackoffConfig {
             init_backoff: Duration::from_millis(100),

@@ -11,6 +11,8 @@
 //! - [`Faults`]: an [`Intercept`] that fails chosen requests and records every request, for
 //!   tests of what a command does when the store fails, and of what reaches the store.
 //! - [`ClusterDir`]: throwaway PostgreSQL clusters (`initdb`), run as `postgres` under root.
+//! - [`FaultProxy`]: the fault-injecting HTTP proxy in front of the S3 server
+//!   (`strongbox-fault-proxy`), and the [`Plan`] of faults a test sets for its prefix.
 //! - [`Rng`]: a seeded generator for tests that draw random moments or mutations.
 //!
 //! ```
@@ -34,6 +36,7 @@
 mod cluster;
 mod faults;
 mod pg;
+pub mod proxy;
 mod receivers;
 mod rng;
 
@@ -44,6 +47,7 @@ use strongbox_storage::{Location, Repository, Store, StoreOptions};
 pub use cluster::{ClusterDir, Server};
 pub use faults::{Faults, Rule};
 pub use pg::{Pg, TempDb};
+pub use proxy::{Counts, FaultProxy, Plan};
 pub use receivers::Receivers;
 pub use rng::Rng;
 

@@ -1,3 +1,5 @@
+use std::io::{self, Read};
+
 use strongbox_db_dump::{DatabaseTarget, Error as DbError, Inspection, SnapshotQuery, SqlCheck};
 use strongbox_manifest::{ObjectRole, SourceKind, Stats};
 
@@ -78,7 +80,10 @@ impl Restorer for DatabaseRestorer {
         };
         run.progress().phase("restoring", Some(stats.bytes_dumped));
         let mut feed = Watched {
-            inner: run.objects.open(ObjectRole::Dump)?,
+            inner: Declared {
+                inner: run.objects.open(ObjectRole::Dump)?,
+                left: stats.bytes_dumped,
+            },
             progress: run.progress(),
             cancel: run.cancel(),
         };
@@ -91,5 +96,56 @@ impl Restorer for DatabaseRestorer {
             previous: report.previous,
             detail: RestoreDetail::Tables(report.tables),
         })
+    }
+}
+
+/// The dump as its record declares it: reading past the declared length is an error, so a
+/// small object that expands to terabytes (a zstd bomb) stops there, not at a full disk.
+struct Declared<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Declared<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // One byte more than declared is enough to know the dump is too long.
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left + 1).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        match self.left.checked_sub(n as u64) {
+            Some(left) => {
+                self.left = left;
+                Ok(n)
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the dump is longer than its record declares",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dump_is_read_up_to_its_declared_length_and_no_further() {
+        let cases: [(&[u8], u64, bool); 4] = [
+            (b"", 0, true),
+            (b"abc", 3, true),
+            (b"abcd", 3, false),
+            (b"ab", 3, true),
+        ];
+        for (bytes, declared, ok) in cases {
+            let mut out = Vec::new();
+            let read = Declared {
+                inner: bytes,
+                left: declared,
+            }
+            .read_to_end(&mut out);
+            assert_eq!(read.is_ok(), ok, "{bytes:?} against {declared}");
+        }
     }
 }
