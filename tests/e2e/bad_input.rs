@@ -315,19 +315,7 @@ fn hostile_archive_and_listing_entries_cannot_escape_the_target() {
     // Whoever can rewrite the listing can rewrite the record too: then the tree check is
     // what stands between the listing and the file system.
     let stored = fs::read(repo.join(&listing_key)).unwrap();
-    let record_path = repo.join(format!(
-        "sets/media/snapshots/{}.json",
-        record["id"].as_str().unwrap()
-    ));
-    let mut forged: serde_json::Value =
-        serde_json::from_slice(&fs::read(&record_path).unwrap()).unwrap();
-    for object in forged["objects"].as_array_mut().unwrap() {
-        if object["role"] == "listing" {
-            object["size"] = stored.len().into();
-            object["sha256"] = crate::harness::sha256(&stored).into();
-        }
-    }
-    fs::write(&record_path, forged.to_string()).unwrap();
+    plant(&env, &record, "listing", &stored);
     let err = env.fails(&restore, 1);
     assert!(
         one_line(&err).contains("z/owned.txt")

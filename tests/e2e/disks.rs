@@ -148,3 +148,44 @@ fn a_restore_that_would_not_fit_is_refused_with_the_numbers_and_changes_nothing(
         "the target and its file system as they were"
     );
 }
+
+#[test]
+fn a_restore_target_filling_up_midway_leaves_the_target_as_it_was_and_no_staging() {
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..100 {
+        write(&src.join(format!("d{}/f{i}.txt", i % 4)), &noise(i, 100));
+    }
+    env.backup("media", &src, &[]);
+    // Bytes to spare, so the free-space check passes; too few inodes for 100 files, so the
+    // file system fills up in the middle of writing them.
+    let Some(disk) = Tmpfs::mount(&env, "disk", "16m,nr_inodes=40") else {
+        return;
+    };
+    let target = disk.0.join("media");
+    write(&target.join("current.txt"), b"what is there now");
+    let before = tree(&disk.0);
+    let restore = [
+        "restore",
+        "media:latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--force",
+    ];
+    let err = env.fails(&restore, 1);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("No space left on device") && err.contains("not changed"),
+        "{err}"
+    );
+    assert_eq!(
+        tree(&disk.0),
+        before,
+        "the target as it was, and no staging directory beside it"
+    );
+
+    // Room again: the same restore succeeds.
+    disk.resize("16m,nr_inodes=1000");
+    env.restore("media:latest", &target, &["--force", "--no-keep-previous"]);
+    crate::harness::assert_same_tree(&tree(&src), &tree(&target));
+}

@@ -5,7 +5,7 @@
 //! prune overtakes never takes the half-deleted snapshot as whole.
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -37,6 +37,15 @@ fn media(root: &Path, seed: u64) {
             format!("{seed}-{i}").as_bytes(),
         );
     }
+}
+
+/// Start a command in the background, its output captured.
+fn spawn(env: &Env, args: &[&str]) -> Child {
+    env.cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// Run, expect exit 1 within `bound`, and return the one line of stderr.
@@ -202,8 +211,9 @@ fn prune_during_a_slowed_backup_is_refused_and_deletes_none_of_its_objects() {
         &token,
         &Plan::slowed("/data/", Duration::from_millis(700)).method("PUT"),
     );
-    let backup = env
-        .cmd(&[
+    let backup = spawn(
+        &env,
+        &[
             "backup",
             "files",
             "media",
@@ -211,11 +221,8 @@ fn prune_during_a_slowed_backup_is_refused_and_deletes_none_of_its_objects() {
             "--part-size",
             "5",
             "--json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    );
     // Wait until the backup has sent its first object.
     let deadline = Instant::now() + Duration::from_secs(30);
     while proxy.counts(&token).delayed == 0 {
@@ -257,15 +264,11 @@ fn restore_and_verify_racing_a_prune_never_take_a_half_deleted_snapshot_as_whole
         &Plan::slowed(".tar.zst", Duration::from_secs(3)).method("GET"),
     );
     let target = env.path("target");
-    let spawn = |args: &[&str]| {
-        env.cmd(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let restore = spawn(&["restore", &doomed_id, "--target", target.to_str().unwrap()]);
-    let verify = spawn(&["verify", &doomed_id, "--level", "deep", "--json"]);
+    let restore = spawn(
+        &env,
+        &["restore", &doomed_id, "--target", target.to_str().unwrap()],
+    );
+    let verify = spawn(&env, &["verify", &doomed_id, "--level", "deep", "--json"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while proxy.counts(&token).delayed < 2 {
         assert!(

@@ -1,26 +1,21 @@
-//! Mutation fuzzing of the readers that take bytes from a repository: snapshot records,
-//! files listings (with the tree check restores rely on), and tar archives (plain and
-//! zstd-compressed). Each starts from valid inputs (the corpus, built below) and mutates
-//! them with a seeded generator; a reader may refuse any input, but must not panic, and
-//! whatever it accepts must be safe: every path relative, without `..`.
+//! Property-based fuzzing (proptest) of the readers that take bytes from a repository:
+//! snapshot records, files listings (with the tree check restores rely on), and tar
+//! archives (plain and zstd-compressed). Each input is a valid one from the corpus below
+//! with a few edits drawn by proptest (bit flips, random bytes, deletions, duplications,
+//! JSON and path tokens, truncations); a reader may refuse any input, but must not panic,
+//! and whatever it accepts must be safe: every path relative, without `..`. A failing
+//! input is shrunk and its seed kept in `proptest-regressions/`, replayed first by every
+//! later run.
 //!
-//! A short run is part of the test suite. For a long one:
-//! `STRONGBOX_FUZZ_SECS=600 cargo test --release -p strongbox-verify --test fuzz -- --nocapture`
-//! (prints the executions). A panicking input is written to the temporary directory and
-//! its hex printed, to be kept as a regression case in `regressions()`.
+//! The suite runs 2,000 cases of each. For a long run:
+//! `STRONGBOX_FUZZ_CASES=50000000 cargo test --release -p strongbox-verify --test fuzz -- --nocapture --test-threads 2`
 
 use std::io::{Read, Write};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
 
+use proptest::prelude::*;
+use proptest::test_runner::Config;
 use strongbox_archive::{safe_relative_path, ArchiveReader, Compression, Decoder, Encoder};
 use strongbox_manifest::{Listing, Snapshot};
-use strongbox_test_support::Rng;
-
-/// `below` for lengths and indexes.
-fn pick(rng: &mut Rng, n: usize) -> usize {
-    rng.below(n as u64) as usize
-}
 
 /// Tokens that matter to JSON and to paths.
 const DICTIONARY: &[&[u8]] = &[
@@ -45,75 +40,87 @@ const DICTIONARY: &[&[u8]] = &[
     b"true",
 ];
 
-fn mutate(input: &[u8], rng: &mut Rng) -> Vec<u8> {
+/// One change to an input; positions are taken modulo its length.
+#[derive(Debug, Clone)]
+enum Edit {
+    Flip { at: usize, bit: u8 },
+    Set { at: usize, byte: u8 },
+    Delete { at: usize, len: usize },
+    Duplicate { at: usize, len: usize, to: usize },
+    Token { at: usize, token: usize },
+    Truncate { at: usize },
+    Insert { at: usize, bytes: Vec<u8> },
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    let at = any::<usize>();
+    prop_oneof![
+        (at, 0u8..8).prop_map(|(at, bit)| Edit::Flip { at, bit }),
+        (at, any::<u8>()).prop_map(|(at, byte)| Edit::Set { at, byte }),
+        (at, 0usize..64).prop_map(|(at, len)| Edit::Delete { at, len }),
+        (at, 0usize..64, any::<usize>()).prop_map(|(at, len, to)| Edit::Duplicate { at, len, to }),
+        (at, 0..DICTIONARY.len()).prop_map(|(at, token)| Edit::Token { at, token }),
+        at.prop_map(|at| Edit::Truncate { at }),
+        (at, proptest::collection::vec(any::<u8>(), 0..16))
+            .prop_map(|(at, bytes)| Edit::Insert { at, bytes }),
+    ]
+}
+
+fn apply(input: &[u8], edits: &[Edit]) -> Vec<u8> {
     let mut out = input.to_vec();
-    for _ in 0..1 + pick(rng, 4) {
-        let at = pick(rng, out.len() + 1);
-        match pick(rng, 7) {
-            0 if !out.is_empty() => {
-                let i = pick(rng, out.len());
-                out[i] ^= 1 << pick(rng, 8);
+    for edit in edits {
+        let place = |at: usize, len: usize| at % (len + 1);
+        match edit {
+            Edit::Flip { at, bit } if !out.is_empty() => {
+                let i = at % out.len();
+                out[i] ^= 1 << bit;
             }
-            1 if !out.is_empty() => {
-                let i = pick(rng, out.len());
-                out[i] = rng.next_u64() as u8;
+            Edit::Set { at, byte } if !out.is_empty() => {
+                let i = at % out.len();
+                out[i] = *byte;
             }
-            2 => {
-                let len = pick(rng, 64).min(out.len() - at.min(out.len()));
-                out.drain(at..at + len);
+            Edit::Delete { at, len } => {
+                let at = place(*at, out.len());
+                let end = (at + len).min(out.len());
+                out.drain(at..end);
             }
-            3 => {
-                let len = pick(rng, 64).min(out.len() - at);
-                let copy = out[at..at + len].to_vec();
-                let to = pick(rng, out.len() + 1);
+            Edit::Duplicate { at, len, to } => {
+                let at = place(*at, out.len());
+                let copy = out[at..(at + len).min(out.len())].to_vec();
+                let to = place(*to, out.len());
                 out.splice(to..to, copy);
             }
-            4 => {
-                let token = DICTIONARY[pick(rng, DICTIONARY.len())];
-                out.splice(at..at, token.iter().copied());
+            Edit::Token { at, token } => {
+                let at = place(*at, out.len());
+                out.splice(at..at, DICTIONARY[*token].iter().copied());
             }
-            5 => out.truncate(at),
-            _ => {
-                let bytes: Vec<u8> = (0..pick(rng, 16)).map(|_| rng.next_u64() as u8).collect();
-                out.splice(at..at, bytes);
+            Edit::Truncate { at } => out.truncate(place(*at, out.len())),
+            Edit::Insert { at, bytes } => {
+                let at = place(*at, out.len());
+                out.splice(at..at, bytes.iter().copied());
             }
+            Edit::Flip { .. } | Edit::Set { .. } => {}
         }
     }
     out
 }
 
-/// Run `target` on mutations of `corpus` for the configured time; returns the executions.
-fn fuzz(name: &str, corpus: &[Vec<u8>], seed: u64, target: impl Fn(&[u8])) -> u64 {
-    let secs: u64 = std::env::var("STRONGBOX_FUZZ_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut rng = Rng(seed);
-    let mut runs = 0u64;
-    for input in corpus {
-        target(input);
-    }
-    while Instant::now() < deadline {
-        let base = &corpus[pick(&mut rng, corpus.len())];
-        let input = mutate(base, &mut rng);
-        if catch_unwind(AssertUnwindSafe(|| target(&input))).is_err() {
-            let path = std::env::temp_dir().join(format!("strongbox-fuzz-{name}-{runs}.bin"));
-            std::fs::write(&path, &input).unwrap();
-            panic!(
-                "{name}: input {runs} (seed {seed}) panicked; kept at {}: {}",
-                path.display(),
-                hex(&input)
-            );
-        }
-        runs += 1;
-    }
-    eprintln!("fuzz {name}: {runs} executions in {secs} s, seed {seed}, no panic");
-    runs
+/// A corpus input with one to four edits.
+fn mutations(corpus: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+    (0..corpus.len(), proptest::collection::vec(edit(), 1..5))
+        .prop_map(move |(i, edits)| apply(&corpus[i], &edits))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// 2,000 cases, or `STRONGBOX_FUZZ_CASES`.
+fn config() -> Config {
+    let cases = std::env::var("STRONGBOX_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000);
+    Config {
+        cases,
+        ..Config::default()
+    }
 }
 
 const RECORD: &str = r#"{
@@ -141,37 +148,6 @@ const LISTING: &str = r#"{"format": "strongbox-files", "version": 1, "snapshot":
   {"path": "a/b.txt", "type": "file", "size": 5, "mode": 420, "mtime": 1, "sha256": "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", "holder": "20261201T020000Z-1f43c9"},
   {"path": "a/link", "type": "symlink", "size": 0, "mode": 511, "mtime": 2, "target": "b.txt", "holder": "20261201T020000Z-1f43c9"}
 ]}"#;
-
-#[test]
-fn records_never_panic_the_reader() {
-    let corpus = vec![RECORD.as_bytes().to_vec(), PHYSICAL.as_bytes().to_vec()];
-    assert!(Snapshot::from_json("k", RECORD.as_bytes()).is_ok());
-    assert!(Snapshot::from_json("k", PHYSICAL.as_bytes()).is_ok());
-    fuzz("record", &corpus, 1, |input| {
-        let _ = Snapshot::from_json("k", input);
-    });
-}
-
-#[test]
-fn listings_the_tree_check_accepts_hold_only_safe_paths() {
-    let corpus = vec![LISTING.as_bytes().to_vec()];
-    let listing = Listing::from_json("k", LISTING.as_bytes()).unwrap();
-    strongbox_verify::check_tree(&listing).unwrap();
-    fuzz("listing", &corpus, 2, |input| {
-        let Ok(listing) = Listing::from_json("k", input) else {
-            return;
-        };
-        if strongbox_verify::check_tree(&listing).is_ok() {
-            for entry in &listing.entries {
-                assert!(
-                    safe_relative_path(&entry.path).is_ok(),
-                    "the tree check let {:?} through",
-                    entry.path
-                );
-            }
-        }
-    });
-}
 
 fn sample_tar() -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
@@ -213,20 +189,67 @@ fn read_all(reader: impl Read + Send) {
     });
 }
 
-#[test]
-fn tar_streams_hand_out_only_safe_paths() {
-    let corpus = vec![sample_tar()];
-    fuzz("tar", &corpus, 3, |input| read_all(input));
+fn compressed_tar() -> Vec<u8> {
+    let mut encoder = Encoder::new(Vec::new(), Compression::Zstd(3), 0).unwrap();
+    encoder.write_all(&sample_tar()).unwrap();
+    encoder.finish().unwrap()
 }
 
 #[test]
-fn zstd_compressed_tar_streams_never_panic_the_decoder_or_the_reader() {
-    let mut encoder = Encoder::new(Vec::new(), Compression::Zstd(3), 0).unwrap();
-    encoder.write_all(&sample_tar()).unwrap();
-    let compressed = encoder.finish().unwrap();
-    fuzz("tar.zst", &[compressed], 4, |input| {
-        if let Ok(decoder) = Decoder::new(input) {
+fn the_corpus_is_valid() {
+    Snapshot::from_json("k", RECORD.as_bytes()).unwrap();
+    Snapshot::from_json("k", PHYSICAL.as_bytes()).unwrap();
+    strongbox_verify::check_tree(&Listing::from_json("k", LISTING.as_bytes()).unwrap()).unwrap();
+    let mut entries = 0;
+    let compressed = compressed_tar();
+    let decoder = Decoder::new(&compressed[..]).unwrap();
+    ArchiveReader::new(decoder)
+        .for_each(|_| -> Result<(), strongbox_archive::Error> {
+            entries += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(entries, 4);
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn records_never_panic_the_reader(
+        input in mutations(vec![RECORD.into(), PHYSICAL.into()])
+    ) {
+        let _ = Snapshot::from_json("k", &input);
+    }
+
+    #[test]
+    fn listings_the_tree_check_accepts_hold_only_safe_paths(
+        input in mutations(vec![LISTING.into()])
+    ) {
+        if let Ok(listing) = Listing::from_json("k", &input) {
+            if strongbox_verify::check_tree(&listing).is_ok() {
+                for entry in &listing.entries {
+                    prop_assert!(
+                        safe_relative_path(&entry.path).is_ok(),
+                        "the tree check let {:?} through",
+                        entry.path
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tar_streams_hand_out_only_safe_paths(input in mutations(vec![sample_tar()])) {
+        read_all(&input[..]);
+    }
+
+    #[test]
+    fn zstd_compressed_tar_streams_never_panic_the_decoder_or_the_reader(
+        input in mutations(vec![compressed_tar()])
+    ) {
+        if let Ok(decoder) = Decoder::new(&input[..]) {
             read_all(decoder.take(64 << 20));
         }
-    });
+    }
 }
