@@ -50,7 +50,7 @@ impl Policy {
 }
 
 /// Whether `error` is a cut or timed-out exchange that a new attempt may get through.
-pub(crate) fn transient(error: &Error) -> bool {
+fn transient(error: &Error) -> bool {
     let Error::Generic { source, .. } = error else {
         return false;
     };

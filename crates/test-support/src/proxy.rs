@@ -292,76 +292,76 @@ enum Body {
 impl Connection {
     fn run(mut self) -> std::io::Result<()> {
         let mut reader = BufReader::new(self.client.try_clone()?);
-        if let Some(head) = read_head(&mut reader)? {
-            if let Some(rest) = head.target.strip_prefix("/__faults") {
-                read_body(&mut reader, &head.body)?;
-                let (status, text) = self.control(&head.method, rest);
-                respond(&mut self.client, status, "text/plain", &text)?;
-                return self.client.shutdown(Shutdown::Both);
-            }
-            // A bulk delete names its keys in its body, not in its target.
-            let mut read = None;
-            if head.method == "POST" && head.target.contains("delete") {
-                read = Some(read_body(&mut reader, &head.body)?);
-            }
-            let seen = read
-                .as_deref()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
-            let fault = self.draw(&head, &seen);
-            let mut body = |reader: &mut BufReader<TcpStream>| match read.take() {
-                Some(body) => Ok(body),
-                None => read_body(reader, &head.body),
-            };
-            match fault {
-                Fault::Status(code) => {
-                    body(&mut reader)?;
-                    let body = format!(
-                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code>\
-                         <Message>injected by strongbox-fault-proxy</Message></Error>",
-                        if code == 503 {
-                            "SlowDown"
-                        } else {
-                            "InternalError"
-                        }
-                    );
-                    respond(&mut self.client, code, "application/xml", &body)?;
-                }
-                Fault::Slow(wait) => {
-                    body(&mut reader)?;
-                    thread::sleep(wait);
-                    return self.client.shutdown(Shutdown::Both);
-                }
-                Fault::CutUpload(n) => {
-                    let mut half = vec![0; n / 2];
-                    reader.read_exact(&mut half)?;
-                    return reset(&self.client);
-                }
-                fault => {
-                    if let Fault::Delay(wait) = fault {
-                        thread::sleep(wait);
-                    }
-                    let body = body(&mut reader)?;
-                    let response = forward(&self.upstream, &head.raw, &body)?;
-                    let split = find(&response, b"\r\n\r\n").map_or(response.len(), |i| i + 4);
-                    let cut = split + (response.len() - split) / 2;
-                    match fault {
-                        Fault::CutResponse => {
-                            self.client.write_all(&response[..cut])?;
-                            return reset(&self.client);
-                        }
-                        Fault::Truncate => {
-                            self.client.write_all(&response[..cut])?;
-                            return self.client.shutdown(Shutdown::Both);
-                        }
-                        _ => self.client.write_all(&response)?,
-                    }
-                }
-            }
-            // Every response says `Connection: close`: one request per connection.
+        let Some(head) = read_head(&mut reader)? else {
+            return Ok(());
+        };
+        if let Some(rest) = head.target.strip_prefix("/__faults") {
+            read_body(&mut reader, &head.body)?;
+            let (status, text) = self.control(&head.method, rest);
+            respond(&mut self.client, status, "text/plain", &text)?;
             return self.client.shutdown(Shutdown::Both);
         }
-        Ok(())
+        // A bulk delete names its keys in its body, not in its target.
+        let mut read = None;
+        if head.method == "POST" && head.target.contains("delete") {
+            read = Some(read_body(&mut reader, &head.body)?);
+        }
+        let seen = read
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        let fault = self.draw(&head, &seen);
+        let mut body = |reader: &mut BufReader<TcpStream>| match read.take() {
+            Some(body) => Ok(body),
+            None => read_body(reader, &head.body),
+        };
+        match fault {
+            Fault::Status(code) => {
+                body(&mut reader)?;
+                let body = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code>\
+                     <Message>injected by strongbox-fault-proxy</Message></Error>",
+                    if code == 503 {
+                        "SlowDown"
+                    } else {
+                        "InternalError"
+                    }
+                );
+                respond(&mut self.client, code, "application/xml", &body)?;
+            }
+            Fault::Slow(wait) => {
+                body(&mut reader)?;
+                thread::sleep(wait);
+                return self.client.shutdown(Shutdown::Both);
+            }
+            Fault::CutUpload(n) => {
+                let mut half = vec![0; n / 2];
+                reader.read_exact(&mut half)?;
+                return reset(&self.client);
+            }
+            fault => {
+                if let Fault::Delay(wait) = fault {
+                    thread::sleep(wait);
+                }
+                let body = body(&mut reader)?;
+                let response = forward(&self.upstream, &head.raw, &body)?;
+                let split = find(&response, b"\r\n\r\n").map_or(response.len(), |i| i + 4);
+                let cut = split + (response.len() - split) / 2;
+                match fault {
+                    Fault::CutResponse => {
+                        self.client.write_all(&response[..cut])?;
+                        return reset(&self.client);
+                    }
+                    Fault::Truncate => {
+                        self.client.write_all(&response[..cut])?;
+                        return self.client.shutdown(Shutdown::Both);
+                    }
+                    _ => self.client.write_all(&response)?,
+                }
+            }
+        }
+        // Every response says `Connection: close`: one request per connection.
+        self.client.shutdown(Shutdown::Both)
     }
 
     /// What the request draws; `seen` is its body when it was read already.

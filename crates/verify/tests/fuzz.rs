@@ -4,8 +4,8 @@
 //! with a few edits drawn by proptest (bit flips, random bytes, deletions, duplications,
 //! JSON and path tokens, truncations); a reader may refuse any input, but must not panic,
 //! and whatever it accepts must be safe: every path relative, without `..`. A failing
-//! input is shrunk and its seed kept in `proptest-regressions/`, replayed first by every
-//! later run.
+//! input is shrunk and its seed kept in `fuzz.proptest-regressions` beside this file,
+//! replayed first by every later run.
 //!
 //! The suite runs 2,000 cases of each. For a long run:
 //! `STRONGBOX_FUZZ_CASES=50000000 cargo test --release -p strongbox-verify --test fuzz -- --nocapture --test-threads 2`
@@ -13,7 +13,7 @@
 use std::io::{Read, Write};
 
 use proptest::prelude::*;
-use proptest::test_runner::Config;
+use proptest::test_runner::{Config, FileFailurePersistence};
 use strongbox_archive::{safe_relative_path, ArchiveReader, Compression, Decoder, Encoder};
 use strongbox_manifest::{Listing, Snapshot};
 
@@ -119,6 +119,9 @@ fn config() -> Config {
         .unwrap_or(2_000);
     Config {
         cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
         ..Config::default()
     }
 }
