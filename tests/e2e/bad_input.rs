@@ -581,3 +581,60 @@ fn a_zstd_bomb_in_place_of_a_dump_stops_at_the_declared_size_and_writes_nothing(
         "the restore left something behind"
     );
 }
+
+#[test]
+fn archive_entries_of_other_kinds_or_through_a_symlink_are_refused_and_nothing_is_written() {
+    let (env, record) = small_repo();
+    let outside = env.path("outside");
+    fs::create_dir(&outside).unwrap();
+    // Each tar holds what the listing says is a file (`a.txt`, `b/c.txt`) as something else.
+    let cases = [
+        ("hard link out of the tree", "t = tarfile.TarInfo('a.txt'); t.type = tarfile.LNKTYPE; t.linkname = '/etc/passwd'; tar.addfile(t)", "a.txt"),
+        ("device node", "t = tarfile.TarInfo('a.txt'); t.type = tarfile.CHRTYPE; t.devmajor = 1; t.devminor = 3; tar.addfile(t)", "a.txt"),
+        ("FIFO", "t = tarfile.TarInfo('a.txt'); t.type = tarfile.FIFOTYPE; tar.addfile(t)", "a.txt"),
+        ("symlink, then a file through it", &format!("t = tarfile.TarInfo('b'); t.type = tarfile.SYMTYPE; t.linkname = '{}'; tar.addfile(t); d = b'pwned'; t = tarfile.TarInfo('b/c.txt'); t.size = len(d); tar.addfile(t, io.BytesIO(d))", outside.display()), "b"),
+    ];
+    for (what, script, named) in cases {
+        let tar = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import io, sys, tarfile\nbuf = io.BytesIO()\ntar = tarfile.open(fileobj=buf, mode='w', format=tarfile.GNU_FORMAT)\n{script}\ntar.close()\nsys.stdout.buffer.write(buf.getvalue())"
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            tar.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&tar.stderr)
+        );
+        let mut zstd = std::process::Command::new("zstd")
+            .args(["-q", "-c"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut zstd.stdin.take().unwrap(), &tar.stdout).unwrap();
+        let compressed = zstd.wait_with_output().unwrap().stdout;
+        plant(&env, &record, "archive", &compressed);
+        let target = env.path("target");
+        let err = env.fails(
+            &[
+                "restore",
+                "media:latest",
+                "--target",
+                target.to_str().unwrap(),
+            ],
+            1,
+        );
+        assert!(
+            one_line(&err).contains(named) && one_line(&err).contains("different entry"),
+            "{what}: {err}"
+        );
+        assert!(!target.exists(), "{what}: the restore left its target");
+        assert!(
+            names(&outside).is_empty(),
+            "{what}: written outside the target"
+        );
+        assert_eq!(names(&env.path(".")), ["outside", "repo", "src"], "{what}");
+    }
+}
