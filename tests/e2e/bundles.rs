@@ -449,3 +449,32 @@ fn the_prefix_is_stripped_once() {
     assert_eq!(refs["missing_count"], 0, "{refs}");
     assert_eq!(refs["orphans_count"], 0, "{refs}");
 }
+
+#[test]
+fn a_bundle_is_refused_while_any_member_is_locked_and_writes_nothing() {
+    let env = Env::new();
+    let media = media(&env);
+    let config = media_bundle(&env, &media);
+    let out = run(&env, &config, None, &["backup", "platform"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = env.snapshot_ids();
+    // A backup (or prune) of the member running on another host.
+    let lock = Path::new(&env.repo).join("locks/media.json");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let info = serde_json::json!({
+        "set": "media", "operation": "prune", "host": "db-host-2", "pid": 4242,
+        "time": "2026-11-30T02:00:00Z",
+    });
+    std::fs::write(&lock, info.to_string()).unwrap();
+    write(&media.join("avatars/3.gif"), b"three");
+    let out = run(&env, &config, None, &["backup", "platform"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("locked by prune on host db-host-2"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.snapshot_ids(), before, "a snapshot was written");
+    let locks = crate::harness::names(&Path::new(&env.repo).join("locks"));
+    assert_eq!(locks, ["media.json"], "the bundle left a lock of its own");
+}
