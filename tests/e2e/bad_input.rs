@@ -3,12 +3,33 @@
 use std::fs;
 use std::path::Path;
 
+use strongbox_archive::{Compression, Encoder};
+
 use crate::harness::{names, object_key, tree, write, Env};
 
 fn one_line(stderr: &str) -> &str {
     let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(lines.len(), 1, "expected one error line: {stderr}");
     lines[0]
+}
+
+/// `restore SNAP --target TARGET`, which must fail with exit 1 and leave no target; its one
+/// error line.
+fn refused_restore(env: &Env, snap: &str, target: &Path) -> String {
+    let err = env.fails(&["restore", snap, "--target", target.to_str().unwrap()], 1);
+    assert!(
+        !target.exists(),
+        "a refused restore left {}",
+        target.display()
+    );
+    one_line(&err).to_string()
+}
+
+/// `bytes` as one zstd frame, as strongbox writes archives.
+fn zstd(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = Encoder::new(Vec::new(), Compression::Zstd(3), 0).unwrap();
+    std::io::Write::write_all(&mut encoder, bytes).unwrap();
+    encoder.finish().unwrap()
 }
 
 fn small_repo() -> (Env, serde_json::Value) {
@@ -261,21 +282,12 @@ fn hostile_archive_and_listing_entries_cannot_escape_the_target() {
         .unwrap();
     assert!(status.success());
     let target = env.path("restore/here");
-    let err = env.fails(
-        &[
-            "restore",
-            "media:latest",
-            "--target",
-            target.to_str().unwrap(),
-        ],
-        1,
-    );
+    let err = refused_restore(&env, "media:latest", &target);
     assert!(
-        one_line(&err).contains("unsafe path") && one_line(&err).contains("../escaped.txt"),
+        err.contains("unsafe path") && err.contains("../escaped.txt"),
         "{err}"
     );
     assert!(!env.path("restore/escaped.txt").exists());
-    assert!(!target.exists());
 
     // A listing routing a file through a symlink it also lists.
     let listing_key = object_key(&record, "listing");
@@ -518,23 +530,13 @@ fn a_zstd_bomb_stops_at_the_size_the_listing_declares_and_writes_nothing() {
     let bomb = zstd_bomb(&tar_header("a.txt", 10_000_000_000), 10_000_000_000);
     assert!(bomb.len() < 400_000, "{}", bomb.len());
     plant(&env, &record, "archive", &bomb);
-    let target = env.path("target");
-    let err = env.fails(
-        &[
-            "restore",
-            "media:latest",
-            "--target",
-            target.to_str().unwrap(),
-        ],
-        1,
-    );
+    let err = refused_restore(&env, "media:latest", &env.path("target"));
     // Refused at the tar header, before one byte of the entry is expanded.
     assert!(
-        one_line(&err).contains("a.txt: archive")
-            && one_line(&err).contains("holds a different entry (File, 10000000000 bytes)"),
+        err.contains("a.txt: archive")
+            && err.contains("holds a different entry (File, 10000000000 bytes)"),
         "{err}"
     );
-    assert!(!target.exists());
     assert_eq!(
         names(&env.path(".")),
         ["repo", "src"],
@@ -546,12 +548,10 @@ fn a_zstd_bomb_stops_at_the_size_the_listing_declares_and_writes_nothing() {
 fn a_zstd_bomb_in_place_of_a_dump_stops_at_the_declared_size_and_writes_nothing() {
     let env = Env::new();
     let db = env.path("chat.sqlite3");
-    let made = std::process::Command::new("sqlite3")
-        .arg(&db)
-        .arg("CREATE TABLE msg(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO msg(body) VALUES ('hello');")
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    crate::harness::sqlite(
+        &db,
+        "CREATE TABLE msg(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO msg(body) VALUES ('hello');",
+    );
     let record = env.json(&["backup", "sqlite", "chat", db.to_str().unwrap()]);
     // The real database, then 10 GB of zeros: a valid header, a file that never ends.
     plant(
@@ -560,21 +560,11 @@ fn a_zstd_bomb_in_place_of_a_dump_stops_at_the_declared_size_and_writes_nothing(
         "dump",
         &zstd_bomb(&fs::read(&db).unwrap(), 10_000_000_000),
     );
-    let target = env.path("restored.sqlite3");
-    let err = env.fails(
-        &[
-            "restore",
-            "chat:latest",
-            "--target",
-            target.to_str().unwrap(),
-        ],
-        1,
-    );
+    let err = refused_restore(&env, "chat:latest", &env.path("restored.sqlite3"));
     assert!(
-        one_line(&err).contains("the dump is longer than its record declares"),
+        err.contains("the dump is longer than its record declares"),
         "{err}"
     );
-    assert!(!target.exists());
     assert_eq!(
         names(&env.path(".")),
         ["chat.sqlite3", "repo"],
@@ -607,30 +597,12 @@ fn archive_entries_of_other_kinds_or_through_a_symlink_are_refused_and_nothing_i
             "{what}: {}",
             String::from_utf8_lossy(&tar.stderr)
         );
-        let mut zstd = std::process::Command::new("zstd")
-            .args(["-q", "-c"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut zstd.stdin.take().unwrap(), &tar.stdout).unwrap();
-        let compressed = zstd.wait_with_output().unwrap().stdout;
-        plant(&env, &record, "archive", &compressed);
-        let target = env.path("target");
-        let err = env.fails(
-            &[
-                "restore",
-                "media:latest",
-                "--target",
-                target.to_str().unwrap(),
-            ],
-            1,
-        );
+        plant(&env, &record, "archive", &zstd(&tar.stdout));
+        let err = refused_restore(&env, "media:latest", &env.path("target"));
         assert!(
-            one_line(&err).contains(named) && one_line(&err).contains("different entry"),
+            err.contains(named) && err.contains("different entry"),
             "{what}: {err}"
         );
-        assert!(!target.exists(), "{what}: the restore left its target");
         assert!(
             names(&outside).is_empty(),
             "{what}: written outside the target"

@@ -4,7 +4,7 @@
 //! key, and changes nothing; a slowed backup keeps prune away; a restore or verify that a
 //! prune overtakes never takes the half-deleted snapshot as whole.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,9 @@ use strongbox_test_support::{unique, FaultProxy, Plan};
 
 use crate::harness::{assert_same_tree, names, noise, tree, write, Env};
 
-/// A repository in the shared bucket reached through the proxy; the token is its prefix.
-fn through_proxy(tag: &str) -> Option<(Env, FaultProxy, String)> {
+/// An initialised repository in the shared bucket, reached through the proxy (the token is
+/// its prefix), and a source tree `src` of `media(seed)`.
+fn through_proxy(tag: &str, seed: u64) -> Option<(Env, FaultProxy, String, PathBuf)> {
     let bucket = crate::harness::service("STRONGBOX_TEST_S3_BUCKET")?;
     let proxy = FaultProxy::get()?;
     let token = unique(tag);
@@ -25,7 +26,10 @@ fn through_proxy(tag: &str) -> Option<(Env, FaultProxy, String)> {
         // Short, so that a `slow` fault (5 s) outlasts it.
         ("AWS_TIMEOUT".into(), "2s".into()),
     ];
-    Some((env, proxy, token))
+    let src = env.path("src");
+    media(&src, seed);
+    env.json(&["init"]);
+    Some((env, proxy, token, src))
 }
 
 /// A tree with one file large enough for a multipart upload (5 MiB parts) and small ones.
@@ -60,12 +64,9 @@ fn fails_in(env: &Env, args: &[&str], bound: Duration) -> String {
 
 #[test]
 fn flaky_s3_backup_restore_verify_prune_succeed_byte_identical() {
-    let Some((env, proxy, token)) = through_proxy("flaky") else {
+    let Some((env, proxy, token, src)) = through_proxy("flaky", 1) else {
         return;
     };
-    let src = env.path("src");
-    media(&src, 1);
-    env.json(&["init"]);
     proxy.set(&token, &Plan::flaky(0.25, 7));
 
     let full = env.backup("media", &src, &["--part-size", "5"]);
@@ -102,12 +103,9 @@ fn flaky_s3_backup_restore_verify_prune_succeed_byte_identical() {
 
 #[test]
 fn permanent_s3_faults_fail_each_command_in_bounded_time_naming_the_key_and_changing_nothing() {
-    let Some((env, proxy, token)) = through_proxy("permanent") else {
+    let Some((env, proxy, token, src)) = through_proxy("permanent", 2) else {
         return;
     };
-    let src = env.path("src");
-    media(&src, 2);
-    env.json(&["init"]);
     let first = env.backup("media", &src, &["--part-size", "5"]);
     let first_id = first["id"].as_str().unwrap().to_string();
     let bound = Duration::from_secs(60);
@@ -199,12 +197,9 @@ fn permanent_s3_faults_fail_each_command_in_bounded_time_naming_the_key_and_chan
 
 #[test]
 fn prune_during_a_slowed_backup_is_refused_and_deletes_none_of_its_objects() {
-    let Some((env, proxy, token)) = through_proxy("slowed-backup") else {
+    let Some((env, proxy, token, src)) = through_proxy("slowed-backup", 3) else {
         return;
     };
-    let src = env.path("src");
-    media(&src, 3);
-    env.json(&["init"]);
     env.backup("media", &src, &[]);
     write(&src.join("video/big.bin"), &noise(33, 12 << 20));
     proxy.set(
@@ -246,12 +241,9 @@ fn prune_during_a_slowed_backup_is_refused_and_deletes_none_of_its_objects() {
 
 #[test]
 fn restore_and_verify_racing_a_prune_never_take_a_half_deleted_snapshot_as_whole() {
-    let Some((env, proxy, token)) = through_proxy("racing-prune") else {
+    let Some((env, proxy, token, src)) = through_proxy("racing-prune", 4) else {
         return;
     };
-    let src = env.path("src");
-    media(&src, 4);
-    env.json(&["init"]);
     let doomed = env.backup("media", &src, &["--part-size", "5"]);
     let doomed_id = doomed["id"].as_str().unwrap().to_string();
     // A full backup of other content, so that prune deletes every object of the first.

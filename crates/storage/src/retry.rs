@@ -184,37 +184,31 @@ impl ObjectStore for Retrying {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        let start = Instant::now();
-        let mut n = 0;
-        loop {
-            match self
-                .inner
-                .put_opts(location, payload.clone(), opts.clone())
-                .await
+        let mut attempts = 0;
+        let result = again(self.policy, || {
+            attempts += 1;
+            self.inner.put_opts(location, payload.clone(), opts.clone())
+        })
+        .await;
+        match result {
+            // A lost answer to an earlier attempt that did store the object.
+            Err(e @ Error::AlreadyExists { .. })
+                if attempts > 1 && matches!(opts.mode, PutMode::Create) =>
             {
-                Err(e) if transient(&e) && self.policy.allows(n + 1, start) => {
-                    n += 1;
-                    self.policy.wait(n, &e).await;
+                let stored = again(self.policy, || self.inner.get(location)).await?;
+                let e_tag = stored.meta.e_tag.clone();
+                let version = stored.meta.version.clone();
+                if stored.bytes().await? == Bytes::from(payload) {
+                    Ok(PutResult {
+                        e_tag,
+                        version,
+                        extensions: Default::default(),
+                    })
+                } else {
+                    Err(e)
                 }
-                // A lost answer to an earlier attempt that did store the object.
-                Err(e @ Error::AlreadyExists { .. })
-                    if n > 0 && matches!(opts.mode, PutMode::Create) =>
-                {
-                    let stored = again(self.policy, || self.inner.get(location)).await?;
-                    let e_tag = stored.meta.e_tag.clone();
-                    let version = stored.meta.version.clone();
-                    return if stored.bytes().await? == Bytes::from(payload) {
-                        Ok(PutResult {
-                            e_tag,
-                            version,
-                            extensions: Default::default(),
-                        })
-                    } else {
-                        Err(e)
-                    };
-                }
-                other => return other,
             }
+            other => other,
         }
     }
 
