@@ -4,6 +4,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::frames::FrameEncoder;
 use crate::Error;
 
 /// How a snapshot's data is compressed: `zstd`, `zstd:N` (1–19), `gzip`, `gzip:N` (1–9), `none`.
@@ -19,7 +20,7 @@ use crate::Error;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Compression {
-    /// Zstandard at the given level, multithreaded.
+    /// Zstandard at the given level, in independent frames compressed on every core.
     Zstd(i32),
     /// Gzip (deflate) at the given level.
     Gzip(u32),
@@ -132,68 +133,69 @@ impl Codec {
     }
 }
 
-const ZSTD_JOB_SIZE: u32 = 2 * 1024 * 1024;
-
 /// A compressing writer; [`Encoder::finish`] must be called to complete the stream.
-pub enum Encoder<W: Write> {
-    /// Zstandard.
+pub struct Encoder<W: Write>(Inner<W>);
+
+enum Inner<W: Write> {
+    /// One zstd frame, compressed on the calling thread.
     Zstd(zstd::stream::write::Encoder<'static, W>),
-    /// Gzip.
+    /// Independent zstd frames compressed on worker threads, random-looking runs raw.
+    Frames(FrameEncoder<W>),
     Gzip(flate2::write::GzEncoder<W>),
-    /// Pass-through.
     None(W),
 }
 
 impl<W: Write> Encoder<W> {
-    /// Start a compressed stream into `inner`; zstd uses `threads` worker threads
-    /// (0 compresses on the calling thread).
+    /// Start a compressed stream into `inner`. With `threads` above 0, zstd compresses
+    /// independent frames on that many worker threads and stores random-looking runs of
+    /// bytes raw; with 0, one frame on the calling thread.
     pub fn new(inner: W, compression: Compression, threads: u32) -> io::Result<Self> {
-        Ok(match compression {
+        Ok(Encoder(match compression {
+            Compression::Zstd(level) if threads > 0 => {
+                Inner::Frames(FrameEncoder::new(inner, level, threads)?)
+            }
             Compression::Zstd(level) => {
                 let mut encoder = zstd::stream::write::Encoder::new(inner, level)?;
                 // As the zstd CLI does: a frame's content checksum, checked by every reader
                 // (`zstd -d` too), catches damage where no record holds a SHA-256 (WAL).
                 encoder.include_checksum(true)?;
-                if threads > 0 {
-                    encoder.multithread(threads)?;
-                    // zstd sizes jobs at 4 windows (8 MiB at level 3) and buffers several per
-                    // worker; 2 MiB jobs keep peak memory near 30 MB at little cost in ratio.
-                    encoder.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))?;
-                }
-                Encoder::Zstd(encoder)
+                Inner::Zstd(encoder)
             }
-            Compression::Gzip(level) => Encoder::Gzip(flate2::write::GzEncoder::new(
+            Compression::Gzip(level) => Inner::Gzip(flate2::write::GzEncoder::new(
                 inner,
                 flate2::Compression::new(level),
             )),
-            Compression::None => Encoder::None(inner),
-        })
+            Compression::None => Inner::None(inner),
+        }))
     }
 
     /// Flush the codec's last frame and return the inner writer.
     pub fn finish(self) -> io::Result<W> {
-        match self {
-            Encoder::Zstd(encoder) => encoder.finish(),
-            Encoder::Gzip(encoder) => encoder.finish(),
-            Encoder::None(inner) => Ok(inner),
+        match self.0 {
+            Inner::Zstd(encoder) => encoder.finish(),
+            Inner::Frames(encoder) => encoder.finish(),
+            Inner::Gzip(encoder) => encoder.finish(),
+            Inner::None(inner) => Ok(inner),
         }
     }
 }
 
 impl<W: Write> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Encoder::Zstd(encoder) => encoder.write(buf),
-            Encoder::Gzip(encoder) => encoder.write(buf),
-            Encoder::None(inner) => inner.write(buf),
+        match &mut self.0 {
+            Inner::Zstd(encoder) => encoder.write(buf),
+            Inner::Frames(encoder) => encoder.write(buf),
+            Inner::Gzip(encoder) => encoder.write(buf),
+            Inner::None(inner) => inner.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Encoder::Zstd(encoder) => encoder.flush(),
-            Encoder::Gzip(encoder) => encoder.flush(),
-            Encoder::None(inner) => inner.flush(),
+        match &mut self.0 {
+            Inner::Zstd(encoder) => encoder.flush(),
+            Inner::Frames(encoder) => encoder.flush(),
+            Inner::Gzip(encoder) => encoder.flush(),
+            Inner::None(inner) => inner.flush(),
         }
     }
 }

@@ -129,11 +129,13 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// `PRAGMA integrity_check` did not return `ok`.
-    #[error("SQLite database {} failed its integrity check: {result}", file.display())]
+    /// `PRAGMA quick_check` or `integrity_check` did not return `ok`.
+    #[error("SQLite database {} failed PRAGMA {check}: {result}", file.display())]
     Integrity {
         /// The database file (for a restore, the staged copy's target).
         file: PathBuf,
+        /// The check that failed: `quick_check` or `integrity_check`.
+        check: &'static str,
         /// What the check returned.
         result: String,
     },
