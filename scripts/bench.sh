@@ -7,7 +7,7 @@
 #   BENCH_SCALE=0.05 scripts/bench.sh      # quick run (sizes and counts x 0.05)
 #   BENCH_SECTIONS=s3,db scripts/bench.sh  # only some sections
 #
-# Sections (BENCH_SECTIONS, comma or space separated, default "files s3 db refs wal"):
+# Sections (BENCH_SECTIONS, comma or space separated, default "files s3 db refs scale wal"):
 #   files  ~1 GiB media tree + 100,000 small files: strongbox vs tar, restic, borg (below)
 #   s3     strongbox full backup of the media tree to s3://… and full restore from it, against
 #          a plain boto3 multipart upload/download of a file of the archive's size, on an
@@ -23,11 +23,16 @@
 #   refs   a bundle's reference cross-check: 1,000,000 x scale references in SQLite against a
 #          listing of as many entries (crates/engine/examples/bundle_references.rs; target
 #          under 10 s and 200 MB RSS at 1,000,000)
+#   scale  costs that grow with the number of files, not their bytes: sparse trees of
+#          1,000,000 x scale files and a tenth of that (70 % empty, 30 % of 1-64 bytes, 1,000
+#          to a directory; generated once and cached): full, no-change and 1 %-changed backups
+#          (wall time, peak RSS, bytes stored by the snapshot), each projected to 10,000,000
+#          files from the slope between the two sizes
 #   wal    archive_command throughput: 100 x scale (at least 20) generated 16 MiB WAL segments
 #          pushed one process at a time, `strongbox wal push` against `cp` + `sync FILE`
 #          (PostgreSQL calls archive_command once per segment; target >= 20 segments/s and
 #          within 2x of cp + fsync)
-#   BENCH_SECTIONS  sections to run, default "files s3 db refs wal"
+#   BENCH_SECTIONS  sections to run, default "files s3 db refs scale wal"
 #   BENCH_TREES   files section: trees to run, default "media small"
 #   BENCH_TOOLS   files section: tools to run, default "strongbox tar restic borg"
 #   BENCH_DBS     db section: databases to run, default "postgres sqlite"
@@ -64,7 +69,7 @@ SCALE=${BENCH_SCALE:-1.0}
 SEED=${BENCH_SEED:-42}
 TREES=${BENCH_TREES:-"media small"}
 TOOLS=${BENCH_TOOLS:-"strongbox tar restic borg"}
-SECTIONS=${BENCH_SECTIONS:-"files s3 db refs wal"}
+SECTIONS=${BENCH_SECTIONS:-"files s3 db refs scale wal"}
 SECTIONS=${SECTIONS//,/ }
 DBS=${BENCH_DBS:-"postgres sqlite"}
 DBS=${DBS//,/ }
@@ -812,6 +817,58 @@ bench_sqlite() {
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
 }
 
+# One backup of the scale section: appends "files, step, seconds, peak RSS KiB, bytes stored".
+scale_step() {
+    local n=$1 step=$2 src=$3 repo=$4 before after out
+    shift 4
+    sync
+    before=$(dsize "$repo")
+    out=$({ /usr/bin/time -f '%e %M' "$SB" -q --repo "$repo" backup files bench "$src" "$@" >/dev/null; } 2>&1 | tail -n 1)
+    after=$(dsize "$repo")
+    printf '%s\t%s\t%s\t%s\t%s\n' "$n" "$step" "${out% *}" "${out#* }" "$((after - before))" >>"$W/scale.tsv"
+    log "scale $n files / $step: ${out% *} s, $((${out#* } / 1024)) MB RSS, $((after - before)) bytes stored"
+}
+
+bench_scale() {
+    local R=$W/run/scale s n src repo
+    rm -rf "$R"
+    mkdir -p "$R"
+    : >"$W/scale.tsv"
+    for s in $(awk -v s="$SCALE" 'BEGIN { print s / 10, s }'); do
+        n=$(awk -v s="$s" 'BEGIN { printf "%d", 1000000 * s }')
+        src=$W/data/sparse-$n
+        repo=$R/repo-$n
+        log "== scale: $n files"
+        python3 "$BENCH/gen.py" ensure --tree sparse --dir "$src" --seed "$SEED" --scale "$s" >&2
+        "$SB" -q --repo "$repo" init
+        scale_step "$n" "full" "$src" "$repo" --full
+        scale_step "$n" "no-change" "$src" "$repo"
+        python3 "$BENCH/gen.py" mutate --tree sparse --dir "$src" --seed "$SEED" --scale "$s" --fraction 0.01 >&2
+        scale_step "$n" "1 % changed" "$src" "$repo"
+        python3 "$BENCH/gen.py" ensure --tree sparse --dir "$src" --seed "$SEED" --scale "$s" >&2
+        [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$repo"
+    done
+    # Linear in the number of files between the two sizes, extended to 10M.
+    awk -F '\t' '
+        { key = $2; if (!(key in n1)) { order[++k] = key; n1[key] = $1; t1[key] = $3; r1[key] = $4; b1[key] = $5 }
+          else { n2[key] = $1; t2[key] = $3; r2[key] = $4; b2[key] = $5 } }
+        function at(v1, v2, x) { return v2 + (v2 - v1) / (N2 - N1) * (x - N2) }
+        END {
+            N1 = n1[order[1]]; N2 = n2[order[1]]
+            printf "| backup | %d files: time, peak RSS, stored | %d files | per extra file | projected at 10,000,000 files |\n", N1, N2
+            print "|---|---|---|---|---|"
+            for (i = 1; i <= k; i++) {
+                key = order[i]
+                printf "| %s | %.2f s, %.0f MB, %.2f MB | %.2f s, %.0f MB, %.2f MB | %.2f µs, %.0f B RSS, %.0f B stored | %.0f s, %.0f MB RSS, %.0f MB stored |\n",
+                    key, t1[key], r1[key] / 1024, b1[key] / 1048576, t2[key], r2[key] / 1024, b2[key] / 1048576,
+                    (t2[key] - t1[key]) / (N2 - N1) * 1e6, (r2[key] - r1[key]) * 1024 / (N2 - N1), (b2[key] - b1[key]) / (N2 - N1),
+                    at(t1[key], t2[key], 1e7), at(r1[key], r2[key], 1e7) / 1024, at(b1[key], b2[key], 1e7) / 1048576
+            }
+            print ""
+            print "Targets (issue: speed and scale): no-change backup of 1M files under 100 MB peak RSS and flat from 100k to 1M; a no-change snapshot of 1M files stores at most 64 KB."
+        }' "$W/scale.tsv" | tee "$W/scale.md" >&2
+}
+
 bench_wal() {
     local n R=$W/run/wal i
     n=$(awk -v s="$SCALE" 'BEGIN { n = int(100 * s); print (n < 20 ? 20 : n) }')
@@ -857,7 +914,7 @@ PY
 main() {
     local sec
     for sec in $SECTIONS; do
-        case $sec in files | s3 | db | refs | wal) ;; *) die "unknown section '$sec' (files, s3, db, refs, wal)" ;; esac
+        case $sec in files | s3 | db | refs | scale | wal) ;; *) die "unknown section '$sec' (files, s3, db, refs, scale, wal)" ;; esac
     done
     for sec in $DBS; do
         case $sec in postgres | sqlite) ;; *) die "unknown database '$sec' (postgres, sqlite)" ;; esac
@@ -894,6 +951,7 @@ main() {
         (cd "$ROOT" && cargo build --release --locked -q -p strongbox-engine --example bundle_references)
         "$(dirname "$SB")/examples/bundle_references" "$n" | tee "$W/refs.txt" >&2
     fi
+    if section scale; then bench_scale; fi
     if section wal; then bench_wal; fi
     if section db; then
         if want_db postgres; then bench_postgres; fi
@@ -957,6 +1015,12 @@ main() {
             echo "## bundle reference cross-check"
             echo
             cat "$W/refs.txt"
+        fi
+        if section scale && [[ -s $W/scale.md ]]; then
+            echo
+            echo "## scale: sparse trees, costs per number of files"
+            echo
+            cat "$W/scale.md"
         fi
         if section wal && [[ -s $W/wal.txt ]]; then
             echo

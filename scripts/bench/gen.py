@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Seeded, reproducible benchmark data for scripts/bench.sh.
 
-Two trees:
+Three trees:
   media  ~1 GiB x scale: 60 % incompressible "images/videos" (200 KiB-20 MiB),
          25 % semi-compressible "documents" (random blocks mixed with text
          runs, zstd ~2x), 15 % text (zstd ~5-10x), in nested directories.
   small  100,000 x scale files of 1-8 KiB (text and random) in ~1,000 x scale
          directories.
+  sparse 1,000,000 x scale files, 70 % empty and 30 % of 1-64 bytes of text, 1,000
+         to a directory: the scale benchmark's tree (costs that grow with the
+         number of files, not with bytes).
 
 Every file's bytes are a pure function of (seed, tree, file index, version), so
 the 2 % change ("mutate") and its undo ("reset") rewrite single files without
@@ -18,8 +21,8 @@ Commands:
   gen.py ensure --tree media|small --dir DIR --seed N --scale X
       make DIR hold the pristine tree (reuse a cached one, undo a left-over
       change, or regenerate from scratch)
-  gen.py mutate --tree ... (same args)
-      rewrite 2 % of the files (chosen by the seed) with new content
+  gen.py mutate --tree ... (same args) [--fraction F]
+      rewrite 2 % (or F) of the files (chosen by the seed) with new content
   gen.py fingerprint --dir DIR
       print "<files> <bytes>" of the regular files below DIR (restore check)
 """
@@ -194,15 +197,31 @@ def plan_small(seed, scale):
     return files
 
 
+def plan_sparse(seed, scale):
+    rng = random.Random(f"{seed}:sparse:plan")
+    nfiles = max(1, int(1_000_000 * scale))
+    files = []
+    for i in range(nfiles):
+        d = i // 1000
+        empty = rng.random() < 0.7
+        files.append((f"s{d // 100:03d}/d{d:05d}/f{i:07d}", "empty" if empty else "text",
+                      0 if empty else rng.randint(1, 64)))
+    return files
+
+
 def plan(tree, seed, scale):
-    return plan_media(seed, scale) if tree == "media" else plan_small(seed, scale)
+    return {"media": plan_media, "small": plan_small, "sparse": plan_sparse}[tree](seed, scale)
 
 
 # --------------------------------------------------------------------------- bytes
 
 
 def content(tg, seed, tree, idx, kind, size, version):
+    if kind == "empty" and not version:
+        return b""
     rng = random.Random(f"{seed}:{tree}:{idx}:{version}")
+    if kind == "empty":
+        return b"changed %d\n" % idx
     if version:
         size = max(1, size + rng.randint(-size // 20, size // 20 + 1))
     if kind == "raw":
@@ -219,8 +238,8 @@ def write_file(root, rel, data, mtime):
     os.utime(path, (mtime, mtime))
 
 
-def mutated_indices(files, seed):
-    n = max(1, round(len(files) * MUTATE_FRACTION))
+def mutated_indices(files, seed, fraction=MUTATE_FRACTION):
+    n = max(1, round(len(files) * fraction))
     return sorted(random.Random(f"{seed}:mutate").sample(range(len(files)), n))
 
 
@@ -238,7 +257,9 @@ def read(path):
 
 
 def reset(args, files, tg):
-    for idx in mutated_indices(files, args.seed):
+    state = read(args.dir + ".state").split()
+    fraction = float(state[1]) if len(state) > 1 else MUTATE_FRACTION
+    for idx in mutated_indices(files, args.seed, fraction):
         rel, kind, size = files[idx]
         write_file(args.dir, rel, content(tg, args.seed, args.tree, idx, kind, size, 0), BASE_MTIME + idx)
     os.remove(args.dir + ".state")
@@ -281,8 +302,8 @@ def mutate(args):
     files = plan(args.tree, args.seed, args.scale)
     tg = TextGen(args.seed)
     with open(args.dir + ".state", "w") as f:
-        f.write("mutated\n")
-    idxs = mutated_indices(files, args.seed)
+        f.write(f"mutated {args.fraction}\n")
+    idxs = mutated_indices(files, args.seed, args.fraction)
     total = 0
     for idx in idxs:
         rel, kind, size = files[idx]
@@ -307,7 +328,8 @@ def fingerprint(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=("ensure", "mutate", "fingerprint"))
-    ap.add_argument("--tree", choices=("media", "small"))
+    ap.add_argument("--tree", choices=("media", "small", "sparse"))
+    ap.add_argument("--fraction", type=float, default=MUTATE_FRACTION)
     ap.add_argument("--dir", required=True)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--scale", type=float, default=1.0)

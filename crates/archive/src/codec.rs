@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::frames::FrameEncoder;
 use crate::Error;
+use crate::WriteBehind;
 
 /// How a snapshot's data is compressed: `zstd`, `zstd:N` (1–19), `gzip`, `gzip:N` (1–9), `none`.
 ///
@@ -134,18 +135,62 @@ impl Codec {
 }
 
 /// A compressing writer; [`Encoder::finish`] must be called to complete the stream.
-pub struct Encoder<W: Write>(Inner<W>);
+///
+/// With `threads` above 0 the compressed stream is written to `inner` on a thread of its
+/// own, so that what `inner` does (encrypting, hashing, storing) overlaps with compressing;
+/// `flush` then does not reach `inner`, and dropping the encoder unfinished drops `inner`
+/// unfinished before `drop` returns.
+pub struct Encoder<W: Write + Send + 'static>(Inner<W>);
 
-enum Inner<W: Write> {
+enum Inner<W: Write + Send + 'static> {
     /// One zstd frame, compressed on the calling thread.
-    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Zstd(zstd::stream::write::Encoder<'static, Out<W>>),
     /// Independent zstd frames compressed on worker threads, random-looking runs raw.
     Frames(FrameEncoder<W>),
-    Gzip(flate2::write::GzEncoder<W>),
-    None(W),
+    Gzip(flate2::write::GzEncoder<Out<W>>),
+    None(Out<W>),
 }
 
-impl<W: Write> Encoder<W> {
+/// Where a single-threaded codec writes: `inner` itself, or `inner` behind a thread.
+enum Out<W: Write + Send + 'static> {
+    Direct(W),
+    Behind(WriteBehind<W>),
+}
+
+impl<W: Write + Send + 'static> Out<W> {
+    fn new(inner: W, threads: u32) -> io::Result<Self> {
+        Ok(if threads > 0 {
+            Out::Behind(WriteBehind::spawn(inner)?)
+        } else {
+            Out::Direct(inner)
+        })
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Out::Direct(inner) => Ok(inner),
+            Out::Behind(behind) => behind.finish(),
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> Write for Out<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Out::Direct(inner) => inner.write(buf),
+            Out::Behind(behind) => behind.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Out::Direct(inner) => inner.flush(),
+            Out::Behind(behind) => behind.flush(),
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> Encoder<W> {
     /// Start a compressed stream into `inner`. With `threads` above 0, zstd compresses
     /// independent frames on that many worker threads and stores random-looking runs of
     /// bytes raw; with 0, one frame on the calling thread.
@@ -155,32 +200,32 @@ impl<W: Write> Encoder<W> {
                 Inner::Frames(FrameEncoder::new(inner, level, threads)?)
             }
             Compression::Zstd(level) => {
-                let mut encoder = zstd::stream::write::Encoder::new(inner, level)?;
+                let mut encoder = zstd::stream::write::Encoder::new(Out::new(inner, 0)?, level)?;
                 // As the zstd CLI does: a frame's content checksum, checked by every reader
                 // (`zstd -d` too), catches damage where no record holds a SHA-256 (WAL).
                 encoder.include_checksum(true)?;
                 Inner::Zstd(encoder)
             }
             Compression::Gzip(level) => Inner::Gzip(flate2::write::GzEncoder::new(
-                inner,
+                Out::new(inner, threads)?,
                 flate2::Compression::new(level),
             )),
-            Compression::None => Inner::None(inner),
+            Compression::None => Inner::None(Out::new(inner, threads)?),
         }))
     }
 
     /// Flush the codec's last frame and return the inner writer.
     pub fn finish(self) -> io::Result<W> {
         match self.0 {
-            Inner::Zstd(encoder) => encoder.finish(),
+            Inner::Zstd(encoder) => encoder.finish()?.finish(),
             Inner::Frames(encoder) => encoder.finish(),
-            Inner::Gzip(encoder) => encoder.finish(),
-            Inner::None(inner) => Ok(inner),
+            Inner::Gzip(encoder) => encoder.finish()?.finish(),
+            Inner::None(inner) => inner.finish(),
         }
     }
 }
 
-impl<W: Write> Write for Encoder<W> {
+impl<W: Write + Send + 'static> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.0 {
             Inner::Zstd(encoder) => encoder.write(buf),

@@ -45,29 +45,33 @@ struct Done {
     output: io::Result<Vec<u8>>,
 }
 
-/// A writer of zstd frames compressed on `threads` workers; [`FrameEncoder::finish`]
-/// writes the last frames and returns the inner writer.
-pub(crate) struct FrameEncoder<W: Write> {
-    inner: W,
+/// A writer of zstd frames compressed on `threads` workers and written to `inner`, in order,
+/// by a thread of its own (so the caller's thread only fills chunks).
+/// [`FrameEncoder::finish`] writes the last frames and returns `inner`; `flush` waits until
+/// every chunk reached `inner` but does not flush it. Dropping the encoder unfinished drops
+/// `inner` unfinished, before `drop` returns.
+pub(crate) struct FrameEncoder<W> {
     filling: Vec<u8>,
     jobs: Option<SyncSender<Job>>,
-    done: Receiver<Done>,
-    workers: Vec<JoinHandle<()>>,
-    level: i32,
-    sent: u64,
-    written: u64,
-    ready: BTreeMap<u64, Vec<u8>>,
+    /// Buffers come back from the writer once their frames are written.
+    returned: Receiver<(Vec<u8>, Vec<u8>)>,
     spare_inputs: Vec<Vec<u8>>,
     spare_outputs: Vec<Vec<u8>>,
-    limit: u64,
+    workers: Vec<JoinHandle<()>>,
+    writer: Option<JoinHandle<io::Result<(W, u64)>>>,
+    sent: u64,
+    back: u64,
+    allocated: usize,
+    limit: usize,
 }
 
-impl<W: Write> FrameEncoder<W> {
-    pub(crate) fn new(inner: W, level: i32, threads: u32) -> io::Result<Self> {
+impl<W: Write + Send + 'static> FrameEncoder<W> {
+    pub(crate) fn new(mut inner: W, level: i32, threads: u32) -> io::Result<Self> {
         let threads = threads.max(1) as usize;
         let (jobs, queue) = sync_channel::<Job>(threads);
         let queue = Arc::new(Mutex::new(queue));
-        let (finished, done) = channel();
+        let (finished, done) = channel::<Done>();
+        let (give_back, returned) = channel();
         let workers = (0..threads)
             .map(|_| {
                 let queue = Arc::clone(&queue);
@@ -94,106 +98,147 @@ impl<W: Write> FrameEncoder<W> {
                     })
             })
             .collect::<io::Result<Vec<_>>>()?;
+        drop(finished);
+        let writer = std::thread::Builder::new()
+            .name("strongbox-frames".to_string())
+            .spawn(move || {
+                // Frames finish out of order; they are written in order.
+                let mut ready = BTreeMap::new();
+                let mut written = 0;
+                for Done { seq, input, output } in done {
+                    ready.insert(seq, (input, output?));
+                    while let Some((mut input, output)) = ready.remove(&written) {
+                        inner.write_all(&output)?;
+                        written += 1;
+                        input.clear();
+                        // The encoder may be gone (dropped unfinished): the buffers are freed.
+                        drop(give_back.send((input, output)));
+                    }
+                }
+                Ok((inner, written))
+            })?;
         Ok(Self {
-            inner,
             filling: Vec::with_capacity(CHUNK),
             jobs: Some(jobs),
-            done,
-            workers,
-            level,
-            sent: 0,
-            written: 0,
-            ready: BTreeMap::new(),
+            returned,
             spare_inputs: Vec::new(),
             spare_outputs: Vec::new(),
-            // One chunk per worker, one queued for each, one being filled: memory stays at
-            // a few chunks whatever the stream's length.
-            limit: 2 * threads as u64,
+            workers,
+            writer: Some(writer),
+            sent: 0,
+            back: 0,
+            allocated: 1,
+            // One chunk per worker, one queued for each, and one being filled: memory stays
+            // at a few chunks whatever the stream's length.
+            limit: 2 * threads + 1,
         })
     }
 
     /// Write every frame still to come and return the inner writer.
     pub(crate) fn finish(mut self) -> io::Result<W> {
-        if self.sent == 0 && self.filling.is_empty() {
-            // An empty stream is still one (empty) frame, which every zstd reader accepts.
-            let frame = compressor(self.level)?.compress(&[])?;
-            self.inner.write_all(&frame)?;
+        // An empty stream is still one (empty) frame, which every zstd reader accepts.
+        if !self.filling.is_empty() || self.sent == 0 {
+            self.send()?;
         }
-        self.drain()?;
+        let (inner, written) = self.stop()?;
+        if written != self.sent {
+            return Err(stopped());
+        }
+        Ok(inner)
+    }
+
+    /// Hand the chunk being filled to the workers.
+    fn send(&mut self) -> io::Result<()> {
+        let job = Job {
+            seq: self.sent,
+            input: std::mem::take(&mut self.filling),
+            output: self.spare_outputs.pop().unwrap_or_default(),
+        };
+        let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
+        if jobs.send(job).is_err() {
+            return Err(self.failure());
+        }
+        self.sent += 1;
+        Ok(())
+    }
+
+    /// Take a buffer to fill next: a spare one, a new one while under the limit, or the
+    /// next one the writer gives back.
+    fn refill(&mut self) -> io::Result<()> {
+        if self.spare_inputs.is_empty() {
+            if self.allocated < self.limit {
+                self.allocated += 1;
+                self.filling = Vec::with_capacity(CHUNK);
+                return Ok(());
+            }
+            self.take_back()?;
+        }
+        self.filling = self.spare_inputs.pop().expect("a spare buffer");
+        Ok(())
+    }
+
+    fn take_back(&mut self) -> io::Result<()> {
+        let Ok((input, output)) = self.returned.recv() else {
+            return Err(self.failure());
+        };
+        self.spare_inputs.push(input);
+        self.spare_outputs.push(output);
+        self.back += 1;
+        Ok(())
+    }
+
+    /// The writer or a worker stopped early: the writer's error says why.
+    fn failure(&mut self) -> io::Error {
+        self.stop().err().unwrap_or_else(stopped)
+    }
+
+    fn stop(&mut self) -> io::Result<(W, u64)> {
         self.jobs = None;
         for worker in self.workers.drain(..) {
             worker
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         }
-        Ok(self.inner)
+        let writer = self.writer.take().ok_or_else(stopped)?;
+        writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+impl<W: Write + Send + 'static> Write for FrameEncoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(CHUNK - self.filling.len());
+        self.filling.extend_from_slice(&buf[..n]);
+        if self.filling.len() == CHUNK {
+            self.send()?;
+            self.refill()?;
+        }
+        Ok(n)
     }
 
-    /// Hand the chunk being filled to the workers and write every frame up to it.
-    fn drain(&mut self) -> io::Result<()> {
+    fn flush(&mut self) -> io::Result<()> {
         if !self.filling.is_empty() {
-            self.submit()?;
+            self.send()?;
+            self.refill()?;
         }
-        while self.written < self.sent {
-            self.receive()?;
-        }
-        Ok(())
-    }
-
-    fn submit(&mut self) -> io::Result<()> {
-        while self.sent - self.written >= self.limit {
-            self.receive()?;
-        }
-        let next = self
-            .spare_inputs
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(CHUNK));
-        let input = std::mem::replace(&mut self.filling, next);
-        let output = self.spare_outputs.pop().unwrap_or_default();
-        let job = Job {
-            seq: self.sent,
-            input,
-            output,
-        };
-        let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
-        jobs.send(job).map_err(|_| stopped())?;
-        self.sent += 1;
-        Ok(())
-    }
-
-    /// Wait for one compressed chunk, and write what is now next in order.
-    fn receive(&mut self) -> io::Result<()> {
-        let Done {
-            seq,
-            mut input,
-            output,
-        } = self.done.recv().map_err(|_| stopped())?;
-        input.clear();
-        self.spare_inputs.push(input);
-        self.ready.insert(seq, output?);
-        while let Some(output) = self.ready.remove(&self.written) {
-            self.inner.write_all(&output)?;
-            self.spare_outputs.push(output);
-            self.written += 1;
+        while self.back < self.sent {
+            self.take_back()?;
         }
         Ok(())
     }
 }
 
-impl<W: Write> Write for FrameEncoder<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(CHUNK - self.filling.len());
-        self.filling.extend_from_slice(&buf[..n]);
-        if self.filling.len() == CHUNK {
-            self.submit()?;
+impl<W> Drop for FrameEncoder<W> {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for worker in self.workers.drain(..) {
+            drop(worker.join());
         }
-        Ok(n)
-    }
-
-    /// Everything written so far is compressed and reaches the inner writer.
-    fn flush(&mut self) -> io::Result<()> {
-        self.drain()?;
-        self.inner.flush()
+        if let Some(writer) = self.writer.take() {
+            // Wait, so that `inner` is dropped (an upload aborted) before the caller goes on.
+            drop(writer.join());
+        }
     }
 }
 
@@ -216,6 +261,9 @@ fn compress_chunk(
     input: &[u8],
     output: &mut Vec<u8>,
 ) -> io::Result<()> {
+    if input.is_empty() {
+        return compress_run(compressor, input, output);
+    }
     let mut start = 0;
     while start < input.len() {
         let raw = looks_random(&input[start..(start + BLOCK).min(input.len())]);
@@ -228,13 +276,23 @@ fn compress_chunk(
         if raw {
             raw_frame(run, output);
         } else {
-            output.reserve(zstd::zstd_safe::compress_bound(run.len()));
-            let mut cursor = Cursor::new(&mut *output);
-            cursor.set_position(cursor.get_ref().len() as u64);
-            compressor.compress_to_buffer(run, &mut cursor)?;
+            compress_run(compressor, run, output)?;
         }
         start = end;
     }
+    Ok(())
+}
+
+/// Append `run` to `output` as one compressed frame.
+fn compress_run(
+    compressor: &mut Compressor<'_>,
+    run: &[u8],
+    output: &mut Vec<u8>,
+) -> io::Result<()> {
+    output.reserve(zstd::zstd_safe::compress_bound(run.len()));
+    let mut cursor = Cursor::new(&mut *output);
+    cursor.set_position(cursor.get_ref().len() as u64);
+    compressor.compress_to_buffer(run, &mut cursor)?;
     Ok(())
 }
 
@@ -369,6 +427,60 @@ mod tests {
             .unwrap()
             .read_to_end(&mut back);
         assert!(result.is_err(), "a flipped bit must not decode");
+    }
+
+    /// Fails every write after `room` bytes; says when it is dropped.
+    struct Failing {
+        room: usize,
+        dropped: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Write for Failing {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if buf.len() > self.room {
+                return Err(io::Error::other("disk full"));
+            }
+            self.room -= buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Drop for Failing {
+        fn drop(&mut self) {
+            self.dropped
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn an_inner_write_error_is_returned_not_hung_on() {
+        let dropped = Arc::default();
+        let inner = Failing {
+            room: CHUNK,
+            dropped: Arc::clone(&dropped),
+        };
+        let mut encoder = FrameEncoder::new(inner, 3, 2).unwrap();
+        let noise = random(CHUNK, 11);
+        let result = (0..20)
+            .try_for_each(|_| encoder.write_all(&noise))
+            .and_then(|()| encoder.finish().map(drop));
+        assert_eq!(result.unwrap_err().to_string(), "disk full");
+    }
+
+    #[test]
+    fn dropping_unfinished_drops_the_inner_writer_before_returning() {
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let inner = Failing {
+            room: usize::MAX,
+            dropped: Arc::clone(&dropped),
+        };
+        let mut encoder = FrameEncoder::new(inner, 3, 2).unwrap();
+        encoder.write_all(&random(3 * CHUNK, 12)).unwrap();
+        drop(encoder);
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[rstest]

@@ -9,7 +9,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
-use strongbox_archive::{Compression, Decoder, Encoder, ReadAhead, WriteBehind};
+use strongbox_archive::{Compression, Decoder, Encoder, ReadAhead};
 use strongbox_manifest::ObjectRef;
 
 use crate::raw::{RawReader, RawWriter, Written};
@@ -63,7 +63,7 @@ fn threads() -> u32 {
 pub struct ObjectWriter {
     key: String,
     location: String,
-    encoder: Encoder<WriteBehind<Box<dyn Sealed>>>,
+    encoder: Encoder<Box<dyn Sealed>>,
 }
 
 impl fmt::Debug for ObjectWriter {
@@ -83,8 +83,8 @@ impl ObjectWriter {
         envelope: &dyn Envelope,
     ) -> Result<Self, Error> {
         let sealed = envelope.seal(raw).map_err(Error::stream("sealing", key))?;
-        let behind = WriteBehind::spawn(sealed).map_err(Error::stream("sealing", key))?;
-        let encoder = Encoder::new(behind, compression, threads())
+        // With threads, the encoder writes into `sealed` on a thread of its own.
+        let encoder = Encoder::new(sealed, compression, threads())
             .map_err(Error::stream("compressing", key))?;
         Ok(Self {
             key: key.to_string(),
@@ -102,11 +102,11 @@ impl ObjectWriter {
     /// whole (on a local repository also durable: fsynced before it is renamed into place).
     pub fn finish(self) -> Result<Written, Error> {
         let (key, location) = (self.key, self.location);
-        let behind = self
+        // The encoder's writer thread seals, hashes and stores: its errors are the store's.
+        let sealed = self
             .encoder
             .finish()
-            .map_err(Error::stream("compressing", &key))?;
-        let sealed = behind.finish().map_err(Error::stream("storing", &key))?;
+            .map_err(Error::stream("compressing and storing", &key))?;
         let raw = sealed.finish().map_err(Error::stream("sealing", &key))?;
         raw.finish().map_err(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
