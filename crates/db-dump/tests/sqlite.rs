@@ -182,6 +182,43 @@ fn corrupt_sources_are_named_in_the_error() {
     assert!(matches!(err, Error::BadDump { .. }), "{err}");
 }
 
+/// Backups run `quick_check`; deep verification runs the full `integrity_check`. An index
+/// out of step with its table passes the first and fails the second.
+#[test]
+fn an_index_out_of_step_with_its_table_is_backed_up_and_caught_by_deep_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("skewed.db");
+    sample_db(&db, 2000);
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "PRAGMA writable_schema = ON;
+             UPDATE sqlite_master SET sql = 'CREATE INDEX notes_body ON notes (body DESC)'
+             WHERE name = 'notes_body';",
+        )
+        .unwrap();
+    assert_ne!(integrity(&db), "ok", "the index must be out of step");
+
+    let mut dump = Vec::new();
+    let stats = SqliteSource::new(&db).dump(&mut dump).unwrap();
+    assert_eq!(stats.integrity.as_deref(), Some("ok"));
+    let err = verify_dump(SourceKind::Sqlite, &mut &dump[..]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Integrity {
+                check: "integrity_check",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("missing from index notes_body"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_failed_restore_leaves_the_target_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
