@@ -841,6 +841,7 @@ bench_scale() {
         log "== scale: $n files"
         python3 "$BENCH/gen.py" ensure --tree sparse --dir "$src" --seed "$SEED" --scale "$s" >&2
         "$SB" -q --repo "$repo" init
+        warm "$src"
         scale_step "$n" "full" "$src" "$repo" --full
         scale_step "$n" "no-change" "$src" "$repo"
         python3 "$BENCH/gen.py" mutate --tree sparse --dir "$src" --seed "$SEED" --scale "$s" --fraction 0.01 >&2

@@ -18,7 +18,7 @@ use zstd::zstd_safe::CParameter;
 
 /// Input bytes per chunk: the unit of parallel work. zstd's window at the default level is
 /// 2 MiB too, so independent chunks lose little ratio.
-pub(crate) const CHUNK: usize = 2 << 20;
+const CHUNK: usize = 2 << 20;
 /// zstd's largest block, and the unit of the randomness probe.
 const BLOCK: usize = 128 << 10;
 /// A block with an order-0 entropy above this many bits per byte is stored raw: entropy

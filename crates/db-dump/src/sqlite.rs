@@ -43,7 +43,7 @@ fn absolute(path: &Path) -> Result<PathBuf, Error> {
 /// API made; restores, whose bytes match the record's SHA-256). Deep verification and
 /// restore tests run the full check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Check {
+enum Check {
     Quick,
     Full,
 }
