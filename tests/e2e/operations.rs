@@ -650,8 +650,13 @@ fn status_html_writes_one_self_contained_dashboard() {
     for external in ["src=", "href=", "http://", "https://", "@import"] {
         assert!(!html.contains(external), "no external asset: {external}");
     }
-    // Health shows: never verified, and (no max-disk-usage flag here) whatever the disk says;
-    // a set with snapshots but no verification is not critical.
+    // Health shows: never verified, and (no max-disk-usage flag here) whatever the disk says
+    // in the repository's own panel; a set with snapshots but no verification is not
+    // critical.
     assert!(html.contains("last verification</dt><dd>never"), "{html}");
-    assert!(!html.contains("set critical"), "{html}");
+    assert!(html.contains("<h2>media <span class=\"badge\">"), "{html}");
+    assert!(
+        !html.contains("<section class=\"set critical\"><h2>media"),
+        "{html}"
+    );
 }

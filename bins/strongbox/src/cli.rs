@@ -649,7 +649,7 @@ pub struct HealthArgs {
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub max_age: Option<std::time::Duration>,
     /// Warning when the local repository's disk is fuller, in percent (default: [health]
-    /// max_disk_usage, else 80); critical at 95.
+    /// max_disk_usage, else 80); critical at 95, or at PCT when higher.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100), value_name = "PCT")]
     pub max_disk_usage: Option<u8>,
     /// Also write the metrics to FILE for node_exporter's textfile collector (atomically).

@@ -78,7 +78,8 @@ pub struct HealthReport {
 pub struct HealthOptions {
     /// Critical when a set's newest snapshot is older; warning past 75 % of it.
     pub max_age: Duration,
-    /// Warning when the local repository's disk is fuller (percent); critical at 95.
+    /// Warning when the local repository's disk is fuller (percent); critical at 95, or at
+    /// this threshold when it is higher.
     pub max_disk_usage: u8,
     /// Warning when files, bytes or rows drop by more than this percentage against the
     /// median of the previous 7 snapshots.
@@ -208,19 +209,13 @@ impl Reader {
         match rustix::fs::statvfs(root) {
             Ok(fs) if fs.f_blocks > 0 => {
                 let used = 100.0 - fs.f_bavail as f64 * 100.0 / fs.f_blocks as f64;
-                let status = if used >= 95.0 {
-                    HealthStatus::Critical
-                } else if used >= f64::from(options.max_disk_usage) {
-                    HealthStatus::Warning
-                } else {
-                    HealthStatus::Ok
-                };
                 check(
-                    status,
+                    disk_status(used, options.max_disk_usage),
                     format!(
-                        "{used:.0} % used on {} (warning at {} %, critical at 95 %)",
+                        "{used:.0} % used on {} (warning at {} %, critical at {} %)",
                         root.display(),
-                        options.max_disk_usage
+                        options.max_disk_usage,
+                        critical_disk_usage(options.max_disk_usage)
                     ),
                 )
             }
@@ -617,9 +612,50 @@ fn human(d: Duration) -> String {
     }
 }
 
+/// Disk usage (percent) that is critical: 95, or the warning threshold when that is higher,
+/// so that a warning threshold of 97 % does not turn critical at 95 % first.
+fn critical_disk_usage(warning: u8) -> u8 {
+    warning.max(95)
+}
+
+fn disk_status(used: f64, warning: u8) -> HealthStatus {
+    if used >= f64::from(critical_disk_usage(warning)) {
+        HealthStatus::Critical
+    } else if used >= f64::from(warning) {
+        HealthStatus::Warning
+    } else {
+        HealthStatus::Ok
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: `--max-disk-usage 100` (the tests' way of setting the disk check aside)
+    /// still went critical at 95 %, failing the health tests on a nearly full disk.
+    #[test]
+    fn a_warning_threshold_above_95_raises_the_critical_one_with_it() {
+        use HealthStatus::*;
+        let cases = [
+            (50.0, 80, Ok),
+            (80.0, 80, Warning),
+            (94.9, 80, Warning),
+            (95.0, 80, Critical),
+            (95.0, 100, Ok),
+            (99.9, 100, Ok),
+            (100.0, 100, Critical),
+            (96.0, 97, Ok),
+            (97.0, 97, Critical),
+        ];
+        for (used, warning, expected) in cases {
+            assert_eq!(
+                disk_status(used, warning),
+                expected,
+                "{used} % with warning at {warning} %"
+            );
+        }
+    }
 
     #[test]
     fn durations_read_at_a_glance_and_states_order_by_badness() {
