@@ -327,6 +327,16 @@ measure() {
         "$status" "$note" "$xfer" >>"$RESULTS"
 }
 
+# results_for NAME: measure's rows from here on go to a new results-NAME.tsv, steps counted
+# from 1, no tool broken yet.
+results_for() {
+    TREE=$1
+    RESULTS=$W/results-$1.tsv
+    STEP=0
+    BROKEN=()
+    : >"$RESULTS"
+}
+
 # setup TOOL CMD... : an untimed preparation step; if it fails, the tool's rows say so.
 setup() {
     local key=$1
@@ -347,10 +357,7 @@ bench_tree() {
     TREE=$1
     local src=$W/data/$TREE
     R=$W/run/$TREE
-    RESULTS=$W/results-$TREE.tsv
-    STEP=0
-    BROKEN=()
-    : >"$RESULTS"
+    results_for "$TREE"
     log "== tree $TREE (scale $SCALE, seed $SEED)"
     python3 "$BENCH/gen.py" ensure --tree "$TREE" --dir "$src" --seed "$SEED" --scale "$SCALE" >&2
     rm -rf "$R"
@@ -564,11 +571,7 @@ stop_s3() {
 plain_seconds() { sed -n 's/^s3plain [a-z]*: [0-9]* bytes in \([0-9.]*\) s .*/\1/p' "$1" | tail -n 1; }
 
 bench_s3() {
-    TREE=s3
-    RESULTS=$W/results-s3.tsv
-    STEP=0
-    BROKEN=()
-    : >"$RESULTS"
+    results_for s3
     : >"$W/summary-s3.txt"
     local src=$W/data/media
     R=$W/run/s3
@@ -722,11 +725,7 @@ pg_ensure_db() {
 }
 
 bench_postgres() {
-    TREE=postgres
-    RESULTS=$W/results-postgres.tsv
-    STEP=0
-    BROKEN=()
-    : >"$RESULTS"
+    results_for postgres
     R=$W/run/postgres
     rm -rf "$R"
     mkdir -p "$R"
@@ -778,11 +777,7 @@ bench_postgres() {
 }
 
 bench_sqlite() {
-    TREE=sqlite
-    RESULTS=$W/results-sqlite.tsv
-    STEP=0
-    BROKEN=()
-    : >"$RESULTS"
+    results_for sqlite
     R=$W/run/sqlite
     rm -rf "$R"
     mkdir -p "$R"
@@ -818,23 +813,11 @@ bench_sqlite() {
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
 }
 
-# One backup of the scale section: appends "files, step, seconds, peak RSS KiB, bytes stored".
-scale_step() {
-    local n=$1 step=$2 src=$3 repo=$4 before after out
-    shift 4
-    sync
-    before=$(dsize "$repo")
-    out=$({ /usr/bin/time -f '%e %M' "$SB" -q --repo "$repo" backup files bench "$src" "$@" >/dev/null; } 2>&1 | tail -n 1)
-    after=$(dsize "$repo")
-    printf '%s\t%s\t%s\t%s\t%s\n' "$n" "$step" "${out% *}" "${out#* }" "$((after - before))" >>"$W/scale.tsv"
-    log "scale $n files / $step: ${out% *} s, $((${out#* } / 1024)) MB RSS, $((after - before)) bytes stored"
-}
-
 bench_scale() {
+    results_for scale
     local R=$W/run/scale s n src repo
     rm -rf "$R"
     mkdir -p "$R"
-    : >"$W/scale.tsv"
     for s in $(awk -v s="$SCALE" 'BEGIN { print s / 10, s }'); do
         n=$(awk -v s="$s" 'BEGIN { printf "%d", 1000000 * s }')
         src=$W/data/sparse-$n
@@ -843,17 +826,19 @@ bench_scale() {
         python3 "$BENCH/gen.py" ensure --tree sparse --dir "$src" --seed "$SEED" --scale "$s" >&2
         "$SB" -q --repo "$repo" init
         warm "$src"
-        scale_step "$n" "full" "$src" "$repo" --full
-        scale_step "$n" "no-change" "$src" "$repo"
+        measure "full" "$n" "" delta "$repo" -- "$SB" -q --repo "$repo" backup files bench "$src" --full
+        measure "no-change" "$n" "" delta "$repo" -- "$SB" -q --repo "$repo" backup files bench "$src"
         python3 "$BENCH/gen.py" mutate --tree sparse --dir "$src" --seed "$SEED" --scale "$s" --fraction 0.01 >&2
-        scale_step "$n" "1 % changed" "$src" "$repo"
+        measure "1 % changed" "$n" "" delta "$repo" -- "$SB" -q --repo "$repo" backup files bench "$src"
         python3 "$BENCH/gen.py" ensure --tree sparse --dir "$src" --seed "$SEED" --scale "$s" >&2
         [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$repo"
     done
-    # Linear in the number of files between the two sizes, extended to 10M.
+    # measure's rows (step, files, wall s, CPU s, RSS MB, stored MB, status): linear in the
+    # number of files between the two sizes, extended to 10M.
     awk -F '\t' '
-        { key = $2; if (!(key in n1)) { order[++k] = key; n1[key] = $1; t1[key] = $3; r1[key] = $4; b1[key] = $5 }
-          else { n2[key] = $1; t2[key] = $3; r2[key] = $4; b2[key] = $5 } }
+        $7 != "ok" { failed[$1] = 1; next }
+        { key = $1; if (!(key in n1)) { order[++k] = key; n1[key] = $2; t1[key] = $3; r1[key] = $5; b1[key] = $6 }
+          else { n2[key] = $2; t2[key] = $3; r2[key] = $5; b2[key] = $6 } }
         function at(v1, v2, x) { return v2 + (v2 - v1) / (N2 - N1) * (x - N2) }
         END {
             N1 = n1[order[1]]; N2 = n2[order[1]]
@@ -861,14 +846,15 @@ bench_scale() {
             print "|---|---|---|---|---|"
             for (i = 1; i <= k; i++) {
                 key = order[i]
+                if (key in failed) { printf "| %s | failed: see the logs |||\n", key; continue }
                 printf "| %s | %.2f s, %.0f MB, %.2f MB | %.2f s, %.0f MB, %.2f MB | %.2f µs, %.0f B RSS, %.0f B stored | %.0f s, %.0f MB RSS, %.0f MB stored |\n",
-                    key, t1[key], r1[key] / 1024, b1[key] / 1048576, t2[key], r2[key] / 1024, b2[key] / 1048576,
-                    (t2[key] - t1[key]) / (N2 - N1) * 1e6, (r2[key] - r1[key]) * 1024 / (N2 - N1), (b2[key] - b1[key]) / (N2 - N1),
-                    at(t1[key], t2[key], 1e7), at(r1[key], r2[key], 1e7) / 1024, at(b1[key], b2[key], 1e7) / 1048576
+                    key, t1[key], r1[key], b1[key], t2[key], r2[key], b2[key],
+                    (t2[key] - t1[key]) / (N2 - N1) * 1e6, (r2[key] - r1[key]) * 1048576 / (N2 - N1), (b2[key] - b1[key]) * 1048576 / (N2 - N1),
+                    at(t1[key], t2[key], 1e7), at(r1[key], r2[key], 1e7), at(b1[key], b2[key], 1e7)
             }
             print ""
             print "Targets (issue: speed and scale): no-change backup of 1M files under 100 MB peak RSS and flat from 100k to 1M; a no-change snapshot of 1M files stores at most 64 KB."
-        }' "$W/scale.tsv" | tee "$W/scale.md" >&2
+        }' "$RESULTS" | tee "$W/scale.md" >&2
 }
 
 bench_wal() {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use strongbox_archive::{Compression, Encoder};
 
-use crate::harness::{names, object_key, tree, write, Env};
+use crate::harness::{names, object_key, plant_lock, tree, write, Env};
 
 fn one_line(stderr: &str) -> &str {
     let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
@@ -30,6 +30,27 @@ fn zstd(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = Encoder::new(Vec::new(), Compression::Zstd(3), 0).unwrap();
     std::io::Write::write_all(&mut encoder, bytes).unwrap();
     encoder.finish().unwrap()
+}
+
+/// A tar entry: name, type, link target, content.
+type TarEntry<'a> = (&'a str, tar::EntryType, &'a str, &'a [u8]);
+
+/// A GNU tar of `entries`, as a hostile archive might hold them.
+fn tar_of(entries: &[TarEntry<'_>]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for &(name, kind, link, data) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_path(name).unwrap();
+        if !link.is_empty() {
+            header.set_link_name(link).unwrap();
+        }
+        header.set_mode(0o644);
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        builder.append(&header, data).unwrap();
+    }
+    builder.into_inner().unwrap()
 }
 
 fn small_repo() -> (Env, serde_json::Value) {
@@ -224,14 +245,18 @@ fn restore_target_that_is_a_file_is_refused() {
 #[test]
 fn a_held_lock_refuses_a_second_backup_and_a_dead_holder_is_taken_over() {
     let (env, _) = small_repo();
-    let lock = Path::new(&env.repo).join("locks/media.json");
     let host = fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap()
         .trim()
         .to_string();
     // A live holder: this test process.
-    let live = serde_json::json!({"set": "media", "operation": "backup", "host": host, "pid": std::process::id(), "time": "2025-12-27T02:00:00Z"});
-    write(&lock, live.to_string().as_bytes());
+    let lock = plant_lock(
+        &env,
+        "backup",
+        &host,
+        std::process::id(),
+        "2025-12-27T02:00:00Z",
+    );
     let err = env.fails(
         &[
             "backup",
@@ -256,8 +281,7 @@ fn a_held_lock_refuses_a_second_backup_and_a_dead_holder_is_taken_over() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
     child.wait().unwrap();
-    let stale = serde_json::json!({"set": "media", "operation": "backup", "host": host, "pid": dead, "time": "2025-12-27T02:00:00Z"});
-    write(&lock, stale.to_string().as_bytes());
+    plant_lock(&env, "backup", &host, dead, "2025-12-27T02:00:00Z");
     env.backup("media", &env.path("src"), &[]);
     assert_eq!(env.snapshot_ids().len(), 2);
     assert!(!lock.exists(), "lock released after the backup");
@@ -578,26 +602,27 @@ fn archive_entries_of_other_kinds_or_through_a_symlink_are_refused_and_nothing_i
     let outside = env.path("outside");
     fs::create_dir(&outside).unwrap();
     // Each tar holds what the listing says is a file (`a.txt`, `b/c.txt`) as something else.
-    let cases = [
-        ("hard link out of the tree", "t = tarfile.TarInfo('a.txt'); t.type = tarfile.LNKTYPE; t.linkname = '/etc/passwd'; tar.addfile(t)", "a.txt"),
-        ("device node", "t = tarfile.TarInfo('a.txt'); t.type = tarfile.CHRTYPE; t.devmajor = 1; t.devminor = 3; tar.addfile(t)", "a.txt"),
-        ("FIFO", "t = tarfile.TarInfo('a.txt'); t.type = tarfile.FIFOTYPE; tar.addfile(t)", "a.txt"),
-        ("symlink, then a file through it", &format!("t = tarfile.TarInfo('b'); t.type = tarfile.SYMTYPE; t.linkname = '{}'; tar.addfile(t); d = b'pwned'; t = tarfile.TarInfo('b/c.txt'); t.size = len(d); tar.addfile(t, io.BytesIO(d))", outside.display()), "b"),
+    use tar::EntryType::{Char, Fifo, Link, Regular, Symlink};
+    let outside_path = outside.display().to_string();
+    let cases: [(&str, Vec<TarEntry<'_>>, &str); 4] = [
+        (
+            "hard link out of the tree",
+            vec![("a.txt", Link, "/etc/passwd", b"")],
+            "a.txt",
+        ),
+        ("device node", vec![("a.txt", Char, "", b"")], "a.txt"),
+        ("FIFO", vec![("a.txt", Fifo, "", b"")], "a.txt"),
+        (
+            "symlink, then a file through it",
+            vec![
+                ("b", Symlink, &outside_path, b""),
+                ("b/c.txt", Regular, "", b"pwned"),
+            ],
+            "b",
+        ),
     ];
-    for (what, script, named) in cases {
-        let tar = std::process::Command::new("python3")
-            .arg("-c")
-            .arg(format!(
-                "import io, sys, tarfile\nbuf = io.BytesIO()\ntar = tarfile.open(fileobj=buf, mode='w', format=tarfile.GNU_FORMAT)\n{script}\ntar.close()\nsys.stdout.buffer.write(buf.getvalue())"
-            ))
-            .output()
-            .unwrap();
-        assert!(
-            tar.status.success(),
-            "{what}: {}",
-            String::from_utf8_lossy(&tar.stderr)
-        );
-        plant(&env, &record, "archive", &zstd(&tar.stdout));
+    for (what, entries, named) in cases {
+        plant(&env, &record, "archive", &zstd(&tar_of(&entries)));
         let err = refused_restore(&env, "media:latest", &env.path("target"));
         assert!(
             err.contains(named) && err.contains("different entry"),

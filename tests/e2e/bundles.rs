@@ -459,13 +459,7 @@ fn a_bundle_is_refused_while_any_member_is_locked_and_writes_nothing() {
     assert!(out.status.success(), "{}", stderr(&out));
     let before = env.snapshot_ids();
     // A backup (or prune) of the member running on another host.
-    let lock = Path::new(&env.repo).join("locks/media.json");
-    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
-    let info = serde_json::json!({
-        "set": "media", "operation": "prune", "host": "db-host-2", "pid": 4242,
-        "time": "2026-11-30T02:00:00Z",
-    });
-    std::fs::write(&lock, info.to_string()).unwrap();
+    crate::harness::plant_lock(&env, "prune", "db-host-2", 4242, "2026-11-30T02:00:00Z");
     write(&media.join("avatars/3.gif"), b"three");
     let out = run(&env, &config, None, &["backup", "platform"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

@@ -324,6 +324,17 @@ pub fn named_check<'a>(checks: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no check {name} in {checks:#}"))
 }
 
+/// Plant the lock of set `media` as held by `operation` in process `pid` on `host` since
+/// `time` (RFC 3339): another host's run, or a live or gone process of this one.
+pub fn plant_lock(env: &Env, operation: &str, host: &str, pid: u32, time: &str) -> PathBuf {
+    let lock = Path::new(&env.repo).join("locks/media.json");
+    let info = serde_json::json!({
+        "set": "media", "operation": operation, "host": host, "pid": pid, "time": time,
+    });
+    write(&lock, info.to_string().as_bytes());
+    lock
+}
+
 /// Run `sql` with the sqlite3 CLI on the database file `db` (created when missing); its
 /// output.
 pub fn sqlite(db: &Path, sql: &str) -> String {

@@ -7,14 +7,7 @@ use std::path::Path;
 use crate::harness::{write, Env};
 
 fn plant_lock(env: &Env, host: &str, pid: u32) -> std::path::PathBuf {
-    let lock = Path::new(&env.repo).join("locks/media.json");
-    fs::create_dir_all(lock.parent().unwrap()).unwrap();
-    let info = serde_json::json!({
-        "set": "media", "operation": "backup", "host": host, "pid": pid,
-        "time": "2026-11-30T02:00:00Z",
-    });
-    fs::write(&lock, info.to_string()).unwrap();
-    lock
+    crate::harness::plant_lock(env, "backup", host, pid, "2026-11-30T02:00:00Z")
 }
 
 #[test]

@@ -236,14 +236,7 @@ fn health_conditions_each_give_their_state_and_exit_code() {
     // A stale lock and a run stuck in `running`, both of a dead process on this host.
     let pid = dead_pid();
     let now = chrono::Utc::now().to_rfc3339();
-    write(
-        &Path::new(&env.repo).join("locks/media.json"),
-        format!(
-            r#"{{"set":"media","operation":"backup","host":"{}","pid":{pid},"time":"{now}"}}"#,
-            host()
-        )
-        .as_bytes(),
-    );
+    crate::harness::plant_lock(&env, "backup", &host(), pid, &now);
     write(
         &Path::new(&env.repo).join("sets/media/runs/20200101T000000.000Z-backup-dead.json"),
         format!(r#"{{"operation":"backup","set":"media","status":"running","started":"{now}","finished":null,"snapshot":null,"error":null,"host":"{}","pid":{pid}}}"#, host()).as_bytes(),

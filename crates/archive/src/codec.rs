@@ -200,7 +200,7 @@ impl<W: Write + Send + 'static> Encoder<W> {
                 Inner::Frames(FrameEncoder::new(inner, level, threads)?)
             }
             Compression::Zstd(level) => {
-                let mut encoder = zstd::stream::write::Encoder::new(Out::new(inner, 0)?, level)?;
+                let mut encoder = zstd::stream::write::Encoder::new(Out::Direct(inner), level)?;
                 // As the zstd CLI does: a frame's content checksum, checked by every reader
                 // (`zstd -d` too), catches damage where no record holds a SHA-256 (WAL).
                 encoder.include_checksum(true)?;

@@ -264,19 +264,15 @@ fn compress_chunk(
     if input.is_empty() {
         return compress_run(compressor, input, output);
     }
+    // Each block is probed once; runs of blocks of one kind make one frame each.
+    let random: Vec<bool> = input.chunks(BLOCK).map(looks_random).collect();
     let mut start = 0;
-    while start < input.len() {
-        let raw = looks_random(&input[start..(start + BLOCK).min(input.len())]);
-        let mut end = (start + BLOCK).min(input.len());
-        while end < input.len() && looks_random(&input[end..(end + BLOCK).min(input.len())]) == raw
-        {
-            end = (end + BLOCK).min(input.len());
-        }
-        let run = &input[start..end];
-        if raw {
-            raw_frame(run, output);
+    for run in random.chunk_by(|a, b| a == b) {
+        let end = (start + run.len() * BLOCK).min(input.len());
+        if run[0] {
+            raw_frame(&input[start..end], output);
         } else {
-            compress_run(compressor, run, output)?;
+            compress_run(compressor, &input[start..end], output)?;
         }
         start = end;
     }

@@ -1,7 +1,8 @@
 //! Tar streams in and out of strongbox snapshots.
 //!
 //! A files snapshot stores its new and changed entries as one tar stream, compressed with
-//! zstd (independent frames compressed on every core), gzip or nothing. Standard tools read it: `zstd -dc x.tar.zst | tar x`.
+//! zstd (independent frames compressed on every core), gzip or nothing. Standard tools read
+//! it: `zstd -dc x.tar.zst | tar x`.
 //! This crate writes tar streams ([`ArchiveWriter`]) and reads them back
 //! ([`ArchiveReader`]); it holds the codecs ([`Encoder`], [`Decoder`], which detects a
 //! stream's codec by its magic bytes) that the repository's object pipeline applies to every

@@ -58,7 +58,7 @@ impl Check {
 }
 
 /// The check's answer on one line: `ok`, or the problems found.
-fn integrity_check(conn: &Connection, file: &Path, check: Check) -> Result<String, Error> {
+fn run_check(conn: &Connection, file: &Path, check: Check) -> Result<String, Error> {
     let run = || -> rusqlite::Result<Vec<String>> {
         let mut statement = conn.prepare(&format!("PRAGMA {}", check.pragma()))?;
         let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
@@ -238,7 +238,7 @@ impl DatabaseSource for SqliteSource {
         // failed check fails the backup, whose record is then never written.
         let (integrity, streamed) = std::thread::scope(|scope| {
             let checking = scope.spawn(|| {
-                let integrity = integrity_check(&conn, &source, Check::Quick)?;
+                let integrity = run_check(&conn, &source, Check::Quick)?;
                 close(conn, &staged)?;
                 Ok::<_, Error>(integrity)
             });
@@ -410,7 +410,7 @@ fn check_copy(staged: &Path, named: &Path, check: Check) -> Result<Connection, E
         });
     }
     let conn = Connection::open(staged).map_err(|e| Error::sqlite("opening", named, e))?;
-    let integrity = integrity_check(&conn, named, check)?;
+    let integrity = run_check(&conn, named, check)?;
     if integrity != "ok" {
         return Err(Error::Integrity {
             file: named.to_path_buf(),
@@ -458,7 +458,7 @@ impl DatabaseTarget for SqliteTarget {
         let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| Error::sqlite("opening", &path, e))?;
         let integrity = Inspection::timed(Probe::Integrity, || {
-            match integrity_check(&conn, &path, Check::Full) {
+            match run_check(&conn, &path, Check::Full) {
                 Ok(result) if result == "ok" => Ok("integrity_check: ok".to_string()),
                 Ok(result) => Err(format!("integrity_check: {result}")),
                 Err(e) => Err(crate::error::chain(&e)),
