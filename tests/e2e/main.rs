@@ -12,6 +12,7 @@ mod encryption;
 mod files;
 mod harness;
 mod interrupt;
+mod listings;
 mod locks;
 mod operations;
 mod package;

@@ -6,7 +6,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{noise, tree, write, Env, Node};
+use crate::harness::{noise, object_key, tree, write, Env, Node};
 
 /// The page's `sh` blocks, each with the heading of the section it stands in.
 fn doc_blocks() -> Vec<(String, String)> {
@@ -129,6 +129,10 @@ fn the_documented_recipe_restores_a_full_and_the_end_of_an_incremental_chain() {
         symlink("../photos/a.jpg", src.join("docs/photo-link")).unwrap();
         let long = format!("{}.txt", "x".repeat(150));
         write(&src.join("docs").join(&long), b"long");
+        // Enough unchanged files that the later listings are stored as deltas.
+        for i in 0..60 {
+            write(&src.join(format!("bulk/{i}.txt")), b"unchanged");
+        }
         let full = env.backup(set_name(codec), &src, &["--compression", codec]);
         let full_tree = tree(&src);
 
@@ -139,6 +143,16 @@ fn the_documented_recipe_restores_a_full_and_the_end_of_an_incremental_chain() {
         fs::remove_dir_all(src.join("nested")).unwrap();
         write(&src.join("photos/c.jpg"), &noise(4, 1000));
         let last = env.backup(set_name(codec), &src, &["--compression", codec]);
+        let listing = Path::new(&env.repo).join(object_key(&last, "listing"));
+        let json = Command::new("zstd")
+            .arg("-dc")
+            .arg(&listing)
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&json.stdout).contains(r#""format":"strongbox-files-delta""#),
+            "{codec}: the recipe must resolve a delta chain"
+        );
 
         let t1 = env.path("full");
         run_recipe(&env, set_name(codec), full["id"].as_str().unwrap(), &t1);

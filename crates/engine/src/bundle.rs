@@ -10,7 +10,7 @@ use std::time::Instant;
 use chrono::Utc;
 use strongbox_db_dump::{Error as DbError, SnapshotQuery};
 use strongbox_manifest::{
-    BundleStats, Listing, ReferenceCheck, RestorePoint, Snapshot, SnapshotId, SnapshotKind,
+    BundleStats, FileType, ReferenceCheck, RestorePoint, Snapshot, SnapshotId, SnapshotKind,
     SourceError, SourceKind, Stats, FORMAT_VERSION,
 };
 use strongbox_storage::{host_name, layout};
@@ -308,14 +308,15 @@ impl crate::Reader {
             .collect()
     }
 
-    /// The regular files of a files snapshot, streamed from its listing.
+    /// The regular files of a files snapshot, from its resolved listing.
     pub(crate) fn file_paths(&self, files: &Snapshot) -> Result<Vec<String>, Error> {
-        let object = crate::engine::listing_object(files)?;
-        let reader = self.repo.open_object(&object.key, Some(object))?;
-        Ok(Listing::file_paths(
-            &object.key,
-            BufReader::with_capacity(1 << 20, reader),
-        )?)
+        Ok(self
+            .listing(files)?
+            .entries
+            .into_iter()
+            .filter(|e| e.kind == FileType::File)
+            .map(|e| e.path)
+            .collect())
     }
 
     /// A bundle's member snapshots, databases first; only `only` when given. A member

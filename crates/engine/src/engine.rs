@@ -2,7 +2,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use strongbox_alert::Notifier;
-use strongbox_manifest::{Includes, Listing, ObjectRole, Snapshot, SourceKind};
+use strongbox_manifest::{Includes, Listing, ObjectRef, ObjectRole, Snapshot, SourceKind};
 use strongbox_storage::{RepoReader, Repository};
 
 use crate::journal::{Journal, Operation, RunOutcome, RunStatus};
@@ -92,8 +92,14 @@ impl Reader {
             .collect()
     }
 
-    /// The files listing of a files snapshot.
+    /// The files listing of a files snapshot: its whole tree, with any delta chain applied.
     pub fn listing(&self, snapshot: &Snapshot) -> Result<Listing, Error> {
+        Ok(self.resolve_listing(snapshot)?.listing)
+    }
+
+    /// A files snapshot's listing resolved to its whole tree: a delta listing is applied to
+    /// its base, back to the nearest whole listing.
+    pub(crate) fn resolve_listing(&self, snapshot: &Snapshot) -> Result<ResolvedListing, Error> {
         if snapshot.source != SourceKind::Files {
             return Err(Error::WrongSource {
                 id: snapshot.id.to_string(),
@@ -101,7 +107,49 @@ impl Reader {
                 reason: "it has no files listing".to_string(),
             });
         }
-        let object = listing_object(snapshot)?;
+        let own = listing_object(snapshot)?.clone();
+        let mut object = own.clone();
+        let mut deltas = Vec::new();
+        let whole = loop {
+            let listing = self.read_listing(&object)?;
+            let Some(delta) = &listing.delta else {
+                break listing;
+            };
+            // Writers keep chains short; a long one is damage (or a loop), not history.
+            if deltas.len() >= MAX_CHAIN {
+                return Err(Error::BadRecord {
+                    id: snapshot.id.to_string(),
+                    reason: format!("its listing's delta chain is longer than {MAX_CHAIN}"),
+                });
+            }
+            let base = ObjectRef {
+                key: delta.key.clone(),
+                size: delta.size,
+                sha256: delta.sha256.clone(),
+                role: ObjectRole::Listing,
+            };
+            deltas.push((std::mem::replace(&mut object, base), listing));
+        };
+        let chain = deltas
+            .first()
+            .and_then(|(_, l)| l.delta.as_ref())
+            .map_or((0, 0), |d| (d.depth, d.changes));
+        let mut objects = vec![object];
+        let mut listing = whole;
+        for (object, delta) in deltas.into_iter().rev() {
+            listing = delta.apply_to(&object.key, listing)?;
+            objects.push(object);
+        }
+        Ok(ResolvedListing {
+            listing,
+            own,
+            objects,
+            chain,
+        })
+    }
+
+    /// One stored listing object, whole or delta, checked against its recorded digest.
+    fn read_listing(&self, object: &ObjectRef) -> Result<Listing, Error> {
         let json = self
             .repo
             .read_object(&object.key, Some(object))
@@ -165,6 +213,21 @@ impl Reader {
         }
         result
     }
+}
+
+/// Deltas a reader follows before it calls a listing's chain damaged.
+const MAX_CHAIN: usize = 1000;
+
+/// A files listing resolved to its whole tree.
+pub(crate) struct ResolvedListing {
+    /// The whole tree.
+    pub listing: Listing,
+    /// The snapshot's own listing object.
+    pub own: ObjectRef,
+    /// Every listing object it was read from: the whole one first, then each delta.
+    pub objects: Vec<ObjectRef>,
+    /// The `(depth, changes)` of the delta chain, `(0, 0)` for a whole listing.
+    pub chain: (u32, u64),
 }
 
 /// The listing object a files snapshot's record names.

@@ -231,15 +231,18 @@ impl Engine {
         let kept: Vec<&Snapshot> = plan.keep().map(|d| by_id[d.id.as_str()]).collect();
         let forgotten: Vec<&Snapshot> = plan.forget().map(|d| by_id[d.id.as_str()]).collect();
 
-        // Everything a kept snapshot needs: its own objects and every archive its listing
-        // draws from, whoever wrote it.
+        // Everything a kept snapshot needs: its own objects, every listing its own is a
+        // delta of, and every archive its listing draws from, whoever wrote them.
         let objects = self.repo.list(&layout::data_prefix(set))?;
         let archives = self.repo.archives(set)?;
         let mut needed: HashSet<String> = HashSet::new();
         for snapshot in &kept {
             needed.extend(snapshot.objects.iter().map(|o| o.key.clone()));
             if snapshot.source == SourceKind::Files {
-                for holder in self.listing(snapshot)?.by_holder().keys() {
+                let resolved = self.resolve_listing(snapshot)?;
+                // A delta listing needs every listing back to a whole one.
+                needed.extend(resolved.objects.iter().map(|o| o.key.clone()));
+                for holder in resolved.listing.by_holder().keys() {
                     match archives.get(*holder) {
                         Some(archive) => needed.insert(archive.key.clone()),
                         None => {

@@ -12,11 +12,21 @@ use strongbox_manifest::{
 };
 
 use super::{BackupRun, Draft, Source};
+use crate::engine::ResolvedListing;
 use crate::progress::Tracked;
 use crate::{Cancel, Error, Progress};
 
 /// Listings are zstd at this level whatever the archives' compression (`.files.json.zst`).
 const LISTING_COMPRESSION: Compression = Compression::Zstd(3);
+
+/// Deltas in a row before a listing is stored whole again: a restore reads at most this
+/// many small objects besides the whole listing.
+const MAX_DELTA_DEPTH: u32 = 30;
+
+/// A listing is stored whole again once the deltas since the last whole one changed more
+/// than 1 / this of the tree's entries: past that, applying them costs more than a whole
+/// listing saves.
+const MAX_CHANGED_SHARE: u64 = 4;
 
 /// A directory tree to back up: the `files` kind of a set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,12 +133,17 @@ impl Source for FilesSource {
             .and_then(|p| p.file_stats())
             .map_or(0, |s| (s.files + s.dirs + s.symlinks) as usize);
         let (walk, parent_listing) = std::thread::scope(|scope| {
-            let loading = scope.spawn(|| parent.map(|p| run.listing(p)).transpose());
+            let loading = scope.spawn(|| parent.map(|p| run.resolved_listing(p)).transpose());
             let walk = walk_tree(&self.root, &self.excludes, capacity);
             let parent_listing = loading.join().expect("listing loader does not panic");
             (walk, parent_listing)
         });
-        let scan = diff(walk?, parent_listing?.as_ref(), self.spec.rehash);
+        let parent_listing = parent_listing?;
+        let scan = diff(
+            walk?,
+            parent_listing.as_ref().map(|p| &p.listing),
+            self.spec.rehash,
+        );
         run.progress().finish();
         run.cancel().check()?;
 
@@ -228,7 +243,7 @@ impl Source for FilesSource {
             .sink
             .create_small("files.json.zst", LISTING_COMPRESSION)?;
         let key = writer.key().to_string();
-        Listing::new(id, entries)
+        stored_listing(Listing::new(id, entries), parent_listing.as_ref())
             .write_json(&mut writer)
             .and_then(|()| writer.flush())
             .map_err(|source| Error::Upload { key, source })?;
@@ -243,6 +258,25 @@ impl Source for FilesSource {
             errors,
             warnings,
         })
+    }
+}
+
+/// The listing to store: a delta of the parent's while the chain is short and has changed
+/// little of the tree; else the whole tree. A no-change snapshot then stores a few hundred
+/// bytes however large the tree, and a restore resolves at most `MAX_DELTA_DEPTH` small
+/// deltas on top of one whole listing.
+fn stored_listing(whole: Listing, parent: Option<&ResolvedListing>) -> Listing {
+    let Some(parent) = parent else {
+        return whole;
+    };
+    let delta = whole.delta_from(&parent.listing, &parent.own, parent.chain);
+    let chain = delta.delta.as_ref().expect("delta_from makes a delta");
+    if chain.depth <= MAX_DELTA_DEPTH
+        && chain.changes.saturating_mul(MAX_CHANGED_SHARE) <= whole.entries.len() as u64
+    {
+        delta
+    } else {
+        whole
     }
 }
 
@@ -312,9 +346,69 @@ fn file_stats(entries: &[FileEntry], changes: &[Change], deleted: u64) -> FileSt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strongbox_manifest::{ObjectRef, SnapshotId};
 
     fn snap(id: &str, kind: SnapshotKind) -> Snapshot {
         crate::fixtures::snapshot("s", id, kind)
+    }
+
+    fn listing(id: &str, sizes: &[u64]) -> Listing {
+        let entries = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| FileEntry {
+                path: format!("f{i:03}"),
+                kind: FileType::File,
+                size,
+                mode: 0o644,
+                mtime: 0,
+                sha256: Some("00".repeat(32)),
+                target: None,
+                holder: None,
+                ctime: 0,
+                inode: i as u64,
+            })
+            .collect();
+        Listing::new(SnapshotId::parse(id).unwrap(), entries)
+    }
+
+    #[test]
+    fn a_listing_is_stored_as_a_delta_until_its_chain_is_long_or_has_changed_a_quarter() {
+        // (the parent's depth and changes, entries changed now, stored as a delta)
+        let cases = [
+            ((0, 0), 0, true),
+            ((0, 0), 25, true),
+            ((0, 0), 26, false),
+            ((29, 0), 0, true),
+            ((30, 0), 0, false),
+            ((10, 20), 5, true),
+            ((10, 20), 6, false),
+        ];
+        let parent = listing("20250101T000000Z-000001", &[1; 100]);
+        let own = ObjectRef {
+            key: "sets/s/data/20250101T000000Z-000001.files.json.zst".into(),
+            size: 1,
+            sha256: "00".repeat(32),
+            role: ObjectRole::Listing,
+        };
+        for (chain, changed, as_delta) in cases {
+            let mut sizes = [1; 100];
+            sizes[..changed].fill(2);
+            let whole = listing("20250101T000000Z-000002", &sizes);
+            let resolved = ResolvedListing {
+                listing: parent.clone(),
+                own: own.clone(),
+                objects: vec![own.clone()],
+                chain,
+            };
+            let stored = stored_listing(whole.clone(), Some(&resolved));
+            assert_eq!(stored.delta.is_some(), as_delta, "{chain:?} + {changed}");
+            if !as_delta {
+                assert_eq!(stored, whole);
+            }
+        }
+        let first = listing("20250101T000000Z-000002", &[1; 3]);
+        assert_eq!(stored_listing(first.clone(), None), first);
     }
 
     #[test]

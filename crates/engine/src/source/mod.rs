@@ -17,6 +17,7 @@ pub use files::{FilesSource, FilesSpec};
 pub use physical::BaseBackupSource;
 pub use sink::ObjectSink;
 
+use crate::engine::ResolvedListing;
 use crate::{Cancel, Error, Progress, Reader};
 
 /// Something to back up. The engine drives every kind the same way: lock the set, call
@@ -74,5 +75,10 @@ impl BackupRun<'_> {
     /// The files listing of an earlier snapshot (a parent to diff against).
     pub fn listing(&self, snapshot: &Snapshot) -> Result<Listing, Error> {
         self.reader.listing(snapshot)
+    }
+
+    /// The same, with the objects it was resolved from: a new listing may be a delta of it.
+    pub(crate) fn resolved_listing(&self, snapshot: &Snapshot) -> Result<ResolvedListing, Error> {
+        self.reader.resolve_listing(snapshot)
     }
 }
