@@ -170,8 +170,9 @@ fn permanent_s3_faults_fail_each_command_in_bounded_time_naming_the_key_and_chan
     assert_eq!(report["ok"], false, "{report}");
     assert!(report.to_string().contains(".tar.zst"), "{report}");
 
-    // prune: the forgotten snapshot's objects cannot be deleted.
-    let second = env.backup("media", &src, &["--part-size", "5"]);
+    // prune: the forgotten snapshot's objects cannot be deleted (a full snapshot, so that
+    // the kept one needs none of them).
+    let second = env.backup("media", &src, &["--part-size", "5", "--full"]);
     proxy.set(&token, &Plan::permanent("503", "/data/").method("POST"));
     let err = fails_in(&env, &["prune", "media", "--keep-last", "1"], bound);
     assert!(err.contains("sets/media/data/"), "{err}");

@@ -2,7 +2,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use strongbox_alert::Notifier;
-use strongbox_manifest::{Includes, Listing, ObjectRef, ObjectRole, Snapshot, SourceKind};
+use strongbox_manifest::{
+    FileEntry, Includes, Listing, ListingReader, ObjectRef, ObjectRole, Overlay, Snapshot,
+    SourceKind,
+};
 use strongbox_storage::{RepoReader, Repository};
 
 use crate::journal::{Journal, Operation, RunOutcome, RunStatus};
@@ -100,6 +103,17 @@ impl Reader {
     /// A files snapshot's listing resolved to its whole tree: a delta listing is applied to
     /// its base, back to the nearest whole listing.
     pub(crate) fn resolve_listing(&self, snapshot: &Snapshot) -> Result<ResolvedListing, Error> {
+        let stream = self.listing_stream(snapshot)?;
+        let entries = stream.entries.collect::<Result<Vec<_>, _>>()?;
+        Ok(ResolvedListing {
+            listing: Listing::new(snapshot.id.clone(), entries),
+            objects: stream.objects,
+        })
+    }
+
+    /// The same as a stream of entries, in listing order: memory holds the deltas, not the
+    /// tree.
+    pub(crate) fn listing_stream(&self, snapshot: &Snapshot) -> Result<ListingStream, Error> {
         if snapshot.source != SourceKind::Files {
             return Err(Error::WrongSource {
                 id: snapshot.id.to_string(),
@@ -109,52 +123,59 @@ impl Reader {
         }
         let own = listing_object(snapshot)?.clone();
         let mut object = own.clone();
-        let mut deltas = Vec::new();
-        let whole = loop {
-            let listing = self.read_listing(&object)?;
-            let Some(delta) = &listing.delta else {
-                break listing;
+        let mut expected = snapshot.id.clone();
+        let mut objects = Vec::new();
+        let mut overlay = Overlay::default();
+        let mut chain = None;
+        loop {
+            let reader = self.open_listing(&object)?;
+            let header = reader.header().clone();
+            if header.snapshot != expected {
+                return Err(Error::BadRecord {
+                    id: snapshot.id.to_string(),
+                    reason: format!(
+                        "its listing chain reaches {}, which belongs to {} instead of {expected}",
+                        object.key, header.snapshot
+                    ),
+                });
+            }
+            let Some(delta) = header.delta else {
+                objects.push(object);
+                objects.reverse();
+                return Ok(ListingStream {
+                    entries: Box::new(overlay.over(reader)),
+                    own,
+                    objects,
+                    chain: chain.unwrap_or((0, 0)),
+                });
             };
             // Writers keep chains short; a long one is damage (or a loop), not history.
-            if deltas.len() >= MAX_CHAIN {
+            if objects.len() >= MAX_CHAIN {
                 return Err(Error::BadRecord {
                     id: snapshot.id.to_string(),
                     reason: format!("its listing's delta chain is longer than {MAX_CHAIN}"),
                 });
             }
+            chain.get_or_insert((delta.depth, delta.changes));
+            overlay.add_older(&delta.removed, reader.collect::<Result<Vec<_>, _>>()?);
+            expected = delta.base.clone();
             let base = ObjectRef {
-                key: delta.key.clone(),
+                key: delta.key,
                 size: delta.size,
-                sha256: delta.sha256.clone(),
+                sha256: delta.sha256,
                 role: ObjectRole::Listing,
             };
-            deltas.push((std::mem::replace(&mut object, base), listing));
-        };
-        let chain = deltas
-            .first()
-            .and_then(|(_, l)| l.delta.as_ref())
-            .map_or((0, 0), |d| (d.depth, d.changes));
-        let mut objects = vec![object];
-        let mut listing = whole;
-        for (object, delta) in deltas.into_iter().rev() {
-            listing = delta.apply_to(&object.key, listing)?;
-            objects.push(object);
+            objects.push(std::mem::replace(&mut object, base));
         }
-        Ok(ResolvedListing {
-            listing,
-            own,
-            objects,
-            chain,
-        })
     }
 
-    /// One stored listing object, whole or delta, checked against its recorded digest.
-    fn read_listing(&self, object: &ObjectRef) -> Result<Listing, Error> {
-        let json = self
+    /// One stored listing object, whole or delta, checked against its digest as it is read.
+    fn open_listing(&self, object: &ObjectRef) -> Result<ListingReader, Error> {
+        let stored = self
             .repo
-            .read_object(&object.key, Some(object))
+            .open_object(&object.key, Some(object))
             .map_err(|e| match e {
-                // Fetched whole, so a failing stream is the bytes': a digest or codec error.
+                // A failing stream is the bytes': a digest or codec error.
                 strongbox_storage::Error::Stream { .. } => Error::Corrupt {
                     what: "listing",
                     key: object.key.clone(),
@@ -162,7 +183,7 @@ impl Reader {
                 },
                 e => e.into(),
             })?;
-        Ok(Listing::from_json(&object.key, &json)?)
+        Ok(ListingReader::new(&object.key, stored)?)
     }
 
     /// What restoring a files snapshot with `includes` would read and write.
@@ -218,16 +239,24 @@ impl Reader {
 /// Deltas a reader follows before it calls a listing's chain damaged.
 const MAX_CHAIN: usize = 1000;
 
+/// A files listing as a stream of entries, in listing order.
+pub(crate) struct ListingStream {
+    /// The whole tree's entries.
+    pub entries: Box<dyn Iterator<Item = Result<FileEntry, strongbox_manifest::Error>> + Send>,
+    /// The snapshot's own listing object.
+    pub own: ObjectRef,
+    /// Every listing object it is read from: the whole one first, then each delta.
+    pub objects: Vec<ObjectRef>,
+    /// The `(depth, changes)` of the delta chain, `(0, 0)` for a whole listing.
+    pub chain: (u32, u64),
+}
+
 /// A files listing resolved to its whole tree.
 pub(crate) struct ResolvedListing {
     /// The whole tree.
     pub listing: Listing,
-    /// The snapshot's own listing object.
-    pub own: ObjectRef,
     /// Every listing object it was read from: the whole one first, then each delta.
     pub objects: Vec<ObjectRef>,
-    /// The `(depth, changes)` of the delta chain, `(0, 0)` for a whole listing.
-    pub chain: (u32, u64),
 }
 
 /// The listing object a files snapshot's record names.

@@ -2,10 +2,15 @@
 //! listing from a directory tree by diffing it against the parent snapshot's listing.
 //!
 //! A [`Snapshot`] record is the commit point of a backup: it names the data objects it owns
-//! with their sizes and SHA-256 digests. A [`Listing`] is the whole tree of a files snapshot;
-//! each [`FileEntry`] names the snapshot (`holder`) whose archive stores its bytes, so an
-//! incremental snapshot's listing still describes the complete tree. [`Excludes`] decide
-//! what a backup takes, [`Includes`] what a partial restore writes.
+//! with their sizes and SHA-256 digests. A [`Listing`] is the tree of a files snapshot,
+//! stored whole or as a [`Delta`] of an earlier listing; each [`FileEntry`] names the
+//! snapshot (`holder`) whose archive stores its bytes, so an incremental snapshot's listing
+//! still describes the complete tree. [`Excludes`] decide what a backup takes, [`Includes`]
+//! what a partial restore writes.
+//!
+//! A backup never holds a tree whole: [`TreeWalk`] walks in listing order one directory at
+//! a time, [`ListingReader`] parses the parent's listing as it is read, an [`Overlay`]
+//! applies deltas to it, and [`Diff`] merges the two streams.
 //!
 //! ```
 //! use strongbox_manifest::{scan_tree, Change, Excludes};
@@ -25,6 +30,7 @@ mod id;
 mod listing;
 mod record;
 mod scan;
+mod stream;
 mod wal;
 
 pub use error::Error;
@@ -35,5 +41,6 @@ pub use record::{
     BundleStats, DatabaseStats, FileStats, ObjectRef, ObjectRole, ReferenceCheck, RestorePoint,
     Snapshot, SnapshotKind, SourceError, SourceKind, Stats, TableCount, FORMAT_VERSION,
 };
-pub use scan::{classify, diff, scan_tree, walk_tree, Change, Scan, Walk};
+pub use scan::{classify, scan_tree, Change, Diff, Scan, TreeWalk};
+pub use stream::{write_whole_listing, Applied, ListingHeader, ListingReader, Overlay};
 pub use wal::{first_gap, Lsn, PhysicalStats, Segment, WalFile, DEFAULT_SEGMENT_SIZE};

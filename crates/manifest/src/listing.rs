@@ -3,7 +3,7 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, ObjectRef, SnapshotId};
+use crate::{Error, SnapshotId};
 
 /// Kind of a tree entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,12 +88,12 @@ pub struct Delta {
     pub removed: Vec<String>,
 }
 
-const LISTING_FORMAT: &str = "strongbox-files";
+pub(crate) const LISTING_FORMAT: &str = "strongbox-files";
 /// A delta's own format name: versions before deltas refuse it instead of taking a delta
 /// for a whole tree.
-const DELTA_FORMAT: &str = "strongbox-files-delta";
+pub(crate) const DELTA_FORMAT: &str = "strongbox-files-delta";
 /// Listing versions this code reads: 1 (whole) and 2 (delta).
-const LISTING_VERSION: u32 = 2;
+pub(crate) const LISTING_VERSION: u32 = 2;
 
 impl Listing {
     /// A listing for `snapshot`.
@@ -107,108 +107,15 @@ impl Listing {
         }
     }
 
-    /// The delta that turns `base` (a whole listing, read from `base_object`) into `self`
-    /// (whole, sorted like every listing): the entries new or different, and the paths gone.
-    /// `base_chain` is the base's own `(depth, changes)` when it is itself resolved from a
-    /// delta.
-    pub fn delta_from(
-        &self,
-        base: &Listing,
-        base_object: &ObjectRef,
-        base_chain: (u32, u64),
-    ) -> Listing {
-        let mut entries = Vec::new();
-        let mut removed = Vec::new();
-        let (mut old, mut new) = (
-            base.entries.iter().peekable(),
-            self.entries.iter().peekable(),
-        );
-        loop {
-            match (old.peek(), new.peek()) {
-                (None, None) => break,
-                (Some(o), Some(n)) if o.path == n.path => {
-                    if o != n {
-                        entries.push((*n).clone());
-                    }
-                    old.next();
-                    new.next();
-                }
-                (Some(o), Some(n)) if o.path < n.path => {
-                    removed.push(o.path.clone());
-                    old.next();
-                }
-                (Some(o), None) => {
-                    removed.push(o.path.clone());
-                    old.next();
-                }
-                (_, Some(n)) => {
-                    entries.push((*n).clone());
-                    new.next();
-                }
-            }
-        }
-        let (depth, changes) = base_chain;
-        Listing {
+    /// A delta listing of `snapshot`: `entries` new or changed since the base `delta` names.
+    pub fn new_delta(snapshot: SnapshotId, delta: Delta, entries: Vec<FileEntry>) -> Self {
+        Self {
             format: DELTA_FORMAT.to_string(),
             version: LISTING_VERSION,
-            snapshot: self.snapshot.clone(),
-            delta: Some(Delta {
-                base: base.snapshot.clone(),
-                key: base_object.key.clone(),
-                size: base_object.size,
-                sha256: base_object.sha256.clone(),
-                depth: depth + 1,
-                changes: changes + (entries.len() + removed.len()) as u64,
-                removed,
-            }),
+            snapshot,
+            delta: Some(delta),
             entries,
         }
-    }
-
-    /// Apply this delta to `base`, the whole listing it names: the whole tree of this
-    /// listing's snapshot. `key` is where this delta was read, for errors.
-    pub fn apply_to(self, key: &str, base: Listing) -> Result<Listing, Error> {
-        let corrupt = |reason: String| Error::Corrupt {
-            what: "listing",
-            key: key.to_string(),
-            reason,
-        };
-        let Some(delta) = self.delta else {
-            return Err(corrupt("not a delta".to_string()));
-        };
-        if base.snapshot != delta.base || base.delta.is_some() {
-            return Err(corrupt(format!(
-                "its base is {}, given the {} listing of {}",
-                delta.base,
-                if base.delta.is_some() {
-                    "delta"
-                } else {
-                    "whole"
-                },
-                base.snapshot
-            )));
-        }
-        let mut merged = Vec::with_capacity(base.entries.len() + self.entries.len());
-        let mut removed = delta.removed.iter().peekable();
-        let mut changed = self.entries.into_iter().peekable();
-        for entry in base.entries {
-            while removed
-                .next_if(|p| p.as_str() < entry.path.as_str())
-                .is_some()
-            {}
-            if removed.next_if(|p| **p == entry.path).is_some() {
-                continue;
-            }
-            while let Some(new) = changed.next_if(|n| n.path < entry.path) {
-                merged.push(new);
-            }
-            match changed.next_if(|n| n.path == entry.path) {
-                Some(new) => merged.push(new),
-                None => merged.push(entry),
-            }
-        }
-        merged.extend(changed);
-        Ok(Listing::new(self.snapshot, merged))
     }
 
     /// Write as JSON (the object pipeline compresses it into `<id>.files.json.zst`),
@@ -373,109 +280,6 @@ mod tests {
             ctime: 0,
             inode: 0,
         }
-    }
-
-    fn id(n: u32) -> SnapshotId {
-        SnapshotId::parse(&format!("20250101T00000{n}Z-000000")).unwrap()
-    }
-
-    fn tree(n: u32, entries: &[(&str, u64)]) -> Listing {
-        Listing::new(
-            id(n),
-            entries
-                .iter()
-                .map(|&(path, size)| FileEntry {
-                    size,
-                    ..entry(path, FileType::File)
-                })
-                .collect(),
-        )
-    }
-
-    fn object(key: &str) -> ObjectRef {
-        ObjectRef {
-            key: key.to_string(),
-            size: 10,
-            sha256: "ab".repeat(32),
-            role: crate::ObjectRole::Listing,
-        }
-    }
-
-    /// (base, next, entries the delta carries, paths it removes)
-    type DeltaCase<'a> = (
-        &'a [(&'a str, u64)],
-        &'a [(&'a str, u64)],
-        &'a [&'a str],
-        &'a [&'a str],
-    );
-
-    #[test]
-    fn a_delta_carries_only_what_changed_and_applies_back_to_the_whole_tree() {
-        let cases: [DeltaCase<'_>; 7] = [
-            (&[("a", 1), ("b", 1)], &[("a", 1), ("b", 1)], &[], &[]),
-            (&[], &[("a", 1)], &["a"], &[]),
-            (&[("a", 1)], &[], &[], &["a"]),
-            (&[("a", 1), ("b", 1)], &[("a", 1), ("b", 2)], &["b"], &[]),
-            (
-                &[("a", 1), ("c", 1)],
-                &[("a", 1), ("b", 1), ("c", 1), ("d", 1)],
-                &["b", "d"],
-                &[],
-            ),
-            (
-                &[("a", 1), ("b", 1), ("c", 1)],
-                &[("b", 1)],
-                &[],
-                &["a", "c"],
-            ),
-            (
-                &[("a", 1), ("a/x", 1), ("a-b", 1), ("z", 1)],
-                &[("a", 2), ("a-b", 1), ("a/y", 1), ("zz", 1)],
-                &["a", "a/y", "zz"],
-                &["a/x", "z"],
-            ),
-        ];
-        for (base, next, carried, removed) in cases {
-            let mut base = tree(1, base);
-            base.entries.sort_by(|a, b| a.path.cmp(&b.path));
-            let mut next = tree(2, next);
-            next.entries.sort_by(|a, b| a.path.cmp(&b.path));
-            let delta = next.delta_from(&base, &object("k1"), (2, 7));
-            let paths: Vec<&str> = delta.entries.iter().map(|e| e.path.as_str()).collect();
-            let d = delta.delta.as_ref().unwrap();
-            assert_eq!(paths, carried, "{next:?}");
-            assert_eq!(d.removed, removed, "{next:?}");
-            assert_eq!(
-                (d.depth, d.changes),
-                (3, 7 + (carried.len() + removed.len()) as u64)
-            );
-            assert_eq!((d.base.clone(), d.key.as_str()), (id(1), "k1"));
-
-            let mut json = Vec::new();
-            delta.write_json(&mut json).unwrap();
-            let read = Listing::from_json("k2", &json).unwrap();
-            assert_eq!(read.apply_to("k2", base).unwrap(), next);
-        }
-    }
-
-    #[test]
-    fn a_delta_applies_only_to_the_whole_listing_it_names() {
-        let base = tree(1, &[("a", 1)]);
-        let delta = tree(2, &[("a", 2)]).delta_from(&base, &object("k1"), (0, 0));
-        let other = tree(3, &[("a", 1)]);
-        let error = delta.clone().apply_to("k2", other).unwrap_err().to_string();
-        assert!(
-            error.contains("k2") && error.contains(&id(1).to_string()),
-            "{error}"
-        );
-        let error = delta
-            .clone()
-            .apply_to("k2", delta.clone())
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("k2") && error.contains("delta"), "{error}");
-        let error = base.clone().apply_to("k1", base).unwrap_err().to_string();
-        assert!(error.contains("not a delta"), "{error}");
     }
 
     #[test]

@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::fs::{self, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -52,90 +51,82 @@ pub fn classify(parent: Option<&FileEntry>, current: &FileEntry, rehash: bool) -
     }
 }
 
-/// A walked tree, before it is compared with a parent.
-#[derive(Debug, Default)]
-pub struct Walk {
-    /// Entries sorted by path: a parent always precedes its children.
-    pub entries: Vec<FileEntry>,
-    /// Entries skipped because they could not be read.
-    pub errors: Vec<SourceError>,
-}
-
-/// Walk `root` and diff every entry against `parent`: [`walk_tree`] then [`diff`].
+/// Walk `root` and diff every entry against `parent`: [`TreeWalk`] then [`Diff`], collected.
 pub fn scan_tree(
     root: &Path,
     excludes: &Excludes,
     parent: Option<&Listing>,
     rehash: bool,
 ) -> Result<Scan, Error> {
-    Ok(diff(walk_tree(root, excludes, 0)?, parent, rehash))
+    let mut walk = TreeWalk::new(root, excludes)?;
+    let parent = parent
+        .into_iter()
+        .flat_map(|l| l.entries.iter().cloned().map(Ok));
+    let mut diff = Diff::new(&mut walk, parent, rehash);
+    let mut scan = Scan::default();
+    for item in &mut diff {
+        let (entry, change) = item?;
+        scan.entries.push(entry);
+        scan.changes.push(change);
+    }
+    scan.deleted = diff.removed().len() as u64;
+    scan.errors = walk.errors;
+    Ok(scan)
 }
 
-/// Compare a walked tree with the parent's listing: unchanged entries take the parent's
-/// digest and holder; parent entries not in the walk count as deleted.
-pub fn diff(walk: Walk, parent: Option<&Listing>, rehash: bool) -> Scan {
-    let previous: HashMap<&str, &FileEntry> = parent
-        .map(|l| l.entries.iter().map(|e| (e.path.as_str(), e)).collect())
-        .unwrap_or_default();
-    let mut seen_in_parent = 0u64;
-    let mut entries = walk.entries;
-    let mut changes = Vec::with_capacity(entries.len());
-    for entry in &mut entries {
-        let old = previous.get(entry.path.as_str()).copied();
-        if old.is_some() {
-            seen_in_parent += 1;
-        }
-        let change = classify(old, entry, rehash);
-        if let (Change::Unchanged, Some(old)) = (change, old) {
-            entry.sha256.clone_from(&old.sha256);
-            entry.holder.clone_from(&old.holder);
-        }
-        changes.push(change);
-    }
-    Scan {
-        entries,
-        changes,
-        deleted: previous.len() as u64 - seen_in_parent,
-        errors: walk.errors,
-    }
+/// Walks a tree in listing order (bytewise by path), one directory at a time: memory holds
+/// the children of the directories on the current path, not the tree. Symlinks are
+/// recorded, never followed; `excludes` are skipped; entries that cannot be read are
+/// reported in [`TreeWalk::errors`].
+///
+/// Bytewise order interleaves a directory's subtree with its siblings: `a`, `a-b`, `a.zip`,
+/// `a/x`. So each directory's children are sorted by name, with each subdirectory's
+/// subtree placed at `name/`, and walked in that order.
+#[derive(Debug)]
+pub struct TreeWalk<'a> {
+    excludes: &'a Excludes,
+    /// For each directory on the current path, its children still to visit, last first.
+    pending: Vec<Vec<Step>>,
+    /// Entries skipped because they could not be read.
+    pub errors: Vec<SourceError>,
 }
 
-/// Walk `root`: symlinks are recorded, never followed; `excludes` are skipped; entries
-/// that cannot be read are reported in [`Walk::errors`]. `capacity` is a hint (the
-/// parent's entry count) that spares regrowing a large listing.
-pub fn walk_tree(root: &Path, excludes: &Excludes, capacity: usize) -> Result<Walk, Error> {
-    let meta = fs::metadata(root).map_err(|source| Error::Source {
-        path: root.to_path_buf(),
-        source,
-    })?;
-    if !meta.is_dir() {
-        return Err(Error::NotADirectory {
+#[derive(Debug)]
+enum Step {
+    Entry(FileEntry),
+    /// A subdirectory's contents: its path and relative path.
+    Descend(PathBuf, String),
+}
+
+impl<'a> TreeWalk<'a> {
+    /// Start walking `root`, which must be a readable directory.
+    pub fn new(root: &Path, excludes: &'a Excludes) -> Result<Self, Error> {
+        let source = |source| Error::Source {
             path: root.to_path_buf(),
-        });
-    }
-    fs::read_dir(root).map_err(|source| Error::Source {
-        path: root.to_path_buf(),
-        source,
-    })?;
-
-    let mut walk = Walk::default();
-    walk.entries.reserve(capacity);
-    // The stack holds directories still to list.
-    let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, rel)) = stack.pop() {
-        let mut children = match read_dir(&dir) {
-            Ok(children) => children,
-            Err(e) => {
-                walk.errors.push(SourceError {
-                    path: rel.clone(),
-                    message: format!("cannot list directory: {e}"),
-                });
-                continue;
-            }
+            source,
         };
-        for (name, path, meta) in children.drain(..) {
+        if !fs::metadata(root).map_err(source)?.is_dir() {
+            return Err(Error::NotADirectory {
+                path: root.to_path_buf(),
+            });
+        }
+        let children = read_dir(root).map_err(source)?;
+        let mut walk = TreeWalk {
+            excludes,
+            pending: Vec::new(),
+            errors: Vec::new(),
+        };
+        let steps = walk.steps("", children);
+        walk.pending.push(steps);
+        Ok(walk)
+    }
+
+    /// The steps of one directory's children, last first (popped from the end).
+    fn steps(&mut self, rel: &str, children: Vec<Child>) -> Vec<Step> {
+        let mut steps: Vec<(String, Step)> = Vec::with_capacity(children.len() + 8);
+        for (name, path, meta) in children {
             let Some(name) = name.to_str() else {
-                walk.errors.push(SourceError {
+                self.errors.push(SourceError {
                     path: format!("{rel}/{}", name.to_string_lossy()),
                     message: "file name is not valid UTF-8; skipped".to_string(),
                 });
@@ -146,13 +137,13 @@ pub fn walk_tree(root: &Path, excludes: &Excludes, capacity: usize) -> Result<Wa
             } else {
                 format!("{rel}/{name}")
             };
-            if excludes.is_excluded(&rel_path, name) {
+            if self.excludes.is_excluded(&rel_path, name) {
                 continue;
             }
             let meta = match meta {
                 Ok(meta) => meta,
                 Err(e) => {
-                    walk.errors.push(SourceError {
+                    self.errors.push(SourceError {
                         path: rel_path,
                         message: format!("cannot stat: {e}"),
                     });
@@ -162,20 +153,152 @@ pub fn walk_tree(root: &Path, excludes: &Excludes, capacity: usize) -> Result<Wa
             match entry_from_metadata(&path, rel_path, &meta) {
                 Ok(Some(entry)) => {
                     if entry.kind == FileType::Dir {
-                        stack.push((path, entry.path.clone()));
+                        steps.push((format!("{name}/"), Step::Descend(path, entry.path.clone())));
                     }
-                    walk.entries.push(entry);
+                    steps.push((name.to_string(), Step::Entry(entry)));
                 }
                 Ok(None) => {
                     tracing::warn!(path = %path.display(), "skipping special file (socket, FIFO or device)");
                 }
-                Err(e) => walk.errors.push(e),
+                Err(e) => self.errors.push(e),
+            }
+        }
+        steps.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        steps.into_iter().map(|(_, step)| step).collect()
+    }
+}
+
+impl Iterator for TreeWalk<'_> {
+    type Item = FileEntry;
+
+    fn next(&mut self) -> Option<FileEntry> {
+        loop {
+            let step = match self.pending.last_mut()?.pop() {
+                Some(step) => step,
+                None => {
+                    self.pending.pop();
+                    continue;
+                }
+            };
+            match step {
+                Step::Entry(entry) => return Some(entry),
+                Step::Descend(dir, rel) => match read_dir(&dir) {
+                    Ok(children) => {
+                        let steps = self.steps(&rel, children);
+                        self.pending.push(steps);
+                    }
+                    Err(e) => self.errors.push(SourceError {
+                        path: rel,
+                        message: format!("cannot list directory: {e}"),
+                    }),
+                },
             }
         }
     }
-    // Sorted by path: stable across runs, and a parent always precedes its children.
-    walk.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-    Ok(walk)
+}
+
+/// Compares a walk with the parent's entries, both in listing order, as a merge: each
+/// walked entry comes out with its [`Change`], an unchanged one with the parent's digest
+/// and holder; parent entries the walk passes by are the removed ones.
+pub struct Diff<W, P: Iterator> {
+    walk: W,
+    parent: std::iter::Peekable<P>,
+    rehash: bool,
+    removed: Vec<String>,
+    last_parent: Option<String>,
+}
+
+impl<W, P> Diff<W, P>
+where
+    W: Iterator<Item = FileEntry>,
+    P: Iterator<Item = Result<FileEntry, Error>>,
+{
+    /// Diff `walk` against `parent` (empty for a first snapshot); `rehash` treats every
+    /// regular file as changed.
+    pub fn new(walk: W, parent: impl IntoIterator<IntoIter = P>, rehash: bool) -> Self {
+        Diff {
+            walk,
+            parent: parent.into_iter().peekable(),
+            rehash,
+            removed: Vec::new(),
+            last_parent: None,
+        }
+    }
+
+    /// Paths of the parent the walk did not find, in listing order; complete once the
+    /// iterator is exhausted.
+    pub fn removed(&self) -> &[String] {
+        &self.removed
+    }
+
+    /// Take [`Diff::removed`].
+    pub fn into_removed(self) -> Vec<String> {
+        self.removed
+    }
+
+    /// The next parent entry if its path sorts at or before `path` (all of them when
+    /// `None`); an out-of-order parent is an error, as the merge would misread it.
+    fn parent_up_to(&mut self, path: Option<&str>) -> Result<Option<FileEntry>, Error> {
+        let due = match self.parent.peek() {
+            None => return Ok(None),
+            Some(Err(_)) => true,
+            Some(Ok(old)) => path.is_none_or(|p| old.path.as_str() <= p),
+        };
+        if !due {
+            return Ok(None);
+        }
+        let old = self.parent.next().expect("peeked")?;
+        if let Some(last) = &self.last_parent {
+            if old.path <= *last {
+                return Err(Error::Corrupt {
+                    what: "listing",
+                    key: format!("of the parent snapshot, at {:?}", old.path),
+                    reason: "entries out of order".to_string(),
+                });
+            }
+        }
+        self.last_parent = Some(old.path.clone());
+        Ok(Some(old))
+    }
+}
+
+impl<W, P> Iterator for Diff<W, P>
+where
+    W: Iterator<Item = FileEntry>,
+    P: Iterator<Item = Result<FileEntry, Error>>,
+{
+    type Item = Result<(FileEntry, Change), Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let Some(mut entry) = self.walk.next() else {
+            return match self.parent_up_to(None) {
+                Err(e) => Some(Err(e)),
+                Ok(Some(old)) => {
+                    self.removed.push(old.path);
+                    self.next()
+                }
+                Ok(None) => None,
+            };
+        };
+        let mut same = None;
+        loop {
+            match self.parent_up_to(Some(&entry.path)) {
+                Err(e) => return Some(Err(e)),
+                Ok(None) => break,
+                Ok(Some(old)) if old.path == entry.path => {
+                    same = Some(old);
+                    break;
+                }
+                Ok(Some(old)) => self.removed.push(old.path),
+            }
+        }
+        let change = classify(same.as_ref(), &entry, self.rehash);
+        if let (Change::Unchanged, Some(old)) = (change, same) {
+            entry.sha256 = old.sha256;
+            entry.holder = old.holder;
+        }
+        Some(Ok((entry, change)))
+    }
 }
 
 /// A directory's children with their metadata; `DirEntry::metadata` stats relative to the
@@ -350,6 +473,50 @@ mod tests {
         assert_eq!(keep.holder.as_ref(), Some(&id));
         let link = second.entries.iter().find(|e| e.path == "link").unwrap();
         assert_eq!(link.target.as_deref(), Some("a/keep.txt"));
+    }
+
+    #[test]
+    fn the_walk_comes_out_in_bytewise_path_order_one_directory_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for path in [
+            "a/x", "a/b/c", "a-b", "a.zip", "a0", "b/a", "ab/z", "A", "é",
+        ] {
+            let path = root.join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, b"x").unwrap();
+        }
+        let excludes = Excludes::none();
+        let walked: Vec<String> = TreeWalk::new(root, &excludes)
+            .unwrap()
+            .map(|e| e.path)
+            .collect();
+        let mut sorted = walked.clone();
+        sorted.sort();
+        assert_eq!(walked, sorted);
+        assert_eq!(
+            walked,
+            [
+                "A", "a", "a-b", "a.zip", "a/b", "a/b/c", "a/x", "a0", "ab", "ab/z", "b", "b/a",
+                "é"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_diff_against_an_out_of_order_parent_is_an_error() {
+        let walk = [entry(FileType::File, 1, 1)].into_iter();
+        let parent = ["b", "a"].map(|p| {
+            Ok(FileEntry {
+                path: p.into(),
+                ..entry(FileType::File, 1, 1)
+            })
+        });
+        let error = Diff::new(walk, parent, false)
+            .find_map(Result::err)
+            .unwrap()
+            .to_string();
+        assert!(error.contains("out of order"), "{error}");
     }
 
     #[test]

@@ -1,4 +1,3 @@
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -7,12 +6,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use strongbox_archive::{ArchiveWriter, Compression, EntryMeta};
 use strongbox_manifest::{
-    diff, walk_tree, Change, Excludes, FileEntry, FileStats, FileType, Listing, ObjectRole,
-    Snapshot, SnapshotKind, SourceError, SourceKind, Stats,
+    write_whole_listing, Change, Delta, Diff, Excludes, FileEntry, FileStats, FileType, Listing,
+    ObjectRole, Overlay, Snapshot, SnapshotKind, SourceError, SourceKind, Stats, TreeWalk,
 };
 
 use super::{BackupRun, Draft, Source};
-use crate::engine::ResolvedListing;
 use crate::progress::Tracked;
 use crate::{Cancel, Error, Progress};
 
@@ -127,41 +125,46 @@ impl Source for FilesSource {
             tracing::info!("no base snapshot to diff against; taking a full snapshot");
         }
         run.progress().phase("scanning", None);
-        // Walk the tree while another thread reads the parent's listing: one waits on the
-        // file system, the other decompresses and parses.
-        let capacity = parent
-            .and_then(|p| p.file_stats())
-            .map_or(0, |s| (s.files + s.dirs + s.symlinks) as usize);
-        let (walk, parent_listing) = std::thread::scope(|scope| {
-            let loading = scope.spawn(|| parent.map(|p| run.resolved_listing(p)).transpose());
-            let walk = walk_tree(&self.root, &self.excludes, capacity);
-            let parent_listing = loading.join().expect("listing loader does not panic");
-            (walk, parent_listing)
-        });
-        let parent_listing = parent_listing?;
-        let scan = diff(
-            walk?,
-            parent_listing.as_ref().map(|p| &p.listing),
+        // The parent's listing is parsed on its own thread while this one walks; the two
+        // meet in a merge, so neither tree is held whole: only what changed is.
+        let parent_stream = parent.map(|p| run.listing_stream(p)).transpose()?;
+        let (parent_entries, parent_chain) = match (parent, parent_stream) {
+            (Some(p), Some(s)) => (Some(s.entries), Some((p.id.clone(), s.own, s.chain))),
+            _ => (None, None),
+        };
+        let mut walk = TreeWalk::new(&self.root, &self.excludes)?;
+        let mut stats = FileStats::default();
+        let mut pending = Vec::new();
+        let mut diff = Diff::new(
+            &mut walk,
+            parent_entries.into_iter().flatten(),
             self.spec.rehash,
         );
+        for (n, item) in (&mut diff).enumerate() {
+            let (entry, change) = item?;
+            if n % 4096 == 0 {
+                run.cancel().check()?;
+            }
+            if change == Change::Unchanged {
+                count(&mut stats, &entry, change);
+            } else {
+                pending.push((entry, change));
+            }
+        }
+        let mut removed = diff.into_removed();
+        stats.deleted = removed.len() as u64;
+        let mut errors = std::mem::take(&mut walk.errors);
         run.progress().finish();
         run.cancel().check()?;
 
         let id = run.sink.id().clone();
-        let mut entries = scan.entries;
-        let mut errors = scan.errors;
         let mut warnings = Vec::new();
-        let mut dropped = HashSet::new();
-        let mut bytes_read = 0;
-
-        let to_store: Vec<usize> = (0..entries.len())
-            .filter(|&i| scan.changes[i] != Change::Unchanged)
-            .collect();
-        if !to_store.is_empty() {
-            let total = to_store
+        let mut stored = Vec::with_capacity(pending.len());
+        if !pending.is_empty() {
+            let total = pending
                 .iter()
-                .filter(|&&i| entries[i].kind == FileType::File)
-                .map(|&i| entries[i].size)
+                .filter(|(e, _)| e.kind == FileType::File)
+                .map(|(e, _)| e.size)
                 .sum();
             run.progress().phase("backing up", Some(total));
             let compression = self.spec.compression;
@@ -172,81 +175,115 @@ impl Source for FilesSource {
                 source,
             };
             let mut archive = ArchiveWriter::new(writer);
-            for &i in &to_store {
+            for (mut entry, change) in pending {
                 run.cancel().check()?;
-                let entry = &mut entries[i];
                 let meta = EntryMeta {
                     mode: entry.mode,
                     mtime_ns: entry.mtime,
                 };
-                match entry.kind {
-                    FileType::Dir => archive.append_dir(&entry.path, &meta),
-                    FileType::Symlink => archive.append_symlink(
-                        &entry.path,
-                        entry.target.as_deref().unwrap_or_default(),
-                        &meta,
-                    ),
-                    FileType::File => match store_file(
+                let appended = match entry.kind {
+                    FileType::Dir => archive.append_dir(&entry.path, &meta).map(|()| false),
+                    FileType::Symlink => archive
+                        .append_symlink(
+                            &entry.path,
+                            entry.target.as_deref().unwrap_or_default(),
+                            &meta,
+                        )
+                        .map(|()| false),
+                    FileType::File => store_file(
                         &mut archive,
                         &self.root,
-                        entry,
+                        &mut entry,
                         &meta,
                         run.progress(),
                         run.cancel(),
-                    ) {
-                        Ok(Stored::Ok) => {
-                            bytes_read += entry.size;
-                            Ok(())
-                        }
-                        Ok(Stored::Changed(message)) => {
-                            bytes_read += entry.size;
+                    )
+                    .map(|outcome| match outcome {
+                        Stored::Ok => false,
+                        Stored::Changed(message) => {
                             warnings.push(SourceError {
                                 path: entry.path.clone(),
                                 message,
                             });
-                            Ok(())
+                            false
                         }
-                        Ok(Stored::Skipped(message)) => {
-                            dropped.insert(i);
+                        Stored::Skipped(message) => {
                             errors.push(SourceError {
                                 path: entry.path.clone(),
                                 message,
                             });
-                            Ok(())
+                            true
                         }
-                        Err(e) => Err(e),
-                    },
+                    }),
+                };
+                let skipped =
+                    appended.map_err(|source| run.cancel().or_cancelled(archive_error(source)))?;
+                if skipped {
+                    // Left out of this snapshot, so gone from the parent's tree.
+                    if change == Change::Changed {
+                        removed.push(entry.path);
+                    }
+                    continue;
                 }
-                .map_err(|source| run.cancel().or_cancelled(archive_error(source)))?;
+                if entry.kind == FileType::File {
+                    stats.bytes_read += entry.size;
+                }
                 entry.holder = Some(id.clone());
+                count(&mut stats, &entry, change);
+                stored.push(entry);
             }
             let writer = archive.finish().map_err(archive_error)?;
             run.sink.finish(writer, ObjectRole::Archive)?;
             run.progress().finish();
         }
         run.cancel().check()?;
-
-        let changes: Vec<Change> = (0..entries.len())
-            .filter(|i| !dropped.contains(i))
-            .map(|i| scan.changes[i])
-            .collect();
-        let entries: Vec<FileEntry> = entries
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| !dropped.contains(i))
-            .map(|(_, e)| e)
-            .collect();
-        let mut stats = file_stats(&entries, &changes, scan.deleted);
-        stats.bytes_read = bytes_read;
+        removed.sort_unstable();
 
         let mut writer = run
             .sink
             .create_small("files.json.zst", LISTING_COMPRESSION)?;
         let key = writer.key().to_string();
-        stored_listing(Listing::new(id, entries), parent_listing.as_ref())
-            .write_json(&mut writer)
-            .and_then(|()| writer.flush())
-            .map_err(|source| Error::Upload { key, source })?;
+        let upload = |source| Error::Upload {
+            key: key.clone(),
+            source,
+        };
+        let changes = (stored.len() + removed.len()) as u64;
+        let entries = stats.files + stats.dirs + stats.symlinks;
+        let delta = parent_chain.and_then(|(base, object, chain)| {
+            as_delta(chain, changes, entries).map(|chain| (base, object, chain))
+        });
+        match delta {
+            Some((base, object, (depth, changes))) => {
+                let delta = Delta {
+                    base,
+                    key: object.key,
+                    size: object.size,
+                    sha256: object.sha256,
+                    depth,
+                    changes,
+                    removed,
+                };
+                Listing::new_delta(id, delta, stored)
+                    .write_json(&mut writer)
+                    .map_err(upload)?;
+            }
+            None => {
+                // Whole: what changed over the parent's tree, read again as it was read
+                // for the diff.
+                let base = parent.map(|p| run.listing_stream(p)).transpose()?;
+                let mut overlay = Overlay::default();
+                overlay.add_older(&removed, stored);
+                let mut failed = None;
+                let entries = overlay
+                    .over(base.into_iter().flat_map(|b| b.entries))
+                    .map_while(|entry| entry.map_err(|e| failed = Some(e)).ok());
+                write_whole_listing(&id, entries, &mut writer).map_err(upload)?;
+                if let Some(e) = failed {
+                    return Err(e.into());
+                }
+            }
+        }
+        writer.flush().map_err(upload)?;
         run.sink.finish(writer, ObjectRole::Listing)?;
         stats.bytes_stored = run.sink.objects().iter().map(|o| o.size).sum();
 
@@ -261,23 +298,15 @@ impl Source for FilesSource {
     }
 }
 
-/// The listing to store: a delta of the parent's while the chain is short and has changed
-/// little of the tree; else the whole tree. A no-change snapshot then stores a few hundred
-/// bytes however large the tree, and a restore resolves at most `MAX_DELTA_DEPTH` small
-/// deltas on top of one whole listing.
-fn stored_listing(whole: Listing, parent: Option<&ResolvedListing>) -> Listing {
-    let Some(parent) = parent else {
-        return whole;
-    };
-    let delta = whole.delta_from(&parent.listing, &parent.own, parent.chain);
-    let chain = delta.delta.as_ref().expect("delta_from makes a delta");
-    if chain.depth <= MAX_DELTA_DEPTH
-        && chain.changes.saturating_mul(MAX_CHANGED_SHARE) <= whole.entries.len() as u64
-    {
-        delta
-    } else {
-        whole
-    }
+/// With the parent's chain at `(depth, changes)` and `changes` more in a tree of `entries`,
+/// the chain a delta listing would extend it to, while it stays short and has changed
+/// little of the tree; `None`: store the listing whole. A no-change snapshot then stores a
+/// few hundred bytes however large the tree, and a restore applies at most
+/// `MAX_DELTA_DEPTH` small deltas to one whole listing.
+fn as_delta(parent: (u32, u64), changes: u64, entries: u64) -> Option<(u32, u64)> {
+    let (depth, changes) = (parent.0 + 1, parent.1 + changes);
+    (depth <= MAX_DELTA_DEPTH && changes.saturating_mul(MAX_CHANGED_SHARE) <= entries)
+        .then_some((depth, changes))
 }
 
 fn store_file<W: Write>(
@@ -320,95 +349,51 @@ fn store_file<W: Write>(
     })
 }
 
-fn file_stats(entries: &[FileEntry], changes: &[Change], deleted: u64) -> FileStats {
-    let mut stats = FileStats {
-        deleted,
-        ..FileStats::default()
-    };
-    for (entry, change) in entries.iter().zip(changes) {
-        match entry.kind {
-            FileType::File => {
-                stats.files += 1;
-                stats.bytes += entry.size;
-            }
-            FileType::Dir => stats.dirs += 1,
-            FileType::Symlink => stats.symlinks += 1,
+/// Count one entry of the new tree.
+fn count(stats: &mut FileStats, entry: &FileEntry, change: Change) {
+    match entry.kind {
+        FileType::File => {
+            stats.files += 1;
+            stats.bytes += entry.size;
         }
-        match change {
-            Change::New => stats.new += 1,
-            Change::Changed => stats.changed += 1,
-            Change::Unchanged => stats.unchanged += 1,
-        }
+        FileType::Dir => stats.dirs += 1,
+        FileType::Symlink => stats.symlinks += 1,
     }
-    stats
+    match change {
+        Change::New => stats.new += 1,
+        Change::Changed => stats.changed += 1,
+        Change::Unchanged => stats.unchanged += 1,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strongbox_manifest::{ObjectRef, SnapshotId};
 
     fn snap(id: &str, kind: SnapshotKind) -> Snapshot {
         crate::fixtures::snapshot("s", id, kind)
     }
 
-    fn listing(id: &str, sizes: &[u64]) -> Listing {
-        let entries = sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &size)| FileEntry {
-                path: format!("f{i:03}"),
-                kind: FileType::File,
-                size,
-                mode: 0o644,
-                mtime: 0,
-                sha256: Some("00".repeat(32)),
-                target: None,
-                holder: None,
-                ctime: 0,
-                inode: i as u64,
-            })
-            .collect();
-        Listing::new(SnapshotId::parse(id).unwrap(), entries)
-    }
-
     #[test]
     fn a_listing_is_stored_as_a_delta_until_its_chain_is_long_or_has_changed_a_quarter() {
-        // (the parent's depth and changes, entries changed now, stored as a delta)
+        // (the parent's depth and changes, changes now, entries, the delta's chain)
         let cases = [
-            ((0, 0), 0, true),
-            ((0, 0), 25, true),
-            ((0, 0), 26, false),
-            ((29, 0), 0, true),
-            ((30, 0), 0, false),
-            ((10, 20), 5, true),
-            ((10, 20), 6, false),
+            ((0, 0), 0, 100, Some((1, 0))),
+            ((0, 0), 25, 100, Some((1, 25))),
+            ((0, 0), 26, 100, None),
+            ((29, 3), 0, 100, Some((30, 3))),
+            ((30, 0), 0, 100, None),
+            ((10, 20), 5, 100, Some((11, 25))),
+            ((10, 20), 6, 100, None),
+            ((0, 0), 1, 0, None),
         ];
-        let parent = listing("20250101T000000Z-000001", &[1; 100]);
-        let own = ObjectRef {
-            key: "sets/s/data/20250101T000000Z-000001.files.json.zst".into(),
-            size: 1,
-            sha256: "00".repeat(32),
-            role: ObjectRole::Listing,
-        };
-        for (chain, changed, as_delta) in cases {
-            let mut sizes = [1; 100];
-            sizes[..changed].fill(2);
-            let whole = listing("20250101T000000Z-000002", &sizes);
-            let resolved = ResolvedListing {
-                listing: parent.clone(),
-                own: own.clone(),
-                objects: vec![own.clone()],
+        for (parent, changes, entries, chain) in cases {
+            assert_eq!(
+                as_delta(parent, changes, entries),
                 chain,
-            };
-            let stored = stored_listing(whole.clone(), Some(&resolved));
-            assert_eq!(stored.delta.is_some(), as_delta, "{chain:?} + {changed}");
-            if !as_delta {
-                assert_eq!(stored, whole);
-            }
+                "{parent:?} + {changes}"
+            );
         }
-        let first = listing("20250101T000000Z-000002", &[1; 3]);
-        assert_eq!(stored_listing(first.clone(), None), first);
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub use files::{FilesSource, FilesSpec};
 pub use physical::BaseBackupSource;
 pub use sink::ObjectSink;
 
-use crate::engine::ResolvedListing;
+use crate::engine::ListingStream;
 use crate::{Cancel, Error, Progress, Reader};
 
 /// Something to back up. The engine drives every kind the same way: lock the set, call
@@ -77,8 +77,8 @@ impl BackupRun<'_> {
         self.reader.listing(snapshot)
     }
 
-    /// The same, with the objects it was resolved from: a new listing may be a delta of it.
-    pub(crate) fn resolved_listing(&self, snapshot: &Snapshot) -> Result<ResolvedListing, Error> {
-        self.reader.resolve_listing(snapshot)
+    /// The same as a stream of entries, with the object a new listing may be a delta of.
+    pub(crate) fn listing_stream(&self, snapshot: &Snapshot) -> Result<ListingStream, Error> {
+        self.reader.listing_stream(snapshot)
     }
 }
