@@ -39,8 +39,9 @@ fn listing_and_a_no_change_incremental_stay_within_their_request_budget() {
     let snapshot = engine.backup(&spec).unwrap();
     let backup = counts.snapshot() - before;
     assert_eq!(snapshot.file_stats().unwrap().unchanged, 200);
-    // lock put + delete, journal put ×2, snapshots list + 3 record gets, parent listing
-    // get, listing put + head, record put: 12; nothing changed, so no archive upload.
+    // lock put + delete, journal put ×2, snapshots list + 2 record gets, parent listing
+    // gets (a delta and its base; their sizes are recorded, so no HEAD), listing put + head,
+    // record put: 12; nothing changed, so no archive upload.
     assert_eq!(backup.multipart_starts, 0, "{backup:?}");
     assert!(
         backup.total() <= 12,

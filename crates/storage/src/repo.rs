@@ -359,10 +359,15 @@ impl RepoReader {
             .map_err(|e| backend("reading", key, &self.location, e))
     }
 
-    fn raw_reader(&self, key: &str) -> Result<RawReader, Error> {
+    /// A reader of an object's stored bytes; `known` is its recorded size, which spares a
+    /// HEAD (a wrong one fails the digest check at the end like any other damage).
+    fn raw_reader(&self, key: &str, known: Option<u64>) -> Result<RawReader, Error> {
         if self.local_root.is_none() {
             // Remote: large objects come as ranges fetched several at a time.
-            let size = self.head(key)?.size;
+            let size = match known {
+                Some(size) => size,
+                None => self.head(key)?.size,
+            };
             if size > RANGE_PART {
                 return Ok(RawReader::ranged(
                     self.rt.clone(),
@@ -389,7 +394,12 @@ impl RepoReader {
         key: &str,
         expected: Option<&ObjectRef>,
     ) -> Result<ObjectReader, Error> {
-        ObjectReader::new(self.raw_reader(key)?, key, expected, self.envelope.as_ref())
+        ObjectReader::new(
+            self.raw_reader(key, expected.map(|o| o.size))?,
+            key,
+            expected,
+            self.envelope.as_ref(),
+        )
     }
 
     /// Read a whole (small) object through the pipeline.
@@ -405,7 +415,11 @@ impl RepoReader {
     /// Fetch an object and check its stored bytes against its record, without opening or
     /// decompressing them; returns the bytes read.
     pub fn check_object(&self, object: &ObjectRef) -> Result<u64, Error> {
-        let mut verified = Verified::new(self.raw_reader(&object.key)?, &object.key, Some(object));
+        let mut verified = Verified::new(
+            self.raw_reader(&object.key, Some(object.size))?,
+            &object.key,
+            Some(object),
+        );
         std::io::copy(&mut verified, &mut std::io::sink())
             .map_err(Error::stream("checking", &object.key))
     }
