@@ -252,8 +252,8 @@ impl Source for FilesSource {
         let delta = parent_chain.and_then(|(base, object, chain)| {
             as_delta(chain, changes, entries).map(|chain| (base, object, chain))
         });
-        match delta {
-            Some((base, object, (depth, changes))) => {
+        match (delta, parent) {
+            (Some((base, object, (depth, changes))), _) => {
                 let delta = Delta {
                     base,
                     key: object.key,
@@ -267,15 +267,19 @@ impl Source for FilesSource {
                     .write_json(&mut writer)
                     .map_err(upload)?;
             }
-            None => {
+            (None, None) => {
+                // A first or full snapshot: everything was stored, in listing order.
+                write_whole_listing(&id, stored, &mut writer).map_err(upload)?;
+            }
+            (None, Some(parent)) => {
                 // Whole: what changed over the parent's tree, read again as it was read
                 // for the diff.
-                let base = parent.map(|p| run.listing_stream(p)).transpose()?;
+                let base = run.listing_stream(parent)?;
                 let mut overlay = Overlay::default();
                 overlay.add_older(&removed, stored);
                 let mut failed = None;
                 let entries = overlay
-                    .over(base.into_iter().flat_map(|b| b.entries))
+                    .over(base.entries)
                     .map_while(|entry| entry.map_err(|e| failed = Some(e)).ok());
                 write_whole_listing(&id, entries, &mut writer).map_err(upload)?;
                 if let Some(e) = failed {
