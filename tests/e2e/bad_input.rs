@@ -635,3 +635,38 @@ fn archive_entries_of_other_kinds_or_through_a_symlink_are_refused_and_nothing_i
         assert_eq!(names(&env.path(".")), ["outside", "repo", "src"], "{what}");
     }
 }
+
+#[test]
+fn a_delta_listing_whose_base_is_another_sets_listing_is_refused_naming_it() {
+    let (env, _) = small_repo();
+    let src = env.path("src");
+    let delta_record = env.backup("media", &src, &[]);
+    let other = env.backup("other", &src, &[]);
+    let other_listing = object_key(&other, "listing");
+    let key = object_key(&delta_record, "listing");
+    let raw = std::process::Command::new("zstd")
+        .arg("-dc")
+        .arg(Path::new(&env.repo).join(&key))
+        .output()
+        .unwrap()
+        .stdout;
+    let mut listing: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(listing["format"], "strongbox-files-delta");
+    // The other set's listing, digest and all: only its place gives it away.
+    listing["delta"]["base"] = other["id"].clone();
+    listing["delta"]["key"] = other_listing.clone().into();
+    let stored = fs::read(Path::new(&env.repo).join(&other_listing)).unwrap();
+    listing["delta"]["size"] = stored.len().into();
+    listing["delta"]["sha256"] = crate::harness::sha256(&stored).into();
+    plant(
+        &env,
+        &delta_record,
+        "listing",
+        &zstd(listing.to_string().as_bytes()),
+    );
+
+    let err = refused_restore(&env, "media:latest", &env.path("target"));
+    assert!(err.contains(&other_listing), "{err}");
+    let err = env.fails(&["ls", "media:latest"], 1);
+    assert!(one_line(&err).contains(&other_listing), "{err}");
+}

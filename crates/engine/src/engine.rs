@@ -6,7 +6,7 @@ use strongbox_manifest::{
     FileEntry, Includes, Listing, ListingReader, ObjectRef, ObjectRole, Overlay, Snapshot,
     SourceKind,
 };
-use strongbox_storage::{RepoReader, Repository};
+use strongbox_storage::{layout, RepoReader, Repository};
 
 use crate::journal::{Journal, Operation, RunOutcome, RunStatus};
 use crate::restore::RestorePlan;
@@ -154,6 +154,21 @@ impl Reader {
                 return Err(Error::BadRecord {
                     id: snapshot.id.to_string(),
                     reason: format!("its listing's delta chain is longer than {MAX_CHAIN}"),
+                });
+            }
+            // A base is one of the set's own listings, as a record's objects are its own.
+            let prefix = format!(
+                "{}/{}.files.",
+                layout::data_prefix(&snapshot.set),
+                delta.base
+            );
+            if !delta.key.starts_with(&prefix) {
+                return Err(Error::BadRecord {
+                    id: snapshot.id.to_string(),
+                    reason: format!(
+                        "its listing chain names {} as the listing of {}; expected {prefix}…",
+                        delta.key, delta.base
+                    ),
                 });
             }
             chain.get_or_insert((delta.depth, delta.changes));
