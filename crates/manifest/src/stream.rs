@@ -30,6 +30,8 @@ pub struct ListingHeader {
 enum Message {
     Header(ListingHeader),
     Entries(Vec<FileEntry>),
+    /// The listing was read to its end and is whole.
+    End,
     Failed(String),
 }
 
@@ -53,8 +55,8 @@ impl std::fmt::Debug for ListingReader {
 
 impl ListingReader {
     /// Start parsing the listing JSON `reader` yields (read from `key`); returns once its
-    /// header is read. The header (`format`, `version`, `snapshot`, any `delta`) must come
-    /// before `entries`, as strongbox writes it.
+    /// header (`format`, `version`, `snapshot`, any `delta`) is read. Entries stream when
+    /// the header comes first, as strongbox writes it; otherwise they are read whole first.
     pub fn new(key: &str, reader: impl Read + Send + 'static) -> Result<Self, Error> {
         let (send, messages) = sync_channel(QUEUED);
         std::thread::Builder::new()
@@ -64,7 +66,7 @@ impl ListingReader {
         let header = match messages.recv() {
             Ok(Message::Header(header)) => header,
             Ok(Message::Failed(reason)) => return Err(corrupt(key, reason)),
-            Ok(Message::Entries(_)) | Err(_) => {
+            Ok(Message::Entries(_) | Message::End) | Err(_) => {
                 return Err(corrupt(key, "it ended before its entries".to_string()))
             }
         };
@@ -113,7 +115,13 @@ impl Iterator for ListingReader {
                     self.done = true;
                     return Some(Err(corrupt(&self.key, reason)));
                 }
-                Ok(Message::Header(_)) | Err(_) => self.done = true,
+                Ok(Message::End) => self.done = true,
+                // Only a parser that died mid-way hangs up without a last word: never take
+                // what it sent for the whole listing.
+                Ok(Message::Header(_)) | Err(_) => {
+                    self.done = true;
+                    return Some(Err(corrupt(&self.key, "its parser stopped".to_string())));
+                }
             }
         }
     }
@@ -132,10 +140,11 @@ fn corrupt(key: &str, reason: String) -> Error {
 fn parse(reader: impl Read, send: &SyncSender<Message>) {
     let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 20, reader));
     let parsed = de.deserialize_map(Top { send }).and_then(|()| de.end());
-    if let Err(e) = parsed {
-        // A hung-up receiver is not a failure anyone waits for.
-        let _ = send.send(Message::Failed(e.to_string()));
-    }
+    // A hung-up receiver is not a failure anyone waits for.
+    let _ = send.send(match parsed {
+        Ok(()) => Message::End,
+        Err(e) => Message::Failed(e.to_string()),
+    });
 }
 
 struct Top<'a> {
