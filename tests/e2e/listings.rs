@@ -160,3 +160,21 @@ fn a_damaged_base_listing_fails_restore_and_verify_naming_it_and_writes_nothing(
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains(&base), "{report}");
 }
+
+#[test]
+fn a_missing_base_listing_fails_restore_naming_it_and_writes_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    many_files(&src, 200);
+    let full = env.backup("media", &src, &[]);
+    let last = env.backup("media", &src, &[]);
+    let base = object_key(&full, "listing");
+    fs::remove_file(Path::new(&env.repo).join(&base)).unwrap();
+
+    let target = env.path("restored");
+    let target_arg = target.display().to_string();
+    let id = last["id"].as_str().unwrap();
+    let stderr = env.fails(&["restore", id, "--target", target_arg.as_str()], 1);
+    assert!(stderr.contains(&base), "{stderr}");
+    assert!(!target.exists(), "restore wrote {:?}", names(&target));
+}

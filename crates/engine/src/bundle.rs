@@ -263,9 +263,9 @@ impl Engine {
 }
 
 /// Merge `kept`, references one per line as the database sorted them, with `paths`, the
-/// regular files of the files listing ([`Listing::file_paths`]), in one pass. A collation
-/// that disagrees with byte order is caught on the way, and the references are then sorted
-/// in memory instead.
+/// regular files of the files listing (resolved through any deltas), in one pass. A
+/// collation that disagrees with byte order is caught on the way, and the references are
+/// then sorted in memory instead.
 pub fn check_references(mut paths: Vec<String>, kept: &mut File) -> Result<ReferenceCheck, Error> {
     paths.sort_unstable();
     let io_error = |e| Error::Io {

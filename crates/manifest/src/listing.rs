@@ -135,23 +135,12 @@ impl Listing {
         };
         // from_slice: several times faster than parsing from a reader.
         let listing: Listing = serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))?;
-        match (listing.format.as_str(), &listing.delta) {
-            (LISTING_FORMAT, None) | (DELTA_FORMAT, Some(_)) => {}
-            (LISTING_FORMAT, Some(_)) => {
-                return Err(corrupt("a whole listing with a delta".into()))
-            }
-            (DELTA_FORMAT, None) => {
-                return Err(corrupt("a delta listing without its delta".into()))
-            }
-            (other, _) => return Err(corrupt(format!("unknown format {other:?}"))),
-        }
-        if listing.version > LISTING_VERSION {
-            return Err(corrupt(format!(
-                "version {} is newer than this strongbox reads ({LISTING_VERSION}); upgrade \
-                 strongbox",
-                listing.version
-            )));
-        }
+        crate::stream::check_format(
+            Some(&listing.format),
+            listing.version,
+            listing.delta.as_ref(),
+        )
+        .map_err(corrupt)?;
         Ok(listing)
     }
 

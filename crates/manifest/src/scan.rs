@@ -69,7 +69,7 @@ pub fn scan_tree(
         scan.entries.push(entry);
         scan.changes.push(change);
     }
-    scan.deleted = diff.removed().len() as u64;
+    scan.deleted = diff.into_removed().len() as u64;
     scan.errors = walk.errors;
     Ok(scan)
 }
@@ -98,6 +98,19 @@ enum Step {
     Descend(PathBuf, String),
 }
 
+impl Step {
+    /// Where the step sorts among its siblings: an entry at its name, a subdirectory's
+    /// contents at `name/`.
+    fn sort_key(&self) -> impl Iterator<Item = u8> + '_ {
+        let (path, suffix): (&str, &[u8]) = match self {
+            Step::Entry(entry) => (&entry.path, b""),
+            Step::Descend(_, rel) => (rel, b"/"),
+        };
+        let name = path.rsplit('/').next().unwrap_or(path);
+        name.bytes().chain(suffix.iter().copied())
+    }
+}
+
 impl<'a> TreeWalk<'a> {
     /// Start walking `root`, which must be a readable directory.
     pub fn new(root: &Path, excludes: &'a Excludes) -> Result<Self, Error> {
@@ -123,7 +136,7 @@ impl<'a> TreeWalk<'a> {
 
     /// The steps of one directory's children, last first (popped from the end).
     fn steps(&mut self, rel: &str, children: Vec<Child>) -> Vec<Step> {
-        let mut steps: Vec<(String, Step)> = Vec::with_capacity(children.len() + 8);
+        let mut steps = Vec::with_capacity(children.len() + 8);
         for (name, path, meta) in children {
             let Some(name) = name.to_str() else {
                 self.errors.push(SourceError {
@@ -153,9 +166,9 @@ impl<'a> TreeWalk<'a> {
             match entry_from_metadata(&path, rel_path, &meta) {
                 Ok(Some(entry)) => {
                     if entry.kind == FileType::Dir {
-                        steps.push((format!("{name}/"), Step::Descend(path, entry.path.clone())));
+                        steps.push(Step::Descend(path, entry.path.clone()));
                     }
-                    steps.push((name.to_string(), Step::Entry(entry)));
+                    steps.push(Step::Entry(entry));
                 }
                 Ok(None) => {
                     tracing::warn!(path = %path.display(), "skipping special file (socket, FIFO or device)");
@@ -163,8 +176,8 @@ impl<'a> TreeWalk<'a> {
                 Err(e) => self.errors.push(e),
             }
         }
-        steps.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-        steps.into_iter().map(|(_, step)| step).collect()
+        steps.sort_unstable_by(|a, b| b.sort_key().cmp(a.sort_key()));
+        steps
     }
 }
 
@@ -227,11 +240,6 @@ where
 
     /// Paths of the parent the walk did not find, in listing order; complete once the
     /// iterator is exhausted.
-    pub fn removed(&self) -> &[String] {
-        &self.removed
-    }
-
-    /// Take [`Diff::removed`].
     pub fn into_removed(self) -> Vec<String> {
         self.removed
     }

@@ -88,13 +88,10 @@ impl ListingReader {
     pub fn collect_listing(self) -> Result<Listing, Error> {
         let header = self.header.clone();
         let entries = self.collect::<Result<Vec<_>, _>>()?;
-        let mut listing = Listing::new(header.snapshot, entries);
-        if header.delta.is_some() {
-            listing.format = DELTA_FORMAT.to_string();
-            listing.version = LISTING_VERSION;
-            listing.delta = header.delta;
-        }
-        Ok(listing)
+        Ok(match header.delta {
+            Some(delta) => Listing::new_delta(header.snapshot, delta, entries),
+            None => Listing::new(header.snapshot, entries),
+        })
     }
 }
 
@@ -222,7 +219,18 @@ fn check_header(
     snapshot: Option<SnapshotId>,
     delta: Option<Delta>,
 ) -> Result<ListingHeader, String> {
-    match (format, &delta) {
+    check_format(format, version, delta.as_ref())?;
+    let snapshot = snapshot.ok_or("it names no snapshot")?;
+    Ok(ListingHeader { snapshot, delta })
+}
+
+/// A listing's format, version and delta agree, and this strongbox reads them.
+pub(crate) fn check_format(
+    format: Option<&str>,
+    version: u32,
+    delta: Option<&Delta>,
+) -> Result<(), String> {
+    match (format, delta) {
         (Some(LISTING_FORMAT), None) | (Some(DELTA_FORMAT), Some(_)) => {}
         (Some(LISTING_FORMAT), Some(_)) => return Err("a whole listing with a delta".into()),
         (Some(DELTA_FORMAT), None) => return Err("a delta listing without its delta".into()),
@@ -235,8 +243,7 @@ fn check_header(
              strongbox"
         ));
     }
-    let snapshot = snapshot.ok_or("it names no snapshot")?;
-    Ok(ListingHeader { snapshot, delta })
+    Ok(())
 }
 
 struct Entries<'a> {
