@@ -248,6 +248,29 @@ fn prune_collects_leftovers_of_killed_runs_at_once_under_the_set_lock_unless_tol
 }
 
 #[test]
+fn prune_removes_staging_files_of_killed_wal_pushes_once_older_than_any_push() {
+    let env = Env::new();
+    let src = env.path("src");
+    nightly_chain(&env, "media", &src, 1);
+    // Pushes take no lock: a young staging file may belong to a push still running.
+    let timeline = Path::new(&env.repo).join("sets/media/wal/00000001");
+    let old = timeline.join("000000010000000000000003#1");
+    let young = timeline.join("000000010000000000000004#1");
+    write(&old, b"half a segment");
+    write(&young, b"half a segment");
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    env.json(&["prune", "media", "--keep-last", "5"]);
+    assert!(!old.exists(), "a staging file two hours old is a leftover");
+    assert!(young.exists(), "a fresh one may be a push in flight");
+}
+
+#[test]
 fn prune_on_s3_keeps_chains_restorable() {
     let Some(bucket) = crate::harness::service("STRONGBOX_TEST_S3_BUCKET") else {
         return;

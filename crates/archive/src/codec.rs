@@ -214,6 +214,15 @@ impl<W: Write + Send + 'static> Encoder<W> {
         }))
     }
 
+    /// Compress what `reader` holds, to its end; returns the bytes read. Frames are filled
+    /// straight from `reader`.
+    pub fn copy_from(&mut self, reader: &mut dyn Read) -> io::Result<u64> {
+        match &mut self.0 {
+            Inner::Frames(encoder) => encoder.read_from(reader),
+            _ => io::copy(reader, self),
+        }
+    }
+
     /// Flush the codec's last frame and return the inner writer.
     pub fn finish(self) -> io::Result<W> {
         match self.0 {

@@ -43,6 +43,9 @@ pub struct PruneOptions {
     pub journal_keep: Duration,
 }
 
+/// Older than any `wal push` in flight: a WAL staging file this old was left by a killed one.
+const WAL_PUSH_GRACE: Duration = Duration::from_secs(3600);
+
 fn default_grace() -> Duration {
     Duration::ZERO
 }
@@ -343,6 +346,10 @@ impl Engine {
         }
         self.writer
             .remove_upload_leftovers(&layout::data_prefix(set), opts.grace)?;
+        // Pushes take no lock, so only a staging file older than any push could be is
+        // a leftover.
+        self.writer
+            .remove_upload_leftovers(&layout::wal_prefix(set), opts.grace.max(WAL_PUSH_GRACE))?;
         for object in &doomed_wal {
             self.cancel.check()?;
             self.writer.delete(&object.key)?;

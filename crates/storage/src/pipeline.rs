@@ -98,6 +98,12 @@ impl ObjectWriter {
         &self.key
     }
 
+    /// Store what `reader` holds, to its end; returns the bytes read. Cheaper than
+    /// [`io::copy`] into the writer: the codec reads straight into its own buffers.
+    pub fn copy_from(&mut self, reader: &mut dyn Read) -> io::Result<u64> {
+        self.encoder.copy_from(reader)
+    }
+
     /// Flush the codec and the envelope and store the object; it becomes visible at once,
     /// whole (on a local repository also durable: fsynced before it is renamed into place).
     pub fn finish(self) -> Result<Written, Error> {

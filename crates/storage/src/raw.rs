@@ -2,11 +2,13 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use object_store::local::LocalFileSystem;
 use object_store::{
     path::Path, GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
     WriteMultipart,
@@ -31,8 +33,9 @@ pub struct Written {
 /// The bottom of the object pipeline: a blocking writer of the bytes to store, hashing them
 /// on the way. A streamed object goes up in a multipart upload (memory bounded by part size
 /// × upload concurrency; a local repository writes each part straight into a staging file);
-/// a small one is buffered and stored with one PUT, which can be create-only. Dropping it
-/// without [`RawWriter::finish`] aborts, so no partial object becomes visible.
+/// a small one is buffered and stored with one PUT, which can be create-only, or on a local
+/// repository written straight into a staging file. Dropping it without
+/// [`RawWriter::finish`] aborts, so no partial object becomes visible.
 pub(crate) struct RawWriter {
     key: String,
     sink: Sink,
@@ -52,6 +55,95 @@ enum Sink {
         bytes: Vec<u8>,
         mode: PutMode,
     },
+    File(Staged),
+}
+
+/// A local object being written into its staging file `<path>#<n>`, named as object_store's
+/// local store names its own (so listings skip it and leftover clean-up finds it). `finish`
+/// makes it durable and visible at once: fsync, then a hard link for a create-only write
+/// (which fails if the object exists) or a rename, then an fsync of the directory.
+struct Staged {
+    file: Option<std::fs::File>,
+    staging: PathBuf,
+    dest: PathBuf,
+    mode: PutMode,
+}
+
+impl Staged {
+    fn create(dest: PathBuf, mode: PutMode) -> io::Result<Self> {
+        for n in 1.. {
+            let mut staging = dest.clone().into_os_string();
+            staging.push(format!("#{n}"));
+            let staging = PathBuf::from(staging);
+            let opened = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&staging);
+            match opened {
+                Ok(file) => {
+                    return Ok(Self {
+                        file: Some(file),
+                        staging,
+                        dest,
+                        mode,
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    create_dirs(dest.parent().ok_or(e)?)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("an unused staging name")
+    }
+
+    fn publish(&mut self) -> io::Result<()> {
+        let file = self.file.take().expect("publish once");
+        file.sync_all()?;
+        drop(file);
+        let published = match self.mode {
+            PutMode::Create => std::fs::hard_link(&self.staging, &self.dest),
+            _ => std::fs::rename(&self.staging, &self.dest),
+        };
+        // After a link the staging name is a second name of the object: one left behind
+        // is a leftover for prune, not a failed write.
+        drop(std::fs::remove_file(&self.staging));
+        published?;
+        match self.dest.parent() {
+            Some(dir) => sync_dir(dir),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            drop(std::fs::remove_file(&self.staging));
+        }
+    }
+}
+
+/// Create `dir` and its missing parents, each made durable in its parent.
+fn create_dirs(dir: &std::path::Path) -> io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            create_dirs(dir.parent().ok_or(e)?)?;
+            return create_dirs(dir);
+        }
+        Err(e) => return Err(e),
+    }
+    match dir.parent() {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
+fn sync_dir(dir: &std::path::Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 pub(crate) fn backend_io(error: object_store::Error) -> io::Error {
@@ -101,6 +193,18 @@ impl RawWriter {
         }
     }
 
+    /// A small object of a local repository, written straight into a staging file and
+    /// published create-only (`PutMode::Create`) or over what is there (any other mode).
+    pub(crate) fn file(key: String, files: &LocalFileSystem, mode: PutMode) -> io::Result<Self> {
+        let dest = files.path_to_filesystem(&path(&key)).map_err(backend_io)?;
+        Ok(Self {
+            key,
+            sink: Sink::File(Staged::create(dest, mode)?),
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
     /// Store what was written; the object becomes visible at once, whole (and, on a local
     /// repository, durable: fsynced before the rename).
     pub(crate) fn finish(mut self) -> io::Result<Written> {
@@ -123,6 +227,7 @@ impl RawWriter {
                 rt.block_on(store.put_opts(&path(&self.key), payload, opts))
                     .map_err(backend_io)?;
             }
+            Sink::File(staged) => staged.publish()?,
         }
         Ok(Written {
             key: std::mem::take(&mut self.key),
@@ -150,6 +255,11 @@ impl Write for RawWriter {
                 upload.write(buf);
             }
             Sink::Buffer { bytes, .. } => bytes.extend_from_slice(buf),
+            Sink::File(staged) => staged
+                .file
+                .as_mut()
+                .ok_or_else(|| io::Error::other("object already stored"))?
+                .write_all(buf)?,
         }
         self.hasher.update(buf);
         self.size += buf.len() as u64;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
 use object_store::{
     Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
     PutPayload, WriteMultipart,
@@ -91,6 +92,7 @@ pub struct RepoReader {
     pub(crate) rt: Arc<Runtime>,
     pub(crate) location: String,
     pub(crate) local_root: Option<PathBuf>,
+    local_files: Option<Arc<LocalFileSystem>>,
     marker: Marker,
     envelope: Arc<dyn Envelope>,
     /// The id of the key file that unlocked the repository.
@@ -223,6 +225,7 @@ impl RepoReader {
             rt,
             location: store.location,
             local_root: store.local_root,
+            local_files: store.local_files,
             marker,
             envelope,
             unlocked_by: None,
@@ -542,6 +545,23 @@ impl RepoReader {
         )
     }
 
+    /// Where a small object's stored bytes go: on a local repository straight into a
+    /// staging file, elsewhere a buffer stored with one PUT.
+    fn small_sink(&self, key: &str, mode: PutMode) -> Result<RawWriter, Error> {
+        match (&self.local_files, &mode) {
+            (Some(files), PutMode::Create | PutMode::Overwrite) => {
+                RawWriter::file(key.to_string(), files, mode)
+                    .map_err(Error::stream("creating", key))
+            }
+            _ => Ok(RawWriter::buffer(
+                key.to_string(),
+                self.rt.clone(),
+                self.store.clone(),
+                mode,
+            )),
+        }
+    }
+
     fn put_small(
         &self,
         key: &str,
@@ -549,7 +569,7 @@ impl RepoReader {
         compression: Compression,
         mode: PutMode,
     ) -> Result<Written, Error> {
-        let raw = RawWriter::buffer(key.to_string(), self.rt.clone(), self.store.clone(), mode);
+        let raw = self.small_sink(key, mode)?;
         let mut writer = ObjectWriter::new(
             raw,
             key,
@@ -747,6 +767,7 @@ impl Repository {
             rt: runtime()?,
             location: store.location,
             local_root: store.local_root,
+            local_files: store.local_files,
             marker,
             envelope,
             unlocked_by: None,
@@ -875,7 +896,7 @@ impl Repository {
         compression: Compression,
         mode: PutMode,
     ) -> Result<ObjectWriter, Error> {
-        let raw = RawWriter::buffer(key.to_string(), self.rt.clone(), self.store.clone(), mode);
+        let raw = self.small_sink(key, mode)?;
         ObjectWriter::new(
             raw,
             key,
@@ -902,44 +923,15 @@ impl Repository {
     }
 
     /// Remove what interrupted uploads left below `prefix` and older than `grace`: on a
-    /// local repository the staging files (`<key>#<n>`) of a killed process. (S3 keeps
-    /// incomplete multipart uploads out of listings; a bucket lifecycle rule
-    /// `AbortIncompleteMultipartUpload` collects them — see docs/storage.md.)
+    /// local repository the staging files (`<key>#<n>`) of a killed process, in `prefix`'s
+    /// directory and those below it. (S3 keeps incomplete multipart uploads out of listings; a
+    /// bucket lifecycle rule `AbortIncompleteMultipartUpload` collects them — see
+    /// docs/storage.md.)
     pub fn remove_upload_leftovers(&self, prefix: &str, grace: Duration) -> Result<u64, Error> {
-        let Some(root) = &self.reader.local_root else {
-            return Ok(0);
-        };
-        let dir = root.join(prefix);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(source) => {
-                return Err(Error::Io {
-                    operation: "listing",
-                    path: dir.display().to_string(),
-                    source,
-                })
-            }
-        };
-        let mut removed = 0;
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age >= grace);
-            if name.to_string_lossy().contains('#') && stale {
-                std::fs::remove_file(entry.path()).map_err(|source| Error::Io {
-                    operation: "removing",
-                    path: entry.path().display().to_string(),
-                    source,
-                })?;
-                removed += 1;
-            }
+        match &self.reader.local_root {
+            Some(root) => remove_staged(&root.join(prefix), grace),
+            None => Ok(0),
         }
-        Ok(removed)
     }
 
     /// Replace the list of `set`'s retained archives ([`RepoReader::retained`]).
@@ -959,4 +951,41 @@ impl Repository {
             PutMode::Create,
         )
     }
+}
+
+/// Remove the staging files (`#` in the name) older than `grace` in `dir` and below it.
+fn remove_staged(dir: &std::path::Path, grace: Duration) -> Result<u64, Error> {
+    let io = |operation, path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| Error::Io {
+            operation,
+            path,
+            source,
+        }
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(source) => return Err(io("listing", dir)(source)),
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        if meta.is_dir() {
+            removed += remove_staged(&entry.path(), grace)?;
+            continue;
+        }
+        let stale = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= grace);
+        if entry.file_name().to_string_lossy().contains('#') && stale {
+            std::fs::remove_file(entry.path()).map_err(io("removing", &entry.path()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }

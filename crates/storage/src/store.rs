@@ -52,6 +52,9 @@ pub struct Store {
     pub(crate) object_store: Arc<dyn ObjectStore>,
     pub(crate) location: String,
     pub(crate) local_root: Option<PathBuf>,
+    /// The local store itself, unwrapped: small objects are written straight into their
+    /// staging files. `None` once the store is wrapped, so that a wrapper sees every write.
+    pub(crate) local_files: Option<Arc<LocalFileSystem>>,
 }
 
 impl Store {
@@ -71,6 +74,7 @@ impl Store {
             object_store: store,
             location: location.into(),
             local_root: None,
+            local_files: None,
         }
     }
 
@@ -81,6 +85,7 @@ impl Store {
         wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>,
     ) -> Self {
         self.object_store = wrap(self.object_store);
+        self.local_files = None;
         self
     }
 
@@ -134,10 +139,12 @@ fn connect(location: &Location, options: &StoreOptions, create_dir: bool) -> Res
                 })?
                 .with_automatic_cleanup(true)
                 .with_fsync(true);
+            let store = Arc::new(store);
             Ok(Store {
-                object_store: Arc::new(store),
+                object_store: store.clone(),
                 location: dir.display().to_string(),
                 local_root: Some(dir.clone()),
+                local_files: Some(store),
             })
         }
         Location::Memory => Ok(Store::from_object_store(Arc::new(InMemory::new()), shown)),

@@ -213,20 +213,51 @@ fn an_abandoned_upload_leaves_no_object() {
             .unwrap();
         writer.write_all(&vec![7u8; 6 * 1024 * 1024]).unwrap();
         drop(writer);
-        assert!(
-            matches!(
-                repo.head("sets/a/data/abandoned.bin"),
-                Err(Error::NotFound { .. })
-            ),
-            "{}",
-            backend.name()
-        );
+        // A small object too: a local repository writes it straight into a staging file.
+        let mut small = repo
+            .create_small(
+                "sets/a/wal/abandoned-small",
+                Compression::Zstd(1),
+                PutMode::Create,
+            )
+            .unwrap();
+        small.write_all(&vec![8u8; 3 * 1024 * 1024]).unwrap();
+        drop(small);
+        for key in ["sets/a/data/abandoned.bin", "sets/a/wal/abandoned-small"] {
+            assert!(
+                matches!(repo.head(key), Err(Error::NotFound { .. })),
+                "{}: {key}",
+                backend.name()
+            );
+        }
         assert!(repo
-            .list("sets/a/data")
+            .list("sets/a")
             .unwrap()
             .iter()
             .all(|o| !o.key.contains("abandoned")));
+        if let Some(root) = repo.local_root() {
+            let staged = walk(root)
+                .into_iter()
+                .filter(|p| p.to_string_lossy().contains('#'))
+                .collect::<Vec<_>>();
+            assert!(staged.is_empty(), "staging files left: {staged:?}");
+        }
     });
+}
+
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flat_map(|entry| {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -250,6 +281,9 @@ fn a_conditional_create_refuses_an_existing_object_and_a_lock_a_second_holder() 
             "{}: {again:?}",
             backend.name()
         );
+        if let Some(root) = repo.local_root() {
+            assert!(!walk(root).iter().any(|p| p.to_string_lossy().contains('#')));
+        }
 
         let held = repo.lock("media", "backup").unwrap();
         let second = repo.lock("media", "prune").unwrap_err();
