@@ -5,7 +5,9 @@
 //! concatenated frames) whose frames can each be decoded alone. Within a chunk, runs of
 //! 128 KiB blocks whose bytes look random (JPEG, MP4, already compressed data) are stored in
 //! raw zstd blocks instead of being handed to the compressor, which would spend most of its
-//! time failing to shrink them.
+//! time failing to shrink them. Raw runs are cut into one frame per block, and the stream
+//! ends with a seek table ([`crate::SeekTable`]), so that a reader can fetch only the frames
+//! that hold the content it wants.
 
 use std::collections::BTreeMap;
 use std::io::{self, Cursor, Read, Write};
@@ -14,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use zstd::bulk::Compressor;
+
+use crate::seek::{self, FrameSizes};
 use zstd::zstd_safe::CParameter;
 
 /// Input bytes per chunk at the default level: the unit of parallel work. zstd's window at
@@ -53,7 +57,7 @@ struct Job {
 struct Done {
     seq: u64,
     input: Vec<u8>,
-    output: io::Result<Vec<u8>>,
+    output: io::Result<(Vec<u8>, Vec<FrameSizes>)>,
 }
 
 /// A writer of zstd frames compressed on `threads` workers and written to `inner`, in order,
@@ -102,8 +106,8 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
                             break;
                         };
                         output.clear();
-                        let output =
-                            compress_chunk(&mut compressor, &input, &mut output).map(|()| output);
+                        let output = compress_chunk(&mut compressor, &input, &mut output)
+                            .map(|frames| (output, frames));
                         if finished.send(Done { seq, input, output }).is_err() {
                             break;
                         }
@@ -117,16 +121,19 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
                 // Frames finish out of order; they are written in order.
                 let mut ready = BTreeMap::new();
                 let mut written = 0;
+                let mut frames = Vec::new();
                 for Done { seq, input, output } in done {
                     ready.insert(seq, (input, output?));
-                    while let Some((mut input, output)) = ready.remove(&written) {
+                    while let Some((mut input, (output, sizes))) = ready.remove(&written) {
                         inner.write_all(&output)?;
+                        frames.extend(sizes);
                         written += 1;
                         input.clear();
                         // The encoder may be gone (dropped unfinished): the buffers are freed.
                         drop(give_back.send((input, output)));
                     }
                 }
+                inner.write_all(&seek::encode(&frames))?;
                 Ok((inner, written))
             })?;
         Ok(Self {
@@ -283,29 +290,41 @@ fn compressor(level: i32) -> io::Result<Compressor<'static>> {
     Ok(compressor)
 }
 
-/// Append `input` to `output` as frames: runs of random-looking blocks raw, the rest
-/// compressed.
+/// Append `input` to `output` as frames: random-looking blocks raw, one frame each, runs of
+/// the others compressed; returns each frame's sizes.
 fn compress_chunk(
     compressor: &mut Compressor<'_>,
     input: &[u8],
     output: &mut Vec<u8>,
-) -> io::Result<()> {
-    if input.is_empty() {
-        return compress_run(compressor, input, output);
-    }
-    // Each block is probed once; runs of blocks of one kind make one frame each.
+) -> io::Result<Vec<FrameSizes>> {
+    let mut frames = Vec::new();
+    let mut sized = |output: &Vec<u8>, before: usize, content: &[u8]| {
+        frames.push(((output.len() - before) as u32, content.len() as u32));
+    };
+    // Each block is probed once; runs of blocks of one kind make one frame each (an empty
+    // chunk, one empty frame).
     let random: Vec<bool> = input.chunks(BLOCK).map(looks_random).collect();
     let mut start = 0;
     for run in random.chunk_by(|a, b| a == b) {
         let end = (start + run.len() * BLOCK).min(input.len());
         if run[0] {
-            raw_frame(&input[start..end], output);
+            for block in input[start..end].chunks(BLOCK) {
+                let before = output.len();
+                raw_frame(block, output);
+                sized(output, before, block);
+            }
         } else {
+            let before = output.len();
             compress_run(compressor, &input[start..end], output)?;
+            sized(output, before, &input[start..end]);
         }
         start = end;
     }
-    Ok(())
+    if input.is_empty() {
+        compress_run(compressor, input, output)?;
+        sized(output, 0, input);
+    }
+    Ok(frames)
 }
 
 /// Append `run` to `output` as one compressed frame.
@@ -371,6 +390,7 @@ fn raw_frame(content: &[u8], output: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SeekTable;
     use rstest::rstest;
 
     fn random(len: usize, seed: u64) -> Vec<u8> {
@@ -443,6 +463,37 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_seek_table_finds_the_frames_of_any_range() {
+        let data = [random(3 * CHUNK + 5, 9), text(2 * CHUNK)].concat();
+        let stored = encode(&data, 2);
+        let footer = &stored[stored.len() - SeekTable::FOOTER..];
+        let length = SeekTable::length(footer).unwrap() as usize;
+        let table =
+            SeekTable::parse(&stored[stored.len() - length..], stored.len() as u64).unwrap();
+        assert_eq!(table.content_len(), data.len() as u64);
+        let len = data.len() as u64;
+        let block = BLOCK as u64;
+        for range in [
+            0..1,
+            5 * block + 7..6 * block + 9,
+            3 * CHUNK as u64..3 * CHUNK as u64 + 100_000,
+            len - 10..len,
+        ] {
+            let span = table.span(range.clone()).unwrap();
+            let part = decode(&stored[span.stored.start as usize..span.stored.end as usize]);
+            let at = (range.start - span.start) as usize;
+            let want = &data[range.start as usize..range.end as usize];
+            assert_eq!(&part[at..at + want.len()], want, "{range:?}");
+        }
+        // Random bytes are raw frames of one block each: a byte of them costs a block.
+        let first = table.span(0..1).unwrap();
+        assert!(
+            first.stored.end - first.stored.start <= block + 32,
+            "{first:?}"
+        );
     }
 
     #[test]

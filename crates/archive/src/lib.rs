@@ -39,6 +39,7 @@ mod hashing;
 mod overlap;
 mod path;
 mod read;
+mod seek;
 mod write;
 
 pub use codec::{Codec, Compression, Decoder, Encoder};
@@ -47,4 +48,5 @@ pub use hashing::{sha256_hex, Digest, HashingReader};
 pub use overlap::{ReadAhead, WriteBehind};
 pub use path::safe_relative_path;
 pub use read::{ArchiveEntry, ArchiveReader, EntryKind};
+pub use seek::{FrameSpan, SeekTable};
 pub use write::{Appended, ArchiveWriter, EntryMeta};

@@ -56,7 +56,31 @@ impl<'a> ArchiveReader<'a> {
     /// Visit every entry in order. Names that would escape a target (`..`, absolute) fail with
     /// [`Error::UnsafePath`] before the callback sees them; read errors of the stream itself
     /// fail with [`Error::Corrupt`].
-    pub fn for_each<E, F>(&mut self, mut visit: F) -> Result<(), E>
+    pub fn for_each<E, F>(&mut self, visit: F) -> Result<(), E>
+    where
+        E: From<Error>,
+        F: FnMut(ArchiveEntry<'_>) -> Result<(), E>,
+    {
+        self.visit(usize::MAX, visit)
+    }
+
+    /// Visit the first entry only, as [`Self::for_each`] does; what follows it is not read.
+    /// `Ok(false)` when the stream holds no entry.
+    pub fn first<E, F>(&mut self, visit: F) -> Result<bool, E>
+    where
+        E: From<Error>,
+        F: FnMut(ArchiveEntry<'_>) -> Result<(), E>,
+    {
+        let mut seen = false;
+        let mut visit = visit;
+        self.visit(1, |entry| {
+            seen = true;
+            visit(entry)
+        })?;
+        Ok(seen)
+    }
+
+    fn visit<E, F>(&mut self, limit: usize, mut visit: F) -> Result<(), E>
     where
         E: From<Error>,
         F: FnMut(ArchiveEntry<'_>) -> Result<(), E>,
@@ -67,7 +91,7 @@ impl<'a> ArchiveReader<'a> {
             .entries()
             .map_err(|e| corrupt("reading the first entry".to_string(), e))?;
         let mut last = String::from("<start of archive>");
-        for entry in entries {
+        for entry in entries.take(limit) {
             let mut entry = entry.map_err(|e| corrupt(format!("after entry {last:?}"), e))?;
             let raw = entry.path_bytes().into_owned();
             let name = String::from_utf8(raw).map_err(|e| Error::UnsafePath {
@@ -162,6 +186,31 @@ mod tests {
         assert_eq!(got[1].0, long_file);
         assert_eq!(got[1].2, b"abc");
         assert_eq!(got[2].3.as_deref(), Some(long_target.as_str()));
+    }
+
+    #[test]
+    fn an_entry_reads_alone_from_its_offset() {
+        let long = format!("{}f", "x/".repeat(80));
+        let mut w = ArchiveWriter::new(Vec::new());
+        let a = w.append_file("a", &META, &b"first"[..], 5).unwrap();
+        let b = w.append_file(&long, &META, &b"second"[..], 6).unwrap();
+        let bytes = w.finish().unwrap();
+        assert_eq!((a.offset, b.offset), (0, 1024));
+        let mut got = Vec::new();
+        let found = ArchiveReader::new(&bytes[b.offset as usize..])
+            .first(|e: ArchiveEntry<'_>| {
+                let mut data = String::new();
+                e.data.read_to_string(&mut data).unwrap();
+                got.push((e.path.to_string(), data));
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        assert!(found);
+        assert_eq!(
+            got,
+            [(long, "second".to_string())],
+            "a PAX-named entry, whole"
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct Appended {
     pub digest: Digest,
     /// The source ended before the announced size; the rest was stored as zeros.
     pub truncated: bool,
+    /// Where the entry starts in the tar stream (its first header, a PAX one if any).
+    pub offset: u64,
 }
 
 /// Writes a tar stream, entry by entry, into a writer that compresses (an [`Encoder`] or
@@ -29,8 +31,26 @@ pub struct Appended {
 ///
 /// [`Encoder`]: crate::Encoder
 pub struct ArchiveWriter<W: Write> {
-    builder: tar::Builder<W>,
+    builder: tar::Builder<Counted<W>>,
     buffer: Vec<u8>,
+}
+
+/// A writer that counts what passes, so entries know where they start.
+struct Counted<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 const BLOCK: u64 = 512;
@@ -41,7 +61,7 @@ impl<W: Write> ArchiveWriter<W> {
     /// Start an archive into `inner`.
     pub fn new(inner: W) -> Self {
         Self {
-            builder: tar::Builder::new(inner),
+            builder: tar::Builder::new(Counted { inner, written: 0 }),
             buffer: vec![0; COPY_BUFFER],
         }
     }
@@ -83,6 +103,7 @@ impl<W: Write> ArchiveWriter<W> {
         data: R,
         size: u64,
     ) -> io::Result<Appended> {
+        let offset = self.builder.get_ref().written;
         self.header(path, tar::EntryType::Regular, meta, size, None)?;
         let mut source = ExactReader::new(data, size);
         let out = self.builder.get_mut();
@@ -99,6 +120,7 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(Appended {
             digest: source.finish(size),
             truncated,
+            offset,
         })
     }
 
@@ -144,6 +166,7 @@ impl<W: Write> ArchiveWriter<W> {
     pub fn finish(self) -> Result<W, Error> {
         self.builder
             .into_inner()
+            .map(|counted| counted.inner)
             .map_err(|source| Error::Finish { source })
     }
 }

@@ -66,6 +66,7 @@ fn generate(dir: &Path, n: u64) -> Result<()> {
             sha256: Some("0".repeat(64)),
             target: None,
             holder: None,
+            offset: None,
             ctime: 0,
             inode: i,
         })

@@ -4,8 +4,11 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
-use strongbox_archive::{ArchiveEntry, ArchiveReader, EntryKind, HashingReader};
+use strongbox_archive::{
+    ArchiveEntry, ArchiveReader, Decoder, EntryKind, FrameSpan, HashingReader, SeekTable,
+};
 use strongbox_manifest::{FileEntry, FileType, Listing, ObjectRole, Snapshot, SnapshotId};
+use strongbox_storage::ObjectInfo;
 
 use crate::{Error, Reader};
 
@@ -32,6 +35,45 @@ impl From<strongbox_archive::Error> for Pass {
     }
 }
 
+/// How a pass reads archives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reading {
+    /// Each archive streamed whole.
+    Whole,
+    /// Where an archive's seek table shows that fetching the frames around the wanted
+    /// files reads less, only those frames (and no directory or link entries).
+    Files,
+}
+
+/// Spans of frames this close in stored bytes are fetched as one.
+const MERGE_GAP: u64 = 1 << 20;
+
+/// Room for an entry's headers before its data: a ustar header, and a PAX one with its
+/// records when the name is long.
+fn header_room(path: &str) -> u64 {
+    3 * 512 + (path.len() as u64 + 64).div_ceil(512) * 512
+}
+
+/// Frames of one archive to fetch in one read, and the entries they hold, by offset.
+struct Fetch<'e> {
+    span: FrameSpan,
+    entries: Vec<(u64, &'e FileEntry)>,
+}
+
+/// Counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 impl Reader {
     /// Stream every holder archive of `listing` (of a snapshot of `set`) once, oldest first,
     /// and hand each entry of `wanted` (all when `None`) to `visit`, with its data for
@@ -42,18 +84,27 @@ impl Reader {
         set: &str,
         listing: &Listing,
         wanted: Option<&HashSet<&str>>,
+        visit: F,
+    ) -> Result<(), Error>
+    where
+        F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
+    {
+        self.read_entries(set, listing, wanted, Reading::Whole, visit)
+    }
+
+    pub(crate) fn read_entries<F>(
+        &self,
+        set: &str,
+        listing: &Listing,
+        wanted: Option<&HashSet<&str>>,
+        reading: Reading,
         mut visit: F,
     ) -> Result<(), Error>
     where
         F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
     {
         strongbox_verify::check_tree(listing)?;
-        let archives: HashMap<SnapshotId, String> = self
-            .repo
-            .archives(set)?
-            .into_iter()
-            .map(|(id, object)| (id, object.key))
-            .collect();
+        let archives: HashMap<SnapshotId, ObjectInfo> = self.repo.archives(set)?;
         for (holder, entries) in listing.by_holder() {
             let mut pending: HashMap<&str, &FileEntry> = entries
                 .into_iter()
@@ -63,63 +114,27 @@ impl Reader {
             if pending.is_empty() {
                 continue;
             }
-            let key = archives
-                .get(holder)
-                .ok_or_else(|| Error::MissingHolder {
-                    snapshot: listing.snapshot.to_string(),
-                    holder: holder.to_string(),
-                })?
-                .as_str();
-            // The holder's record may be forgotten while its archive is kept: the entries'
-            // digests, not the archive's, are what is checked.
-            let stream = self.repo.open_object(key, None)?;
-            let mut archive =
-                ArchiveReader::pipelined(stream).map_err(|source| Error::Archive {
-                    key: key.to_string(),
-                    source,
-                })?;
-            archive
-                .for_each(|item: ArchiveEntry<'_>| -> Result<(), Pass> {
-                    let Some(entry) = pending.remove(item.path) else {
-                        return Ok(());
-                    };
-                    check_entry(entry, &item, key).map_err(Pass::Other)?;
-                    let mut data = HashingReader::new(item.data);
-                    visit(TreeEntry {
-                        entry,
-                        archive_key: key,
-                        data: &mut data,
-                    })
-                    .map_err(Pass::Other)?;
-                    if entry.kind == FileType::File {
-                        // Drain what the visitor left, so the digest covers the whole entry.
-                        std::io::copy(&mut data, &mut std::io::sink()).map_err(|source| {
-                            Pass::Other(Error::EntryData {
-                                key: key.to_string(),
-                                path: entry.path.clone(),
-                                source,
-                            })
-                        })?;
-                        let digest = data.digest();
-                        let expected = entry.sha256.as_deref().unwrap_or_default();
-                        if digest.sha256 != expected {
-                            return Err(Pass::Other(Error::DigestMismatch {
-                                key: key.to_string(),
-                                path: entry.path.clone(),
-                                expected: expected.to_string(),
-                                actual: digest.sha256,
-                            }));
-                        }
+            let archive = archives.get(holder).ok_or_else(|| Error::MissingHolder {
+                snapshot: listing.snapshot.to_string(),
+                holder: holder.to_string(),
+            })?;
+            let key = archive.key.as_str();
+            // A restore of everything streams every archive: no seek table is read.
+            let fetches = match (reading, wanted) {
+                (Reading::Files, Some(_)) => self.frames_to_fetch(archive, &pending)?,
+                _ => None,
+            };
+            match fetches {
+                Some(fetches) => {
+                    // Directories and links are not read by frames: the listing holds all
+                    // there is of them.
+                    pending.retain(|_, e| e.kind == FileType::File);
+                    for fetch in fetches {
+                        self.read_frames(key, &fetch, &mut pending, &mut visit)?;
                     }
-                    Ok(())
-                })
-                .map_err(|e| match e {
-                    Pass::Archive(source) => Error::Archive {
-                        key: key.to_string(),
-                        source,
-                    },
-                    Pass::Other(e) => e,
-                })?;
+                }
+                None => self.read_archive(key, &mut pending, &mut visit)?,
+            }
             if let Some(path) = pending.keys().min() {
                 return Err(Error::MissingEntry {
                     key: key.to_string(),
@@ -129,6 +144,204 @@ impl Reader {
         }
         Ok(())
     }
+
+    /// Stream `key` whole, visiting the entries of `pending` (removed as they are found).
+    fn read_archive<F>(
+        &self,
+        key: &str,
+        pending: &mut HashMap<&str, &FileEntry>,
+        visit: &mut F,
+    ) -> Result<(), Error>
+    where
+        F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
+    {
+        // The holder's record may be forgotten while its archive is kept: the entries'
+        // digests, not the archive's, are what is checked.
+        let stream = self.repo.open_object(key, None)?;
+        let mut archive = ArchiveReader::pipelined(stream).map_err(|source| Error::Archive {
+            key: key.to_string(),
+            source,
+        })?;
+        archive
+            .for_each(|item: ArchiveEntry<'_>| -> Result<(), Pass> {
+                match pending.remove(item.path) {
+                    Some(entry) => visit_entry(entry, item, key, visit),
+                    None => Ok(()),
+                }
+            })
+            .map_err(|e| e.into_error(key))
+    }
+
+    /// The reads that fetch only the frames holding `pending`'s files, when the archive
+    /// has a seek table, every file's offset is known, the repository is not sealed, and
+    /// that reads at most half the archive; else `None` (stream it whole).
+    fn frames_to_fetch<'e>(
+        &self,
+        archive: &ObjectInfo,
+        pending: &HashMap<&str, &'e FileEntry>,
+    ) -> Result<Option<Vec<Fetch<'e>>>, Error> {
+        let (key, size) = (archive.key.as_str(), archive.size);
+        let footer = SeekTable::FOOTER as u64;
+        if self.repo.sealed() || size < footer {
+            return Ok(None);
+        }
+        let Some(mut wanted) = pending
+            .values()
+            .filter(|e| e.kind == FileType::File)
+            .map(|e| e.offset.map(|offset| (offset, *e)))
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Ok(None);
+        };
+        let tail = self.repo.read_stored_range(key, size - footer..size)?;
+        let Some(length) = SeekTable::length(&tail).filter(|&l| l <= size) else {
+            return Ok(None);
+        };
+        let bytes = self.repo.read_stored_range(key, size - length..size)?;
+        let Some(table) = SeekTable::parse(&bytes, size) else {
+            return Ok(None);
+        };
+        wanted.sort_by_key(|(offset, _)| *offset);
+        let mut fetches: Vec<Fetch<'e>> = Vec::new();
+        for (offset, entry) in wanted {
+            let end = (offset + header_room(&entry.path) + entry.size.div_ceil(512) * 512)
+                .min(table.content_len());
+            let Some(span) = table.span(offset..end) else {
+                return Ok(None);
+            };
+            match fetches.last_mut() {
+                Some(last) if span.stored.start <= last.span.stored.end + MERGE_GAP => {
+                    last.span.stored.end = last.span.stored.end.max(span.stored.end);
+                    last.entries.push((offset, entry));
+                }
+                _ => fetches.push(Fetch {
+                    span,
+                    entries: vec![(offset, entry)],
+                }),
+            }
+        }
+        let fetched: u64 = fetches
+            .iter()
+            .map(|f| f.span.stored.end - f.span.stored.start)
+            .sum();
+        let by_frames = fetched <= size / 2;
+        tracing::debug!(%key, fetched, size, spans = fetches.len(), by_frames, "frames to fetch");
+        Ok(by_frames.then_some(fetches))
+    }
+
+    /// Fetch and decode one span of frames, visiting its entries at their offsets.
+    fn read_frames<F>(
+        &self,
+        key: &str,
+        fetch: &Fetch<'_>,
+        pending: &mut HashMap<&str, &FileEntry>,
+        visit: &mut F,
+    ) -> Result<(), Error>
+    where
+        F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
+    {
+        let stored = self
+            .repo
+            .open_stored_range(key, fetch.span.stored.clone())?;
+        let corrupt = |context: String| {
+            move |source| Error::Archive {
+                key: key.to_string(),
+                source: strongbox_archive::Error::Corrupt { context, source },
+            }
+        };
+        let decoder =
+            Decoder::new(stored).map_err(corrupt(format!("frames at {:?}", fetch.span.stored)))?;
+        let mut content = Counted {
+            inner: decoder,
+            read: 0,
+        };
+        for &(offset, entry) in &fetch.entries {
+            let at = fetch.span.start + content.read;
+            let Some(skip) = offset.checked_sub(at) else {
+                return Err(Error::EntryMismatch {
+                    key: key.to_string(),
+                    path: entry.path.clone(),
+                    reason: format!("starts at {offset}, inside the entry before it"),
+                });
+            };
+            std::io::copy(&mut (&mut content).take(skip), &mut std::io::sink())
+                .map_err(corrupt(format!("before entry {:?}", entry.path)))?;
+            let found = ArchiveReader::new(&mut content)
+                .first(|item: ArchiveEntry<'_>| -> Result<(), Pass> {
+                    if item.path != entry.path {
+                        return Err(Pass::Other(Error::EntryMismatch {
+                            key: key.to_string(),
+                            path: entry.path.clone(),
+                            reason: format!("holds {:?} at offset {offset}", item.path),
+                        }));
+                    }
+                    pending.remove(entry.path.as_str());
+                    visit_entry(entry, item, key, visit)
+                })
+                .map_err(|e| e.into_error(key))?;
+            if !found {
+                return Err(Error::MissingEntry {
+                    key: key.to_string(),
+                    path: entry.path.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Pass {
+    fn into_error(self, key: &str) -> Error {
+        match self {
+            Pass::Archive(source) => Error::Archive {
+                key: key.to_string(),
+                source,
+            },
+            Pass::Other(e) => e,
+        }
+    }
+}
+
+/// Hand one archive entry to `visit` after checking it against the listing's, and check a
+/// file's digest once `visit` has read (or skipped) its data.
+fn visit_entry<F>(
+    entry: &FileEntry,
+    item: ArchiveEntry<'_>,
+    key: &str,
+    visit: &mut F,
+) -> Result<(), Pass>
+where
+    F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
+{
+    check_entry(entry, &item, key).map_err(Pass::Other)?;
+    let mut data = HashingReader::new(item.data);
+    visit(TreeEntry {
+        entry,
+        archive_key: key,
+        data: &mut data,
+    })
+    .map_err(Pass::Other)?;
+    if entry.kind == FileType::File {
+        // Drain what the visitor left, so the digest covers the whole entry.
+        std::io::copy(&mut data, &mut std::io::sink()).map_err(|source| {
+            Pass::Other(Error::EntryData {
+                key: key.to_string(),
+                path: entry.path.clone(),
+                source,
+            })
+        })?;
+        let digest = data.digest();
+        let expected = entry.sha256.as_deref().unwrap_or_default();
+        if digest.sha256 != expected {
+            return Err(Pass::Other(Error::DigestMismatch {
+                key: key.to_string(),
+                path: entry.path.clone(),
+                expected: expected.to_string(),
+                actual: digest.sha256,
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// The archive's entry is the listing's: same kind, size and link target.
@@ -184,6 +397,23 @@ impl ObjectSource<'_> {
     /// The files listing.
     pub fn listing(&self) -> Result<Listing, Error> {
         self.reader.listing(self.snapshot)
+    }
+
+    /// [`Self::read_tree`] for a visitor that wants regular files only: where an archive's
+    /// seek table shows that fetching only the frames around the wanted files reads less,
+    /// only those are fetched, and directory and link entries are not read (the listing
+    /// holds all there is of them).
+    pub fn read_files<F>(
+        &self,
+        listing: &Listing,
+        wanted: Option<&HashSet<&str>>,
+        visit: F,
+    ) -> Result<(), Error>
+    where
+        F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
+    {
+        self.reader
+            .read_entries(&self.snapshot.set, listing, wanted, Reading::Files, visit)
     }
 
     /// Read the entries of `listing` in `wanted` (all when `None`) from their archives;

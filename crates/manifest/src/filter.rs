@@ -160,6 +160,7 @@ mod tests {
                 sha256: None,
                 target: None,
                 holder: Some(holder.clone()),
+                offset: None,
                 ctime: 0,
                 inode: 0,
             })

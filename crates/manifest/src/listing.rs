@@ -40,6 +40,10 @@ pub struct FileEntry {
     /// The snapshot whose archive stores this entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder: Option<SnapshotId>,
+    /// Where a regular file's entry starts in its holder's archive, counted in bytes of
+    /// the tar stream: a partial restore fetches only the frames that hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
     /// Status-change time (ns), for change detection.
     #[serde(default)]
     pub ctime: i64,
@@ -266,6 +270,7 @@ mod tests {
             sha256: None,
             target: None,
             holder: None,
+            offset: None,
             ctime: 0,
             inode: 0,
         }

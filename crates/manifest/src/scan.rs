@@ -358,6 +358,7 @@ fn entry_from_metadata(
         sha256: None,
         target,
         holder: None,
+        offset: None,
         ctime: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
         inode: meta.ino(),
     }))
@@ -379,6 +380,7 @@ mod tests {
             sha256: (kind == FileType::File).then(|| "ab".into()),
             target: None,
             holder: Some(SnapshotId::parse("20250101T000000Z-000000").unwrap()),
+            offset: None,
             ctime: 5,
             inode: 7,
         }

@@ -385,6 +385,7 @@ mod tests {
             sha256: Some("00".repeat(32)),
             target: None,
             holder: None,
+            offset: None,
             ctime: 0,
             inode: 0,
         }

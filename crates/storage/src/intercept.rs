@@ -12,9 +12,9 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
-    UploadPart,
+    CopyOptions, GetOptions, GetRange, GetResult, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    Result, UploadPart,
 };
 
 /// One request to an object store, as an [`Intercept`] sees it.
@@ -58,8 +58,8 @@ pub enum Request<'a> {
         path: &'a Path,
         /// Only the metadata.
         head: bool,
-        /// Only part of the object.
-        ranged: bool,
+        /// Only this part of the object.
+        range: Option<&'a GetRange>,
     },
     /// Several ranges of an object at once.
     GetRanges {
@@ -228,7 +228,7 @@ impl<I: Intercept> ObjectStore for Layered<I> {
         self.hook.intercept(&Request::Get {
             path: location,
             head: options.head,
-            ranged: options.range.is_some(),
+            range: options.range.as_ref(),
         })?;
         self.inner.get_opts(location, options).await
     }

@@ -65,7 +65,7 @@ pub use error::{BackendError, Error};
 pub use intercept::{Intercept, Layered, Request, RequestCounts, Requests};
 pub use location::{redact, Location};
 pub use lock::{holder_alive, host_name, LockGuard, LockInfo};
-pub use object_store::PutMode;
+pub use object_store::{GetRange, PutMode};
 pub use pipeline::{ObjectReader, ObjectWriter};
 pub use raw::Written;
 pub use repo::{Marker, ObjectInfo, RepoReader, Repository, UploadOptions};

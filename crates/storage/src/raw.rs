@@ -359,7 +359,7 @@ impl RawReader {
         rt: Arc<Runtime>,
         store: Arc<dyn ObjectStore>,
         key: &str,
-        size: u64,
+        range: std::ops::Range<u64>,
         part: u64,
         concurrency: usize,
     ) -> Self {
@@ -368,8 +368,8 @@ impl RawReader {
                 rt,
                 store,
                 path: path(key),
-                size,
-                next: 0,
+                size: range.end,
+                next: range.start,
                 part,
                 concurrency,
                 inflight: VecDeque::new(),
@@ -378,16 +378,25 @@ impl RawReader {
         }
     }
 
-    pub(crate) fn new(rt: Arc<Runtime>, payload: GetResultPayload, size: u64) -> Self {
+    /// The bytes `range` of a GET's result: a local file is positioned at its start (a
+    /// stream holds the range already).
+    pub(crate) fn new(
+        rt: Arc<Runtime>,
+        payload: GetResultPayload,
+        range: std::ops::Range<u64>,
+    ) -> io::Result<Self> {
         let inner = match payload {
-            GetResultPayload::File(file, _) => ReaderInner::File(file.take(size)),
+            GetResultPayload::File(mut file, _) => {
+                io::Seek::seek(&mut file, io::SeekFrom::Start(range.start))?;
+                ReaderInner::File(file.take(range.end - range.start))
+            }
             GetResultPayload::Stream(stream) => ReaderInner::Stream {
                 rt,
                 stream,
                 chunk: Bytes::new(),
             },
         };
-        Self { inner }
+        Ok(Self { inner })
     }
 }
 

@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::io::Read;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +10,8 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::{
-    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
-    PutPayload, WriteMultipart,
+    Attribute, Attributes, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions,
+    PutOptions, PutPayload, WriteMultipart,
 };
 use serde::{Deserialize, Serialize};
 use strongbox_archive::Compression;
@@ -376,7 +377,7 @@ impl RepoReader {
                     self.rt.clone(),
                     self.store.clone(),
                     key,
-                    size,
+                    0..size,
                     RANGE_PART,
                     RANGES_IN_FLIGHT,
                 ));
@@ -387,7 +388,53 @@ impl RepoReader {
             .block_on(self.store.get(&path(key)))
             .map_err(|e| backend("reading", key, &self.location, e))?;
         let size = result.meta.size;
-        Ok(RawReader::new(self.rt.clone(), result.payload, size))
+        RawReader::new(self.rt.clone(), result.payload, 0..size)
+            .map_err(Error::stream("reading", key))
+    }
+
+    /// Bytes `range` of an object as stored, bypassing the pipeline: nothing is opened,
+    /// decompressed or checked. For plain repositories only ([`Self::sealed`] is false),
+    /// where a few frames of an archive can be fetched through its seek table and decoded
+    /// by the caller, who checks what it reads.
+    pub fn read_stored_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, Error> {
+        self.rt
+            .block_on(self.store.get_range(&path(key), range))
+            .map_err(|e| backend("reading", key, &self.location, e))
+    }
+
+    /// [`Self::read_stored_range`], streamed: a remote range comes in parts, several in
+    /// flight.
+    pub fn open_stored_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+    ) -> Result<Box<dyn Read + Send>, Error> {
+        if self.local_root.is_none() {
+            return Ok(Box::new(RawReader::ranged(
+                self.rt.clone(),
+                self.store.clone(),
+                key,
+                range,
+                RANGE_PART,
+                RANGES_IN_FLIGHT,
+            )));
+        }
+        let options = GetOptions {
+            range: Some(range.clone().into()),
+            ..Default::default()
+        };
+        let result = self
+            .rt
+            .block_on(self.store.get_opts(&path(key), options))
+            .map_err(|e| backend("reading", key, &self.location, e))?;
+        let reader = RawReader::new(self.rt.clone(), result.payload, range)
+            .map_err(Error::stream("reading", key))?;
+        Ok(Box::new(reader))
+    }
+
+    /// Whether stored bytes are sealed (encrypted): then only the pipeline can read them.
+    pub fn sealed(&self) -> bool {
+        self.marker.encryption == encryption::AGE
     }
 
     /// Stream an object through the pipeline: fetched, checked against `expected` (its

@@ -387,6 +387,7 @@ mod tests {
             sha256: (kind == FileType::File).then(|| "ab".into()),
             target: None,
             holder: Some(SnapshotId::parse(HOLDER).unwrap()),
+            offset: None,
             ctime: 0,
             inode: 0,
         }

@@ -257,34 +257,38 @@ impl Restorer for DirectoryTarget {
         let mut buf = vec![0u8; CHUNK];
         let (progress, cancel) = (run.progress(), run.cancel());
         run.objects
-            .read_tree(&listing, Some(&wanted), |item: TreeEntry<'_>| {
-                cancel.check()?;
-                if item.entry.kind != FileType::File {
-                    return Ok(());
-                }
-                let path = staging_path.join(&item.entry.path);
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(|e| Error::io("creating", &path, e))?;
-                let mut data = Tracked {
-                    inner: item.data,
-                    progress,
-                    cancel,
-                    error: None,
-                };
-                let written = write_sparse(&mut file, &mut data, item.entry.size, &mut buf);
-                if let Some(source) = data.error {
-                    return Err(cancel.or_cancelled(Error::EntryData {
-                        key: item.archive_key.to_string(),
-                        path: item.entry.path.clone(),
-                        source,
-                    }));
-                }
-                written.map_err(|e| Error::io("writing", &path, e))
-            })
+            .read_files(
+                &listing,
+                (!self.includes.is_empty()).then_some(&wanted),
+                |item: TreeEntry<'_>| {
+                    cancel.check()?;
+                    if item.entry.kind != FileType::File {
+                        return Ok(());
+                    }
+                    let path = staging_path.join(&item.entry.path);
+                    let mut file = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .map_err(|e| Error::io("creating", &path, e))?;
+                    let mut data = Tracked {
+                        inner: item.data,
+                        progress,
+                        cancel,
+                        error: None,
+                    };
+                    let written = write_sparse(&mut file, &mut data, item.entry.size, &mut buf);
+                    if let Some(source) = data.error {
+                        return Err(cancel.or_cancelled(Error::EntryData {
+                            key: item.archive_key.to_string(),
+                            path: item.entry.path.clone(),
+                            source,
+                        }));
+                    }
+                    written.map_err(|e| Error::io("writing", &path, e))
+                },
+            )
             .map_err(|e| cancel.or_cancelled(e))?;
         run.progress().finish();
         run.cancel().check()?;

@@ -342,6 +342,7 @@ fn store_file<W: Write>(
         ));
     }
     entry.sha256 = Some(appended.digest.sha256);
+    entry.offset = Some(appended.offset);
     let after = reader.inner.metadata().ok();
     let changed = after.is_none_or(|m| {
         m.len() != entry.size || m.mtime() * 1_000_000_000 + m.mtime_nsec() != entry.mtime
