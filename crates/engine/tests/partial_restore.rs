@@ -1,11 +1,13 @@
 //! A restore of a few files fetches only the frames that hold them (the archive's seek table
 //! and the listing's offsets), on a local repository and on S3; a repository where that is
-//! not possible still restores, by streaming the archive whole.
+//! not possible still restores, by streaming the archive whole; a damaged frame fails it.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use strongbox_engine::{DirectoryTarget, Engine, FilesSpec, RestoreOptions, SetSpec, SourceSpec};
+use strongbox_manifest::{ObjectRef, Snapshot};
 use strongbox_storage::{
     GetRange, Intercept, Layered, Location, Repository, Request, Store, StoreOptions,
 };
@@ -60,154 +62,139 @@ fn tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn engine(location: &Location, reads: &Arc<ArchiveReads>) -> Engine {
-    let store = Store::connect(location, &StoreOptions::default())
-        .unwrap()
-        .layer(|inner| Arc::new(Layered::new(inner, reads.clone())));
-    Engine::new(Repository::open_store(store).unwrap())
+/// A tree backed up into a repository at `location` (a local one in `work` when `None`)
+/// through a store wrapper that counts archive reads.
+struct Fixture {
+    work: tempfile::TempDir,
+    engine: Engine,
+    reads: Arc<ArchiveReads>,
+    snapshot: Snapshot,
+    files: Vec<(String, Vec<u8>)>,
 }
 
-fn restores_one_file_by_its_frames(location: &Location) {
-    Repository::init(location).unwrap();
-    let reads = Arc::new(ArchiveReads::default());
-    let engine = engine(location, &reads);
-    let work = tempfile::tempdir().unwrap();
-    let files = tree(&work.path().join("src"));
-    let spec = SetSpec::new(
-        "media",
-        SourceSpec::Files(FilesSpec::new(work.path().join("src"))),
-    );
-    let snapshot = engine.backup(&spec).unwrap();
-    let archive = &snapshot
-        .objects
-        .iter()
-        .find(|o| o.key.ends_with(".tar.zst"))
-        .unwrap();
+impl Fixture {
+    fn new(location: Option<Location>) -> Self {
+        let work = tempfile::tempdir().unwrap();
+        let location = location.unwrap_or_else(|| Location::Local(work.path().join("repo")));
+        Repository::init(&location).unwrap();
+        let reads = Arc::new(ArchiveReads::default());
+        let store = Store::connect(&location, &StoreOptions::default())
+            .unwrap()
+            .layer(|inner| Arc::new(Layered::new(inner, reads.clone())));
+        let engine = Engine::new(Repository::open_store(store).unwrap());
+        let files = tree(&work.path().join("src"));
+        let spec = SetSpec::new(
+            "media",
+            SourceSpec::Files(FilesSpec::new(work.path().join("src"))),
+        );
+        let snapshot = engine.backup(&spec).unwrap();
+        Fixture {
+            work,
+            engine,
+            reads,
+            snapshot,
+            files,
+        }
+    }
 
-    let before = (
-        reads.whole.load(Ordering::Relaxed),
-        reads.ranged_bytes.load(Ordering::Relaxed),
-    );
-    let target = work.path().join("restored");
-    let mut restorer = DirectoryTarget {
-        path: target.clone(),
-        includes: vec!["d1/f041.bin".to_string()],
-        keep_previous: false,
-    };
-    engine
-        .restore(&snapshot, &mut restorer, &RestoreOptions::default())
-        .unwrap();
-    let (path, bytes) = &files[41];
+    fn archive(&self) -> &ObjectRef {
+        self.snapshot
+            .objects
+            .iter()
+            .find(|o| o.key.ends_with(".tar.zst"))
+            .unwrap()
+    }
+
+    /// Change the local archive's stored bytes.
+    fn damage(&self, change: impl FnOnce(&mut Vec<u8>)) {
+        let file = self.work.path().join("repo").join(&self.archive().key);
+        let mut stored = std::fs::read(&file).unwrap();
+        change(&mut stored);
+        std::fs::write(&file, stored).unwrap();
+    }
+
+    /// Restore the file `files[i]` alone into `restored/`.
+    fn restore_one(&self, i: usize) -> Result<PathBuf, strongbox_engine::Error> {
+        let target = self.work.path().join("restored");
+        let mut restorer = DirectoryTarget {
+            path: target.clone(),
+            includes: vec![self.files[i].0.clone()],
+            keep_previous: false,
+        };
+        self.engine
+            .restore(&self.snapshot, &mut restorer, &RestoreOptions::default())?;
+        Ok(target)
+    }
+
+    fn reads(&self) -> (u64, u64) {
+        (
+            self.reads.whole.load(Ordering::Relaxed),
+            self.reads.ranged_bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn restores_one_file_by_its_frames(location: Option<Location>) {
+    let fixture = Fixture::new(location);
+    let before = fixture.reads();
+    let target = fixture.restore_one(41).unwrap();
+    let (path, bytes) = &fixture.files[41];
     assert_eq!(&std::fs::read(target.join(path)).unwrap(), bytes);
     assert!(
-        !target.join("d1/f045.bin").exists(),
+        !target.join(&fixture.files[45].0).exists(),
         "only what was asked for"
     );
-
-    let whole = reads.whole.load(Ordering::Relaxed) - before.0;
-    let ranged = reads.ranged_bytes.load(Ordering::Relaxed) - before.1;
-    assert_eq!(whole, 0, "the archive was not read whole");
+    let after = fixture.reads();
+    assert_eq!(after.0, before.0, "the archive was not read whole");
     // 1 % of the files: at most 5 % of the archive's bytes (the seek table included).
+    let (ranged, size) = (after.1 - before.1, fixture.archive().size);
     assert!(
-        ranged * 20 <= archive.size,
-        "read {ranged} of the archive's {} bytes",
-        archive.size
+        ranged * 20 <= size,
+        "read {ranged} of the archive's {size} bytes"
     );
 }
 
 #[test]
 fn a_partial_restore_of_a_local_repository_reads_only_the_frames_it_needs() {
-    let dir = tempfile::tempdir().unwrap();
-    restores_one_file_by_its_frames(&Location::Local(dir.path().join("repo")));
+    restores_one_file_by_its_frames(None);
 }
 
 #[test]
 fn a_partial_restore_from_s3_reads_only_the_frames_it_needs() {
     let Some(s3) = S3::get() else { return };
-    restores_one_file_by_its_frames(&s3.location("partial"));
+    restores_one_file_by_its_frames(Some(s3.location("partial")));
 }
 
 #[test]
 fn an_archive_whose_seek_table_is_damaged_is_read_whole_and_still_restores() {
-    let dir = tempfile::tempdir().unwrap();
-    let location = Location::Local(dir.path().join("repo"));
-    Repository::init(&location).unwrap();
-    let reads = Arc::new(ArchiveReads::default());
-    let engine = engine(&location, &reads);
-    let files = tree(&dir.path().join("src"));
-    let spec = SetSpec::new(
-        "media",
-        SourceSpec::Files(FilesSpec::new(dir.path().join("src"))),
-    );
-    let snapshot = engine.backup(&spec).unwrap();
-    let archive = snapshot
-        .objects
-        .iter()
-        .find(|o| o.key.ends_with(".tar.zst"))
-        .unwrap();
+    let fixture = Fixture::new(None);
     // The table's last byte (its magic) damaged: zstd readers skip the table's frame by its
     // declared size, so the archive still decodes; its index is gone.
-    let file = dir.path().join("repo").join(&archive.key);
-    let mut stored = std::fs::read(&file).unwrap();
-    *stored.last_mut().unwrap() ^= 0xff;
-    std::fs::write(&file, stored).unwrap();
-
-    let target = dir.path().join("restored");
-    let mut restorer = DirectoryTarget {
-        path: target.clone(),
-        includes: vec!["d2/f002.bin".to_string()],
-        keep_previous: false,
-    };
-    engine
-        .restore(&snapshot, &mut restorer, &RestoreOptions::default())
-        .unwrap();
-    assert_eq!(std::fs::read(target.join(&files[2].0)).unwrap(), files[2].1);
+    fixture.damage(|stored| *stored.last_mut().unwrap() ^= 0xff);
+    let target = fixture.restore_one(2).unwrap();
     assert_eq!(
-        reads.whole.load(Ordering::Relaxed),
-        1,
-        "streamed whole instead"
+        std::fs::read(target.join(&fixture.files[2].0)).unwrap(),
+        fixture.files[2].1
     );
+    assert_eq!(fixture.reads().0, 1, "streamed whole instead");
 }
 
 #[test]
 fn a_damaged_frame_fails_a_partial_restore_naming_the_archive_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let location = Location::Local(dir.path().join("repo"));
-    Repository::init(&location).unwrap();
-    let reads = Arc::new(ArchiveReads::default());
-    let engine = engine(&location, &reads);
-    tree(&dir.path().join("src"));
-    let spec = SetSpec::new(
-        "media",
-        SourceSpec::Files(FilesSpec::new(dir.path().join("src"))),
-    );
-    let snapshot = engine.backup(&spec).unwrap();
-    let archive = snapshot
-        .objects
-        .iter()
-        .find(|o| o.key.ends_with(".tar.zst"))
-        .unwrap();
+    let fixture = Fixture::new(None);
     // A byte changed every 16 KiB, the seek table at the end left alone: whichever frames
     // the restore fetches are damaged.
-    let file = dir.path().join("repo").join(&archive.key);
-    let mut stored = std::fs::read(&file).unwrap();
-    let frames = stored.len() - 2048;
-    for at in (1000..frames).step_by(16 * 1024) {
-        stored[at] ^= 0x55;
-    }
-    std::fs::write(&file, stored).unwrap();
-
-    let target = dir.path().join("restored");
-    let mut restorer = DirectoryTarget {
-        path: target.clone(),
-        includes: vec!["d1/f041.bin".to_string()],
-        keep_previous: false,
-    };
-    let err = engine
-        .restore(&snapshot, &mut restorer, &RestoreOptions::default())
-        .unwrap_err();
-    let text = format!("{err}");
-    assert!(text.contains(&archive.key), "{text}");
-    assert!(!target.exists(), "nothing restored");
-    assert_eq!(reads.whole.load(Ordering::Relaxed), 0, "read by frames");
+    fixture.damage(|stored| {
+        let frames = stored.len() - 2048;
+        for at in (1000..frames).step_by(16 * 1024) {
+            stored[at] ^= 0x55;
+        }
+    });
+    let err = fixture.restore_one(41).unwrap_err().to_string();
+    assert!(err.contains(&fixture.archive().key), "{err}");
+    assert!(
+        !fixture.work.path().join("restored").exists(),
+        "nothing restored"
+    );
+    assert_eq!(fixture.reads().0, 0, "read by frames");
 }
