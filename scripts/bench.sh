@@ -359,7 +359,7 @@ bench_tree() {
     local src=$W/data/$TREE
     R=$W/run/$TREE
     results_for "$TREE"
-    [[ $TREE == media ]] && rm -f "$W/encryption-pairs.tsv"
+    [[ $TREE == media ]] && rm -f "$W/encryption-pairs.tsv" "$W/partial-media.txt"
     log "== tree $TREE (scale $SCALE, seed $SEED)"
     python3 "$BENCH/gen.py" ensure --tree "$TREE" --dir "$src" --seed "$SEED" --scale "$SCALE" >&2
     rm -rf "$R"
@@ -480,6 +480,26 @@ bench_tree() {
         measure "$op" strongbox "bench:latest" restore "$t|$fp1" -- \
             "$SB" -q --repo "$R/sb-repo" restore bench:latest --target "$t"
         [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$t"
+        if [[ $TREE == media ]]; then
+            # 1 % of the files by --include: only the frames that hold them are fetched. The
+            # engine's debug events say what it fetched of each archive (all of it when it
+            # streams one whole).
+            t=$R/restore-sb-partial
+            rm -rf "$t"
+            local picks=() inc=() p
+            mapfile -t picks < <(cd "$src" && find . -type f | LC_ALL=C sort |
+                awk 'NR % 100 == 1 { sub("^[.]/", ""); print }')
+            for p in "${picks[@]}"; do inc+=(--include "$p"); done
+            measure "partial restore, 1 % of files" strongbox "${#picks[@]} --include" total "$t" -- \
+                "$SB" -vv --repo "$R/sb-repo" restore bench:latest --target "$t" "${inc[@]}"
+            awk -v n="${#picks[@]}" '/frames to fetch/ {
+                    for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+                    s += v["size"]; f += (v["by_frames"] == "true" ? v["fetched"] : v["size"])
+                }
+                END { if (s > 0) printf "Partial restore of 1 %% of the files (%d, --include): fetched %.1f MB of %.1f MB of archives (%.1f %%; target ≤ 5 %%)\n", n, f / 1e6, s / 1e6, 100 * f / s }' \
+                "$LAST_LOG" >"$W/partial-media.txt"
+            [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$t"
+        fi
         if [[ $TREE == media ]]; then
             t=$R/restore-sb-age
             rm -rf "$t"
@@ -1049,6 +1069,10 @@ main() {
                                 if (p > 0 && e > 0) printf "Encrypted ÷ plain, %s, one run each (the encrypted one second): %.2f× wall (%.2f s vs %.2f s), peak RSS %s MB (target ≤ 1.10×, < 100 MB)\n", list[i], e / p, e, p, r[list[i] FS "strongbox-age"]
                             }
                         }' "$W/results-$tree.tsv"
+                fi
+                if [[ $tree == media && -s $W/partial-media.txt ]]; then
+                    echo
+                    cat "$W/partial-media.txt"
                 fi
                 if [[ $tree == media && -s $W/encryption-pairs.tsv ]]; then
                     echo
