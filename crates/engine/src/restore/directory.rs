@@ -286,30 +286,25 @@ impl Restorer for DirectoryTarget {
                             source,
                         }));
                     }
-                    written.map_err(|e| Error::io("writing", &path, e))
+                    written.map_err(|e| Error::io("writing", &path, e))?;
+                    // Through the open descriptor: no second and third lookup of the path.
+                    file.set_permissions(fs::Permissions::from_mode(item.entry.mode))
+                        .map_err(|e| Error::io("setting mode of", &path, e))?;
+                    rustix::fs::futimens(&file, &timestamps(item.entry.mtime))
+                        .map_err(|e| Error::io("setting time of", &path, e.into()))
                 },
             )
             .map_err(|e| cancel.or_cancelled(e))?;
         run.progress().finish();
         run.cancel().check()?;
 
-        for entry in &entries {
+        // Files got their mode and times as each was written.
+        for entry in entries.iter().filter(|e| e.kind == FileType::Symlink) {
             let path = staging_path.join(&entry.path);
-            match entry.kind {
-                FileType::File => {
-                    fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode))
-                        .map_err(|e| Error::io("setting mode of", &path, e))?;
-                    set_mtime(&path, entry.mtime, true)
-                        .map_err(|e| Error::io("setting time of", &path, e))?;
-                }
-                FileType::Symlink => {
-                    std::os::unix::fs::symlink(entry.target.as_deref().unwrap_or_default(), &path)
-                        .map_err(|e| Error::io("creating link", &path, e))?;
-                    set_mtime(&path, entry.mtime, false)
-                        .map_err(|e| Error::io("setting time of", &path, e))?;
-                }
-                FileType::Dir => {}
-            }
+            std::os::unix::fs::symlink(entry.target.as_deref().unwrap_or_default(), &path)
+                .map_err(|e| Error::io("creating link", &path, e))?;
+            set_mtime(&path, entry.mtime, false)
+                .map_err(|e| Error::io("setting time of", &path, e))?;
         }
         // Deepest directories first, so that setting a parent's mtime is the last touch.
         for entry in entries.iter().rev().filter(|e| e.kind == FileType::Dir) {
@@ -348,15 +343,20 @@ impl Restorer for DirectoryTarget {
     }
 }
 
-fn set_mtime(path: &Path, ns: i64, follow: bool) -> std::io::Result<()> {
+/// Access and modification time `ns` (nanoseconds since the epoch, maybe before it).
+fn timestamps(ns: i64) -> rustix::fs::Timestamps {
     let time = rustix::fs::Timespec {
         tv_sec: ns.div_euclid(1_000_000_000),
         tv_nsec: ns.rem_euclid(1_000_000_000) as _,
     };
-    let times = rustix::fs::Timestamps {
+    rustix::fs::Timestamps {
         last_access: time,
         last_modification: time,
-    };
+    }
+}
+
+fn set_mtime(path: &Path, ns: i64, follow: bool) -> std::io::Result<()> {
+    let times = timestamps(ns);
     let flags = if follow {
         rustix::fs::AtFlags::empty()
     } else {
