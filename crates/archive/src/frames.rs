@@ -1,8 +1,8 @@
 //! zstd as a sequence of independent frames, compressed on worker threads.
 //!
-//! The stream is cut into chunks of [`chunk_size`] bytes; workers compress chunks side by side and
-//! the frames are written in order, so the result is one valid zstd stream (`zstd -d` reads
-//! concatenated frames) whose frames can each be decoded alone. Within a chunk, runs of
+//! The stream is cut into chunks of [`chunk_size`] bytes; workers compress chunks side by
+//! side and the frames are written in order, so the result is one valid zstd stream (`zstd -d`
+//! reads concatenated frames) whose frames can each be decoded alone. Within a chunk, runs of
 //! 128 KiB blocks whose bytes look random (JPEG, MP4, already compressed data) are stored in
 //! raw zstd blocks instead of being handed to the compressor, which would spend most of its
 //! time failing to shrink them. Raw runs are cut into one frame per block, and the stream
@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use zstd::bulk::Compressor;
+use zstd::zstd_safe::CParameter;
 
 use crate::seek::{self, FrameSizes};
-use zstd::zstd_safe::CParameter;
 
 /// Input bytes per chunk at the default level: the unit of parallel work. zstd's window at
 /// that level is 2 MiB too, so independent chunks lose little ratio.
@@ -34,6 +34,7 @@ fn chunk_size(level: i32) -> usize {
         CHUNK
     }
 }
+
 /// zstd's largest block, and the unit of the randomness probe.
 const BLOCK: usize = 128 << 10;
 /// A block with an order-0 entropy above this many bits per byte is stored raw: entropy
