@@ -130,32 +130,44 @@ fn a_prune_that_forgets_the_bases_keeps_their_listings_and_the_chain_restores() 
     );
 }
 
-#[test]
-fn a_damaged_base_listing_fails_restore_and_verify_naming_it_and_writes_nothing() {
-    let env = Env::new();
+/// A full snapshot of 200 files and an incremental whose listing is a delta of the full
+/// one's: the base listing's key and the incremental's id.
+fn delta_on_a_base(env: &Env) -> (String, String) {
     let src = env.path("src");
     many_files(&src, 200);
     let full = env.backup("media", &src, &[]);
     let last = env.backup("media", &src, &[]);
-    let base = object_key(&full, "listing");
+    let id = last["id"].as_str().unwrap().to_string();
+    (object_key(&full, "listing"), id)
+}
+
+/// `restore ID` into a new target, which must fail naming `base`; the target.
+fn restore_fails_naming(env: &Env, id: &str, base: &str) -> std::path::PathBuf {
+    let target = env.path("restored");
+    let target_arg = target.display().to_string();
+    let stderr = env.fails(&["restore", id, "--target", target_arg.as_str()], 1);
+    assert!(stderr.contains(base), "{stderr}");
+    target
+}
+
+#[test]
+fn a_damaged_base_listing_fails_restore_and_verify_naming_it_and_writes_nothing() {
+    let env = Env::new();
+    let (base, id) = delta_on_a_base(&env);
     let path = Path::new(&env.repo).join(&base);
     let mut bytes = fs::read(&path).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xFF;
     fs::write(&path, bytes).unwrap();
 
-    let target = env.path("restored");
-    let id = last["id"].as_str().unwrap();
-    let target_arg = target.display().to_string();
-    let stderr = env.fails(&["restore", id, "--target", target_arg.as_str()], 1);
-    assert!(stderr.contains(&base), "{stderr}");
+    let target = restore_fails_naming(&env, &id, &base);
     assert!(
         !target.exists() || names(&target).is_empty(),
         "restore wrote {:?}",
         names(&target)
     );
 
-    let out = env.run(&["verify", id, "--level", "deep", "--json"]);
+    let out = env.run(&["verify", &id, "--level", "deep", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains(&base), "{report}");
@@ -164,17 +176,9 @@ fn a_damaged_base_listing_fails_restore_and_verify_naming_it_and_writes_nothing(
 #[test]
 fn a_missing_base_listing_fails_restore_naming_it_and_writes_nothing() {
     let env = Env::new();
-    let src = env.path("src");
-    many_files(&src, 200);
-    let full = env.backup("media", &src, &[]);
-    let last = env.backup("media", &src, &[]);
-    let base = object_key(&full, "listing");
+    let (base, id) = delta_on_a_base(&env);
     fs::remove_file(Path::new(&env.repo).join(&base)).unwrap();
 
-    let target = env.path("restored");
-    let target_arg = target.display().to_string();
-    let id = last["id"].as_str().unwrap();
-    let stderr = env.fails(&["restore", id, "--target", target_arg.as_str()], 1);
-    assert!(stderr.contains(&base), "{stderr}");
+    let target = restore_fails_naming(&env, &id, &base);
     assert!(!target.exists(), "restore wrote {:?}", names(&target));
 }

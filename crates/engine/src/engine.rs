@@ -157,17 +157,17 @@ impl Reader {
                 });
             }
             // A base is one of the set's own listings, as a record's objects are its own.
-            let prefix = format!(
-                "{}/{}.files.",
-                layout::data_prefix(&snapshot.set),
-                delta.base
-            );
-            if !delta.key.starts_with(&prefix) {
+            let own = layout::parse_data_key(&delta.key).is_some_and(|(set, id, ext)| {
+                set == snapshot.set && id == delta.base.as_str() && ext.starts_with("files.")
+            });
+            if !own {
                 return Err(Error::BadRecord {
                     id: snapshot.id.to_string(),
                     reason: format!(
-                        "its listing chain names {} as the listing of {}; expected {prefix}…",
-                        delta.key, delta.base
+                        "its listing chain names {} as the listing of {}; expected {}…",
+                        delta.key,
+                        delta.base,
+                        layout::data_key(&snapshot.set, &delta.base, "files.")
                     ),
                 });
             }
