@@ -41,6 +41,15 @@ impl Progress for Bar {
 
     fn advance(&self, bytes: u64) {
         if let Some(bar) = self.bar.lock().expect("progress lock").as_ref() {
+            if bar.length().is_none() && bar.position() == 0 {
+                // A phase of unknown size that moves data: show how much and how fast.
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{msg:>12} {spinner} {elapsed} {bytes} {bytes_per_sec}",
+                    )
+                    .expect("valid template"),
+                );
+            }
             bar.inc(bytes);
         }
     }

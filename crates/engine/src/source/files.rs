@@ -9,6 +9,7 @@ use strongbox_manifest::{
     write_whole_listing, Change, Delta, Diff, Excludes, FileEntry, FileStats, FileType, Listing,
     ObjectRole, Overlay, Snapshot, SnapshotKind, SourceError, SourceKind, Stats, TreeWalk,
 };
+use strongbox_storage::ObjectWriter;
 
 use super::{BackupRun, Draft, Source};
 use crate::progress::Tracked;
@@ -124,41 +125,134 @@ impl Source for FilesSource {
         if self.spec.kind.is_some_and(|k| k != kind) {
             tracing::info!("no base snapshot to diff against; taking a full snapshot");
         }
+        let mut walk = TreeWalk::new(&self.root, &self.excludes)?;
+        let mut storing = Storing::new(&self.root, self.spec.compression);
+        let mut listing = match parent {
+            None => storing.whole_tree(run, &mut walk)?,
+            Some(parent) => storing.changes(run, parent, &mut walk, self.spec.rehash)?,
+        };
+        let key = listing.key().to_string();
+        listing
+            .flush()
+            .map_err(|source| Error::Upload { key, source })?;
+        let Storing {
+            archive,
+            mut stats,
+            warnings,
+            errors,
+            ..
+        } = storing;
+        if let Some((archive, key)) = archive {
+            let writer = archive
+                .finish()
+                .map_err(|source| Error::Archive { key, source })?;
+            run.sink.finish(writer, ObjectRole::Archive)?;
+        }
+        run.sink.finish(listing, ObjectRole::Listing)?;
+        stats.bytes_stored = run.sink.objects().iter().map(|o| o.size).sum();
+
+        let mut all_errors = std::mem::take(&mut walk.errors);
+        all_errors.extend(errors);
+        Ok(Draft {
+            kind,
+            parent: parent.map(|p| p.id.clone()),
+            compression: self.spec.compression,
+            stats: Stats::Files(stats),
+            errors: all_errors,
+            warnings,
+        })
+    }
+}
+
+/// Stores new and changed entries in the snapshot's one archive, opened at the first of
+/// them, and counts the new tree.
+struct Storing<'a> {
+    root: &'a Path,
+    compression: Compression,
+    /// The archive and its key.
+    archive: Option<(ArchiveWriter<ObjectWriter>, String)>,
+    stats: FileStats,
+    warnings: Vec<SourceError>,
+    /// Entries left out because they could not be read.
+    errors: Vec<SourceError>,
+}
+
+impl<'a> Storing<'a> {
+    fn new(root: &'a Path, compression: Compression) -> Self {
+        Storing {
+            root,
+            compression,
+            archive: None,
+            stats: FileStats::default(),
+            warnings: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// A snapshot without a parent, in one pass: each entry is stored as the walk reaches
+    /// it and written to the listing at once, so memory holds neither the tree nor its
+    /// listing, however many files it has. The listing is streamed like an archive.
+    fn whole_tree(
+        &mut self,
+        run: &mut BackupRun<'_>,
+        walk: &mut TreeWalk<'_>,
+    ) -> Result<ObjectWriter, Error> {
+        run.progress().phase("backing up", None);
+        let mut listing = run.sink.create("files.json.zst", LISTING_COMPRESSION)?;
+        let key = listing.key().to_string();
+        let id = run.sink.id().clone();
+        let mut failed = None;
+        let entries = walk
+            .map_while(|mut entry| match self.store(run, &mut entry, Change::New) {
+                Ok(kept) => Some(kept.then_some(entry)),
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            })
+            .flatten();
+        let written = write_whole_listing(&id, entries, &mut listing);
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        written.map_err(|source| Error::Upload { key, source })?;
+        run.progress().finish();
+        Ok(listing)
+    }
+
+    /// A snapshot over `parent`: the walk is diffed against the parent's listing first,
+    /// holding only what changed, so that the bytes to back up are known; then those
+    /// entries are stored and the listing written, as a delta while the chain allows.
+    fn changes(
+        &mut self,
+        run: &mut BackupRun<'_>,
+        parent: &Snapshot,
+        walk: &mut TreeWalk<'_>,
+        rehash: bool,
+    ) -> Result<ObjectWriter, Error> {
         run.progress().phase("scanning", None);
         // The parent's listing is parsed on its own thread while this one walks; the two
         // meet in a merge, so neither tree is held whole: only what changed is.
-        let parent_stream = parent.map(|p| run.listing_stream(p)).transpose()?;
-        let (parent_entries, parent_chain) = match (parent, parent_stream) {
-            (Some(p), Some(s)) => (Some(s.entries), Some((p.id.clone(), s.own, s.chain))),
-            _ => (None, None),
-        };
-        let mut walk = TreeWalk::new(&self.root, &self.excludes)?;
-        let mut stats = FileStats::default();
+        let stream = run.listing_stream(parent)?;
+        let chain = (stream.own, stream.chain);
         let mut pending = Vec::new();
-        let mut diff = Diff::new(
-            &mut walk,
-            parent_entries.into_iter().flatten(),
-            self.spec.rehash,
-        );
+        let mut diff = Diff::new(walk, stream.entries, rehash);
         for (n, item) in (&mut diff).enumerate() {
             let (entry, change) = item?;
             if n % 4096 == 0 {
                 run.cancel().check()?;
             }
             if change == Change::Unchanged {
-                count(&mut stats, &entry, change);
+                count(&mut self.stats, &entry, change);
             } else {
                 pending.push((entry, change));
             }
         }
         let mut removed = diff.into_removed();
-        stats.deleted = removed.len() as u64;
-        let mut errors = std::mem::take(&mut walk.errors);
+        self.stats.deleted = removed.len() as u64;
         run.progress().finish();
         run.cancel().check()?;
 
-        let id = run.sink.id().clone();
-        let mut warnings = Vec::new();
         let mut stored = Vec::with_capacity(pending.len());
         if !pending.is_empty() {
             let total = pending
@@ -167,78 +261,20 @@ impl Source for FilesSource {
                 .map(|(e, _)| e.size)
                 .sum();
             run.progress().phase("backing up", Some(total));
-            let compression = self.spec.compression;
-            let writer = run.sink.create(compression.extension(), compression)?;
-            let key = writer.key().to_string();
-            let archive_error = |source| Error::Archive {
-                key: key.clone(),
-                source,
-            };
-            let mut archive = ArchiveWriter::new(writer);
             for (mut entry, change) in pending {
-                run.cancel().check()?;
-                let meta = EntryMeta {
-                    mode: entry.mode,
-                    mtime_ns: entry.mtime,
-                };
-                let appended = match entry.kind {
-                    FileType::Dir => archive.append_dir(&entry.path, &meta).map(|()| false),
-                    FileType::Symlink => archive
-                        .append_symlink(
-                            &entry.path,
-                            entry.target.as_deref().unwrap_or_default(),
-                            &meta,
-                        )
-                        .map(|()| false),
-                    FileType::File => store_file(
-                        &mut archive,
-                        &self.root,
-                        &mut entry,
-                        &meta,
-                        run.progress(),
-                        run.cancel(),
-                    )
-                    .map(|outcome| match outcome {
-                        Stored::Ok => false,
-                        Stored::Changed(message) => {
-                            warnings.push(SourceError {
-                                path: entry.path.clone(),
-                                message,
-                            });
-                            false
-                        }
-                        Stored::Skipped(message) => {
-                            errors.push(SourceError {
-                                path: entry.path.clone(),
-                                message,
-                            });
-                            true
-                        }
-                    }),
-                };
-                let skipped =
-                    appended.map_err(|source| run.cancel().or_cancelled(archive_error(source)))?;
-                if skipped {
+                if self.store(run, &mut entry, change)? {
+                    stored.push(entry);
+                } else if change == Change::Changed {
                     // Left out of this snapshot, so gone from the parent's tree.
-                    if change == Change::Changed {
-                        removed.push(entry.path);
-                    }
-                    continue;
+                    removed.push(entry.path);
                 }
-                if entry.kind == FileType::File {
-                    stats.bytes_read += entry.size;
-                }
-                entry.holder = Some(id.clone());
-                count(&mut stats, &entry, change);
-                stored.push(entry);
             }
-            let writer = archive.finish().map_err(archive_error)?;
-            run.sink.finish(writer, ObjectRole::Archive)?;
             run.progress().finish();
         }
         run.cancel().check()?;
         removed.sort_unstable();
 
+        let id = run.sink.id().clone();
         let mut writer = run
             .sink
             .create_small("files.json.zst", LISTING_COMPRESSION)?;
@@ -248,12 +284,10 @@ impl Source for FilesSource {
             source,
         };
         let changes = (stored.len() + removed.len()) as u64;
-        let entries = stats.files + stats.dirs + stats.symlinks;
-        let delta = parent_chain.and_then(|(base, object, chain)| {
-            as_delta(chain, changes, entries).map(|chain| (base, object, chain))
-        });
-        match (delta, parent) {
-            (Some((base, object, (depth, changes))), _) => {
+        let entries = self.stats.files + self.stats.dirs + self.stats.symlinks;
+        match as_delta(chain.1, changes, entries) {
+            Some((depth, changes)) => {
+                let (object, base) = (chain.0, parent.id.clone());
                 let delta = Delta {
                     base,
                     key: object.key,
@@ -267,11 +301,7 @@ impl Source for FilesSource {
                     .write_json(&mut writer)
                     .map_err(upload)?;
             }
-            (None, None) => {
-                // A first or full snapshot: everything was stored, in listing order.
-                write_whole_listing(&id, stored, &mut writer).map_err(upload)?;
-            }
-            (None, Some(parent)) => {
+            None => {
                 // Whole: what changed over the parent's tree, read again as it was read
                 // for the diff.
                 let base = run.listing_stream(parent)?;
@@ -287,18 +317,76 @@ impl Source for FilesSource {
                 }
             }
         }
-        writer.flush().map_err(upload)?;
-        run.sink.finish(writer, ObjectRole::Listing)?;
-        stats.bytes_stored = run.sink.objects().iter().map(|o| o.size).sum();
+        Ok(writer)
+    }
 
-        Ok(Draft {
-            kind,
-            parent: parent.map(|p| p.id.clone()),
-            compression: self.spec.compression,
-            stats: Stats::Files(stats),
-            errors,
-            warnings,
-        })
+    /// Store one new or changed entry and count it; `false`: it could not be read and is
+    /// left out of the snapshot (named in the errors).
+    fn store(
+        &mut self,
+        run: &mut BackupRun<'_>,
+        entry: &mut FileEntry,
+        change: Change,
+    ) -> Result<bool, Error> {
+        run.cancel().check()?;
+        let (archive, key) = match &mut self.archive {
+            Some(open) => open,
+            None => {
+                let writer = run
+                    .sink
+                    .create(self.compression.extension(), self.compression)?;
+                let key = writer.key().to_string();
+                self.archive.insert((ArchiveWriter::new(writer), key))
+            }
+        };
+        let meta = EntryMeta {
+            mode: entry.mode,
+            mtime_ns: entry.mtime,
+        };
+        let outcome = match entry.kind {
+            FileType::Dir => archive.append_dir(&entry.path, &meta).map(|()| Stored::Ok),
+            FileType::Symlink => archive
+                .append_symlink(
+                    &entry.path,
+                    entry.target.as_deref().unwrap_or_default(),
+                    &meta,
+                )
+                .map(|()| Stored::Ok),
+            FileType::File => store_file(
+                archive,
+                self.root,
+                entry,
+                &meta,
+                run.progress(),
+                run.cancel(),
+            ),
+        }
+        .map_err(|source| {
+            run.cancel().or_cancelled(Error::Archive {
+                key: key.clone(),
+                source,
+            })
+        })?;
+        match outcome {
+            Stored::Ok => {}
+            Stored::Changed(message) => self.warnings.push(SourceError {
+                path: entry.path.clone(),
+                message,
+            }),
+            Stored::Skipped(message) => {
+                self.errors.push(SourceError {
+                    path: entry.path.clone(),
+                    message,
+                });
+                return Ok(false);
+            }
+        }
+        if entry.kind == FileType::File {
+            self.stats.bytes_read += entry.size;
+        }
+        entry.holder = Some(run.sink.id().clone());
+        count(&mut self.stats, entry, change);
+        Ok(true)
     }
 }
 
