@@ -191,7 +191,7 @@ impl<'a> Storing<'a> {
 
     /// A snapshot without a parent, in one pass: each entry is stored as the walk reaches
     /// it and written to the listing at once, so memory holds neither the tree nor its
-    /// listing, however many files it has. The listing is streamed like an archive.
+    /// listing, however many files it has.
     fn whole_tree(
         &mut self,
         run: &mut BackupRun<'_>,
@@ -275,17 +275,22 @@ impl<'a> Storing<'a> {
         removed.sort_unstable();
 
         let id = run.sink.id().clone();
-        let mut writer = run
-            .sink
-            .create_small("files.json.zst", LISTING_COMPRESSION)?;
+        let changes = (stored.len() + removed.len()) as u64;
+        let entries = self.stats.files + self.stats.dirs + self.stats.symlinks;
+        let delta = as_delta(chain.1, changes, entries);
+        // A delta is small and stored with one PUT; a whole listing streams like an archive.
+        let mut writer = match delta {
+            Some(_) => run
+                .sink
+                .create_small("files.json.zst", LISTING_COMPRESSION)?,
+            None => run.sink.create("files.json.zst", LISTING_COMPRESSION)?,
+        };
         let key = writer.key().to_string();
         let upload = |source| Error::Upload {
             key: key.clone(),
             source,
         };
-        let changes = (stored.len() + removed.len()) as u64;
-        let entries = self.stats.files + self.stats.dirs + self.stats.symlinks;
-        match as_delta(chain.1, changes, entries) {
+        match delta {
             Some((depth, changes)) => {
                 let (object, base) = (chain.0, parent.id.clone());
                 let delta = Delta {

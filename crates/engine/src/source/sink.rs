@@ -41,7 +41,8 @@ impl<'a> ObjectSink<'a> {
         layout::data_key(&self.set, &self.id, extension)
     }
 
-    /// Start a streamed object (an archive, a dump), compressed with `compression`.
+    /// Start a streamed object (an archive, a dump, a whole listing), compressed with
+    /// `compression`.
     pub fn create(
         &mut self,
         extension: &str,
@@ -50,7 +51,7 @@ impl<'a> ObjectSink<'a> {
         Ok(self.repo.create(&self.key(extension), compression)?)
     }
 
-    /// Start a small object (a listing), stored with one create-only PUT when finished.
+    /// Start a small object (a delta listing), stored with one create-only PUT when finished.
     pub fn create_small(
         &mut self,
         extension: &str,
