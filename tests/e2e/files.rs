@@ -138,6 +138,61 @@ fn ls_json_lists_the_tree_with_digests() {
     }
 }
 
+/// 3,000 files: `ls` prints far more than a pipe holds.
+fn many_files(env: &Env) -> std::path::PathBuf {
+    let src = env.path("src");
+    for i in 0..3000 {
+        write(&src.join(format!("d{}/file-{i:05}.txt", i % 10)), b"x");
+    }
+    src
+}
+
+#[test]
+fn ls_into_a_pipe_closed_after_the_first_line_exits_0() {
+    use std::io::BufRead;
+    let env = Env::new();
+    env.backup("media", &many_files(&env), &[]);
+    let mut child = env
+        .cmd(&["ls", "media:latest"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first.starts_with('d') && first.trim_end().ends_with(" d0"),
+        "{first}"
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn ls_of_a_listing_damaged_at_its_end_fails_naming_it_in_every_output_mode() {
+    let env = Env::new();
+    let record = env.backup("media", &many_files(&env), &[]);
+    let key = crate::harness::object_key(&record, "listing");
+    let stored = Path::new(&env.repo).join(&key);
+    let mut bytes = fs::read(&stored).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x55;
+    fs::write(&stored, bytes).unwrap();
+    for args in [
+        &["ls", "media:latest"][..],
+        &["ls", "media:latest", "--json"],
+        &["-q", "ls", "media:latest"],
+    ] {
+        let err = env.fails(args, 1);
+        assert!(err.contains(&key), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn sparse_file_larger_than_8_gib_round_trips_as_holes() {
     let env = Env::new();

@@ -5,7 +5,7 @@ mod cli;
 mod output;
 mod progress;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use strongbox_storage::{
 };
 
 use cli::{Backup, BackupArgs, Cli, Command, ConfigCommand, InitArgs, KeyCommand};
-use output::LsRow;
+use output::{LsEntry, LsRow};
 
 /// Exit status for a backup that was written without some unreadable files.
 const EXIT_INCOMPLETE: u8 = 3;
@@ -380,6 +380,41 @@ impl App {
         Ok(())
     }
 
+    /// `ls`: rows are written as the listing is read, so a tree of millions of entries is
+    /// never held whole; `--json` gives the same pretty array as `print`.
+    fn ls(&self, snapshot: &str) -> Result<ExitCode> {
+        let reader = self.reader()?;
+        let entries = reader.entries(&reader.resolve(snapshot)?)?;
+        let mut failed = None;
+        let mut rows = entries
+            .map_while(|entry| entry.map_err(|e| failed = Some(e)).ok())
+            .fuse();
+        let written = (|| -> std::io::Result<()> {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            if self.json {
+                let mut json = serde_json::Serializer::pretty(&mut out);
+                serde::Serializer::collect_seq(&mut json, rows.by_ref().map(LsEntry))?;
+                writeln!(out)?;
+            } else if !self.quiet {
+                for entry in rows.by_ref() {
+                    writeln!(out, "{}", output::ls_line(&LsRow::from(&entry)))?;
+                }
+            }
+            out.flush()
+        })();
+        match written {
+            // `ls | head`: the reader has what it wanted.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+            other => other?,
+        }
+        // Quiet, or the output ended early: the listing is still read to its end and checked.
+        rows.for_each(drop);
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
     fn run(&self, command: Command) -> Result<ExitCode> {
         match command {
             Command::Init(args) => {
@@ -443,13 +478,7 @@ impl App {
                 })?;
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Ls { snapshot } => {
-                let reader = self.reader()?;
-                let listing = reader.listing(&reader.resolve(&snapshot)?)?;
-                let rows: Vec<LsRow<'_>> = listing.entries.iter().map(LsRow::from).collect();
-                self.print(&rows, || output::ls_table(&rows))?;
-                Ok(ExitCode::SUCCESS)
-            }
+            Command::Ls { snapshot } => self.ls(&snapshot),
             Command::Restore(args) => self.restore(args),
             Command::Prune(args) => self.prune(args),
             Command::Verify(args) => self.verify(args),

@@ -38,23 +38,28 @@ impl<'a> From<&'a FileEntry> for LsRow<'a> {
     }
 }
 
-pub fn ls_table(rows: &[LsRow<'_>]) -> String {
-    rows.iter()
-        .map(|r| {
-            let kind = match r.kind {
-                FileType::Dir => 'd',
-                FileType::Symlink => 'l',
-                FileType::File => '-',
-            };
-            let time = chrono::DateTime::from_timestamp_nanos(r.mtime).format("%Y-%m-%d %H:%M:%S");
-            let link = r.target.map(|t| format!(" -> {t}")).unwrap_or_default();
-            format!(
-                "{kind}{:04o} {:>12} {time} {}{link}",
-                r.mode, r.size, r.path
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+/// An entry streamed as its `ls` row.
+pub struct LsEntry(pub FileEntry);
+
+impl Serialize for LsEntry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        LsRow::from(&self.0).serialize(serializer)
+    }
+}
+
+/// One line of `ls`: type and mode, size, modification time, path (and a link's target).
+pub fn ls_line(r: &LsRow<'_>) -> String {
+    let kind = match r.kind {
+        FileType::Dir => 'd',
+        FileType::Symlink => 'l',
+        FileType::File => '-',
+    };
+    let time = chrono::DateTime::from_timestamp_nanos(r.mtime).format("%Y-%m-%d %H:%M:%S");
+    let link = r.target.map(|t| format!(" -> {t}")).unwrap_or_default();
+    format!(
+        "{kind}{:04o} {:>12} {time} {}{link}",
+        r.mode, r.size, r.path
+    )
 }
 
 pub fn snapshot_table(snapshots: &[Snapshot], verified: &HashMap<String, Verification>) -> String {

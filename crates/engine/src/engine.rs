@@ -100,6 +100,19 @@ impl Reader {
         Ok(self.resolve_listing(snapshot)?.listing)
     }
 
+    /// The same tree as a stream of entries in listing order, for a caller that visits each
+    /// once (`ls`): memory holds the deltas of the listing's chain, not the tree. The
+    /// listing's digest is checked as it ends, so a damaged one fails as the last item.
+    pub fn entries(
+        &self,
+        snapshot: &Snapshot,
+    ) -> Result<impl Iterator<Item = Result<FileEntry, Error>> + Send, Error> {
+        Ok(self
+            .listing_stream(snapshot)?
+            .entries
+            .map(|entry| entry.map_err(Error::from)))
+    }
+
     /// A files snapshot's listing resolved to its whole tree: a delta listing is applied to
     /// its base, back to the nearest whole listing.
     pub(crate) fn resolve_listing(&self, snapshot: &Snapshot) -> Result<ResolvedListing, Error> {
