@@ -95,9 +95,14 @@ impl Reader {
             .collect()
     }
 
-    /// The files listing of a files snapshot: its whole tree, with any delta chain applied.
+    /// The files listing of a files snapshot: its whole tree, with any delta chain applied
+    /// (back to the nearest whole listing).
     pub fn listing(&self, snapshot: &Snapshot) -> Result<Listing, Error> {
-        Ok(self.resolve_listing(snapshot)?.listing)
+        let entries = self
+            .listing_stream(snapshot)?
+            .entries
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Listing::new(snapshot.id.clone(), entries))
     }
 
     /// The same tree as a stream of entries in listing order, for a caller that visits each
@@ -111,17 +116,6 @@ impl Reader {
             .listing_stream(snapshot)?
             .entries
             .map(|entry| entry.map_err(Error::from)))
-    }
-
-    /// A files snapshot's listing resolved to its whole tree: a delta listing is applied to
-    /// its base, back to the nearest whole listing.
-    pub(crate) fn resolve_listing(&self, snapshot: &Snapshot) -> Result<ResolvedListing, Error> {
-        let stream = self.listing_stream(snapshot)?;
-        let entries = stream.entries.collect::<Result<Vec<_>, _>>()?;
-        Ok(ResolvedListing {
-            listing: Listing::new(snapshot.id.clone(), entries),
-            objects: stream.objects,
-        })
     }
 
     /// The same as a stream of entries, in listing order: memory holds the deltas, not the
@@ -277,14 +271,6 @@ pub(crate) struct ListingStream {
     pub objects: Vec<ObjectRef>,
     /// The `(depth, changes)` of the delta chain, `(0, 0)` for a whole listing.
     pub chain: (u32, u64),
-}
-
-/// A files listing resolved to its whole tree.
-pub(crate) struct ResolvedListing {
-    /// The whole tree.
-    pub listing: Listing,
-    /// Every listing object it was read from: the whole one first, then each delta.
-    pub objects: Vec<ObjectRef>,
 }
 
 /// The listing object a files snapshot's record names.

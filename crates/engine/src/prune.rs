@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -242,11 +242,16 @@ impl Engine {
         for snapshot in &kept {
             needed.extend(snapshot.objects.iter().map(|o| o.key.clone()));
             if snapshot.source == SourceKind::Files {
-                let resolved = self.resolve_listing(snapshot)?;
+                let listing = self.listing_stream(snapshot)?;
                 // A delta listing needs every listing back to a whole one.
-                needed.extend(resolved.objects.iter().map(|o| o.key.clone()));
-                for holder in resolved.listing.by_holder().keys() {
-                    match archives.get(*holder) {
+                needed.extend(listing.objects.iter().map(|o| o.key.clone()));
+                // The tree streams by: only the holders it names are kept.
+                let mut holders = BTreeSet::new();
+                for entry in listing.entries {
+                    holders.extend(entry?.holder);
+                }
+                for holder in &holders {
+                    match archives.get(holder) {
                         Some(archive) => needed.insert(archive.key.clone()),
                         None => {
                             return Err(Error::MissingHolder {
