@@ -362,6 +362,44 @@ fn hostile_archive_and_listing_entries_cannot_escape_the_target() {
 }
 
 #[test]
+fn a_listing_out_of_order_fails_verify_and_restore_naming_the_entry() {
+    let (env, record) = small_repo();
+    let listing_key = object_key(&record, "listing");
+    let raw = std::process::Command::new("zstd")
+        .args(["-dc"])
+        .arg(Path::new(&env.repo).join(&listing_key))
+        .output()
+        .unwrap()
+        .stdout;
+    let mut listing: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    // `a.txt`, `b`, `b/c.txt`: `b` moved to the front is still a tree, but not in listing
+    // order, which a streamed check relies on to rule out duplicates.
+    let entries = listing["entries"].as_array_mut().unwrap();
+    assert_eq!(entries[1]["path"], "b");
+    entries.swap(0, 1);
+    plant(
+        &env,
+        &record,
+        "listing",
+        &zstd(listing.to_string().as_bytes()),
+    );
+
+    for level in ["quick", "deep"] {
+        let out = env.run(&["verify", "--level", level, "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{level}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let check = crate::harness::named_check(&report["snapshots"][0]["checks"], "listing");
+        let detail = check["detail"].as_str().unwrap();
+        assert!(
+            check["ok"] == false && detail.contains("\"a.txt\": listed out of order"),
+            "{level}: {check}"
+        );
+    }
+    let err = refused_restore(&env, "media:latest", &env.path("target"));
+    assert!(err.contains("listed out of order"), "{err}");
+}
+
+#[test]
 fn a_record_naming_objects_of_another_set_is_refused_and_nothing_is_deleted() {
     let (env, record) = small_repo();
     let repo = Path::new(&env.repo);

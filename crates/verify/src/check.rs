@@ -1,9 +1,10 @@
-use std::collections::{HashMap, HashSet};
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use strongbox_manifest::{FileType, Listing, Snapshot, SnapshotId};
+use strongbox_manifest::{FileEntry, FileType, Listing, Snapshot, SnapshotId};
 
 use crate::Error;
 
@@ -262,60 +263,99 @@ pub fn objects_present(snapshot: &Snapshot, sizes: &HashMap<String, u64>) -> Che
 /// listed before it, no duplicates, a holder for every entry and a digest for every file.
 /// A hostile listing cannot then route a write through a symlink or out of the target.
 pub fn check_tree(listing: &Listing) -> Result<(), Error> {
-    let mut dirs: HashSet<&str> = HashSet::new();
-    let mut seen: HashSet<&str> = HashSet::new();
-    for entry in &listing.entries {
+    let mut tree = TreeCheck::new(&listing.snapshot);
+    listing
+        .entries
+        .iter()
+        .try_for_each(|entry| tree.push(entry))
+}
+
+/// [`check_tree`] one entry at a time, for a listing read as a stream: memory holds the
+/// directories and holders seen, not the tree. Entries must come in listing order (bytewise
+/// by path, as docs/format.md has it), which also rules out duplicates.
+#[derive(Debug)]
+pub struct TreeCheck {
+    snapshot: String,
+    previous: Option<String>,
+    dirs: HashSet<String>,
+    holders: BTreeSet<SnapshotId>,
+    entries: u64,
+}
+
+impl TreeCheck {
+    /// Start checking the listing of `snapshot`.
+    pub fn new(snapshot: &SnapshotId) -> Self {
+        TreeCheck {
+            snapshot: snapshot.to_string(),
+            previous: None,
+            dirs: HashSet::new(),
+            holders: BTreeSet::new(),
+            entries: 0,
+        }
+    }
+
+    /// Check the next entry.
+    pub fn push(&mut self, entry: &FileEntry) -> Result<(), Error> {
         let path = entry.path.as_str();
-        let refuse = |reason: String| {
+        let refuse = |reason: &str| {
             Err(Error::Tree {
-                snapshot: listing.snapshot.to_string(),
+                snapshot: self.snapshot.clone(),
                 path: path.to_string(),
-                reason,
+                reason: reason.to_string(),
             })
         };
         if let Err(e) = strongbox_archive::safe_relative_path(path) {
-            return refuse(e.to_string());
+            return refuse(&e.to_string());
         }
-        if !seen.insert(path) {
-            return refuse("listed twice".to_string());
+        match self.previous.as_deref().map(|p| p.cmp(path)) {
+            Some(Ordering::Equal) => return refuse("listed twice"),
+            Some(Ordering::Greater) => return refuse("listed out of order"),
+            _ => {}
         }
         if let Some((parent, _)) = path.rsplit_once('/') {
-            if !dirs.contains(parent) {
-                return refuse("its parent is not a directory listed before it".to_string());
+            if !self.dirs.contains(parent) {
+                return refuse("its parent is not a directory listed before it");
             }
+        }
+        let Some(holder) = &entry.holder else {
+            return refuse("no holder snapshot");
+        };
+        if entry.kind == FileType::File && entry.sha256.is_none() {
+            return refuse("regular file without SHA-256");
         }
         if entry.kind == FileType::Dir {
-            dirs.insert(path);
+            self.dirs.insert(path.to_string());
         }
-        if entry.holder.is_none() {
-            return refuse("no holder snapshot".to_string());
+        if !self.holders.contains(holder) {
+            self.holders.insert(holder.clone());
         }
-        if entry.kind == FileType::File && entry.sha256.is_none() {
-            return refuse("regular file without SHA-256".to_string());
-        }
+        let previous = self.previous.get_or_insert_with(String::new);
+        previous.clear();
+        previous.push_str(path);
+        self.entries += 1;
+        Ok(())
     }
-    Ok(())
-}
 
-/// The listing is a tree and every archive it draws from is among `archives` (holder
-/// snapshot ids that have an archive object).
-pub fn listing_check(listing: &Listing, archives: &HashSet<&SnapshotId>) -> Check {
-    let result = check_tree(listing)
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            let holders = listing.by_holder();
-            match holders.keys().find(|h| !archives.contains(**h)) {
-                Some(missing) => Err(format!(
-                    "draws from the archive of snapshot {missing}, which is missing"
-                )),
-                None => Ok(format!(
-                    "{} entries from {} archive(s)",
-                    listing.entries.len(),
-                    holders.len()
-                )),
-            }
-        });
-    Check::new(CheckName::Listing, result)
+    /// The snapshots whose archives the entries so far draw from.
+    pub fn holders(&self) -> &BTreeSet<SnapshotId> {
+        &self.holders
+    }
+
+    /// The listing check of a tree pushed whole: every archive it draws from is among
+    /// `archives` (holder snapshot ids that have an archive object).
+    pub fn check(&self, archives: &HashSet<SnapshotId>) -> Check {
+        let result = match self.holders.iter().find(|h| !archives.contains(*h)) {
+            Some(missing) => Err(format!(
+                "draws from the archive of snapshot {missing}, which is missing"
+            )),
+            None => Ok(format!(
+                "{} entries from {} archive(s)",
+                self.entries,
+                self.holders.len()
+            )),
+        };
+        Check::new(CheckName::Listing, result)
+    }
 }
 
 #[cfg(test)]
@@ -401,7 +441,10 @@ mod tests {
     #[case::tree(vec![entry("a", FileType::Dir), entry("a/b", FileType::File)], None)]
     #[case::escape(vec![entry("../x", FileType::File)], Some("parent directory"))]
     #[case::absolute(vec![entry("/etc/x", FileType::File)], Some("absolute"))]
+    #[case::bytewise(vec![entry("a", FileType::Dir), entry("a-c", FileType::File), entry("a/b", FileType::File)], None)]
     #[case::twice(vec![entry("a", FileType::File), entry("a", FileType::File)], Some("listed twice"))]
+    #[case::out_of_order(vec![entry("b", FileType::File), entry("a", FileType::File)], Some("listed out of order"))]
+    #[case::twice_apart(vec![entry("a", FileType::Dir), entry("a/b", FileType::File), entry("a", FileType::Dir)], Some("listed out of order"))]
     #[case::orphan(vec![entry("a/b", FileType::File)], Some("parent is not a directory"))]
     #[case::through_a_file(vec![entry("a", FileType::File), entry("a/b", FileType::File)], Some("parent is not a directory"))]
     #[case::through_a_link(vec![entry("a", FileType::Symlink), entry("a/b", FileType::File)], Some("parent is not a directory"))]
@@ -421,11 +464,12 @@ mod tests {
     #[test]
     fn a_listing_drawing_from_a_missing_archive_fails() {
         let holder = SnapshotId::parse(HOLDER).unwrap();
-        let tree = listing(vec![entry("a", FileType::File)]);
-        let present = listing_check(&tree, &HashSet::from([&holder]));
+        let mut tree = TreeCheck::new(&holder);
+        tree.push(&entry("a", FileType::File)).unwrap();
+        let present = tree.check(&HashSet::from([holder.clone()]));
         assert!(present.ok, "{}", present.detail);
         assert_eq!(present.detail, "1 entries from 1 archive(s)");
-        let missing = listing_check(&tree, &HashSet::new());
+        let missing = tree.check(&HashSet::new());
         assert!(!missing.ok);
         assert!(missing.detail.contains(HOLDER), "{}", missing.detail);
     }

@@ -34,8 +34,8 @@ mod error;
 mod report;
 
 pub use check::{
-    check_tree, listing_check, objects_present, parse_size, Check, CheckName, Report,
-    SnapshotReport, VerifyLevel,
+    check_tree, objects_present, parse_size, Check, CheckName, Report, SnapshotReport, TreeCheck,
+    VerifyLevel,
 };
 pub use error::Error;
 pub use report::{escape as html_escape, Summary};

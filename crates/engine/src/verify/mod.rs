@@ -9,10 +9,10 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use strongbox_db_dump::SqlCheck;
-use strongbox_manifest::{ObjectRef, ObjectRole, Snapshot, SnapshotId, SourceKind};
+use strongbox_manifest::{Listing, ObjectRef, ObjectRole, Snapshot, SnapshotId, SourceKind};
 use strongbox_storage::layout;
 use strongbox_verify::{
-    listing_check, objects_present, Check, CheckName, Report, SnapshotReport, VerifyLevel,
+    objects_present, Check, CheckName, Report, SnapshotReport, TreeCheck, VerifyLevel,
 };
 
 use crate::journal::{Operation, RunOutcome, Verification};
@@ -238,20 +238,27 @@ impl Reader {
                 .and_then(|wal| self.wal_chain(physical, &wal, level >= VerifyLevel::Deep));
             checks.push(Check::new(CheckName::WalChain, chain));
         }
-        let listing = (snapshot.source == SourceKind::Files).then(|| self.listing(snapshot));
-        if let Some(listing) = &listing {
-            checks.push(match listing {
-                Ok(listing) => listing_check(listing, &archives.iter().collect()),
-                Err(e) => Check::new(CheckName::Listing, Err(crate::error_chain(e))),
+        // The listing is read once and checked as it streams; its entries are kept only
+        // for the levels that read the archives by them.
+        let read = (snapshot.source == SourceKind::Files)
+            .then(|| self.read_listing(snapshot, level >= VerifyLevel::Deep));
+        if let Some(read) = &read {
+            checks.push(match read {
+                Ok((tree, _)) => tree.check(archives),
+                Err(e) => Check::new(CheckName::Listing, Err(e.clone())),
             });
         }
+        let listing = match &read {
+            Some(Ok((_, listing))) => listing.as_ref(),
+            _ => None,
+        };
         if level >= VerifyLevel::Checksum {
             // Its own objects, and the retained archives its listing draws from.
-            let drawn: Vec<&ObjectRef> = match &listing {
-                Some(Ok(listing)) => listing
-                    .by_holder()
-                    .keys()
-                    .filter_map(|holder| retained.get(*holder))
+            let drawn: Vec<&ObjectRef> = match &read {
+                Some(Ok((tree, _))) => tree
+                    .holders()
+                    .iter()
+                    .filter_map(|holder| retained.get(holder))
                     .collect(),
                 _ => Vec::new(),
             };
@@ -261,7 +268,6 @@ impl Reader {
         }
         if level == VerifyLevel::Restore {
             // A restore reads and checks everything the deep check would.
-            let listing = listing.as_ref().and_then(|l| l.as_ref().ok());
             let (tested, restore_secs) = self.restore_test(snapshot, listing, options);
             checks.extend(tested);
             let mut report = SnapshotReport::new(snapshot, checks);
@@ -269,16 +275,41 @@ impl Reader {
             return report;
         }
         if level >= VerifyLevel::Deep {
-            checks.push(Check::timed(CheckName::Content, || match &listing {
-                Some(Ok(listing)) => self
-                    .read_tree(&snapshot.set, listing, None, |_| Ok(()))
-                    .map(|()| format!("{} entries read and matched", listing.entries.len()))
-                    .map_err(|e| crate::error_chain(&e)),
-                Some(Err(_)) => Err("listing unreadable".to_string()),
-                None => self.check_dumps(snapshot),
+            checks.push(Check::timed(CheckName::Content, || {
+                match (&read, listing) {
+                    (Some(_), Some(listing)) => self
+                        .read_tree(&snapshot.set, listing, None, |_| Ok(()))
+                        .map(|()| format!("{} entries read and matched", listing.entries.len()))
+                        .map_err(|e| crate::error_chain(&e)),
+                    (Some(_), None) => Err("listing unreadable".to_string()),
+                    (None, _) => self.check_dumps(snapshot),
+                }
             }));
         }
         SnapshotReport::new(snapshot, checks)
+    }
+
+    /// A files snapshot's listing, streamed through a [`TreeCheck`]; the entries are
+    /// collected into a [`Listing`] when `keep`. The error is the listing check's detail.
+    fn read_listing(
+        &self,
+        snapshot: &Snapshot,
+        keep: bool,
+    ) -> Result<(TreeCheck, Option<Listing>), String> {
+        let stream = self
+            .listing_stream(snapshot)
+            .map_err(|e| crate::error_chain(&e))?;
+        let mut tree = TreeCheck::new(&snapshot.id);
+        let mut kept = Vec::new();
+        for entry in stream.entries {
+            let entry = entry.map_err(|e| crate::error_chain(&Error::from(e)))?;
+            tree.push(&entry).map_err(|e| e.to_string())?;
+            if keep {
+                kept.push(entry);
+            }
+        }
+        let listing = keep.then(|| Listing::new(snapshot.id.clone(), kept));
+        Ok((tree, listing))
     }
 
     fn checksums(&self, snapshot: &Snapshot, drawn: &[&ObjectRef]) -> Result<String, String> {
