@@ -252,48 +252,46 @@ impl Restorer for DirectoryTarget {
                 .create(&path)
                 .map_err(|e| Error::io("creating", &path, e))?;
         }
-        let wanted: HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+        // Only a partial restore names what it wants; a whole one takes every entry.
+        let wanted: Option<HashSet<&str>> =
+            (!self.includes.is_empty()).then(|| entries.iter().map(|e| e.path.as_str()).collect());
         run.progress().phase("restoring", Some(plan.bytes));
         let mut buf = vec![0u8; CHUNK];
         let (progress, cancel) = (run.progress(), run.cancel());
         run.objects
-            .read_files(
-                &listing,
-                (!self.includes.is_empty()).then_some(&wanted),
-                |item: TreeEntry<'_>| {
-                    cancel.check()?;
-                    if item.entry.kind != FileType::File {
-                        return Ok(());
-                    }
-                    let path = staging_path.join(&item.entry.path);
-                    let mut file = OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&path)
-                        .map_err(|e| Error::io("creating", &path, e))?;
-                    let mut data = Tracked {
-                        inner: item.data,
-                        progress,
-                        cancel,
-                        error: None,
-                    };
-                    let written = write_sparse(&mut file, &mut data, item.entry.size, &mut buf);
-                    if let Some(source) = data.error {
-                        return Err(cancel.or_cancelled(Error::EntryData {
-                            key: item.archive_key.to_string(),
-                            path: item.entry.path.clone(),
-                            source,
-                        }));
-                    }
-                    written.map_err(|e| Error::io("writing", &path, e))?;
-                    // Through the open descriptor: no second and third lookup of the path.
-                    file.set_permissions(fs::Permissions::from_mode(item.entry.mode))
-                        .map_err(|e| Error::io("setting mode of", &path, e))?;
-                    rustix::fs::futimens(&file, &timestamps(item.entry.mtime))
-                        .map_err(|e| Error::io("setting time of", &path, e.into()))
-                },
-            )
+            .read_files(&listing, wanted.as_ref(), |item: TreeEntry<'_>| {
+                cancel.check()?;
+                if item.entry.kind != FileType::File {
+                    return Ok(());
+                }
+                let path = staging_path.join(&item.entry.path);
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(|e| Error::io("creating", &path, e))?;
+                let mut data = Tracked {
+                    inner: item.data,
+                    progress,
+                    cancel,
+                    error: None,
+                };
+                let written = write_sparse(&mut file, &mut data, item.entry.size, &mut buf);
+                if let Some(source) = data.error {
+                    return Err(cancel.or_cancelled(Error::EntryData {
+                        key: item.archive_key.to_string(),
+                        path: item.entry.path.clone(),
+                        source,
+                    }));
+                }
+                written.map_err(|e| Error::io("writing", &path, e))?;
+                // Through the open descriptor: no second and third lookup of the path.
+                file.set_permissions(fs::Permissions::from_mode(item.entry.mode))
+                    .map_err(|e| Error::io("setting mode of", &path, e))?;
+                rustix::fs::futimens(&file, &timestamps(item.entry.mtime))
+                    .map_err(|e| Error::io("setting time of", &path, e.into()))
+            })
             .map_err(|e| cancel.or_cancelled(e))?;
         run.progress().finish();
         run.cancel().check()?;
