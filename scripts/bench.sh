@@ -7,7 +7,7 @@
 #   BENCH_SCALE=0.05 scripts/bench.sh      # quick run (sizes and counts x 0.05)
 #   BENCH_SECTIONS=s3,db scripts/bench.sh  # only some sections
 #
-# Sections (BENCH_SECTIONS, comma or space separated, default "files s3 db refs scale wal"):
+# Sections (BENCH_SECTIONS, comma or space separated, default "files s3 db refs scale chain wal"):
 #   files  ~1 GiB media tree + 100,000 small files: strongbox vs tar, restic, borg (below)
 #   s3     strongbox full backup of the media tree to s3://… and full restore from it, against
 #          a plain boto3 multipart upload/download of a file of the archive's size, on an
@@ -28,12 +28,15 @@
 #          to a directory; generated once and cached): full, no-change and 1 %-changed backups,
 #          ls, verify, restore and prune (wall time, peak RSS, bytes stored by the snapshot),
 #          each projected to 10,000,000 files from the slope between the two sizes
+#   chain  20 snapshots of the smaller sparse tree, 1 % rewritten before each: restore of the
+#          20th against the 1st, 3 alternating pairs, into tmpfs when /dev/shm is writable
+#          (target: the 20th within 1.1x)
 #   wal    archive_command throughput: 100 x scale (at least 20) generated 16 MiB WAL segments
 #          pushed one process at a time, `strongbox wal push` against `cp` + `sync FILE`,
 #          alternating segment by segment
 #          (PostgreSQL calls archive_command once per segment; target >= 20 segments/s and
 #          within 2x of cp + fsync)
-#   BENCH_SECTIONS  sections to run, default "files s3 db refs scale wal"
+#   BENCH_SECTIONS  sections to run, default "files s3 db refs scale chain wal"
 #   BENCH_TREES   files section: trees to run, default "media small"
 #   BENCH_TOOLS   files section: tools to run, default "strongbox tar restic borg"
 #   BENCH_PAIRS   media tree: pairs of plain and encrypted runs for their ratio, default 3
@@ -71,7 +74,7 @@ SCALE=${BENCH_SCALE:-1.0}
 SEED=${BENCH_SEED:-42}
 TREES=${BENCH_TREES:-"media small"}
 TOOLS=${BENCH_TOOLS:-"strongbox tar restic borg"}
-SECTIONS=${BENCH_SECTIONS:-"files s3 db refs scale wal"}
+SECTIONS=${BENCH_SECTIONS:-"files s3 db refs scale chain wal"}
 SECTIONS=${SECTIONS//,/ }
 DBS=${BENCH_DBS:-"postgres sqlite"}
 DBS=${DBS//,/ }
@@ -939,6 +942,66 @@ bench_scale() {
         }' "$RESULTS" | tee "$W/scale.md" >&2
 }
 
+# A chain of 20 snapshots of the smaller sparse tree, 1 % of its files rewritten before each
+# incremental; then the 1st and the 20th are restored in alternating order (3 pairs). The
+# 20th reads 20 archives and a whole listing with 19 deltas over it. Restores go to tmpfs
+# when /dev/shm is writable: on ext4 here a restore of 100k files varies 5x between runs.
+bench_chain() {
+    results_for chain
+    local R=$W/run/chain n src repo rt i first last fp_first fp_last
+    n=$(awk -v s="$SCALE" 'BEGIN { printf "%d", 100000 * s }')
+    src=$R/src
+    repo=$R/repo
+    rm -rf "$R"
+    mkdir -p "$R"
+    log "== chain: 20 snapshots of $n files"
+    python3 "$BENCH/gen.py" ensure --tree sparse --dir "$W/data/sparse-$n" --seed "$SEED" --scale "$(awk -v s="$SCALE" 'BEGIN { print s / 10 }')" >&2
+    cp -a "$W/data/sparse-$n" "$src"
+    "$SB" -q --repo "$repo" init
+    "$SB" -q --repo "$repo" backup files chain "$src"
+    fp_first=$(fingerprint "$src")
+    for i in $(seq 2 20); do
+        python3 - "$src" "$i" <<'PY'
+import os, random, sys
+root, step = sys.argv[1], int(sys.argv[2])
+files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+for path in random.Random(step).sample(files, max(1, len(files) // 100)):
+    with open(path, "w") as f:
+        f.write(f"step {step}\n")
+    os.utime(path, (1_700_000_000 + step, 1_700_000_000 + step))
+PY
+        "$SB" -q --repo "$repo" backup files chain "$src"
+    done
+    fp_last=$(fingerprint "$src")
+    read -r first last < <("$SB" --repo "$repo" snapshots chain --json |
+        python3 -c 'import json, sys; s = json.load(sys.stdin); print(s[0]["id"], s[-1]["id"])')
+    rt=$R
+    if [[ -w /dev/shm ]]; then rt=$(mktemp -d /dev/shm/strongbox-chain.XXXX); fi
+    for i in 1 2 3; do
+        measure "restore" "1st" "" restore "$rt/first|$fp_first" -- \
+            "$SB" -q --repo "$repo" restore "$first" --target "$rt/first"
+        rm -rf "$rt/first"
+        measure "restore" "20th" "" restore "$rt/last|$fp_last" -- \
+            "$SB" -q --repo "$repo" restore "$last" --target "$rt/last"
+        rm -rf "$rt/last"
+    done
+    [[ $rt == "$R" ]] || rm -rf "$rt"
+    [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
+    awk -F '\t' '
+        $7 != "ok" { bad = 1; next }
+        { t[$2] = t[$2] " " $3 }
+        function median(list,   v, k, i, j, x) {
+            k = split(list, v, " ")
+            for (i = 2; i <= k; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
+            return v[int((k + 1) / 2)]
+        }
+        END {
+            if (bad) { print "chain: a restore failed or differed; see the logs"; exit }
+            a = median(t["1st"]); b = median(t["20th"])
+            printf "restore of the 1st snapshot: %.2f s; of the 20th: %.2f s (medians of 3, wall: %s /%s); 20th / 1st: %.2fx (target <= 1.1x)\n", a, b, t["1st"], t["20th"], b / a
+        }' "$RESULTS" | tee "$W/chain.txt" >&2
+}
+
 bench_wal() {
     local n R=$W/run/wal i
     n=$(awk -v s="$SCALE" 'BEGIN { n = int(100 * s); print (n < 20 ? 20 : n) }')
@@ -992,7 +1055,7 @@ PY
 main() {
     local sec
     for sec in $SECTIONS; do
-        case $sec in files | s3 | db | refs | scale | wal) ;; *) die "unknown section '$sec' (files, s3, db, refs, scale, wal)" ;; esac
+        case $sec in files | s3 | db | refs | scale | chain | wal) ;; *) die "unknown section '$sec' (files, s3, db, refs, scale, chain, wal)" ;; esac
     done
     for sec in $DBS; do
         case $sec in postgres | sqlite) ;; *) die "unknown database '$sec' (postgres, sqlite)" ;; esac
@@ -1030,6 +1093,7 @@ main() {
         "$(dirname "$SB")/examples/bundle_references" "$n" | tee "$W/refs.txt" >&2
     fi
     if section scale; then bench_scale; fi
+    if section chain; then bench_chain; fi
     if section wal; then bench_wal; fi
     if section db; then
         if want_db postgres; then bench_postgres; fi
@@ -1121,6 +1185,12 @@ main() {
             echo "## scale: sparse trees, costs per number of files"
             echo
             cat "$W/scale.md"
+        fi
+        if section chain && [[ -s $W/chain.txt ]]; then
+            echo
+            echo "## chain: the 20th snapshot of an incremental chain against the 1st"
+            echo
+            cat "$W/chain.txt"
         fi
         if section wal && [[ -s $W/wal.txt ]]; then
             echo
