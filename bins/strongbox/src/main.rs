@@ -407,7 +407,7 @@ impl App {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
             other => other?,
         }
-        // Quiet, or the output ended early: the listing is still read to its end and checked.
+        // `-q` printed nothing: the listing is still read to its end, so a damaged one fails.
         rows.for_each(drop);
         if let Some(e) = failed {
             return Err(e.into());
