@@ -243,6 +243,15 @@ warm() {
 # fingerprint DIR -> "<regular files> <bytes>"
 fingerprint() { python3 "$BENCH/gen.py" fingerprint --dir "$1"; }
 
+# An awk function for the programs below: the median of a space-separated list of numbers
+# (0 for an empty one).
+AWK_MEDIAN='function median(list,   v, k, i, j, x) {
+    k = split(list, v, " ")
+    for (i = 2; i <= k; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
+    return k == 0 ? 0 : k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
+}
+'
+
 declare -A BROKEN=()
 STEP=0
 
@@ -987,14 +996,9 @@ PY
     done
     [[ $rt == "$R" ]] || rm -rf "$rt"
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
-    awk -F '\t' '
+    awk -F '\t' "$AWK_MEDIAN"'
         $7 != "ok" { bad = 1; next }
         { t[$2] = t[$2] " " $3 }
-        function median(list,   v, k, i, j, x) {
-            k = split(list, v, " ")
-            for (i = 2; i <= k; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
-            return v[int((k + 1) / 2)]
-        }
         END {
             if (bad) { print "chain: a restore failed or differed; see the logs"; exit }
             a = median(t["1st"]); b = median(t["20th"])
@@ -1147,18 +1151,12 @@ main() {
                 fi
                 if [[ $tree == media && -s $W/encryption-pairs.tsv ]]; then
                     echo
-                    awk -F'\t' '{ n[$1 FS $2]++; v[$1 FS $2, n[$1 FS $2]] = $3; c[$1 FS $2, n[$1 FS $2]] = $4 }
-                        function median(key, cpu,   m, i, j, a, t) {
-                            m = n[key]
-                            for (i = 1; i <= m; i++) a[i] = cpu ? c[key, i] : v[key, i]
-                            for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-                            return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
-                        }
+                    awk -F'\t' "$AWK_MEDIAN"'{ n[$1 FS $2]++; v[$1 FS $2] = v[$1 FS $2] " " $3; c[$1 FS $2] = c[$1 FS $2] " " $4 }
                         END {
                             split("full backup|full restore", list, "|")
                             for (i = 1; i <= 2; i++) {
-                                p = median(list[i] FS "plain", 0); e = median(list[i] FS "age", 0)
-                                pc = median(list[i] FS "plain", 1); ec = median(list[i] FS "age", 1)
+                                p = median(v[list[i] FS "plain"]); e = median(v[list[i] FS "age"])
+                                pc = median(c[list[i] FS "plain"]); ec = median(c[list[i] FS "age"])
                                 if (p > 0 && e > 0 && pc > 0) printf "Encrypted ÷ plain, %s, medians of %d pairs run in alternating order: %.2f× wall (%.2f s vs %.2f s; target ≤ 1.10×), %.2f× CPU (%.2f s vs %.2f s)\n", list[i], n[list[i] FS "age"], e / p, e, p, ec / pc, ec, pc
                             }
                         }' "$W/encryption-pairs.tsv"

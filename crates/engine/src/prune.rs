@@ -159,7 +159,7 @@ impl crate::Reader {
     /// What `policy` keeps of `set`'s `snapshots`, and why; the newest snapshot proven to
     /// restore stays whatever the policy says (reason `restore-tested`), and so does every
     /// member snapshot one of `bundles` (the repository's bundle records, see
-    /// [`Reader::bundles`]) names (reason `bundle <set> <id>`).
+    /// [`crate::Reader::bundles`]) names (reason `bundle <set> <id>`).
     pub fn retention_plan(
         &self,
         set: &str,

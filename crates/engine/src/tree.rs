@@ -13,7 +13,7 @@ use strongbox_storage::ObjectInfo;
 use crate::{Error, Reader};
 
 /// A wanted entry found in its holder's archive, handed to the visitor of
-/// [`ObjectSource::read_tree`].
+/// [`ObjectSource::read_files`].
 pub struct TreeEntry<'a> {
     /// The listing's entry.
     pub entry: &'a FileEntry,
@@ -399,10 +399,12 @@ impl ObjectSource<'_> {
         self.reader.listing(self.snapshot)
     }
 
-    /// [`Self::read_tree`] for a visitor that wants regular files only: where an archive's
-    /// seek table shows that fetching only the frames around the wanted files reads less,
-    /// only those are fetched, and directory and link entries are not read (the listing
-    /// holds all there is of them).
+    /// Read the entries of `listing` in `wanted` (all when `None`) from their archives, each
+    /// checked against the listing and a file against its digest; see [`TreeEntry`]. For a
+    /// visitor that wants regular files: where an archive's seek table shows that fetching
+    /// only the frames around the wanted files reads less, only those are fetched, and that
+    /// archive's directory and link entries are not visited (the listing holds all there is
+    /// of them).
     pub fn read_files<F>(
         &self,
         listing: &Listing,
@@ -414,20 +416,5 @@ impl ObjectSource<'_> {
     {
         self.reader
             .read_entries(&self.snapshot.set, listing, wanted, Reading::Files, visit)
-    }
-
-    /// Read the entries of `listing` in `wanted` (all when `None`) from their archives;
-    /// see [`TreeEntry`].
-    pub fn read_tree<F>(
-        &self,
-        listing: &Listing,
-        wanted: Option<&HashSet<&str>>,
-        visit: F,
-    ) -> Result<(), Error>
-    where
-        F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
-    {
-        self.reader
-            .read_tree(&self.snapshot.set, listing, wanted, visit)
     }
 }

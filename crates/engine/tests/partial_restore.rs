@@ -2,12 +2,14 @@
 //! and the listing's offsets), on a local repository and on S3; a repository where that is
 //! not possible still restores, by streaming the archive whole; a damaged frame fails it.
 
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use strongbox_archive::{sha256_hex, Compression, Decoder, Encoder};
 use strongbox_engine::{DirectoryTarget, Engine, FilesSpec, RestoreOptions, SetSpec, SourceSpec};
-use strongbox_manifest::{ObjectRef, Snapshot};
+use strongbox_manifest::{ObjectRef, ObjectRole, Snapshot};
 use strongbox_storage::{
     GetRange, Intercept, Layered, Location, Repository, Request, Store, StoreOptions,
 };
@@ -121,6 +123,15 @@ impl Fixture {
 
     /// Restore the files `files[i]` of `some` into `restored/`.
     fn restore_some(&self, some: &[usize]) -> Result<PathBuf, strongbox_engine::Error> {
+        self.restore_from(&self.snapshot, some)
+    }
+
+    /// The same from `snapshot`, a record of this fixture's snapshot as it might be forged.
+    fn restore_from(
+        &self,
+        snapshot: &Snapshot,
+        some: &[usize],
+    ) -> Result<PathBuf, strongbox_engine::Error> {
         let target = self.work.path().join("restored");
         let mut restorer = DirectoryTarget {
             path: target.clone(),
@@ -128,8 +139,34 @@ impl Fixture {
             keep_previous: false,
         };
         self.engine
-            .restore(&self.snapshot, &mut restorer, &RestoreOptions::default())?;
+            .restore(snapshot, &mut restorer, &RestoreOptions::default())?;
         Ok(target)
+    }
+
+    /// The snapshot with its local listing rewritten by `change` (entries as JSON), and
+    /// its record's listing object naming the new bytes.
+    fn forge_listing(&self, change: impl FnOnce(&mut Vec<serde_json::Value>)) -> Snapshot {
+        let mut snapshot = self.snapshot.clone();
+        let object = snapshot
+            .objects
+            .iter_mut()
+            .find(|o| o.role == ObjectRole::Listing)
+            .unwrap();
+        let file = self.work.path().join("repo").join(&object.key);
+        let mut json = Vec::new();
+        Decoder::new(std::fs::File::open(&file).unwrap())
+            .unwrap()
+            .read_to_end(&mut json)
+            .unwrap();
+        let mut listing: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        change(listing["entries"].as_array_mut().unwrap());
+        let mut encoder = Encoder::new(Vec::new(), Compression::Zstd(3), 0).unwrap();
+        encoder.write_all(listing.to_string().as_bytes()).unwrap();
+        let stored = encoder.finish().unwrap();
+        std::fs::write(&file, &stored).unwrap();
+        object.size = stored.len() as u64;
+        object.sha256 = sha256_hex(&stored);
+        snapshot
     }
 
     fn reads(&self) -> (u64, u64) {
@@ -216,4 +253,31 @@ fn a_damaged_frame_fails_a_partial_restore_naming_the_archive_and_writes_nothing
         "nothing restored"
     );
     assert_eq!(fixture.reads().0, 0, "read by frames");
+}
+
+#[test]
+fn a_listing_offset_that_points_at_another_entry_fails_naming_both_and_writes_nothing() {
+    let fixture = Fixture::new(None);
+    let (wanted, other) = (&fixture.files[41].0, &fixture.files[42].0);
+    let forged = fixture.forge_listing(|entries| {
+        let offset_of = |path: &str| {
+            let entry = entries.iter().find(|e| e["path"] == path).unwrap();
+            entry["offset"].clone()
+        };
+        let offset = offset_of(other);
+        let entry = entries.iter_mut().find(|e| e["path"] == *wanted).unwrap();
+        entry["offset"] = offset;
+    });
+    let err = fixture
+        .restore_from(&forged, &[41])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&fixture.archive().key) && err.contains(wanted) && err.contains(other),
+        "{err}"
+    );
+    assert!(
+        !fixture.work.path().join("restored").exists(),
+        "nothing restored"
+    );
 }

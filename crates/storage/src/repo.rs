@@ -373,14 +373,7 @@ impl RepoReader {
                 None => self.head(key)?.size,
             };
             if size > RANGE_PART {
-                return Ok(RawReader::ranged(
-                    self.rt.clone(),
-                    self.store.clone(),
-                    key,
-                    0..size,
-                    RANGE_PART,
-                    RANGES_IN_FLIGHT,
-                ));
+                return Ok(self.ranged(key, 0..size));
             }
         }
         let result = self
@@ -410,14 +403,7 @@ impl RepoReader {
         range: Range<u64>,
     ) -> Result<Box<dyn Read + Send>, Error> {
         if self.local_root.is_none() {
-            return Ok(Box::new(RawReader::ranged(
-                self.rt.clone(),
-                self.store.clone(),
-                key,
-                range,
-                RANGE_PART,
-                RANGES_IN_FLIGHT,
-            )));
+            return Ok(Box::new(self.ranged(key, range)));
         }
         let options = GetOptions {
             range: Some(range.clone().into()),
@@ -430,6 +416,18 @@ impl RepoReader {
         let reader = RawReader::new(self.rt.clone(), result.payload, range)
             .map_err(Error::stream("reading", key))?;
         Ok(Box::new(reader))
+    }
+
+    /// A remote object's bytes `range`, fetched in parts of `RANGE_PART`, several in flight.
+    fn ranged(&self, key: &str, range: Range<u64>) -> RawReader {
+        RawReader::ranged(
+            self.rt.clone(),
+            self.store.clone(),
+            key,
+            range,
+            RANGE_PART,
+            RANGES_IN_FLIGHT,
+        )
     }
 
     /// Whether stored bytes are sealed (encrypted): then only the pipeline can read them.
