@@ -101,13 +101,13 @@ enum Step {
 impl Step {
     /// Where the step sorts among its siblings: an entry at its name, a subdirectory's
     /// contents at `name/`.
-    fn sort_key(&self) -> impl Iterator<Item = u8> + '_ {
+    fn sort_key(&self) -> Vec<u8> {
         let (path, suffix): (&str, &[u8]) = match self {
             Step::Entry(entry) => (&entry.path, b""),
             Step::Descend(_, rel) => (rel, b"/"),
         };
         let name = path.rsplit('/').next().unwrap_or(path);
-        name.bytes().chain(suffix.iter().copied())
+        [name.as_bytes(), suffix].concat()
     }
 }
 
@@ -129,15 +129,16 @@ impl<'a> TreeWalk<'a> {
             pending: Vec::new(),
             errors: Vec::new(),
         };
-        let steps = walk.steps("", children);
+        let steps = walk.steps(root, "", children);
         walk.pending.push(steps);
         Ok(walk)
     }
 
-    /// The steps of one directory's children, last first (popped from the end).
-    fn steps(&mut self, rel: &str, children: Vec<Child>) -> Vec<Step> {
+    /// The steps of the children of `dir` (at `rel` in the tree), last first (popped from
+    /// the end).
+    fn steps(&mut self, dir: &Path, rel: &str, children: Vec<Child>) -> Vec<Step> {
         let mut steps = Vec::with_capacity(children.len() + 8);
-        for (name, path, meta) in children {
+        for (name, meta) in children {
             let Some(name) = name.to_str() else {
                 self.errors.push(SourceError {
                     path: format!("{rel}/{}", name.to_string_lossy()),
@@ -163,20 +164,22 @@ impl<'a> TreeWalk<'a> {
                     continue;
                 }
             };
-            match entry_from_metadata(&path, rel_path, &meta) {
+            match entry_from_metadata(dir, name, rel_path, &meta) {
                 Ok(Some(entry)) => {
                     if entry.kind == FileType::Dir {
-                        steps.push(Step::Descend(path, entry.path.clone()));
+                        steps.push(Step::Descend(dir.join(name), entry.path.clone()));
                     }
                     steps.push(Step::Entry(entry));
                 }
                 Ok(None) => {
-                    tracing::warn!(path = %path.display(), "skipping special file (socket, FIFO or device)");
+                    tracing::warn!(path = %dir.join(name).display(), "skipping special file (socket, FIFO or device)");
                 }
                 Err(e) => self.errors.push(e),
             }
         }
-        steps.sort_unstable_by(|a, b| b.sort_key().cmp(a.sort_key()));
+        // Keys computed once and the steps moved once: a step is a whole entry, so sorting
+        // by comparisons that split paths and swap steps cost a tenth of a no-change backup.
+        steps.sort_by_cached_key(|step| std::cmp::Reverse(step.sort_key()));
         steps
     }
 }
@@ -197,7 +200,7 @@ impl Iterator for TreeWalk<'_> {
                 Step::Entry(entry) => return Some(entry),
                 Step::Descend(dir, rel) => match read_dir(&dir) {
                     Ok(children) => {
-                        let steps = self.steps(&rel, children);
+                        let steps = self.steps(&dir, &rel, children);
                         self.pending.push(steps);
                     }
                     Err(e) => self.errors.push(SourceError {
@@ -256,16 +259,21 @@ where
             return Ok(None);
         }
         let old = self.parent.next().expect("peeked")?;
-        if let Some(last) = &self.last_parent {
-            if old.path <= *last {
+        match &mut self.last_parent {
+            Some(last) if old.path <= *last => {
                 return Err(Error::Corrupt {
                     what: "listing",
                     key: format!("of the parent snapshot, at {:?}", old.path),
                     reason: "entries out of order".to_string(),
                 });
             }
+            // The same buffer for every entry: an allocation per entry is a cost per file.
+            Some(last) => {
+                last.clear();
+                last.push_str(&old.path);
+            }
+            None => self.last_parent = Some(old.path.clone()),
         }
-        self.last_parent = Some(old.path.clone());
         Ok(Some(old))
     }
 }
@@ -310,20 +318,23 @@ where
 }
 
 /// A directory's children with their metadata; `DirEntry::metadata` stats relative to the
-/// open directory (no path walk per file) and does not follow symlinks.
+/// open directory (no path walk per file) and does not follow symlinks. Full paths are
+/// built only where needed (directories, links): most children are files.
 fn read_dir(dir: &Path) -> std::io::Result<Vec<Child>> {
     let mut children = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        children.push((entry.file_name(), entry.path(), entry.metadata()));
+        children.push((entry.file_name(), entry.metadata()));
     }
     Ok(children)
 }
 
-type Child = (std::ffi::OsString, PathBuf, std::io::Result<Metadata>);
+type Child = (std::ffi::OsString, std::io::Result<Metadata>);
 
+/// The entry of `name` in `dir`, at `rel` in the tree.
 fn entry_from_metadata(
-    path: &Path,
+    dir: &Path,
+    name: &str,
     rel: String,
     meta: &Metadata,
 ) -> Result<Option<FileEntry>, SourceError> {
@@ -333,7 +344,7 @@ fn entry_from_metadata(
     } else if file_type.is_dir() {
         (FileType::Dir, 0, None)
     } else if file_type.is_symlink() {
-        let target = fs::read_link(path).map_err(|e| SourceError {
+        let target = fs::read_link(dir.join(name)).map_err(|e| SourceError {
             path: rel.clone(),
             message: format!("cannot read link: {e}"),
         })?;
@@ -516,7 +527,7 @@ mod tests {
     #[test]
     fn a_diff_against_an_out_of_order_parent_is_an_error() {
         let walk = [entry(FileType::File, 1, 1)].into_iter();
-        let parent = ["b", "a"].map(|p| {
+        let parent = ["a", "c", "b"].map(|p| {
             Ok(FileEntry {
                 path: p.into(),
                 ..entry(FileType::File, 1, 1)
