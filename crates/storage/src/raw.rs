@@ -67,7 +67,14 @@ struct Staged {
     staging: PathBuf,
     dest: PathBuf,
     mode: PutMode,
+    /// Bytes written, and how many of them were handed to write-back early.
+    written: u64,
+    flushing: u64,
 }
+
+/// Written bytes handed to the kernel's write-back at a time, so that the fsync in `publish`
+/// waits for the last of them only (a `wal push` otherwise waits for its whole segment).
+const WRITE_BACK: u64 = 1 << 20;
 
 impl Staged {
     fn create(dest: PathBuf, mode: PutMode) -> io::Result<Self> {
@@ -86,6 +93,8 @@ impl Staged {
                         staging,
                         dest,
                         mode,
+                        written: 0,
+                        flushing: 0,
                     })
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -96,6 +105,28 @@ impl Staged {
             }
         }
         unreachable!("an unused staging name")
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("object already stored"))?;
+        file.write_all(buf)?;
+        self.written += buf.len() as u64;
+        if self.written - self.flushing >= WRITE_BACK {
+            // DONTNEED starts write-back of the dirty range without waiting for it; only an
+            // advice, so a failure costs time at the fsync, never data.
+            let len = self.written - self.flushing;
+            let _ = rustix::fs::fadvise(
+                &*file,
+                self.flushing,
+                std::num::NonZeroU64::new(len),
+                rustix::fs::Advice::DontNeed,
+            );
+            self.flushing = self.written;
+        }
+        Ok(())
     }
 
     fn publish(&mut self) -> io::Result<()> {
@@ -255,11 +286,7 @@ impl Write for RawWriter {
                 upload.write(buf);
             }
             Sink::Buffer { bytes, .. } => bytes.extend_from_slice(buf),
-            Sink::File(staged) => staged
-                .file
-                .as_mut()
-                .ok_or_else(|| io::Error::other("object already stored"))?
-                .write_all(buf)?,
+            Sink::File(staged) => staged.write(buf)?,
         }
         self.hasher.update(buf);
         self.size += buf.len() as u64;
