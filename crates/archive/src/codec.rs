@@ -214,12 +214,12 @@ impl<W: Write + Send + 'static> Encoder<W> {
         }))
     }
 
-    /// Compress what `reader` holds, to its end; returns the bytes read. Frames are filled
-    /// straight from `reader`.
-    pub fn copy_from(&mut self, reader: &mut dyn Read) -> io::Result<u64> {
+    /// Compress what `file` holds, to its end; returns the bytes read. With worker threads,
+    /// each reads the chunks it compresses.
+    pub fn copy_from_file(&mut self, mut file: std::fs::File) -> io::Result<u64> {
         match &mut self.0 {
-            Inner::Frames(encoder) => encoder.read_from(reader),
-            _ => io::copy(reader, self),
+            Inner::Frames(encoder) => encoder.read_file(file),
+            _ => io::copy(&mut file, self),
         }
     }
 

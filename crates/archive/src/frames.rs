@@ -10,7 +10,9 @@
 //! that hold the content it wants.
 
 use std::collections::BTreeMap;
-use std::io::{self, Cursor, Read, Write};
+use std::fs::File;
+use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -53,6 +55,22 @@ struct Job {
     seq: u64,
     input: Vec<u8>,
     output: Vec<u8>,
+    /// Where the worker reads `input` from itself; `None` when it comes filled.
+    from: Option<Span>,
+}
+
+/// A chunk of a file, read by the worker that compresses it.
+struct Span {
+    file: Arc<File>,
+    offset: u64,
+    len: usize,
+}
+
+impl Span {
+    fn read_into(&self, input: &mut Vec<u8>) -> io::Result<()> {
+        input.resize(self.len, 0);
+        self.file.read_exact_at(input, self.offset)
+    }
 }
 
 struct Done {
@@ -100,15 +118,19 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
                         let next = queue.lock().map(|queue| queue.recv());
                         let Ok(Ok(Job {
                             seq,
-                            input,
+                            mut input,
                             mut output,
+                            from,
                         })) = next
                         else {
                             break;
                         };
                         output.clear();
-                        let output = compress_chunk(&mut compressor, &input, &mut output)
-                            .map(|frames| (output, frames));
+                        let output = match from.map_or(Ok(()), |span| span.read_into(&mut input)) {
+                            Ok(()) => compress_chunk(&mut compressor, &input, &mut output)
+                                .map(|frames| (output, frames)),
+                            Err(e) => Err(e),
+                        };
                         if finished.send(Done { seq, input, output }).is_err() {
                             break;
                         }
@@ -184,12 +206,46 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
         }
     }
 
+    /// Compress what `file` holds from its start to its end, each chunk read by the worker
+    /// that compresses it: the copy out of the page cache is spread over the workers instead
+    /// of being done first on this thread (for a `wal push`, a sixth of its time). Returns
+    /// the bytes read.
+    pub(crate) fn read_file(&mut self, file: File) -> io::Result<u64> {
+        let file = Arc::new(file);
+        if !self.filling.is_empty() {
+            let mut whole: &File = &file;
+            whole.seek(SeekFrom::Start(0))?;
+            return self.read_from(&mut whole);
+        }
+        let len = file.metadata()?.len();
+        let mut offset = 0;
+        while offset < len {
+            let n = (len - offset).min(self.chunk as u64);
+            self.send_from(Some(Span {
+                file: Arc::clone(&file),
+                offset,
+                len: n as usize,
+            }))?;
+            self.refill()?;
+            offset += n;
+        }
+        // Whatever was appended after the length was taken is read here.
+        let mut rest: &File = &file;
+        rest.seek(SeekFrom::Start(len))?;
+        Ok(len + self.read_from(&mut rest)?)
+    }
+
     /// Hand the chunk being filled to the workers.
     fn send(&mut self) -> io::Result<()> {
+        self.send_from(None)
+    }
+
+    fn send_from(&mut self, from: Option<Span>) -> io::Result<()> {
         let job = Job {
             seq: self.sent,
             input: std::mem::take(&mut self.filling),
             output: self.spare_outputs.pop().unwrap_or_default(),
+            from,
         };
         let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
         if jobs.send(job).is_err() {
@@ -436,6 +492,17 @@ mod tests {
         encoder.finish().unwrap()
     }
 
+    /// Through `read_file`, after `head` was written (a chunk partly filled takes the
+    /// ordinary read).
+    fn encode_file(head: &[u8], data: &[u8], level: i32, threads: u32) -> Vec<u8> {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(data).unwrap();
+        let mut encoder = FrameEncoder::new(Vec::new(), level, threads).unwrap();
+        encoder.write_all(head).unwrap();
+        assert_eq!(encoder.read_file(file).unwrap(), data.len() as u64);
+        encoder.finish().unwrap()
+    }
+
     fn decode(stored: &[u8]) -> Vec<u8> {
         let mut back = Vec::new();
         zstd::stream::read::Decoder::new(stored)
@@ -461,6 +528,18 @@ mod tests {
                     decode(&read),
                     data,
                     "read at level {level}, {threads} threads"
+                );
+                let file = encode_file(b"", &data, level, threads);
+                assert_eq!(
+                    decode(&file),
+                    data,
+                    "file at level {level}, {threads} threads"
+                );
+                let after = encode_file(b"head", &data, level, threads);
+                assert_eq!(
+                    decode(&after),
+                    [&b"head"[..], &data].concat(),
+                    "file after a head at level {level}, {threads} threads"
                 );
             }
         }

@@ -192,14 +192,14 @@ impl Engine {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let key = archive_key(set, &name)?;
-        // Streamed into the codec rather than read whole first: a 16 MiB buffer costs page
-        // faults and a copy, on PostgreSQL's critical path.
-        let mut source = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        // Read by the codec's workers, chunk by chunk, rather than read whole first: a 16 MiB
+        // buffer costs page faults and a copy, on PostgreSQL's critical path.
+        let source = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
         let mut writer = self
             .writer
             .create_small(&key, COMPRESSION, PutMode::Create)?;
         let bytes = writer
-            .copy_from(&mut source)
+            .copy_from_file(source)
             .map_err(|e| Error::io("archiving", path, e))?;
         match writer.finish() {
             Ok(written) => Ok(Pushed {

@@ -98,10 +98,11 @@ impl ObjectWriter {
         &self.key
     }
 
-    /// Store what `reader` holds, to its end; returns the bytes read. Cheaper than
-    /// [`io::copy`] into the writer: the codec reads straight into its own buffers.
-    pub fn copy_from(&mut self, reader: &mut dyn Read) -> io::Result<u64> {
-        self.encoder.copy_from(reader)
+    /// Store what `file` holds, to its end; returns the bytes read. Cheaper than
+    /// [`io::copy`] into the writer: the codec's workers read the chunks they compress
+    /// straight into their own buffers.
+    pub fn copy_from_file(&mut self, file: std::fs::File) -> io::Result<u64> {
+        self.encoder.copy_from_file(file)
     }
 
     /// Flush the codec and the envelope and store the object; it becomes visible at once,
