@@ -642,6 +642,9 @@ fn archive_entries_of_other_kinds_or_through_a_symlink_are_refused_and_nothing_i
     // Each tar holds what the listing says is a file (`a.txt`, `b/c.txt`) as something else.
     use tar::EntryType::{Char, Fifo, Link, Regular, Symlink};
     let outside_path = outside.display().to_string();
+    // The listing's own `a.txt` first, so that the archive's next entry, `b`, is the one
+    // checked against the listing's directory `b`.
+    let a_txt = crate::harness::noise(1, 200_000);
     let cases: [(&str, Vec<TarEntry<'_>>, &str); 4] = [
         (
             "hard link out of the tree",
@@ -653,6 +656,7 @@ fn archive_entries_of_other_kinds_or_through_a_symlink_are_refused_and_nothing_i
         (
             "symlink, then a file through it",
             vec![
+                ("a.txt", Regular, "", &a_txt),
                 ("b", Symlink, &outside_path, b""),
                 ("b/c.txt", Regular, "", b"pwned"),
             ],

@@ -105,13 +105,11 @@ impl Reader {
     {
         strongbox_verify::check_tree(listing)?;
         let archives: HashMap<SnapshotId, ObjectInfo> = self.repo.archives(set)?;
-        for (holder, entries) in listing.by_holder() {
-            let mut pending: HashMap<&str, &FileEntry> = entries
-                .into_iter()
-                .filter(|e| wanted.is_none_or(|w| w.contains(e.path.as_str())))
-                .map(|e| (e.path.as_str(), e))
-                .collect();
-            if pending.is_empty() {
+        for (holder, mut entries) in listing.by_holder() {
+            if let Some(wanted) = wanted {
+                entries.retain(|e| wanted.contains(e.path.as_str()));
+            }
+            if entries.is_empty() {
                 continue;
             }
             let archive = archives.get(holder).ok_or_else(|| Error::MissingHolder {
@@ -121,37 +119,29 @@ impl Reader {
             let key = archive.key.as_str();
             // A restore of everything streams every archive: no seek table is read.
             let fetches = match (reading, wanted) {
-                (Reading::Files, Some(_)) => self.frames_to_fetch(archive, &pending)?,
+                (Reading::Files, Some(_)) => self.frames_to_fetch(archive, &entries)?,
                 _ => None,
             };
             match fetches {
+                // Directories and links are not read by frames: the listing holds all there
+                // is of them. Each fetch finds every file it names or fails.
                 Some(fetches) => {
-                    // Directories and links are not read by frames: the listing holds all
-                    // there is of them.
-                    pending.retain(|_, e| e.kind == FileType::File);
                     for fetch in fetches {
-                        self.read_frames(key, &fetch, &mut pending, &mut visit)?;
+                        self.read_frames(key, &fetch, &mut visit)?;
                     }
                 }
-                None => self.read_archive(key, &mut pending, &mut visit)?,
-            }
-            if let Some(path) = pending.keys().min() {
-                return Err(Error::MissingEntry {
-                    key: key.to_string(),
-                    path: path.to_string(),
-                });
+                None => self.read_archive(key, &entries, &mut visit)?,
             }
         }
         Ok(())
     }
 
-    /// Stream `key` whole, visiting the entries of `pending` (removed as they are found).
-    fn read_archive<F>(
-        &self,
-        key: &str,
-        pending: &mut HashMap<&str, &FileEntry>,
-        visit: &mut F,
-    ) -> Result<(), Error>
+    /// Stream `key` whole, visiting `entries` (the holder's, in listing order) as a merge:
+    /// an archive holds its entries in listing order, so each is the next one wanted or one
+    /// no longer wanted (changed or removed later in the chain, or not asked for), which sorts
+    /// before it. The first wanted entry the archive passes by is missing. No map of the
+    /// wanted paths: a restore's memory is the listing's.
+    fn read_archive<F>(&self, key: &str, entries: &[&FileEntry], visit: &mut F) -> Result<(), Error>
     where
         F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
     {
@@ -162,14 +152,31 @@ impl Reader {
             key: key.to_string(),
             source,
         })?;
+        let missing = |entry: &FileEntry| Error::MissingEntry {
+            key: key.to_string(),
+            path: entry.path.clone(),
+        };
+        let mut next = entries.iter().copied().peekable();
         archive
             .for_each(|item: ArchiveEntry<'_>| -> Result<(), Pass> {
-                match pending.remove(item.path) {
-                    Some(entry) => visit_entry(entry, item, key, visit),
-                    None => Ok(()),
+                match next.peek() {
+                    Some(entry) if entry.path == item.path => {
+                        visit_entry(entry, item, key, visit)?;
+                        next.next();
+                        Ok(())
+                    }
+                    // Past where the wanted entry would be: no need to read on.
+                    Some(entry) if entry.path.as_str() < item.path => {
+                        Err(Pass::Other(missing(entry)))
+                    }
+                    _ => Ok(()),
                 }
             })
-            .map_err(|e| e.into_error(key))
+            .map_err(|e| e.into_error(key))?;
+        match next.next() {
+            Some(entry) => Err(missing(entry)),
+            None => Ok(()),
+        }
     }
 
     /// The reads that fetch only the frames holding `pending`'s files, when the archive
@@ -178,15 +185,15 @@ impl Reader {
     fn frames_to_fetch<'e>(
         &self,
         archive: &ObjectInfo,
-        pending: &HashMap<&str, &'e FileEntry>,
+        entries: &[&'e FileEntry],
     ) -> Result<Option<Vec<Fetch<'e>>>, Error> {
         let (key, size) = (archive.key.as_str(), archive.size);
         let footer = SeekTable::FOOTER as u64;
         if self.repo.sealed() || size < footer {
             return Ok(None);
         }
-        let Some(mut wanted) = pending
-            .values()
+        let Some(mut wanted) = entries
+            .iter()
             .filter(|e| e.kind == FileType::File)
             .map(|e| e.offset.map(|offset| (offset, *e)))
             .collect::<Option<Vec<_>>>()
@@ -230,13 +237,7 @@ impl Reader {
     }
 
     /// Fetch and decode one span of frames, visiting its entries at their offsets.
-    fn read_frames<F>(
-        &self,
-        key: &str,
-        fetch: &Fetch<'_>,
-        pending: &mut HashMap<&str, &FileEntry>,
-        visit: &mut F,
-    ) -> Result<(), Error>
+    fn read_frames<F>(&self, key: &str, fetch: &Fetch<'_>, visit: &mut F) -> Result<(), Error>
     where
         F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
     {
@@ -275,7 +276,6 @@ impl Reader {
                             reason: format!("holds {:?} at offset {offset}", item.path),
                         }));
                     }
-                    pending.remove(entry.path.as_str());
                     visit_entry(entry, item, key, visit)
                 })
                 .map_err(|e| e.into_error(key))?;

@@ -281,3 +281,32 @@ fn a_listing_offset_that_points_at_another_entry_fails_naming_both_and_writes_no
         "nothing restored"
     );
 }
+
+#[test]
+fn a_listing_entry_its_archive_lacks_fails_a_whole_restore_naming_it_and_writes_nothing() {
+    // Right after a file the archive holds and before others (the archive passes it by),
+    // and after every entry (the archive ends before it).
+    for lacking in ["d1/f041x.bin", "d3/zz.bin"] {
+        // A fixture each: forging rewrites the listing in place.
+        let fixture = Fixture::new(None);
+        assert_eq!(fixture.files[41].0, "d1/f041.bin");
+        let forged = fixture.forge_listing(|entries| {
+            let at = entries
+                .iter()
+                .position(|e| e["path"].as_str().unwrap() > lacking)
+                .unwrap_or(entries.len());
+            let mut entry = entries[41.min(entries.len() - 1)].clone();
+            entry["path"] = lacking.into();
+            entries.insert(at, entry);
+        });
+        let err = fixture.restore_from(&forged, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains(&fixture.archive().key) && err.contains(lacking) && err.contains("lacks"),
+            "{lacking}: {err}"
+        );
+        assert!(
+            !fixture.work.path().join("restored").exists(),
+            "{lacking}: nothing restored"
+        );
+    }
+}
