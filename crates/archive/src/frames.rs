@@ -212,12 +212,17 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
     /// the bytes read.
     pub(crate) fn read_file(&mut self, file: File) -> io::Result<u64> {
         let file = Arc::new(file);
+        let mut whole: &File = &file;
+        let meta = file.metadata()?;
+        // A pipe or a device has no length and no positions: read it as a stream.
+        if !meta.is_file() {
+            return self.read_from(&mut whole);
+        }
         if !self.filling.is_empty() {
-            let mut whole: &File = &file;
             whole.seek(SeekFrom::Start(0))?;
             return self.read_from(&mut whole);
         }
-        let len = file.metadata()?.len();
+        let len = meta.len();
         let mut offset = 0;
         while offset < len {
             let n = (len - offset).min(self.chunk as u64);
@@ -230,9 +235,8 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
             offset += n;
         }
         // Whatever was appended after the length was taken is read here.
-        let mut rest: &File = &file;
-        rest.seek(SeekFrom::Start(len))?;
-        Ok(len + self.read_from(&mut rest)?)
+        whole.seek(SeekFrom::Start(len))?;
+        Ok(len + self.read_from(&mut whole)?)
     }
 
     /// Hand the chunk being filled to the workers.
@@ -501,6 +505,21 @@ mod tests {
         encoder.write_all(head).unwrap();
         assert_eq!(encoder.read_file(file).unwrap(), data.len() as u64);
         encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn a_pipe_is_read_as_a_stream() {
+        let data = [random(CHUNK + 5, 11), text(CHUNK)].concat();
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let feed = {
+            let data = data.clone();
+            std::thread::spawn(move || writer.write_all(&data).unwrap())
+        };
+        let pipe = File::from(std::os::fd::OwnedFd::from(reader));
+        let mut encoder = FrameEncoder::new(Vec::new(), -1, 2).unwrap();
+        assert_eq!(encoder.read_file(pipe).unwrap(), data.len() as u64);
+        feed.join().unwrap();
+        assert_eq!(decode(&encoder.finish().unwrap()), data);
     }
 
     fn decode(stored: &[u8]) -> Vec<u8> {

@@ -179,7 +179,7 @@ impl Reader {
         }
     }
 
-    /// The reads that fetch only the frames holding `pending`'s files, when the archive
+    /// The reads that fetch only the frames holding the files of `entries`, when the archive
     /// has a seek table, every file's offset is known, the repository is not sealed, and
     /// that reads at most half the archive; else `None` (stream it whole).
     fn frames_to_fetch<'e>(
