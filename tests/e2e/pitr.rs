@@ -518,9 +518,11 @@ fn wal_names_paths_and_targets_that_are_not_postgresqls_are_refused_in_one_line(
     let evil = env.path("passwd");
     std::fs::write(&evil, b"root:x:0:0").unwrap();
     let missing = env.path("000000010000000000000001");
+    let directory = env.path("000000010000000000000002");
+    std::fs::create_dir(&directory).unwrap();
     let dest = env.path("dest").display().to_string();
     // (args, exit status, phrase of the one error line)
-    let cases: [(Vec<&str>, i32, &str); 5] = [
+    let cases: [(Vec<&str>, i32, &str); 6] = [
         (
             vec!["wal", "push", "maindb", evil.to_str().unwrap()],
             1,
@@ -530,6 +532,11 @@ fn wal_names_paths_and_targets_that_are_not_postgresqls_are_refused_in_one_line(
             vec!["wal", "push", "maindb", missing.to_str().unwrap()],
             1,
             "000000010000000000000001",
+        ),
+        (
+            vec!["wal", "push", "maindb", directory.to_str().unwrap()],
+            1,
+            "not a regular file",
         ),
         (
             vec!["wal", "fetch", "maindb", "../../etc/passwd", &dest],

@@ -126,11 +126,10 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
                             break;
                         };
                         output.clear();
-                        let output = match from.map_or(Ok(()), |span| span.read_into(&mut input)) {
-                            Ok(()) => compress_chunk(&mut compressor, &input, &mut output)
-                                .map(|frames| (output, frames)),
-                            Err(e) => Err(e),
-                        };
+                        let output = from
+                            .map_or(Ok(()), |span| span.read_into(&mut input))
+                            .and_then(|()| compress_chunk(&mut compressor, &input, &mut output))
+                            .map(|frames| (output, frames));
                         if finished.send(Done { seq, input, output }).is_err() {
                             break;
                         }

@@ -195,6 +195,15 @@ impl Engine {
         // Read by the codec's workers, chunk by chunk, rather than read whole first: a 16 MiB
         // buffer costs page faults and a copy, on PostgreSQL's critical path.
         let source = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        // PostgreSQL hands over regular files; anything else is refused before the object is
+        // started, so a failed push leaves nothing behind.
+        let regular = source
+            .metadata()
+            .map_err(|e| Error::io("opening", path, e))?;
+        if !regular.is_file() {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
+            return Err(Error::io("archiving", path, e));
+        }
         let mut writer = self
             .writer
             .create_small(&key, COMPRESSION, PutMode::Create)?;
