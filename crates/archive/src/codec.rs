@@ -4,6 +4,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::frame_decoder::{self, FrameDecoder};
 use crate::frames::FrameEncoder;
 use crate::Error;
 use crate::WriteBehind;
@@ -261,11 +262,22 @@ pub struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
-    /// Detect the codec of `reader` and decompress it.
+    /// Detect the codec of `reader` and decompress it on the calling thread.
     pub fn new<R: Read + Send + 'a>(reader: R) -> io::Result<Self> {
+        Self::with_threads(reader, 0)
+    }
+
+    /// Detect the codec of `reader` and decompress it. With `threads` above 1, a zstd
+    /// stream of independent frames (what an [`Encoder`] with threads writes) is decoded
+    /// frame by frame on that many worker threads, a few frames ahead of the reader.
+    pub fn with_threads<R: Read + Send + 'a>(reader: R, threads: u32) -> io::Result<Self> {
         let mut buffered = BufReader::with_capacity(256 * 1024, reader);
-        let codec = Codec::detect(buffered.fill_buf()?);
+        let head = buffered.fill_buf()?;
+        let codec = Codec::detect(head);
         let inner: Box<dyn Read + Send + 'a> = match codec {
+            Codec::Zstd if threads > 1 && frame_decoder::is_framed(head) => {
+                Box::new(FrameDecoder::new(buffered, threads)?)
+            }
             Codec::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
             Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
             Codec::None => Box::new(buffered),
@@ -316,6 +328,7 @@ mod tests {
         #[case] compression: Compression,
         #[case] threads: u32,
         #[case] codec: Codec,
+        #[values(0, 2)] decode_threads: u32,
     ) {
         let data: Vec<u8> = (0..200_000u32)
             .flat_map(|i| (i % 251).to_le_bytes())
@@ -323,7 +336,7 @@ mod tests {
         let mut encoder = Encoder::new(Vec::new(), compression, threads).unwrap();
         encoder.write_all(&data).unwrap();
         let stored = encoder.finish().unwrap();
-        let mut decoder = Decoder::new(&stored[..]).unwrap();
+        let mut decoder = Decoder::with_threads(&stored[..], decode_threads).unwrap();
         assert_eq!(decoder.codec(), codec);
         let mut back = Vec::new();
         decoder.read_to_end(&mut back).unwrap();

@@ -34,6 +34,7 @@
 
 mod codec;
 mod error;
+mod frame_decoder;
 mod frames;
 mod hashing;
 mod overlap;

@@ -58,6 +58,17 @@ fn threads() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
+/// Frames are decoded on worker threads only with cores to spare. On two cores a restore's
+/// own threads keep both busy: decoding apart, which copies every frame once more, measured
+/// no faster and 10 MB larger (docs/architecture.md). At most four workers, so memory stays
+/// a few frames.
+fn decode_threads() -> u32 {
+    match threads() {
+        n if n >= 4 => n.min(4),
+        _ => 0,
+    }
+}
+
 /// A blocking writer of one object through the pipeline. Dropping it without
 /// [`ObjectWriter::finish`] aborts the object: nothing becomes visible.
 pub struct ObjectWriter {
@@ -272,7 +283,8 @@ impl ObjectReader {
         let opened = envelope
             .open(stored)
             .map_err(Error::stream("opening", key))?;
-        let inner = Decoder::new(opened).map_err(Error::stream("reading", key))?;
+        let inner = Decoder::with_threads(opened, decode_threads())
+            .map_err(Error::stream("reading", key))?;
         Ok(Self {
             key: key.to_string(),
             inner,
