@@ -101,6 +101,8 @@ install_missing() {
         command -v pigz >/dev/null || need+=(pigz)
         command -v restic >/dev/null || need+=(restic)
         command -v borg >/dev/null || need+=(borgbackup)
+        # the media tree's encrypted runs (strongbox-age) make their identity with age-keygen
+        command -v age-keygen >/dev/null || need+=(age)
     fi
     if section s3; then
         python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)

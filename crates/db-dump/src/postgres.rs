@@ -300,8 +300,7 @@ impl DatabaseSource for PostgresSource {
             client: &transaction,
             database: &database,
         })?;
-        let tables = count_tables(rt, &transaction, conn)?;
-        tracing::info!(%database, %snapshot, tables = tables.len(), "dumping");
+        tracing::info!(%database, %snapshot, "dumping");
 
         let mut command = pg_dump.command(Some(conn));
         command.arg(format!("--snapshot={snapshot}")).args([
@@ -309,23 +308,35 @@ impl DatabaseSource for PostgresSource {
             "--compress=0",
             "--no-password",
         ]);
+        // Rows are counted in the same snapshot while pg_dump runs: counting a large table
+        // takes as long as a scan of it, and the dump does not wait for it.
+        let (tables, streamed) = std::thread::scope(|scope| {
+            let counting = scope.spawn(|| count_tables(rt, &transaction, conn));
+            let streamed = pg_dump.stream_out(
+                command,
+                out,
+                PG_MAGIC.len(),
+                &database,
+                Some(conn),
+                &StreamOps {
+                    start: "starting pg_dump",
+                    read: "reading pg_dump's output",
+                    write: "writing the dump",
+                    wait: "waiting for pg_dump",
+                },
+            );
+            let tables = counting
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (tables, streamed)
+        });
+        // A table that cannot be counted is the error to report, as it was before the dump.
+        let tables = tables?;
         let Streamed {
             bytes: bytes_dumped,
             head,
             stderr,
-        } = pg_dump.stream_out(
-            command,
-            out,
-            PG_MAGIC.len(),
-            &database,
-            Some(conn),
-            &StreamOps {
-                start: "starting pg_dump",
-                read: "reading pg_dump's output",
-                write: "writing the dump",
-                wait: "waiting for pg_dump",
-            },
-        )?;
+        } = streamed?;
         if head != PG_MAGIC {
             return Err(Error::BadDump {
                 database,
