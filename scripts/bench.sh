@@ -949,7 +949,7 @@ bench_scale() {
                     at(t1[key], t2[key], 1e7), at(r1[key], r2[key], 1e7), at(b1[key], b2[key], 1e7)
             }
             print ""
-            print "Targets (issue: speed and scale): no-change backup of 1M files under 100 MB peak RSS and flat from 100k to 1M; a no-change snapshot of 1M files stores at most 64 KB. Restore (and verify deep) still hold the tree: about 400 B per file."
+            print "Targets (issue: speed and scale): no-change backup of 1M files under 100 MB peak RSS and flat from 100k to 1M; a no-change snapshot of 1M files stores at most 64 KB. Restore (and verify deep) still hold the listing: about 320-340 B per file (the restore row, RSS per extra file)."
         }' "$RESULTS" | tee "$W/scale.md" >&2
 }
 
