@@ -17,16 +17,15 @@ use std::thread::JoinHandle;
 
 use zstd::bulk::Decompressor;
 
+use crate::frames::{BLOCK as MAX_BLOCK, MAGIC};
+
 /// Most content a frame may declare to be decoded on a worker, which holds it whole.
 /// strongbox's frames hold at most 2 MiB.
 const MAX_FRAME: u64 = 8 << 20;
 /// Most stored bytes of one frame: its content, and block headers for every 128 KiB.
 const MAX_STORED: usize = 2 * MAX_FRAME as usize;
-const MAGIC: u32 = 0xFD2F_B528;
 /// Skippable frames (the seek table) have this magic, with any value in the low 4 bits.
 const SKIPPABLE: u32 = 0x184D_2A50;
-/// zstd's largest block.
-const MAX_BLOCK: usize = 128 << 10;
 
 /// A frame header's first byte, the frame header descriptor of the zstd format.
 #[derive(Debug, Clone, Copy)]
@@ -90,7 +89,7 @@ pub(crate) fn is_framed(head: &[u8]) -> bool {
         return false;
     };
     let descriptor = Descriptor(first);
-    u32::from_le_bytes(*magic) == MAGIC
+    *magic == MAGIC
         && descriptor.valid()
         && rest
             .get(..descriptor.header_len())
@@ -218,8 +217,7 @@ impl<R: Read> FrameDecoder<R> {
             if !read_exact_or_end(&mut self.input, &mut magic)? {
                 return Ok(None);
             }
-            let magic = u32::from_le_bytes(magic);
-            if magic & !0xF == SKIPPABLE {
+            if u32::from_le_bytes(magic) & !0xF == SKIPPABLE {
                 let mut size = [0u8; 4];
                 self.input.read_exact(&mut size)?;
                 let size = u64::from(u32::from_le_bytes(size));
@@ -230,10 +228,10 @@ impl<R: Read> FrameDecoder<R> {
                 continue;
             }
             if magic != MAGIC {
-                return Err(bad(format!("starts with {magic:#010x}, not a frame")));
+                return Err(bad(format!("starts with {magic:02x?}, not a frame")));
             }
             self.frames = number;
-            frame.extend_from_slice(&MAGIC.to_le_bytes());
+            frame.extend_from_slice(&MAGIC);
             let mut first = [0u8; 1];
             self.input.read_exact(&mut first)?;
             let descriptor = Descriptor(first[0]);
@@ -278,10 +276,15 @@ impl<R: Read> FrameDecoder<R> {
         }
     }
 
+    /// Read `len` more bytes of the frame onto its end (no zero-filling first: this runs
+    /// for every stored byte).
     fn append(&mut self, frame: &mut Vec<u8>, len: usize) -> io::Result<()> {
-        let start = frame.len();
-        frame.resize(start + len, 0);
-        self.input.read_exact(&mut frame[start..])
+        frame.reserve(len);
+        let read = (&mut self.input).take(len as u64).read_to_end(frame)?;
+        if read < len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(())
     }
 
     /// The next decoded frame, or `None` at the end of the stream.
@@ -416,6 +419,10 @@ mod tests {
             ("truncated", &stored[..stored.len() / 2]),
             ("flipped", &flipped[..]),
             ("truncated in the first header", &stored[..6]),
+            (
+                "followed by bytes that are no frame",
+                &[&stored[..], b"junk!"].concat(),
+            ),
         ] {
             let mut decoder = FrameDecoder::new(bytes, 2).unwrap();
             let mut out = Vec::new();

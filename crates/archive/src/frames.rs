@@ -38,7 +38,7 @@ fn chunk_size(level: i32) -> usize {
 }
 
 /// zstd's largest block, and the unit of the randomness probe.
-const BLOCK: usize = 128 << 10;
+pub(crate) const BLOCK: usize = 128 << 10;
 /// A block with an order-0 entropy above this many bits per byte is stored raw: entropy
 /// coding could save at most about 1 %, and such bytes hold no repeats worth finding.
 const RAW_ENTROPY: f64 = 7.9;
@@ -46,7 +46,7 @@ const RAW_ENTROPY: f64 = 7.9;
 const SAMPLES: usize = 8;
 const SAMPLE_WINDOW: usize = 2048;
 
-const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+pub(crate) const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// Frame header descriptor of a raw frame: a 4-byte content size, single segment (the
 /// window is the content), a content checksum, no dictionary.
 const RAW_DESCRIPTOR: u8 = 0b1010_0100;
