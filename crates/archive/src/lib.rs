@@ -33,6 +33,7 @@
 //! ```
 
 mod codec;
+mod cursor;
 mod error;
 mod frame_decoder;
 mod frames;
@@ -44,6 +45,7 @@ mod seek;
 mod write;
 
 pub use codec::{Codec, Compression, Decoder, Encoder};
+pub use cursor::EntryCursor;
 pub use error::Error;
 pub use hashing::{sha256_hex, Digest, HashingReader};
 pub use overlap::{ReadAhead, WriteBehind};

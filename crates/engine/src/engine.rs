@@ -221,6 +221,14 @@ impl Reader {
                 reason: "a restore plan and --include apply to files snapshots".to_string(),
             });
         }
+        if includes.is_empty() {
+            // Everything: counted as the listing streams.
+            let mut plan = RestorePlan::empty(snapshot);
+            for entry in self.entries(snapshot)? {
+                plan.add(&entry?);
+            }
+            return Ok(plan);
+        }
         let listing = self.listing(snapshot)?;
         let entries = Includes::new(includes)?.select(&listing.entries);
         Ok(RestorePlan::new(snapshot, &entries))

@@ -1,14 +1,17 @@
-//! The files read path: every holder archive of a listing streamed once, each wanted entry
-//! handed to a visitor and its digest checked. Restores and deep verification share it.
+//! The files read path: a whole tree streamed beside the holder archives it draws from, or
+//! the entries selected from a listing in memory read from theirs; each entry handed to a
+//! visitor and a file's digest checked. Restores and deep verification share it.
 
+use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use strongbox_archive::{
-    ArchiveEntry, ArchiveReader, Decoder, EntryKind, FrameSpan, HashingReader, SeekTable,
+    ArchiveEntry, Decoder, EntryCursor, EntryKind, FrameSpan, HashingReader, SeekTable,
 };
 use strongbox_manifest::{FileEntry, FileType, Listing, ObjectRole, Snapshot, SnapshotId};
 use strongbox_storage::ObjectInfo;
+use strongbox_verify::TreeCheck;
 
 use crate::{Error, Reader};
 
@@ -45,6 +48,16 @@ pub(crate) enum Reading {
     Files,
 }
 
+/// What the archives read at once by [`Reader::read_streamed`] may hold in memory, each
+/// counted as its stored size up to [`ARCHIVE_MEMORY`]. A tree drawing from more takes one
+/// more pass over its listing per group that fits. A chain's small incremental archives
+/// all fit beside its full one.
+pub(crate) const OPEN_BUDGET: u64 = 64 << 20;
+
+/// The most one open archive holds: read-ahead of its stored bytes and of its content
+/// (a few MiB each) and the decoder's window.
+const ARCHIVE_MEMORY: u64 = 16 << 20;
+
 /// Spans of frames this close in stored bytes are fetched as one.
 const MERGE_GAP: u64 = 1 << 20;
 
@@ -58,20 +71,6 @@ fn header_room(path: &str) -> u64 {
 struct Fetch<'e> {
     span: FrameSpan,
     entries: Vec<(u64, &'e FileEntry)>,
-}
-
-/// Counts the bytes read through it.
-struct Counted<R> {
-    inner: R,
-    read: u64,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        Ok(n)
-    }
 }
 
 impl Reader {
@@ -130,53 +129,103 @@ impl Reader {
                         self.read_frames(key, &fetch, &mut visit)?;
                     }
                 }
-                None => self.read_archive(key, &entries, &mut visit)?,
+                None => self.read_archive(archive, &entries, &mut visit)?,
             }
         }
         Ok(())
     }
 
-    /// Stream `key` whole, visiting `entries` (the holder's, in listing order) as a merge:
-    /// an archive holds its entries in listing order, so each is the next one wanted or one
-    /// no longer wanted (changed or removed later in the chain, or not asked for), which sorts
-    /// before it. The first wanted entry the archive passes by is missing. No map of the
-    /// wanted paths: a restore's memory is the listing's.
-    fn read_archive<F>(&self, key: &str, entries: &[&FileEntry], visit: &mut F) -> Result<(), Error>
+    /// Every entry of `snapshot`'s tree read from its holder's archive and checked, as
+    /// [`Self::read_tree`] does, in memory that does not grow with the tree: the listing
+    /// streams beside the archives it draws from, each read forward (see [`HolderArchive`]).
+    /// `survey` sees each entry once, in listing order, before it is visited. The archives
+    /// that fit in `budget` ([`OPEN_BUDGET`]) are read in one pass, in the order the listing
+    /// first draws from them; the entries of any further ones are visited in later passes,
+    /// which read the listing again. Every pass checks the tree as it streams
+    /// ([`TreeCheck`]): nothing is visited past an entry a restore may not write, and a
+    /// listing that fails its digest fails as its last entry (or as the reason for an entry
+    /// the check refused).
+    pub(crate) fn read_streamed<S, F>(
+        &self,
+        snapshot: &Snapshot,
+        budget: u64,
+        mut survey: S,
+        mut visit: F,
+    ) -> Result<(), Error>
+    where
+        S: FnMut(&FileEntry) -> Result<(), Error>,
+        F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
+    {
+        let archives: HashMap<SnapshotId, ObjectInfo> = self.repo.archives(&snapshot.set)?;
+        let mut done: HashSet<SnapshotId> = HashSet::new();
+        for pass in 0.. {
+            let mut open: Vec<(SnapshotId, HolderArchive)> = Vec::new();
+            let mut held = 0;
+            let mut deferred = false;
+            let mut tree = TreeCheck::new(&snapshot.id);
+            let mut entries = self.listing_stream(snapshot)?.entries;
+            while let Some(entry) = entries.next() {
+                let entry = entry?;
+                if let Err(refused) = tree.push(&entry) {
+                    // A listing that is not the one recorded is named as such, not by the
+                    // first odd entry in it: its digest is checked as it ends.
+                    return match entries.find_map(Result::err) {
+                        Some(damaged) => Err(damaged.into()),
+                        None => Err(refused.into()),
+                    };
+                }
+                if pass == 0 {
+                    survey(&entry)?;
+                }
+                let Some(holder) = entry.holder.as_ref().filter(|h| !done.contains(*h)) else {
+                    continue;
+                };
+                let index = match open.iter().position(|(h, _)| h == holder) {
+                    Some(index) => index,
+                    None => {
+                        let archive = archives.get(holder).ok_or_else(|| Error::MissingHolder {
+                            snapshot: snapshot.id.to_string(),
+                            holder: holder.to_string(),
+                        })?;
+                        let memory = archive.size.min(ARCHIVE_MEMORY);
+                        if !open.is_empty() && held + memory > budget {
+                            deferred = true;
+                            continue;
+                        }
+                        held += memory;
+                        open.push((holder.clone(), HolderArchive::open(self, archive)?));
+                        open.len() - 1
+                    }
+                };
+                open[index].1.visit(&entry, &mut visit)?;
+            }
+            for (holder, archive) in open {
+                archive.finish()?;
+                done.insert(holder);
+            }
+            if !deferred {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stream `archive` whole, visiting `entries` (the holder's, in listing order) as a merge
+    /// (see [`HolderArchive`]).
+    fn read_archive<F>(
+        &self,
+        archive: &ObjectInfo,
+        entries: &[&FileEntry],
+        visit: &mut F,
+    ) -> Result<(), Error>
     where
         F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
     {
-        // The holder's record may be forgotten while its archive is kept: the entries'
-        // digests, not the archive's, are what is checked.
-        let stream = self.repo.open_object(key, None)?;
-        let mut archive = ArchiveReader::pipelined(stream).map_err(|source| Error::Archive {
-            key: key.to_string(),
-            source,
-        })?;
-        let missing = |entry: &FileEntry| Error::MissingEntry {
-            key: key.to_string(),
-            path: entry.path.clone(),
-        };
-        let mut next = entries.iter().copied().peekable();
-        archive
-            .for_each(|item: ArchiveEntry<'_>| -> Result<(), Pass> {
-                match next.peek() {
-                    Some(entry) if entry.path == item.path => {
-                        visit_entry(entry, item, key, visit)?;
-                        next.next();
-                        Ok(())
-                    }
-                    // Past where the wanted entry would be: no need to read on.
-                    Some(entry) if entry.path.as_str() < item.path => {
-                        Err(Pass::Other(missing(entry)))
-                    }
-                    _ => Ok(()),
-                }
-            })
-            .map_err(|e| e.into_error(key))?;
-        match next.next() {
-            Some(entry) => Err(missing(entry)),
-            None => Ok(()),
+        let mut archive = HolderArchive::open(self, archive)?;
+        for entry in entries {
+            archive.visit(entry, visit)?;
         }
+        archive.finish()
     }
 
     /// The reads that fetch only the frames holding the files of `entries`, when the archive
@@ -252,12 +301,9 @@ impl Reader {
         };
         let decoder =
             Decoder::new(stored).map_err(corrupt(format!("frames at {:?}", fetch.span.stored)))?;
-        let mut content = Counted {
-            inner: decoder,
-            read: 0,
-        };
+        let mut content = EntryCursor::new(decoder);
         for &(offset, entry) in &fetch.entries {
-            let at = fetch.span.start + content.read;
+            let at = fetch.span.start + content.position();
             let Some(skip) = offset.checked_sub(at) else {
                 return Err(Error::EntryMismatch {
                     key: key.to_string(),
@@ -265,10 +311,12 @@ impl Reader {
                     reason: format!("starts at {offset}, inside the entry before it"),
                 });
             };
-            std::io::copy(&mut (&mut content).take(skip), &mut std::io::sink())
-                .map_err(corrupt(format!("before entry {:?}", entry.path)))?;
-            let found = ArchiveReader::new(&mut content)
-                .first(|item: ArchiveEntry<'_>| -> Result<(), Pass> {
+            content.skip(skip).map_err(|source| Error::Archive {
+                key: key.to_string(),
+                source,
+            })?;
+            let found = content
+                .next(|item: ArchiveEntry<'_>| -> Result<(), Pass> {
                     if item.path != entry.path {
                         return Err(Pass::Other(Error::EntryMismatch {
                             key: key.to_string(),
@@ -286,6 +334,79 @@ impl Reader {
                 });
             }
         }
+        Ok(())
+    }
+}
+
+/// One holder's archive, read forward beside the entries wanted from it, which come in
+/// listing order as the archive holds them: each archive entry is the next one wanted, or
+/// one no longer wanted (changed or removed later in the chain, or not asked for), which
+/// sorts before it. An archive entry that sorts after the wanted one means it is missing.
+struct HolderArchive {
+    key: String,
+    entries: EntryCursor<'static>,
+}
+
+impl HolderArchive {
+    fn open(reader: &Reader, archive: &ObjectInfo) -> Result<Self, Error> {
+        let key = archive.key.as_str();
+        // The holder's record may be forgotten while its archive is kept: the entries'
+        // digests, not the archive's, are what is checked.
+        let stream = reader.repo.open_object(key, None)?;
+        let entries = EntryCursor::pipelined(stream).map_err(|source| Error::Archive {
+            key: key.to_string(),
+            source,
+        })?;
+        Ok(HolderArchive {
+            key: key.to_string(),
+            entries,
+        })
+    }
+
+    /// Read on to `entry` and visit it.
+    fn visit<F>(&mut self, entry: &FileEntry, visit: &mut F) -> Result<(), Error>
+    where
+        F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
+    {
+        let key = self.key.as_str();
+        let missing = || Error::MissingEntry {
+            key: key.to_string(),
+            path: entry.path.clone(),
+        };
+        let mut found = false;
+        while !found {
+            let more = self
+                .entries
+                .next(|item: ArchiveEntry<'_>| -> Result<(), Pass> {
+                    match entry.path.as_str().cmp(item.path) {
+                        Ordering::Equal => {
+                            found = true;
+                            visit_entry(entry, item, key, visit)
+                        }
+                        // Past where the wanted entry would be: no need to read on.
+                        Ordering::Less => Err(Pass::Other(missing())),
+                        Ordering::Greater => Ok(()),
+                    }
+                })
+                .map_err(|e| e.into_error(key))?;
+            if !more {
+                return Err(missing());
+            }
+        }
+        Ok(())
+    }
+
+    /// Read the rest of the archive, so that all of it is decoded and checked.
+    fn finish(mut self) -> Result<(), Error> {
+        let key = self.key.as_str();
+        while self
+            .entries
+            .next(|_| Ok::<_, strongbox_archive::Error>(()))
+            .map_err(|source| Error::Archive {
+                key: key.to_string(),
+                source,
+            })?
+        {}
         Ok(())
     }
 }
@@ -399,6 +520,21 @@ impl ObjectSource<'_> {
         self.reader.listing(self.snapshot)
     }
 
+    /// Read every entry of the snapshot's tree from its archive, each checked against the
+    /// listing and a file against its digest, without holding the listing: it streams beside
+    /// the archives. `survey` sees each entry, in listing order, before `visit` does (a
+    /// restore creates directories there); `visit` gets them with their data, in listing
+    /// order within each archive. A tree drawing from more than a few archives is read in
+    /// more than one pass over the listing.
+    pub fn read_all<S, F>(&self, survey: S, visit: F) -> Result<(), Error>
+    where
+        S: FnMut(&FileEntry) -> Result<(), Error>,
+        F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
+    {
+        self.reader
+            .read_streamed(self.snapshot, OPEN_BUDGET, survey, visit)
+    }
+
     /// Read the entries of `listing` in `wanted` (all when `None`) from their archives, each
     /// checked against the listing and a file against its digest; see [`TreeEntry`]. For a
     /// visitor that wants regular files: where an archive's seek table shows that fetching
@@ -416,5 +552,83 @@ impl ObjectSource<'_> {
     {
         self.reader
             .read_entries(&self.snapshot.set, listing, wanted, Reading::Files, visit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::Path;
+
+    use strongbox_manifest::SnapshotKind;
+    use strongbox_storage::{Location, Repository};
+
+    use super::OPEN_BUDGET;
+    use crate::{Engine, FilesSpec, SetSpec, SourceSpec};
+
+    /// `d/b` changed in the first incremental and `d/a` in the second: the listing draws
+    /// from the full archive (`d`), the second's (`d/a`), the first's (`d/b`), then the full
+    /// one again (`d/c`).
+    fn chain(work: &Path) -> (Engine, strongbox_manifest::Snapshot) {
+        let repo = Location::Local(work.join("repo"));
+        Repository::init(&repo).unwrap();
+        let engine = Engine::new(Repository::open(&repo).unwrap());
+        let src = work.join("src");
+        fs::create_dir_all(src.join("d")).unwrap();
+        for name in ["a", "b", "c"] {
+            fs::write(src.join("d").join(name), name).unwrap();
+        }
+        let spec = |kind| {
+            let mut files = FilesSpec::new(&src);
+            files.kind = Some(kind);
+            SetSpec::new("media", SourceSpec::Files(files))
+        };
+        let mut last = engine.backup(&spec(SnapshotKind::Full)).unwrap();
+        for name in ["b", "a"] {
+            // Past the file system's timestamp granularity, so the change is seen.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            fs::write(src.join("d").join(name), format!("{name} changed")).unwrap();
+            last = engine.backup(&spec(SnapshotKind::Incremental)).unwrap();
+        }
+        (engine, last)
+    }
+
+    #[test]
+    fn archives_that_do_not_fit_at_once_are_read_in_later_passes_in_the_order_first_drawn() {
+        let work = tempfile::tempdir().unwrap();
+        let (engine, last) = chain(work.path());
+        let all = ["d", "d/a", "d/b", "d/c"];
+        for (budget, order) in [
+            (OPEN_BUDGET, all),
+            // One archive a pass: the full one, then the second's, then the first's.
+            (0, ["d", "d/c", "d/a", "d/b"]),
+        ] {
+            let (mut surveyed, mut visited) = (Vec::new(), Vec::new());
+            engine
+                .read_streamed(
+                    &last,
+                    budget,
+                    |entry| {
+                        surveyed.push(entry.path.clone());
+                        Ok(())
+                    },
+                    |item| {
+                        let mut data = String::new();
+                        item.data.read_to_string(&mut data).unwrap();
+                        visited.push((item.entry.path.clone(), data));
+                        Ok(())
+                    },
+                )
+                .unwrap();
+            assert_eq!(surveyed, all, "budget {budget}: each entry surveyed once");
+            let paths: Vec<&str> = visited.iter().map(|(p, _)| p.as_str()).collect();
+            assert_eq!(paths, order, "budget {budget}");
+            let data: Vec<&str> = visited.iter().map(|(_, d)| d.as_str()).collect();
+            let expected = match budget {
+                0 => ["", "c", "a changed", "b changed"],
+                _ => ["", "a changed", "b changed", "c"],
+            };
+            assert_eq!(data, expected, "budget {budget}");
+        }
     }
 }

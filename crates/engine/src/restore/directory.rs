@@ -5,7 +5,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use strongbox_manifest::{FileType, Includes, SourceKind};
+use strongbox_manifest::{FileEntry, FileType, Includes, Snapshot, SourceKind, Stats};
 
 use super::{RestoreDetail, RestorePlan, RestoreRun, Restored, Restorer};
 use crate::progress::Tracked;
@@ -215,9 +215,20 @@ impl Restorer for DirectoryTarget {
 
     fn restore(&mut self, run: &mut RestoreRun<'_>) -> Result<Restored, Error> {
         let target = self.absolute()?;
-        let listing = run.objects.listing()?;
-        let entries = Includes::new(&self.includes)?.select(&listing.entries);
-        let plan = RestorePlan::new(run.objects.snapshot(), &entries);
+        // A whole restore streams the listing beside the archives; a partial one selects
+        // its entries from the listing in memory.
+        let listing = match self.includes.is_empty() {
+            true => None,
+            false => Some(run.objects.listing()?),
+        };
+        let selected = match &listing {
+            Some(listing) => Some(Includes::new(&self.includes)?.select(&listing.entries)),
+            None => None,
+        };
+        let (bytes, entries) = match &selected {
+            Some(entries) => (entries.iter().map(|e| e.size).sum(), entries.len() as u64),
+            None => totals(run.objects.snapshot()),
+        };
 
         let parent = target.parent().unwrap_or(Path::new("/"));
         let name = target
@@ -225,7 +236,7 @@ impl Restorer for DirectoryTarget {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
-        check_space(parent, &target, plan.bytes + BLOCK * entries.len() as u64)?;
+        check_space(parent, &target, bytes + BLOCK * entries)?;
         remove_stale_staging(parent, &name);
         let staging_path = parent.join(format!(
             ".{name}.strongbox-restore-{}-{:08x}",
@@ -243,73 +254,78 @@ impl Restorer for DirectoryTarget {
         let mark = staging_path.join(STAGING_MARK);
         fs::write(&mark, b"").map_err(|e| Error::io("creating", &mark, e))?;
 
-        // Directories first (owner-writable until the end), symlinks last: no write can
-        // ever pass through a link this restore created.
-        for entry in entries.iter().filter(|e| e.kind == FileType::Dir) {
-            let path = staging_path.join(&entry.path);
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&path)
-                .map_err(|e| Error::io("creating", &path, e))?;
-        }
-        // Only a partial restore names what it wants; a whole one takes every entry.
-        let wanted: Option<HashSet<&str>> =
-            (!self.includes.is_empty()).then(|| entries.iter().map(|e| e.path.as_str()).collect());
-        run.progress().phase("restoring", Some(plan.bytes));
+        let mut tree = Skeleton {
+            root: &staging_path,
+            plan: RestorePlan::empty(run.objects.snapshot()),
+            dirs: Vec::new(),
+            links: Vec::new(),
+        };
+        run.progress().phase("restoring", Some(bytes));
         let mut buf = vec![0u8; CHUNK];
         let (progress, cancel) = (run.progress(), run.cancel());
-        run.objects
-            .read_files(&listing, wanted.as_ref(), |item: TreeEntry<'_>| {
-                cancel.check()?;
-                if item.entry.kind != FileType::File {
-                    return Ok(());
+        let write = |item: TreeEntry<'_>| {
+            cancel.check()?;
+            if item.entry.kind != FileType::File {
+                return Ok(());
+            }
+            let path = staging_path.join(&item.entry.path);
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| Error::io("creating", &path, e))?;
+            let mut data = Tracked {
+                inner: item.data,
+                progress,
+                cancel,
+                error: None,
+            };
+            let written = write_sparse(&mut file, &mut data, item.entry.size, &mut buf);
+            if let Some(source) = data.error {
+                return Err(cancel.or_cancelled(Error::EntryData {
+                    key: item.archive_key.to_string(),
+                    path: item.entry.path.clone(),
+                    source,
+                }));
+            }
+            written.map_err(|e| Error::io("writing", &path, e))?;
+            // Through the open descriptor: no second and third lookup of the path.
+            file.set_permissions(fs::Permissions::from_mode(item.entry.mode))
+                .map_err(|e| Error::io("setting mode of", &path, e))?;
+            rustix::fs::futimens(&file, &timestamps(item.entry.mtime))
+                .map_err(|e| Error::io("setting time of", &path, e.into()))
+        };
+        match (&listing, &selected) {
+            (Some(listing), Some(selected)) => {
+                for entry in selected {
+                    tree.add(entry)?;
                 }
-                let path = staging_path.join(&item.entry.path);
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(|e| Error::io("creating", &path, e))?;
-                let mut data = Tracked {
-                    inner: item.data,
-                    progress,
-                    cancel,
-                    error: None,
-                };
-                let written = write_sparse(&mut file, &mut data, item.entry.size, &mut buf);
-                if let Some(source) = data.error {
-                    return Err(cancel.or_cancelled(Error::EntryData {
-                        key: item.archive_key.to_string(),
-                        path: item.entry.path.clone(),
-                        source,
-                    }));
-                }
-                written.map_err(|e| Error::io("writing", &path, e))?;
-                // Through the open descriptor: no second and third lookup of the path.
-                file.set_permissions(fs::Permissions::from_mode(item.entry.mode))
-                    .map_err(|e| Error::io("setting mode of", &path, e))?;
-                rustix::fs::futimens(&file, &timestamps(item.entry.mtime))
-                    .map_err(|e| Error::io("setting time of", &path, e.into()))
-            })
-            .map_err(|e| cancel.or_cancelled(e))?;
+                // Only the selected entries are read.
+                let wanted: HashSet<&str> = selected.iter().map(|e| e.path.as_str()).collect();
+                run.objects.read_files(listing, Some(&wanted), write)
+            }
+            _ => run.objects.read_all(|entry| tree.add(entry), write),
+        }
+        .map_err(|e| cancel.or_cancelled(e))?;
         run.progress().finish();
         run.cancel().check()?;
 
-        // Files got their mode and times as each was written.
-        for entry in entries.iter().filter(|e| e.kind == FileType::Symlink) {
-            let path = staging_path.join(&entry.path);
-            std::os::unix::fs::symlink(entry.target.as_deref().unwrap_or_default(), &path)
+        // Files got their mode and times as each was written; links come last, so that no
+        // write ever passed through one this restore created.
+        for link in &tree.links {
+            let path = staging_path.join(&link.path);
+            std::os::unix::fs::symlink(&link.target, &path)
                 .map_err(|e| Error::io("creating link", &path, e))?;
-            set_mtime(&path, entry.mtime, false)
+            set_mtime(&path, link.mtime, false)
                 .map_err(|e| Error::io("setting time of", &path, e))?;
         }
         // Deepest directories first, so that setting a parent's mtime is the last touch.
-        for entry in entries.iter().rev().filter(|e| e.kind == FileType::Dir) {
-            let path = staging_path.join(&entry.path);
-            fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode))
+        for dir in tree.dirs.iter().rev() {
+            let path = staging_path.join(&dir.path);
+            fs::set_permissions(&path, fs::Permissions::from_mode(dir.mode))
                 .map_err(|e| Error::io("setting mode of", &path, e))?;
-            set_mtime(&path, entry.mtime, true)
+            set_mtime(&path, dir.mtime, true)
                 .map_err(|e| Error::io("setting time of", &path, e))?;
         }
         run.cancel().check()?;
@@ -336,8 +352,59 @@ impl Restorer for DirectoryTarget {
         staging.armed = false;
         Ok(Restored {
             previous,
-            detail: RestoreDetail::Plan(plan),
+            detail: RestoreDetail::Plan(tree.plan),
         })
+    }
+}
+
+/// Bytes and entries of a snapshot's whole tree, as its record counts them.
+fn totals(snapshot: &Snapshot) -> (u64, u64) {
+    match &snapshot.stats {
+        Stats::Files(stats) => (stats.bytes, stats.files + stats.dirs + stats.symlinks),
+        _ => (0, 0),
+    }
+}
+
+/// What a restore writes besides file content, gathered as the listing goes by:
+/// directories are created at once (owner-writable until the end, each after its parent),
+/// their modes and times and the links are applied after the files.
+struct Skeleton<'a> {
+    root: &'a Path,
+    plan: RestorePlan,
+    dirs: Vec<Node>,
+    links: Vec<Node>,
+}
+
+/// A directory or link, as much of its entry as is applied at the end.
+struct Node {
+    path: String,
+    mode: u32,
+    mtime: i64,
+    target: String,
+}
+
+impl Skeleton<'_> {
+    fn add(&mut self, entry: &FileEntry) -> Result<(), Error> {
+        self.plan.add(entry);
+        let node = || Node {
+            path: entry.path.clone(),
+            mode: entry.mode,
+            mtime: entry.mtime,
+            target: entry.target.clone().unwrap_or_default(),
+        };
+        match entry.kind {
+            FileType::Dir => {
+                let path = self.root.join(&entry.path);
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&path)
+                    .map_err(|e| Error::io("creating", &path, e))?;
+                self.dirs.push(node());
+            }
+            FileType::Symlink => self.links.push(node()),
+            FileType::File => {}
+        }
+        Ok(())
     }
 }
 

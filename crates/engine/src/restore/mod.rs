@@ -6,7 +6,6 @@ mod database;
 mod datadir;
 mod directory;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -156,35 +155,53 @@ pub struct HolderPlan {
 impl RestorePlan {
     /// The plan of restoring `entries` of `snapshot`.
     pub fn new(snapshot: &Snapshot, entries: &[&FileEntry]) -> Self {
-        let mut plan = RestorePlan {
+        let mut plan = Self::empty(snapshot);
+        for entry in entries {
+            plan.add(entry);
+        }
+        plan
+    }
+
+    /// The plan of restoring nothing of `snapshot`, for [`Self::add`].
+    pub fn empty(snapshot: &Snapshot) -> Self {
+        RestorePlan {
             snapshot: snapshot.id.to_string(),
             files: 0,
             dirs: 0,
             symlinks: 0,
             bytes: 0,
             holders: Vec::new(),
-        };
-        let mut holders: BTreeMap<&str, HolderPlan> = BTreeMap::new();
-        for entry in entries {
-            match entry.kind {
-                FileType::File => {
-                    plan.files += 1;
-                    plan.bytes += entry.size;
-                }
-                FileType::Dir => plan.dirs += 1,
-                FileType::Symlink => plan.symlinks += 1,
-            }
-            let holder = entry.holder.as_ref().map_or("", |h| h.as_str());
-            let h = holders.entry(holder).or_insert_with(|| HolderPlan {
-                id: holder.to_string(),
-                entries: 0,
-                bytes: 0,
-            });
-            h.entries += 1;
-            h.bytes += entry.size;
         }
-        plan.holders = holders.into_values().collect();
-        plan
+    }
+
+    /// Count `entry` in.
+    pub fn add(&mut self, entry: &FileEntry) {
+        match entry.kind {
+            FileType::File => {
+                self.files += 1;
+                self.bytes += entry.size;
+            }
+            FileType::Dir => self.dirs += 1,
+            FileType::Symlink => self.symlinks += 1,
+        }
+        let holder = entry.holder.as_ref().map_or("", |h| h.as_str());
+        // A few holders, kept in id order (oldest first).
+        let index = match self.holders.binary_search_by(|h| h.id.as_str().cmp(holder)) {
+            Ok(index) => index,
+            Err(index) => {
+                self.holders.insert(
+                    index,
+                    HolderPlan {
+                        id: holder.to_string(),
+                        entries: 0,
+                        bytes: 0,
+                    },
+                );
+                index
+            }
+        };
+        self.holders[index].entries += 1;
+        self.holders[index].bytes += entry.size;
     }
 }
 
