@@ -144,21 +144,23 @@ impl Reader {
     /// which read the listing again. Every pass checks the tree as it streams
     /// ([`TreeCheck`]): nothing is visited past an entry a restore may not write, and a
     /// listing that fails its digest fails as its last entry (or as the reason for an entry
-    /// the check refused).
+    /// the check refused). Returns the first pass's check, which saw every entry.
     pub(crate) fn read_streamed<S, F>(
         &self,
         snapshot: &Snapshot,
         budget: u64,
         mut survey: S,
         mut visit: F,
-    ) -> Result<(), Error>
+    ) -> Result<TreeCheck, Error>
     where
         S: FnMut(&FileEntry) -> Result<(), Error>,
         F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
     {
         let archives: HashMap<SnapshotId, ObjectInfo> = self.repo.archives(&snapshot.set)?;
         let mut done: HashSet<SnapshotId> = HashSet::new();
-        for pass in 0.. {
+        // The first pass's check, which saw every entry.
+        let mut first: Option<TreeCheck> = None;
+        loop {
             let mut open: Vec<(SnapshotId, HolderArchive)> = Vec::new();
             let mut held = 0;
             let mut deferred = false;
@@ -174,7 +176,7 @@ impl Reader {
                         None => Err(refused.into()),
                     };
                 }
-                if pass == 0 {
+                if first.is_none() {
                     survey(&entry)?;
                 }
                 let Some(holder) = entry.holder.as_ref().filter(|h| !done.contains(*h)) else {
@@ -204,10 +206,10 @@ impl Reader {
                 done.insert(holder);
             }
             if !deferred {
-                break;
+                return Ok(first.unwrap_or(tree));
             }
+            first.get_or_insert(tree);
         }
-        Ok(())
     }
 
     /// Stream `archive` whole, visiting `entries` (the holder's, in listing order) as a merge
@@ -533,6 +535,7 @@ impl ObjectSource<'_> {
     {
         self.reader
             .read_streamed(self.snapshot, OPEN_BUDGET, survey, visit)
+            .map(drop)
     }
 
     /// Read the entries of `listing` in `wanted` (all when `None`) from their archives, each

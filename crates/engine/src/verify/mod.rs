@@ -16,6 +16,7 @@ use strongbox_verify::{
 };
 
 use crate::journal::{Operation, RunOutcome, Verification};
+use crate::tree::OPEN_BUDGET;
 use crate::{Error, Reader};
 
 /// How to verify.
@@ -238,11 +239,34 @@ impl Reader {
                 .and_then(|wal| self.wal_chain(physical, &wal, level >= VerifyLevel::Deep));
             checks.push(Check::new(CheckName::WalChain, chain));
         }
-        // The listing is checked as it streams; its entries are kept only for a restore
-        // test, which compares the restored tree with them. The deep check streams it again,
-        // beside the archives.
-        let read = (snapshot.source == SourceKind::Files)
-            .then(|| self.read_listing(snapshot, level == VerifyLevel::Restore));
+        // The listing is checked as it streams. A deep check reads it once, beside the
+        // archives; it is read alone for the other levels, for a restore test (which keeps
+        // the entries to compare the restored tree with), and after a deep read failed, to
+        // tell a damaged listing from a damaged archive.
+        let files = snapshot.source == SourceKind::Files;
+        let mut streamed = None;
+        let content = (files && level == VerifyLevel::Deep).then(|| {
+            Check::timed(CheckName::Content, || {
+                let mut entries = 0u64;
+                let tree = self
+                    .read_streamed(
+                        snapshot,
+                        OPEN_BUDGET,
+                        |_| Ok(()),
+                        |_| {
+                            entries += 1;
+                            Ok(())
+                        },
+                    )
+                    .map_err(|e| crate::error_chain(&e))?;
+                streamed = Some(tree);
+                Ok(format!("{entries} entries read and matched"))
+            })
+        });
+        let read = match streamed {
+            Some(tree) => Some(Ok((tree, None))),
+            None => files.then(|| self.read_listing(snapshot, level == VerifyLevel::Restore)),
+        };
         if let Some(read) = &read {
             checks.push(match read {
                 Ok((tree, _)) => tree.check(archives),
@@ -276,24 +300,11 @@ impl Reader {
             return report;
         }
         if level >= VerifyLevel::Deep {
-            checks.push(Check::timed(CheckName::Content, || match &read {
-                Some(Ok(_)) => {
-                    let mut entries = 0u64;
-                    self.read_streamed(
-                        snapshot,
-                        crate::tree::OPEN_BUDGET,
-                        |_| Ok(()),
-                        |_| {
-                            entries += 1;
-                            Ok(())
-                        },
-                    )
-                    .map(|()| format!("{entries} entries read and matched"))
-                    .map_err(|e| crate::error_chain(&e))
-                }
-                Some(Err(_)) => Err("listing unreadable".to_string()),
-                None => self.check_dumps(snapshot),
-            }));
+            checks.push(match content {
+                Some(check) if matches!(read, Some(Ok(_))) => check,
+                Some(_) => Check::new(CheckName::Content, Err("listing unreadable".to_string())),
+                None => Check::timed(CheckName::Content, || self.check_dumps(snapshot)),
+            });
         }
         SnapshotReport::new(snapshot, checks)
     }
