@@ -221,17 +221,18 @@ impl Reader {
                 reason: "a restore plan and --include apply to files snapshots".to_string(),
             });
         }
+        let mut plan = RestorePlan::empty(snapshot);
         if includes.is_empty() {
             // Everything: counted as the listing streams.
-            let mut plan = RestorePlan::empty(snapshot);
             for entry in self.entries(snapshot)? {
                 plan.add(&entry?);
             }
-            return Ok(plan);
+        } else {
+            for entry in Includes::new(includes)?.select(self.entries(snapshot)?)? {
+                plan.add(&entry);
+            }
         }
-        let listing = self.listing(snapshot)?;
-        let entries = Includes::new(includes)?.select(&listing.entries);
-        Ok(RestorePlan::new(snapshot, &entries))
+        Ok(plan)
     }
 
     /// Record an attempt in the set's run journal, without locking (work that does not

@@ -522,6 +522,11 @@ impl ObjectSource<'_> {
         self.reader.listing(self.snapshot)
     }
 
+    /// The files listing as a stream of entries, in listing order (see [`Reader::entries`]).
+    pub fn entries(&self) -> Result<impl Iterator<Item = Result<FileEntry, Error>> + Send, Error> {
+        self.reader.entries(self.snapshot)
+    }
+
     /// Read every entry of the snapshot's tree from its archive, each checked against the
     /// listing and a file against its digest, without holding the listing: it streams beside
     /// the archives. `survey` sees each entry, in listing order, before `visit` does (a

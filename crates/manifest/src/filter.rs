@@ -1,10 +1,10 @@
 //! Which entries of a tree a backup takes ([`Excludes`]) and a restore writes ([`Includes`]).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use crate::{Error, FileEntry};
+use crate::{Error, FileEntry, FileType};
 
 fn glob(pattern: &str) -> Result<Glob, Error> {
     Glob::new(pattern.trim_start_matches("./").trim_end_matches('/')).map_err(|source| {
@@ -69,6 +69,11 @@ impl Excludes {
     }
 }
 
+/// The directory above `path`, if any.
+fn parent(path: &str) -> Option<&str> {
+    path.rsplit_once('/').map(|(above, _)| above)
+}
+
 /// Include patterns of a partial restore: an entry is selected when it or one of its
 /// ancestors matches (`avatars/**`, `**/*.jpg`, `avatars`), and the directories above a
 /// selected entry come along. No pattern selects everything.
@@ -97,26 +102,35 @@ impl Includes {
         })
     }
 
-    /// The selected entries of a tree (sorted by path, as a listing is), in its order.
-    pub fn select<'e>(&self, entries: &'e [FileEntry]) -> Vec<&'e FileEntry> {
+    /// The selected entries of a tree streamed in listing order (sorted by path), in that
+    /// order; the first error of `entries` is returned. Memory holds the directories passed
+    /// (an ancestor of an entry selected later comes along) and the selection, not the tree.
+    pub fn select<E>(
+        &self,
+        entries: impl IntoIterator<Item = Result<FileEntry, E>>,
+    ) -> Result<Vec<FileEntry>, E> {
         let Some(set) = &self.set else {
-            return entries.iter().collect();
+            return entries.into_iter().collect();
         };
-        let mut keep: HashSet<&str> = HashSet::new();
+        let mut selected = Vec::new();
+        // Directories passed and not selected (yet), by path.
+        let mut dirs: HashMap<String, FileEntry> = HashMap::new();
         for entry in entries {
+            let entry = entry?;
             let path = entry.path.as_str();
-            let mut ancestors =
-                std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(a, _)| a));
-            if ancestors.any(|p| set.is_match(p)) {
-                keep.extend(std::iter::successors(Some(path), |p| {
-                    p.rsplit_once('/').map(|(a, _)| a)
-                }));
+            if std::iter::successors(Some(path), |p| parent(p)).any(|p| set.is_match(p)) {
+                for ancestor in std::iter::successors(parent(path), |p| parent(p)) {
+                    selected.extend(dirs.remove(ancestor));
+                }
+                selected.push(entry);
+            } else if entry.kind == FileType::Dir {
+                dirs.insert(entry.path.clone(), entry);
             }
         }
-        entries
-            .iter()
-            .filter(|e| keep.contains(e.path.as_str()))
-            .collect()
+        // An ancestor taken along sorts before its entry but maybe after entries selected
+        // before it (`a-b` comes between `a` and `a/c`).
+        selected.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        Ok(selected)
     }
 }
 
@@ -168,30 +182,36 @@ mod tests {
     }
 
     #[test]
-    fn includes_take_subtrees_and_ancestors() {
+    fn includes_take_subtrees_and_ancestors_in_listing_order() {
         use FileType::*;
         let tree = entries(&[
             ("a", Dir),
+            ("a-b", File),
             ("a/b", Dir),
             ("a/b/c.jpg", File),
             ("a/d.txt", File),
             ("e", Dir),
             ("e/f.jpg", File),
         ]);
-        let cases: [(&[&str], &[&str]); 5] = [
-            (&[], &["a", "a/b", "a/b/c.jpg", "a/d.txt", "e", "e/f.jpg"]),
+        let cases: [(&[&str], &[&str]); 7] = [
+            (
+                &[],
+                &["a", "a-b", "a/b", "a/b/c.jpg", "a/d.txt", "e", "e/f.jpg"],
+            ),
             (&["a/b"], &["a", "a/b", "a/b/c.jpg"]),
             (&["./a/b/"], &["a", "a/b", "a/b/c.jpg"]),
             (&["**/*.jpg"], &["a", "a/b", "a/b/c.jpg", "e", "e/f.jpg"]),
+            // `a` comes along after `a-b` was taken, and goes back before it.
+            (&["a-b", "a/d.txt"], &["a", "a-b", "a/d.txt"]),
+            (&["a"], &["a", "a/b", "a/b/c.jpg", "a/d.txt"]),
             (&["nothing"], &[]),
         ];
         for (patterns, expected) in cases {
-            let got: Vec<&str> = Includes::new(patterns)
+            let selected = Includes::new(patterns)
                 .unwrap()
-                .select(&tree)
-                .iter()
-                .map(|e| e.path.as_str())
-                .collect();
+                .select(tree.iter().cloned().map(Ok::<_, ()>))
+                .unwrap();
+            let got: Vec<&str> = selected.iter().map(|e| e.path.as_str()).collect();
             assert_eq!(got, expected, "{patterns:?}");
         }
     }

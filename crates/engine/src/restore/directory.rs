@@ -5,7 +5,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use strongbox_manifest::{FileEntry, FileType, Includes, Snapshot, SourceKind, Stats};
+use strongbox_manifest::{FileEntry, FileType, Includes, Listing, Snapshot, SourceKind, Stats};
 
 use super::{RestoreDetail, RestorePlan, RestoreRun, Restored, Restorer};
 use crate::progress::Tracked;
@@ -215,18 +215,20 @@ impl Restorer for DirectoryTarget {
 
     fn restore(&mut self, run: &mut RestoreRun<'_>) -> Result<Restored, Error> {
         let target = self.absolute()?;
-        // A whole restore streams the listing beside the archives; a partial one selects
-        // its entries from the listing in memory.
-        let listing = match self.includes.is_empty() {
+        // A whole restore streams the listing beside the archives; a partial one holds the
+        // entries it selects as the listing streams by.
+        let selected = match self.includes.is_empty() {
             true => None,
-            false => Some(run.objects.listing()?),
-        };
-        let selected = match &listing {
-            Some(listing) => Some(Includes::new(&self.includes)?.select(&listing.entries)),
-            None => None,
+            false => {
+                let entries = Includes::new(&self.includes)?.select(run.objects.entries()?)?;
+                Some(Listing::new(run.objects.snapshot().id.clone(), entries))
+            }
         };
         let (bytes, entries) = match &selected {
-            Some(entries) => (entries.iter().map(|e| e.size).sum(), entries.len() as u64),
+            Some(listing) => (
+                listing.entries.iter().map(|e| e.size).sum(),
+                listing.entries.len() as u64,
+            ),
             None => totals(run.objects.snapshot()),
         };
 
@@ -296,16 +298,17 @@ impl Restorer for DirectoryTarget {
             rustix::fs::futimens(&file, &timestamps(item.entry.mtime))
                 .map_err(|e| Error::io("setting time of", &path, e.into()))
         };
-        match (&listing, &selected) {
-            (Some(listing), Some(selected)) => {
-                for entry in selected {
+        match &selected {
+            Some(listing) => {
+                for entry in &listing.entries {
                     tree.add(entry)?;
                 }
-                // Only the selected entries are read.
-                let wanted: HashSet<&str> = selected.iter().map(|e| e.path.as_str()).collect();
+                // Every selected entry, by the frames that hold it where that reads less.
+                let wanted: HashSet<&str> =
+                    listing.entries.iter().map(|e| e.path.as_str()).collect();
                 run.objects.read_files(listing, Some(&wanted), write)
             }
-            _ => run.objects.read_all(|entry| tree.add(entry), write),
+            None => run.objects.read_all(|entry| tree.add(entry), write),
         }
         .map_err(|e| cancel.or_cancelled(e))?;
         run.progress().finish();

@@ -153,16 +153,7 @@ pub struct HolderPlan {
 }
 
 impl RestorePlan {
-    /// The plan of restoring `entries` of `snapshot`.
-    pub fn new(snapshot: &Snapshot, entries: &[&FileEntry]) -> Self {
-        let mut plan = Self::empty(snapshot);
-        for entry in entries {
-            plan.add(entry);
-        }
-        plan
-    }
-
-    /// The plan of restoring nothing of `snapshot`, for [`Self::add`].
+    /// The plan of restoring nothing of `snapshot`, for [`Self::add`] to count entries in.
     pub fn empty(snapshot: &Snapshot) -> Self {
         RestorePlan {
             snapshot: snapshot.id.to_string(),
