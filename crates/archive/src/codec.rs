@@ -125,7 +125,7 @@ pub enum Codec {
 impl Codec {
     /// Detect the codec from a stream's first bytes.
     pub fn detect(head: &[u8]) -> Codec {
-        if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        if head.starts_with(&crate::frames::MAGIC) {
             Codec::Zstd
         } else if head.starts_with(&[0x1f, 0x8b]) {
             Codec::Gzip

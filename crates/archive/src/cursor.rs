@@ -31,8 +31,8 @@ impl<'a> EntryCursor<'a> {
         }
     }
 
-    /// Read `reader` on a thread of its own, a few MiB ahead, as
-    /// [`ArchiveReader::pipelined`] does.
+    /// Read `reader` on a thread of its own, a few MiB ahead of the entries' consumer:
+    /// fetching and decompressing (whatever `reader` does) overlap with hashing and writing.
     pub fn pipelined<R: Read + Send + 'static>(reader: R) -> Result<Self, Error> {
         let ahead =
             crate::ReadAhead::spawn(reader).map_err(|source| Error::ReadAhead { source })?;
@@ -74,46 +74,46 @@ impl<'a> EntryCursor<'a> {
             reader: &mut self.reader,
             count: &mut self.position,
         };
-        let seen =
-            ArchiveReader::new(reader).first(|entry: ArchiveEntry<'_>| -> Result<(), E> {
-                seen_entry = Some((entry.path.to_string(), entry.size));
-                let ArchiveEntry {
-                    path: name,
-                    kind,
-                    size,
-                    mode,
-                    link,
-                    data,
-                } = entry;
-                let mut read = 0;
-                let mut data = Counted {
-                    reader: data,
-                    count: &mut read,
-                };
-                visit(ArchiveEntry {
-                    path: name,
-                    kind,
-                    size,
-                    mode,
-                    link,
-                    data: &mut data,
-                })?;
-                let corrupt = |source| Error::Corrupt {
-                    context: format!("in entry {name:?}"),
-                    source,
-                };
-                match io::copy(&mut data, &mut io::sink()) {
-                    Ok(_) if read == size => Ok(()),
-                    Ok(_) => Err(corrupt(io::ErrorKind::UnexpectedEof.into()).into()),
-                    Err(e) => Err(corrupt(e).into()),
-                }
+        ArchiveReader::new(reader).first(|entry: ArchiveEntry<'_>| -> Result<(), E> {
+            seen_entry = Some((entry.path.to_string(), entry.size));
+            let ArchiveEntry {
+                path: name,
+                kind,
+                size,
+                mode,
+                link,
+                data,
+            } = entry;
+            let mut read = 0;
+            let mut data = Counted {
+                reader: data,
+                count: &mut read,
+            };
+            visit(ArchiveEntry {
+                path: name,
+                kind,
+                size,
+                mode,
+                link,
+                data: &mut data,
             })?;
-        if let Some((path, size)) = seen_entry {
-            // The entry's data ends padded to a whole block.
-            self.pad = size.next_multiple_of(BLOCK) - size;
-            self.last = path;
-        }
-        Ok(seen)
+            let corrupt = |source| Error::Corrupt {
+                context: format!("in entry {name:?}"),
+                source,
+            };
+            match io::copy(&mut data, &mut io::sink()) {
+                Ok(_) if read == size => Ok(()),
+                Ok(_) => Err(corrupt(io::ErrorKind::UnexpectedEof.into()).into()),
+                Err(e) => Err(corrupt(e).into()),
+            }
+        })?;
+        let Some((path, size)) = seen_entry else {
+            return Ok(false);
+        };
+        // The entry's data ends padded to a whole block.
+        self.pad = size.next_multiple_of(BLOCK) - size;
+        self.last = path;
+        Ok(true)
     }
 
     fn corrupt(&self, source: io::Error) -> Error {

@@ -45,14 +45,6 @@ impl<'a> ArchiveReader<'a> {
         }
     }
 
-    /// Read `reader` on a thread of its own, a few MiB ahead of the entries' consumer:
-    /// fetching and decompressing (whatever `reader` does) overlap with hashing and writing.
-    pub fn pipelined<R: Read + Send + 'static>(reader: R) -> Result<Self, Error> {
-        let ahead =
-            crate::ReadAhead::spawn(reader).map_err(|source| Error::ReadAhead { source })?;
-        Ok(Self::new(ahead))
-    }
-
     /// Visit every entry in order. Names that would escape a target (`..`, absolute) fail with
     /// [`Error::UnsafePath`] before the callback sees them; read errors of the stream itself
     /// fail with [`Error::Corrupt`].

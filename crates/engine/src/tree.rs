@@ -116,10 +116,9 @@ impl Reader {
                 holder: holder.to_string(),
             })?;
             let key = archive.key.as_str();
-            // A restore of everything streams every archive: no seek table is read.
-            let fetches = match (reading, wanted) {
-                (Reading::Files, Some(_)) => self.frames_to_fetch(archive, &entries)?,
-                _ => None,
+            let fetches = match reading {
+                Reading::Files => self.frames_to_fetch(archive, &entries)?,
+                Reading::Whole => None,
             };
             match fetches {
                 // Directories and links are not read by frames: the listing holds all there
@@ -543,23 +542,19 @@ impl ObjectSource<'_> {
             .map(drop)
     }
 
-    /// Read the entries of `listing` in `wanted` (all when `None`) from their archives, each
-    /// checked against the listing and a file against its digest; see [`TreeEntry`]. For a
-    /// visitor that wants regular files: where an archive's seek table shows that fetching
-    /// only the frames around the wanted files reads less, only those are fetched, and that
+    /// Read the entries of `selection` (a listing of some of the snapshot's entries, such as
+    /// [`Includes::select`](strongbox_manifest::Includes::select) takes) from their archives,
+    /// each checked against the listing and a file against its digest; see [`TreeEntry`]. For
+    /// a visitor that wants regular files: where an archive's seek table shows that fetching
+    /// only the frames around the selected files reads less, only those are fetched, and that
     /// archive's directory and link entries are not visited (the listing holds all there is
-    /// of them).
-    pub fn read_files<F>(
-        &self,
-        listing: &Listing,
-        wanted: Option<&HashSet<&str>>,
-        visit: F,
-    ) -> Result<(), Error>
+    /// of them). A whole tree reads with [`Self::read_all`].
+    pub fn read_files<F>(&self, selection: &Listing, visit: F) -> Result<(), Error>
     where
         F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
     {
         self.reader
-            .read_entries(&self.snapshot.set, listing, wanted, Reading::Files, visit)
+            .read_entries(&self.snapshot.set, selection, None, Reading::Files, visit)
     }
 }
 

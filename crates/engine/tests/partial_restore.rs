@@ -310,3 +310,57 @@ fn a_listing_entry_its_archive_lacks_fails_a_whole_restore_naming_it_and_writes_
         );
     }
 }
+
+#[test]
+fn a_listing_that_is_not_the_recorded_one_is_named_as_such_not_by_an_odd_entry_in_it() {
+    let fixture = Fixture::new(None);
+    let mut snapshot = fixture.snapshot.clone();
+    let object = snapshot
+        .objects
+        .iter_mut()
+        .find(|o| o.role == ObjectRole::Listing)
+        .unwrap();
+    let file = fixture.work.path().join("repo").join(&object.key);
+    let mut json = String::new();
+    Decoder::new(std::fs::File::open(&file).unwrap())
+        .unwrap()
+        .read_to_string(&mut json)
+        .unwrap();
+    // An entry climbing out of the target near the listing's start, and 16 MiB of padding
+    // (a skippable frame) after its end: the restore meets the entry long before the
+    // stream's end finds that its digest is not the recorded one.
+    let damaged = json.replacen("\"d0/f000.bin\"", "\"../f000.bin\"", 1);
+    assert_ne!(damaged, json);
+    let mut encoder = Encoder::new(Vec::new(), Compression::Zstd(3), 0).unwrap();
+    encoder.write_all(damaged.as_bytes()).unwrap();
+    let mut stored = encoder.finish().unwrap();
+    let pad = 16u32 << 20;
+    stored.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+    stored.extend_from_slice(&pad.to_le_bytes());
+    stored.resize(stored.len() + pad as usize, 0);
+    std::fs::write(&file, &stored).unwrap();
+    object.size = stored.len() as u64;
+    let key = object.key.clone();
+
+    let err = error_chain(&fixture.restore_from(&snapshot, &[]).unwrap_err());
+    assert!(
+        err.contains(&format!("corrupt listing {key}")) && err.contains("does not match"),
+        "{err}"
+    );
+    assert!(
+        !fixture.work.path().join("restored").exists(),
+        "nothing restored"
+    );
+}
+
+/// `err` and its sources, as the CLI prints them.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}

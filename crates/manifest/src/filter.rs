@@ -113,25 +113,54 @@ impl Includes {
             return entries.into_iter().collect();
         };
         let mut selected = Vec::new();
-        // Directories passed and not selected (yet), by path.
-        let mut dirs: HashMap<String, FileEntry> = HashMap::new();
+        // Every directory passed: a listing names a directory before what it holds, so an
+        // entry below a matched one is known selected with one pattern match, its own.
+        let mut dirs: HashMap<String, Dir> = HashMap::new();
         for entry in entries {
             let entry = entry?;
             let path = entry.path.as_str();
-            if std::iter::successors(Some(path), |p| parent(p)).any(|p| set.is_match(p)) {
-                for ancestor in std::iter::successors(parent(path), |p| parent(p)) {
-                    selected.extend(dirs.remove(ancestor));
+            let matched = set.is_match(path)
+                || parent(path)
+                    .and_then(|p| dirs.get(p))
+                    .is_some_and(|d| matches!(d, Dir::Matched));
+            if !matched {
+                if entry.kind == FileType::Dir {
+                    dirs.insert(entry.path.clone(), Dir::Passed(entry));
                 }
-                selected.push(entry);
-            } else if entry.kind == FileType::Dir {
-                dirs.insert(entry.path.clone(), entry);
+                continue;
             }
+            // Its ancestors come along, up to the first one taken already.
+            let mut above = parent(path);
+            while let Some(dir) = above.and_then(|p| dirs.get_mut(p)) {
+                match std::mem::replace(dir, Dir::Taken) {
+                    Dir::Passed(ancestor) => selected.push(ancestor),
+                    taken => {
+                        *dir = taken;
+                        break;
+                    }
+                }
+                above = above.and_then(parent);
+            }
+            if entry.kind == FileType::Dir {
+                dirs.insert(entry.path.clone(), Dir::Matched);
+            }
+            selected.push(entry);
         }
         // An ancestor taken along sorts before its entry but maybe after entries selected
         // before it (`a-b` comes between `a` and `a/c`).
         selected.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         Ok(selected)
     }
+}
+
+/// A directory [`Includes::select`] has passed.
+enum Dir {
+    /// Not selected (yet).
+    Passed(FileEntry),
+    /// Selected as the ancestor of a selected entry.
+    Taken,
+    /// Selected by a pattern (its own or an ancestor's): so is everything below it.
+    Matched,
 }
 
 #[cfg(test)]

@@ -1,4 +1,3 @@
-use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -303,10 +302,7 @@ impl Restorer for DirectoryTarget {
                 for entry in &listing.entries {
                     tree.add(entry)?;
                 }
-                // Every selected entry, by the frames that hold it where that reads less.
-                let wanted: HashSet<&str> =
-                    listing.entries.iter().map(|e| e.path.as_str()).collect();
-                run.objects.read_files(listing, Some(&wanted), write)
+                run.objects.read_files(listing, write)
             }
             None => run.objects.read_all(|entry| tree.add(entry), write),
         }
