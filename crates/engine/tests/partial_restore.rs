@@ -342,7 +342,7 @@ fn a_listing_that_is_not_the_recorded_one_is_named_as_such_not_by_an_odd_entry_i
     object.size = stored.len() as u64;
     let key = object.key.clone();
 
-    let err = error_chain(&fixture.restore_from(&snapshot, &[]).unwrap_err());
+    let err = strongbox_test_support::chain(&fixture.restore_from(&snapshot, &[]).unwrap_err());
     assert!(
         err.contains(&format!("corrupt listing {key}")) && err.contains("does not match"),
         "{err}"
@@ -351,16 +351,4 @@ fn a_listing_that_is_not_the_recorded_one_is_named_as_such_not_by_an_odd_entry_i
         !fixture.work.path().join("restored").exists(),
         "nothing restored"
     );
-}
-
-/// `err` and its sources, as the CLI prints them.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut chain = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    chain
 }
