@@ -7,8 +7,9 @@
 //! description.
 //!
 //! - PostgreSQL ([`PostgresSource`], [`PostgresTarget`]): a REPEATABLE READ transaction
-//!   exports its snapshot; the row counts are taken in it and `pg_dump --snapshot` dumps it in
-//!   the custom format, so the counts describe exactly what the dump holds. A restore pipes
+//!   exports its snapshot and `pg_dump --snapshot` dumps it in the custom format; each
+//!   table's rows are counted from the dump as it streams by, so the counts describe exactly
+//!   what the dump holds. A restore pipes
 //!   the dump into `pg_restore` in one transaction. Passwords reach the tools through
 //!   `PGPASSWORD`, never through their arguments, and never show in messages or records
 //!   ([`redact_conninfo`]).
@@ -41,6 +42,7 @@
 
 mod conninfo;
 mod error;
+mod pg_rows;
 mod physical;
 mod postgres;
 mod sqlite;

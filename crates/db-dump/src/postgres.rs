@@ -1,5 +1,6 @@
-//! PostgreSQL: a snapshot exported from a REPEATABLE READ transaction is counted and dumped
-//! by `pg_dump --snapshot`, so the recorded row counts describe exactly what the dump holds.
+//! PostgreSQL: a snapshot exported from a REPEATABLE READ transaction is dumped by
+//! `pg_dump --snapshot`, and its rows are counted from the dump, so the recorded row counts
+//! describe exactly what the dump holds.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -11,6 +12,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient, IsolationLevel, NoTls};
 
 use crate::conninfo::{quote_ident, PgConn, ProcessEnv};
+use crate::pg_rows::CountingWriter;
 use crate::tool::{abandon, copy, CopyError, Major, StderrTail, StreamOps, Streamed, Tool};
 use crate::{
     DatabaseSource, DatabaseTarget, Error, Inspection, PgError, Probe, RestoreReport,
@@ -22,7 +24,8 @@ pub(crate) const PG_MAGIC: &[u8] = b"PGDMP";
 
 /// Ordinary tables of every schema but the system ones; pg_dump dumps the data of each.
 const TABLES: &str = r"
-    SELECT n.nspname::text, c.relname::text
+    SELECT n.nspname::text, c.relname::text,
+      EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid)
     FROM pg_catalog.pg_class c
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind = 'r'
@@ -82,46 +85,89 @@ impl Session {
     }
 }
 
+/// An ordinary table, and whether other tables inherit from it (its `count(*)` counts theirs).
+struct Table {
+    schema: String,
+    name: String,
+    inherited: bool,
+}
+
+impl Table {
+    fn qualified(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+/// Every ordinary table of the database, read through `client`.
+fn list_tables(
+    rt: &Runtime,
+    client: &impl GenericClient,
+    conn: &PgConn,
+) -> Result<Vec<Table>, Error> {
+    let rows = rt
+        .block_on(client.query(TABLES, &[]))
+        .map_err(|source| Error::Query {
+            database: conn.describe(),
+            operation: "listing tables",
+            source: source.into(),
+        })?;
+    Ok(rows
+        .iter()
+        .map(|row| Table {
+            schema: row.get(0),
+            name: row.get(1),
+            inherited: row.get(2),
+        })
+        .collect())
+}
+
+/// `table`'s exact row count (with the tables inheriting from it), read through `client`.
+fn count_rows(
+    rt: &Runtime,
+    client: &impl GenericClient,
+    conn: &PgConn,
+    table: &Table,
+) -> Result<TableCount, Error> {
+    let sql = format!(
+        "SELECT count(*) FROM {}.{}",
+        quote_ident(&table.schema),
+        quote_ident(&table.name)
+    );
+    let count: i64 = rt
+        .block_on(client.query_one(&sql, &[]))
+        .map_err(|source| Error::Table {
+            database: conn.describe(),
+            table: table.qualified(),
+            source: source.into(),
+        })?
+        .get(0);
+    Ok(TableCount {
+        name: table.qualified(),
+        rows: count as u64,
+    })
+}
+
 /// Every ordinary table of the database (`schema.table`, sorted) with its exact row count,
-/// read through `client` (inside the dump's transaction, its snapshot).
+/// read through `client`: from `dumped` (the dump's own rows) where it holds the table,
+/// with `count(*)` otherwise.
 fn count_tables(
     rt: &Runtime,
     client: &impl GenericClient,
     conn: &PgConn,
+    dumped: &BTreeMap<String, u64>,
 ) -> Result<Vec<TableCount>, Error> {
-    let query_error = |operation| {
-        move |source: tokio_postgres::Error| Error::Query {
-            database: conn.describe(),
-            operation,
-            source: source.into(),
-        }
-    };
-    let rows = rt
-        .block_on(client.query(TABLES, &[]))
-        .map_err(query_error("listing tables"))?;
-    let mut tables = Vec::with_capacity(rows.len());
-    for row in rows {
-        let schema: String = row.get(0);
-        let table: String = row.get(1);
-        let name = format!("{schema}.{table}");
-        let sql = format!(
-            "SELECT count(*) FROM {}.{}",
-            quote_ident(&schema),
-            quote_ident(&table)
-        );
-        let count: i64 = rt
-            .block_on(client.query_one(&sql, &[]))
-            .map_err(|source| Error::Table {
-                database: conn.describe(),
-                table: name.clone(),
-                source: source.into(),
-            })?
-            .get(0);
-        tables.push(TableCount {
-            name,
-            rows: count as u64,
-        });
-    }
+    let mut tables = list_tables(rt, client, conn)?
+        .into_iter()
+        .map(|table| match dumped.get(&table.qualified()) {
+            // A parent's count(*) includes the rows of the tables inheriting from it; the
+            // dump holds them under each of those.
+            Some(&rows) if !table.inherited => Ok(TableCount {
+                name: table.qualified(),
+                rows,
+            }),
+            _ => count_rows(rt, client, conn, &table),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     tables.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(tables)
 }
@@ -293,8 +339,8 @@ impl DatabaseSource for PostgresSource {
                 server_major: server_major.to_string(),
             });
         }
-        // Right after the export: a restore point made here is the dump's moment (counting
-        // a large database takes minutes).
+        // Right after the export: a restore point made here is the dump's moment (dumping a
+        // large database takes minutes).
         inside(&mut PgQuery {
             rt,
             client: &transaction,
@@ -308,35 +354,24 @@ impl DatabaseSource for PostgresSource {
             "--compress=0",
             "--no-password",
         ]);
-        // Rows are counted in the same snapshot while pg_dump runs: counting a large table
-        // takes as long as a scan of it, and the dump does not wait for it.
-        let (tables, streamed) = std::thread::scope(|scope| {
-            let counting = scope.spawn(|| count_tables(rt, &transaction, conn));
-            let streamed = pg_dump.stream_out(
-                command,
-                out,
-                PG_MAGIC.len(),
-                &database,
-                Some(conn),
-                &StreamOps {
-                    start: "starting pg_dump",
-                    read: "reading pg_dump's output",
-                    write: "writing the dump",
-                    wait: "waiting for pg_dump",
-                },
-            );
-            let tables = counting
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (tables, streamed)
-        });
-        // A table that cannot be counted is the error to report, as it was before the dump.
-        let tables = tables?;
+        let mut counting = CountingWriter::new(out);
         let Streamed {
             bytes: bytes_dumped,
             head,
             stderr,
-        } = streamed?;
+        } = pg_dump.stream_out(
+            command,
+            &mut counting,
+            PG_MAGIC.len(),
+            &database,
+            Some(conn),
+            &StreamOps {
+                start: "starting pg_dump",
+                read: "reading pg_dump's output",
+                write: "writing the dump",
+                wait: "waiting for pg_dump",
+            },
+        )?;
         if head != PG_MAGIC {
             return Err(Error::BadDump {
                 database,
@@ -346,6 +381,14 @@ impl DatabaseSource for PostgresSource {
         if !stderr.is_empty() {
             tracing::info!(%database, pg_dump = %stderr, "pg_dump said");
         }
+        // Rows are counted from the dump as it streamed by: a second scan of every table
+        // would cost as much as the dump's own. What it does not hold is counted in the same
+        // snapshot.
+        let dumped = counting.finish().unwrap_or_else(|reason| {
+            tracing::info!(%database, %reason, "counting rows with count(*): the dump's rows could not be read");
+            BTreeMap::new()
+        });
+        let tables = count_tables(rt, &transaction, conn, &dumped)?;
         // Read-only: nothing to commit; ending the transaction releases the snapshot.
         rt.block_on(transaction.rollback())
             .map_err(query_error("ending the snapshot transaction"))?;
@@ -767,7 +810,7 @@ impl DatabaseTarget for PostgresTarget {
         };
         let result = self.pg_restore(dump, replace).and_then(|()| {
             let session = Session::open(&self.conn)?;
-            let tables = count_tables(&session.rt, &session.client, &self.conn)?;
+            let tables = count_tables(&session.rt, &session.client, &self.conn, &BTreeMap::new())?;
             check_counts(&database, &tables, expected)?;
             Ok(RestoreReport {
                 tables,
