@@ -38,16 +38,6 @@ impl From<strongbox_archive::Error> for Pass {
     }
 }
 
-/// How a pass reads archives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reading {
-    /// Each archive streamed whole.
-    Whole,
-    /// Where an archive's seek table shows that fetching the frames around the wanted
-    /// files reads less, only those frames (and no directory or link entries).
-    Files,
-}
-
 /// What the archives read at once by [`Reader::read_streamed`] may hold in memory, each
 /// counted as its stored size up to [`ARCHIVE_MEMORY`]. A tree drawing from more takes one
 /// more pass over its listing per group that fits. A chain's small incremental archives
@@ -74,29 +64,16 @@ struct Fetch<'e> {
 }
 
 impl Reader {
-    /// Stream every holder archive of `listing` (of a snapshot of `set`) once, oldest first,
-    /// and hand each entry of `wanted` (all when `None`) to `visit`, with its data for
-    /// regular files. A file's SHA-256 is checked against the listing after `visit` has
-    /// consumed the data; an entry missing from its archive is an error.
-    pub(crate) fn read_tree<F>(
-        &self,
-        set: &str,
-        listing: &Listing,
-        wanted: Option<&HashSet<&str>>,
-        visit: F,
-    ) -> Result<(), Error>
-    where
-        F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
-    {
-        self.read_entries(set, listing, wanted, Reading::Whole, visit)
-    }
-
+    /// Read the entries of `listing` (a selection of a snapshot of `set`) from each holder
+    /// archive once, oldest first, and hand each to `visit`, with its data for regular
+    /// files. Where an archive's seek table shows that fetching the frames around the wanted
+    /// files reads less, only those frames are read (and no directory or link entries: the
+    /// listing holds all there is of them). A file's SHA-256 is checked against the listing
+    /// after `visit` has consumed the data; an entry missing from its archive is an error.
     pub(crate) fn read_entries<F>(
         &self,
         set: &str,
         listing: &Listing,
-        wanted: Option<&HashSet<&str>>,
-        reading: Reading,
         mut visit: F,
     ) -> Result<(), Error>
     where
@@ -104,23 +81,13 @@ impl Reader {
     {
         strongbox_verify::check_tree(listing)?;
         let archives: HashMap<SnapshotId, ObjectInfo> = self.repo.archives(set)?;
-        for (holder, mut entries) in listing.by_holder() {
-            if let Some(wanted) = wanted {
-                entries.retain(|e| wanted.contains(e.path.as_str()));
-            }
-            if entries.is_empty() {
-                continue;
-            }
+        for (holder, entries) in listing.by_holder() {
             let archive = archives.get(holder).ok_or_else(|| Error::MissingHolder {
                 snapshot: listing.snapshot.to_string(),
                 holder: holder.to_string(),
             })?;
             let key = archive.key.as_str();
-            let fetches = match reading {
-                Reading::Files => self.frames_to_fetch(archive, &entries)?,
-                Reading::Whole => None,
-            };
-            match fetches {
+            match self.frames_to_fetch(archive, &entries)? {
                 // Directories and links are not read by frames: the listing holds all there
                 // is of them. Each fetch finds every file it names or fails.
                 Some(fetches) => {
@@ -135,7 +102,7 @@ impl Reader {
     }
 
     /// Every entry of `snapshot`'s tree read from its holder's archive and checked, as
-    /// [`Self::read_tree`] does, in memory that does not grow with the tree: the listing
+    /// [`Self::read_entries`] does, in memory that does not grow with the tree: the listing
     /// streams beside the archives it draws from, each read forward (see [`HolderArchive`]).
     /// `survey` sees each entry once, in listing order, before it is visited. The archives
     /// that fit in `budget` ([`OPEN_BUDGET`]) are read in one pass, in the order the listing
@@ -163,18 +130,9 @@ impl Reader {
             let mut open: Vec<(SnapshotId, HolderArchive)> = Vec::new();
             let mut held = 0;
             let mut deferred = false;
-            let mut tree = TreeCheck::new(&snapshot.id);
-            let mut entries = self.listing_stream(snapshot)?.entries;
-            while let Some(entry) = entries.next() {
+            let mut entries = self.checked_listing(snapshot)?;
+            for entry in entries.by_ref() {
                 let entry = entry?;
-                if let Err(refused) = tree.push(&entry) {
-                    // A listing that is not the one recorded is named as such, not by the
-                    // first odd entry in it: its digest is checked as it ends.
-                    return match entries.find_map(Result::err) {
-                        Some(damaged) => Err(damaged.into()),
-                        None => Err(refused.into()),
-                    };
-                }
                 if first.is_none() {
                     survey(&entry)?;
                 }
@@ -194,7 +152,7 @@ impl Reader {
                             continue;
                         }
                         held += memory;
-                        open.push((holder.clone(), HolderArchive::open(self, archive)?));
+                        open.push((holder.clone(), HolderArchive::open(self, &archive.key)?));
                         open.len() - 1
                     }
                 };
@@ -205,10 +163,35 @@ impl Reader {
                 done.insert(holder);
             }
             if !deferred {
-                return Ok(first.unwrap_or(tree));
+                return Ok(first.unwrap_or(entries.tree));
             }
-            first.get_or_insert(tree);
+            first.get_or_insert(entries.tree);
         }
+    }
+
+    /// `snapshot`'s listing streamed through a [`TreeCheck`].
+    pub(crate) fn checked_listing(&self, snapshot: &Snapshot) -> Result<CheckedListing, Error> {
+        Ok(CheckedListing {
+            tree: TreeCheck::new(&snapshot.id),
+            entries: self.listing_stream(snapshot)?.entries,
+        })
+    }
+
+    /// The entries `snapshot`'s tree draws from its own archive (`key`), read from it and
+    /// checked as [`Self::read_streamed`] does, beside the streamed listing; the archive is
+    /// read to its end. Returns how many entries matched.
+    pub(crate) fn read_own_archive(&self, snapshot: &Snapshot, key: &str) -> Result<u64, Error> {
+        let mut archive = HolderArchive::open(self, key)?;
+        let mut matched = 0;
+        for entry in self.checked_listing(snapshot)? {
+            let entry = entry?;
+            if entry.holder.as_ref() == Some(&snapshot.id) {
+                archive.visit(&entry, &mut |_| Ok(()))?;
+                matched += 1;
+            }
+        }
+        archive.finish()?;
+        Ok(matched)
     }
 
     /// Stream `archive` whole, visiting `entries` (the holder's, in listing order) as a merge
@@ -222,7 +205,7 @@ impl Reader {
     where
         F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
     {
-        let mut archive = HolderArchive::open(self, archive)?;
+        let mut archive = HolderArchive::open(self, &archive.key)?;
         for entry in entries {
             archive.visit(entry, visit)?;
         }
@@ -339,6 +322,34 @@ impl Reader {
     }
 }
 
+/// A listing streamed through a [`TreeCheck`]: each entry is checked before it is handed
+/// out, so nothing is used past an entry a restore may not write.
+pub(crate) struct CheckedListing {
+    /// The check of the entries handed out so far.
+    pub(crate) tree: TreeCheck,
+    entries: Box<dyn Iterator<Item = Result<FileEntry, strongbox_manifest::Error>> + Send>,
+}
+
+impl Iterator for CheckedListing {
+    type Item = Result<FileEntry, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let entry = match self.entries.next()? {
+            Ok(entry) => entry,
+            Err(e) => return Some(Err(e.into())),
+        };
+        Some(match self.tree.push(&entry) {
+            Ok(()) => Ok(entry),
+            // A listing that is not the one recorded is named as such, not by the first odd
+            // entry in it: its digest is checked as it ends.
+            Err(refused) => Err(match self.entries.find_map(Result::err) {
+                Some(damaged) => damaged.into(),
+                None => refused.into(),
+            }),
+        })
+    }
+}
+
 /// One holder's archive, read forward beside the entries wanted from it, which come in
 /// listing order as the archive holds them: each archive entry is the next one wanted, or
 /// one no longer wanted (changed or removed later in the chain, or not asked for), which
@@ -349,8 +360,7 @@ struct HolderArchive {
 }
 
 impl HolderArchive {
-    fn open(reader: &Reader, archive: &ObjectInfo) -> Result<Self, Error> {
-        let key = archive.key.as_str();
+    fn open(reader: &Reader, key: &str) -> Result<Self, Error> {
         // The holder's record may be forgotten while its archive is kept: the entries'
         // digests, not the archive's, are what is checked.
         let stream = reader.repo.open_object(key, None)?;
@@ -554,7 +564,7 @@ impl ObjectSource<'_> {
         F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
     {
         self.reader
-            .read_entries(&self.snapshot.set, selection, None, Reading::Files, visit)
+            .read_entries(&self.snapshot.set, selection, visit)
     }
 }
 

@@ -336,6 +336,11 @@ impl TreeCheck {
         Ok(())
     }
 
+    /// How many entries were pushed.
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
     /// The snapshots whose archives the entries so far draw from.
     pub fn holders(&self) -> &BTreeSet<SnapshotId> {
         &self.holders

@@ -100,21 +100,14 @@ impl Reader {
                 self.repo
                     .check_object(object)
                     .map_err(|e| error_chain(&e))?;
-                let listing = self.listing(snapshot).map_err(chain)?;
-                let own: HashSet<&str> = listing
-                    .entries
-                    .iter()
-                    .filter(|e| e.holder.as_ref() == Some(&snapshot.id))
-                    .map(|e| e.path.as_str())
-                    .collect();
-                self.read_tree(&snapshot.set, &listing, Some(&own), |_| Ok(()))
+                let matched = self
+                    .read_own_archive(snapshot, &object.key)
                     .map_err(chain)?;
-                format!("{} entries matched", own.len())
+                format!("{matched} entries matched")
             }
             ObjectRole::Listing => {
-                let listing = self.listing(snapshot).map_err(chain)?;
-                strongbox_verify::check_tree(&listing).map_err(|e| e.to_string())?;
-                format!("{} entries", listing.entries.len())
+                let tree = self.read_listing(snapshot)?;
+                format!("{} entries", tree.entries())
             }
             ObjectRole::Dump => {
                 let mut dump = self

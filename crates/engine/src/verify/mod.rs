@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use strongbox_db_dump::SqlCheck;
-use strongbox_manifest::{Listing, ObjectRef, ObjectRole, Snapshot, SnapshotId, SourceKind};
+use strongbox_manifest::{ObjectRef, ObjectRole, Snapshot, SnapshotId, SourceKind};
 use strongbox_storage::layout;
 use strongbox_verify::{
     objects_present, Check, CheckName, Report, SnapshotReport, TreeCheck, VerifyLevel,
@@ -240,9 +240,9 @@ impl Reader {
             checks.push(Check::new(CheckName::WalChain, chain));
         }
         // The listing is checked as it streams. A deep check reads it once, beside the
-        // archives; it is read alone for the other levels, for a restore test (which keeps
-        // the entries to compare the restored tree with), and after a deep read failed, to
-        // tell a damaged listing from a damaged archive.
+        // archives; it is read alone for the other levels (a restore test reads it again to
+        // compare the restored tree with), and after a deep read failed, to tell a damaged
+        // listing from a damaged archive.
         let files = snapshot.source == SourceKind::Files;
         let mut streamed = None;
         let content = (files && level == VerifyLevel::Deep).then(|| {
@@ -264,23 +264,20 @@ impl Reader {
             })
         });
         let read = match streamed {
-            Some(tree) => Some(Ok((tree, None))),
-            None => files.then(|| self.read_listing(snapshot, level == VerifyLevel::Restore)),
+            Some(tree) => Some(Ok(tree)),
+            None => files.then(|| self.read_listing(snapshot)),
         };
         if let Some(read) = &read {
             checks.push(match read {
-                Ok((tree, _)) => tree.check(archives),
+                Ok(tree) => tree.check(archives),
                 Err(e) => Check::new(CheckName::Listing, Err(e.clone())),
             });
         }
-        let listing = match &read {
-            Some(Ok((_, listing))) => listing.as_ref(),
-            _ => None,
-        };
+        let listing_read = matches!(read, Some(Ok(_)));
         if level >= VerifyLevel::Checksum {
             // Its own objects, and the retained archives its listing draws from.
             let drawn: Vec<&ObjectRef> = match &read {
-                Some(Ok((tree, _))) => tree
+                Some(Ok(tree)) => tree
                     .holders()
                     .iter()
                     .filter_map(|holder| retained.get(holder))
@@ -293,7 +290,7 @@ impl Reader {
         }
         if level == VerifyLevel::Restore {
             // A restore reads and checks everything the deep check would.
-            let (tested, restore_secs) = self.restore_test(snapshot, listing, options);
+            let (tested, restore_secs) = self.restore_test(snapshot, listing_read, options);
             checks.extend(tested);
             let mut report = SnapshotReport::new(snapshot, checks);
             report.restore_secs = restore_secs;
@@ -309,27 +306,15 @@ impl Reader {
         SnapshotReport::new(snapshot, checks)
     }
 
-    /// A files snapshot's listing, streamed through a [`TreeCheck`]; the entries are
-    /// collected into a [`Listing`] when `keep`. The error is the listing check's detail.
-    fn read_listing(
-        &self,
-        snapshot: &Snapshot,
-        keep: bool,
-    ) -> Result<(TreeCheck, Option<Listing>), String> {
-        let stream = self
-            .listing_stream(snapshot)
-            .map_err(|e| crate::error_chain(&e))?;
-        let mut tree = TreeCheck::new(&snapshot.id);
-        let mut kept = Vec::new();
-        for entry in stream.entries {
-            let entry = entry.map_err(|e| crate::error_chain(&Error::from(e)))?;
-            tree.push(&entry).map_err(|e| e.to_string())?;
-            if keep {
-                kept.push(entry);
-            }
+    /// A files snapshot's listing, streamed through a [`TreeCheck`]. The error is the
+    /// listing check's detail.
+    fn read_listing(&self, snapshot: &Snapshot) -> Result<TreeCheck, String> {
+        let chain = |e: Error| crate::error_chain(&e);
+        let mut listing = self.checked_listing(snapshot).map_err(chain)?;
+        for entry in &mut listing {
+            entry.map_err(chain)?;
         }
-        let listing = keep.then(|| Listing::new(snapshot.id.clone(), kept));
-        Ok((tree, listing))
+        Ok(listing.tree)
     }
 
     fn checksums(&self, snapshot: &Snapshot, drawn: &[&ObjectRef]) -> Result<String, String> {

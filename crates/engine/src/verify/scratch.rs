@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use strongbox_archive::HashingReader;
 use strongbox_db_dump::{Claim, DatabaseTarget, PostgresTarget, Probe, SqliteTarget};
 use strongbox_manifest::{
-    BundleStats, FileType, Listing, ReferenceCheck, Snapshot, SourceKind, Stats,
+    BundleStats, FileEntry, FileType, ReferenceCheck, Snapshot, SourceKind, Stats,
 };
 use strongbox_verify::{Check, CheckName};
 
@@ -29,7 +29,7 @@ impl Reader {
     pub(super) fn restore_test(
         &self,
         snapshot: &Snapshot,
-        listing: Option<&Listing>,
+        listing_read: bool,
         options: &VerifyOptions,
     ) -> (Vec<Check>, Option<f64>) {
         let failed = |detail: String| (vec![Check::new(CheckName::Restore, Err(detail))], None);
@@ -42,15 +42,11 @@ impl Reader {
                  reads the base backup and checks its WAL chain"
                     .to_string(),
             ),
-            SourceKind::Files => {
-                let Some(listing) = listing else {
-                    return failed("the listing is unreadable".to_string());
-                };
-                match scratch_dir(options) {
-                    Ok(dir) => self.test_files(snapshot, listing, &dir),
-                    Err(e) => failed(e),
-                }
-            }
+            SourceKind::Files if !listing_read => failed("the listing is unreadable".to_string()),
+            SourceKind::Files => match scratch_dir(options) {
+                Ok(dir) => self.test_files(snapshot, &dir),
+                Err(e) => failed(e),
+            },
             SourceKind::Sqlite => match scratch_dir(options) {
                 Ok(dir) => {
                     let target = SqliteTarget::new(dir.path().join("restore-test.sqlite3"));
@@ -72,7 +68,6 @@ impl Reader {
     fn test_files(
         &self,
         snapshot: &Snapshot,
-        listing: &Listing,
         dir: &tempfile::TempDir,
     ) -> (Vec<Check>, Option<f64>) {
         let root = dir.path().join("tree");
@@ -86,6 +81,9 @@ impl Reader {
         let restore_secs = started.elapsed().as_secs_f64();
         let mut check = Check::timed(CheckName::Restore, || {
             restored.map_err(|e| error_chain(&e))?;
+            let listing = self
+                .checked_listing(snapshot)
+                .map_err(|e| error_chain(&e))?;
             compare_tree(&root, listing, snapshot)
         });
         check.duration_secs += restore_secs;
@@ -237,12 +235,19 @@ fn scratch_dir(options: &VerifyOptions) -> Result<tempfile::TempDir, String> {
     }
 }
 
-/// The restored tree holds exactly the listing: every entry with its kind, every file with
-/// its size and SHA-256 (read back from disk), every symlink with its target; and the
-/// counts are the record's.
-fn compare_tree(root: &Path, listing: &Listing, snapshot: &Snapshot) -> Result<String, String> {
+/// The restored tree holds exactly the listing (streamed, so that memory does not grow with
+/// the tree): every entry with its kind, every file with its size and SHA-256 (read back
+/// from disk), every symlink with its target; and the counts are the record's.
+fn compare_tree(
+    root: &Path,
+    listing: impl Iterator<Item = Result<FileEntry, Error>>,
+    snapshot: &Snapshot,
+) -> Result<String, String> {
     let (mut files, mut dirs, mut symlinks, mut bytes) = (0u64, 0u64, 0u64, 0u64);
-    for entry in &listing.entries {
+    let mut listed = 0u64;
+    for entry in listing {
+        let entry = entry.map_err(|e| error_chain(&e))?;
+        listed += 1;
         let path = root.join(entry.path.as_str());
         let shown = entry.path.as_str();
         let meta = fs::symlink_metadata(&path).map_err(|e| format!("{shown}: {e}"))?;
@@ -283,10 +288,9 @@ fn compare_tree(root: &Path, listing: &Listing, snapshot: &Snapshot) -> Result<S
         }
     }
     let on_disk = count_entries(root).map_err(|e| format!("reading the restored tree: {e}"))?;
-    if on_disk != listing.entries.len() as u64 {
+    if on_disk != listed {
         return Err(format!(
-            "the restored tree holds {on_disk} entries, the listing {}",
-            listing.entries.len()
+            "the restored tree holds {on_disk} entries, the listing {listed}"
         ));
     }
     if let Stats::Files(stats) = &snapshot.stats {
