@@ -308,15 +308,17 @@ impl crate::Reader {
             .collect()
     }
 
-    /// The regular files of a files snapshot, from its resolved listing.
+    /// The regular files of a files snapshot, from its resolved listing, streamed: only the
+    /// paths are held.
     pub(crate) fn file_paths(&self, files: &Snapshot) -> Result<Vec<String>, Error> {
-        Ok(self
-            .listing(files)?
-            .entries
-            .into_iter()
-            .filter(|e| e.kind == FileType::File)
-            .map(|e| e.path)
-            .collect())
+        let mut paths = Vec::new();
+        for entry in self.listing_stream(files)?.entries {
+            let entry = entry?;
+            if entry.kind == FileType::File {
+                paths.push(entry.path);
+            }
+        }
+        Ok(paths)
     }
 
     /// A bundle's member snapshots, databases first; only `only` when given. A member
