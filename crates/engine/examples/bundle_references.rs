@@ -105,7 +105,7 @@ fn check(dir: &Path) -> Result<()> {
     let listed = paths.len();
     let read = started.elapsed() - queried;
     let merge_started = Instant::now();
-    let check = check_references(paths, &mut kept)?;
+    let check = check_references(|| Ok(paths.iter().map(Ok)), &mut kept)?;
     println!(
         "{} references vs {listed} listed files: dump + query {:.2} s, listing read {:.2} s, \
          merge {:.2} s, {:.2} s in all; {} missing, {} orphans; peak RSS {:.0} MiB",

@@ -252,7 +252,7 @@ impl Engine {
         kept: &mut File,
     ) -> Result<ReferenceCheck, Error> {
         let started = Instant::now();
-        let mut check = check_references(self.file_paths(files)?, kept)?;
+        let mut check = check_references(|| self.file_paths(files), kept)?;
         check.database = references.database.clone();
         check.files = references.files.clone();
         check.query = references.query.clone();
@@ -262,12 +262,18 @@ impl Engine {
     }
 }
 
-/// Merge `kept`, references one per line as the database sorted them, with `paths`, the
-/// regular files of the files listing (resolved through any deltas), in one pass. A
-/// collation that disagrees with byte order is caught on the way, and the references are
-/// then sorted in memory instead.
-pub fn check_references(mut paths: Vec<String>, kept: &mut File) -> Result<ReferenceCheck, Error> {
-    paths.sort_unstable();
+/// Merge `kept`, references one per line as the database sorted them, with the regular
+/// files of the files listing, in one pass. `paths` hands them out in listing (byte) order,
+/// as a stream, each time it is called: once, or twice when a collation that disagrees with
+/// byte order is caught on the way and the references are then sorted in memory.
+pub fn check_references<I, S>(
+    mut paths: impl FnMut() -> Result<I, Error>,
+    kept: &mut File,
+) -> Result<ReferenceCheck, Error>
+where
+    I: Iterator<Item = Result<S, Error>>,
+    S: AsRef<str>,
+{
     let io_error = |e| Error::Io {
         operation: "reading back the references kept in",
         path: std::env::temp_dir(),
@@ -282,7 +288,7 @@ pub fn check_references(mut paths: Vec<String>, kept: &mut File) -> Result<Refer
         previous = Some(line.clone());
         Ok::<_, Error>(line)
     });
-    let check = ReferenceCheck::merge(rows, paths.iter().map(String::as_str))?;
+    let check = ReferenceCheck::merge(rows, paths()?)?;
     if !unsorted {
         return Ok(check);
     }
@@ -292,10 +298,7 @@ pub fn check_references(mut paths: Vec<String>, kept: &mut File) -> Result<Refer
         .collect::<Result<Vec<String>, _>>()
         .map_err(io_error)?;
     all.sort_unstable();
-    ReferenceCheck::merge(
-        all.into_iter().map(Ok::<_, Error>),
-        paths.iter().map(String::as_str),
-    )
+    ReferenceCheck::merge(all.into_iter().map(Ok::<_, Error>), paths()?)
 }
 
 impl crate::Reader {
@@ -308,17 +311,18 @@ impl crate::Reader {
             .collect()
     }
 
-    /// The regular files of a files snapshot, from its resolved listing, streamed: only the
-    /// paths are held.
-    pub(crate) fn file_paths(&self, files: &Snapshot) -> Result<Vec<String>, Error> {
-        let mut paths = Vec::new();
-        for entry in self.listing_stream(files)?.entries {
-            let entry = entry?;
-            if entry.kind == FileType::File {
-                paths.push(entry.path);
-            }
-        }
-        Ok(paths)
+    /// The paths of the regular files of a files snapshot, streamed from its resolved
+    /// listing (checked as it streams, so in listing order).
+    pub(crate) fn file_paths(
+        &self,
+        files: &Snapshot,
+    ) -> Result<impl Iterator<Item = Result<String, Error>>, Error> {
+        Ok(self
+            .checked_listing(files)?
+            .filter_map(|entry| match entry {
+                Ok(entry) => (entry.kind == FileType::File).then_some(Ok(entry.path)),
+                Err(e) => Some(Err(e)),
+            }))
     }
 
     /// A bundle's member snapshots, databases first; only `only` when given. A member
@@ -573,6 +577,39 @@ fn check_bundle(spec: &SetSpec, bundle: &BundleSpec) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_in_a_collation_order_are_sorted_and_merged_again() {
+        let files = ["A.jpg", "B.jpg", "a.jpg", "orphan.jpg"];
+        // kept references -> listing reads, missing, orphans
+        let cases: [(&str, usize, &[&str], &[&str]); 3] = [
+            ("A.jpg\nB.jpg\na.jpg\n", 1, &[], &["orphan.jpg"]),
+            // Case-insensitive, as a database collation may sort.
+            ("a.jpg\nA.jpg\nB.jpg\n", 2, &[], &["orphan.jpg"]),
+            (
+                "b.jpg\nA.jpg\n",
+                2,
+                &["b.jpg"],
+                &["B.jpg", "a.jpg", "orphan.jpg"],
+            ),
+        ];
+        for (kept, reads, missing, orphans) in cases {
+            let mut file = tempfile::tempfile().unwrap();
+            file.write_all(kept.as_bytes()).unwrap();
+            let mut calls = 0;
+            let check = check_references(
+                || {
+                    calls += 1;
+                    Ok(files.iter().map(Ok))
+                },
+                &mut file,
+            )
+            .unwrap();
+            assert_eq!(calls, reads, "{kept:?}");
+            assert_eq!(check.missing, missing, "{kept:?}");
+            assert_eq!(check.orphans, orphans, "{kept:?}");
+        }
+    }
 
     #[test]
     fn referenced_paths_are_relative_and_stay_inside() {

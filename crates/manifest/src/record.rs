@@ -204,23 +204,33 @@ impl ReferenceCheck {
 
     /// Merge sorted, de-duplicated references with the sorted paths of the files listing,
     /// in one pass: memory is the named paths, not the inputs.
-    pub fn merge<'a, E>(
+    pub fn merge<E, F: AsRef<str>>(
         references: impl IntoIterator<Item = Result<String, E>>,
-        files: impl IntoIterator<Item = &'a str>,
+        files: impl IntoIterator<Item = Result<F, E>>,
     ) -> Result<ReferenceCheck, E> {
         let mut check = ReferenceCheck::default();
-        let mut files = files.into_iter().peekable();
+        let mut files = files.into_iter();
+        let mut file = files.next().transpose()?;
         let mut last: Option<String> = None;
         for reference in references {
             let reference = reference?;
             if last.as_deref() == Some(reference.as_str()) {
                 continue;
             }
-            while let Some(file) = files.next_if(|f| *f < reference.as_str()) {
-                check.orphan(file);
+            loop {
+                match &file {
+                    Some(f) if f.as_ref() < reference.as_str() => check.orphan(f.as_ref()),
+                    _ => break,
+                }
+                file = files.next().transpose()?;
             }
             check.checked += 1;
-            if files.next_if(|f| *f == reference.as_str()).is_none() {
+            if file
+                .as_ref()
+                .is_some_and(|f| f.as_ref() == reference.as_str())
+            {
+                file = files.next().transpose()?;
+            } else {
                 check.missing_count += 1;
                 if check.missing.len() < Self::MISSING_NAMED {
                     check.missing.push(reference.clone());
@@ -228,8 +238,9 @@ impl ReferenceCheck {
             }
             last = Some(reference);
         }
-        for file in files {
-            check.orphan(file);
+        while let Some(f) = file {
+            check.orphan(f.as_ref());
+            file = files.next().transpose()?;
         }
         Ok(check)
     }
@@ -374,7 +385,7 @@ mod tests {
         for (references, files, checked, missing, orphans) in cases {
             let check = ReferenceCheck::merge(
                 references.iter().map(|r| Ok::<_, ()>(r.to_string())),
-                files.iter().copied(),
+                files.iter().map(Ok),
             )
             .unwrap();
             assert_eq!(check.checked, checked, "{references:?} vs {files:?}");
@@ -388,7 +399,7 @@ mod tests {
     fn named_paths_are_capped_and_counted() {
         let references = (0..1500).map(|i| Ok::<_, ()>(format!("m{i:05}")));
         let files: Vec<String> = (0..150).map(|i| format!("o{i:05}")).collect();
-        let check = ReferenceCheck::merge(references, files.iter().map(String::as_str)).unwrap();
+        let check = ReferenceCheck::merge(references, files.iter().map(Ok)).unwrap();
         assert_eq!((check.missing_count, check.missing.len()), (1500, 1000));
         assert_eq!((check.orphans_count, check.orphans.len()), (150, 100));
     }

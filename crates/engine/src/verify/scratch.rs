@@ -187,7 +187,7 @@ impl Reader {
                     source: e,
                 })?;
             }
-            crate::check_references(self.file_paths(&files)?, &mut kept)
+            crate::check_references(|| self.file_paths(&files), &mut kept)
         })();
         let outcome = found.map_err(|e| error_chain(&e)).and_then(|found| {
             let said = format!(
