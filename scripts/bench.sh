@@ -42,7 +42,7 @@
 #   BENCH_PAIRS   media tree: pairs of plain and encrypted runs for their ratio, default 3
 #   BENCH_DBS     db section: databases to run, default "postgres sqlite"
 #   BENCH_PG_SCALE     pgbench scale, default 50 x BENCH_SCALE (at least 1)
-#   BENCH_PG_ROUNDS    PostgreSQL: runs of each tool, in rotating order, the median kept; default 3
+#   BENCH_DB_ROUNDS    db section: runs of each tool, in rotating order, the median kept; default 3
 #   BENCH_SQLITE_ROWS  SQLite rows, default 3,000,000 x BENCH_SCALE
 #   BENCH_BORG_COMPRESSION  borg --compression, default zstd,3 (the level strongbox and tar use)
 #   BENCH_SKIP_BUILD=1      use the existing target/release/strongbox
@@ -867,11 +867,11 @@ bench_postgres() {
     local r_sb=${PG_DB}_r_sb r_fc=${PG_DB}_r_fc r_zst=${PG_DB}_r_zst d
     for d in "$r_sb" "$r_fc" "$r_zst"; do pg_drop "$d"; done
 
-    # Each tool runs BENCH_PG_ROUNDS times (default 3), the order rotating between rounds:
+    # Each tool runs BENCH_DB_ROUNDS times (default 3), the order rotating between rounds:
     # whichever runs first after the previous section pays for caches the others find warm
     # (a single run, strongbox first, measured it 1.13-1.72x; alternated, 0.94x). The row
     # kept is each tool's median run.
-    local rounds=${BENCH_PG_ROUNDS:-3} i step all=$R/rounds.tsv main=$RESULTS
+    local rounds=${BENCH_DB_ROUNDS:-3} i step all=$R/rounds.tsv main=$RESULTS
     RESULTS=$all
     # 1. backups (the password travels in PGPASSWORD, never in the URL)
     local op=backup
@@ -946,28 +946,58 @@ bench_sqlite() {
     echo "$(mb "$(fsize "$db")") MiB file; rows: $fp" >"$W/sqlite.data"
     log "sqlite: $(cat "$W/sqlite.data")"
 
+    # Medians of rotating rounds, as for PostgreSQL.
+    local rounds=${BENCH_DB_ROUNDS:-3} i step all=$R/rounds.tsv main=$RESULTS
+    RESULTS=$all
     # 1. backups
     local op=backup
-    cat "$db" >/dev/null
-    measure "$op" strongbox "backup sqlite: online backup API, zstd:3" total "$R/sb-repo" -- \
-        "$SB" -q --repo "$R/sb-repo" backup sqlite bench "$db"
-    cat "$db" >/dev/null
-    # shellcheck disable=SC2016
-    measure "$op" "sqlite3 .backup + zstd -T0 -3" "output: the .zst" file "$R/copy.db.zst" -- \
-        bash -c 'sqlite3 "$1" ".backup \"$2\"" && zstd -T0 -3 -q "$2"' _ "$db" "$R/copy.db"
-    rm -f "$R/copy.db"
+    for ((i = 0; i < rounds; i++)); do
+        for step in $(rotate "$i" sb plain); do
+            cat "$db" >/dev/null
+            case $step in
+            sb)
+                rm -rf "$R/sb-repo"
+                measure "$op" strongbox "backup sqlite: online backup API, zstd:3" total "$R/sb-repo" -- \
+                    "$SB" -q --repo "$R/sb-repo" backup sqlite bench "$db"
+                ;;
+            plain)
+                rm -f "$R/copy.db" "$R/copy.db.zst"
+                # shellcheck disable=SC2016
+                measure "$op" "sqlite3 .backup + zstd -T0 -3" "output: the .zst" file "$R/copy.db.zst" -- \
+                    bash -c 'sqlite3 "$1" ".backup \"$2\"" && zstd -T0 -3 -q "$2"' _ "$db" "$R/copy.db"
+                rm -f "$R/copy.db"
+                ;;
+            esac
+        done
+    done
 
     # 2. restores, each to a new file
     op=restore
-    measure "$op" strongbox "restore bench:latest --target FILE" sqlite "$R/restore-sb.db|$fp" -- \
-        "$SB" -q --repo "$R/sb-repo" restore bench:latest --target "$R/restore-sb.db"
-    rm -f "$R/restore-sb.db"
-    # shellcheck disable=SC2016
-    measure "$op" "zstd -d + cp" "decompress beside the target, copy into place" sqlite "$R/restore-cp.db|$fp" -- \
-        bash -c 'zstd -d -q -f "$1" -o "$2" && cp "$2" "$3"' _ "$R/copy.db.zst" "$R/stage.db" "$R/restore-cp.db"
-    rm -f "$R/restore-cp.db" "$R/stage.db"
-    measure "$op" "zstd -d" "straight to the target file" sqlite "$R/restore-zstd.db|$fp" -- \
-        zstd -d -q -f "$R/copy.db.zst" -o "$R/restore-zstd.db"
+    for ((i = 0; i < rounds; i++)); do
+        for step in $(rotate "$i" sb cp zstd); do
+            case $step in
+            sb)
+                measure "$op" strongbox "restore bench:latest --target FILE" sqlite "$R/restore-sb.db|$fp" -- \
+                    "$SB" -q --repo "$R/sb-repo" restore bench:latest --target "$R/restore-sb.db"
+                rm -f "$R/restore-sb.db"
+                ;;
+            cp)
+                # shellcheck disable=SC2016
+                measure "$op" "zstd -d + cp" "decompress beside the target, copy into place" \
+                    sqlite "$R/restore-cp.db|$fp" -- \
+                    bash -c 'zstd -d -q -f "$1" -o "$2" && cp "$2" "$3"' _ "$R/copy.db.zst" "$R/stage.db" "$R/restore-cp.db"
+                rm -f "$R/restore-cp.db" "$R/stage.db"
+                ;;
+            zstd)
+                measure "$op" "zstd -d" "straight to the target file" sqlite "$R/restore-zstd.db|$fp" -- \
+                    zstd -d -q -f "$R/copy.db.zst" -o "$R/restore-zstd.db"
+                rm -f "$R/restore-zstd.db"
+                ;;
+            esac
+        done
+    done
+    RESULTS=$main
+    median_rows "$all" >>"$RESULTS"
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
 }
 
