@@ -11,7 +11,7 @@ use common::{checksums, exec, pg_base, query, schema, value, TestDb};
 use strongbox_db_dump::{
     verify_dump, DatabaseSource, DatabaseTarget, Error, PostgresSource, PostgresTarget,
 };
-use strongbox_manifest::SourceKind;
+use strongbox_manifest::{DatabaseStats, SourceKind};
 
 const SCHEMA: &str = r#"
     CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -55,6 +55,15 @@ fn extras(url: &str) -> Vec<Vec<Option<String>>> {
     )
 }
 
+/// Each recorded table with its rows.
+fn table_counts(stats: &DatabaseStats) -> Vec<(&str, u64)> {
+    stats
+        .tables
+        .iter()
+        .map(|t| (t.name.as_str(), t.rows))
+        .collect()
+}
+
 #[test]
 fn full_schema_and_a_million_rows_round_trip() {
     let Some(base) = pg_base() else { return };
@@ -88,11 +97,7 @@ fn full_schema_and_a_million_rows_round_trip() {
         stats.server_version
     );
     assert_eq!(stats.integrity, None);
-    let counts: Vec<(&str, u64)> = stats
-        .tables
-        .iter()
-        .map(|t| (t.name.as_str(), t.rows))
-        .collect();
+    let counts = table_counts(&stats);
     assert_eq!(
         counts,
         [
@@ -254,11 +259,7 @@ fn counts_from_the_dump_equal_count_star_for_odd_rows_inheritance_and_partitions
         .unwrap()
         .dump(&mut dump)
         .unwrap();
-    let counts: Vec<(&str, u64)> = stats
-        .tables
-        .iter()
-        .map(|t| (t.name.as_str(), t.rows))
-        .collect();
+    let counts = table_counts(&stats);
     assert_eq!(
         counts,
         [
