@@ -254,7 +254,7 @@ rotate() {
 }
 
 # median_rows TSV -> one row per operation and tool (in the order first seen): the run with
-# the median wall time among the ok ones, its note naming every run's time; a tool with a
+# the median wall time among the ok ones (the lower middle one of an even count), its note naming every run's time; a tool with a
 # failed run keeps the failure.
 median_rows() {
     python3 - "$1" <<'PY'
@@ -275,6 +275,25 @@ for runs in groups.values():
         row[7] = f"{row[7]}; median of {len(runs)} runs ({walls} s)".lstrip("; ")
     print("\t".join(row).rstrip("\t"))
 PY
+}
+
+# in_rounds STEP ITEM...: `STEP ITEM` for each item, BENCH_DB_ROUNDS times (default 3), the
+# order rotating between rounds: whichever runs first after the previous section pays for
+# caches the others find warm (a single run, strongbox first, measured the PostgreSQL backup
+# at 1.13-1.72x; alternated, 0.94x). RESULTS then gets each operation and tool's median run.
+in_rounds() {
+    local step=$1 main=$RESULTS all i item
+    shift
+    all=$(mktemp "$W/rounds.XXXXXX")
+    RESULTS=$all
+    for ((i = 0; i < ${BENCH_DB_ROUNDS:-3}; i++)); do
+        for item in $(rotate "$i" "$@"); do
+            "$step" "$item"
+        done
+    done
+    RESULTS=$main
+    median_rows "$all" >>"$RESULTS"
+    rm -f "$all"
 }
 
 # fingerprint DIR -> "<regular files> <bytes>"
@@ -867,71 +886,63 @@ bench_postgres() {
     local r_sb=${PG_DB}_r_sb r_fc=${PG_DB}_r_fc r_zst=${PG_DB}_r_zst d
     for d in "$r_sb" "$r_fc" "$r_zst"; do pg_drop "$d"; done
 
-    # Each tool runs BENCH_DB_ROUNDS times (default 3), the order rotating between rounds:
-    # whichever runs first after the previous section pays for caches the others find warm
-    # (a single run, strongbox first, measured it 1.13-1.72x; alternated, 0.94x). The row
-    # kept is each tool's median run.
-    local rounds=${BENCH_DB_ROUNDS:-3} i step all=$R/rounds.tsv main=$RESULTS
-    RESULTS=$all
-    # 1. backups (the password travels in PGPASSWORD, never in the URL)
+    # 1. backups (the password travels in PGPASSWORD, never in the URL), 2. restores, each
+    # into a new database (dropped after its check); medians of rotating rounds (in_rounds).
     local op=backup
-    for ((i = 0; i < rounds; i++)); do
-        for step in $(rotate "$i" sb fc zst); do
-            pg_checkpoint
-            case $step in
-            sb)
-                rm -rf "$R/sb-repo"
-                measure "$op" strongbox "backup postgres: pg_dump -Fc -Z0, zstd:3 in-process" \
-                    total "$R/sb-repo" -- \
-                    "$SB" -q --repo "$R/sb-repo" backup postgres bench "$url/$PG_DB"
-                ;;
-            fc)
-                measure "$op" "pg_dump -Fc" "default compression: gzip level 6; to a file" \
-                    file "$R/dump.fc" -- pg_dump -Fc -f "$R/dump.fc" -d "$PG_DB"
-                ;;
-            zst)
-                # shellcheck disable=SC2016 # expanded by the inner bash
-                measure "$op" "pg_dump -Fc -Z0 | zstd -T0 -3" "to a file" file "$R/dump.fc.zst" -- \
-                    bash -c 'set -o pipefail; pg_dump -Fc -Z0 -d "$1" | zstd -T0 -3 -q -c >"$2"' \
-                    _ "$PG_DB" "$R/dump.fc.zst"
-                ;;
-            esac
-        done
-    done
-
-    # 2. restores, each into a new database (dropped after its check)
+    in_rounds pg_backup_run sb fc zst
     op=restore
-    for ((i = 0; i < rounds; i++)); do
-        for step in $(rotate "$i" sb fc zst); do
-            pg_checkpoint
-            case $step in
-            sb)
-                measure "$op" strongbox "restore bench:latest --target postgresql://…/$r_sb, created" \
-                    pgdb "$r_sb|$fp" -- \
-                    "$SB" -q --repo "$R/sb-repo" restore bench:latest --target "$url/$r_sb"
-                pg_drop "$r_sb"
-                ;;
-            fc)
-                # shellcheck disable=SC2016
-                measure "$op" "pg_restore -d" "of the pg_dump -Fc file; createdb -T template0 first" \
-                    pgdb "$r_fc|$fp" -- \
-                    bash -c 'createdb -T template0 "$1" && pg_restore -d "$1" "$2"' _ "$r_fc" "$R/dump.fc"
-                pg_drop "$r_fc"
-                ;;
-            zst)
-                # shellcheck disable=SC2016
-                measure "$op" "zstd -dc | pg_restore -d" "of the -Z0 | zstd file; createdb -T template0 first" \
-                    pgdb "$r_zst|$fp" -- \
-                    bash -c 'set -o pipefail; createdb -T template0 "$1" && zstd -dc "$2" | pg_restore -d "$1"' \
-                    _ "$r_zst" "$R/dump.fc.zst"
-                pg_drop "$r_zst"
-                ;;
-            esac
-        done
-    done
-    RESULTS=$main
-    median_rows "$all" >>"$RESULTS"
+    in_rounds pg_restore_run sb fc zst
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
+}
+
+# One run of a tool in bench_postgres, named by in_rounds; uses bench_postgres's locals.
+pg_backup_run() {
+    pg_checkpoint
+    case $1 in
+    sb)
+        rm -rf "$R/sb-repo"
+        measure "$op" strongbox "backup postgres: pg_dump -Fc -Z0, zstd:3 in-process" \
+            total "$R/sb-repo" -- \
+            "$SB" -q --repo "$R/sb-repo" backup postgres bench "$url/$PG_DB"
+        ;;
+    fc)
+        measure "$op" "pg_dump -Fc" "default compression: gzip level 6; to a file" \
+            file "$R/dump.fc" -- pg_dump -Fc -f "$R/dump.fc" -d "$PG_DB"
+        ;;
+    zst)
+        # shellcheck disable=SC2016 # expanded by the inner bash
+        measure "$op" "pg_dump -Fc -Z0 | zstd -T0 -3" "to a file" file "$R/dump.fc.zst" -- \
+            bash -c 'set -o pipefail; pg_dump -Fc -Z0 -d "$1" | zstd -T0 -3 -q -c >"$2"' \
+            _ "$PG_DB" "$R/dump.fc.zst"
+        ;;
+    esac
+}
+
+pg_restore_run() {
+    pg_checkpoint
+    case $1 in
+    sb)
+        measure "$op" strongbox "restore bench:latest --target postgresql://…/$r_sb, created" \
+            pgdb "$r_sb|$fp" -- \
+            "$SB" -q --repo "$R/sb-repo" restore bench:latest --target "$url/$r_sb"
+        pg_drop "$r_sb"
+        ;;
+    fc)
+        # shellcheck disable=SC2016
+        measure "$op" "pg_restore -d" "of the pg_dump -Fc file; createdb -T template0 first" \
+            pgdb "$r_fc|$fp" -- \
+            bash -c 'createdb -T template0 "$1" && pg_restore -d "$1" "$2"' _ "$r_fc" "$R/dump.fc"
+        pg_drop "$r_fc"
+        ;;
+    zst)
+        # shellcheck disable=SC2016
+        measure "$op" "zstd -dc | pg_restore -d" "of the -Z0 | zstd file; createdb -T template0 first" \
+            pgdb "$r_zst|$fp" -- \
+            bash -c 'set -o pipefail; createdb -T template0 "$1" && zstd -dc "$2" | pg_restore -d "$1"' \
+            _ "$r_zst" "$R/dump.fc.zst"
+        pg_drop "$r_zst"
+        ;;
+    esac
 }
 
 bench_sqlite() {
@@ -946,59 +957,53 @@ bench_sqlite() {
     echo "$(mb "$(fsize "$db")") MiB file; rows: $fp" >"$W/sqlite.data"
     log "sqlite: $(cat "$W/sqlite.data")"
 
-    # Medians of rotating rounds, as for PostgreSQL.
-    local rounds=${BENCH_DB_ROUNDS:-3} i step all=$R/rounds.tsv main=$RESULTS
-    RESULTS=$all
-    # 1. backups
+    # 1. backups, 2. restores, each to a new file; medians of rotating rounds (in_rounds).
     local op=backup
-    for ((i = 0; i < rounds; i++)); do
-        for step in $(rotate "$i" sb plain); do
-            cat "$db" >/dev/null
-            case $step in
-            sb)
-                rm -rf "$R/sb-repo"
-                measure "$op" strongbox "backup sqlite: online backup API, zstd:3" total "$R/sb-repo" -- \
-                    "$SB" -q --repo "$R/sb-repo" backup sqlite bench "$db"
-                ;;
-            plain)
-                rm -f "$R/copy.db" "$R/copy.db.zst"
-                # shellcheck disable=SC2016
-                measure "$op" "sqlite3 .backup + zstd -T0 -3" "output: the .zst" file "$R/copy.db.zst" -- \
-                    bash -c 'sqlite3 "$1" ".backup \"$2\"" && zstd -T0 -3 -q "$2"' _ "$db" "$R/copy.db"
-                rm -f "$R/copy.db"
-                ;;
-            esac
-        done
-    done
-
-    # 2. restores, each to a new file
+    in_rounds sqlite_backup_run sb plain
     op=restore
-    for ((i = 0; i < rounds; i++)); do
-        for step in $(rotate "$i" sb cp zstd); do
-            case $step in
-            sb)
-                measure "$op" strongbox "restore bench:latest --target FILE" sqlite "$R/restore-sb.db|$fp" -- \
-                    "$SB" -q --repo "$R/sb-repo" restore bench:latest --target "$R/restore-sb.db"
-                rm -f "$R/restore-sb.db"
-                ;;
-            cp)
-                # shellcheck disable=SC2016
-                measure "$op" "zstd -d + cp" "decompress beside the target, copy into place" \
-                    sqlite "$R/restore-cp.db|$fp" -- \
-                    bash -c 'zstd -d -q -f "$1" -o "$2" && cp "$2" "$3"' _ "$R/copy.db.zst" "$R/stage.db" "$R/restore-cp.db"
-                rm -f "$R/restore-cp.db" "$R/stage.db"
-                ;;
-            zstd)
-                measure "$op" "zstd -d" "straight to the target file" sqlite "$R/restore-zstd.db|$fp" -- \
-                    zstd -d -q -f "$R/copy.db.zst" -o "$R/restore-zstd.db"
-                rm -f "$R/restore-zstd.db"
-                ;;
-            esac
-        done
-    done
-    RESULTS=$main
-    median_rows "$all" >>"$RESULTS"
+    in_rounds sqlite_restore_run sb cp zstd
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
+}
+
+# One run of a tool in bench_sqlite, named by in_rounds; uses bench_sqlite's locals.
+sqlite_backup_run() {
+    cat "$db" >/dev/null
+    case $1 in
+    sb)
+        rm -rf "$R/sb-repo"
+        measure "$op" strongbox "backup sqlite: online backup API, zstd:3" total "$R/sb-repo" -- \
+            "$SB" -q --repo "$R/sb-repo" backup sqlite bench "$db"
+        ;;
+    plain)
+        rm -f "$R/copy.db" "$R/copy.db.zst"
+        # shellcheck disable=SC2016
+        measure "$op" "sqlite3 .backup + zstd -T0 -3" "output: the .zst" file "$R/copy.db.zst" -- \
+            bash -c 'sqlite3 "$1" ".backup \"$2\"" && zstd -T0 -3 -q "$2"' _ "$db" "$R/copy.db"
+        rm -f "$R/copy.db"
+        ;;
+    esac
+}
+
+sqlite_restore_run() {
+    case $1 in
+    sb)
+        measure "$op" strongbox "restore bench:latest --target FILE" sqlite "$R/restore-sb.db|$fp" -- \
+            "$SB" -q --repo "$R/sb-repo" restore bench:latest --target "$R/restore-sb.db"
+        rm -f "$R/restore-sb.db"
+        ;;
+    cp)
+        # shellcheck disable=SC2016
+        measure "$op" "zstd -d + cp" "decompress beside the target, copy into place" \
+            sqlite "$R/restore-cp.db|$fp" -- \
+            bash -c 'zstd -d -q -f "$1" -o "$2" && cp "$2" "$3"' _ "$R/copy.db.zst" "$R/stage.db" "$R/restore-cp.db"
+        rm -f "$R/restore-cp.db" "$R/stage.db"
+        ;;
+    zstd)
+        measure "$op" "zstd -d" "straight to the target file" sqlite "$R/restore-zstd.db|$fp" -- \
+            zstd -d -q -f "$R/copy.db.zst" -o "$R/restore-zstd.db"
+        rm -f "$R/restore-zstd.db"
+        ;;
+    esac
 }
 
 bench_scale() {

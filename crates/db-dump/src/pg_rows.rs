@@ -37,11 +37,9 @@ enum State {
     Block,
     /// A chunk's length, in a table's block (`blob: false`) or a large object's.
     Chunk {
-        dump_id: i64,
         blob: bool,
     },
     Data {
-        dump_id: i64,
         blob: bool,
         left: usize,
     },
@@ -64,12 +62,12 @@ pub(crate) struct RowCounter {
     layout: Option<Layout>,
     /// Bytes of an item not whole yet, read again once more arrive.
     carry: Vec<u8>,
-    /// `schema.table` of each table's data entry, by dump id.
+    /// `schema.table` of each table's data entry, by dump id, until its block is read.
     tables: HashMap<i64, String>,
-    /// The data block being read, when it is a table's.
-    current: Option<Tally>,
-    /// Each table's rows, by dump id, once its block has ended.
-    rows: HashMap<i64, u64>,
+    /// The data block being read, when it is a table's: its `schema.table` and rows so far.
+    current: Option<(String, Tally)>,
+    /// Each table's rows (`schema.table`), once its block has ended.
+    rows: BTreeMap<String, u64>,
     failure: Option<String>,
 }
 
@@ -155,7 +153,7 @@ impl RowCounter {
             carry: Vec::new(),
             tables: HashMap::new(),
             current: None,
-            rows: HashMap::new(),
+            rows: BTreeMap::new(),
             failure: None,
         }
     }
@@ -188,12 +186,7 @@ impl RowCounter {
         if self.state != State::Block || !self.carry.is_empty() {
             return Err(format!("the archive ends inside {}", self.state.describe()));
         }
-        let rows = self.rows;
-        Ok(self
-            .tables
-            .into_iter()
-            .filter_map(|(id, table)| Some((table, *rows.get(&id)?)))
-            .collect())
+        Ok(self.rows)
     }
 
     /// Take as many steps as `buf` holds whole; returns the bytes used.
@@ -230,11 +223,11 @@ impl RowCounter {
                 let dump_id = input.int(size)?;
                 match kind {
                     BLK_DATA => {
-                        self.current = self.tables.contains_key(&dump_id).then(Tally::default);
-                        State::Chunk {
-                            dump_id,
-                            blob: false,
-                        }
+                        self.current = self
+                            .tables
+                            .remove(&dump_id)
+                            .map(|table| (table, Tally::default()));
+                        State::Chunk { blob: false }
                     }
                     BLK_BLOBS => State::Blob,
                     other => return bad(format!("a data block of unknown type {other}")),
@@ -242,48 +235,38 @@ impl RowCounter {
             }
             State::Blob => match input.int(size)? {
                 0 => State::Block,
-                _oid => State::Chunk {
-                    dump_id: 0,
-                    blob: true,
-                },
+                _oid => State::Chunk { blob: true },
             },
-            State::Chunk { dump_id, blob } => match (input.int(size)?, blob) {
+            State::Chunk { blob } => match (input.int(size)?, blob) {
                 (0, false) => {
-                    if let Some(tally) = self.current.take() {
+                    if let Some((table, tally)) = self.current.take() {
                         let Some(rows) = tally.rows() else {
-                            let table = &self.tables[&dump_id];
                             return bad(format!("the data of {table} does not end as COPY's does"));
                         };
-                        self.rows.insert(dump_id, rows);
+                        self.rows.insert(table, rows);
                     }
                     State::Block
                 }
                 (0, true) => State::Blob,
                 (len @ 1.., _) => State::Data {
-                    dump_id,
                     blob,
                     left: len as usize,
                 },
                 (len, _) => return bad(format!("a data chunk of {len} bytes")),
             },
-            State::Data {
-                dump_id,
-                blob,
-                left,
-            } => {
+            State::Data { blob, left } => {
                 let available = left.min(input.buf.len() - input.pos);
                 if available == 0 {
                     return Err(Stop::Short);
                 }
                 let bytes = input.take(available)?;
-                if let Some(tally) = &mut self.current {
+                if let Some((_, tally)) = &mut self.current {
                     tally.add(bytes);
                 }
                 if available == left {
-                    State::Chunk { dump_id, blob }
+                    State::Chunk { blob }
                 } else {
                     State::Data {
-                        dump_id,
                         blob,
                         left: left - available,
                     }

@@ -147,26 +147,42 @@ impl Fixture {
     /// its record's listing object naming the new bytes.
     fn forge_listing(&self, change: impl FnOnce(&mut Vec<serde_json::Value>)) -> Snapshot {
         let mut snapshot = self.snapshot.clone();
+        let mut digest = String::new();
+        let object = self.rewrite_listing(&mut snapshot, |stored| {
+            let mut json = Vec::new();
+            Decoder::new(stored.as_slice())
+                .unwrap()
+                .read_to_end(&mut json)
+                .unwrap();
+            let mut listing: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            change(listing["entries"].as_array_mut().unwrap());
+            let mut encoder = Encoder::new(Vec::new(), Compression::Zstd(3), 0).unwrap();
+            encoder.write_all(listing.to_string().as_bytes()).unwrap();
+            *stored = encoder.finish().unwrap();
+            digest = sha256_hex(stored);
+        });
+        object.sha256 = digest;
+        snapshot
+    }
+
+    /// Rewrite the stored bytes of `snapshot`'s listing with `change`; its record's object
+    /// takes the new size (its digest is left to the caller).
+    fn rewrite_listing<'s>(
+        &self,
+        snapshot: &'s mut Snapshot,
+        change: impl FnOnce(&mut Vec<u8>),
+    ) -> &'s mut ObjectRef {
         let object = snapshot
             .objects
             .iter_mut()
             .find(|o| o.role == ObjectRole::Listing)
             .unwrap();
         let file = self.work.path().join("repo").join(&object.key);
-        let mut json = Vec::new();
-        Decoder::new(std::fs::File::open(&file).unwrap())
-            .unwrap()
-            .read_to_end(&mut json)
-            .unwrap();
-        let mut listing: serde_json::Value = serde_json::from_slice(&json).unwrap();
-        change(listing["entries"].as_array_mut().unwrap());
-        let mut encoder = Encoder::new(Vec::new(), Compression::Zstd(3), 0).unwrap();
-        encoder.write_all(listing.to_string().as_bytes()).unwrap();
-        let stored = encoder.finish().unwrap();
+        let mut stored = std::fs::read(&file).unwrap();
+        change(&mut stored);
         std::fs::write(&file, &stored).unwrap();
         object.size = stored.len() as u64;
-        object.sha256 = sha256_hex(&stored);
-        snapshot
+        object
     }
 
     fn reads(&self) -> (u64, u64) {
@@ -324,20 +340,15 @@ fn a_listing_that_is_not_the_recorded_one_is_named_as_such_not_by_an_odd_entry_i
             .unwrap();
         entry["path"] = "../f000.bin".into();
     });
-    let object = snapshot
-        .objects
-        .iter_mut()
-        .find(|o| o.role == ObjectRole::Listing)
-        .unwrap();
-    let file = fixture.work.path().join("repo").join(&object.key);
-    let mut stored = std::fs::read(&file).unwrap();
-    let pad = 16u32 << 20;
-    stored.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
-    stored.extend_from_slice(&pad.to_le_bytes());
-    stored.resize(stored.len() + pad as usize, 0);
-    std::fs::write(&file, &stored).unwrap();
-    object.size = stored.len() as u64;
-    let key = object.key.clone();
+    let key = fixture
+        .rewrite_listing(&mut snapshot, |stored| {
+            let pad = 16u32 << 20;
+            stored.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+            stored.extend_from_slice(&pad.to_le_bytes());
+            stored.resize(stored.len() + pad as usize, 0);
+        })
+        .key
+        .clone();
 
     let err = strongbox_test_support::chain(&fixture.restore_from(&snapshot, &[]).unwrap_err());
     assert!(
