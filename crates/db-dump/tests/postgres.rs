@@ -5,7 +5,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use strongbox_test_support::chain;
+use strongbox_test_support::{chain, ClusterDir};
 
 use common::{checksums, exec, pg_base, query, schema, value, TestDb};
 use strongbox_db_dump::{
@@ -289,6 +289,48 @@ fn counts_from_the_dump_equal_count_star_for_odd_rows_inheritance_and_partitions
         .restore(&mut dump.as_slice(), &stats)
         .unwrap();
     assert_eq!(report.tables, stats.tables);
+}
+
+/// The rows are counted from the dump as it streams by: the server sees a `count(*)` only of
+/// a table others inherit from. Regression: every table was counted with `count(*)` beside
+/// pg_dump, a second full scan of the whole database on the server being backed up. Its own
+/// cluster, whose log shows every statement it ran.
+#[test]
+fn the_server_is_asked_count_star_only_of_an_inheritance_parent() {
+    let Some(dir) = ClusterDir::new() else { return };
+    let mut server = dir.init("data", "log_statement = 'all'\n");
+    server.start(&[], "");
+    server.psql(
+        "CREATE TABLE plain (id int); INSERT INTO plain SELECT generate_series(1, 10);
+         CREATE TABLE parent (id int); CREATE TABLE child () INHERITS (parent);
+         INSERT INTO parent VALUES (1); INSERT INTO child VALUES (2), (3);",
+    );
+    let stats = PostgresSource::new(&server.conninfo())
+        .unwrap()
+        .dump(&mut Vec::new())
+        .unwrap();
+    assert_eq!(
+        table_counts(&stats),
+        [
+            ("public.child", 2),
+            ("public.parent", 3),
+            ("public.plain", 10)
+        ]
+    );
+    let log = server.log();
+    let counted: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("count(*)"))
+        .filter(|line| {
+            ["plain", "parent", "child"]
+                .iter()
+                .any(|t| line.contains(t))
+        })
+        .collect();
+    assert!(
+        counted.len() == 1 && counted[0].contains("parent"),
+        "count(*) statements: {counted:#?}"
+    );
 }
 
 #[test]
