@@ -168,6 +168,73 @@ fn the_age_cli_opens_a_snapshot_with_only_age_zstd_and_tar() {
     assert_same_tree(&tree(&src), &tree(&target));
 }
 
+/// Run the age CLI with `args`, which must succeed.
+fn age(args: &[&std::ffi::OsStr]) {
+    let out = Command::new("age").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "age {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_archive_the_age_cli_sealed_to_the_repository_restores() {
+    let env = Env::new();
+    let (identity, _) = encrypted(&env);
+    // The 300 kB of noise make the archive several 64 KiB age chunks long.
+    let src = source(&env);
+    let record = backup(&env, &identity, &src);
+    let repo = Path::new(&env.repo);
+    let key_file = std::fs::read_dir(repo.join("keys"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let repo_key = env.path("repo.key");
+    age(&[
+        "-d".as_ref(),
+        "-i".as_ref(),
+        identity.as_os_str(),
+        "-o".as_ref(),
+        repo_key.as_os_str(),
+        key_file.as_os_str(),
+    ]);
+    let archive = repo.join(object_key(&record, "archive"));
+    let opened = env.path("archive.tar.zst");
+    age(&[
+        "-d".as_ref(),
+        "-i".as_ref(),
+        repo_key.as_os_str(),
+        "-o".as_ref(),
+        opened.as_os_str(),
+        archive.as_os_str(),
+    ]);
+    let marker: Value =
+        serde_json::from_slice(&std::fs::read(repo.join("strongbox.json")).unwrap()).unwrap();
+    let recipient = marker["recipient"].as_str().unwrap();
+    let sealed_by_strongbox = std::fs::read(&archive).unwrap();
+    std::fs::remove_file(&archive).unwrap();
+    age(&[
+        "-e".as_ref(),
+        "-r".as_ref(),
+        recipient.as_ref(),
+        "-o".as_ref(),
+        archive.as_os_str(),
+        opened.as_os_str(),
+    ]);
+    assert_ne!(std::fs::read(&archive).unwrap(), sealed_by_strongbox);
+
+    let target = env.path("restored");
+    env.restore(
+        record["id"].as_str().unwrap(),
+        &target,
+        &["--identity", identity.to_str().unwrap()],
+    );
+    assert_same_tree(&tree(&src), &tree(&target));
+}
+
 #[test]
 fn keys_rotate_without_rewriting_data_and_the_last_key_stays() {
     let env = Env::new();

@@ -48,7 +48,7 @@ pub use codec::{Codec, Compression, Decoder, Encoder};
 pub use cursor::EntryCursor;
 pub use error::Error;
 pub use hashing::{sha256_hex, Digest, HashingReader};
-pub use overlap::{ReadAhead, WriteBehind};
+pub use overlap::{read_full, ReadAhead, WriteBehind};
 pub use path::safe_relative_path;
 pub use read::{ArchiveEntry, ArchiveReader, EntryKind};
 pub use seek::{FrameSpan, SeekTable};

@@ -28,7 +28,7 @@ impl ReadAhead {
             .name("strongbox-read-ahead".to_string())
             .spawn(move || loop {
                 let mut buf = returned.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
-                let message = match fill(&mut inner, &mut buf) {
+                let message = match read_full(&mut inner, &mut buf) {
                     Ok(0) => break,
                     Ok(n) => Ok((buf, n)),
                     Err(e) => Err(e),
@@ -146,7 +146,8 @@ impl<W> Drop for WriteBehind<W> {
     }
 }
 
-fn fill(inner: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Read from `inner` until `buf` is full or the stream ends; returns the bytes read.
+pub fn read_full(inner: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match inner.read(&mut buf[filled..]) {

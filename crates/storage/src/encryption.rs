@@ -13,6 +13,7 @@ use age::secrecy::{ExposeSecret, SecretString};
 use age::stream::StreamWriter;
 use age::x25519;
 
+use crate::payload::OpeningReader;
 use crate::pipeline::{Envelope, Sealed};
 use crate::raw::RawWriter;
 use crate::Error;
@@ -298,22 +299,11 @@ impl Envelope for Age {
                 },
             ));
         };
-        let decryptor = age::Decryptor::new(stored).map_err(to_io)?;
-        let reader = decryptor
-            .decrypt(std::iter::once(identity as &dyn age::Identity))
-            .map_err(to_io)?;
-        Ok(Box::new(reader))
+        Ok(Box::new(OpeningReader::new(identity, stored)?))
     }
 
     fn repository_identity(&self) -> Option<&x25519::Identity> {
         self.identity.as_ref()
-    }
-}
-
-fn to_io(e: age::DecryptError) -> io::Error {
-    match e {
-        age::DecryptError::Io(e) => e,
-        e => io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
     }
 }
 

@@ -53,6 +53,7 @@ mod intercept;
 pub mod layout;
 mod location;
 mod lock;
+mod payload;
 mod pipeline;
 mod raw;
 mod repo;

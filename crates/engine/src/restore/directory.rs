@@ -4,6 +4,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
+use strongbox_archive::read_full;
 use strongbox_manifest::{FileEntry, FileType, Includes, Listing, Snapshot, SourceKind, Stats};
 
 use super::{RestoreDetail, RestorePlan, RestoreRun, Restored, Restorer};
@@ -464,17 +465,4 @@ fn write_sparse(
         file.set_len(size)?;
     }
     Ok(())
-}
-
-fn read_full(data: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match data.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }

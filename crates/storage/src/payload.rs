@@ -1,0 +1,340 @@
+//! The payload of an age file, opened in place. age's STREAM cuts it into 64 KiB chunks,
+//! each sealed with ChaCha20-Poly1305 under an 11-byte big-endian chunk counter and a
+//! last-chunk flag. The age crate still parses the header, unwraps the file key and checks
+//! the header's MAC; only the chunks are opened here. Why: age's `StreamReader` allocates a
+//! buffer per chunk, copies each chunk twice and zeroizes it, 0.3 s of CPU per GB on the
+//! critical path of an encrypted restore. Writing stays with age's `StreamWriter`, whose
+//! extra copy costs a tenth of that.
+
+use std::cell::RefCell;
+use std::io::{self, Read};
+
+use age::secrecy::{ExposeSecret, SecretBox};
+use age::x25519;
+use age_core::format::{FileKey, Stanza};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Tag};
+use strongbox_archive::read_full;
+
+const CHUNK: usize = 64 * 1024;
+const TAG: usize = 16;
+const SEALED_CHUNK: usize = CHUNK + TAG;
+const NONCE: usize = 16;
+/// age's label for the payload key, derived from the file key and the header's nonce.
+const PAYLOAD_KEY_LABEL: &[u8] = b"payload";
+
+fn cipher(file_key: &FileKey, nonce: &[u8]) -> ChaCha20Poly1305 {
+    let key = SecretBox::new(Box::new(age_core::primitives::hkdf(
+        nonce,
+        PAYLOAD_KEY_LABEL,
+        file_key.expose_secret(),
+    )));
+    ChaCha20Poly1305::new(key.expose_secret().into())
+}
+
+/// The AEAD nonce of chunk `counter`.
+fn chunk_nonce(counter: u64, last: bool) -> chacha20poly1305::Nonce {
+    let mut nonce = [0u8; 12];
+    nonce[3..11].copy_from_slice(&counter.to_be_bytes());
+    nonce[11] = u8::from(last);
+    nonce.into()
+}
+
+/// An identity that unwraps the file key with the repository identity and keeps a copy.
+struct Unwrapping<'a> {
+    identity: &'a x25519::Identity,
+    file_key: RefCell<Option<FileKey>>,
+}
+
+impl age::Identity for Unwrapping<'_> {
+    fn unwrap_stanza(&self, stanza: &Stanza) -> Option<Result<FileKey, age::DecryptError>> {
+        let unwrapped = self.identity.unwrap_stanza(stanza)?;
+        if let Ok(file_key) = &unwrapped {
+            *self.file_key.borrow_mut() = Some(FileKey::new(Box::new(*file_key.expose_secret())));
+        }
+        Some(unwrapped)
+    }
+}
+
+/// Reads through to `inner`, keeping what was read: the header and nonce age's parser took.
+struct Recording<R> {
+    inner: R,
+    read: Vec<u8>,
+}
+
+impl<R: Read> Read for Recording<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn to_io(e: age::DecryptError) -> io::Error {
+    match e {
+        age::DecryptError::Io(e) => e,
+        e => io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+    }
+}
+
+/// Reads the plaintext of an age file whose header `identity` unwraps. Every chunk is
+/// authenticated before a byte of it is handed out; a stream that ends without its last
+/// chunk, or goes on after it, is an error.
+pub(crate) struct OpeningReader<R> {
+    inner: R,
+    cipher: ChaCha20Poly1305,
+    counter: u64,
+    last_seen: bool,
+    chunk: Vec<u8>,
+    pos: usize,
+    end: usize,
+}
+
+impl<R: Read> OpeningReader<R> {
+    /// Parse and authenticate the header with age, and unwrap its file key with `identity`.
+    pub(crate) fn new(identity: &x25519::Identity, inner: R) -> io::Result<Self> {
+        let mut recording = Recording {
+            inner,
+            read: Vec::new(),
+        };
+        let decryptor = age::Decryptor::new(&mut recording).map_err(to_io)?;
+        let unwrapping = Unwrapping {
+            identity,
+            file_key: RefCell::new(None),
+        };
+        // Checks the header's MAC; the chunk reader it returns is not used.
+        drop(
+            decryptor
+                .decrypt(std::iter::once(&unwrapping as _))
+                .map_err(to_io)?,
+        );
+        let file_key = unwrapping
+            .file_key
+            .take()
+            .expect("age unwrapped the file key");
+        let Recording { inner, read } = recording;
+        let cipher = cipher(&file_key, &read[read.len() - NONCE..]);
+        Ok(Self {
+            inner,
+            cipher,
+            counter: 0,
+            last_seen: false,
+            chunk: vec![0; SEALED_CHUNK],
+            pos: 0,
+            end: 0,
+        })
+    }
+
+    /// Read and open the next chunk into `buf` (at least [`SEALED_CHUNK`] long); returns
+    /// its plaintext length, 0 at the end of the stream.
+    fn open_next(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let buf = &mut buf[..SEALED_CHUNK];
+        let n = read_full(&mut self.inner, buf)?;
+        if self.last_seen {
+            return match n {
+                0 => Ok(0),
+                _ => Err(invalid("the age file goes on after its last chunk")),
+            };
+        }
+        if n < TAG {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the age file is truncated",
+            ));
+        }
+        let (data, tag) = buf[..n].split_at_mut(n - TAG);
+        let tag = Tag::clone_from_slice(tag);
+        // A full chunk may be the last one only when the plaintext is a multiple of 64 KiB.
+        self.last_seen = if n == SEALED_CHUNK && self.open_chunk(data, &tag, false) {
+            false
+        } else if self.open_chunk(data, &tag, true) {
+            true
+        } else {
+            return Err(invalid("an age chunk does not authenticate"));
+        };
+        if self.last_seen && data.is_empty() && self.counter > 0 {
+            return Err(invalid("the age file ends with an empty chunk"));
+        }
+        self.counter = self
+            .counter
+            .checked_add(1)
+            .ok_or_else(|| invalid("an age file of more than 2^64 chunks"))?;
+        Ok(data.len())
+    }
+
+    fn open_chunk(&self, data: &mut [u8], tag: &Tag, last: bool) -> bool {
+        // The tag is checked before anything is decrypted: a failure leaves `data` as it was.
+        self.cipher
+            .decrypt_in_place_detached(&chunk_nonce(self.counter, last), &[], data, tag)
+            .is_ok()
+    }
+}
+
+impl<R: Read> Read for OpeningReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.pos == self.end {
+            // A large enough buffer takes the chunk directly: no copy.
+            if buf.len() >= SEALED_CHUNK {
+                return self.open_next(buf);
+            }
+            let mut chunk = std::mem::take(&mut self.chunk);
+            let opened = self.open_next(&mut chunk);
+            self.chunk = chunk;
+            self.end = opened?;
+            self.pos = 0;
+        }
+        let n = buf.len().min(self.end - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn invalid(message: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(recipient: &x25519::Recipient, plaintext: &[u8]) -> Vec<u8> {
+        let encryptor = age::Encryptor::with_recipients(std::iter::once(recipient as _)).unwrap();
+        let mut out = Vec::new();
+        let mut writer = encryptor.wrap_output(&mut out).unwrap();
+        io::Write::write_all(&mut writer, plaintext).unwrap();
+        writer.finish().unwrap();
+        out
+    }
+
+    /// Reads through `OpeningReader` with reads of `step` bytes.
+    fn opened(identity: &x25519::Identity, file: &[u8], step: usize) -> io::Result<Vec<u8>> {
+        let mut reader = OpeningReader::new(identity, file)?;
+        let mut out = Vec::new();
+        let mut buf = vec![0; step];
+        loop {
+            match reader.read(&mut buf)? {
+                0 => return Ok(out),
+                n => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    fn plaintext(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn what_age_sealed_opens_to_the_same_bytes_at_every_chunk_edge_and_read_size() {
+        let identity = x25519::Identity::generate();
+        let lengths = [
+            0,
+            1,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            2 * CHUNK,
+            3 * CHUNK + 12345,
+        ];
+        for len in lengths {
+            let data = plaintext(len);
+            let file = sealed(&identity.to_public(), &data);
+            for step in [1, 4096, SEALED_CHUNK - 1, SEALED_CHUNK, 1 << 20] {
+                let back = opened(&identity, &file, step)
+                    .unwrap_or_else(|e| panic!("{len} bytes, reads of {step}: {e}"));
+                assert!(back == data, "{len} bytes, reads of {step}: other bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_payloads_are_refused() {
+        let identity = x25519::Identity::generate();
+        let data = plaintext(2 * CHUNK + 100);
+        let file = sealed(&identity.to_public(), &data);
+        let header = file.len() - (2 * SEALED_CHUNK + 100 + TAG);
+        let exact = sealed(&identity.to_public(), &plaintext(2 * CHUNK));
+        let exact_header = exact.len() - 2 * SEALED_CHUNK;
+        let flipped = |at: usize| {
+            let mut f = file.clone();
+            f[at] ^= 1;
+            f
+        };
+        let mut appended = file.clone();
+        appended.extend_from_slice(b"more");
+        let mut exact_appended = exact.clone();
+        exact_appended.extend_from_slice(&exact[exact_header..exact_header + SEALED_CHUNK]);
+        let mut swapped = file[..header].to_vec();
+        swapped.extend_from_slice(&file[header + SEALED_CHUNK..header + 2 * SEALED_CHUNK]);
+        swapped.extend_from_slice(&file[header..header + SEALED_CHUNK]);
+        swapped.extend_from_slice(&file[header + 2 * SEALED_CHUNK..]);
+        // age never writes an empty last chunk after others; the spec forbids it.
+        let mut empty_last = exact[..exact_header + SEALED_CHUNK].to_vec();
+        let cipher = OpeningReader::new(&identity, &exact[..]).unwrap().cipher;
+        let second = plaintext(2 * CHUNK)[CHUNK..].to_vec();
+        for (counter, last, mut chunk) in [(1, false, second), (2, true, Vec::new())] {
+            let tag = cipher
+                .encrypt_in_place_detached(&chunk_nonce(counter, last), &[], &mut chunk)
+                .unwrap();
+            empty_last.extend_from_slice(&chunk);
+            empty_last.extend_from_slice(&tag);
+        }
+        let cases: [(&str, Vec<u8>, &str); 9] = [
+            (
+                "a byte of the first chunk flipped",
+                flipped(header + 10),
+                "authenticate",
+            ),
+            (
+                "a tag byte flipped",
+                flipped(file.len() - 1),
+                "authenticate",
+            ),
+            (
+                "cut at a chunk edge",
+                file[..header + SEALED_CHUNK].to_vec(),
+                "truncated",
+            ),
+            (
+                "cut inside a chunk",
+                file[..header + 1000].to_vec(),
+                "authenticate",
+            ),
+            ("cut after the header", file[..header].to_vec(), "truncated"),
+            ("bytes after the last chunk", appended, "authenticate"),
+            (
+                "a chunk after a full last chunk",
+                exact_appended,
+                "after its last chunk",
+            ),
+            ("two chunks swapped", swapped, "authenticate"),
+            (
+                "an empty last chunk after others",
+                empty_last,
+                "empty chunk",
+            ),
+        ];
+        for (what, damaged, says) in cases {
+            for step in [4096, 1 << 20] {
+                let err = opened(&identity, &damaged, step)
+                    .map(|_| ())
+                    .expect_err(what);
+                assert!(err.to_string().contains(says), "{what}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn another_identity_or_a_damaged_header_cannot_open() {
+        let identity = x25519::Identity::generate();
+        let file = sealed(&identity.to_public(), b"secret");
+        let other = x25519::Identity::generate();
+        assert!(OpeningReader::new(&other, &file[..]).is_err());
+        let mut header = file.clone();
+        header[30] ^= 1;
+        assert!(OpeningReader::new(&identity, &header[..]).is_err());
+    }
+}
