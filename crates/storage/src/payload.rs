@@ -50,22 +50,26 @@ impl age::Identity for Unwrapping<'_> {
     fn unwrap_stanza(&self, stanza: &Stanza) -> Option<Result<FileKey, age::DecryptError>> {
         let unwrapped = self.identity.unwrap_stanza(stanza)?;
         if let Ok(file_key) = &unwrapped {
-            *self.file_key.borrow_mut() = Some(FileKey::new(Box::new(*file_key.expose_secret())));
+            let copy = FileKey::init_with_mut(|k| k.copy_from_slice(file_key.expose_secret()));
+            *self.file_key.borrow_mut() = Some(copy);
         }
         Some(unwrapped)
     }
 }
 
-/// Reads through to `inner`, keeping what was read: the header and nonce age's parser took.
+/// Reads through to `inner`, keeping the last [`NONCE`] bytes read: once age's parser has
+/// taken the header and the nonce, they are the nonce.
 struct Recording<R> {
     inner: R,
-    read: Vec<u8>,
+    tail: Vec<u8>,
 }
 
 impl<R: Read> Read for Recording<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.read.extend_from_slice(&buf[..n]);
+        self.tail.extend_from_slice(&buf[..n]);
+        let extra = self.tail.len().saturating_sub(NONCE);
+        self.tail.drain(..extra);
         Ok(n)
     }
 }
@@ -85,6 +89,8 @@ pub(crate) struct OpeningReader<R> {
     cipher: ChaCha20Poly1305,
     counter: u64,
     last_seen: bool,
+    /// A read failed: every later one fails too, as the stream is out of step.
+    failed: bool,
     chunk: Vec<u8>,
     pos: usize,
     end: usize,
@@ -95,7 +101,7 @@ impl<R: Read> OpeningReader<R> {
     pub(crate) fn new(identity: &x25519::Identity, inner: R) -> io::Result<Self> {
         let mut recording = Recording {
             inner,
-            read: Vec::new(),
+            tail: Vec::with_capacity(2 * NONCE),
         };
         let decryptor = age::Decryptor::new(&mut recording).map_err(to_io)?;
         let unwrapping = Unwrapping {
@@ -112,13 +118,14 @@ impl<R: Read> OpeningReader<R> {
             .file_key
             .take()
             .expect("age unwrapped the file key");
-        let Recording { inner, read } = recording;
-        let cipher = cipher(&file_key, &read[read.len() - NONCE..]);
+        let Recording { inner, tail } = recording;
+        let cipher = cipher(&file_key, &tail);
         Ok(Self {
             inner,
             cipher,
             counter: 0,
             last_seen: false,
+            failed: false,
             chunk: vec![0; SEALED_CHUNK],
             pos: 0,
             end: 0,
@@ -128,6 +135,15 @@ impl<R: Read> OpeningReader<R> {
     /// Read and open the next chunk into `buf` (at least [`SEALED_CHUNK`] long); returns
     /// its plaintext length, 0 at the end of the stream.
     fn open_next(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(invalid("the age file failed to open at an earlier read"));
+        }
+        let opened = self.try_open_next(buf);
+        self.failed = opened.is_err();
+        opened
+    }
+
+    fn try_open_next(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let buf = &mut buf[..SEALED_CHUNK];
         let n = read_full(&mut self.inner, buf)?;
         if self.last_seen {
@@ -137,10 +153,7 @@ impl<R: Read> OpeningReader<R> {
             };
         }
         if n < TAG {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the age file is truncated",
-            ));
+            return Err(invalid("the age file is truncated"));
         }
         let (data, tag) = buf[..n].split_at_mut(n - TAG);
         let tag = Tag::clone_from_slice(tag);
@@ -282,7 +295,7 @@ mod tests {
             empty_last.extend_from_slice(&chunk);
             empty_last.extend_from_slice(&tag);
         }
-        let cases: [(&str, Vec<u8>, &str); 9] = [
+        let cases: [(&str, Vec<u8>, &str); 11] = [
             (
                 "a byte of the first chunk flipped",
                 flipped(header + 10),
@@ -304,6 +317,8 @@ mod tests {
                 "authenticate",
             ),
             ("cut after the header", file[..header].to_vec(), "truncated"),
+            ("a tag cut short", file[..header + 10].to_vec(), "truncated"),
+            ("a nonce byte flipped", flipped(header - 1), "authenticate"),
             ("bytes after the last chunk", appended, "authenticate"),
             (
                 "a chunk after a full last chunk",
@@ -328,13 +343,56 @@ mod tests {
     }
 
     #[test]
-    fn another_identity_or_a_damaged_header_cannot_open() {
+    fn another_identity_or_a_header_with_another_mac_cannot_open() {
         let identity = x25519::Identity::generate();
         let file = sealed(&identity.to_public(), b"secret");
+        let mac = file.windows(5).position(|w| w == b"\n--- ").unwrap() + 5;
+        let mut other_mac = file.clone();
+        other_mac[mac] = if file[mac] == b'A' { b'B' } else { b'A' };
         let other = x25519::Identity::generate();
-        assert!(OpeningReader::new(&other, &file[..]).is_err());
-        let mut header = file.clone();
-        header[30] ^= 1;
-        assert!(OpeningReader::new(&identity, &header[..]).is_err());
+        let cases = [
+            ("another identity", &other, &file, "No matching keys"),
+            (
+                "another MAC",
+                &identity,
+                &other_mac,
+                "Header MAC is invalid",
+            ),
+        ];
+        for (what, identity, file, says) in cases {
+            let err = OpeningReader::new(identity, &file[..])
+                .map(|_| ())
+                .expect_err(what);
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{what}");
+            assert!(err.to_string().contains(says), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_read_after_a_failed_one_fails_too() {
+        let identity = x25519::Identity::generate();
+        let exact = sealed(&identity.to_public(), &plaintext(2 * CHUNK));
+        let header = exact.len() - 2 * SEALED_CHUNK;
+        // Past a chunk that fails, the next one would open: it must not be handed out.
+        let mut inserted = exact[..header + SEALED_CHUNK].to_vec();
+        inserted.extend_from_slice(&[7; SEALED_CHUNK]);
+        inserted.extend_from_slice(&exact[header + SEALED_CHUNK..]);
+        let mut appended = exact.clone();
+        appended.extend_from_slice(b"junk");
+        for (what, file) in [
+            ("a chunk inserted", inserted),
+            ("bytes after the last chunk", appended),
+        ] {
+            let mut reader = OpeningReader::new(&identity, &file[..]).unwrap();
+            let mut buf = vec![0; 1 << 20];
+            let failed = (0..10).map(|_| reader.read(&mut buf)).any(|r| r.is_err());
+            assert!(failed, "{what}: no read failed");
+            for _ in 0..2 {
+                assert!(
+                    reader.read(&mut buf).is_err(),
+                    "{what}: a later read passed"
+                );
+            }
+        }
     }
 }
