@@ -17,7 +17,8 @@
 #          strongbox vs sqlite3 .backup + zstd -T0 -3, zstd -d (+ cp)
 #
 # Environment:
-#   BENCH_DIR     work dir (default /tmp/strongbox-bench): data/ (cached trees), run/, logs/, results.md
+#   BENCH_DIR     work dir (default /tmp/strongbox-bench): data/ (cached trees), run/, targets/ (restores),
+#                 logs/, results.md
 #   BENCH_SCALE   size factor, default 1.0
 #   BENCH_SEED    data seed, default 42
 #   refs   a bundle's reference cross-check: 1,000,000 x scale references in SQLite against a
@@ -56,8 +57,8 @@
 #   4. full restore by every tool (of the latest state; plain tar of its one full archive)
 # Each step runs under GNU `/usr/bin/time -v`: wall time, user+sys CPU of the process and
 # the children it waited for, peak RSS (of the largest single process, e.g. tar or zstd).
-# Runs (repositories, archives, restores) go to run/; where that is ext4 without a journal,
-# a journaled ext4 image is mounted there for the run (as root; see journaled_run_dir).
+# Restores write into targets/; where that is ext4 without a journal, a journaled ext4 image
+# is mounted there for the run (as root; see journaled_targets).
 # Page cache cannot be dropped reliably, so all tools run on a warm cache; `sync` runs
 # (untimed) before each step so one tool's write-back does not land in the next one's time.
 # Output size: a repository's total after a full backup, its growth for later backups,
@@ -204,48 +205,54 @@ stop_load_sampler() {
         LOAD_PID=
     fi
 }
-# On ext4 without a journal (as on this project's VMs), the kernel skips an inode freed in the
-# last minutes when it allocates one: each file created soon after a tree was deleted first
-# steps over the deleted inodes. A 100,000-file restore took 38 s right after the deletion of
-# two such trees and 8 s before it, so whichever tool ran after an `rm -rf` lost. Runs then
-# go to a journaled ext4 image mounted on $W/run (as root; ext4 checks no recent deletions
-# when it has a journal), discarding freed blocks so the image holds only what is live.
-RUN_FS=
-RUN_MOUNTED=
-journaled_run_dir() {
+# Restores write into $TG. On ext4 without a journal (as on this project's VMs) the kernel
+# skips an inode freed in the last minutes when it allocates one, so each file created soon
+# after a tree was deleted first steps over the deleted inodes: a 100,000-file restore took
+# 38 s right after the deletion of two such trees and 8 s before it, and whichever tool
+# restored after an `rm -rf` lost. There (as root) $TG is a journaled ext4 image, where ext4
+# checks no recent deletions, with freed blocks discarded so the image holds only what is
+# live. Only restores go there: the image's pages are cached twice (its own and the backing
+# file's), which cost backups writing their repositories there up to twice their time.
+TG=$W/targets
+TG_FS=
+TG_MOUNTED=
+journaled_targets() {
     local src fstype dev
     # an image a killed run left mounted
-    if [[ -e $W/run.img ]] && mountpoint -q "$W/run"; then umount "$W/run"; fi
-    read -r src fstype < <(findmnt -n -o SOURCE,FSTYPE -T "$W/run")
+    if [[ -e $TG.img ]] && mountpoint -q "$TG"; then umount "$TG"; fi
+    mkdir -p "$TG"
+    read -r src fstype < <(findmnt -n -o SOURCE,FSTYPE -T "$TG")
     dev=${src##*/}
-    RUN_FS="$fstype ($src)"
+    TG_FS="$fstype ($src)"
     [[ $fstype == ext4 && -d /proc/fs/ext4/$dev ]] || return 0
     compgen -G "/proc/fs/jbd2/$dev-*" >/dev/null && return 0
     if [[ $(id -u) != 0 ]]; then
-        log "warning: $W/run is on ext4 without a journal: a run right after a deletion pays for it (run as root for a journaled image)"
-        RUN_FS="ext4 without a journal ($src): a run right after a deletion of many files pays seconds for it"
+        log "warning: $TG is on ext4 without a journal: a restore right after a deletion pays for it (run as root for a journaled image)"
+        TG_FS="ext4 without a journal ($src): a restore right after the deletion of many files pays seconds for it"
         return 0
     fi
-    log "run/: ext4 without a journal on $src; mounting a journaled ext4 image there"
-    rm -rf "$W/run" "$W/run.img"
-    mkdir -p "$W/run"
-    truncate -s 64G "$W/run.img"
-    mkfs.ext4 -q -F -N 4000000 "$W/run.img"
+    log "targets/: ext4 without a journal on $src; mounting a journaled ext4 image there"
+    rm -rf "$TG" "$TG.img"
+    mkdir -p "$TG"
+    truncate -s 32G "$TG.img"
+    mkfs.ext4 -q -F -N 3000000 "$TG.img"
     # noinit_itable: no inode-table zeroing in the background during the runs
-    mount -o loop,discard,noinit_itable "$W/run.img" "$W/run"
-    RUN_MOUNTED=1
-    RUN_FS="journaled ext4 on a loop device: an image in $W on $src, whose ext4 has no journal"
+    mount -o loop,discard,noinit_itable "$TG.img" "$TG"
+    TG_MOUNTED=1
+    TG_FS="journaled ext4 on a loop device (an image in $W on $src, whose ext4 has no journal)"
 }
-unmount_run_dir() {
-    if [[ -n $RUN_MOUNTED ]]; then
-        umount "$W/run" && rm -f "$W/run.img"
-        RUN_MOUNTED=
+unmount_targets() {
+    if [[ -n $TG_MOUNTED && ${BENCH_KEEP:-0} == 1 ]]; then
+        log "BENCH_KEEP=1: $TG stays mounted with the kept restores (umount $TG && rm $TG.img)"
+    elif [[ -n $TG_MOUNTED ]]; then
+        umount "$TG" && rm -f "$TG.img"
+        TG_MOUNTED=
     fi
 }
 cleanup() {
     stop_s3
     stop_load_sampler
-    unmount_run_dir
+    unmount_targets
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -584,7 +591,7 @@ bench_tree() {
     op="full restore"
     local t
     if want strongbox; then
-        t=$R/restore-sb
+        t=$TG/$TREE-restore-sb
         rm -rf "$t"
         measure "$op" strongbox "bench:latest" restore "$t|$fp1" -- \
             "$SB" -q --repo "$R/sb-repo" restore bench:latest --target "$t"
@@ -593,7 +600,7 @@ bench_tree() {
             # 1 % of the files by --include: only the frames that hold them are fetched. The
             # engine's debug events say what it fetched of each archive (all of it when it
             # streams one whole).
-            t=$R/restore-sb-partial
+            t=$TG/$TREE-restore-sb-partial
             rm -rf "$t"
             local picks=() inc=() p
             mapfile -t picks < <(cd "$src" && find . -type f | LC_ALL=C sort |
@@ -610,7 +617,7 @@ bench_tree() {
             [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$t"
         fi
         if [[ $TREE == media ]]; then
-            t=$R/restore-sb-age
+            t=$TG/$TREE-restore-sb-age
             rm -rf "$t"
             measure "$op" "strongbox-age" "bench:latest, age" restore "$t|$fp1" -- \
                 "$SB" -q --repo "$R/sb-age" --identity "$R/age-identity.txt" restore bench:latest --target "$t"
@@ -618,12 +625,12 @@ bench_tree() {
         fi
     fi
     if want tar; then
-        t=$R/restore-tar
+        t=$TG/$TREE-restore-tar
         rm -rf "$t" && mkdir -p "$t"
         measure "$op" "tar + zstd" "full archive = pre-change state" restore "$t|$fp0" -- \
             tar -I 'zstd -T0' -xf "$R/full.tar.zst" -C "$t"
         [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$t"
-        t=$R/restore-tar-chain
+        t=$TG/$TREE-restore-tar-chain
         rm -rf "$t" && mkdir -p "$t"
         # shellcheck disable=SC2016 # expanded by the inner bash
         measure "$op" "tar incremental" "levels 0+1+2" restore "$t|$fp1" -- \
@@ -632,13 +639,13 @@ bench_tree() {
         [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$t"
     fi
     if want restic; then
-        t=$R/restore-restic
+        t=$TG/$TREE-restore-restic
         rm -rf "$t"
         measure "$op" restic "latest" restore "$t|$fp1" -- env "${RV[@]}" restic -r "$R/restic" restore latest --target "$t"
         [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$t"
     fi
     if want borg; then
-        t=$R/restore-borg
+        t=$TG/$TREE-restore-borg
         rm -rf "$t" && mkdir -p "$t"
         measure "$op" borg "extract" restore "$t|$fp1" -- \
             env -C "$t" "${BV[@]}" borg extract "$R/borg::b3-changed"
@@ -687,10 +694,10 @@ encryption_pairs() {
         fi
     }
     restore() {
-        rm -rf "$P/to-$1" && if [[ $1 == age ]]; then
-            pair_run "full restore" age "$SB" -q --repo "$P/age" --identity "$identity" restore bench:latest --target "$P/to-age"
+        rm -rf "$TG/pairs-$1" && if [[ $1 == age ]]; then
+            pair_run "full restore" age "$SB" -q --repo "$P/age" --identity "$identity" restore bench:latest --target "$TG/pairs-age"
         else
-            pair_run "full restore" plain "$SB" -q --repo "$P/plain" restore bench:latest --target "$P/to-plain"
+            pair_run "full restore" plain "$SB" -q --repo "$P/plain" restore bench:latest --target "$TG/pairs-plain"
         fi
     }
     warm "$src"
@@ -700,7 +707,7 @@ encryption_pairs() {
     for ((i = 0; i < pairs; i++)); do
         for kind in $( ((i % 2)) && echo "age plain" || echo "plain age"); do restore "$kind" || return 0; done
     done
-    rm -rf "$P"
+    rm -rf "$P" "$TG"/pairs-*
 }
 
 # --------------------------------------------------------------------------- S3 section
@@ -815,7 +822,7 @@ for o in json.load(sys.stdin)["objects"]:
 
     # 2. downloads: strongbox's full restore, then a plain download of the same object
     op="full restore ← S3"
-    local t=$R/restore-sb
+    local t=$TG/s3-restore-sb
     rm -rf "$t"
     XFER=$(mb "$archive_bytes") measure "$op" strongbox "restore bench:latest from $url" restore "$t|$fp0" -- \
         "$SB" -q --repo "$url" restore bench:latest --target "$t"
@@ -1066,9 +1073,9 @@ bench_scale() {
         measure "ls" "$n" "" delta "$repo" -- "$SB" -q --repo "$repo" ls bench:latest
         measure "verify quick" "$n" "" delta "$repo" -- "$SB" -q --repo "$repo" verify bench:latest
         measure "verify deep" "$n" "" delta "$repo" -- "$SB" -q --repo "$repo" verify bench:latest --level deep
-        measure "restore" "$n" "" restore "$R/restore-$n|$(fingerprint "$src")" -- \
-            "$SB" -q --repo "$repo" restore bench:latest --target "$R/restore-$n"
-        rm -rf "$R/restore-$n"
+        measure "restore" "$n" "" restore "$TG/scale-restore-$n|$(fingerprint "$src")" -- \
+            "$SB" -q --repo "$repo" restore bench:latest --target "$TG/scale-restore-$n"
+        rm -rf "$TG/scale-restore-$n"
         python3 "$BENCH/gen.py" mutate --tree sparse --dir "$src" --seed "$SEED" --scale "$s" --fraction 0.01 >&2
         measure "1 % changed" "$n" "" delta "$repo" -- "$SB" -q --repo "$repo" backup files bench "$src"
         python3 "$BENCH/gen.py" ensure --tree sparse --dir "$src" --seed "$SEED" --scale "$s" >&2
@@ -1213,7 +1220,7 @@ main() {
         case $sec in postgres | sqlite) ;; *) die "unknown database '$sec' (postgres, sqlite)" ;; esac
     done
     mkdir -p "$W/data" "$W/run"
-    journaled_run_dir
+    journaled_targets
     LOGS=$W/logs
     rm -rf "$LOGS"
     mkdir -p "$LOGS"
@@ -1270,7 +1277,7 @@ main() {
         echo
         echo "$vers"
         echo
-        echo "Runs (repositories, archives, restores) on: $RUN_FS."
+        echo "Restores wrote into: $TG_FS."
         echo
         echo "Machine load: before \`$load_before\`; after \`$load_after\`; $load_stats"
         echo "(the benchmark's own tools count in it). $others."
