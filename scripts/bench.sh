@@ -695,7 +695,7 @@ encryption_pairs() {
         /usr/bin/time -f "%U %S" -o "$P/cpu" "$@" >/dev/null 2>>"$LOGS/media-pairs.log" ||
             { log "encryption pairs: $op $kind failed"; return 1; }
         t1=$EPOCHREALTIME
-        awk -v o="$op" -v k="$kind" -v a="$t0" -v b="$t1" '{ printf "%s\t%s\t%.3f\t%.2f\n", o, k, b - a, $1 + $2 }' \
+        awk -v o="$op" -v k="$kind" -v a="$t0" -v b="$t1" '{ printf "%s\t%s\t%.3f\t%.2f\t%.2f\n", o, k, b - a, $1 + $2, $1 }' \
             "$P/cpu" >>"$W/encryption-pairs.tsv"
     }
     backup() {
@@ -1325,13 +1325,14 @@ main() {
                 fi
                 if [[ $tree == media && -s $W/encryption-pairs.tsv ]]; then
                     echo
-                    awk -F'\t' "$AWK_MEDIAN"'{ n[$1 FS $2]++; v[$1 FS $2] = v[$1 FS $2] " " $3; c[$1 FS $2] = c[$1 FS $2] " " $4 }
+                    awk -F'\t' "$AWK_MEDIAN"'{ n[$1 FS $2]++; v[$1 FS $2] = v[$1 FS $2] " " $3; c[$1 FS $2] = c[$1 FS $2] " " $4; u[$1 FS $2] = u[$1 FS $2] " " $5 }
                         END {
                             split("full backup|full restore", list, "|")
                             for (i = 1; i <= 2; i++) {
                                 p = median(v[list[i] FS "plain"]); e = median(v[list[i] FS "age"])
                                 pc = median(c[list[i] FS "plain"]); ec = median(c[list[i] FS "age"])
-                                if (p > 0 && e > 0 && pc > 0) printf "Encrypted ÷ plain, %s, medians of %d pairs run in alternating order: %.2f× wall (%.2f s vs %.2f s; target ≤ 1.10×), %.2f× CPU (%.2f s vs %.2f s)\n", list[i], n[list[i] FS "age"], e / p, e, p, ec / pc, ec, pc
+                                pu = median(u[list[i] FS "plain"]); eu = median(u[list[i] FS "age"])
+                                if (p > 0 && e > 0 && pc > 0 && pu > 0) printf "Encrypted ÷ plain, %s, medians of %d pairs run in alternating order: %.2f× wall (%.2f s vs %.2f s; target ≤ 1.10×), %.2f× CPU (%.2f s vs %.2f s), %.2f× user CPU (%.2f s vs %.2f s)\n", list[i], n[list[i] FS "age"], e / p, e, p, ec / pc, ec, pc, eu / pu, eu, pu
                             }
                         }' "$W/encryption-pairs.tsv"
                 fi
