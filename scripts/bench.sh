@@ -211,8 +211,8 @@ stop_load_sampler() {
 # 38 s right after the deletion of two such trees and 8 s before it, and whichever tool
 # restored after an `rm -rf` lost. There (as root) $TG is a journaled ext4 image, where ext4
 # checks no recent deletions, with freed blocks discarded so the image holds only what is
-# live. Only restores go there: the image's pages are cached twice (its own and the backing
-# file's), which cost backups writing their repositories there up to twice their time.
+# live. Only restores go there: repositories and archives stay on the work dir's own
+# filesystem, so that the backup rows stay comparable with earlier runs.
 TG=$W/targets
 TG_FS=
 TG_MOUNTED=
