@@ -1,6 +1,7 @@
 //! Encrypted repositories: age to a repository key, key files per reader, the age CLI as a
 //! second reader, and keys that never show.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -152,13 +153,15 @@ fn the_age_cli_opens_a_snapshot_with_only_age_zstd_and_tar() {
     // The other direction: a key file the age CLI wrote lets strongbox in.
     let third = env.path("third.txt");
     let third_recipient = keygen(&third);
-    let status = Command::new("age")
-        .args(["-e", "-r", &third_recipient, "-o"])
-        .arg(Path::new(&env.repo).join("keys/0a9e0c11.age"))
-        .arg(env.path("repo.key"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let key_file = Path::new(&env.repo).join("keys/0a9e0c11.age");
+    age(&[
+        &"-e",
+        &"-r",
+        &third_recipient,
+        &"-o",
+        &key_file,
+        &env.path("repo.key"),
+    ]);
     let target = env.path("by-strongbox");
     env.restore(
         record["id"].as_str().unwrap(),
@@ -169,8 +172,9 @@ fn the_age_cli_opens_a_snapshot_with_only_age_zstd_and_tar() {
 }
 
 /// Run the age CLI with `args`, which must succeed.
-fn age(args: &[&std::ffi::OsStr]) {
-    let out = Command::new("age").args(args).output().unwrap();
+fn age(args: &[&dyn AsRef<OsStr>]) {
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    let out = Command::new("age").args(&args).output().unwrap();
     assert!(
         out.status.success(),
         "age {args:?}: {}",
@@ -193,37 +197,16 @@ fn an_archive_the_age_cli_sealed_to_the_repository_restores() {
         .unwrap()
         .path();
     let repo_key = env.path("repo.key");
-    age(&[
-        "-d".as_ref(),
-        "-i".as_ref(),
-        identity.as_os_str(),
-        "-o".as_ref(),
-        repo_key.as_os_str(),
-        key_file.as_os_str(),
-    ]);
+    age(&[&"-d", &"-i", &identity, &"-o", &repo_key, &key_file]);
     let archive = repo.join(object_key(&record, "archive"));
     let opened = env.path("archive.tar.zst");
-    age(&[
-        "-d".as_ref(),
-        "-i".as_ref(),
-        repo_key.as_os_str(),
-        "-o".as_ref(),
-        opened.as_os_str(),
-        archive.as_os_str(),
-    ]);
+    age(&[&"-d", &"-i", &repo_key, &"-o", &opened, &archive]);
     let marker: Value =
         serde_json::from_slice(&std::fs::read(repo.join("strongbox.json")).unwrap()).unwrap();
     let recipient = marker["recipient"].as_str().unwrap();
     let sealed_by_strongbox = std::fs::read(&archive).unwrap();
     std::fs::remove_file(&archive).unwrap();
-    age(&[
-        "-e".as_ref(),
-        "-r".as_ref(),
-        recipient.as_ref(),
-        "-o".as_ref(),
-        archive.as_os_str(),
-        opened.as_os_str(),
-    ]);
+    age(&[&"-e", &"-r", &recipient, &"-o", &archive, &opened]);
     assert_ne!(std::fs::read(&archive).unwrap(), sealed_by_strongbox);
 
     let target = env.path("restored");
@@ -233,6 +216,36 @@ fn an_archive_the_age_cli_sealed_to_the_repository_restores() {
         &["--identity", identity.to_str().unwrap()],
     );
     assert_same_tree(&tree(&src), &tree(&target));
+}
+
+#[test]
+fn a_restore_of_a_tampered_encrypted_archive_names_it_and_fails() {
+    let env = Env::new();
+    let (identity, _) = encrypted(&env);
+    let src = source(&env);
+    let record = backup(&env, &identity, &src);
+    let key = object_key(&record, "archive");
+    let archive = Path::new(&env.repo).join(&key);
+    let mut bytes = std::fs::read(&archive).unwrap();
+    // Inside a 64 KiB chunk before the last (the noise makes several): the header opens.
+    let at = bytes.len() - 2 * 65_552;
+    bytes[at] ^= 1;
+    std::fs::write(&archive, bytes).unwrap();
+    let target = env.path("restored");
+    let stderr = env.fails(
+        &[
+            "--identity",
+            identity.to_str().unwrap(),
+            "restore",
+            record["id"].as_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&key), "{stderr}");
+    assert!(stderr.contains("does not authenticate"), "{stderr}");
 }
 
 #[test]
