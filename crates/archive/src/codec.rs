@@ -271,7 +271,9 @@ impl<'a> Decoder<'a> {
     /// stream of independent frames (what an [`Encoder`] with threads writes) is decoded
     /// frame by frame on that many worker threads, a few frames ahead of the reader.
     pub fn with_threads<R: Read + Send + 'a>(reader: R, threads: u32) -> io::Result<Self> {
-        let mut buffered = BufReader::with_capacity(256 * 1024, reader);
+        // Small: std zeroes the whole buffer on its first fill, fresh pages for every object
+        // opened (a chain's restore opens 40 at once).
+        let mut buffered = BufReader::with_capacity(64 * 1024, reader);
         let head = buffered.fill_buf()?;
         let codec = Codec::detect(head);
         let inner: Box<dyn Read + Send + 'a> = match codec {

@@ -9,7 +9,9 @@ use std::io::Read;
 use strongbox_archive::{
     ArchiveEntry, Decoder, EntryCursor, EntryKind, FrameSpan, HashingReader, SeekTable,
 };
-use strongbox_manifest::{FileEntry, FileType, Listing, ObjectRole, Snapshot, SnapshotId};
+use strongbox_manifest::{
+    FileEntry, FileType, Listing, ObjectRef, ObjectRole, Snapshot, SnapshotId,
+};
 use strongbox_storage::ObjectInfo;
 use strongbox_verify::TreeCheck;
 
@@ -47,6 +49,9 @@ pub(crate) const OPEN_BUDGET: u64 = 64 << 20;
 /// The most one open archive holds: read-ahead of its stored bytes and of its content
 /// (a few MiB each) and the decoder's window.
 const ARCHIVE_MEMORY: u64 = 16 << 20;
+
+/// Archives of more stored bytes than this are decoded on a thread ahead of their reader.
+const PIPELINED_FROM: u64 = 1 << 20;
 
 /// Spans of frames this close in stored bytes are fetched as one.
 const MERGE_GAP: u64 = 1 << 20;
@@ -152,7 +157,10 @@ impl Reader {
                             continue;
                         }
                         held += memory;
-                        open.push((holder.clone(), HolderArchive::open(self, &archive.key)?));
+                        open.push((
+                            holder.clone(),
+                            HolderArchive::open(self, &archive.key, archive.size)?,
+                        ));
                         open.len() - 1
                     }
                 };
@@ -180,8 +188,12 @@ impl Reader {
     /// The entries `snapshot`'s tree draws from its own archive (`key`), read from it and
     /// checked as [`Self::read_streamed`] does, beside the streamed listing; the archive is
     /// read to its end. Returns how many entries matched.
-    pub(crate) fn read_own_archive(&self, snapshot: &Snapshot, key: &str) -> Result<u64, Error> {
-        let mut archive = HolderArchive::open(self, key)?;
+    pub(crate) fn read_own_archive(
+        &self,
+        snapshot: &Snapshot,
+        object: &ObjectRef,
+    ) -> Result<u64, Error> {
+        let mut archive = HolderArchive::open(self, &object.key, object.size)?;
         let mut matched = 0;
         for entry in self.checked_listing(snapshot)? {
             let entry = entry?;
@@ -205,7 +217,7 @@ impl Reader {
     where
         F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
     {
-        let mut archive = HolderArchive::open(self, &archive.key)?;
+        let mut archive = HolderArchive::open(self, &archive.key, archive.size)?;
         for entry in entries {
             archive.visit(entry, visit)?;
         }
@@ -360,14 +372,21 @@ struct HolderArchive {
 }
 
 impl HolderArchive {
-    fn open(reader: &Reader, key: &str) -> Result<Self, Error> {
+    /// Open the archive at `key` of `size` stored bytes.
+    fn open(reader: &Reader, key: &str, size: u64) -> Result<Self, Error> {
         // The holder's record may be forgotten while its archive is kept: the entries'
         // digests, not the archive's, are what is checked.
         let stream = reader.repo.open_object(key, None)?;
-        let entries = EntryCursor::pipelined(stream).map_err(|source| Error::Archive {
-            key: key.to_string(),
-            source,
-        })?;
+        // A small archive (a chain's incremental) is decoded as it is read: a read-ahead
+        // thread would only add its buffers, fresh memory for each of the chain's archives,
+        // open at once.
+        let entries = match size > PIPELINED_FROM {
+            true => EntryCursor::pipelined(stream).map_err(|source| Error::Archive {
+                key: key.to_string(),
+                source,
+            })?,
+            false => EntryCursor::new(stream),
+        };
         Ok(HolderArchive {
             key: key.to_string(),
             entries,

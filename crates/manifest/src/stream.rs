@@ -135,7 +135,8 @@ fn corrupt(key: &str, reason: String) -> Error {
 /// The parsing thread: header, batches of entries, and a failure if there is one. A closed
 /// channel (the reader dropped) stops it at the next batch.
 fn parse(reader: impl Read, send: &SyncSender<Message>) {
-    let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 20, reader));
+    // Small: std zeroes the whole buffer on its first fill, and a chain has a listing each.
+    let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(64 << 10, reader));
     let parsed = de.deserialize_map(Top { send }).and_then(|()| de.end());
     // A hung-up receiver is not a failure anyone waits for.
     let _ = send.send(match parsed {

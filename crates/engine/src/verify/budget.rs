@@ -100,9 +100,7 @@ impl Reader {
                 self.repo
                     .check_object(object)
                     .map_err(|e| error_chain(&e))?;
-                let matched = self
-                    .read_own_archive(snapshot, &object.key)
-                    .map_err(chain)?;
+                let matched = self.read_own_archive(snapshot, object).map_err(chain)?;
                 format!("{matched} entries matched")
             }
             ObjectRole::Listing => {
