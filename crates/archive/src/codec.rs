@@ -272,7 +272,7 @@ impl<'a> Decoder<'a> {
     /// frame by frame on that many worker threads, a few frames ahead of the reader.
     pub fn with_threads<R: Read + Send + 'a>(reader: R, threads: u32) -> io::Result<Self> {
         // Small: std zeroes the whole buffer on its first fill, fresh pages for every object
-        // opened (a chain's restore opens 40 at once).
+        // opened (a chain's restore holds 20 archives open at once).
         let mut buffered = BufReader::with_capacity(64 * 1024, reader);
         let head = buffered.fill_buf()?;
         let codec = Codec::detect(head);

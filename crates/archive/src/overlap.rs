@@ -9,8 +9,8 @@ const CHUNK: usize = 1024 * 1024;
 const CHUNKS_AHEAD: usize = 4;
 /// A read-ahead's first chunk; each chunk filled whole doubles the next, up to [`CHUNK`].
 /// A small object (a delta listing, a chain's incremental archive) then touches kilobytes
-/// of fresh memory instead of megabytes: on a VM, first-touched pages are what a restore
-/// drawing from 20 such objects spent its extra time on.
+/// of fresh memory instead of megabytes: a chain's restore holds 20 archives open at once,
+/// and a first-touched page is costly on a VM.
 const FIRST_CHUNK: usize = 64 * 1024;
 
 /// Reads `inner` on a thread of its own, a few chunks ahead of the consumer, so that
