@@ -293,16 +293,16 @@ warm() {
     tar -cf - -C "$1" . | cat >/dev/null
 }
 
-# prime_memory MB: write MB into tmpfs and delete it, untimed. On this kind of VM the host
-# takes back memory left free for a while, and touching it again costs 1-6 s of system time
-# per GiB: the first tool to write a restored tree into the page cache paid it (strongbox's
-# media restore ran 8.34 s where it runs 1.8 s). Freed again, the primed pages stay cheap for
-# the next half hour or so.
+# prime_memory BYTES: write twice BYTES (what the next step is about to write) into tmpfs
+# and delete it, untimed. On this kind of VM the host takes back memory left free for a
+# while, and touching it again costs 1-6 s of system time per GiB: the first tool to write a
+# restored tree into the page cache paid it (strongbox's media restore ran 8.34 s where it
+# runs 1.8 s). Freed again, the primed pages stay cheap for the next half hour or so.
 prime_memory() {
     local f
     [[ -w /dev/shm ]] || return 0
     f=$(mktemp /dev/shm/strongbox-prime.XXXX)
-    dd if=/dev/zero of="$f" bs=1M count="$1" status=none || true
+    dd if=/dev/zero of="$f" bs=1M count=$((2 * $1 / 1048576)) status=none || true
     rm -f "$f"
 }
 
@@ -340,16 +340,16 @@ for runs in groups.values():
 PY
 }
 
-# in_rounds STEP ITEM...: `STEP ITEM` for each item, BENCH_DB_ROUNDS times (default 3), the
-# order rotating between rounds: whichever runs first after the previous section pays for
+# in_rounds ROUNDS STEP ITEM...: `STEP ITEM` for each item, ROUNDS times, the order rotating
+# between rounds: whichever runs first after the previous section pays for
 # caches the others find warm (a single run, strongbox first, measured the PostgreSQL backup
 # at 1.13-1.72x; alternated, 0.94x). RESULTS then gets each operation and tool's median run.
 in_rounds() {
-    local step=$1 main=$RESULTS all i item
-    shift
+    local rounds=$1 step=$2 main=$RESULTS all i item
+    shift 2
     all=$(mktemp "$W/rounds.XXXXXX")
     RESULTS=$all
-    for ((i = 0; i < ${BENCH_DB_ROUNDS:-3}; i++)); do
+    for ((i = 0; i < rounds; i++)); do
         for item in $(rotate "$i" "$@"); do
             "$step" "$item"
         done
@@ -486,7 +486,7 @@ setup() {
 # 1.01x to 1.49x between bench runs with no change to either, so the pair runs in rotating
 # rounds, each after priming memory and warming the tree.
 full_backup_run() {
-    prime_memory $((2 * ${fp0#* } / 1048576))
+    prime_memory "${fp0#* }"
     warm "$src"
     case $1 in
     sb)
@@ -530,7 +530,7 @@ bench_tree() {
     local op="full backup" pair=()
     if want strongbox; then pair+=(sb); fi
     if want tar; then pair+=(zst); fi
-    if ((${#pair[@]})); then BENCH_DB_ROUNDS=${BENCH_FULL_ROUNDS:-3} in_rounds full_backup_run "${pair[@]}"; fi
+    if ((${#pair[@]})); then in_rounds "${BENCH_FULL_ROUNDS:-3}" full_backup_run "${pair[@]}"; fi
     if want strongbox; then
         # the S3 section compares its S3 backup with this local one
         if [[ $TREE == media ]]; then
@@ -623,7 +623,7 @@ bench_tree() {
     fi
 
     # 4. restores (of the latest snapshot, i.e. the changed tree)
-    prime_memory $((2 * ${fp0#* } / 1048576))
+    prime_memory "${fp0#* }"
     op="full restore"
     local t
     if want strongbox; then
@@ -707,8 +707,9 @@ bench_tree() {
 # wall here), go to the summary.
 encryption_pairs() {
     local src=$1 identity=$2 pairs=${BENCH_PAIRS:-3} P=$R/pairs i kind t0 t1
-    local recipient
+    local recipient bytes
     recipient=$(age-keygen -y "$identity")
+    bytes=$(dsize "$src")
     log "== encrypted ÷ plain: $pairs pairs of full backups and restores, order alternating"
     mkdir -p "$P"
     : >"$W/encryption-pairs.tsv"
@@ -725,7 +726,7 @@ encryption_pairs() {
     }
     backup() {
         rm -rf "$P/$1"
-        prime_memory $((2 * $(dsize "$src") / 1048576))
+        prime_memory "$bytes"
         if [[ $1 == age ]]; then
             "$SB" -q --repo "$P/age" init --encrypt --recipient "$recipient" >/dev/null
             pair_run "full backup" age "$SB" -q --repo "$P/age" --identity "$identity" backup files bench "$src"
@@ -736,7 +737,7 @@ encryption_pairs() {
     }
     restore() {
         rm -rf "$TG/pairs-plain" "$TG/pairs-age"
-        prime_memory $((2 * $(dsize "$src") / 1048576))
+        prime_memory "$bytes"
         if [[ $1 == age ]]; then
             pair_run "full restore" age "$SB" -q --repo "$P/age" --identity "$identity" restore bench:latest --target "$TG/pairs-age"
         else
@@ -867,7 +868,7 @@ for o in json.load(sys.stdin)["objects"]:
     op="full restore ← S3"
     local t=$TG/s3-restore-sb
     rm -rf "$t"
-    prime_memory $((2 * ${fp0#* } / 1048576))
+    prime_memory "${fp0#* }"
     XFER=$(mb "$archive_bytes") measure "$op" strongbox "restore bench:latest from $url" restore "$t|$fp0" -- \
         "$SB" -q --repo "$url" restore bench:latest --target "$t"
     rm -rf "$t"
@@ -981,9 +982,9 @@ bench_postgres() {
     # 1. backups (the password travels in PGPASSWORD, never in the URL), 2. restores, each
     # into a new database (dropped after its check); medians of rotating rounds (in_rounds).
     local op=backup
-    in_rounds pg_backup_run sb fc zst
+    in_rounds "${BENCH_DB_ROUNDS:-3}" pg_backup_run sb fc zst
     op=restore
-    in_rounds pg_restore_run sb fc zst
+    in_rounds "${BENCH_DB_ROUNDS:-3}" pg_restore_run sb fc zst
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
 }
 
@@ -1051,9 +1052,9 @@ bench_sqlite() {
 
     # 1. backups, 2. restores, each to a new file; medians of rotating rounds (in_rounds).
     local op=backup
-    in_rounds sqlite_backup_run sb plain
+    in_rounds "${BENCH_DB_ROUNDS:-3}" sqlite_backup_run sb plain
     op=restore
-    in_rounds sqlite_restore_run sb cp zstd
+    in_rounds "${BENCH_DB_ROUNDS:-3}" sqlite_restore_run sb cp zstd
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
 }
 
@@ -1187,11 +1188,11 @@ PY
     rt=$R
     if [[ -w /dev/shm ]]; then rt=$(mktemp -d /dev/shm/strongbox-chain.XXXX); fi
     for i in 1 2 3 4 5; do
-        prime_memory 512
+        prime_memory $((256 << 20))
         measure "restore" "1st" "" restore "$rt/first|$fp_first" -- \
             "$SB" -q --repo "$repo" restore "$first" --target "$rt/first"
         rm -rf "$rt/first"
-        prime_memory 512
+        prime_memory $((256 << 20))
         measure "restore" "20th" "" restore "$rt/last|$fp_last" -- \
             "$SB" -q --repo "$repo" restore "$last" --target "$rt/last"
         rm -rf "$rt/last"

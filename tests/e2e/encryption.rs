@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::harness::{assert_same_tree, noise, object_key, tree, write, Env};
+use crate::harness::{assert_same_tree, names, noise, object_key, tree, write, Env};
 
 /// A new age identity file made by the age CLI; its recipient.
 fn keygen(path: &Path) -> String {
@@ -67,6 +67,15 @@ fn repository_files(env: &Env) -> Vec<(String, Vec<u8>)> {
 }
 
 /// `backup files media SRC` with the identity, returning the record.
+/// An encrypted repository holding one backup of [`source`]: the identity that reads it,
+/// the source tree and the snapshot record.
+fn backed_up(env: &Env) -> (PathBuf, PathBuf, Value) {
+    let (identity, _) = encrypted(env);
+    let src = source(env);
+    let record = backup(env, &identity, &src);
+    (identity, src, record)
+}
+
 fn backup(env: &Env, identity: &Path, src: &Path) -> Value {
     env.json(&[
         "--identity",
@@ -126,9 +135,7 @@ fn encrypted_repository_backs_up_restores_verifies_and_stores_no_plaintext() {
 #[test]
 fn the_age_cli_opens_a_snapshot_with_only_age_zstd_and_tar() {
     let env = Env::new();
-    let (identity, _) = encrypted(&env);
-    let src = source(&env);
-    let record = backup(&env, &identity, &src);
+    let (identity, src, record) = backed_up(&env);
     let out = env.path("by-hand");
     std::fs::create_dir_all(&out).unwrap();
     crate::recipe::run_doc_block(
@@ -185,10 +192,8 @@ fn age(args: &[&dyn AsRef<OsStr>]) {
 #[test]
 fn an_archive_the_age_cli_sealed_to_the_repository_restores() {
     let env = Env::new();
-    let (identity, _) = encrypted(&env);
     // The 300 kB of noise make the archive several 64 KiB age chunks long.
-    let src = source(&env);
-    let record = backup(&env, &identity, &src);
+    let (identity, src, record) = backed_up(&env);
     let repo = Path::new(&env.repo);
     let key_file = std::fs::read_dir(repo.join("keys"))
         .unwrap()
@@ -221,9 +226,7 @@ fn an_archive_the_age_cli_sealed_to_the_repository_restores() {
 #[test]
 fn a_restore_of_a_tampered_encrypted_archive_names_it_and_fails() {
     let env = Env::new();
-    let (identity, _) = encrypted(&env);
-    let src = source(&env);
-    let record = backup(&env, &identity, &src);
+    let (identity, _, record) = backed_up(&env);
     let key = object_key(&record, "archive");
     let archive = Path::new(&env.repo).join(&key);
     let mut bytes = std::fs::read(&archive).unwrap();
@@ -246,6 +249,11 @@ fn a_restore_of_a_tampered_encrypted_archive_names_it_and_fails() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains(&key), "{stderr}");
     assert!(stderr.contains("does not authenticate"), "{stderr}");
+    let left = names(env.dir.path());
+    assert!(
+        !left.iter().any(|n| n.contains("restored")),
+        "no target, no staging directory: {left:?}"
+    );
 }
 
 #[test]
@@ -357,9 +365,7 @@ fn keys_rotate_without_rewriting_data_and_the_last_key_stays() {
 #[test]
 fn bad_keys_get_one_line_exit_1_and_leave_the_target_alone() {
     let env = Env::new();
-    let (identity, _) = encrypted(&env);
-    let src = source(&env);
-    let record = backup(&env, &identity, &src);
+    let (identity, _, record) = backed_up(&env);
     let snap = record["id"].as_str().unwrap();
     let target = env.path("target");
     write(&target.join("keep.txt"), b"untouched");
@@ -466,10 +472,8 @@ fn bad_keys_get_one_line_exit_1_and_leave_the_target_alone() {
 #[test]
 fn a_truncated_age_object_is_named_by_verify_checksum() {
     let env = Env::new();
-    let (identity, _) = encrypted(&env);
+    let (identity, _, record) = backed_up(&env);
     let id = identity.to_str().unwrap();
-    let src = source(&env);
-    let record = backup(&env, Path::new(id), &src);
     let archive = object_key(&record, "archive");
     let path = Path::new(&env.repo).join(&archive);
     let bytes = std::fs::read(&path).unwrap();
