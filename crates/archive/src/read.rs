@@ -1,4 +1,4 @@
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 
 use crate::{safe_relative_path, Error};
 
@@ -34,14 +34,17 @@ pub struct ArchiveEntry<'e> {
 /// Reads a plain tar stream (decompress it first: a [`Decoder`](crate::Decoder) or the
 /// repository's object pipeline).
 pub struct ArchiveReader<'a> {
-    archive: tar::Archive<Box<dyn Read + Send + 'a>>,
+    archive: tar::Archive<Forward<Box<dyn Read + Send + 'a>>>,
 }
 
 impl<'a> ArchiveReader<'a> {
     /// Read `reader`.
     pub fn new<R: Read + Send + 'a>(reader: R) -> Self {
         Self {
-            archive: tar::Archive::new(Box::new(reader)),
+            archive: tar::Archive::new(Forward {
+                reader: Box::new(reader),
+                position: 0,
+            }),
         }
     }
 
@@ -80,7 +83,7 @@ impl<'a> ArchiveReader<'a> {
         let corrupt = |context: String, source: io::Error| Error::Corrupt { context, source };
         let entries = self
             .archive
-            .entries()
+            .entries_with_seek()
             .map_err(|e| corrupt("reading the first entry".to_string(), e))?;
         let mut last = String::from("<start of archive>");
         for entry in entries.take(limit) {
@@ -128,10 +131,46 @@ impl<'a> ArchiveReader<'a> {
     }
 }
 
+/// The tar stream, which tar may seek forward. Without a seek, tar reads its way to each
+/// header through a 32 KiB buffer it zeroes on every entry, even with nothing to skip: 3 %
+/// of a restore's samples for a tree of small files.
+struct Forward<R> {
+    reader: R,
+    /// Bytes read so far: where tar takes the stream to be after a seek.
+    position: u64,
+}
+
+impl<R: Read> Read for Forward<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read> Seek for Forward<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let ahead = match to {
+            SeekFrom::Current(n) => u64::try_from(n).ok(),
+            SeekFrom::Start(n) => n.checked_sub(self.position),
+            SeekFrom::End(_) => None,
+        }
+        .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "a tar stream reads forward"))?;
+        if ahead > 0 {
+            let skipped = io::copy(&mut self.take(ahead), &mut io::sink())?;
+            if skipped < ahead {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        Ok(self.position)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{ArchiveWriter, Compression, Decoder, Encoder, EntryMeta};
+    use rstest::rstest;
 
     const META: EntryMeta = EntryMeta {
         mode: 0o640,
@@ -245,5 +284,50 @@ mod tests {
         let bytes = w.finish().unwrap().finish().unwrap();
         let cut = &bytes[..bytes.len() / 2];
         assert!(collect(cut).is_err());
+    }
+
+    /// Paths seen by a `for_each` whose visitor reads `read` bytes of each entry's data.
+    fn paths_reading(bytes: &[u8], read: usize) -> Result<Vec<String>, Error> {
+        let mut seen = Vec::new();
+        ArchiveReader::new(bytes).for_each(|e: ArchiveEntry<'_>| {
+            let mut head = vec![0; read.min(e.size as usize)];
+            e.data.read_exact(&mut head).unwrap();
+            seen.push(e.path.to_string());
+            Ok::<_, Error>(())
+        })?;
+        Ok(seen)
+    }
+
+    #[rstest]
+    #[case::none(0)]
+    #[case::a_byte(1)]
+    #[case::part(700)]
+    #[case::all(usize::MAX)]
+    fn entries_follow_whatever_each_visitor_leaves_unread(#[case] read: usize) {
+        let sizes = [0, 1, 511, 512, 513, 70_000, 3];
+        let mut w = ArchiveWriter::new(Vec::new());
+        let mut paths = Vec::new();
+        for (i, size) in sizes.into_iter().enumerate() {
+            let path = format!("f{i}");
+            w.append_file(&path, &META, &vec![7; size][..], size as u64)
+                .unwrap();
+            paths.push(path);
+        }
+        let bytes = w.finish().unwrap();
+        assert_eq!(paths_reading(&bytes, read).unwrap(), paths);
+    }
+
+    #[test]
+    fn a_tar_cut_inside_data_left_unread_is_corrupt() {
+        let mut w = ArchiveWriter::new(Vec::new());
+        w.append_file("big", &META, &vec![1; 70_000][..], 70_000)
+            .unwrap();
+        w.append_file("next", &META, &b"x"[..], 1).unwrap();
+        let bytes = w.finish().unwrap();
+        let err = paths_reading(&bytes[..40_000], 0).unwrap_err();
+        assert!(
+            matches!(err, Error::Corrupt { ref context, .. } if context.contains("big")),
+            "{err}"
+        );
     }
 }
