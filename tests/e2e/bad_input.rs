@@ -119,6 +119,20 @@ fn missing_foreign_and_newer_repositories_are_refused() {
 }
 
 #[test]
+fn an_s3_setting_the_backend_cannot_parse_is_refused_naming_it() {
+    let mut env = Env::new();
+    env.repo = "s3://strongbox-test/unparsable".to_string();
+    env.vars
+        .push(("AWS_ALLOW_HTTP".to_string(), "perhaps".to_string()));
+    let err = env.fails(&["snapshots"], 1);
+    let line = one_line(&err);
+    assert!(
+        line.contains("\"AWS_ALLOW_HTTP\"") && line.contains("\"perhaps\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn unknown_and_ambiguous_snapshot_ids_are_refused() {
     let (env, record) = small_repo();
     write(&env.path("src/more.txt"), b"more");

@@ -150,28 +150,36 @@ fn connect(location: &Location, options: &StoreOptions, create_dir: bool) -> Res
         Location::Memory => Ok(Store::from_object_store(Arc::new(InMemory::new()), shown)),
         Location::S3 { bucket, prefix } => {
             options.check()?;
-            // The file's settings first, then the environment over them (what from_env does).
+            // The file's settings first, then the environment over them (what from_env does),
+            // each with the name it was given, for messages.
             let mut settings = Vec::new();
-            for (key, value) in &options.s3 {
-                settings.push((s3_key(key)?, value.clone()));
+            for (name, value) in &options.s3 {
+                settings.push((name.clone(), s3_key(name)?, value.clone()));
             }
-            for (key, value) in std::env::vars() {
-                if let Some(key) = key
+            for (name, value) in std::env::vars() {
+                if let Some(key) = name
                     .starts_with("AWS_")
-                    .then(|| key.to_ascii_lowercase().parse().ok())
+                    .then(|| name.to_ascii_lowercase().parse().ok())
                     .flatten()
                 {
-                    settings.push((key, value));
+                    settings.push((name, key, value));
                 }
             }
-            cloud(
-                s3_builder(settings)
-                    .with_bucket_name(bucket)
-                    .with_retry(retry_config())
-                    .build()
-                    .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
-                prefix,
+            let built = s3_builder(
+                settings
+                    .iter()
+                    .map(|(_, key, value)| (*key, value.clone()))
+                    .collect(),
             )
+            .with_bucket_name(bucket)
+            .with_retry(retry_config())
+            .build();
+            if built.is_err() {
+                if let Some(refused) = refused_setting(&settings, bucket) {
+                    return Err(refused);
+                }
+            }
+            cloud(built.map(|s| Arc::new(s) as Arc<dyn ObjectStore>), prefix)
         }
         Location::Gcs { bucket, prefix } => cloud(
             GoogleCloudStorageBuilder::from_env()
@@ -214,6 +222,24 @@ fn s3_builder(settings: Vec<(AmazonS3ConfigKey, String)>) -> AmazonS3Builder {
         .filter_map(|key| builder.get_config_value(key))
         .all(|endpoint| endpoint.starts_with("https://"));
     builder.with_unsigned_payload(tls)
+}
+
+/// The first of `settings` (name, key, value) that object_store refuses on its own, such
+/// as `allow_http = "perhaps"`: its error names the value, not the setting.
+fn refused_setting(
+    settings: &[(String, AmazonS3ConfigKey, String)],
+    bucket: &str,
+) -> Option<Error> {
+    settings.iter().find_map(|(name, key, value)| {
+        let alone = AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_config(*key, value.clone())
+            .build();
+        alone.err().map(|e| Error::InvalidSetting {
+            key: name.clone(),
+            reason: BackendError::new(e).to_string(),
+        })
+    })
 }
 
 /// How many times a failed request is retried (`STRONGBOX_RETRIES`, default 5).
@@ -328,6 +354,30 @@ mod tests {
             if let Err(e) = result {
                 assert!(e.to_string().contains(&format!("{key:?}")), "{e}");
             }
+        }
+    }
+
+    #[test]
+    fn s3_settings_with_values_object_store_cannot_parse_are_refused_by_name() {
+        let location = Location::S3 {
+            bucket: "bucket".to_string(),
+            prefix: String::new(),
+        };
+        for (key, value) in [
+            ("unsigned_payload", "maybe"),
+            ("allow_http", "perhaps"),
+            ("virtual_hosted_style_request", "often"),
+            ("skip_signature", "2"),
+        ] {
+            let options = StoreOptions {
+                s3: [(key.to_string(), value.to_string())].into(),
+            };
+            let err = Store::connect(&location, &options).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidSetting { key: ref named, .. } if named == key),
+                "{key}: {err}"
+            );
+            assert!(err.to_string().contains(value), "{key}: {err}");
         }
     }
 }
