@@ -45,6 +45,7 @@
 #   BENCH_PG_SCALE     pgbench scale, default 50 x BENCH_SCALE (at least 1)
 #   BENCH_DB_ROUNDS    db section: runs of each tool, in rotating order, the median kept; default 3
 #   BENCH_FULL_ROUNDS  files section: the same for the full backups of strongbox and tar + zstd
+#   BENCH_S3_ROUNDS    s3 section: the same for strongbox and boto3, each direction
 #   BENCH_SQLITE_ROWS  SQLite rows, default 3,000,000 x BENCH_SCALE
 #   BENCH_BORG_COMPRESSION  borg --compression, default zstd,3 (the level strongbox and tar use)
 #   BENCH_SKIP_BUILD=1      use the existing target/release/strongbox
@@ -805,16 +806,72 @@ stop_s3() {
 # boto3's own transfer time from an s3plain.py log ("... in 5.12 s ...")
 plain_seconds() { sed -n 's/^s3plain [a-z]*: [0-9]* bytes in \([0-9.]*\) s .*/\1/p' "$1" | tail -n 1; }
 
+# s3_run ITEM: one timed transfer of the S3 section, after priming memory: sb-up (a full backup
+# into a repository emptied of the last round's snapshot), plain-up, sb-down, plain-down.
+# boto3's own transfer times go to $R/up.secs and $R/down.secs.
+s3_run() {
+    prime_memory "${fp0#* }"
+    case $1 in
+    sb-up)
+        rm -rf "$s3root/$S3_BUCKET/sb/sets"
+        warm "$src"
+        XFER=out measure "$op" strongbox "backup files --full to $url" total "$s3root/$S3_BUCKET/sb" -- \
+            "$SB" -q --repo "$url" backup files bench "$src" --full
+        [[ -f $R/plain.bin ]] || s3_plain_bytes
+        ;;
+    plain-up)
+        [[ -f $R/plain.bin ]] && cat "$R/plain.bin" >/dev/null
+        XFER=out measure "$op" "plain upload" "$plain_note, the archive's $(mb "$archive_bytes") MiB" \
+            file "$s3root/$S3_BUCKET/plain/archive.bin" -- \
+            python3 "$BENCH/s3plain.py" upload "$R/plain.bin" "$S3_BUCKET" plain/archive.bin
+        plain_seconds "$LAST_LOG" >>"$R/up.secs"
+        ;;
+    sb-down)
+        rm -rf "$t"
+        XFER=$(mb "$archive_bytes") measure "$op" strongbox "restore bench:latest from $url" restore "$t|$fp0" -- \
+            "$SB" -q --repo "$url" restore bench:latest --target "$t"
+        rm -rf "$t"
+        ;;
+    plain-down)
+        rm -f "$R/plain.dl"
+        XFER=out measure "$op" "plain download" "boto3 download_file, 8 MiB parts × 4 threads" \
+            same "$R/plain.dl|$R/plain.bin" -- \
+            python3 "$BENCH/s3plain.py" download "$S3_BUCKET" plain/archive.bin "$R/plain.dl"
+        plain_seconds "$LAST_LOG" >>"$R/down.secs"
+        rm -f "$R/plain.dl"
+        ;;
+    esac
+}
+
+# $R/plain.bin: the bytes of strongbox's archive object as s3s-fs stored them (random bytes of
+# its size when they cannot be copied), for boto3 to move the same bytes; sets archive_bytes.
+s3_plain_bytes() {
+    local found
+    found=$("$SB" --json --repo "$url" show bench:latest 2>/dev/null | python3 -c '
+import json, sys
+for o in json.load(sys.stdin)["objects"]:
+    if o["key"].endswith((".tar.zst", ".tar.gz", ".tar")):
+        print(o["key"], o["size"])' 2>/dev/null) || found=
+    if [[ -z $found ]]; then
+        BROKEN[plain]="no strongbox archive to size the transfer"
+        return 0
+    fi
+    archive_bytes=${found##* }
+    cp "$s3root/$S3_BUCKET/sb/${found% *}" "$R/plain.bin" 2>/dev/null ||
+        head -c "$archive_bytes" /dev/urandom >"$R/plain.bin"
+    log "archive object ${found% *}: $(mb "$archive_bytes") MiB"
+}
+
 bench_s3() {
     results_for s3
     : >"$W/summary-s3.txt"
-    local src=$W/data/media
+    local src=$W/data/media rounds=${BENCH_S3_ROUNDS:-3}
     R=$W/run/s3
-    log "== S3: media tree (scale $SCALE) to s3s-fs on loopback"
+    log "== S3: media tree (scale $SCALE) to s3s-fs on loopback, $rounds rounds"
     python3 "$BENCH/gen.py" ensure --tree media --dir "$src" --seed "$SEED" --scale "$SCALE" >&2
     rm -rf "$R"
     mkdir -p "$R"
-    local fp0 s3root=$R/s3root url=s3://$S3_BUCKET/sb
+    local fp0 s3root=$R/s3root url=s3://$S3_BUCKET/sb archive_bytes=0 t=$TG/s3-restore-sb
     fp0=$(fingerprint "$src")
     if ! start_s3 "$s3root"; then
         printf '%s\t%s\t\t\t\t\tfailed (s3s-fs did not start)\t\n' "full backup → S3" strongbox >>"$RESULTS"
@@ -823,33 +880,10 @@ bench_s3() {
     local plain_note="boto3 upload_file, 8 MiB parts × 4 threads"
     setup strongbox "$SB" -q --repo "$url" init
 
-    # 1. uploads: strongbox's full backup, then a plain upload of as many bytes
+    # 1. uploads: strongbox's full backup, and a plain upload of its archive's bytes (the first
+    # round runs strongbox first, to have them)
     local op="full backup → S3"
-    warm "$src"
-    XFER=out measure "$op" strongbox "backup files --full to $url" total "$s3root/$S3_BUCKET/sb" -- \
-        "$SB" -q --repo "$url" backup files bench "$src" --full
-    local archive_key archive_bytes=0
-    archive_key=$("$SB" --json --repo "$url" show bench:latest 2>/dev/null | python3 -c '
-import json, sys
-for o in json.load(sys.stdin)["objects"]:
-    if o["key"].endswith((".tar.zst", ".tar.gz", ".tar")):
-        print(o["key"], o["size"])' 2>/dev/null) || archive_key=
-    if [[ -n $archive_key ]]; then
-        archive_bytes=${archive_key##* }
-        archive_key=${archive_key% *}
-        # the archive's own bytes, as s3s-fs stored them (else random bytes of its size)
-        cp "$s3root/$S3_BUCKET/sb/$archive_key" "$R/plain.bin" 2>/dev/null ||
-            head -c "$archive_bytes" /dev/urandom >"$R/plain.bin"
-        log "archive object $archive_key: $(mb "$archive_bytes") MiB"
-    else
-        BROKEN[plain]="no strongbox archive to size the transfer"
-    fi
-    [[ -f $R/plain.bin ]] && cat "$R/plain.bin" >/dev/null
-    XFER=out measure "$op" "plain upload" "$plain_note, the archive's $(mb "$archive_bytes") MiB" \
-        file "$s3root/$S3_BUCKET/plain/archive.bin" -- \
-        python3 "$BENCH/s3plain.py" upload "$R/plain.bin" "$S3_BUCKET" plain/archive.bin
-    local up_s
-    up_s=$(plain_seconds "$LAST_LOG")
+    in_rounds "$rounds" s3_run sb-up plain-up
 
     # the same backup into a local repository
     if [[ -n $MEDIA_LOCAL_ROW ]]; then
@@ -864,36 +898,33 @@ for o in json.load(sys.stdin)["objects"]:
         [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R/sb-local"
     fi
 
-    # 2. downloads: strongbox's full restore, then a plain download of the same object
+    # 2. downloads: strongbox's full restore, and a plain download of the same object
     op="full restore ← S3"
-    local t=$TG/s3-restore-sb
-    rm -rf "$t"
-    prime_memory "${fp0#* }"
-    XFER=$(mb "$archive_bytes") measure "$op" strongbox "restore bench:latest from $url" restore "$t|$fp0" -- \
-        "$SB" -q --repo "$url" restore bench:latest --target "$t"
-    rm -rf "$t"
-    rm -f "$R/plain.dl"
-    XFER=out measure "$op" "plain download" "boto3 download_file, 8 MiB parts × 4 threads" \
-        same "$R/plain.dl|$R/plain.bin" -- \
-        python3 "$BENCH/s3plain.py" download "$S3_BUCKET" plain/archive.bin "$R/plain.dl"
-    local down_s
-    down_s=$(plain_seconds "$LAST_LOG")
+    in_rounds "$rounds" s3_run sb-down plain-down
     stop_s3
 
     # strongbox ÷ plain against boto3's transfer time alone (no Python start-up, no import)
-    python3 - "$RESULTS" "${up_s:-}" "${down_s:-}" >"$W/summary-s3.txt" <<'PY'
-import sys
+    python3 - "$RESULTS" "$R/up.secs" "$R/down.secs" >"$W/summary-s3.txt" <<'PY'
+import statistics, sys
 rows = [(l.rstrip("\n").split("\t") + [""] * 9)[:9] for l in open(sys.argv[1]) if l.strip()]
 wall = {(r[0], r[1]): float(r[2]) for r in rows if r[6] in ("ok", "mismatch")}
+
+def median_secs(path):
+    try:
+        secs = [float(l) for l in open(path) if l.strip()]
+    except OSError:
+        return None
+    return statistics.median_low(secs) if secs else None
+
 out = []
-for op, plain, secs in (("full backup → S3", "plain upload", sys.argv[2]),
+for op, plain, path in (("full backup → S3", "plain upload", sys.argv[2]),
                         ("full restore ← S3", "plain download", sys.argv[3])):
-    sb, pw = wall.get((op, "strongbox")), wall.get((op, plain))
+    sb, pw, secs = wall.get((op, "strongbox")), wall.get((op, plain)), median_secs(path)
     if sb and pw:
         cell = f"{sb / pw:.2f}× of the whole boto3 command"
         if secs:
-            cell += f", {sb / float(secs):.2f}× of its transfer alone ({float(secs):.2f} s without Python start-up)"
-        out.append(f"- {op}: strongbox {sb:.2f} s ÷ {plain} {pw:.2f} s = {cell}")
+            cell += f", {sb / secs:.2f}× of its transfer alone ({secs:.2f} s without Python start-up)"
+        out.append(f"- {op}: strongbox {sb:.2f} s ÷ {plain} {pw:.2f} s = {cell} (medians)")
 print("\n".join(out))
 PY
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
@@ -1415,7 +1446,10 @@ main() {
             cat "$W/summary-s3.txt"
             echo
             echo "Notes: one s3s-fs server (storing objects as files under a temp dir on the same disk)"
-            echo "serves both; strongbox and boto3 both use 8 MiB parts, 4 at a time. The plain transfer"
+            echo "serves both. Uploads use 8 MiB parts, 4 at a time, in both tools; downloads use 8 MiB"
+            echo "parts in boto3 and 4 MiB ranges in strongbox (for its memory), 4 at a time. Each tool"
+            echo "runs ${BENCH_S3_ROUNDS:-3} times per direction, in rotating order, each after priming memory;"
+            echo "rows and ratios are medians. The plain transfer"
             echo "moves one file of the archive object's bytes (a copy of it): MiB/s = moved MiB ÷ wall,"
             echo "where moved is the repository's size for a strongbox backup, the archive object for a"
             echo "strongbox restore (whose output is the restored tree), the object for boto3. boto3"
