@@ -132,7 +132,7 @@ impl<'a> ArchiveReader<'a> {
 }
 
 /// The tar stream, which tar may seek forward. Without a seek, tar reads its way to each
-/// header through a 32 KiB buffer it zeroes on every entry, even with nothing to skip: 3 %
+/// header through a 32 KiB buffer it zeroes on every entry, even with nothing to skip: 4 %
 /// of a restore's samples for a tree of small files.
 struct Forward<R> {
     reader: R,
