@@ -824,7 +824,7 @@ s3_run() {
         XFER=out measure "$op" "plain upload" "$plain_note, the archive's $(mb "$archive_bytes") MiB" \
             file "$s3root/$S3_BUCKET/plain/archive.bin" -- \
             python3 "$BENCH/s3plain.py" upload "$R/plain.bin" "$S3_BUCKET" plain/archive.bin
-        plain_seconds "$LAST_LOG" >>"$R/up.secs"
+        [[ -f $LAST_LOG ]] && plain_seconds "$LAST_LOG" >>"$R/up.secs"
         ;;
     sb-down)
         rm -rf "$t"
@@ -837,7 +837,7 @@ s3_run() {
         XFER=out measure "$op" "plain download" "boto3 download_file, 8 MiB parts × 4 threads" \
             same "$R/plain.dl|$R/plain.bin" -- \
             python3 "$BENCH/s3plain.py" download "$S3_BUCKET" plain/archive.bin "$R/plain.dl"
-        plain_seconds "$LAST_LOG" >>"$R/down.secs"
+        [[ -f $LAST_LOG ]] && plain_seconds "$LAST_LOG" >>"$R/down.secs"
         rm -f "$R/plain.dl"
         ;;
     esac

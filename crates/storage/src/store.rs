@@ -150,21 +150,7 @@ fn connect(location: &Location, options: &StoreOptions, create_dir: bool) -> Res
         Location::Memory => Ok(Store::from_object_store(Arc::new(InMemory::new()), shown)),
         Location::S3 { bucket, prefix } => {
             options.check()?;
-            // The file's settings first, then the environment over them (what from_env does),
-            // each with the name it was given, for messages.
-            let mut settings = Vec::new();
-            for (name, value) in &options.s3 {
-                settings.push((name.clone(), s3_key(name)?, value.clone()));
-            }
-            for (name, value) in std::env::vars() {
-                if let Some(key) = name
-                    .starts_with("AWS_")
-                    .then(|| name.to_ascii_lowercase().parse().ok())
-                    .flatten()
-                {
-                    settings.push((name, key, value));
-                }
-            }
+            let settings = s3_settings(options, std::env::vars())?;
             let built = s3_builder(
                 settings
                     .iter()
@@ -224,15 +210,44 @@ fn s3_builder(settings: Vec<(AmazonS3ConfigKey, String)>) -> AmazonS3Builder {
     builder.with_unsigned_payload(tls)
 }
 
-/// The first of `settings` (name, key, value) that object_store refuses on its own, such
-/// as `allow_http = "perhaps"`: its error names the value, not the setting.
-fn refused_setting(
-    settings: &[(String, AmazonS3ConfigKey, String)],
-    bucket: &str,
-) -> Option<Error> {
-    settings.iter().find_map(|(name, key, value)| {
+/// An S3 setting: the name it was given (an `[s3]` key or an `AWS_*` variable), its key and
+/// its value.
+type S3Setting = (String, AmazonS3ConfigKey, String);
+
+/// The `[s3]` settings, then the `AWS_*` variables of `env` over them (what from_env does).
+fn s3_settings(
+    options: &StoreOptions,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<S3Setting>, Error> {
+    let mut settings = Vec::new();
+    for (name, value) in &options.s3 {
+        settings.push((name.clone(), s3_key(name)?, value.clone()));
+    }
+    for (name, value) in env {
+        if let Some(key) = name
+            .starts_with("AWS_")
+            .then(|| name.to_ascii_lowercase().parse().ok())
+            .flatten()
+        {
+            settings.push((name, key, value));
+        }
+    }
+    Ok(settings)
+}
+
+/// The first setting in effect (the last given for its key) that object_store refuses on
+/// its own, such as `allow_http = "perhaps"`: its error names the value, not the setting.
+/// Each is tried beside placeholder credentials, without which a key id alone fails too.
+fn refused_setting(settings: &[S3Setting], bucket: &str) -> Option<Error> {
+    let mut in_effect = settings
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, key, _))| settings[i + 1..].iter().all(|(_, later, _)| later != key));
+    in_effect.find_map(|(_, (name, key, value))| {
         let alone = AmazonS3Builder::new()
             .with_bucket_name(bucket)
+            .with_access_key_id("placeholder")
+            .with_secret_access_key("placeholder")
             .with_config(*key, value.clone())
             .build();
         alone.err().map(|e| Error::InvalidSetting {
@@ -358,26 +373,87 @@ mod tests {
     }
 
     #[test]
-    fn s3_settings_with_values_object_store_cannot_parse_are_refused_by_name() {
-        let location = Location::S3 {
-            bucket: "bucket".to_string(),
-            prefix: String::new(),
-        };
-        for (key, value) in [
-            ("unsigned_payload", "maybe"),
-            ("allow_http", "perhaps"),
-            ("virtual_hosted_style_request", "often"),
-            ("skip_signature", "2"),
-        ] {
+    fn an_s3_setting_object_store_cannot_parse_is_named_as_given() {
+        // What CI's environment holds, beside the bad value.
+        let ci = [
+            ("AWS_ACCESS_KEY_ID", "strongbox-test"),
+            ("AWS_SECRET_ACCESS_KEY", "strongbox-test-secret"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+            ("AWS_REGION", "us-east-1"),
+        ];
+        /// `[s3]` settings, `AWS_*` variables, and the setting named with its value (`None`:
+        /// the client builds).
+        type Case<'a> = (
+            &'a [(&'a str, &'a str)],
+            &'a [(&'a str, &'a str)],
+            Option<(&'a str, &'a str)>,
+        );
+        let cases: [Case<'_>; 7] = [
+            (
+                &[("allow_http", "perhaps")],
+                &[],
+                Some(("allow_http", "perhaps")),
+            ),
+            (
+                &[("unsigned_payload", "maybe")],
+                &[],
+                Some(("unsigned_payload", "maybe")),
+            ),
+            (
+                &[("virtual_hosted_style_request", "often")],
+                &[],
+                Some(("virtual_hosted_style_request", "often")),
+            ),
+            (
+                &[("skip_signature", "sometimes")],
+                &[],
+                Some(("skip_signature", "sometimes")),
+            ),
+            (
+                &[],
+                &[("AWS_ALLOW_HTTP", "perhaps")],
+                Some(("AWS_ALLOW_HTTP", "perhaps")),
+            ),
+            (
+                &[("allow_http", "true")],
+                &[("AWS_ALLOW_HTTP", "perhaps")],
+                Some(("AWS_ALLOW_HTTP", "perhaps")),
+            ),
+            // The variable overrides the file's bad value, which is then not in effect.
+            (
+                &[("allow_http", "perhaps")],
+                &[("AWS_ALLOW_HTTP", "true")],
+                None,
+            ),
+        ];
+        for (file, env, named) in cases {
             let options = StoreOptions {
-                s3: [(key.to_string(), value.to_string())].into(),
+                s3: file
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             };
-            let err = Store::connect(&location, &options).unwrap_err();
-            assert!(
-                matches!(err, Error::InvalidSetting { key: ref named, .. } if named == key),
-                "{key}: {err}"
-            );
-            assert!(err.to_string().contains(value), "{key}: {err}");
+            let vars = ci
+                .iter()
+                .chain(env)
+                .map(|(k, v)| (k.to_string(), v.to_string()));
+            let settings = s3_settings(&options, vars).unwrap();
+            let built = s3_builder(settings.iter().map(|(_, k, v)| (*k, v.clone())).collect())
+                .with_bucket_name("bucket")
+                .build();
+            assert_eq!(built.is_ok(), named.is_none(), "{file:?} {env:?}");
+            match (named, refused_setting(&settings, "bucket")) {
+                (None, None) => {}
+                (Some((name, value)), Some(err @ Error::InvalidSetting { .. })) => {
+                    let shown = err.to_string();
+                    assert!(
+                        shown.contains(&format!("{name:?}"))
+                            && shown.contains(&format!("{value:?}")),
+                        "{file:?} {env:?}: {shown}"
+                    );
+                }
+                (named, refused) => panic!("{file:?} {env:?}: expected {named:?}, got {refused:?}"),
+            }
         }
     }
 }
