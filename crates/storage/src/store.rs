@@ -239,22 +239,27 @@ fn s3_settings(
 /// its own, such as `allow_http = "perhaps"`: its error names the value, not the setting.
 /// Each is tried beside placeholder credentials, without which a key id alone fails too.
 fn refused_setting(settings: &[S3Setting], bucket: &str) -> Option<Error> {
-    let mut in_effect = settings
+    let in_effect = |i: usize, key: &AmazonS3ConfigKey| {
+        settings[i + 1..].iter().all(|(_, later, _)| later != key)
+    };
+    settings
         .iter()
         .enumerate()
-        .filter(|(i, (_, key, _))| settings[i + 1..].iter().all(|(_, later, _)| later != key));
-    in_effect.find_map(|(_, (name, key, value))| {
-        let alone = AmazonS3Builder::new()
-            .with_bucket_name(bucket)
-            .with_access_key_id("placeholder")
-            .with_secret_access_key("placeholder")
-            .with_config(*key, value.clone())
-            .build();
-        alone.err().map(|e| Error::InvalidSetting {
-            key: name.clone(),
-            reason: BackendError::new(e).to_string(),
+        .find_map(|(i, (name, key, value))| {
+            if !in_effect(i, key) {
+                return None;
+            }
+            let alone = AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_access_key_id("placeholder")
+                .with_secret_access_key("placeholder")
+                .with_config(*key, value.clone())
+                .build();
+            alone.err().map(|e| Error::InvalidSetting {
+                key: name.clone(),
+                reason: BackendError::new(e).to_string(),
+            })
         })
-    })
 }
 
 /// How many times a failed request is retried (`STRONGBOX_RETRIES`, default 5).
