@@ -88,6 +88,9 @@ DBS=${DBS//,/ }
 PG_SCALE=${BENCH_PG_SCALE:-$(awk -v s="$SCALE" 'BEGIN { n = int(50 * s + 0.5); print (n < 1 ? 1 : n) }')}
 SQLITE_ROWS=${BENCH_SQLITE_ROWS:-$(awk -v s="$SCALE" 'BEGIN { n = int(3000000 * s + 0.5); print (n < 1000 ? 1000 : n) }')}
 BORG_COMPRESSION=${BENCH_BORG_COMPRESSION:-zstd,3}
+FULL_ROUNDS=${BENCH_FULL_ROUNDS:-3}
+DB_ROUNDS=${BENCH_DB_ROUNDS:-3}
+S3_ROUNDS=${BENCH_S3_ROUNDS:-3}
 ZSTD_CMD='zstd -T0 -3'
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -531,7 +534,7 @@ bench_tree() {
     local op="full backup" pair=()
     if want strongbox; then pair+=(sb); fi
     if want tar; then pair+=(zst); fi
-    if ((${#pair[@]})); then in_rounds "${BENCH_FULL_ROUNDS:-3}" full_backup_run "${pair[@]}"; fi
+    if ((${#pair[@]})); then in_rounds "$FULL_ROUNDS" full_backup_run "${pair[@]}"; fi
     if want strongbox; then
         # the S3 section compares its S3 backup with this local one
         if [[ $TREE == media ]]; then
@@ -803,8 +806,12 @@ stop_s3() {
     fi
 }
 
-# boto3's own transfer time from an s3plain.py log ("... in 5.12 s ...")
-plain_seconds() { sed -n 's/^s3plain [a-z]*: [0-9]* bytes in \([0-9.]*\) s .*/\1/p' "$1" | tail -n 1; }
+# boto3's own transfer time from an s3plain.py log ("... in 5.12 s ..."); nothing when the run
+# was skipped and left no log
+plain_seconds() {
+    [[ -f $1 ]] || return 0
+    sed -n 's/^s3plain [a-z]*: [0-9]* bytes in \([0-9.]*\) s .*/\1/p' "$1" | tail -n 1
+}
 
 # s3_run ITEM: one timed transfer of the S3 section, after priming memory: sb-up (a full backup
 # into a repository emptied of the last round's snapshot), plain-up, sb-down, plain-down.
@@ -824,7 +831,7 @@ s3_run() {
         XFER=out measure "$op" "plain upload" "$plain_note, the archive's $(mb "$archive_bytes") MiB" \
             file "$s3root/$S3_BUCKET/plain/archive.bin" -- \
             python3 "$BENCH/s3plain.py" upload "$R/plain.bin" "$S3_BUCKET" plain/archive.bin
-        [[ -f $LAST_LOG ]] && plain_seconds "$LAST_LOG" >>"$R/up.secs"
+        plain_seconds "$LAST_LOG" >>"$R/up.secs"
         ;;
     sb-down)
         rm -rf "$t"
@@ -837,7 +844,7 @@ s3_run() {
         XFER=out measure "$op" "plain download" "boto3 download_file, 8 MiB parts × 4 threads" \
             same "$R/plain.dl|$R/plain.bin" -- \
             python3 "$BENCH/s3plain.py" download "$S3_BUCKET" plain/archive.bin "$R/plain.dl"
-        [[ -f $LAST_LOG ]] && plain_seconds "$LAST_LOG" >>"$R/down.secs"
+        plain_seconds "$LAST_LOG" >>"$R/down.secs"
         rm -f "$R/plain.dl"
         ;;
     esac
@@ -865,9 +872,9 @@ for o in json.load(sys.stdin)["objects"]:
 bench_s3() {
     results_for s3
     : >"$W/summary-s3.txt"
-    local src=$W/data/media rounds=${BENCH_S3_ROUNDS:-3}
+    local src=$W/data/media
     R=$W/run/s3
-    log "== S3: media tree (scale $SCALE) to s3s-fs on loopback, $rounds rounds"
+    log "== S3: media tree (scale $SCALE) to s3s-fs on loopback, $S3_ROUNDS rounds"
     python3 "$BENCH/gen.py" ensure --tree media --dir "$src" --seed "$SEED" --scale "$SCALE" >&2
     rm -rf "$R"
     mkdir -p "$R"
@@ -883,7 +890,7 @@ bench_s3() {
     # 1. uploads: strongbox's full backup, and a plain upload of its archive's bytes (the first
     # round runs strongbox first, to have them)
     local op="full backup → S3"
-    in_rounds "$rounds" s3_run sb-up plain-up
+    in_rounds "$S3_ROUNDS" s3_run sb-up plain-up
 
     # the same backup into a local repository
     if [[ -n $MEDIA_LOCAL_ROW ]]; then
@@ -900,7 +907,7 @@ bench_s3() {
 
     # 2. downloads: strongbox's full restore, and a plain download of the same object
     op="full restore ← S3"
-    in_rounds "$rounds" s3_run sb-down plain-down
+    in_rounds "$S3_ROUNDS" s3_run sb-down plain-down
     stop_s3
 
     # strongbox ÷ plain against boto3's transfer time alone (no Python start-up, no import)
@@ -1013,9 +1020,9 @@ bench_postgres() {
     # 1. backups (the password travels in PGPASSWORD, never in the URL), 2. restores, each
     # into a new database (dropped after its check); medians of rotating rounds (in_rounds).
     local op=backup
-    in_rounds "${BENCH_DB_ROUNDS:-3}" pg_backup_run sb fc zst
+    in_rounds "$DB_ROUNDS" pg_backup_run sb fc zst
     op=restore
-    in_rounds "${BENCH_DB_ROUNDS:-3}" pg_restore_run sb fc zst
+    in_rounds "$DB_ROUNDS" pg_restore_run sb fc zst
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
 }
 
@@ -1083,9 +1090,9 @@ bench_sqlite() {
 
     # 1. backups, 2. restores, each to a new file; medians of rotating rounds (in_rounds).
     local op=backup
-    in_rounds "${BENCH_DB_ROUNDS:-3}" sqlite_backup_run sb plain
+    in_rounds "$DB_ROUNDS" sqlite_backup_run sb plain
     op=restore
-    in_rounds "${BENCH_DB_ROUNDS:-3}" sqlite_restore_run sb cp zstd
+    in_rounds "$DB_ROUNDS" sqlite_restore_run sb cp zstd
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
 }
 
@@ -1448,7 +1455,7 @@ main() {
             echo "Notes: one s3s-fs server (storing objects as files under a temp dir on the same disk)"
             echo "serves both. Uploads use 8 MiB parts, 4 at a time, in both tools; downloads use 8 MiB"
             echo "parts in boto3 and 4 MiB ranges in strongbox (for its memory), 4 at a time. Each tool"
-            echo "runs ${BENCH_S3_ROUNDS:-3} times per direction, in rotating order, each after priming memory;"
+            echo "runs $S3_ROUNDS times per direction, in rotating order, each after priming memory;"
             echo "rows and ratios are medians. The plain transfer"
             echo "moves one file of the archive object's bytes (a copy of it): MiB/s = moved MiB ÷ wall,"
             echo "where moved is the repository's size for a strongbox backup, the archive object for a"

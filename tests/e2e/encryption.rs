@@ -66,7 +66,6 @@ fn repository_files(env: &Env) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// `backup files media SRC` with the identity, returning the record.
 /// An encrypted repository holding one backup of [`source`]: the identity that reads it,
 /// the source tree and the snapshot record.
 fn backed_up(env: &Env) -> (PathBuf, PathBuf, Value) {
@@ -76,6 +75,7 @@ fn backed_up(env: &Env) -> (PathBuf, PathBuf, Value) {
     (identity, src, record)
 }
 
+/// `backup files media SRC` with the identity, returning the record.
 fn backup(env: &Env, identity: &Path, src: &Path) -> Value {
     env.json(&[
         "--identity",

@@ -150,10 +150,10 @@ impl<R: Read> Read for Forward<R> {
 
 impl<R: Read> Seek for Forward<R> {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        // tar only ever seeks ahead from where it is.
         let ahead = match to {
             SeekFrom::Current(n) => u64::try_from(n).ok(),
-            SeekFrom::Start(n) => n.checked_sub(self.position),
-            SeekFrom::End(_) => None,
+            SeekFrom::Start(_) | SeekFrom::End(_) => None,
         }
         .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "a tar stream reads forward"))?;
         if ahead > 0 {

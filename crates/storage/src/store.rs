@@ -151,15 +151,10 @@ fn connect(location: &Location, options: &StoreOptions, create_dir: bool) -> Res
         Location::S3 { bucket, prefix } => {
             options.check()?;
             let settings = s3_settings(options, std::env::vars())?;
-            let built = s3_builder(
-                settings
-                    .iter()
-                    .map(|(_, key, value)| (*key, value.clone()))
-                    .collect(),
-            )
-            .with_bucket_name(bucket)
-            .with_retry(retry_config())
-            .build();
+            let built = s3_builder(&settings)
+                .with_bucket_name(bucket)
+                .with_retry(retry_config())
+                .build();
             if built.is_err() {
                 if let Some(refused) = refused_setting(&settings, bucket) {
                     return Err(refused);
@@ -191,13 +186,13 @@ fn connect(location: &Location, options: &StoreOptions, create_dir: bool) -> Res
 /// AWS SDKs do: hashing every uploaded byte into the signature adds nothing TLS does not
 /// guarantee, and costs a second SHA-256 pass over what strongbox already hashes (about
 /// 0.4 s of CPU per GB). Over plain HTTP the signature still covers the payload.
-fn s3_builder(settings: Vec<(AmazonS3ConfigKey, String)>) -> AmazonS3Builder {
+fn s3_builder(settings: &[S3Setting]) -> AmazonS3Builder {
     let explicit = settings
         .iter()
-        .any(|(key, _)| matches!(key, AmazonS3ConfigKey::UnsignedPayload));
+        .any(|(_, key, _)| matches!(key, AmazonS3ConfigKey::UnsignedPayload));
     let mut builder = AmazonS3Builder::new();
-    for (key, value) in settings {
-        builder = builder.with_config(key, value);
+    for (_, key, value) in settings {
+        builder = builder.with_config(*key, value);
     }
     if explicit {
         return builder;
@@ -339,12 +334,11 @@ mod tests {
             ),
         ];
         for (settings, unsigned) in cases {
-            let builder = s3_builder(
-                settings
-                    .iter()
-                    .map(|(key, value)| (*key, value.to_string()))
-                    .collect(),
-            );
+            let settings: Vec<S3Setting> = settings
+                .iter()
+                .map(|(key, value)| (key.as_ref().to_string(), *key, value.to_string()))
+                .collect();
+            let builder = s3_builder(&settings);
             assert_eq!(
                 builder.get_config_value(&UnsignedPayload).as_deref(),
                 Some(unsigned),
@@ -443,9 +437,7 @@ mod tests {
                 .chain(env)
                 .map(|(k, v)| (k.to_string(), v.to_string()));
             let settings = s3_settings(&options, vars).unwrap();
-            let built = s3_builder(settings.iter().map(|(_, k, v)| (*k, v.clone())).collect())
-                .with_bucket_name("bucket")
-                .build();
+            let built = s3_builder(&settings).with_bucket_name("bucket").build();
             assert_eq!(built.is_ok(), named.is_none(), "{file:?} {env:?}");
             match (named, refused_setting(&settings, "bucket")) {
                 (None, None) => {}
@@ -460,5 +452,18 @@ mod tests {
                 (named, refused) => panic!("{file:?} {env:?}: expected {named:?}, got {refused:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_key_id_without_its_secret_is_not_blamed_on_one_setting() {
+        // A key id without its secret: no setting is refused alone, so the caller reports
+        // object_store's own error (an invalid location) instead of blaming one.
+        let options = StoreOptions {
+            s3: [("access_key_id".to_string(), "AKIDEXAMPLE".to_string())].into(),
+        };
+        let settings = s3_settings(&options, []).unwrap();
+        let built = s3_builder(&settings).with_bucket_name("bucket").build();
+        assert!(built.is_err());
+        assert!(refused_setting(&settings, "bucket").is_none());
     }
 }
