@@ -310,6 +310,17 @@ fn keys_rotate_without_rewriting_data_and_the_last_key_stays() {
             None
         ]
     );
+    let table = env.run(&["--identity", new, "key", "list"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["id", "kind", "created", "recipient"], "{table}");
+    assert_eq!(rows[3][0], passphrase_id, "{table}");
+    assert_eq!(rows[3][1], "passphrase", "{table}");
+    assert_eq!(rows[3][4..], ["UTC", "-"], "{table}");
+    assert_eq!(rows[2].last(), Some(&new_recipient.as_str()), "{table}");
     let old_id = keys[0]["id"].as_str().unwrap().to_string();
     env.json(&["--identity", new, "key", "remove", &old_id]);
 

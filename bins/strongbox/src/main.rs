@@ -565,20 +565,7 @@ impl App {
             }
             KeyCommand::List => {
                 let keys = self.reader()?.repo().keys()?;
-                self.print(&keys, || {
-                    keys.iter()
-                        .map(|k| {
-                            let holder = k.recipient.as_deref().unwrap_or("-");
-                            format!(
-                                "{}  {:<10}  {}  {holder}",
-                                k.id,
-                                k.kind,
-                                k.created.to_rfc3339()
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                })?;
+                self.print(&keys, || output::key_table(&keys))?;
             }
             KeyCommand::Remove { id } => {
                 let repo = self.unlocked(Repository::open_store(self.store()?)?)?;

@@ -9,6 +9,7 @@ use strongbox_engine::{
     RestorePlan, SetStatus, TimelineWindow, Verification,
 };
 use strongbox_manifest::{FileEntry, FileType, Snapshot, Stats};
+use strongbox_storage::KeyInfo;
 
 /// One row of `ls`, in the JSON shape scripts rely on.
 #[derive(Serialize)]
@@ -106,6 +107,24 @@ pub fn snapshot_table(snapshots: &[Snapshot], verified: &HashMap<String, Verific
             s.tags.join(",")
         ));
     }
+    lines.join("\n")
+}
+
+/// `key list`: one key file a line, its holder's recipient last (`-` for a passphrase).
+pub fn key_table(keys: &[KeyInfo]) -> String {
+    let mut lines = vec![format!(
+        "{:<8}  {:<10}  {:<23}  recipient",
+        "id", "kind", "created"
+    )];
+    lines.extend(keys.iter().map(|k| {
+        format!(
+            "{:<8}  {:<10}  {:<23}  {}",
+            k.id,
+            k.kind,
+            k.created.format("%Y-%m-%d %H:%M:%S UTC"),
+            k.recipient.as_deref().unwrap_or("-")
+        )
+    }));
     lines.join("\n")
 }
 
