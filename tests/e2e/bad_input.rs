@@ -451,6 +451,92 @@ fn a_record_naming_objects_of_another_set_is_refused_and_nothing_is_deleted() {
 }
 
 #[test]
+fn an_include_that_matches_nothing_is_refused_and_a_forced_target_keeps_its_content() {
+    let (env, record) = small_repo();
+    let live = env.path("live");
+    write(&live.join("keep.txt"), b"do not touch");
+    let before = tree(&live);
+    let target = live.to_str().unwrap();
+    for extra in [&["--force", "--no-keep-previous"][..], &["--dry-run"]] {
+        let mut args = vec!["restore", "media:latest", "--target", target];
+        args.extend(["--include", "B/**", "--include", "nope"]);
+        args.extend(extra);
+        let err = env.fails(&args, 1);
+        assert!(
+            one_line(&err).contains(&format!(
+                "no entry of snapshot {} matches --include [\"B/**\", \"nope\"]",
+                record["id"].as_str().unwrap()
+            )),
+            "{extra:?}: {err}"
+        );
+    }
+    assert_eq!(tree(&live), before);
+    assert_eq!(names(env.dir.path()), ["live", "repo", "src"]);
+}
+
+#[test]
+fn a_tree_holding_its_repository_backs_up_without_it_and_cannot_be_restored_over_it() {
+    let env = Env::new();
+    let top = env.dir.path();
+    write(&top.join("src/a.txt"), b"data");
+    env.backup("all", top, &[]);
+    let again = env.backup("all", top, &[]);
+    assert_eq!(again["stats"]["changed"], 0, "{again}");
+    let listed = env.json(&["ls", "all:latest"]);
+    let paths: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["src", "src/a.txt"]);
+
+    let before = tree(top);
+    for (target, force) in [(top.to_path_buf(), true), (env.path("repo/sets/x"), false)] {
+        let mut args = vec![
+            "restore",
+            "all:latest",
+            "--target",
+            target.to_str().unwrap(),
+        ];
+        if force {
+            args.extend(["--force", "--no-keep-previous"]);
+        }
+        let err = env.fails(&args, 1);
+        assert!(
+            one_line(&err).contains(&format!("it holds or is inside repository {}", env.repo)),
+            "{err}"
+        );
+    }
+    assert_eq!(tree(top), before);
+}
+
+#[test]
+fn a_missing_scratch_dir_is_refused_and_no_snapshot_is_marked_failed() {
+    let (env, _) = small_repo();
+    let missing = env.path("missing");
+    let err = env.fails(
+        &[
+            "verify",
+            "media:latest",
+            "--level",
+            "restore",
+            "--scratch-dir",
+            missing.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(
+        one_line(&err).contains(&format!("scratch directory {}", missing.display())),
+        "{err}"
+    );
+    let snapshots = env.json(&["snapshots"]);
+    assert!(snapshots[0]["last_verification"].is_null(), "{snapshots:#}");
+    let health = env.run(&["health", "--max-disk-usage", "100"]);
+    assert_eq!(health.status.code(), Some(0), "{health:?}");
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let env = Env::new();
     let src = env.path("src");
@@ -481,6 +567,22 @@ fn usage_errors_exit_2() {
             "yesterday",
         ],
         vec!["restore", "media:latest"],
+        // Recovery targets are for a base backup's --target-dir; a files restore ignored them.
+        vec![
+            "restore",
+            "media:latest",
+            "--target",
+            "t",
+            "--to-lsn",
+            "0/1",
+        ],
+        vec!["restore", "media:latest", "--target", "t", "--to-latest"],
+        vec![
+            "restore",
+            "media:latest",
+            "--to-time",
+            "2026-01-01T00:00:00Z",
+        ],
         vec!["verify", "--level", "extreme"],
     ] {
         env.fails(&args, 2);

@@ -107,6 +107,40 @@ fn status_shows_each_set_from_the_journal() {
 }
 
 #[test]
+fn a_set_whose_every_backup_failed_is_critical_without_a_configuration() {
+    let env = Env::new();
+    env.backup("media", &media(&env, 1), &[]);
+    let typo = env.path("typo");
+    env.fails(&["backup", "files", "new", typo.to_str().unwrap()], 1);
+    // A prune names a set but attempts no backup of it: not a set to report.
+    env.json(&["prune", "other", "--keep-last", "1"]);
+
+    let (code, report) = health(&env, &[]);
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(
+        check(&report, Some("new"), "backup-age")["detail"],
+        "no snapshot"
+    );
+    assert_eq!(
+        check(&report, Some("new"), "last-backup")["status"],
+        "critical"
+    );
+    let mut sets: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["set"].as_str())
+        .collect();
+    sets.dedup();
+    assert_eq!(sets, ["media", "new"]);
+    let status = env.json(&["status"]);
+    assert_eq!(status[1]["set"], "new");
+    assert_eq!(status[1]["snapshots"], 0);
+    assert_eq!(status[1]["last_runs"]["backup"]["status"], "failed");
+    assert_eq!(status.as_array().unwrap().len(), 2);
+}
+
+#[test]
 fn health_is_ok_for_fresh_verified_backups_and_writes_prometheus() {
     let env = Env::new();
     let src = media(&env, 3);

@@ -607,7 +607,7 @@ pub struct RestoreArgs {
     /// A directory (files snapshot), a PostgreSQL connection string (postgresql://…/DB or
     /// 'host=… dbname=DB'), or a file (SQLite): the snapshot's kind says which. For a
     /// bundle, MEMBER=TARGET once per member.
-    #[arg(long, value_name = "TARGET", required_unless_present = "target_dir")]
+    #[arg(long, value_name = "TARGET", required_unless_present_any = ["target_dir", "recovery"])]
     pub target: Vec<String>,
     /// A base backup: the (missing or empty) PostgreSQL data directory to restore into; it
     /// recovers from the set's WAL archive when the server starts.
@@ -615,13 +615,24 @@ pub struct RestoreArgs {
     pub target_dir: Option<PathBuf>,
     /// Recover to this time: stop before the first transaction that committed after it.
     /// With <SET>:latest, the newest base backup that ended before it is used.
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time, requires = "target_dir", group = "recovery")]
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time, requires = "target_dir", conflicts_with = "target", group = "recovery")]
     pub to_time: Option<DateTime<Utc>>,
     /// Recover to this WAL position (as 0/3000060).
-    #[arg(long, value_name = "LSN", requires = "target_dir", group = "recovery")]
+    #[arg(
+        long,
+        value_name = "LSN",
+        requires = "target_dir",
+        conflicts_with = "target",
+        group = "recovery"
+    )]
     pub to_lsn: Option<String>,
     /// Recover all the archived WAL (the default without --to-time or --to-lsn).
-    #[arg(long, requires = "target_dir", group = "recovery")]
+    #[arg(
+        long,
+        requires = "target_dir",
+        conflicts_with = "target",
+        group = "recovery"
+    )]
     pub to_latest: bool,
     /// A bundle: restore only this member.
     #[arg(long, value_name = "MEMBER")]

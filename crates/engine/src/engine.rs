@@ -3,8 +3,7 @@ use std::sync::Arc;
 
 use strongbox_alert::Notifier;
 use strongbox_manifest::{
-    FileEntry, Includes, Listing, ListingReader, ObjectRef, ObjectRole, Overlay, Snapshot,
-    SourceKind,
+    FileEntry, Listing, ListingReader, ObjectRef, ObjectRole, Overlay, Snapshot, SourceKind,
 };
 use strongbox_storage::{layout, RepoReader, Repository};
 
@@ -70,9 +69,20 @@ impl Reader {
         Ok(self.repo.snapshots(set)?)
     }
 
-    /// The sets that hold snapshots, sorted.
+    /// The sets that hold snapshots or have tried a backup, sorted: a set whose every
+    /// backup failed has no snapshot and is still one to report. Read from key names only.
     pub fn sets(&self) -> Result<Vec<String>, Error> {
-        let sets: BTreeSet<String> = self.snapshots(None)?.into_iter().map(|s| s.set).collect();
+        let backup = format!("-{}-", Operation::Backup);
+        let sets: BTreeSet<String> = self
+            .repo
+            .list(layout::SETS)?
+            .iter()
+            .filter_map(|o| {
+                layout::parse_snapshot_key(&o.key)
+                    .or_else(|| layout::parse_run_key(&o.key).filter(|(_, n)| n.contains(&backup)))
+                    .map(|(set, _)| set.to_string())
+            })
+            .collect();
         Ok(sets.into_iter().collect())
     }
 
@@ -228,7 +238,7 @@ impl Reader {
                 plan.add(&entry?);
             }
         } else {
-            for entry in Includes::new(includes)?.select(self.entries(snapshot)?)? {
+            for entry in crate::select::included(snapshot, includes, self.entries(snapshot)?)? {
                 plan.add(&entry);
             }
         }

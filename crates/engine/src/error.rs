@@ -186,6 +186,14 @@ pub enum Error {
         /// What happens to its content on a forced restore.
         replaced: String,
     },
+    /// `--include` patterns that select nothing of a snapshot.
+    #[error("no entry of snapshot {snapshot} matches --include {patterns:?}")]
+    NothingIncluded {
+        /// The snapshot.
+        snapshot: String,
+        /// The patterns as given.
+        patterns: Vec<String>,
+    },
     /// Interrupted (Ctrl-C); nothing half-done was left visible.
     #[error("interrupted; nothing was changed")]
     Cancelled,

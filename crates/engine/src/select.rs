@@ -1,6 +1,27 @@
-use strongbox_manifest::Snapshot;
+use strongbox_manifest::{FileEntry, Includes, Snapshot};
 
 use crate::Error;
+
+/// The entries of `snapshot` that `includes` select, in listing order (with the
+/// directories above them). A selection of nothing is refused: restored over a target with
+/// `--force`, it would empty the target for a mistyped pattern.
+pub(crate) fn included<E>(
+    snapshot: &Snapshot,
+    includes: &[String],
+    entries: impl IntoIterator<Item = Result<FileEntry, E>>,
+) -> Result<Vec<FileEntry>, Error>
+where
+    Error: From<E>,
+{
+    let selected = Includes::new(includes)?.select(entries)?;
+    if selected.is_empty() {
+        return Err(Error::NothingIncluded {
+            snapshot: snapshot.id.to_string(),
+            patterns: includes.to_vec(),
+        });
+    }
+    Ok(selected)
+}
 
 /// Pick the snapshot `spec` names among `snapshots` (sorted oldest first): a full id, a
 /// unique id prefix, or `<set>:latest`.

@@ -33,6 +33,8 @@ fn build<S: AsRef<str>>(builder: GlobSetBuilder, patterns: &[S]) -> Result<GlobS
 pub struct Excludes {
     names: GlobSet,
     paths: GlobSet,
+    /// Relative paths left out as they are, not as patterns.
+    exact: Vec<String>,
 }
 
 impl Excludes {
@@ -41,6 +43,7 @@ impl Excludes {
         Self {
             names: GlobSet::empty(),
             paths: GlobSet::empty(),
+            exact: Vec::new(),
         }
     }
 
@@ -60,12 +63,22 @@ impl Excludes {
         Ok(Self {
             names: build(names, patterns)?,
             paths: build(paths, patterns)?,
+            exact: Vec::new(),
         })
+    }
+
+    /// Also exclude the entry at relative `path` exactly (no pattern characters in it
+    /// count), as a backup leaves out a repository that lies inside its tree.
+    pub fn and_path(mut self, path: impl Into<String>) -> Self {
+        self.exact.push(path.into());
+        self
     }
 
     /// Whether the entry at relative `path` (with final component `name`) is excluded.
     pub fn is_excluded(&self, path: &str, name: &str) -> bool {
-        self.names.is_match(name) || self.paths.is_match(path)
+        self.names.is_match(name)
+            || self.paths.is_match(path)
+            || self.exact.iter().any(|p| p == path)
     }
 }
 
@@ -182,6 +195,21 @@ mod tests {
         let ex = Excludes::new(&[pattern]).unwrap();
         let name = path.rsplit('/').next().unwrap();
         assert_eq!(ex.is_excluded(path, name), hit);
+    }
+
+    #[rstest]
+    #[case("backups/repo", true)]
+    #[case("backups", false)]
+    #[case("backups/repo2", false)]
+    #[case("other/backups/repo", false)]
+    #[case("repo", false)]
+    #[case("[r]", false)]
+    fn an_exact_path_excludes_that_entry_only(#[case] path: &str, #[case] hit: bool) {
+        let ex = Excludes::new(&["*.tmp"]).unwrap().and_path("backups/repo");
+        let name = path.rsplit('/').next().unwrap();
+        assert_eq!(ex.is_excluded(path, name), hit);
+        let literal = Excludes::none().and_path("[r]");
+        assert_eq!(literal.is_excluded(path, name), path == "[r]");
     }
 
     #[test]

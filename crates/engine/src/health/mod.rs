@@ -141,7 +141,7 @@ impl Reader {
         }
         let mut sets = sets.to_vec();
         if sets.is_empty() {
-            sets = by_set.keys().cloned().collect();
+            sets = self.sets()?;
             for expected in &options.expected_sets {
                 if !sets.contains(expected) {
                     sets.push(expected.clone());

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use strongbox_archive::read_full;
-use strongbox_manifest::{FileEntry, FileType, Includes, Listing, Snapshot, SourceKind, Stats};
+use strongbox_manifest::{FileEntry, FileType, Listing, Snapshot, SourceKind, Stats};
 
 use super::{RestoreDetail, RestorePlan, RestoreRun, Restored, Restorer};
 use crate::progress::Tracked;
@@ -46,6 +46,25 @@ impl DirectoryTarget {
 
     fn absolute(&self) -> Result<PathBuf, Error> {
         std::path::absolute(&self.path).map_err(|e| Error::io("resolving", &self.path, e))
+    }
+}
+
+/// `path` (absolute) with its longest existing ancestor resolved (symbolic links, `..`) and
+/// the rest as given: where a restore into it would write.
+fn resolved(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut existing = path;
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |p, name| p.join(name));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
     }
 }
 
@@ -206,6 +225,11 @@ impl Restorer for DirectoryTarget {
         }
     }
 
+    fn reaches(&self, dir: &Path) -> Result<bool, Error> {
+        let (target, dir) = (resolved(&self.absolute()?), resolved(dir));
+        Ok(target.starts_with(&dir) || dir.starts_with(&target))
+    }
+
     fn replaced(&self) -> String {
         format!(
             "the current content is kept as {}.pre-restore-<time>",
@@ -220,7 +244,9 @@ impl Restorer for DirectoryTarget {
         let selected = match self.includes.is_empty() {
             true => None,
             false => {
-                let entries = Includes::new(&self.includes)?.select(run.objects.entries()?)?;
+                let snapshot = run.objects.snapshot();
+                let entries =
+                    crate::select::included(snapshot, &self.includes, run.objects.entries()?)?;
                 Some(Listing::new(run.objects.snapshot().id.clone(), entries))
             }
         };

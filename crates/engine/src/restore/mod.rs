@@ -6,7 +6,7 @@ mod database;
 mod datadir;
 mod directory;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,11 @@ pub trait Restorer {
     /// a forced restore replaces it; `None` when there is nothing to save.
     fn safety_source(&self) -> Option<Box<dyn Source>> {
         None
+    }
+    /// Whether restoring would write inside the directory `dir` or replace it (the local
+    /// repository's own: such a restore is refused).
+    fn reaches(&self, _dir: &Path) -> Result<bool, Error> {
+        Ok(false)
     }
     /// Write the snapshot into the target. A failure leaves the target as it was.
     fn restore(&mut self, run: &mut RestoreRun<'_>) -> Result<Restored, Error>;
@@ -302,6 +307,17 @@ impl Engine {
                     target.kind().as_str()
                 ),
             });
+        }
+        if let Some(root) = self.repo().local_root() {
+            if target.reaches(root)? {
+                return Err(Error::BadTarget {
+                    target: target.describe(),
+                    reason: format!(
+                        "it holds or is inside repository {}, which the restore would overwrite",
+                        root.display()
+                    ),
+                });
+            }
         }
         let empty = target.is_empty()?;
         if !empty && !options.force {

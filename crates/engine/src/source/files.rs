@@ -104,6 +104,13 @@ impl FilesSource {
     }
 }
 
+/// `dir`'s path relative to `root`, when it lies strictly inside it (both resolved).
+fn inside(dir: &Path, root: &Path) -> Option<String> {
+    let (dir, root) = (dir.canonicalize().ok()?, root.canonicalize().ok()?);
+    let rel = dir.strip_prefix(&root).ok()?.to_str()?;
+    (!rel.is_empty()).then(|| rel.to_string())
+}
+
 /// How one file went into the archive.
 enum Stored {
     Ok,
@@ -125,7 +132,19 @@ impl Source for FilesSource {
         if self.spec.kind.is_some_and(|k| k != kind) {
             tracing::info!("no base snapshot to diff against; taking a full snapshot");
         }
-        let mut walk = TreeWalk::new(&self.root, &self.excludes)?;
+        let excludes = match run
+            .reader
+            .repo
+            .local_root()
+            .and_then(|r| inside(r, &self.root))
+        {
+            Some(rel) => {
+                tracing::info!(path = %rel, "leaving out the repository, which lies inside the tree");
+                self.excludes.clone().and_path(rel)
+            }
+            None => self.excludes.clone(),
+        };
+        let mut walk = TreeWalk::new(&self.root, &excludes)?;
         let mut storing = Storing::new(&self.root, self.spec.compression);
         let mut listing = match parent {
             None => storing.whole_tree(run, &mut walk)?,

@@ -116,6 +116,19 @@ impl Reader {
         if let Some(budget) = options.budget {
             return self.verify_budget(snapshots, budget);
         }
+        if let Some(dir) = options
+            .scratch_dir
+            .as_deref()
+            .filter(|_| level == VerifyLevel::Restore)
+        {
+            // The operator's input, not the snapshots': refused before any is marked failed.
+            let meta = std::fs::metadata(dir)
+                .map_err(|e| Error::io("reading scratch directory", dir, e))?;
+            if !meta.is_dir() {
+                let e = std::io::Error::from(std::io::ErrorKind::NotADirectory);
+                return Err(Error::io("reading scratch directory", dir, e));
+            }
+        }
         if level == VerifyLevel::Restore
             && snapshots.iter().any(|s| s.source == SourceKind::Postgres)
         {
