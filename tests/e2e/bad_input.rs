@@ -491,8 +491,25 @@ fn a_tree_holding_its_repository_backs_up_without_it_and_cannot_be_restored_over
         .collect();
     assert_eq!(paths, ["src", "src/a.txt"]);
 
+    for source in [env.repo.clone(), format!("{}/sets", env.repo)] {
+        let err = env.fails(&["backup", "files", "self", &source], 1);
+        assert!(
+            one_line(&err).contains(&format!(
+                "backup source {source} is repository {} or lies inside it",
+                env.repo
+            )),
+            "{err}"
+        );
+    }
+
     let before = tree(top);
-    for (target, force) in [(top.to_path_buf(), true), (env.path("repo/sets/x"), false)] {
+    // `missing/../repo` looked like a new, empty target, yet named the repository.
+    let dotdot = env.path("missing/../repo");
+    for (target, force) in [
+        (top.to_path_buf(), true),
+        (env.path("repo/sets/x"), false),
+        (dotdot, false),
+    ] {
         let mut args = vec![
             "restore",
             "all:latest",
@@ -530,7 +547,24 @@ fn a_missing_scratch_dir_is_refused_and_no_snapshot_is_marked_failed() {
         one_line(&err).contains(&format!("scratch directory {}", missing.display())),
         "{err}"
     );
+    // `backup --verify restore` refuses it before it takes a snapshot.
+    let src = env.path("src");
+    let err = env.fails(
+        &[
+            "backup",
+            "files",
+            "media",
+            src.to_str().unwrap(),
+            "--verify",
+            "restore",
+            "--scratch-dir",
+            missing.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(one_line(&err).contains("scratch directory"), "{err}");
     let snapshots = env.json(&["snapshots"]);
+    assert_eq!(snapshots.as_array().unwrap().len(), 1, "{snapshots:#}");
     assert!(snapshots[0]["last_verification"].is_null(), "{snapshots:#}");
     let health = env.run(&["health", "--max-disk-usage", "100"]);
     assert_eq!(health.status.code(), Some(0), "{health:?}");
@@ -577,16 +611,24 @@ fn usage_errors_exit_2() {
             "0/1",
         ],
         vec!["restore", "media:latest", "--target", "t", "--to-latest"],
-        vec![
+        vec!["verify", "--level", "extreme"],
+    ] {
+        env.fails(&args, 2);
+    }
+    // A recovery target alone asks for --target-dir, not for --target.
+    let err = env.fails(
+        &[
             "restore",
             "media:latest",
             "--to-time",
             "2026-01-01T00:00:00Z",
         ],
-        vec!["verify", "--level", "extreme"],
-    ] {
-        env.fails(&args, 2);
-    }
+        2,
+    );
+    assert!(
+        err.contains("--target-dir <DIR>") && !err.contains("--target <TARGET>"),
+        "{err}"
+    );
     let err = env.fails(&["backup", "files", "../media", src.to_str().unwrap()], 1);
     assert!(
         one_line(&err).contains("invalid set name \"../media\""),

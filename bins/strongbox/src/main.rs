@@ -772,6 +772,9 @@ impl App {
             .verify
             .or(configured)
             .map(|level| self.verify_options(level, &common.scratch));
+        if let Some(options) = &verify {
+            options.check_scratch()?;
+        }
         let spec = match args.kind {
             None => {
                 let name = args.set.as_deref().unwrap_or_default();

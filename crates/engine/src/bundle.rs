@@ -401,6 +401,8 @@ impl Engine {
                 ))
             })?;
             let mut restorer = target.restorer(member.source)?;
+            // Every target is checked before the first member is written.
+            self.refuse_repository(restorer.as_ref())?;
             if !options.force && !restorer.is_empty()? {
                 return Err(Error::TargetNotEmpty {
                     target: restorer.describe(),

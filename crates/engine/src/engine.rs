@@ -1,4 +1,3 @@
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use strongbox_alert::Notifier;
@@ -70,20 +69,25 @@ impl Reader {
     }
 
     /// The sets that hold snapshots or have tried a backup, sorted: a set whose every
-    /// backup failed has no snapshot and is still one to report. Read from key names only.
+    /// backup failed has no snapshot and is still one to report.
     pub fn sets(&self) -> Result<Vec<String>, Error> {
-        let backup = format!("-{}-", Operation::Backup);
-        let sets: BTreeSet<String> = self
-            .repo
-            .list(layout::SETS)?
-            .iter()
-            .filter_map(|o| {
-                layout::parse_snapshot_key(&o.key)
-                    .or_else(|| layout::parse_run_key(&o.key).filter(|(_, n)| n.contains(&backup)))
-                    .map(|(set, _)| set.to_string())
-            })
-            .collect();
-        Ok(sets.into_iter().collect())
+        let mut sets = Vec::new();
+        for set in self.repo.set_dirs()? {
+            let snapshots = self.repo.list(&layout::snapshots_prefix(&set))?;
+            if snapshots
+                .iter()
+                .any(|o| layout::parse_snapshot_key(&o.key).is_some())
+                || self.tried_backup(&set)?
+            {
+                sets.push(set);
+            }
+        }
+        Ok(sets)
+    }
+
+    /// Whether `set`'s journal holds a backup attempt (chosen by entry names, none read).
+    pub(crate) fn tried_backup(&self, set: &str) -> Result<bool, Error> {
+        Ok(!self.run_keys(set, Some(Operation::Backup))?.is_empty())
     }
 
     /// The snapshot `spec` names: an id, a unique id prefix, or `<set>:latest`.

@@ -186,6 +186,14 @@ pub enum Error {
         /// What happens to its content on a forced restore.
         replaced: String,
     },
+    /// A files source that is the local repository or lies inside it.
+    #[error("backup source {} is repository {} or lies inside it; a repository cannot be backed up into itself", path.display(), repository.display())]
+    SourceInRepository {
+        /// The source directory.
+        path: PathBuf,
+        /// The repository's directory.
+        repository: PathBuf,
+    },
     /// `--include` patterns that select nothing of a snapshot.
     #[error("no entry of snapshot {snapshot} matches --include {patterns:?}")]
     NothingIncluded {

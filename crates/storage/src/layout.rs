@@ -100,14 +100,6 @@ pub fn parse_snapshot_key(key: &str) -> Option<(&str, &str)> {
     (!id.contains('/')).then_some((set, id))
 }
 
-/// The set and entry name of a run journal key (`sets/<set>/runs/<name>.json`).
-pub fn parse_run_key(key: &str) -> Option<(&str, &str)> {
-    let rest = key.strip_prefix("sets/")?;
-    let (set, rest) = rest.split_once('/')?;
-    let name = rest.strip_prefix("runs/")?.strip_suffix(".json")?;
-    (!name.contains('/')).then_some((set, name))
-}
-
 /// The set, snapshot id and extension of a data object key (`sets/<set>/data/<id>.<ext>`).
 pub fn parse_data_key(key: &str) -> Option<(&str, &str, &str)> {
     let rest = key.strip_prefix("sets/")?;
@@ -134,23 +126,6 @@ mod tests {
         }
         for bad in ["", ".hidden", "a/b", "..", "with space", "ü"] {
             assert!(check_set_name(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn run_keys_round_trip() {
-        let key = run_key("media", "20250101T000000.000Z-backup-ab12");
-        assert_eq!(
-            parse_run_key(&key),
-            Some(("media", "20250101T000000.000Z-backup-ab12"))
-        );
-        for other in [
-            "sets/media/snapshots/x.json",
-            "sets/media/runs/a/b.json",
-            "sets/media/runs/x.tmp",
-            "locks/media.json",
-        ] {
-            assert_eq!(parse_run_key(other), None, "{other}");
         }
     }
 

@@ -507,6 +507,22 @@ impl RepoReader {
         Ok(objects)
     }
 
+    /// The names under `sets/`, sorted: every set that holds any object (one listing by
+    /// delimiter, whatever the sets hold).
+    pub fn set_dirs(&self) -> Result<Vec<String>, Error> {
+        let listed = self
+            .rt
+            .block_on(self.store.list_with_delimiter(Some(&path(layout::SETS))))
+            .map_err(|e| backend("listing", layout::SETS, &self.location, e))?;
+        let mut sets: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        sets.sort();
+        Ok(sets)
+    }
+
     /// The archive objects of `set` by snapshot id (one listing). Restores find holder
     /// archives here, so an archive outlives the record of the snapshot that wrote it for
     /// as long as a kept listing draws from it.

@@ -1,7 +1,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use chrono::Utc;
 use strongbox_archive::read_full;
@@ -44,28 +44,36 @@ impl DirectoryTarget {
         }
     }
 
+    /// The target as the restore will reach it (see [`resolved`]).
     fn absolute(&self) -> Result<PathBuf, Error> {
-        std::path::absolute(&self.path).map_err(|e| Error::io("resolving", &self.path, e))
+        let absolute =
+            std::path::absolute(&self.path).map_err(|e| Error::io("resolving", &self.path, e))?;
+        Ok(resolved(&absolute))
     }
 }
 
 /// `path` (absolute) with its longest existing ancestor resolved (symbolic links, `..`) and
-/// the rest as given: where a restore into it would write.
+/// the rest applied to it as names: where the kernel will find it once the missing
+/// directories are created. `..` after a missing directory must not be left for later: a
+/// target `missing/../dir` looked empty and new, yet named `dir`.
 fn resolved(path: &Path) -> PathBuf {
-    let mut rest = Vec::new();
-    let mut existing = path;
-    loop {
-        if let Ok(real) = existing.canonicalize() {
-            return rest.iter().rev().fold(real, |p, name| p.join(name));
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name);
-                existing = parent;
+    let parts: Vec<Component<'_>> = path.components().collect();
+    for existing in (1..=parts.len()).rev() {
+        let Ok(mut real) = parts[..existing].iter().collect::<PathBuf>().canonicalize() else {
+            continue;
+        };
+        for part in &parts[existing..] {
+            match part {
+                Component::ParentDir => {
+                    real.pop();
+                }
+                Component::Normal(name) => real.push(name),
+                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
             }
-            _ => return path.to_path_buf(),
         }
+        return real;
     }
+    path.to_path_buf()
 }
 
 /// Put the staging tree in `target`'s place; the old tree goes to `aside` when `keep`, else
@@ -226,7 +234,7 @@ impl Restorer for DirectoryTarget {
     }
 
     fn reaches(&self, dir: &Path) -> Result<bool, Error> {
-        let (target, dir) = (resolved(&self.absolute()?), resolved(dir));
+        let (target, dir) = (self.absolute()?, resolved(dir));
         Ok(target.starts_with(&dir) || dir.starts_with(&target))
     }
 
@@ -357,20 +365,20 @@ impl Restorer for DirectoryTarget {
         run.cancel().check()?;
 
         fs::remove_file(&mark).map_err(|e| Error::io("removing", &mark, e))?;
-        let previous = if target.exists() {
-            let mode = fs::metadata(&target).map(|m| m.permissions()).ok();
-            if let Some(mode) = mode {
-                fs::set_permissions(&staging_path, mode)
-                    .map_err(|e| Error::io("setting mode of", &staging_path, e))?;
-            }
+        let mode = fs::metadata(&target)
+            .map(|m| m.permissions())
+            .unwrap_or_else(|_| fs::Permissions::from_mode(0o755));
+        fs::set_permissions(&staging_path, mode)
+            .map_err(|e| Error::io("setting mode of", &staging_path, e))?;
+        // Replaced only when the caller was told it holds data (`force`); else a plain rename,
+        // which takes the place of an empty directory only, whatever appeared there since.
+        let previous = if run.replace {
             let aside = parent.join(format!(
                 "{name}.pre-restore-{}",
                 Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
             ));
             swap(&mut staging, &target, &aside, self.keep_previous)?
         } else {
-            fs::set_permissions(&staging_path, fs::Permissions::from_mode(0o755))
-                .map_err(|e| Error::io("setting mode of", &staging_path, e))?;
             fs::rename(&staging_path, &target)
                 .map_err(|e| Error::io("moving the restored tree to", &target, e))?;
             None

@@ -287,6 +287,20 @@ impl TargetSpec {
 }
 
 impl Engine {
+    /// Refuse a target that would write into the local repository or replace it.
+    pub(crate) fn refuse_repository(&self, target: &dyn Restorer) -> Result<(), Error> {
+        match self.repo().local_root() {
+            Some(root) if target.reaches(root)? => Err(Error::BadTarget {
+                target: target.describe(),
+                reason: format!(
+                    "it holds or is inside repository {}, which the restore would overwrite",
+                    root.display()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Restore `snapshot` into `target`. A target that holds data is refused unless
     /// `options.force`; then, if the target offers one, a safety snapshot of its current
     /// content is taken first into the set `<set>-safety`. Any failure leaves the target as
@@ -308,17 +322,7 @@ impl Engine {
                 ),
             });
         }
-        if let Some(root) = self.repo().local_root() {
-            if target.reaches(root)? {
-                return Err(Error::BadTarget {
-                    target: target.describe(),
-                    reason: format!(
-                        "it holds or is inside repository {}, which the restore would overwrite",
-                        root.display()
-                    ),
-                });
-            }
-        }
+        self.refuse_repository(target)?;
         let empty = target.is_empty()?;
         if !empty && !options.force {
             return Err(Error::TargetNotEmpty {

@@ -104,11 +104,11 @@ impl FilesSource {
     }
 }
 
-/// `dir`'s path relative to `root`, when it lies strictly inside it (both resolved).
+/// `dir`'s path relative to `root` (empty when they are the same), when it lies inside
+/// it (both resolved).
 fn inside(dir: &Path, root: &Path) -> Option<String> {
     let (dir, root) = (dir.canonicalize().ok()?, root.canonicalize().ok()?);
-    let rel = dir.strip_prefix(&root).ok()?.to_str()?;
-    (!rel.is_empty()).then(|| rel.to_string())
+    Some(dir.strip_prefix(&root).ok()?.to_str()?.to_string())
 }
 
 /// How one file went into the archive.
@@ -132,12 +132,15 @@ impl Source for FilesSource {
         if self.spec.kind.is_some_and(|k| k != kind) {
             tracing::info!("no base snapshot to diff against; taking a full snapshot");
         }
-        let excludes = match run
-            .reader
-            .repo
-            .local_root()
-            .and_then(|r| inside(r, &self.root))
-        {
+        let repository = run.reader.repo.local_root();
+        if let Some(repository) = repository.filter(|r| inside(&self.root, r).is_some()) {
+            return Err(Error::SourceInRepository {
+                path: self.root.clone(),
+                repository: repository.to_path_buf(),
+            });
+        }
+        // The repository itself was refused above: `rel` is not empty.
+        let excludes = match repository.and_then(|r| inside(r, &self.root)) {
             Some(rel) => {
                 tracing::info!(path = %rel, "leaving out the repository, which lies inside the tree");
                 self.excludes.clone().and_path(rel)

@@ -57,6 +57,25 @@ impl std::fmt::Debug for VerifyOptions {
 }
 
 impl VerifyOptions {
+    /// Refuse a restore test's scratch directory that is missing or not a directory: the
+    /// operator's input, refused before any snapshot is marked failed (or taken, by
+    /// `backup --verify`).
+    pub fn check_scratch(&self) -> Result<(), Error> {
+        let Some(dir) = self.scratch_dir.as_deref() else {
+            return Ok(());
+        };
+        if self.level != VerifyLevel::Restore {
+            return Ok(());
+        }
+        let meta =
+            std::fs::metadata(dir).map_err(|e| Error::io("reading scratch directory", dir, e))?;
+        if !meta.is_dir() {
+            let e = std::io::Error::from(std::io::ErrorKind::NotADirectory);
+            return Err(Error::io("reading scratch directory", dir, e));
+        }
+        Ok(())
+    }
+
     /// Verify at `level`, with default scratch space.
     pub fn level(level: VerifyLevel) -> Self {
         VerifyOptions {
@@ -116,19 +135,7 @@ impl Reader {
         if let Some(budget) = options.budget {
             return self.verify_budget(snapshots, budget);
         }
-        if let Some(dir) = options
-            .scratch_dir
-            .as_deref()
-            .filter(|_| level == VerifyLevel::Restore)
-        {
-            // The operator's input, not the snapshots': refused before any is marked failed.
-            let meta = std::fs::metadata(dir)
-                .map_err(|e| Error::io("reading scratch directory", dir, e))?;
-            if !meta.is_dir() {
-                let e = std::io::Error::from(std::io::ErrorKind::NotADirectory);
-                return Err(Error::io("reading scratch directory", dir, e));
-            }
-        }
+        options.check_scratch()?;
         if level == VerifyLevel::Restore
             && snapshots.iter().any(|s| s.source == SourceKind::Postgres)
         {
