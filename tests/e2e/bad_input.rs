@@ -547,6 +547,7 @@ fn a_missing_scratch_dir_is_refused_and_no_snapshot_is_marked_failed() {
         one_line(&err).contains(&format!("scratch directory {}", missing.display())),
         "{err}"
     );
+    assert!(!missing.exists(), "the scratch directory was created");
     // `backup --verify restore` refuses it before it takes a snapshot.
     let src = env.path("src");
     let err = env.fails(

@@ -692,28 +692,3 @@ fn a_postgres_record_claiming_other_counts_or_a_newer_server_fails_by_name() {
         );
     }
 }
-
-#[test]
-fn a_missing_scratch_directory_fails_the_restore_test_by_name() {
-    let env = Env::new();
-    let src = env.path("src");
-    write(&src.join("a.txt"), b"a");
-    env.backup("media", &src, &[]);
-    let missing = env.path("no-such-dir");
-    let out = env.run(&[
-        "verify",
-        "media:latest",
-        "--level",
-        "restore",
-        "--scratch-dir",
-        missing.to_str().unwrap(),
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let restore = crate::harness::named_check(&report["snapshots"][0]["checks"], "restore").clone();
-    assert_eq!(restore["ok"], false);
-    let detail = restore["detail"].as_str().unwrap();
-    assert!(detail.contains(missing.to_str().unwrap()), "{detail}");
-    assert!(!missing.exists(), "the scratch directory was created");
-}
