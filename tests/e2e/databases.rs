@@ -2,6 +2,7 @@
 //! starts, and SQLite files; the documented recipes with pg_restore and sqlite3; libpq's
 //! conventions as a new user meets them.
 
+use std::fs;
 use std::path::Path;
 use std::process::Command;
 
@@ -171,6 +172,27 @@ fn sqlite_backup_restore_recipe_and_safe_replacement() {
     assert!(err.contains("--force"), "{err}");
     let out = env.restore("chat:latest", &db, &["--force"]);
     assert!(out["previous"].as_str().unwrap().contains("pre-restore"));
+    let count = Command::new("sqlite3")
+        .arg(&db)
+        .arg("SELECT count(*) FROM msg")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "5000");
+    let safety = |env: &Env| {
+        env.json(&["snapshots", "chat-safety"])
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(safety(&env), 1);
+
+    // A file that is no database any more (what a restore repairs) is kept aside, not
+    // read for a safety snapshot, which used to fail and block the restore.
+    fs::write(&db, b"junk, not a database").unwrap();
+    let out = env.restore("chat:latest", &db, &["--force"]);
+    let previous = out["previous"].as_str().unwrap();
+    assert_eq!(fs::read(previous).unwrap(), b"junk, not a database");
+    assert_eq!(safety(&env), 1);
     let count = Command::new("sqlite3")
         .arg(&db)
         .arg("SELECT count(*) FROM msg")

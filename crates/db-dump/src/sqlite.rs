@@ -596,9 +596,14 @@ impl DatabaseTarget for SqliteTarget {
     }
 
     fn safety_source(&self) -> Option<Box<dyn DatabaseSource>> {
-        self.path
-            .exists()
-            .then(|| Box::new(SqliteSource::new(&self.path)) as Box<dyn DatabaseSource>)
+        // Only a database can be read for a safety snapshot. Any other file (the damage a
+        // restore is run to repair) must not block it: it is kept aside as
+        // `<name>.pre-restore-<time>` all the same.
+        let mut head = [0u8; SQLITE_MAGIC.len()];
+        let database = File::open(&self.path)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok_and(|()| head == SQLITE_MAGIC);
+        database.then(|| Box::new(SqliteSource::new(&self.path)) as Box<dyn DatabaseSource>)
     }
 }
 
