@@ -572,6 +572,32 @@ fn a_missing_scratch_dir_is_refused_and_no_snapshot_is_marked_failed() {
 }
 
 #[test]
+fn a_report_in_a_missing_directory_is_refused_before_verifying() {
+    let (env, _) = small_repo();
+    let report = env.path("missing/r.json");
+    let err = env.fails(
+        &[
+            "verify",
+            "--level",
+            "deep",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(
+        one_line(&err).contains(&format!(
+            "report {}: directory {} does not exist",
+            report.display(),
+            env.path("missing").display()
+        )),
+        "{err}"
+    );
+    let status = env.json(&["status", "media"]);
+    assert!(status[0]["last_runs"].get("verify").is_none(), "{status:#}");
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let env = Env::new();
     let src = env.path("src");

@@ -99,6 +99,14 @@ fn database_seed_policy_on_a_long_chain_keeps_exactly_its_snapshots_and_all_rest
     dry.extend_from_slice(&policy);
     let plan = env.json(&dry);
     assert_eq!(plan["dry_run"], true);
+    let text = String::from_utf8_lossy(&env.run(&dry).stdout).into_owned();
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("dry run, nothing changed: ")
+            && last.contains(" to forget, ")
+            && last.contains(" objects to delete, "),
+        "a dry run tells what it would do, not what it did: {text}"
+    );
     assert_eq!(
         repo_files(repo).keys().collect::<Vec<_>>(),
         before.keys().collect::<Vec<_>>(),

@@ -1181,16 +1181,30 @@ enum ReportFormat {
 }
 
 impl ReportFormat {
+    /// The format of a report to be written at `path`, whose directory must exist: checked
+    /// before a verification that may take hours, not after it.
     fn of(path: &std::path::Path) -> Result<Self> {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("txt" | "text") => Ok(ReportFormat::Text),
-            Some("json") => Ok(ReportFormat::Json),
-            Some("html" | "htm") => Ok(ReportFormat::Html),
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some("txt" | "text") => ReportFormat::Text,
+            Some("json") => ReportFormat::Json,
+            Some("html" | "htm") => ReportFormat::Html,
             _ => bail!(
                 "report {}: name it .txt, .json or .html (the extension picks the format)",
                 path.display()
             ),
+        };
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => std::path::Path::new("."),
+        };
+        if !dir.is_dir() {
+            bail!(
+                "report {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            );
         }
+        Ok(format)
     }
 }
 

@@ -300,18 +300,19 @@ pub fn prune_text(report: &PruneReport) -> String {
             human_bytes(wal.bytes)
         ));
     }
-    lines.push(format!(
-        "{}{} kept, {} forgotten, {} objects deleted, {} freed",
-        if report.dry_run {
-            "dry run, nothing changed: "
-        } else {
-            ""
-        },
+    let (kept, forget, deleted, freed) = (
         report.keep.len(),
         report.forget.len(),
         report.deleted_objects,
-        human_bytes(report.freed_bytes)
-    ));
+        human_bytes(report.freed_bytes),
+    );
+    lines.push(if report.dry_run {
+        format!(
+            "dry run, nothing changed: {kept} to keep, {forget} to forget, {deleted} objects to delete, {freed} to free"
+        )
+    } else {
+        format!("{kept} kept, {forget} forgotten, {deleted} objects deleted, {freed} freed")
+    });
     lines.join("\n")
 }
 
