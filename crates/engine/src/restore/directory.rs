@@ -255,7 +255,7 @@ impl Restorer for DirectoryTarget {
                 let snapshot = run.objects.snapshot();
                 let entries =
                     crate::select::included(snapshot, &self.includes, run.objects.entries()?)?;
-                Some(Listing::new(run.objects.snapshot().id.clone(), entries))
+                Some(Listing::new(snapshot.id.clone(), entries))
             }
         };
         let (bytes, entries) = match &selected {
