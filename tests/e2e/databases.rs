@@ -172,12 +172,15 @@ fn sqlite_backup_restore_recipe_and_safe_replacement() {
     assert!(err.contains("--force"), "{err}");
     let out = env.restore("chat:latest", &db, &["--force"]);
     assert!(out["previous"].as_str().unwrap().contains("pre-restore"));
-    let count = Command::new("sqlite3")
-        .arg(&db)
-        .arg("SELECT count(*) FROM msg")
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "5000");
+    let rows = || {
+        let count = Command::new("sqlite3")
+            .arg(&db)
+            .arg("SELECT count(*) FROM msg")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&count.stdout).trim().to_string()
+    };
+    assert_eq!(rows(), "5000");
     let safety = |env: &Env| {
         env.json(&["snapshots", "chat-safety"])
             .as_array()
@@ -193,12 +196,7 @@ fn sqlite_backup_restore_recipe_and_safe_replacement() {
     let previous = out["previous"].as_str().unwrap();
     assert_eq!(fs::read(previous).unwrap(), b"junk, not a database");
     assert_eq!(safety(&env), 1);
-    let count = Command::new("sqlite3")
-        .arg(&db)
-        .arg("SELECT count(*) FROM msg")
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "5000");
+    assert_eq!(rows(), "5000");
 
     // The documented recipe: zstd and sqlite3 alone.
     let by_hand = env.path("by-hand.sqlite3");
