@@ -71,23 +71,27 @@ impl Reader {
     /// The sets that hold snapshots or have tried a backup, sorted: a set whose every
     /// backup failed has no snapshot and is still one to report.
     pub fn sets(&self) -> Result<Vec<String>, Error> {
+        self.sets_where(|set| {
+            let records = self.repo.list(&layout::snapshots_prefix(set))?;
+            Ok(records
+                .iter()
+                .any(|o| layout::parse_snapshot_key(&o.key).is_some()))
+        })
+    }
+
+    /// The sets, sorted, for which `holds_snapshots` is true or whose journal holds a backup
+    /// attempt (chosen by entry names, none read): one listing of `sets/` by delimiter.
+    pub(crate) fn sets_where(
+        &self,
+        holds_snapshots: impl Fn(&str) -> Result<bool, Error>,
+    ) -> Result<Vec<String>, Error> {
         let mut sets = Vec::new();
         for set in self.repo.set_dirs()? {
-            let snapshots = self.repo.list(&layout::snapshots_prefix(&set))?;
-            if snapshots
-                .iter()
-                .any(|o| layout::parse_snapshot_key(&o.key).is_some())
-                || self.tried_backup(&set)?
-            {
+            if holds_snapshots(&set)? || !self.run_keys(&set, Some(Operation::Backup))?.is_empty() {
                 sets.push(set);
             }
         }
         Ok(sets)
-    }
-
-    /// Whether `set`'s journal holds a backup attempt (chosen by entry names, none read).
-    pub(crate) fn tried_backup(&self, set: &str) -> Result<bool, Error> {
-        Ok(!self.run_keys(set, Some(Operation::Backup))?.is_empty())
     }
 
     /// The snapshot `spec` names: an id, a unique id prefix, or `<set>:latest`.

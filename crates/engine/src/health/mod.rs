@@ -142,13 +142,7 @@ impl Reader {
         let mut sets = sets.to_vec();
         if sets.is_empty() {
             // The sets read above, and those whose every backup failed (no record to read).
-            sets = by_set.keys().cloned().collect();
-            for set in self.repo.set_dirs()? {
-                if !by_set.contains_key(&set) && self.tried_backup(&set)? {
-                    sets.push(set);
-                }
-            }
-            sets.sort();
+            sets = self.sets_where(|set| Ok(by_set.contains_key(set)))?;
             for expected in &options.expected_sets {
                 if !sets.contains(expected) {
                     sets.push(expected.clone());

@@ -140,14 +140,16 @@ impl Source for FilesSource {
             });
         }
         // The repository itself was refused above: `rel` is not empty.
+        let with_repository;
         let excludes = match repository.and_then(|r| inside(r, &self.root)) {
             Some(rel) => {
                 tracing::info!(path = %rel, "leaving out the repository, which lies inside the tree");
-                self.excludes.clone().and_path(rel)
+                with_repository = self.excludes.clone().and_path(rel);
+                &with_repository
             }
-            None => self.excludes.clone(),
+            None => &self.excludes,
         };
-        let mut walk = TreeWalk::new(&self.root, &excludes)?;
+        let mut walk = TreeWalk::new(&self.root, excludes)?;
         let mut storing = Storing::new(&self.root, self.spec.compression);
         let mut listing = match parent {
             None => storing.whole_tree(run, &mut walk)?,

@@ -61,12 +61,10 @@ impl VerifyOptions {
     /// operator's input, refused before any snapshot is marked failed (or taken, by
     /// `backup --verify`).
     pub fn check_scratch(&self) -> Result<(), Error> {
-        let Some(dir) = self.scratch_dir.as_deref() else {
+        let scratch = self.scratch_dir.as_deref();
+        let Some(dir) = scratch.filter(|_| self.level == VerifyLevel::Restore) else {
             return Ok(());
         };
-        if self.level != VerifyLevel::Restore {
-            return Ok(());
-        }
         let meta =
             std::fs::metadata(dir).map_err(|e| Error::io("reading scratch directory", dir, e))?;
         if !meta.is_dir() {
