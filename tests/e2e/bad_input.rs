@@ -430,9 +430,10 @@ fn a_record_naming_objects_of_another_set_is_refused_and_nothing_is_deleted() {
     let planted_path = repo.join(format!("sets/other/snapshots/{id}.json"));
     write(&planted_path, planted.to_string().as_bytes());
     let before = tree(repo);
+    let target = env.path("x");
     for args in [
         &["snapshots"][..],
-        &["restore", id, "--target", "x"][..],
+        &["restore", id, "--target", target.to_str().unwrap()][..],
         &["prune", "other", "--keep-last", "1"][..],
     ] {
         let err = env.fails(args, 1);
@@ -595,6 +596,154 @@ fn a_report_in_a_missing_directory_is_refused_before_verifying() {
     );
     let status = env.json(&["status", "media"]);
     assert!(status[0]["last_runs"].get("verify").is_none(), "{status:#}");
+}
+
+/// A damaged snapshot record fails only the work that needs it. It used to stop every
+/// `verify`, `health`, `status` and `snapshots` of the whole repository, and any restore of
+/// its set, even of snapshots that do not need it.
+#[test]
+fn a_damaged_record_fails_only_what_needs_it() {
+    let env = Env::new();
+    let (media, docs) = (env.path("media"), env.path("docs"));
+    write(&media.join("a.txt"), b"first");
+    write(&docs.join("d.txt"), b"docs");
+    let old = env.backup("media", &media, &[])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    write(&media.join("a.txt"), b"second, longer");
+    let new = env.backup("media", &media, &["--full"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let doc = env.backup("docs", &docs, &[])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let record = |id: &str| format!("sets/media/snapshots/{id}.json");
+    let damage = |id: &str| fs::write(Path::new(&env.repo).join(record(id)), b"{garbage").unwrap();
+    damage(&old);
+
+    // What does not need the damaged record works.
+    for (snap, source) in [("media:latest", &media), ("docs:latest", &docs)] {
+        let target = env.path(&format!("restored-{}", &snap[..4]));
+        env.restore(snap, &target, &[]);
+        assert_eq!(tree(&target), tree(source), "{snap}");
+    }
+    assert_eq!(env.json(&["verify", "docs:latest"])["ok"], true);
+    assert_eq!(env.json(&["show", &doc])["id"], doc.as_str());
+
+    // Listings list the rest and fail naming the damaged record.
+    let out = env.run(&["snapshots", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [new.as_str(), doc.as_str()]);
+    assert!(one_line(&String::from_utf8_lossy(&out.stderr)).contains(&record(&old)));
+    let status = env.json(&["status"]);
+    let damaged: Vec<&serde_json::Value> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["damaged_records"])
+        .collect();
+    let expected = serde_json::json!([old]);
+    assert_eq!(damaged, [&serde_json::Value::Null, &expected], "{status:#}");
+
+    // health: critical for its set, by name; the other set is checked as ever.
+    let out = env.run(&["health", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let health: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let critical: Vec<&serde_json::Value> = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "critical")
+        .collect();
+    assert_eq!(critical.len(), 1, "{health:#}");
+    assert_eq!(
+        (&critical[0]["set"], &critical[0]["name"]),
+        (&"media".into(), &"record".into())
+    );
+    assert!(
+        critical[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&record(&old)),
+        "{health:#}"
+    );
+
+    // verify --all: the damaged record is a failed snapshot; the others are verified.
+    let out = env.run(&["verify", "--all", "--level", "checksum", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results: Vec<(&str, bool)> = report["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["ok"] == true))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            (doc.as_str(), true),
+            (new.as_str(), true),
+            (old.as_str(), false)
+        ]
+    );
+
+    // What needs it fails naming it, and writes nothing: the record itself, a prune that
+    // must know every snapshot, and a latest that is damaged (never an older one instead).
+    let err = env.fails(&["show", &old], 1);
+    assert!(one_line(&err).contains(&record(&old)), "{err}");
+    let stored = tree(Path::new(&env.repo).join("sets/media/data").as_path());
+    let err = env.fails(&["prune", "media", "--keep-last", "1"], 1);
+    assert!(one_line(&err).contains(&record(&old)), "{err}");
+    assert_eq!(
+        tree(Path::new(&env.repo).join("sets/media/data").as_path()),
+        stored
+    );
+    damage(&new);
+    let line = refused_restore(&env, "media:latest", &env.path("t"));
+    assert!(line.contains(&record(&new)), "{line}");
+
+    // Backups go on, built on a record that reads.
+    let next = env.backup("media", &media, &[]);
+    assert_eq!(next["parent"], serde_json::Value::Null, "{next:#}");
+    env.restore("media:latest", &env.path("t"), &[]);
+    assert_eq!(tree(&env.path("t")), tree(&media));
+}
+
+/// `strongbox snapshots | head` closes the pipe early: that is no failure, where it used to
+/// panic (exit 101).
+#[test]
+fn output_into_a_closed_pipe_exits_0() {
+    let (env, _) = small_repo();
+    for args in [
+        &["snapshots"][..],
+        &["snapshots", "--json"],
+        &["show", "media:latest"],
+    ] {
+        let mut child = env
+            .cmd(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -372,12 +372,18 @@ impl App {
 
     /// Print `value` as JSON with --json, else the human text.
     fn print<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) -> Result<()> {
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(value)?);
+        let text = if self.json {
+            serde_json::to_string_pretty(value)?
         } else if !self.quiet {
-            println!("{}", human());
+            human()
+        } else {
+            return Ok(());
+        };
+        match writeln!(std::io::stdout().lock(), "{text}") {
+            // A reader that stopped early (`strongbox snapshots | head`) is no failure.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            written => written.context("writing to standard output"),
         }
-        Ok(())
     }
 
     /// `ls`: rows are written as the listing is read, so a tree of millions of entries is
@@ -446,7 +452,8 @@ impl App {
             Command::Health(args) => self.health(args),
             Command::Snapshots { set } => {
                 let reader = self.reader()?;
-                let snapshots = reader.snapshots(set.as_deref())?;
+                let records = reader.records(set.as_deref())?;
+                let snapshots = records.snapshots;
                 let sets: std::collections::BTreeSet<&str> =
                     snapshots.iter().map(|s| s.set.as_str()).collect();
                 let mut verified = std::collections::HashMap::new();
@@ -463,7 +470,21 @@ impl App {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 self.print(&rows, || output::snapshot_table(&snapshots, &verified))?;
-                Ok(ExitCode::SUCCESS)
+                // The readable ones are listed; each damaged one is an error of its own.
+                let complete = records.damaged.is_empty();
+                for damaged in records.damaged {
+                    eprintln!(
+                        "strongbox: error: left out snapshot {} of set {}: {:#}",
+                        damaged.id,
+                        damaged.set,
+                        anyhow::Error::from(damaged.error)
+                    );
+                }
+                Ok(if complete {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
             }
             Command::Show { snapshot } => {
                 let reader = self.reader()?;
@@ -1093,8 +1114,14 @@ impl App {
 
     fn verify(&self, args: cli::VerifyArgs) -> Result<ExitCode> {
         let reader = self.reader()?;
-        let snapshots = reader.resolve_all(&args.snapshots)?;
-        if snapshots.is_empty() {
+        // Every snapshot: a damaged record is reported failed, not a stop to the others.
+        let (snapshots, damaged) = if args.snapshots.is_empty() {
+            let records = reader.records(None)?;
+            (records.snapshots, records.damaged)
+        } else {
+            (reader.resolve_all(&args.snapshots)?, Vec::new())
+        };
+        if snapshots.is_empty() && damaged.is_empty() {
             bail!(
                 "repository {} holds no snapshots to verify",
                 reader.repo().location()
@@ -1108,7 +1135,7 @@ impl App {
             budget: args.budget,
             ..self.verify_options(args.level, &args.scratch)
         };
-        let report = reader.verify(&snapshots, &options)?;
+        let report = reader.verify_records(&snapshots, &damaged, &options)?;
         if let (Some(path), Some(format)) = (&args.report, format) {
             let body = match format {
                 ReportFormat::Text => report.to_text() + "\n",

@@ -357,6 +357,12 @@ pub fn status_text(statuses: &[SetStatus]) -> String {
                 run.started.format("%Y-%m-%d %H:%M:%S UTC")
             ));
         }
+        if !s.damaged_records.is_empty() {
+            text.push(format!(
+                "  DAMAGED record(s), unreadable: {} (`strongbox health` says why)",
+                s.damaged_records.join(", ")
+            ));
+        }
         if let Some(v) = &s.last_verification {
             let restore = v
                 .restore_secs

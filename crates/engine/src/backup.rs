@@ -53,10 +53,26 @@ impl Engine {
         options: &BackupOptions,
     ) -> Result<Snapshot, Error> {
         let time = options.time.unwrap_or_else(Utc::now);
-        let existing = self.snapshots(Some(set))?;
+        let existing = self.parents(set)?;
         let pending = self.prepare(set, source, options, time, &existing)?;
         let mut committed = self.commit(vec![pending])?;
         Ok(committed.pop().expect("one record committed"))
+    }
+
+    /// The snapshots of `set` a new one may build on. A damaged record is left out with a
+    /// warning, not a stop to every later backup: `health` reports it, and a parent is
+    /// chosen among the others.
+    pub(crate) fn parents(&self, set: &str) -> Result<Vec<Snapshot>, Error> {
+        let records = self.records(Some(set))?;
+        for damaged in &records.damaged {
+            tracing::warn!(
+                set,
+                snapshot = %damaged.id,
+                error = %crate::error_chain(&damaged.error),
+                "a damaged record is left out of the parents a backup may build on"
+            );
+        }
+        Ok(records.snapshots)
     }
 
     /// Let `source` write the objects of a snapshot of `set` taken at `time` and make its

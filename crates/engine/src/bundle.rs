@@ -91,7 +91,7 @@ impl Engine {
         let started = Instant::now();
         let time = spec.options.time.unwrap_or_else(Utc::now);
         let id = SnapshotId::generate(time);
-        let existing = self.snapshots(Some(&spec.set))?;
+        let existing = self.parents(&spec.set)?;
         if let Some(other) = existing.iter().find(|s| s.source != SourceKind::Bundle) {
             return Err(Error::SetKindMismatch {
                 set: spec.set.clone(),
@@ -109,7 +109,7 @@ impl Engine {
         let existing: Vec<Vec<Snapshot>> = spec
             .members
             .iter()
-            .map(|m| self.snapshots(Some(&m.set)))
+            .map(|m| self.parents(&m.set))
             .collect::<Result<_, _>>()?;
         let mut pending: Vec<Pending<'_>> = Vec::new();
         // Databases first: their snapshots are the moment the bundle stands for.

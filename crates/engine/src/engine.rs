@@ -4,7 +4,7 @@ use strongbox_alert::Notifier;
 use strongbox_manifest::{
     FileEntry, Listing, ListingReader, ObjectRef, ObjectRole, Overlay, Snapshot, SourceKind,
 };
-use strongbox_storage::{layout, RepoReader, Repository};
+use strongbox_storage::{layout, Records, RepoReader, Repository};
 
 use crate::journal::{Journal, Operation, RunOutcome, RunStatus};
 use crate::restore::RestorePlan;
@@ -94,23 +94,66 @@ impl Reader {
         Ok(sets)
     }
 
-    /// The snapshot `spec` names: an id, a unique id prefix, or `<set>:latest`.
+    /// The snapshot records of `set` (or of every set): those that read and those damaged,
+    /// for work that reports a damaged record and goes on with the others.
+    pub fn records(&self, set: Option<&str>) -> Result<Records, Error> {
+        Ok(self.repo.records(set)?)
+    }
+
+    /// The snapshot `spec` names: an id, a unique id prefix, or `<set>:latest`. Only the
+    /// records it needs are read, so a damaged record elsewhere does not stand in the way.
     pub fn resolve(&self, spec: &str) -> Result<Snapshot, Error> {
-        let set = spec.strip_suffix(":latest");
-        let snapshots = self.snapshots(set)?;
-        select(&snapshots, spec).cloned()
+        self.resolve_all(&[spec.to_string()])?
+            .pop()
+            .ok_or_else(|| Error::SnapshotNotFound {
+                spec: spec.to_string(),
+            })
     }
 
     /// The snapshots `specs` name, or every snapshot when there is none.
     pub fn resolve_all(&self, specs: &[String]) -> Result<Vec<Snapshot>, Error> {
-        let all = self.snapshots(None)?;
         if specs.is_empty() {
-            return Ok(all);
+            return self.snapshots(None);
         }
-        specs
-            .iter()
-            .map(|spec| select(&all, spec).cloned())
-            .collect()
+        let mut keys = None;
+        let mut resolved = Vec::with_capacity(specs.len());
+        for spec in specs {
+            if let Some(set) = spec.strip_suffix(":latest") {
+                resolved.push(select::latest(spec, self.records(Some(set))?)?);
+                continue;
+            }
+            // One listing of the record keys serves every id; only the chosen one is read.
+            let keys = match &mut keys {
+                Some(keys) => keys,
+                None => keys.insert(self.repo.snapshot_keys(None)?),
+            };
+            let ids: Vec<&str> = keys
+                .iter()
+                .filter_map(|key| Some(layout::parse_snapshot_key(key)?.1))
+                .collect();
+            let id = select::select_id(&ids, spec)?;
+            // Every record of that id: one planted in another set under it must not pass.
+            let named = keys
+                .iter()
+                .filter(|key| layout::parse_snapshot_key(key).is_some_and(|(_, i)| i == id))
+                .cloned()
+                .collect();
+            match self.repo.read_records(named)?.complete()?.as_slice() {
+                [one] => resolved.push(one.clone()),
+                [] => return Err(Error::SnapshotNotFound { spec: spec.clone() }),
+                many => {
+                    return Err(Error::AmbiguousSnapshot {
+                        spec: spec.clone(),
+                        candidates: many
+                            .iter()
+                            .map(|s| format!("{} of set {}", s.id, s.set))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+                }
+            }
+        }
+        Ok(resolved)
     }
 
     /// The files listing of a files snapshot: its whole tree, with any delta chain applied

@@ -78,7 +78,6 @@ pub use restore::{
     DataDirTarget, DatabaseRestorer, DirectoryTarget, HolderPlan, Recovery, RestoreDetail,
     RestoreOptions, RestoreOutcome, RestorePlan, RestoreRun, Restored, Restorer, TargetSpec,
 };
-pub use select::select;
 pub use source::{
     BackupRun, Draft, DumpSource, FilesSource, FilesSpec, ObjectSink, PostgresSpec, SnapshotWork,
     Source, SqliteSpec,
@@ -86,6 +85,7 @@ pub use source::{
 pub use spec::{BackupOptions, BundleSpec, References, SetSpec, SourceSpec};
 pub use status::{ObjectsRead, RunSummary, SetStatus, SnapshotSummary};
 pub use strongbox_retention::{KeepPolicy, Timezone};
+pub use strongbox_storage::{DamagedRecord, Records};
 pub use strongbox_verify::{Report, VerifyLevel};
 pub use tree::{ObjectSource, TreeEntry};
 pub use verify::VerifyOptions;

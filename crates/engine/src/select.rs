@@ -1,4 +1,5 @@
 use strongbox_manifest::{FileEntry, Includes, Snapshot};
+use strongbox_storage::Records;
 
 use crate::Error;
 
@@ -23,40 +24,53 @@ where
     Ok(selected)
 }
 
-/// Pick the snapshot `spec` names among `snapshots` (sorted oldest first): a full id, a
-/// unique id prefix, or `<set>:latest`.
-pub fn select<'a>(snapshots: &'a [Snapshot], spec: &str) -> Result<&'a Snapshot, Error> {
-    let not_found = || Error::SnapshotNotFound {
-        spec: spec.to_string(),
-    };
-    if let Some(set) = spec.strip_suffix(":latest") {
-        return snapshots
-            .iter()
-            .rev()
-            .find(|s| s.set == set)
-            .ok_or_else(not_found);
-    }
+/// The id `spec` names among `ids`: a full id or a unique prefix of one.
+pub(crate) fn select_id<'a>(ids: &[&'a str], spec: &str) -> Result<&'a str, Error> {
     if spec.is_empty() {
-        return Err(not_found());
+        return Err(not_found(spec));
     }
-    if let Some(exact) = snapshots.iter().find(|s| s.id.as_str() == spec) {
+    if let Some(exact) = ids.iter().find(|id| **id == spec) {
         return Ok(exact);
     }
-    let matches: Vec<&Snapshot> = snapshots
+    let matches: Vec<&str> = ids
         .iter()
-        .filter(|s| s.id.as_str().starts_with(spec))
+        .copied()
+        .filter(|id| id.starts_with(spec))
         .collect();
     match matches.as_slice() {
-        [] => Err(not_found()),
+        [] => Err(not_found(spec)),
         [one] => Ok(one),
         many => Err(Error::AmbiguousSnapshot {
             spec: spec.to_string(),
-            candidates: many
-                .iter()
-                .map(|s| s.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            candidates: many.join(", "),
         }),
+    }
+}
+
+/// The snapshot `<set>:latest` (`spec`) names among the set's `records`: the newest, which
+/// must read. A damaged record newer than every readable one fails the pick, rather than
+/// yield older data under the name of the latest.
+pub(crate) fn latest(spec: &str, records: Records) -> Result<Snapshot, Error> {
+    let newest = records.snapshots.into_iter().next_back();
+    let newer_damage = records
+        .damaged
+        .into_iter()
+        .filter(|d| {
+            newest
+                .as_ref()
+                .is_none_or(|s| d.id.as_str() > s.id.as_str())
+        })
+        .max_by(|a, b| a.id.cmp(&b.id));
+    match (newer_damage, newest) {
+        (Some(damaged), _) => Err(damaged.error.into()),
+        (None, Some(newest)) => Ok(newest),
+        (None, None) => Err(not_found(spec)),
+    }
+}
+
+fn not_found(spec: &str) -> Error {
+    Error::SnapshotNotFound {
+        spec: spec.to_string(),
     }
 }
 
@@ -65,33 +79,42 @@ mod tests {
     use super::*;
     use strongbox_manifest::SnapshotKind;
 
-    fn snap(set: &str, id: &str) -> Snapshot {
-        crate::fixtures::snapshot(set, id, SnapshotKind::Full)
-    }
-
     #[test]
-    fn selects_by_id_prefix_and_latest() {
-        let all = [
-            snap("media", "20250101T000000Z-aaaaaa"),
-            snap("db", "20250102T000000Z-bbbbbb"),
-            snap("media", "20250102T000000Z-cccccc"),
+    fn selects_by_id_and_unique_prefix() {
+        let ids = [
+            "20250101T000000Z-aaaaaa",
+            "20250102T000000Z-bbbbbb",
+            "20250102T000000Z-cccccc",
         ];
-        let cases: [(&str, Result<&str, &str>); 8] = [
+        let cases: [(&str, Result<&str, &str>); 6] = [
             ("20250101T000000Z-aaaaaa", Ok("20250101T000000Z-aaaaaa")),
             ("20250101", Ok("20250101T000000Z-aaaaaa")),
             ("20250102T000000Z-c", Ok("20250102T000000Z-cccccc")),
-            ("media:latest", Ok("20250102T000000Z-cccccc")),
-            ("db:latest", Ok("20250102T000000Z-bbbbbb")),
             ("2025010", Err("ambiguous")),
-            ("nope:latest", Err("no snapshot")),
             ("3000", Err("no snapshot")),
+            ("", Err("no snapshot")),
         ];
         for (spec, expected) in cases {
-            match (select(&all, spec), expected) {
-                (Ok(s), Ok(id)) => assert_eq!(s.id.as_str(), id, "{spec}"),
+            match (select_id(&ids, spec), expected) {
+                (Ok(id), Ok(want)) => assert_eq!(id, want, "{spec}"),
                 (Err(e), Err(text)) => assert!(e.to_string().contains(text), "{spec}: {e}"),
-                (got, want) => panic!("{spec}: got {:?}, want {want:?}", got.map(|s| &s.id)),
+                (got, want) => panic!("{spec}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn latest_is_the_newest_record_of_the_set() {
+        let snapshots = ["20250101T000000Z-aaaaaa", "20250102T000000Z-cccccc"]
+            .map(|id| crate::fixtures::snapshot("media", id, SnapshotKind::Full))
+            .to_vec();
+        let records = Records {
+            snapshots,
+            damaged: Vec::new(),
+        };
+        let newest = latest("media:latest", records).unwrap();
+        assert_eq!(newest.id.as_str(), "20250102T000000Z-cccccc");
+        let none = latest("nope:latest", Records::default()).unwrap_err();
+        assert!(none.to_string().contains("no snapshot"), "{none}");
     }
 }

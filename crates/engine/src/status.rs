@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use strongbox_manifest::Snapshot;
-use strongbox_storage::layout;
+use strongbox_storage::{layout, Records};
 
 use crate::journal::{Operation, RunRecord, RunStatus, Verification};
 use crate::{Error, Reader};
@@ -28,6 +28,9 @@ pub struct SetStatus {
     pub last_verification: Option<Verification>,
     /// When the set's data objects were last read whole by a verification.
     pub objects: ObjectsRead,
+    /// Ids of the set's snapshot records that cannot be read (`health` names the cause).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged_records: Vec<String>,
     /// Journal entries still `running`: a live run, or a crashed one.
     #[serde(skip)]
     pub unfinished: Vec<RunRecord>,
@@ -83,12 +86,13 @@ impl Reader {
             sets.to_vec()
         };
         sets.iter()
-            .map(|set| self.set_status(set, &self.snapshots(Some(set))?))
+            .map(|set| self.set_status(set, &self.records(Some(set))?))
             .collect()
     }
 
-    /// The status of `set`, whose `snapshots` the caller has read already.
-    pub(crate) fn set_status(&self, set: &str, snapshots: &[Snapshot]) -> Result<SetStatus, Error> {
+    /// The status of `set`, whose `records` the caller has read already.
+    pub(crate) fn set_status(&self, set: &str, records: &Records) -> Result<SetStatus, Error> {
+        let snapshots = &records.snapshots;
         let objects = self.repo.list(&layout::data_prefix(set))?;
         let runs = self.runs(set)?;
         let mut last_runs = BTreeMap::new();
@@ -116,6 +120,7 @@ impl Reader {
             last_snapshot: snapshots.last().map(snapshot_summary),
             last_runs,
             last_verification,
+            damaged_records: records.damaged.iter().map(|d| d.id.clone()).collect(),
             unfinished: runs
                 .iter()
                 .filter(|r| r.status == RunStatus::Running)

@@ -69,6 +69,6 @@ pub use lock::{holder_alive, host_name, LockGuard, LockInfo};
 pub use object_store::{GetRange, PutMode};
 pub use pipeline::{ObjectReader, ObjectWriter};
 pub use raw::Written;
-pub use repo::{Marker, ObjectInfo, RepoReader, Repository, UploadOptions};
+pub use repo::{DamagedRecord, Marker, ObjectInfo, Records, RepoReader, Repository, UploadOptions};
 pub use store::{Store, StoreOptions};
 pub use strongbox_archive::Compression;

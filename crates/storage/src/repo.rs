@@ -188,6 +188,52 @@ fn check_record(key: &str, snapshot: &Snapshot) -> Result<(), Error> {
     }
 }
 
+/// Snapshot records as read: those that parse, oldest first, and the damaged ones.
+#[derive(Debug, Default)]
+pub struct Records {
+    /// The records that read, oldest first.
+    pub snapshots: Vec<Snapshot>,
+    /// The records that did not, by key.
+    pub damaged: Vec<DamagedRecord>,
+}
+
+impl Records {
+    /// The snapshots, or the error of the first damaged record.
+    pub fn complete(self) -> Result<Vec<Snapshot>, Error> {
+        match self.damaged.into_iter().next() {
+            Some(damaged) => Err(damaged.error),
+            None => Ok(self.snapshots),
+        }
+    }
+}
+
+/// A snapshot record that cannot be read: undecodable, unparsable, or not the record its
+/// key names.
+#[derive(Debug)]
+pub struct DamagedRecord {
+    /// Its key, `sets/<set>/snapshots/<id>.json`.
+    pub key: String,
+    /// The set its key names.
+    pub set: String,
+    /// The snapshot id its key names.
+    pub id: String,
+    /// Why it cannot be read.
+    pub error: Error,
+}
+
+impl DamagedRecord {
+    fn new(key: String, error: Error) -> Self {
+        let (set, id) = layout::parse_snapshot_key(&key).unwrap_or_default();
+        let (set, id) = (set.to_string(), id.to_string());
+        DamagedRecord {
+            key,
+            set,
+            id,
+            error,
+        }
+    }
+}
+
 pub(crate) fn backend(
     operation: &'static str,
     key: &str,
@@ -537,19 +583,39 @@ impl RepoReader {
             .collect())
     }
 
-    /// Every snapshot record of `set` (or of every set), oldest first.
+    /// Every snapshot record of `set` (or of every set), oldest first. One damaged record
+    /// fails the whole read: for work that must know every snapshot (backup, prune).
     pub fn snapshots(&self, set: Option<&str>) -> Result<Vec<Snapshot>, Error> {
+        self.records(set)?.complete()
+    }
+
+    /// The snapshot records of `set` (or of every set): those that read, oldest first, and
+    /// those that do not, so that one damaged record does not hide the others.
+    pub fn records(&self, set: Option<&str>) -> Result<Records, Error> {
+        let keys = self.snapshot_keys(set)?;
+        self.read_records(keys)
+    }
+
+    /// The keys of the snapshot records of `set` (or of every set), from one listing, none
+    /// read.
+    pub fn snapshot_keys(&self, set: Option<&str>) -> Result<Vec<String>, Error> {
         let prefix = match set {
             Some(set) => layout::snapshots_prefix(layout::check_set_name(set)?),
             None => layout::SETS.to_string(),
         };
-        let keys: Vec<String> = self
+        Ok(self
             .list(&prefix)?
             .into_iter()
             .filter(|o| layout::parse_snapshot_key(&o.key).is_some())
             .map(|o| o.key)
-            .collect();
-        let records: Vec<(String, Bytes)> = self
+            .collect())
+    }
+
+    /// The snapshot records at `keys` (as [`RepoReader::snapshot_keys`] lists them): a
+    /// record that fails to decode, parse or match its key is damaged; a failure to fetch
+    /// one fails the read.
+    pub fn read_records(&self, keys: Vec<String>) -> Result<Records, Error> {
+        let stored: Vec<(String, Bytes)> = self
             .rt
             .block_on(
                 futures::stream::iter(keys.into_iter().map(|key| async move {
@@ -559,21 +625,33 @@ impl RepoReader {
                 .buffer_unordered(16)
                 .try_collect(),
             )
-            .map_err(|e| backend("reading", &prefix, &self.location, e))?;
-        let mut snapshots = records
-            .into_iter()
-            .map(|(key, stored)| {
-                let json = decode(stored, &key, None, self.envelope.as_ref())?;
-                let snapshot = Snapshot::from_json(&key, &json).map_err(|e| Error::Corrupt {
-                    key: key.clone(),
-                    reason: e.to_string(),
-                })?;
-                check_record(&key, &snapshot)?;
-                Ok(snapshot)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        snapshots.sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
-        Ok(snapshots)
+            .map_err(|e| backend("reading", layout::SETS, &self.location, e))?;
+        let mut records = Records::default();
+        for (key, stored) in stored {
+            match self.parse_record(&key, stored) {
+                Ok(snapshot) => records.snapshots.push(snapshot),
+                Err(error) => records.damaged.push(DamagedRecord::new(key, error)),
+            }
+        }
+        records
+            .snapshots
+            .sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
+        records.damaged.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(records)
+    }
+
+    fn parse_record(&self, key: &str, stored: Bytes) -> Result<Snapshot, Error> {
+        let json = decode(stored, key, None, self.envelope.as_ref())?;
+        let snapshot = Snapshot::from_json(key, &json).map_err(|e| Error::Corrupt {
+            key: key.to_string(),
+            // The manifest's error names the key again; keep its cause only.
+            reason: match e {
+                strongbox_manifest::Error::Corrupt { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        })?;
+        check_record(key, &snapshot)?;
+        Ok(snapshot)
     }
 
     /// The archives of `set` kept for chains after their records were forgotten, as their

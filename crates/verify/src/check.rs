@@ -56,6 +56,8 @@ impl FromStr for VerifyLevel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckName {
+    /// The snapshot record reads, parses and is the record its key names.
+    Record,
     /// Every object the record names is stored with its recorded size.
     Objects,
     /// The files listing reads, is a tree, and every archive it draws from exists.
@@ -91,6 +93,7 @@ pub enum CheckName {
 impl fmt::Display for CheckName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            CheckName::Record => "record",
             CheckName::Objects => "objects",
             CheckName::Listing => "listing",
             CheckName::Checksum => "checksum",
@@ -169,6 +172,18 @@ impl SnapshotReport {
             set: snapshot.set.clone(),
             ok: checks.iter().all(|c| c.ok),
             checks,
+            restore_secs: None,
+        }
+    }
+
+    /// The report of snapshot `id` of `set`, whose record cannot be read (`detail` says
+    /// why): failed, with nothing else checked.
+    pub fn unreadable(set: &str, id: &str, detail: String) -> Self {
+        SnapshotReport {
+            id: id.to_string(),
+            set: set.to_string(),
+            ok: false,
+            checks: vec![Check::new(CheckName::Record, Err(detail))],
             restore_secs: None,
         }
     }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use strongbox_manifest::{Snapshot, Stats};
 use strongbox_retention::{KeepPolicy, Timezone};
-use strongbox_storage::{holder_alive, layout};
+use strongbox_storage::{holder_alive, layout, DamagedRecord, Records};
 
 use crate::journal::{Operation, RunStatus};
 use crate::{Error, Reader, SetStatus};
@@ -130,14 +130,17 @@ impl Reader {
     ) -> Result<Assessment, Error> {
         let now = Utc::now();
         // Every record once: the sets, their snapshots and the bundles come from one read.
-        let mut by_set: BTreeMap<String, Vec<Snapshot>> = BTreeMap::new();
-        let all = self.snapshots(None)?;
-        let bundles = self.bundles(&all);
-        for snapshot in all {
-            by_set
-                .entry(snapshot.set.clone())
-                .or_default()
-                .push(snapshot);
+        // A damaged record is its set's finding; it neither hides the set nor stops the rest.
+        let records = self.records(None)?;
+        let bundles = self.bundles(&records.snapshots);
+        let mut by_set: BTreeMap<String, Records> = BTreeMap::new();
+        for snapshot in records.snapshots {
+            let set = by_set.entry(snapshot.set.clone()).or_default();
+            set.snapshots.push(snapshot);
+        }
+        for damaged in records.damaged {
+            let set = by_set.entry(damaged.set.clone()).or_default();
+            set.damaged.push(damaged);
         }
         let mut sets = sets.to_vec();
         if sets.is_empty() {
@@ -162,18 +165,19 @@ impl Reader {
         }
         for set in &sets {
             layout::check_set_name(set)?;
-            let snapshots = by_set.entry(set.clone()).or_default();
-            let status = self.set_status(set, snapshots)?;
+            let records = by_set.entry(set.clone()).or_default();
+            let status = self.set_status(set, records)?;
             let set_checks = SetChecks {
                 reader: self,
                 status: &status,
-                snapshots,
+                snapshots: &records.snapshots,
                 options,
                 now,
                 bundles: &bundles,
             };
             let (set_checks, forget) = set_checks.all()?;
             checks.extend(set_checks);
+            checks.extend(records.damaged.iter().map(damaged_check));
             if let Some(forget) = forget {
                 forgettable.insert(set.clone(), forget);
             }
@@ -186,6 +190,10 @@ impl Reader {
             .max()
             .unwrap_or(HealthStatus::Ok);
         by_set.retain(|set, _| sets.contains(set));
+        let by_set = by_set
+            .into_iter()
+            .map(|(set, records)| (set, records.snapshots))
+            .collect();
         Ok(Assessment {
             report: HealthReport {
                 status,
@@ -581,6 +589,21 @@ impl SetChecks<'_> {
 
 /// What a snapshot holds, for the anomaly check: files and bytes, or rows per table and in
 /// all.
+/// A snapshot record that cannot be read: critical, since restoring or verifying that
+/// snapshot, or an incremental built on it, fails.
+fn damaged_check(damaged: &DamagedRecord) -> HealthCheck {
+    HealthCheck {
+        set: Some(damaged.set.clone()),
+        name: "record".to_string(),
+        status: HealthStatus::Critical,
+        detail: format!(
+            "the record of snapshot {} cannot be read: {}",
+            damaged.id,
+            crate::error_chain(&damaged.error)
+        ),
+    }
+}
+
 fn metrics(snapshot: &Snapshot) -> Vec<(String, u64)> {
     match &snapshot.stats {
         Stats::Files(f) => vec![

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use chrono::Utc;
 use strongbox_db_dump::SqlCheck;
 use strongbox_manifest::{ObjectRef, ObjectRole, Snapshot, SnapshotId, SourceKind};
-use strongbox_storage::layout;
+use strongbox_storage::{layout, DamagedRecord};
 use strongbox_verify::{
     objects_present, Check, CheckName, Report, SnapshotReport, TreeCheck, VerifyLevel,
 };
@@ -114,6 +114,17 @@ impl Reader {
     /// Check `snapshots` as `options` say; each set's attempt goes into its run journal,
     /// with each snapshot's result.
     pub fn verify(&self, snapshots: &[Snapshot], options: &VerifyOptions) -> Result<Report, Error> {
+        self.verify_records(snapshots, &[], options)
+    }
+
+    /// [`Reader::verify`], where each of `damaged` (records that cannot be read, as
+    /// [`Reader::records`] finds them) is a failed snapshot of its set's report.
+    pub fn verify_records(
+        &self,
+        snapshots: &[Snapshot],
+        damaged: &[DamagedRecord],
+        options: &VerifyOptions,
+    ) -> Result<Report, Error> {
         let level = options.level;
         // A bundle is verified with its members, each at the level asked.
         let mut expanded: Vec<Snapshot> = Vec::with_capacity(snapshots.len());
@@ -130,8 +141,18 @@ impl Reader {
             }
         }
         let snapshots = &expanded[..];
+        let unreadable = |set: Option<&str>| -> Vec<SnapshotReport> {
+            damaged
+                .iter()
+                .filter(|d| set.is_none_or(|set| d.set == set))
+                .map(|d| SnapshotReport::unreadable(&d.set, &d.id, crate::error_chain(&d.error)))
+                .collect()
+        };
         if let Some(budget) = options.budget {
-            return self.verify_budget(snapshots, budget);
+            let mut report = self.verify_budget(snapshots, budget)?;
+            report.snapshots.extend(unreadable(None));
+            report.ok &= damaged.is_empty();
+            return Ok(report);
         }
         options.check_scratch()?;
         if level == VerifyLevel::Restore
@@ -145,13 +166,20 @@ impl Reader {
         for snapshot in snapshots {
             by_set.entry(&snapshot.set).or_default().push(snapshot);
         }
+        for d in damaged {
+            by_set.entry(&d.set).or_default();
+        }
         let mut reports = Vec::new();
         for (set, snapshots) in by_set {
             let checked = self.journaled(
                 set,
                 Operation::Verify,
                 None,
-                || self.verify_set(set, &snapshots, options),
+                || {
+                    let mut reports = self.verify_set(set, &snapshots, options)?;
+                    reports.extend(unreadable(Some(set)));
+                    Ok(reports)
+                },
                 |reports: &Vec<SnapshotReport>| RunOutcome {
                     ok: reports.iter().all(|r| r.ok),
                     bytes: None,
