@@ -61,12 +61,10 @@ impl Config {
             key,
             var,
         })?;
-        let raw: Raw = table
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Invalid {
-                path: path.clone(),
-                message: e.message().trim().replace('\n', " "),
-            })?;
+        let raw: Raw = crate::model::from_value(table).map_err(|message| Error::Invalid {
+            path: path.clone(),
+            message,
+        })?;
         let storage = |source| Error::Storage {
             path: path.clone(),
             source,
@@ -280,8 +278,17 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
             ),
             (
                 "[sets.db]\nsource = \"files\"\npath = \"/x\"\nkeep = { dayly = 1 }\n",
-                "dayly",
+                "set \"db\" keep.dayly: unknown field `dayly`",
             ),
+            (
+                "[sets.db]\nsource = \"files\"\npath = \"/x\"\nkeep = { daily = -1 }\n",
+                "keep.daily: invalid value: integer `-1`",
+            ),
+            (
+                "[health]\nmax_disk_usage = 500\n",
+                "health.max_disk_usage: 500 is not a percentage from 1 to 100",
+            ),
+            ("[health]\nanomaly_drop = 0\n", "health.anomaly_drop: 0 is not"),
             (
                 "[sets.\"a b\"]\nsource = \"files\"\npath = \"/x\"\n",
                 "invalid set name",
@@ -307,7 +314,7 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
                 "[alerts]\nwebhooks = [ { url = \"hooks.example/TOKEN\" } ]\n",
                 "webhook URL ***: not an http(s) URL",
             ),
-            ("[alerts]\non = [\"test\"]\n", "unknown variant `test`"),
+            ("[alerts]\non = [\"test\"]\n", "alerts.on[0]: unknown variant `test`"),
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err();

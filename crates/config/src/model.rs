@@ -155,10 +155,8 @@ impl SetConfig {
                 options.insert(key.to_string(), value);
             }
         }
-        let options: SetOptions = options.try_into().map_err(|e| message(&e))?;
-        let source: SourceSpec = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e| message(&e))?;
+        let options: SetOptions = from_value(toml::Value::Table(options))?;
+        let source: SourceSpec = from_value(toml::Value::Table(table))?;
         Ok(SetConfig {
             source,
             tags: options.tags,
@@ -172,14 +170,21 @@ impl SetConfig {
     }
 }
 
-/// A deserializer's message as the rest of a sentence about a set: serde says
-/// "missing field `path`", the operator reads "needs `path`".
-fn message(error: &toml::de::Error) -> String {
-    let text = error.message().trim().replace('\n', " ");
-    match text.strip_prefix("missing field ") {
-        Some(field) => format!("needs {field}"),
-        None => text,
-    }
+/// `value` as a `T`; an error names the key it is about (`max_disk_usage: invalid value…`)
+/// as the rest of a sentence: serde says "missing field `path`", the operator reads "needs
+/// `path`".
+pub(crate) fn from_value<T: serde::de::DeserializeOwned>(value: toml::Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let text = e.inner().message().trim().replace('\n', " ");
+        let text = match text.strip_prefix("missing field ") {
+            Some(field) => format!("needs {field}"),
+            None => text,
+        };
+        match e.path().to_string().as_str() {
+            "." => text,
+            key => format!("{key}: {text}"),
+        }
+    })
 }
 
 impl<'de> Deserialize<'de> for SetConfig {
@@ -270,10 +275,18 @@ pub struct HealthConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<HumanDuration>,
     /// Critical when the repository's disk is fuller than this percentage.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "percent",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_disk_usage: Option<u8>,
     /// Warn when a snapshot is this many percent smaller than the median of the last 7.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "percent",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub anomaly_drop: Option<u8>,
     /// Warn when the newest snapshot older than this has not been verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -284,6 +297,17 @@ pub struct HealthConfig {
     /// Physical sets: critical when the newest archived WAL is older (default 30m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal_critical: Option<HumanDuration>,
+}
+
+/// A percentage from 1 to 100, as `--max-disk-usage` takes it.
+fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        Some(p @ 1..=100) => Ok(u8::try_from(p).ok()),
+        Some(p) => Err(D::Error::custom(format!(
+            "{p} is not a percentage from 1 to 100"
+        ))),
+        None => Ok(None),
+    }
 }
 
 impl HealthConfig {
