@@ -746,6 +746,26 @@ fn output_into_a_closed_pipe_exits_0() {
     }
 }
 
+/// A snapshot dated ahead of the clock would stand as the latest and keep `health` green
+/// while no backup ran; a typo in `--time` (2062 for 2026) used to be accepted.
+#[test]
+fn a_snapshot_time_in_the_future_is_refused_and_journals_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a.txt"), b"a");
+    let args = ["backup", "files", "media", src.to_str().unwrap()];
+    let err = env.fails(
+        &[&args[..], &["--time", "2062-12-03T02:00:00Z"]].concat(),
+        1,
+    );
+    assert!(
+        one_line(&err).contains("snapshot time 2062-12-03T02:00:00+00:00 is in the future"),
+        "{err}"
+    );
+    assert!(env.snapshot_ids().is_empty());
+    assert_eq!(env.json(&["status"]), serde_json::json!([]));
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let env = Env::new();

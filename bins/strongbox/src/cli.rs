@@ -571,7 +571,7 @@ pub struct CommonBackup {
     /// Tag the snapshot (repeatable).
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
-    /// Snapshot time instead of now (RFC 3339).
+    /// Snapshot time instead of now (RFC 3339), for imports; not in the future.
     #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
     pub time: Option<DateTime<Utc>>,
     /// Verify the new snapshot at this level; a failed verification exits 1 (the snapshot

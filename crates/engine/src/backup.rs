@@ -38,6 +38,7 @@ impl Engine {
         options: &BackupOptions,
     ) -> Result<Snapshot, Error> {
         layout::check_set_name(set)?;
+        options.check_time()?;
         self.locked(
             set,
             Operation::Backup,

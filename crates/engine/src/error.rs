@@ -195,6 +195,11 @@ pub enum Error {
         repository: PathBuf,
     },
     /// `--include` patterns that select nothing of a snapshot.
+    #[error("snapshot time {time} is in the future: dated ahead, the snapshot would stand as the latest and hide missed backups")]
+    FutureTime {
+        /// The time asked for (RFC 3339).
+        time: String,
+    },
     #[error("no entry of snapshot {snapshot} matches --include {patterns:?}")]
     NothingIncluded {
         /// The snapshot.

@@ -113,9 +113,22 @@ pub struct BackupOptions {
     /// Tags for the snapshot.
     #[serde(default)]
     pub tags: Vec<String>,
-    /// Snapshot time instead of now (imports, tests).
+    /// Snapshot time instead of now (imports, tests); not in the future.
     #[serde(default)]
     pub time: Option<DateTime<Utc>>,
+}
+
+impl BackupOptions {
+    /// A `time` ahead of the clock is refused: that snapshot would be the latest until the
+    /// clock caught up, so `health` would see a fresh backup every day while none ran.
+    pub(crate) fn check_time(&self) -> Result<(), Error> {
+        match self.time {
+            Some(time) if time > Utc::now() => Err(Error::FutureTime {
+                time: time.to_rfc3339(),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One backup to take: into which set, of what, with which options.
