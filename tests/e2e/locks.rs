@@ -70,3 +70,53 @@ fn a_lock_of_a_running_process_on_this_host_is_never_removed() {
     assert_eq!(removed["removed"]["pid"], u32::MAX - 1);
     assert!(!lock.exists());
 }
+
+/// An unreadable lock fails every backup of its set before a journal entry is made, so
+/// `health` used to stay ok while no backup ran.
+#[test]
+fn an_unreadable_lock_is_critical_in_health_until_unlock_force_removes_it() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a.txt"), b"one");
+    env.backup("media", &src, &[]);
+    let lock = Path::new(&env.repo).join("locks/media.json");
+    write(&lock, b"garbage");
+    let src_arg = src.display().to_string();
+
+    let err = env.fails(&["backup", "files", "media", &src_arg], 1);
+    assert!(
+        err.contains("locks/media.json: unreadable lock")
+            && err.contains("`strongbox unlock media --force` removes it"),
+        "{err}"
+    );
+    let health = |code| {
+        let out = env.run(&["health", "--json", "--max-disk-usage", "100"]);
+        assert_eq!(out.status.code(), Some(code));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let lock = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "lock")
+            .cloned()
+            .unwrap();
+        (
+            lock["status"].as_str().unwrap().to_string(),
+            lock["detail"].to_string(),
+        )
+    };
+    let (status, detail) = health(2);
+    assert_eq!(status, "critical");
+    assert!(
+        detail.contains("locks/media.json: unreadable lock"),
+        "{detail}"
+    );
+
+    let err = env.fails(&["unlock", "media"], 1);
+    assert!(err.contains("does not read"), "{err}");
+    assert!(lock.exists(), "refused: the lock stays");
+    env.json(&["unlock", "media", "--force"]);
+    assert!(!lock.exists());
+    env.backup("media", &src, &[]);
+    assert_eq!(health(0).0, "ok");
+}

@@ -17,25 +17,23 @@ impl Engine {
             set: set.to_string(),
             reason,
         };
-        let holder = match self.repo.lock_info(set)? {
-            Some(holder) => holder,
-            None => match self.repo.head(&layout::lock_key(set)) {
-                Err(strongbox_storage::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(e.into()),
-                Ok(_) if !force => {
-                    return Err(refuse(
-                        "its lock does not read; if no strongbox runs on this set, unlock --force removes it"
-                            .to_string(),
-                    ))
-                }
-                Ok(_) => LockInfo {
-                    set: set.to_string(),
-                    operation: "unknown".to_string(),
-                    host: "unknown".to_string(),
-                    pid: 0,
-                    time: chrono::Utc::now(),
-                },
+        let holder = match self.repo.lock_info(set) {
+            Ok(Some(holder)) => holder,
+            Ok(None) => return Ok(None),
+            Err(strongbox_storage::Error::Corrupt { .. }) if !force => {
+                return Err(refuse(
+                    "its lock does not read; if no strongbox runs on this set, unlock --force removes it"
+                        .to_string(),
+                ))
+            }
+            Err(strongbox_storage::Error::Corrupt { .. }) => LockInfo {
+                set: set.to_string(),
+                operation: "unknown".to_string(),
+                host: "unknown".to_string(),
+                pid: 0,
+                time: chrono::Utc::now(),
             },
+            Err(e) => return Err(e.into()),
         };
         let held = format!(
             "{} by pid {} on host {} since {}",

@@ -85,17 +85,11 @@ impl Repository {
                 Err(Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e),
             }
-            let holder = match self.stored_bytes(&key) {
-                Ok(bytes) => serde_json::from_slice::<LockInfo>(&bytes).ok(),
+            let holder = match self.lock_info(set) {
+                Ok(Some(holder)) => holder,
                 // Released between our create and our read: try again.
-                Err(Error::NotFound { .. }) => continue,
+                Ok(None) => continue,
                 Err(e) => return Err(e),
-            };
-            let Some(holder) = holder else {
-                return Err(Error::Corrupt {
-                    key,
-                    reason: "unreadable lock; remove it if no strongbox is running".to_string(),
-                });
             };
             let stale = holder.host == info.host && !process_alive(holder.pid);
             if stale && attempt == 0 {
@@ -124,10 +118,21 @@ impl Repository {
 }
 
 impl crate::RepoReader {
-    /// Read the lock of `set`, if one is held.
+    /// Read the lock of `set`, if one is held. A lock that does not parse is
+    /// [`Error::Corrupt`]: it blocks the set as any lock does, and only `unlock --force`
+    /// removes it.
     pub fn lock_info(&self, set: &str) -> Result<Option<LockInfo>, Error> {
-        match self.stored_bytes(&layout::lock_key(layout::check_set_name(set)?)) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+        let key = layout::lock_key(layout::check_set_name(set)?);
+        match self.stored_bytes(&key) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(info) => Ok(Some(info)),
+                Err(_) => Err(Error::Corrupt {
+                    key,
+                    reason: format!(
+                        "unreadable lock; if no strongbox runs on set {set}, `strongbox unlock {set} --force` removes it"
+                    ),
+                }),
+            },
             Err(Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }

@@ -532,7 +532,15 @@ impl SetChecks<'_> {
     }
 
     fn lock(&self) -> Result<HealthCheck, Error> {
-        Ok(match self.reader.repo.lock_info(&self.status.set)? {
+        let lock = match self.reader.repo.lock_info(&self.status.set) {
+            Ok(lock) => lock,
+            // It fails every backup and prune of the set before any journal entry is made.
+            Err(e @ strongbox_storage::Error::Corrupt { .. }) => {
+                return Ok(self.check("lock", HealthStatus::Critical, e.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(match lock {
             None => self.check("lock", HealthStatus::Ok, "not locked".to_string()),
             Some(lock) => match holder_alive(&lock.host, lock.pid) {
                 Some(false) => self.check(
