@@ -529,6 +529,43 @@ fn a_tree_holding_its_repository_backs_up_without_it_and_cannot_be_restored_over
     assert_eq!(tree(top), before);
 }
 
+/// An SQLite restore writes one file: never one of the repository's (its marker, a record),
+/// and no new one inside it.
+#[test]
+fn an_sqlite_restore_into_the_repository_is_refused() {
+    let env = Env::new();
+    let db = env.path("app.db");
+    crate::harness::sqlite(&db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+    env.json(&["backup", "sqlite", "app", db.to_str().unwrap()]);
+    let repo = Path::new(&env.repo);
+    let before = tree(repo);
+    for (target, force) in [
+        (repo.join("strongbox.json"), true),
+        (repo.join("new.db"), false),
+        (env.path("missing/../repo/x.db"), false),
+    ] {
+        let mut args = vec![
+            "restore",
+            "app:latest",
+            "--target",
+            target.to_str().unwrap(),
+        ];
+        if force {
+            args.push("--force");
+        }
+        let err = env.fails(&args, 1);
+        assert!(
+            one_line(&err).contains(&format!("it holds or is inside repository {}", env.repo)),
+            "{err}"
+        );
+    }
+    let mut after = tree(repo);
+    after.retain(|path, _| !path.contains("/runs/"));
+    let mut before = before;
+    before.retain(|path, _| !path.contains("/runs/"));
+    assert_eq!(before, after, "nothing changed");
+}
+
 #[test]
 fn a_missing_scratch_dir_is_refused_and_no_snapshot_is_marked_failed() {
     let (env, _) = small_repo();

@@ -110,6 +110,11 @@ pub trait DatabaseTarget {
     fn describe(&self) -> String;
     /// Whether it holds no data yet; a missing database or file counts as empty.
     fn is_empty(&mut self) -> Result<bool, Error>;
+    /// The file it writes, for a target that is one (SQLite): the engine refuses one that
+    /// lies in the repository.
+    fn file(&self) -> Option<&std::path::Path> {
+        None
+    }
     /// Consume an uncompressed dump, then check the restored row counts against `expected`.
     /// A failure leaves the target as it was.
     fn restore(

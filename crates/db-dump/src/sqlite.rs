@@ -499,6 +499,10 @@ impl DatabaseTarget for SqliteTarget {
             .to_string()
     }
 
+    fn file(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
     fn is_empty(&mut self) -> Result<bool, Error> {
         let path = absolute(&self.path)?;
         match fs::metadata(&path) {

@@ -1,9 +1,10 @@
 use std::io::{self, Read};
+use std::path::Path;
 
 use strongbox_db_dump::{DatabaseTarget, Error as DbError, Inspection, SnapshotQuery, SqlCheck};
 use strongbox_manifest::{ObjectRole, SourceKind, Stats};
 
-use super::{RestoreDetail, RestoreRun, Restored, Restorer};
+use super::{resolved, RestoreDetail, RestoreRun, Restored, Restorer};
 use crate::progress::Watched;
 use crate::source::DumpSource;
 use crate::{Error, Source};
@@ -58,6 +59,14 @@ impl Restorer for DatabaseRestorer {
 
     fn is_empty(&mut self) -> Result<bool, Error> {
         Ok(self.target.is_empty()?)
+    }
+
+    fn reaches(&self, dir: &Path) -> Result<bool, Error> {
+        let Some(file) = self.target.file() else {
+            return Ok(false);
+        };
+        let file = std::path::absolute(file).map_err(|e| Error::io("resolving", file, e))?;
+        Ok(resolved(&file).starts_with(resolved(dir)))
     }
 
     fn replaced(&self) -> String {

@@ -1,13 +1,13 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use strongbox_archive::read_full;
 use strongbox_manifest::{FileEntry, FileType, Listing, Snapshot, SourceKind, Stats};
 
-use super::{RestoreDetail, RestorePlan, RestoreRun, Restored, Restorer};
+use super::{resolved, RestoreDetail, RestorePlan, RestoreRun, Restored, Restorer};
 use crate::progress::Tracked;
 use crate::tree::TreeEntry;
 use crate::Error;
@@ -50,30 +50,6 @@ impl DirectoryTarget {
             std::path::absolute(&self.path).map_err(|e| Error::io("resolving", &self.path, e))?;
         Ok(resolved(&absolute))
     }
-}
-
-/// `path` (absolute) with its longest existing ancestor resolved (symbolic links, `..`) and
-/// the rest applied to it as names: where the kernel will find it once the missing
-/// directories are created. `..` after a missing directory must not be left for later: a
-/// target `missing/../dir` looked empty and new, yet named `dir`.
-fn resolved(path: &Path) -> PathBuf {
-    let parts: Vec<Component<'_>> = path.components().collect();
-    for existing in (1..=parts.len()).rev() {
-        let Ok(mut real) = parts[..existing].iter().collect::<PathBuf>().canonicalize() else {
-            continue;
-        };
-        for part in &parts[existing..] {
-            match part {
-                Component::ParentDir => {
-                    real.pop();
-                }
-                Component::Normal(name) => real.push(name),
-                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
-            }
-        }
-        return real;
-    }
-    path.to_path_buf()
 }
 
 /// Put the staging tree in `target`'s place; the old tree goes to `aside` when `keep`, else

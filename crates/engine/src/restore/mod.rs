@@ -6,7 +6,7 @@ mod database;
 mod datadir;
 mod directory;
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -400,6 +400,30 @@ impl crate::Reader {
         };
         target.restore(&mut run)
     }
+}
+
+/// `path` (absolute) with its longest existing ancestor resolved (symbolic links, `..`) and
+/// the rest applied to it as names: where the kernel will find it once the missing
+/// directories are created. `..` after a missing directory must not be left for later: a
+/// target `missing/../dir` looked empty and new, yet named `dir`.
+pub(crate) fn resolved(path: &Path) -> PathBuf {
+    let parts: Vec<Component<'_>> = path.components().collect();
+    for existing in (1..=parts.len()).rev() {
+        let Ok(mut real) = parts[..existing].iter().collect::<PathBuf>().canonicalize() else {
+            continue;
+        };
+        for part in &parts[existing..] {
+            match part {
+                Component::ParentDir => {
+                    real.pop();
+                }
+                Component::Normal(name) => real.push(name),
+                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            }
+        }
+        return real;
+    }
+    path.to_path_buf()
 }
 
 #[cfg(test)]
