@@ -564,6 +564,15 @@ fn an_sqlite_restore_into_the_repository_is_refused() {
     let mut before = before;
     before.retain(|path, _| !path.contains("/runs/"));
     assert_eq!(before, after, "nothing changed");
+
+    // A directory is no database file: it said "disk I/O error: Error code 266".
+    let dir = env.path("dir");
+    fs::create_dir(&dir).unwrap();
+    let err = env.fails(
+        &["restore", "app:latest", "--target", dir.to_str().unwrap()],
+        1,
+    );
+    assert!(one_line(&err).contains("it is a directory"), "{err}");
 }
 
 #[test]
@@ -766,12 +775,7 @@ fn output_into_a_closed_pipe_exits_0() {
         &["snapshots", "--json"],
         &["show", "media:latest"],
     ] {
-        let mut child = env
-            .cmd(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = crate::harness::spawn(&env, args);
         drop(child.stdout.take());
         let out = child.wait_with_output().unwrap();
         assert_eq!(
@@ -916,6 +920,19 @@ fn unreadable_files_are_left_out_named_and_exit_3() {
     let run = fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
     let run: serde_json::Value = serde_json::from_slice(&fs::read(run).unwrap()).unwrap();
     assert_eq!(run["status"], "incomplete");
+    // health said ok after it: a backup that leaves files out every night went unnoticed.
+    let out = env.run(&["health", "--json", "--max-disk-usage", "100"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let last = crate::harness::named_check(&report["checks"], "last-backup");
+    assert_eq!(last["status"], "warning", "{report:#}");
+    assert!(
+        last["detail"].as_str().unwrap().contains(&format!(
+            "files were left out of {}",
+            record["id"].as_str().unwrap()
+        )),
+        "{last}"
+    );
 }
 
 /// A tar header declaring `size` bytes for `path`.

@@ -198,6 +198,29 @@ fn sqlite_backup_restore_recipe_and_safe_replacement() {
     assert_eq!(safety(&env), 1);
     assert_eq!(rows(), "5000");
 
+    // The safety set is not on a schedule: its age is no concern of health, which used to
+    // turn critical two days after every forced restore.
+    let out = env.run(&[
+        "health",
+        "--json",
+        "--max-age",
+        "1s",
+        "--max-disk-usage",
+        "100",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    let names = |set: &str| -> Vec<&str> {
+        checks
+            .iter()
+            .filter(|c| c["set"] == set)
+            .map(|c| c["name"].as_str().unwrap())
+            .collect()
+    };
+    assert!(names("chat").contains(&"backup-age"), "{report:#}");
+    assert!(!names("chat-safety").is_empty(), "{report:#}");
+    assert!(!names("chat-safety").contains(&"backup-age"), "{report:#}");
+
     // The documented recipe: zstd and sqlite3 alone.
     let by_hand = env.path("by-hand.sqlite3");
     let id = record["id"].as_str().unwrap();

@@ -152,12 +152,7 @@ fn ls_into_a_pipe_closed_after_the_first_line_exits_0() {
     use std::io::BufRead;
     let env = Env::new();
     env.backup("media", &many_files(&env), &[]);
-    let mut child = env
-        .cmd(&["ls", "media:latest"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::harness::spawn(&env, &["ls", "media:latest"]);
     let mut first = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
@@ -249,6 +244,32 @@ fn dry_run_plans_and_writes_nothing() {
     assert_eq!(holders[0], full["id"].as_str().unwrap());
     assert!(!target.exists(), "dry run created the target");
     assert_eq!(names(env.dir.path()), ["repo", "src"]);
+
+    // A dry run refuses what the restore would, and says what the restore would replace;
+    // it used to plan over a live tree without --force.
+    write(&target.join("live.txt"), b"live");
+    let before = tree(&target);
+    let args = [
+        "restore",
+        "media:latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--dry-run",
+    ];
+    let err = env.fails(&args, 1);
+    assert!(err.contains("is not empty; add --force"), "{err}");
+    for (extra, said) in [
+        (&[][..], "replaced: the current content is kept as"),
+        (
+            &["--no-keep-previous"],
+            "replaced: deleted (--no-keep-previous)",
+        ),
+    ] {
+        let out = env.run(&[&args[..], &["--force"], extra].concat());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains(said), "{text}");
+    }
+    assert_eq!(tree(&target), before);
 }
 
 #[test]

@@ -100,6 +100,15 @@ impl Env {
     }
 }
 
+/// Start `strongbox --repo <repo> <args>` in the background, its output captured.
+pub fn spawn(env: &Env, args: &[&str]) -> std::process::Child {
+    env.cmd(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start strongbox")
+}
+
 /// The JSON document a `--json` run that must have succeeded printed.
 pub fn succeeded(out: &Output) -> Value {
     assert!(

@@ -2,11 +2,11 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::harness::{assert_same_tree, big_tree, names, tree, write, Env};
+use crate::harness::{assert_same_tree, big_tree, names, spawn, tree, write, Env};
 
 /// Wait until `ready` holds (or fail after 60 s).
 pub(crate) fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
@@ -15,14 +15,6 @@ pub(crate) fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         sleep(Duration::from_millis(5));
     }
-}
-
-fn spawn(env: &Env, args: &[&str]) -> Child {
-    env.cmd(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 pub(crate) fn signal(child: &Child, signal: rustix::process::Signal) {

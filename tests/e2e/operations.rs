@@ -112,8 +112,8 @@ fn a_set_whose_every_backup_failed_is_critical_without_a_configuration() {
     env.backup("media", &media(&env, 1), &[]);
     let typo = env.path("typo");
     env.fails(&["backup", "files", "new", typo.to_str().unwrap()], 1);
-    // A prune names a set but attempts no backup of it: not a set to report.
-    env.json(&["prune", "other", "--keep-last", "1"]);
+    // A prune of a set that is not there is refused and journals nothing: no set to report.
+    env.fails(&["prune", "other", "--keep-last", "1"], 1);
 
     let (code, report) = health(&env, &[]);
     assert_eq!(code, 2, "{report:#}");
@@ -181,6 +181,55 @@ fn health_is_ok_for_fresh_verified_backups_and_writes_prometheus() {
         1,
         "a temporary file is left beside the metrics"
     );
+    // node_exporter reads it as another user: it was 0600 under strongbox's umask.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&prom).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+}
+
+/// Metrics that cannot be written, or would land in the repository (they replaced its
+/// marker, with exit 0), are unknown at best, and the checks are still printed.
+#[test]
+fn metrics_that_cannot_be_written_are_unknown_and_reports_stay_out_of_the_repository() {
+    let env = Env::new();
+    let src = media(&env, 3);
+    env.backup("media", &src, &[]);
+    let repo = Path::new(&env.repo);
+    let marker = fs::read(repo.join("strongbox.json")).unwrap();
+    let missing = env.path("missing/x.prom");
+    for (path, said) in [
+        (repo.join("strongbox.json"), "lies inside repository"),
+        (missing, "No such file"),
+    ] {
+        let out = env.run(&[
+            "health",
+            "--json",
+            "--max-disk-usage",
+            "100",
+            "--prometheus",
+            path.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            report["status"], "ok",
+            "the checks are printed all the same"
+        );
+    }
+    for args in [
+        vec!["status", "--html"],
+        vec!["verify", "--all", "--report"],
+    ] {
+        let inside = repo.join("sets/media/report.html");
+        let err = env.fails(&[&args[..], &[inside.to_str().unwrap()]].concat(), 1);
+        assert!(err.contains("lies inside repository"), "{args:?}: {err}");
+        assert!(!inside.exists());
+    }
+    assert_eq!(fs::read(repo.join("strongbox.json")).unwrap(), marker);
 }
 
 /// A sample line of the exposition format: `name{label="value",…} number`.
@@ -287,6 +336,15 @@ fn health_conditions_each_give_their_state_and_exit_code() {
     assert_eq!(
         check(&report, Some("media"), "crashed-runs")["status"],
         "warning",
+        "{report:#}"
+    );
+    // A later backup went past the crashed one: it warned for 90 days, until the journal
+    // entry was pruned.
+    env.backup("media", &src, &[]);
+    let (_, report) = health(&env, &["--max-age", "2000h"]);
+    assert_eq!(
+        check(&report, Some("media"), "crashed-runs")["status"],
+        "ok",
         "{report:#}"
     );
 
@@ -500,6 +558,36 @@ fn schedules_install_as_a_cron_file_and_systemd_timers_that_systemd_accepts() {
         );
     }
     assert!(text.contains("0 2 * * * root"), "{text}");
+
+    // Never over a file install did not write; never for a repository other than the one
+    // the jobs will read (an install took --repo and dropped it from the jobs).
+    let foreign = env.path("cron.d/other");
+    write(&foreign, b"# another package's jobs\n");
+    let out = run(&["schedule", "install", "--cron", foreign.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("schedule install did not write it"),
+        "{stderr}"
+    );
+    assert_eq!(fs::read(&foreign).unwrap(), b"# another package's jobs\n");
+    let mut elsewhere = Env::new();
+    elsewhere.repo = elsewhere.path("elsewhere").display().to_string();
+    let other_cron = env.path("cron.d/strongbox-2");
+    let out = elsewhere.run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "schedule",
+        "install",
+        "--cron",
+        other_cron.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1) && stderr.contains("the installed jobs would use repository"),
+        "{stderr}"
+    );
+    assert!(!other_cron.exists());
 
     let units = env.path("systemd");
     fs::create_dir_all(&units).unwrap();

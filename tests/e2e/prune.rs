@@ -347,3 +347,25 @@ fn a_retained_archive_keeps_its_digest_so_checksum_verify_catches_its_damage() {
         .to_string();
     assert!(detail.contains(&archive), "{detail}");
 }
+
+/// prune deleted any file it found in `sets/<set>/data/` (an operator's notes), and a
+/// mistyped set pruned nothing with exit 0, so a cron job never pruned and never said so.
+#[test]
+fn prune_deletes_only_its_own_objects_and_refuses_a_set_that_is_not_there() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a.txt"), b"one");
+    env.backup("media", &src, &[]);
+    write(&src.join("a.txt"), b"two");
+    env.backup("media", &src, &["--full"]);
+    let note = Path::new(&env.repo).join("sets/media/data/notes.txt");
+    write(&note, b"precious");
+    let report = env.json(&["prune", "media", "--keep-last", "1"]);
+    assert_eq!(report["forget"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(fs::read(&note).unwrap(), b"precious");
+
+    let before = repo_files(Path::new(&env.repo));
+    let err = env.fails(&["prune", "mdia", "--keep-last", "1"], 1);
+    assert!(err.contains("holds no set \"mdia\""), "{err}");
+    assert_eq!(repo_files(Path::new(&env.repo)), before);
+}

@@ -5,13 +5,12 @@
 //! prune overtakes never takes the half-deleted snapshot as whole.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use strongbox_test_support::{unique, FaultProxy, Plan};
 
-use crate::harness::{assert_same_tree, names, noise, tree, write, Env};
+use crate::harness::{assert_same_tree, names, noise, spawn, tree, write, Env};
 
 /// An initialised repository in the shared bucket, reached through the proxy (the token is
 /// its prefix), and a source tree `src` of `media(seed)`.
@@ -41,15 +40,6 @@ fn media(root: &Path, seed: u64) {
             format!("{seed}-{i}").as_bytes(),
         );
     }
-}
-
-/// Start a command in the background, its output captured.
-fn spawn(env: &Env, args: &[&str]) -> Child {
-    env.cmd(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 /// Run, expect exit 1 within `bound`, and return the one line of stderr.

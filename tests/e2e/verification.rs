@@ -550,12 +550,7 @@ fn big_postgres_snapshot(env: &Env, pg: &Pg, set: &str) -> strongbox_test_suppor
 
 /// Start a restore test of `set` and wait until its scratch database exists.
 fn restore_test_started(env: &Env, pg: &Pg, set: &str, args: &[&str]) -> std::process::Child {
-    let mut child = env
-        .cmd(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::harness::spawn(env, args);
     let started = std::time::Instant::now();
     while scratch_left(pg, set).is_empty() {
         assert!(

@@ -646,7 +646,9 @@ pub struct RestoreArgs {
     /// Replace a non-empty target.
     #[arg(long)]
     pub force: bool,
-    /// Delete the replaced target instead of keeping it as <target>.pre-restore-<time>.
+    /// Delete the replaced directory tree instead of keeping it as
+    /// <target>.pre-restore-<time> (files snapshots; a database restore always takes its
+    /// safety snapshot, and an SQLite file is always kept aside).
     #[arg(long)]
     pub no_keep_previous: bool,
 }

@@ -126,7 +126,7 @@ fn new_passphrase(flag: &str, value: &str, var: &str) -> Result<SecretString> {
         return Ok(p);
     }
     if !std::io::stdin().is_terminal() {
-        bail!("{flag} reads the passphrase from {var}, which is not set, and there is no terminal to ask on");
+        bail!("{flag} reads the passphrase from {var}, which is not set (or empty), and there is no terminal to ask on");
     }
     let first = ask("New passphrase: ")?;
     if ask("Repeat the new passphrase: ")?.expose_secret() != first.expose_secret() {
@@ -441,6 +441,7 @@ impl App {
             Command::Status { sets, html } => {
                 let reader = self.reader()?;
                 if let Some(path) = html {
+                    reader.check_output(&path)?;
                     let dashboard = reader.dashboard(&sets, &self.config.health_options())?;
                     write_atomically(&path, dashboard.to_html().as_bytes())
                         .with_context(|| format!("writing {}", path.display()))?;
@@ -629,11 +630,23 @@ impl App {
             }
             cli::ScheduleCommand::Install { target, user } => {
                 let binary = self.scheduled_binary(&config_path)?;
-                let mut written = Vec::new();
-                for (path, text) in target
+                self.check_scheduled_repo(&config_path)?;
+                let files = target
                     .installation(user)
-                    .files(&jobs, &binary, &config_path)
-                {
+                    .files(&jobs, &binary, &config_path);
+                // Checked before the first is written: an install writes all or nothing.
+                for (path, _) in &files {
+                    let ours = std::fs::read_to_string(path)
+                        .map_or(true, |text| text.starts_with(strongbox_config::MARK));
+                    if path.exists() && !ours {
+                        bail!(
+                            "{} exists and schedule install did not write it; move it away first",
+                            path.display()
+                        );
+                    }
+                }
+                let mut written = Vec::new();
+                for (path, text) in files {
                     write_atomically(&path, text.as_bytes())
                         .with_context(|| format!("writing {}", path.display()))?;
                     written.push(path);
@@ -668,6 +681,35 @@ impl App {
             }
         }
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// Installed jobs read the repository from the configuration file alone, from cron's
+    /// working directory: a `--repo` or `STRONGBOX_REPO` given here, or a relative path,
+    /// would have them back up somewhere else than this command says.
+    fn check_scheduled_repo(&self, config_path: &std::path::Path) -> Result<()> {
+        let configured = Config::load(config_path)?.repo;
+        let effective = self.config.repo.as_deref().unwrap_or_default();
+        match configured.as_deref() {
+            Some(repo) if repo != effective => bail!(
+                "the installed jobs would use repository {repo}, from {}, not {effective} (--repo or STRONGBOX_REPO): set `repo` there instead",
+                config_path.display()
+            ),
+            None => bail!(
+                "{} names no `repo`; the installed jobs need one (they see no --repo or STRONGBOX_REPO)",
+                config_path.display()
+            ),
+            Some(_) => {}
+        }
+        if let Ok(strongbox_storage::Location::Local(dir)) = self.config.location() {
+            if dir.is_relative() {
+                bail!(
+                    "repository {} is a relative path, which the installed jobs would resolve from cron's working directory: give an absolute path in {}",
+                    dir.display(),
+                    config_path.display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// This program's path, for the jobs that run it; an error when `config_path`
@@ -754,13 +796,13 @@ impl App {
         let checked = self
             .reader()
             .and_then(|r| Ok((r.health(&args.sets, &options)?, r)));
-        let report = match checked {
+        let (report, reader) = match checked {
             Ok((report, reader)) => {
                 // Alerts never change the verdict; a failure to record them is a warning.
                 if let Err(e) = reader.alert_health(&report) {
                     eprintln!("strongbox: warning: health alerts: {e:#}");
                 }
-                report
+                (report, reader)
             }
             Err(e) => {
                 let message = format!("{e:#}");
@@ -775,11 +817,20 @@ impl App {
                 return Ok(ExitCode::from(HealthStatus::Unknown.exit_code()));
             }
         };
-        if let Some(path) = &args.prometheus {
+        let metrics = args.prometheus.as_deref().map(|path| -> Result<()> {
+            reader.check_output(path)?;
             write_atomically(path, report.to_prometheus().as_bytes())
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
+                .with_context(|| format!("writing {}", path.display()))
+        });
         self.print(&report, || output::health_text(&report))?;
+        // Metrics that could not be written hide the state from whoever reads them: the
+        // checks above are printed all the same, and the state is unknown at best.
+        if let Some(Err(e)) = metrics {
+            eprintln!("strongbox: error: {e:#}");
+            return Ok(ExitCode::from(
+                report.status.max(HealthStatus::Unknown).exit_code(),
+            ));
+        }
         Ok(ExitCode::from(report.status.exit_code()))
     }
 
@@ -1066,19 +1117,35 @@ impl App {
                 snapshot.source.as_str()
             );
         };
-        let target = target.clone();
-        if args.dry_run {
-            let plan = engine.restore_plan(&snapshot, &args.include)?;
-            self.print(&plan, || output::plan_text(&plan, &target))?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        let target = TargetSpec {
-            target,
-            includes: args.include,
+        let spec = TargetSpec {
+            target: target.clone(),
+            includes: args.include.clone(),
             keep_previous: !args.no_keep_previous,
         };
-        let mut restorer = target.restorer(snapshot.source)?;
+        let mut restorer = spec.restorer(snapshot.source)?;
         let options = RestoreOptions { force: args.force };
+        if args.dry_run {
+            // Refused as the restore would be; what it would replace is said.
+            let plan = engine.restore_plan(&snapshot, &args.include)?;
+            let replace = engine.check_target(&snapshot, restorer.as_mut(), &options)?;
+            self.print(&plan, || {
+                let mut text = output::plan_text(&plan, target);
+                if replace {
+                    text.push_str(&format!(
+                        "\nits current content would be replaced: {}",
+                        if args.no_keep_previous
+                            && snapshot.source == strongbox_manifest::SourceKind::Files
+                        {
+                            "deleted (--no-keep-previous)".to_string()
+                        } else {
+                            restorer.replaced()
+                        }
+                    ));
+                }
+                text
+            })?;
+            return Ok(ExitCode::SUCCESS);
+        }
         let outcome = engine
             .restore(&snapshot, restorer.as_mut(), &options)
             .with_context(|| {
@@ -1094,6 +1161,16 @@ impl App {
 
     fn prune(&self, args: cli::PruneArgs) -> Result<ExitCode> {
         let engine = self.engine()?;
+        // A set named on the command line that is not there is a typo, not nothing to do:
+        // a cron job pruning it would otherwise never prune anything, and say nothing.
+        if let Some(set) = &args.set {
+            if !engine.sets()?.contains(set) {
+                bail!(
+                    "repository {} holds no set {set:?}: nothing to prune (`strongbox snapshots` lists the sets)",
+                    engine.repo().location()
+                );
+            }
+        }
         let policies = self
             .config
             .prune_policies(args.set.as_deref(), &args.policy, || {
@@ -1128,6 +1205,9 @@ impl App {
             );
         }
         let format = args.report.as_deref().map(ReportFormat::of).transpose()?;
+        if let Some(path) = &args.report {
+            reader.check_output(path)?;
+        }
         if args.budget.is_some() && args.level != VerifyLevel::Deep {
             bail!("--budget works with --level deep (it reads objects whole, least recently verified first)");
         }
@@ -1180,7 +1260,9 @@ fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Write `path` through a temporary file beside it and a rename, so that a reader (a
-/// metrics collector) never sees half a file.
+/// metrics collector) never sees half a file. It is readable by all (0644), whatever the
+/// umask: node_exporter, web servers, cron and systemd read it as users of their own, and
+/// it holds no secret.
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path.file_name().map_or_else(
         || std::ffi::OsString::from("metrics"),
@@ -1191,7 +1273,11 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
     temp_name.push(format!(".tmp-{}", std::process::id()));
     let temp = path.with_file_name(temp_name);
     let written = std::fs::write(&temp, bytes)
-        .and_then(|()| std::fs::File::open(&temp)?.sync_all())
+        .and_then(|()| {
+            let file = std::fs::File::open(&temp)?;
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+            file.sync_all()
+        })
         .and_then(|()| std::fs::rename(&temp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&temp);

@@ -1,11 +1,20 @@
 //! `${VAR}` in configuration strings, expanded from the environment.
 
-/// Expand every `${NAME}` in `text` with `lookup`; `$$` is a literal `$`. Returns the name
-/// of the first variable `lookup` does not know.
+/// What is wrong with a `${…}` reference.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BadReference {
+    /// `${NAME}` whose variable `lookup` does not know: the name.
+    Unset(String),
+    /// `${` with no closing brace, or not a variable name inside: the reference as written.
+    Malformed(String),
+}
+
+/// Expand every `${NAME}` in `text` with `lookup`; `$$` is a literal `$`. Returns the
+/// first reference that does not expand.
 pub(crate) fn expand(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, String> {
+) -> Result<String, BadReference> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find('$') {
@@ -16,16 +25,16 @@ pub(crate) fn expand(
             rest = tail;
         } else if let Some(inner) = after.strip_prefix('{') {
             let Some(end) = inner.find('}') else {
-                return Err(format!("{inner} (no closing brace)"));
+                return Err(BadReference::Malformed(format!("${{{inner}")));
             };
             let name = &inner[..end];
             let valid = !name.is_empty()
                 && !name.starts_with(|c: char| c.is_ascii_digit())
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                return Err(name.to_string());
+                return Err(BadReference::Malformed(format!("${{{name}}}")));
             }
-            out.push_str(&lookup(name).ok_or_else(|| name.to_string())?);
+            out.push_str(&lookup(name).ok_or_else(|| BadReference::Unset(name.to_string()))?);
             rest = &inner[end + 1..];
         } else {
             out.push('$');
@@ -41,7 +50,7 @@ pub(crate) fn expand_value(
     value: &mut toml::Value,
     key: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), (String, String)> {
+) -> Result<(), (String, BadReference)> {
     match value {
         toml::Value::String(text) => {
             *text = expand(text, lookup).map_err(|var| (key.to_string(), var))?;
@@ -89,15 +98,13 @@ mod tests {
     )]
     #[case("a${EMPTY}b", Ok("ab"))]
     #[case("cost $5 and $$ and $${PASS}", Ok("cost $5 and $ and ${PASS}"))]
-    #[case("${NOPE}", Err("NOPE"))]
-    #[case("x ${PASS} ${ALSO_NOPE}", Err("ALSO_NOPE"))]
-    #[case("${1BAD}", Err("1BAD"))]
-    #[case("${OPEN", Err("OPEN (no closing brace)"))]
-    fn expands_variables(#[case] text: &str, #[case] expected: Result<&str, &str>) {
-        assert_eq!(
-            expand(text, &env),
-            expected.map(str::to_string).map_err(str::to_string)
-        );
+    #[case("${NOPE}", Err(BadReference::Unset("NOPE".into())))]
+    #[case("x ${PASS} ${ALSO_NOPE}", Err(BadReference::Unset("ALSO_NOPE".into())))]
+    #[case("${1BAD}", Err(BadReference::Malformed("${1BAD}".into())))]
+    #[case("${OPEN", Err(BadReference::Malformed("${OPEN".into())))]
+    #[case("/home/${USER/x", Err(BadReference::Malformed("${USER/x".into())))]
+    fn expands_variables(#[case] text: &str, #[case] expected: Result<&str, BadReference>) {
+        assert_eq!(expand(text, &env), expected.map(str::to_string));
     }
 
     #[test]
@@ -105,6 +112,12 @@ mod tests {
         let mut value: toml::Value =
             toml::from_str("[sets.db]\nconninfo = \"ok\"\nlist = [\"a\", \"${GONE}\"]").unwrap();
         let err = expand_value(&mut value, "", &env).unwrap_err();
-        assert_eq!(err, ("sets.db.list[1]".to_string(), "GONE".to_string()));
+        assert_eq!(
+            err,
+            (
+                "sets.db.list[1]".to_string(),
+                BadReference::Unset("GONE".to_string())
+            )
+        );
     }
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use strongbox_engine::{BundleSpec, SourceSpec};
 use strongbox_manifest::SourceKind;
 
-use crate::expand::expand_value;
+use crate::expand::{expand_value, BadReference};
 use crate::model::{AlertsConfig, HealthConfig, HumanDuration, SetConfig, VerifyConfig};
 use crate::{Config, Error};
 
@@ -56,10 +56,17 @@ impl Config {
                 message: e.message().trim().replace('\n', " "),
                 path: path.clone(),
             })?;
-        expand_value(&mut table, "", env).map_err(|(key, var)| Error::UnsetVariable {
-            path: path.clone(),
-            key,
-            var,
+        expand_value(&mut table, "", env).map_err(|(key, bad)| match bad {
+            BadReference::Unset(var) => Error::UnsetVariable {
+                path: path.clone(),
+                key,
+                var,
+            },
+            BadReference::Malformed(text) => Error::BadReference {
+                path: path.clone(),
+                key,
+                text,
+            },
         })?;
         let raw: Raw = crate::model::from_value(table).map_err(|message| Error::Invalid {
             path: path.clone(),
@@ -289,6 +296,14 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
                 "health.max_disk_usage: 500 is not a percentage from 1 to 100",
             ),
             ("[health]\nanomaly_drop = 0\n", "health.anomaly_drop: 0 is not"),
+            (
+                "[sets.db]\nsource = \"files\"\npath = \"/x\"\nkeep = { last = 0 }\n",
+                "set \"db\" keep: this policy would keep nothing",
+            ),
+            (
+                "[sets.db]\nsource = \"files\"\npath = \"/x\"\nkeep = {}\n",
+                "would keep nothing",
+            ),
             (
                 "[sets.\"a b\"]\nsource = \"files\"\npath = \"/x\"\n",
                 "invalid set name",

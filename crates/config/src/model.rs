@@ -156,6 +156,13 @@ impl SetConfig {
             }
         }
         let options: SetOptions = from_value(toml::Value::Table(options))?;
+        if options.keep.as_ref().is_some_and(KeepPolicy::is_empty) {
+            // Refused here, not at the first prune: that would fail every night.
+            return Err(
+                "keep: this policy would keep nothing; give at least one rule with a count above 0 (last, daily, …), within or tags"
+                    .to_string(),
+            );
+        }
         let source: SourceSpec = from_value(toml::Value::Table(table))?;
         Ok(SetConfig {
             source,

@@ -508,6 +508,16 @@ impl DatabaseTarget for SqliteTarget {
         match fs::metadata(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
             Err(e) => return Err(Error::io("reading", &path, e)),
+            Ok(meta) if meta.is_dir() => {
+                return Err(Error::io(
+                    "restoring an SQLite database into",
+                    &path,
+                    io::Error::new(
+                        io::ErrorKind::IsADirectory,
+                        "it is a directory; give the path of the database file",
+                    ),
+                ))
+            }
             Ok(meta) if meta.len() == 0 => return Ok(true),
             Ok(_) => {}
         }

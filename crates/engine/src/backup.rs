@@ -94,7 +94,7 @@ impl Engine {
                 requested: source.kind().as_str(),
             });
         }
-        let id = SnapshotId::generate(time);
+        let id = unused_id(time, existing);
         let mut run = BackupRun {
             reader: self,
             sink: ObjectSink::new(&self.writer, set, id.clone()),
@@ -165,5 +165,43 @@ pub(crate) fn run_status(snapshot: &Snapshot) -> RunStatus {
         RunStatus::Ok
     } else {
         RunStatus::Incomplete
+    }
+}
+
+/// A new id for a snapshot taken at `time` that no snapshot of the set has. Ids differ by
+/// their millisecond and three random hex digits, so `--time` given twice the same collides
+/// once in 4096 backups: the new snapshot's objects would overwrite the old one's, and then
+/// be deleted with it when its record (created only if absent) is refused.
+pub(crate) fn unused_id(time: DateTime<Utc>, existing: &[Snapshot]) -> SnapshotId {
+    loop {
+        let id = SnapshotId::generate(time);
+        if !existing.iter().any(|s| s.id == id) {
+            return id;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use strongbox_manifest::SnapshotKind;
+
+    use super::*;
+
+    /// Two backups given the same `--time` collided once in 4096 runs, and the second
+    /// destroyed the first one's data.
+    #[test]
+    fn a_new_id_is_never_one_the_set_has() {
+        let time = Utc.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).unwrap();
+        let id = |n: u32| format!("20250601T000000Z-000{n:03x}");
+        let taken = |n: u32| n % 64 != 7;
+        let existing: Vec<Snapshot> = (0..0x1000)
+            .filter(|&n| taken(n))
+            .map(|n| crate::fixtures::snapshot("media", &id(n), SnapshotKind::Full))
+            .collect();
+        for _ in 0..8 {
+            let new = unused_id(time, &existing);
+            assert!(!existing.iter().any(|s| s.id == new), "{new}");
+        }
     }
 }

@@ -91,8 +91,8 @@ impl Engine {
     ) -> Result<Snapshot, Error> {
         let started = Instant::now();
         let time = spec.options.time.unwrap_or_else(Utc::now);
-        let id = SnapshotId::generate(time);
         let existing = self.parents(&spec.set)?;
+        let id = crate::backup::unused_id(time, &existing);
         if let Some(other) = existing.iter().find(|s| s.source != SourceKind::Bundle) {
             return Err(Error::SetKindMismatch {
                 set: spec.set.clone(),

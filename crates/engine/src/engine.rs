@@ -94,6 +94,22 @@ impl Reader {
         Ok(sets)
     }
 
+    /// Refuse `path`, a file about to be written (a report, metrics, a dashboard), when it
+    /// lies in the local repository, whose own objects it could replace.
+    pub fn check_output(&self, path: &std::path::Path) -> Result<(), Error> {
+        let Some(root) = self.repo.local_root() else {
+            return Ok(());
+        };
+        let file = std::path::absolute(path).map_err(|e| Error::io("resolving", path, e))?;
+        if crate::restore::resolved(&file).starts_with(crate::restore::resolved(root)) {
+            return Err(Error::OutputInRepository {
+                path: path.to_path_buf(),
+                repository: root.to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+
     /// The snapshot records of `set` (or of every set): those that read and those damaged,
     /// for work that reports a damaged record and goes on with the others.
     pub fn records(&self, set: Option<&str>) -> Result<Records, Error> {

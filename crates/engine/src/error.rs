@@ -195,6 +195,13 @@ pub enum Error {
         repository: PathBuf,
     },
     /// `--include` patterns that select nothing of a snapshot.
+    #[error("{} lies inside repository {}, whose objects it would overwrite; write it elsewhere", path.display(), repository.display())]
+    OutputInRepository {
+        /// The file asked for.
+        path: PathBuf,
+        /// The local repository's directory.
+        repository: PathBuf,
+    },
     #[error("snapshot time {time} is in the future: dated ahead, the snapshot would stand as the latest and hide missed backups")]
     FutureTime {
         /// The time asked for (RFC 3339).

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use strongbox_manifest::{ObjectRef, PhysicalStats, Snapshot, SourceKind};
+use strongbox_manifest::{ObjectRef, PhysicalStats, Snapshot, SnapshotId, SourceKind};
 use strongbox_retention::{apply, Candidate, KeepPolicy, Plan, Timezone};
 use strongbox_storage::{layout, ObjectInfo};
 
@@ -277,6 +277,11 @@ impl Engine {
                 .to_std()
                 .is_ok_and(|age| age >= opts.grace)
         };
+        // Only what a backup names `<id>.<extension>` is strongbox's to delete: a file an
+        // operator put in the directory is left alone.
+        let ours = |o: &ObjectInfo| {
+            layout::parse_data_key(&o.key).is_some_and(|(_, id, _)| SnapshotId::parse(id).is_ok())
+        };
         // Delete: objects of forgotten snapshots nobody needs, at once; objects no record
         // owns (failed or interrupted runs) once they are older than the grace period.
         let doomed: Vec<&ObjectInfo> = objects
@@ -284,7 +289,7 @@ impl Engine {
             .filter(|o| !needed.contains(&o.key))
             .filter(|o| {
                 owned_by_forgotten.contains(o.key.as_str())
-                    || (!owned_by_kept.contains(o.key.as_str()) && old_enough(o))
+                    || (!owned_by_kept.contains(o.key.as_str()) && ours(o) && old_enough(o))
             })
             .collect();
         let retained_for_chains: Vec<String> = objects

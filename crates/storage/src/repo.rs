@@ -584,7 +584,7 @@ impl RepoReader {
     }
 
     /// Every snapshot record of `set` (or of every set), oldest first. One damaged record
-    /// fails the whole read: for work that must know every snapshot (backup, prune).
+    /// fails the whole read: for work that must know every snapshot (prune).
     pub fn snapshots(&self, set: Option<&str>) -> Result<Vec<Snapshot>, Error> {
         self.records(set)?.complete()
     }

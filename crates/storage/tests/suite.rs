@@ -424,3 +424,38 @@ fn a_wrapper_sees_every_object_written() {
         ));
     });
 }
+
+#[test]
+fn a_damaged_record_is_set_apart_and_named_once() {
+    on_every_backend(|backend, repo| {
+        let key = "sets/media/snapshots/20261203T020000Z-000abc.json";
+        put(&repo, key, b"{garbage");
+        let records = repo.records(None).unwrap();
+        assert!(records.snapshots.is_empty(), "{}", backend.name());
+        let damaged: Vec<(&str, &str, &str)> = records
+            .damaged
+            .iter()
+            .map(|d| (d.key.as_str(), d.set.as_str(), d.id.as_str()))
+            .collect();
+        assert_eq!(damaged, [(key, "media", "20261203T020000Z-000abc")]);
+        let text = chain(&repo.snapshots(Some("media")).unwrap_err());
+        assert_eq!(text.matches(key).count(), 1, "{}: {text}", backend.name());
+    });
+}
+
+#[test]
+fn an_unreadable_lock_is_corrupt_and_holds_the_set() {
+    on_every_backend(|backend, repo| {
+        put(&repo, "locks/media.json", b"garbage");
+        for err in [
+            repo.lock_info("media").unwrap_err(),
+            repo.lock("media", "backup").unwrap_err(),
+        ] {
+            assert!(
+                matches!(err, Error::Corrupt { ref key, .. } if key == "locks/media.json"),
+                "{}: {err}",
+                backend.name()
+            );
+        }
+    });
+}

@@ -267,6 +267,17 @@ impl SetChecks<'_> {
             self.lock()?,
             self.crashed_runs(),
         ];
+        let safety = !self.snapshots.is_empty()
+            && self
+                .snapshots
+                .iter()
+                .all(|s| s.tags.iter().any(|t| t == crate::restore::SAFETY_TAG));
+        if safety {
+            // Safety snapshots are taken before forced restores, not on a schedule: their
+            // age, verification and size say nothing about the backups.
+            checks
+                .retain(|c| !["backup-age", "verification", "anomaly"].contains(&c.name.as_str()));
+        }
         let forget = self.retention()?;
         if let Some((check, _)) = &forget {
             checks.push(check.clone());
@@ -410,6 +421,19 @@ impl SetChecks<'_> {
                     "the last {operation} failed at {}: {}",
                     run.started.format("%Y-%m-%d %H:%M:%S UTC"),
                     run.error.as_deref().unwrap_or("no error recorded")
+                ),
+            ),
+            // Some files were left out (unreadable, say): the snapshot is there, not whole.
+            Some(run) if run.status == RunStatus::Incomplete => self.check(
+                &name,
+                HealthStatus::Warning,
+                format!(
+                    "the last {operation} at {} was incomplete: files were left out of {}",
+                    run.started.format("%Y-%m-%d %H:%M:%S UTC"),
+                    run.snapshot.as_deref().map_or_else(
+                        || "it".to_string(),
+                        |id| format!("{id} (`strongbox show {id}` lists them)")
+                    )
                 ),
             ),
             Some(run) => self.check(
@@ -566,6 +590,12 @@ impl SetChecks<'_> {
             .unfinished
             .iter()
             .filter(|r| holder_alive(&r.host, r.pid) == Some(false))
+            // A later run of the same operation went past it: history, not a concern.
+            .filter(|r| {
+                self.status
+                    .last_run(r.operation)
+                    .is_none_or(|last| last.started <= r.started)
+            })
             .map(|r| {
                 format!(
                     "{} started {} by pid {}",
@@ -595,8 +625,6 @@ impl SetChecks<'_> {
     }
 }
 
-/// What a snapshot holds, for the anomaly check: files and bytes, or rows per table and in
-/// all.
 /// A snapshot record that cannot be read: critical, since restoring or verifying that
 /// snapshot, or an incremental built on it, fails.
 fn damaged_check(damaged: &DamagedRecord) -> HealthCheck {
@@ -612,6 +640,8 @@ fn damaged_check(damaged: &DamagedRecord) -> HealthCheck {
     }
 }
 
+/// What a snapshot holds, for the anomaly check: files and bytes, or rows per table and in
+/// all.
 fn metrics(snapshot: &Snapshot) -> Vec<(String, u64)> {
     match &snapshot.stats {
         Stats::Files(f) => vec![

@@ -22,6 +22,9 @@ use crate::spec::BackupOptions;
 use crate::tree::ObjectSource;
 use crate::{Cancel, Engine, Error, Progress, Source};
 
+/// The tag of a safety snapshot, taken of a target before a restore replaces it.
+pub(crate) const SAFETY_TAG: &str = "safety";
+
 /// A place a snapshot can be restored into: a directory, a database, a file, a scratch
 /// copy. Adding a target kind means one implementation of this trait.
 pub trait Restorer {
@@ -311,6 +314,29 @@ impl Engine {
         target: &mut dyn Restorer,
         options: &RestoreOptions,
     ) -> Result<RestoreOutcome, Error> {
+        let replace = self.check_target(snapshot, target, options)?;
+        self.journaled(
+            &snapshot.set,
+            Operation::Restore,
+            Some(snapshot.id.to_string()),
+            || self.restore_unchecked(snapshot, target, replace),
+            |outcome| RunOutcome {
+                ok: true,
+                bytes: Some(outcome.detail.bytes(snapshot)),
+                ..RunOutcome::default()
+            },
+        )
+    }
+
+    /// What [`Engine::restore`] checks before it writes anything, for a dry run to refuse
+    /// what the restore would: the target's kind, the repository, and a target that holds
+    /// data without `options.force`. True when the restore would replace data.
+    pub fn check_target(
+        &self,
+        snapshot: &Snapshot,
+        target: &mut dyn Restorer,
+        options: &RestoreOptions,
+    ) -> Result<bool, Error> {
         if snapshot.source != target.kind() {
             return Err(Error::WrongSource {
                 id: snapshot.id.to_string(),
@@ -330,17 +356,7 @@ impl Engine {
                 replaced: target.replaced(),
             });
         }
-        self.journaled(
-            &snapshot.set,
-            Operation::Restore,
-            Some(snapshot.id.to_string()),
-            || self.restore_unchecked(snapshot, target, !empty),
-            |outcome| RunOutcome {
-                ok: true,
-                bytes: Some(outcome.detail.bytes(snapshot)),
-                ..RunOutcome::default()
-            },
-        )
+        Ok(!empty)
     }
 
     fn restore_unchecked(
@@ -356,7 +372,7 @@ impl Engine {
                 tracing::info!(target = %target.describe(), %set, "taking a safety snapshot of the target first");
                 let options = BackupOptions {
                     tags: vec![
-                        "safety".to_string(),
+                        SAFETY_TAG.to_string(),
                         format!("before-restore-of-{}", snapshot.id),
                     ],
                     time: None,
@@ -370,10 +386,13 @@ impl Engine {
             None => None,
         };
         self.cancel.check()?;
+        // Named before the restore: a target given as `.` resolves, after the swap, to
+        // where the old tree went.
+        let described = target.describe();
         let restored = self.restore_into(snapshot, target, replace)?;
         Ok(RestoreOutcome {
             snapshot: snapshot.id.to_string(),
-            target: target.describe(),
+            target: described,
             previous: restored.previous,
             safety_snapshot,
             duration_secs: started.elapsed().as_secs_f64(),
