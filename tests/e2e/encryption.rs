@@ -148,6 +148,16 @@ fn the_age_cli_opens_a_snapshot_with_only_age_zstd_and_tar() {
             ("TARGET", out.to_str().unwrap()),
         ],
     );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.path("repo.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the recipe left the repository key readable by others"
+    );
     // tar keeps whole-second mtimes; the bytes are what this recipe promises.
     for file in ["avatars/alice-portrait.png", "notes/plaintext-marker.txt"] {
         assert_eq!(

@@ -687,3 +687,25 @@ fn a_postgres_record_claiming_other_counts_or_a_newer_server_fails_by_name() {
         );
     }
 }
+
+/// `verify --set SET`, as the CLI contract has it: every snapshot of those sets only.
+#[test]
+fn verify_set_checks_every_snapshot_of_the_sets_named() {
+    let env = Env::new();
+    let (media, docs) = (env.path("media"), env.path("docs"));
+    write(&media.join("a.txt"), b"a");
+    write(&docs.join("d.txt"), b"d");
+    for (set, dir) in [("media", &media), ("media", &media), ("docs", &docs)] {
+        env.backup(set, dir, &["--full"]);
+    }
+    let report = env.json(&["verify", "--set", "media", "--level", "checksum"]);
+    let sets: Vec<&str> = report["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["set"].as_str().unwrap())
+        .collect();
+    assert_eq!(sets, ["media", "media"], "{report:#}");
+    let err = env.fails(&["verify", "--set", "nope"], 1);
+    assert!(err.contains("holds no snapshot of set \"nope\""), "{err}");
+}

@@ -201,6 +201,7 @@ is forgotten. Objects of failed or killed runs are deleted (see --grace).")]
 Examples:
   strongbox verify --all
   strongbox verify media:latest --level deep --report /var/log/strongbox-verify.json
+  strongbox verify --set media --set maindb --level checksum
   strongbox verify maindb:latest --level restore --scratch-postgres postgresql://verify@db-test/postgres --report verify.html
   strongbox verify --all --level deep --budget 20GiB     # rotating: least recently read objects first
 
@@ -677,6 +678,9 @@ pub struct VerifyArgs {
     /// Check every snapshot.
     #[arg(long, conflicts_with = "snapshots")]
     pub all: bool,
+    /// Check every snapshot of this set (repeatable).
+    #[arg(long = "set", value_name = "SET", conflicts_with = "snapshots")]
+    pub sets: Vec<String>,
     /// How thoroughly: quick, checksum, deep, or restore (a real restore into scratch
     /// space, checked and removed).
     #[arg(long, value_enum, default_value = "quick")]

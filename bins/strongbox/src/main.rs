@@ -1191,12 +1191,27 @@ impl App {
 
     fn verify(&self, args: cli::VerifyArgs) -> Result<ExitCode> {
         let reader = self.reader()?;
-        // Every snapshot: a damaged record is reported failed, not a stop to the others.
-        let (snapshots, damaged) = if args.snapshots.is_empty() {
+        // Every snapshot (of the sets given): a damaged record is reported failed, not a
+        // stop to the others.
+        let (snapshots, damaged) = if !args.snapshots.is_empty() {
+            (reader.resolve_all(&args.snapshots)?, Vec::new())
+        } else if args.sets.is_empty() {
             let records = reader.records(None)?;
             (records.snapshots, records.damaged)
         } else {
-            (reader.resolve_all(&args.snapshots)?, Vec::new())
+            let (mut snapshots, mut damaged) = (Vec::new(), Vec::new());
+            for set in &args.sets {
+                let records = reader.records(Some(set))?;
+                if records.snapshots.is_empty() && records.damaged.is_empty() {
+                    bail!(
+                        "repository {} holds no snapshot of set {set:?}",
+                        reader.repo().location()
+                    );
+                }
+                snapshots.extend(records.snapshots);
+                damaged.extend(records.damaged);
+            }
+            (snapshots, damaged)
         };
         if snapshots.is_empty() && damaged.is_empty() {
             bail!(

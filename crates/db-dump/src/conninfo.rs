@@ -105,8 +105,10 @@ pub fn is_conninfo(spec: &str) -> bool {
         if !pairs.is_empty() && pairs.iter().all(|p| KEYWORDS.contains(&p.key.as_str())))
 }
 
+/// `password`, `sslpassword`, and any spelling of them: libpq refuses `PASSWORD`, but its
+/// value is a password all the same, and the error that refuses it must not show it.
 fn is_secret_key(key: &str) -> bool {
-    matches!(key, "password" | "sslpassword")
+    key.to_ascii_lowercase().contains("password")
 }
 
 fn redact_url(scheme: &str, rest: &str) -> String {
@@ -603,6 +605,11 @@ mod tests {
             ("password=pw", "password=***"),
             ("host=h password='unterminated", "host=h password=***"),
             ("host=h garbage password=pw", "host=h ***"),
+            ("host=h PASSWORD=pw", "host=h PASSWORD=***"),
+            (
+                "postgres://h/db?Password=pw",
+                "postgres://h/db?Password=***",
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(redact_conninfo(input), expected, "{input}");
