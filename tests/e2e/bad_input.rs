@@ -754,13 +754,20 @@ fn a_damaged_record_fails_only_what_needs_it() {
         tree(Path::new(&env.repo).join("sets/media/data").as_path()),
         stored
     );
+    // Another set prunes: the damaged record is of a files set, so no bundle's.
+    env.json(&["prune", "docs", "--keep-last", "1"]);
+    let newest = Path::new(&env.repo).join(record(&new));
+    let intact = fs::read(&newest).unwrap();
     damage(&new);
     let line = refused_restore(&env, "media:latest", &env.path("t"));
     assert!(line.contains(&record(&new)), "{line}");
 
-    // Backups go on, built on a record that reads.
+    // Put back from a copy, it is the latest again; backups go on, built on it, past the
+    // damaged one.
+    fs::write(&newest, intact).unwrap();
+    write(&media.join("b.txt"), b"third");
     let next = env.backup("media", &media, &[]);
-    assert_eq!(next["parent"], serde_json::Value::Null, "{next:#}");
+    assert_eq!(next["parent"], new.as_str(), "{next:#}");
     env.restore("media:latest", &env.path("t"), &[]);
     assert_eq!(tree(&env.path("t")), tree(&media));
 }
@@ -775,9 +782,15 @@ fn output_into_a_closed_pipe_exits_0() {
         &["snapshots", "--json"],
         &["show", "media:latest"],
     ] {
-        let mut child = crate::harness::spawn(&env, args);
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
+        // A pipe whose reader is gone before strongbox writes a byte.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = env
+            .cmd(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
         assert_eq!(
             out.status.code(),
             Some(0),

@@ -148,6 +148,10 @@ fn health_is_ok_for_fresh_verified_backups_and_writes_prometheus() {
     env.json(&["verify", "--all", "--level", "checksum"]);
     let prom = env.path("metrics/strongbox.prom");
     fs::create_dir_all(prom.parent().unwrap()).unwrap();
+    // Made readable for node_exporter once, it stays so: each run reset it to 0600.
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(&prom, b"").unwrap();
+    fs::set_permissions(&prom, fs::Permissions::from_mode(0o644)).unwrap();
     let (code, report) = health(&env, &["--prometheus", prom.to_str().unwrap()]);
     assert_eq!(
         (code, report["status"].as_str().unwrap()),
@@ -181,8 +185,6 @@ fn health_is_ok_for_fresh_verified_backups_and_writes_prometheus() {
         1,
         "a temporary file is left beside the metrics"
     );
-    // node_exporter reads it as another user: it was 0600 under strongbox's umask.
-    use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         fs::metadata(&prom).unwrap().permissions().mode() & 0o777,
         0o644
@@ -220,6 +222,16 @@ fn metrics_that_cannot_be_written_are_unknown_and_reports_stay_out_of_the_reposi
             "the checks are printed all the same"
         );
     }
+    // A critical state stays critical (exit 2) when the metrics fail too.
+    let missing = env.path("missing/x.prom");
+    let args = [
+        "health",
+        "--max-age",
+        "1ms",
+        "--prometheus",
+        missing.to_str().unwrap(),
+    ];
+    env.fails(&args, 2);
     for args in [
         vec!["status", "--html"],
         vec!["verify", "--all", "--report"],

@@ -637,7 +637,7 @@ impl App {
                 // Checked before the first is written: an install writes all or nothing.
                 for (path, _) in &files {
                     let ours = std::fs::read_to_string(path)
-                        .map_or(true, |text| text.starts_with(strongbox_config::MARK));
+                        .is_ok_and(|text| text.starts_with(strongbox_config::MARK));
                     if path.exists() && !ours {
                         bail!(
                             "{} exists and schedule install did not write it; move it away first",
@@ -824,12 +824,14 @@ impl App {
         });
         self.print(&report, || output::health_text(&report))?;
         // Metrics that could not be written hide the state from whoever reads them: the
-        // checks above are printed all the same, and the state is unknown at best.
+        // checks above are printed all the same, and the state is unknown unless critical.
         if let Some(Err(e)) = metrics {
             eprintln!("strongbox: error: {e:#}");
-            return Ok(ExitCode::from(
-                report.status.max(HealthStatus::Unknown).exit_code(),
-            ));
+            let status = match report.status {
+                HealthStatus::Critical => HealthStatus::Critical,
+                _ => HealthStatus::Unknown,
+            };
+            return Ok(ExitCode::from(status.exit_code()));
         }
         Ok(ExitCode::from(report.status.exit_code()))
     }
@@ -1164,7 +1166,7 @@ impl App {
         // A set named on the command line that is not there is a typo, not nothing to do:
         // a cron job pruning it would otherwise never prune anything, and say nothing.
         if let Some(set) = &args.set {
-            if !engine.sets()?.contains(set) {
+            if !self.config.sets.contains_key(set) && !engine.sets()?.contains(set) {
                 bail!(
                     "repository {} holds no set {set:?}: nothing to prune (`strongbox snapshots` lists the sets)",
                     engine.repo().location()
@@ -1200,7 +1202,8 @@ impl App {
             (records.snapshots, records.damaged)
         } else {
             let (mut snapshots, mut damaged) = (Vec::new(), Vec::new());
-            for set in &args.sets {
+            let sets: std::collections::BTreeSet<&String> = args.sets.iter().collect();
+            for set in sets {
                 let records = reader.records(Some(set))?;
                 if records.snapshots.is_empty() && records.damaged.is_empty() {
                     bail!(
@@ -1275,9 +1278,9 @@ fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Write `path` through a temporary file beside it and a rename, so that a reader (a
-/// metrics collector) never sees half a file. It is readable by all (0644), whatever the
-/// umask: node_exporter, web servers, cron and systemd read it as users of their own, and
-/// it holds no secret.
+/// metrics collector) never sees half a file. A new file is private, as everything
+/// strongbox creates; one that exists keeps its mode, so a file made readable for
+/// node_exporter or a web server stays readable.
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path.file_name().map_or_else(
         || std::ffi::OsString::from("metrics"),
@@ -1290,7 +1293,9 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
     let written = std::fs::write(&temp, bytes)
         .and_then(|()| {
             let file = std::fs::File::open(&temp)?;
-            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+            if let Ok(existing) = std::fs::metadata(path) {
+                file.set_permissions(existing.permissions())?;
+            }
             file.sync_all()
         })
         .and_then(|()| std::fs::rename(&temp, path));

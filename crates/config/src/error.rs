@@ -53,13 +53,13 @@ pub enum Error {
         var: String,
     },
     /// A `${` that is not a variable reference: no closing brace, or no name inside.
-    #[error("configuration {}: {key} holds {text}, which is not a variable reference: write ${{NAME}} (or $$ for a literal $)", path.display())]
+    #[error("configuration {}: {key} holds {text}…, which is not a variable reference: write ${{NAME}} (or $$ for a literal $)", path.display())]
     BadReference {
         /// The file.
         path: PathBuf,
         /// The key whose value holds it.
         key: String,
-        /// The reference as written.
+        /// The reference as written, up to the first character no name holds.
         text: String,
     },
     /// A setting the storage layer refuses (a set name, an `[s3]` key, the repository URL).

@@ -24,15 +24,25 @@ pub(crate) fn expand(
             out.push('$');
             rest = tail;
         } else if let Some(inner) = after.strip_prefix('{') {
+            // Shown up to the first character a name cannot hold: what follows may be a
+            // secret (`${PASS` then the rest of a connection string).
+            let malformed = || {
+                let shown: String = inner
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .take(64)
+                    .collect();
+                BadReference::Malformed(format!("${{{shown}"))
+            };
             let Some(end) = inner.find('}') else {
-                return Err(BadReference::Malformed(format!("${{{inner}")));
+                return Err(malformed());
             };
             let name = &inner[..end];
             let valid = !name.is_empty()
                 && !name.starts_with(|c: char| c.is_ascii_digit())
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                return Err(BadReference::Malformed(format!("${{{name}}}")));
+                return Err(malformed());
             }
             out.push_str(&lookup(name).ok_or_else(|| BadReference::Unset(name.to_string()))?);
             rest = &inner[end + 1..];
@@ -100,9 +110,10 @@ mod tests {
     #[case("cost $5 and $$ and $${PASS}", Ok("cost $5 and $ and ${PASS}"))]
     #[case("${NOPE}", Err(BadReference::Unset("NOPE".into())))]
     #[case("x ${PASS} ${ALSO_NOPE}", Err(BadReference::Unset("ALSO_NOPE".into())))]
-    #[case("${1BAD}", Err(BadReference::Malformed("${1BAD}".into())))]
+    #[case("${1BAD}", Err(BadReference::Malformed("${1BAD".into())))]
     #[case("${OPEN", Err(BadReference::Malformed("${OPEN".into())))]
-    #[case("/home/${USER/x", Err(BadReference::Malformed("${USER/x".into())))]
+    #[case("/home/${USER/x", Err(BadReference::Malformed("${USER".into())))]
+    #[case("u:${PASS hunter2@h", Err(BadReference::Malformed("${PASS".into())))]
     fn expands_variables(#[case] text: &str, #[case] expected: Result<&str, BadReference>) {
         assert_eq!(expand(text, &env), expected.map(str::to_string));
     }

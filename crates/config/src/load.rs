@@ -293,17 +293,9 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
             ),
             (
                 "[health]\nmax_disk_usage = 500\n",
-                "health.max_disk_usage: 500 is not a percentage from 1 to 100",
+                "health.max_disk_usage: 500 is not a percentage from 0 to 100",
             ),
-            ("[health]\nanomaly_drop = 0\n", "health.anomaly_drop: 0 is not"),
-            (
-                "[sets.db]\nsource = \"files\"\npath = \"/x\"\nkeep = { last = 0 }\n",
-                "set \"db\" keep: this policy would keep nothing",
-            ),
-            (
-                "[sets.db]\nsource = \"files\"\npath = \"/x\"\nkeep = {}\n",
-                "would keep nothing",
-            ),
+            ("[health]\nanomaly_drop = 101\n", "health.anomaly_drop: 101 is not"),
             (
                 "[sets.\"a b\"]\nsource = \"files\"\npath = \"/x\"\n",
                 "invalid set name",

@@ -156,13 +156,6 @@ impl SetConfig {
             }
         }
         let options: SetOptions = from_value(toml::Value::Table(options))?;
-        if options.keep.as_ref().is_some_and(KeepPolicy::is_empty) {
-            // Refused here, not at the first prune: that would fail every night.
-            return Err(
-                "keep: this policy would keep nothing; give at least one rule with a count above 0 (last, daily, …), within or tags"
-                    .to_string(),
-            );
-        }
         let source: SourceSpec = from_value(toml::Value::Table(table))?;
         Ok(SetConfig {
             source,
@@ -306,12 +299,12 @@ pub struct HealthConfig {
     pub wal_critical: Option<HumanDuration>,
 }
 
-/// A percentage from 1 to 100, as `--max-disk-usage` takes it.
+/// A percentage, 0 to 100.
 fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
     match Option::<i64>::deserialize(d)? {
-        Some(p @ 1..=100) => Ok(u8::try_from(p).ok()),
+        Some(p @ 0..=100) => Ok(u8::try_from(p).ok()),
         Some(p) => Err(D::Error::custom(format!(
-            "{p} is not a percentage from 1 to 100"
+            "{p} is not a percentage from 0 to 100"
         ))),
         None => Ok(None),
     }

@@ -1,5 +1,7 @@
 //! Taking a snapshot: lock, let the source write through its sink, commit, unlock.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -168,14 +170,20 @@ pub(crate) fn run_status(snapshot: &Snapshot) -> RunStatus {
     }
 }
 
-/// A new id for a snapshot taken at `time` that no snapshot of the set has. Ids differ by
-/// their millisecond and three random hex digits, so `--time` given twice the same collides
-/// once in 4096 backups: the new snapshot's objects would overwrite the old one's, and then
-/// be deleted with it when its record (created only if absent) is refused.
+/// A new id for a snapshot taken at `time` that no snapshot of the set has, nor any other
+/// this process gave out. Ids differ by their millisecond and three random hex digits, so
+/// `--time` given twice the same collides once in 4096 backups: the new snapshot's objects
+/// would overwrite the old one's, and then be deleted with it when its record (created only
+/// if absent) is refused. A bundle and its members share one time: the same id in two sets
+/// could not be named by id.
 pub(crate) fn unused_id(time: DateTime<Utc>, existing: &[Snapshot]) -> SnapshotId {
+    static ISSUED: Mutex<BTreeSet<SnapshotId>> = Mutex::new(BTreeSet::new());
+    let mut issued = ISSUED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     loop {
         let id = SnapshotId::generate(time);
-        if !existing.iter().any(|s| s.id == id) {
+        if !existing.iter().any(|s| s.id == id) && issued.insert(id.clone()) {
             return id;
         }
     }

@@ -361,9 +361,7 @@ impl crate::Reader {
                 continue;
             }
             let found = self
-                .snapshots(Some(set))?
-                .into_iter()
-                .find(|s| &s.id == id)
+                .snapshot_of(set, id)?
                 .ok_or_else(|| bad(format!("member snapshot {id} of set {set:?} is gone")))?;
             members.push(found);
         }

@@ -2,7 +2,8 @@ use std::sync::Arc;
 
 use strongbox_alert::Notifier;
 use strongbox_manifest::{
-    FileEntry, Listing, ListingReader, ObjectRef, ObjectRole, Overlay, Snapshot, SourceKind,
+    FileEntry, Listing, ListingReader, ObjectRef, ObjectRole, Overlay, Snapshot, SnapshotId,
+    SourceKind,
 };
 use strongbox_storage::{layout, Records, RepoReader, Repository};
 
@@ -110,6 +111,21 @@ impl Reader {
         Ok(())
     }
 
+    /// The record of snapshot `id` of `set`, read alone (another damaged record of the set
+    /// does not stand in the way); `None` when there is none.
+    pub(crate) fn snapshot_of(
+        &self,
+        set: &str,
+        id: &SnapshotId,
+    ) -> Result<Option<Snapshot>, Error> {
+        let key = layout::snapshot_key(layout::check_set_name(set)?, id);
+        match self.repo.read_records(vec![key]) {
+            Ok(records) => Ok(records.complete()?.pop()),
+            Err(strongbox_storage::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The snapshot records of `set` (or of every set): those that read and those damaged,
     /// for work that reports a damaged record and goes on with the others.
     pub fn records(&self, set: Option<&str>) -> Result<Records, Error> {
@@ -143,10 +159,12 @@ impl Reader {
                 Some(keys) => keys,
                 None => keys.insert(self.repo.snapshot_keys(None)?),
             };
-            let ids: Vec<&str> = keys
+            let mut ids: Vec<&str> = keys
                 .iter()
                 .filter_map(|key| Some(layout::parse_snapshot_key(key)?.1))
                 .collect();
+            ids.sort_unstable();
+            ids.dedup();
             let id = select::select_id(&ids, spec)?;
             // Every record of that id: one planted in another set under it must not pass.
             let named = keys

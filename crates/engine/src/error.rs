@@ -194,7 +194,7 @@ pub enum Error {
         /// The repository's directory.
         repository: PathBuf,
     },
-    /// `--include` patterns that select nothing of a snapshot.
+    /// A report, metrics or page to be written inside the local repository.
     #[error("{} lies inside repository {}, whose objects it would overwrite; write it elsewhere", path.display(), repository.display())]
     OutputInRepository {
         /// The file asked for.
@@ -202,11 +202,13 @@ pub enum Error {
         /// The local repository's directory.
         repository: PathBuf,
     },
+    /// A snapshot time ahead of the clock.
     #[error("snapshot time {time} is in the future: dated ahead, the snapshot would stand as the latest and hide missed backups")]
     FutureTime {
         /// The time asked for (RFC 3339).
         time: String,
     },
+    /// `--include` patterns that select nothing of a snapshot.
     #[error("no entry of snapshot {snapshot} matches --include {patterns:?}")]
     NothingIncluded {
         /// The snapshot.

@@ -201,8 +201,23 @@ impl Engine {
             dry_run: opts.dry_run,
             ..PruneReport::default()
         };
-        // Read once for every set: the records that keep member snapshots.
-        let bundles = self.bundles(&self.snapshots(None)?);
+        // Read once for every set: the records that keep member snapshots. A damaged record
+        // may be a bundle's, keeping members of any set, unless the other records of its set
+        // say it is not (a set holds one kind): then no set is pruned. The set holding it is
+        // refused below anyway, since prune must know every snapshot of the set it prunes.
+        let records = self.records(None)?;
+        for damaged in records.damaged {
+            let mut kinds = records
+                .snapshots
+                .iter()
+                .filter(|s| s.set == damaged.set)
+                .map(|s| s.source)
+                .peekable();
+            if kinds.peek().is_none() || kinds.any(|k| k == SourceKind::Bundle) {
+                return Err(damaged.error.into());
+            }
+        }
+        let bundles = self.bundles(&records.snapshots);
         for SetPolicy { set, policy } in sets {
             layout::check_set_name(set)?;
             let one = if opts.dry_run {

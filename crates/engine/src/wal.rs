@@ -288,7 +288,8 @@ impl Reader {
 
     /// What `set`'s base backups and archived WAL can recover to, per timeline.
     pub fn wal_window(&self, set: &str) -> Result<Vec<TimelineWindow>, Error> {
-        let snapshots = self.snapshots(Some(set))?;
+        // The base backups that read; `health` names a damaged record.
+        let snapshots = self.records(Some(set))?.snapshots;
         let backups: Vec<(&Snapshot, &PhysicalStats)> = snapshots
             .iter()
             .filter_map(|s| Some((s, s.physical()?)))
@@ -495,7 +496,8 @@ impl Reader {
         let Some(set) = spec.strip_suffix(":latest") else {
             return self.resolve(spec);
         };
-        let snapshots = self.snapshots(Some(set))?;
+        let records = self.records(Some(set))?;
+        let snapshots = records.snapshots;
         let ended_before = |p: &PhysicalStats| match target {
             RecoveryTarget::Latest => true,
             RecoveryTarget::Time(time) => p.stop_time <= time,
@@ -509,7 +511,18 @@ impl Reader {
             found,
             snapshots.iter().find_map(|s| Some((s, s.physical()?))),
         ) {
-            (Some(snapshot), _) => Ok(snapshot.clone()),
+            (Some(snapshot), _) => {
+                // A damaged record newer than the choice may have been the base to take.
+                match records
+                    .damaged
+                    .into_iter()
+                    .filter(|d| d.id.as_str() > snapshot.id.as_str())
+                    .max_by(|a, b| a.id.cmp(&b.id))
+                {
+                    Some(damaged) => Err(damaged.error.into()),
+                    None => Ok(snapshot.clone()),
+                }
+            }
             (None, Some((oldest, physical))) => {
                 let wal = self.wal(set, physical.wal_segment_size)?;
                 let window =

@@ -99,7 +99,7 @@ pub enum Error {
         location: String,
     },
     /// Another process holds the set's lock.
-    #[error("set {:?} is locked by {} on host {} (pid {}) since {} ({key}); if that process is gone, `strongbox unlock {}` removes the lock", holder.set, holder.operation, holder.host, holder.pid, holder.time.to_rfc3339(), holder.set)]
+    #[error("set {:?} is locked by {} on host {} (pid {}) since {} ({key}); if that process is gone, `strongbox unlock {}` removes the lock (with --force for another host)", holder.set, holder.operation, holder.host, holder.pid, holder.time.to_rfc3339(), holder.set)]
     Locked {
         /// Who holds it.
         holder: Box<crate::LockInfo>,

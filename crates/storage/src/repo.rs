@@ -615,17 +615,17 @@ impl RepoReader {
     /// record that fails to decode, parse or match its key is damaged; a failure to fetch
     /// one fails the read.
     pub fn read_records(&self, keys: Vec<String>) -> Result<Records, Error> {
-        let stored: Vec<(String, Bytes)> = self
-            .rt
-            .block_on(
-                futures::stream::iter(keys.into_iter().map(|key| async move {
-                    let bytes = self.store.get(&path(&key)).await?.bytes().await;
-                    bytes.map(|b| (key, b))
-                }))
-                .buffer_unordered(16)
-                .try_collect(),
-            )
-            .map_err(|e| backend("reading", layout::SETS, &self.location, e))?;
+        let stored: Vec<(String, Bytes)> = self.rt.block_on(
+            futures::stream::iter(keys.into_iter().map(|key| async move {
+                let fetched = async { self.store.get(&path(&key)).await?.bytes().await };
+                match fetched.await {
+                    Ok(bytes) => Ok((key, bytes)),
+                    Err(e) => Err(backend("reading", &key, &self.location, e)),
+                }
+            }))
+            .buffer_unordered(16)
+            .try_collect(),
+        )?;
         let mut records = Records::default();
         for (key, stored) in stored {
             match self.parse_record(&key, stored) {

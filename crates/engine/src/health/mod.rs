@@ -267,7 +267,8 @@ impl SetChecks<'_> {
             self.lock()?,
             self.crashed_runs(),
         ];
-        let safety = !self.snapshots.is_empty()
+        let safety = self.status.set.ends_with(crate::restore::SAFETY_SUFFIX)
+            && !self.snapshots.is_empty()
             && self
                 .snapshots
                 .iter()
@@ -483,6 +484,14 @@ impl SetChecks<'_> {
         let Some(policy) = self.options.policies.get(&self.status.set) else {
             return Ok(None);
         };
+        if policy.is_empty() {
+            // Prune refuses it; health reports it rather than fail for every set.
+            let detail = "the keep policy would keep nothing, so prune refuses it: give a rule a count above 0".to_string();
+            return Ok(Some((
+                self.check("retention", HealthStatus::Warning, detail),
+                0,
+            )));
+        }
         let plan = self.reader.retention_plan(
             &self.status.set,
             self.snapshots,

@@ -22,8 +22,10 @@ use crate::spec::BackupOptions;
 use crate::tree::ObjectSource;
 use crate::{Cancel, Engine, Error, Progress, Source};
 
-/// The tag of a safety snapshot, taken of a target before a restore replaces it.
+/// The tag of a safety snapshot, taken of a target before a restore replaces it, and the
+/// suffix of the set it goes into (`<set>-safety`).
 pub(crate) const SAFETY_TAG: &str = "safety";
+pub(crate) const SAFETY_SUFFIX: &str = "-safety";
 
 /// A place a snapshot can be restored into: a directory, a database, a file, a scratch
 /// copy. Adding a target kind means one implementation of this trait.
@@ -368,7 +370,7 @@ impl Engine {
         let started = Instant::now();
         let safety_snapshot = match target.safety_source().filter(|_| replace) {
             Some(mut source) => {
-                let set = format!("{}-safety", snapshot.set);
+                let set = format!("{}{SAFETY_SUFFIX}", snapshot.set);
                 tracing::info!(target = %target.describe(), %set, "taking a safety snapshot of the target first");
                 let options = BackupOptions {
                     tags: vec![

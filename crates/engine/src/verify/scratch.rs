@@ -143,7 +143,7 @@ impl Reader {
         snapshot: &Snapshot,
         restorer: &mut DatabaseRestorer,
     ) -> Option<Check> {
-        let bundles = self.snapshots(None).ok()?;
+        let bundles = self.records(None).ok()?.snapshots;
         let (bundle, recorded, references) = bundles.iter().rev().find_map(|b| {
             let Stats::Bundle(BundleStats {
                 references: Some(recorded),
@@ -166,9 +166,7 @@ impl Reader {
                         reason: format!("the record names no member {:?}", references.files),
                     })?;
             let files = self
-                .snapshots(Some(&references.files))?
-                .into_iter()
-                .find(|s| &s.id == files_id)
+                .snapshot_of(&references.files, files_id)?
                 .ok_or_else(|| Error::BadBundle {
                     set: bundle.set.clone(),
                     reason: format!("member snapshot {files_id} is gone"),
