@@ -599,6 +599,37 @@ fn schedules_install_as_a_cron_file_and_systemd_timers_that_systemd_accepts() {
         out.status.code() == Some(1) && stderr.contains("the installed jobs would use repository"),
         "{stderr}"
     );
+    // A configuration without `repo`, or with a relative one, which cron would resolve from
+    // its own working directory.
+    let text = fs::read_to_string(&config).unwrap();
+    let without = text.lines().skip(1).collect::<Vec<_>>().join("\n");
+    for (body, said) in [
+        (without.clone(), "names no `repo`"),
+        (
+            format!("repo = \"backups\"\n{without}"),
+            "is a relative path",
+        ),
+    ] {
+        let lone = env.path("lone.toml");
+        fs::write(&lone, body).unwrap();
+        let out = std::process::Command::new(crate::harness::bin())
+            .args([
+                "--config",
+                lone.to_str().unwrap(),
+                "schedule",
+                "install",
+                "--cron",
+            ])
+            .arg(&other_cron)
+            .env_remove("STRONGBOX_REPO")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(1) && stderr.contains(said),
+            "{stderr}"
+        );
+    }
     assert!(!other_cron.exists());
 
     let units = env.path("systemd");
