@@ -101,8 +101,7 @@ impl Reader {
         let Some(root) = self.repo.local_root() else {
             return Ok(());
         };
-        let file = std::path::absolute(path).map_err(|e| Error::io("resolving", path, e))?;
-        if crate::restore::resolved(&file).starts_with(crate::restore::resolved(root)) {
+        if crate::restore::lies_within(path, root)? {
             return Err(Error::OutputInRepository {
                 path: path.to_path_buf(),
                 repository: root.to_path_buf(),

@@ -1,5 +1,5 @@
-use strongbox_manifest::{FileEntry, Includes, Snapshot};
-use strongbox_storage::Records;
+use strongbox_manifest::{FileEntry, Includes, Snapshot, SnapshotId};
+use strongbox_storage::{DamagedRecord, Records};
 
 use crate::Error;
 
@@ -52,19 +52,23 @@ pub(crate) fn select_id<'a>(ids: &[&'a str], spec: &str) -> Result<&'a str, Erro
 /// yield older data under the name of the latest.
 pub(crate) fn latest(spec: &str, records: Records) -> Result<Snapshot, Error> {
     let newest = records.snapshots.into_iter().next_back();
-    let newer_damage = records
-        .damaged
+    no_damage_after(records.damaged, newest.as_ref().map(|s| &s.id))?;
+    newest.ok_or_else(|| not_found(spec))
+}
+
+/// Fail with the newest of `damaged` that is newer than `chosen` (or with any, when nothing
+/// was chosen): that record may have been the one to take.
+pub(crate) fn no_damage_after(
+    damaged: Vec<DamagedRecord>,
+    chosen: Option<&SnapshotId>,
+) -> Result<(), Error> {
+    match damaged
         .into_iter()
-        .filter(|d| {
-            newest
-                .as_ref()
-                .is_none_or(|s| d.id.as_str() > s.id.as_str())
-        })
-        .max_by(|a, b| a.id.cmp(&b.id));
-    match (newer_damage, newest) {
-        (Some(damaged), _) => Err(damaged.error.into()),
-        (None, Some(newest)) => Ok(newest),
-        (None, None) => Err(not_found(spec)),
+        .filter(|d| chosen.is_none_or(|id| d.id.as_str() > id.as_str()))
+        .max_by(|a, b| a.id.cmp(&b.id))
+    {
+        Some(newer) => Err(newer.error.into()),
+        None => Ok(()),
     }
 }
 

@@ -512,16 +512,8 @@ impl Reader {
             snapshots.iter().find_map(|s| Some((s, s.physical()?))),
         ) {
             (Some(snapshot), _) => {
-                // A damaged record newer than the choice may have been the base to take.
-                match records
-                    .damaged
-                    .into_iter()
-                    .filter(|d| d.id.as_str() > snapshot.id.as_str())
-                    .max_by(|a, b| a.id.cmp(&b.id))
-                {
-                    Some(damaged) => Err(damaged.error.into()),
-                    None => Ok(snapshot.clone()),
-                }
+                crate::select::no_damage_after(records.damaged, Some(&snapshot.id))?;
+                Ok(snapshot.clone())
             }
             (None, Some((oldest, physical))) => {
                 let wal = self.wal(set, physical.wal_segment_size)?;

@@ -4,7 +4,7 @@ use std::path::Path;
 use strongbox_db_dump::{DatabaseTarget, Error as DbError, Inspection, SnapshotQuery, SqlCheck};
 use strongbox_manifest::{ObjectRole, SourceKind, Stats};
 
-use super::{resolved, RestoreDetail, RestoreRun, Restored, Restorer};
+use super::{lies_within, RestoreDetail, RestoreRun, Restored, Restorer};
 use crate::progress::Watched;
 use crate::source::DumpSource;
 use crate::{Error, Source};
@@ -62,11 +62,10 @@ impl Restorer for DatabaseRestorer {
     }
 
     fn reaches(&self, dir: &Path) -> Result<bool, Error> {
-        let Some(file) = self.target.file() else {
-            return Ok(false);
-        };
-        let file = std::path::absolute(file).map_err(|e| Error::io("resolving", file, e))?;
-        Ok(resolved(&file).starts_with(resolved(dir)))
+        match self.target.file() {
+            Some(file) => lies_within(file, dir),
+            None => Ok(false),
+        }
     }
 
     fn replaced(&self) -> String {

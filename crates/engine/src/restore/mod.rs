@@ -423,6 +423,13 @@ impl crate::Reader {
     }
 }
 
+/// Whether `path` (relative to the working directory, or absolute) lies in `dir` or is
+/// it, both [`resolved`] as the kernel will find them once written.
+pub(crate) fn lies_within(path: &Path, dir: &Path) -> Result<bool, Error> {
+    let absolute = std::path::absolute(path).map_err(|e| Error::io("resolving", path, e))?;
+    Ok(resolved(&absolute).starts_with(resolved(dir)))
+}
+
 /// `path` (absolute) with its longest existing ancestor resolved (symbolic links, `..`) and
 /// the rest applied to it as names: where the kernel will find it once the missing
 /// directories are created. `..` after a missing directory must not be left for later: a
