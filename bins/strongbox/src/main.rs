@@ -630,21 +630,11 @@ impl App {
             }
             cli::ScheduleCommand::Install { target, user } => {
                 let binary = self.scheduled_binary(&config_path)?;
-                self.check_scheduled_repo(&config_path)?;
+                self.config.check_schedulable(&config_path)?;
                 let files = target
                     .installation(user)
                     .files(&jobs, &binary, &config_path);
-                // Checked before the first is written: an install writes all or nothing.
-                for (path, _) in &files {
-                    let ours = std::fs::read_to_string(path)
-                        .is_ok_and(|text| text.starts_with(strongbox_config::MARK));
-                    if path.exists() && !ours {
-                        bail!(
-                            "{} exists and schedule install did not write it; move it away first",
-                            path.display()
-                        );
-                    }
-                }
+                strongbox_config::Installation::check_free(&files)?;
                 let mut written = Vec::new();
                 for (path, text) in files {
                     write_atomically(&path, text.as_bytes())
@@ -681,35 +671,6 @@ impl App {
             }
         }
         Ok(ExitCode::SUCCESS)
-    }
-
-    /// Installed jobs read the repository from the configuration file alone, from cron's
-    /// working directory: a `--repo` or `STRONGBOX_REPO` given here, or a relative path,
-    /// would have them back up somewhere else than this command says.
-    fn check_scheduled_repo(&self, config_path: &std::path::Path) -> Result<()> {
-        let configured = Config::load(config_path)?.repo;
-        let effective = self.config.repo.as_deref().unwrap_or_default();
-        match configured.as_deref() {
-            Some(repo) if repo != effective => bail!(
-                "the installed jobs would use repository {repo}, from {}, not {effective} (--repo or STRONGBOX_REPO): set `repo` there instead",
-                config_path.display()
-            ),
-            None => bail!(
-                "{} names no `repo`; the installed jobs need one (they see no --repo or STRONGBOX_REPO)",
-                config_path.display()
-            ),
-            Some(_) => {}
-        }
-        if let Ok(strongbox_storage::Location::Local(dir)) = self.config.location() {
-            if dir.is_relative() {
-                bail!(
-                    "repository {} is a relative path, which the installed jobs would resolve from cron's working directory: give an absolute path in {}",
-                    dir.display(),
-                    config_path.display()
-                );
-            }
-        }
-        Ok(())
     }
 
     /// This program's path, for the jobs that run it; an error when `config_path`

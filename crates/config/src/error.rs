@@ -88,6 +88,36 @@ pub enum Error {
         /// The sets it defines.
         known: String,
     },
+    /// `schedule install` would replace a file it did not write.
+    #[error("{} exists and schedule install did not write it; move it away first", path.display())]
+    ForeignScheduleFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Installed jobs see the configuration file alone, which names no repository.
+    #[error("{} names no `repo`; the installed jobs need one (they see no --repo or STRONGBOX_REPO)", path.display())]
+    ScheduleWithoutRepo {
+        /// The configuration file.
+        path: PathBuf,
+    },
+    /// Installed jobs would back up to the file's repository, not the one given here.
+    #[error("the installed jobs would use repository {configured}, from {}, not {given} (--repo or STRONGBOX_REPO): set `repo` there instead", path.display())]
+    ScheduleRepoMismatch {
+        /// The configuration file.
+        path: PathBuf,
+        /// Its `repo`.
+        configured: String,
+        /// The repository given on the command line or in the environment.
+        given: String,
+    },
+    /// Installed jobs would resolve a relative repository path from their working directory.
+    #[error("repository {} is a relative path, which the installed jobs would resolve from cron's working directory: give an absolute path in {}", repo.display(), path.display())]
+    ScheduleRelativeRepo {
+        /// The configuration file.
+        path: PathBuf,
+        /// The repository path.
+        repo: PathBuf,
+    },
     /// `prune` without rules for a set whose configuration has no `keep`.
     #[error("set {set:?} has no `keep` policy in the configuration; give --keep-* rules")]
     NoKeepPolicy {

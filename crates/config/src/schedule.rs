@@ -10,7 +10,7 @@ use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveTime, TimeZone, Ti
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use strongbox_engine::{Operation, SourceSpec};
 
-use crate::Config;
+use crate::{Config, Error};
 
 /// The first line of every file `schedule install` writes; `uninstall` removes only files
 /// that carry it.
@@ -487,6 +487,19 @@ impl Installation {
         }
     }
 
+    /// Refuses `files` (from [`Installation::files`]) when one of them exists and an earlier
+    /// `install` did not write it; checked for all before the first is written, so an
+    /// install writes all or nothing.
+    pub fn check_free(files: &[(PathBuf, String)]) -> Result<(), Error> {
+        match files
+            .iter()
+            .find(|(path, _)| path.exists() && !written_by_install(path))
+        {
+            Some((path, _)) => Err(Error::ForeignScheduleFile { path: path.clone() }),
+            None => Ok(()),
+        }
+    }
+
     /// The files an earlier `install` wrote here: only those whose first line is [`MARK`],
     /// so a file or unit of someone else's is never taken for one.
     pub fn installed(&self) -> io::Result<Vec<PathBuf>> {
@@ -512,8 +525,46 @@ impl Installation {
         };
         Ok(candidates
             .into_iter()
-            .filter(|path| std::fs::read_to_string(path).is_ok_and(|text| text.starts_with(MARK)))
+            .filter(|path| written_by_install(path))
             .collect())
+    }
+}
+
+fn written_by_install(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| text.starts_with(MARK))
+}
+
+impl Config {
+    /// Refuses to install this configuration's schedules from the file at `path` when the
+    /// installed jobs, which see that file alone, from cron's working directory, would back
+    /// up elsewhere: the file names no `repo`, another one than this configuration's
+    /// (given by `--repo` or `STRONGBOX_REPO`), or a relative path.
+    pub fn check_schedulable(&self, path: &Path) -> Result<(), Error> {
+        let given = self.repo.clone().unwrap_or_default();
+        match Config::load(path)?.repo {
+            None => {
+                return Err(Error::ScheduleWithoutRepo {
+                    path: path.to_path_buf(),
+                })
+            }
+            Some(configured) if configured != given => {
+                return Err(Error::ScheduleRepoMismatch {
+                    path: path.to_path_buf(),
+                    configured,
+                    given,
+                })
+            }
+            Some(_) => {}
+        }
+        match self.location() {
+            Ok(strongbox_storage::Location::Local(dir)) if dir.is_relative() => {
+                Err(Error::ScheduleRelativeRepo {
+                    path: path.to_path_buf(),
+                    repo: dir,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -666,5 +717,23 @@ mod tests {
         for (word, quoted) in cases {
             assert_eq!(quote(word), quoted);
         }
+    }
+
+    #[test]
+    fn an_install_replaces_only_files_an_earlier_install_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir.path().join("ours");
+        std::fs::write(&ours, format!("{MARK}\nold\n")).unwrap();
+        let theirs = dir.path().join("theirs");
+        std::fs::write(&theirs, "someone else's\n").unwrap();
+        let missing = dir.path().join("missing");
+        let file = |path: &Path| (path.to_path_buf(), String::new());
+
+        Installation::check_free(&[file(&ours), file(&missing)]).unwrap();
+        let err = Installation::check_free(&[file(&ours), file(&theirs)]).unwrap_err();
+        assert!(
+            matches!(&err, Error::ForeignScheduleFile { path } if *path == theirs),
+            "{err}"
+        );
     }
 }

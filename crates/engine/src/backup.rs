@@ -65,7 +65,7 @@ impl Engine {
     /// The snapshots of `set` a new one may build on. A damaged record is left out with a
     /// warning, not a stop to every later backup: `health` reports it, and a parent is
     /// chosen among the others.
-    pub(crate) fn parents(&self, set: &str) -> Result<Vec<Snapshot>, Error> {
+    pub(crate) fn parents(&self, set: &str) -> Result<Parents, Error> {
         let records = self.records(Some(set))?;
         for damaged in &records.damaged {
             tracing::warn!(
@@ -75,7 +75,10 @@ impl Engine {
                 "a damaged record is left out of the parents a backup may build on"
             );
         }
-        Ok(records.snapshots)
+        Ok(Parents {
+            snapshots: records.snapshots,
+            damaged: records.damaged.into_iter().map(|d| d.id).collect(),
+        })
     }
 
     /// Let `source` write the objects of a snapshot of `set` taken at `time` and make its
@@ -86,10 +89,14 @@ impl Engine {
         source: &mut dyn Source,
         options: &BackupOptions,
         time: DateTime<Utc>,
-        existing: &'a [Snapshot],
+        existing: &'a Parents,
     ) -> Result<Pending<'a>, Error> {
         let started = Instant::now();
-        if let Some(other) = existing.iter().find(|s| s.source != source.kind()) {
+        if let Some(other) = existing
+            .snapshots
+            .iter()
+            .find(|s| s.source != source.kind())
+        {
             return Err(Error::SetKindMismatch {
                 set: set.to_string(),
                 existing: other.source.as_str(),
@@ -100,7 +107,7 @@ impl Engine {
         let mut run = BackupRun {
             reader: self,
             sink: ObjectSink::new(&self.writer, set, id.clone()),
-            existing,
+            existing: &existing.snapshots,
         };
         let draft: Draft = source.backup(&mut run)?;
         let record = Snapshot {
@@ -176,14 +183,29 @@ pub(crate) fn run_status(snapshot: &Snapshot) -> RunStatus {
 /// would overwrite the old one's, and then be deleted with it when its record (created only
 /// if absent) is refused. A bundle and its members share one time: the same id in two sets
 /// could not be named by id.
-pub(crate) fn unused_id(time: DateTime<Utc>, existing: &[Snapshot]) -> SnapshotId {
+/// The snapshots of a set a new one may build on, and the ids no new one may take.
+pub(crate) struct Parents {
+    /// The snapshots whose records read.
+    pub(crate) snapshots: Vec<Snapshot>,
+    /// The ids of damaged records, whose objects a new snapshot of the same id would
+    /// overwrite (and its cleanup delete).
+    pub(crate) damaged: Vec<String>,
+}
+
+impl Parents {
+    fn has(&self, id: &SnapshotId) -> bool {
+        self.snapshots.iter().any(|s| s.id == *id) || self.damaged.iter().any(|d| d == id.as_str())
+    }
+}
+
+pub(crate) fn unused_id(time: DateTime<Utc>, existing: &Parents) -> SnapshotId {
     static ISSUED: Mutex<BTreeSet<SnapshotId>> = Mutex::new(BTreeSet::new());
     let mut issued = ISSUED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     loop {
         let id = SnapshotId::generate(time);
-        if !existing.iter().any(|s| s.id == id) && issued.insert(id.clone()) {
+        if !existing.has(&id) && issued.insert(id.clone()) {
             return id;
         }
     }
@@ -203,13 +225,22 @@ mod tests {
         let time = Utc.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).unwrap();
         let id = |n: u32| format!("20250601T000000Z-000{n:03x}");
         let taken = |n: u32| n % 64 != 7;
-        let existing: Vec<Snapshot> = (0..0x1000)
-            .filter(|&n| taken(n))
-            .map(|n| crate::fixtures::snapshot("media", &id(n), SnapshotKind::Full))
-            .collect();
+        let existing = Parents {
+            snapshots: (0..0x1000)
+                .filter(|&n| taken(n) && n % 2 == 0)
+                .map(|n| crate::fixtures::snapshot("media", &id(n), SnapshotKind::Full))
+                .collect(),
+            // A damaged record's id is taken too: its objects are still there.
+            damaged: (0..0x1000)
+                .filter(|&n| taken(n) && n % 2 == 1)
+                .map(id)
+                .collect(),
+        };
         for _ in 0..8 {
             let new = unused_id(time, &existing);
-            assert!(!existing.iter().any(|s| s.id == new), "{new}");
+            assert!(!existing.has(&new), "{new}");
+            let n = u32::from_str_radix(&new.as_str()[17..], 16).unwrap();
+            assert!(!taken(n), "{new}");
         }
     }
 }

@@ -93,7 +93,11 @@ impl Engine {
         let time = spec.options.time.unwrap_or_else(Utc::now);
         let existing = self.parents(&spec.set)?;
         let id = crate::backup::unused_id(time, &existing);
-        if let Some(other) = existing.iter().find(|s| s.source != SourceKind::Bundle) {
+        if let Some(other) = existing
+            .snapshots
+            .iter()
+            .find(|s| s.source != SourceKind::Bundle)
+        {
             return Err(Error::SetKindMismatch {
                 set: spec.set.clone(),
                 existing: other.source.as_str(),
@@ -107,7 +111,7 @@ impl Engine {
             path: std::env::temp_dir().join("strongbox references"),
             source: e,
         })?;
-        let existing: Vec<Vec<Snapshot>> = spec
+        let existing: Vec<crate::backup::Parents> = spec
             .members
             .iter()
             .map(|m| self.parents(&m.set))
