@@ -155,7 +155,7 @@ See docs/operations.md.")]
     },
     /// List the files of a files snapshot.
     #[command(
-        after_help = "Examples:\n  strongbox ls media:latest\n  strongbox ls 20251227T020000Z-3fa9c1 --json"
+        after_help = "A name holding a control character (a newline, an escape) is shown quoted, with it escaped; --json gives every name exactly.\n\nExamples:\n  strongbox ls media:latest\n  strongbox ls 20251227T020000Z-3fa9c1 --json"
     )]
     Ls {
         /// Snapshot id, unique id prefix, or <SET>:latest.

@@ -56,11 +56,26 @@ pub fn ls_line(r: &LsRow<'_>) -> String {
         FileType::File => '-',
     };
     let time = chrono::DateTime::from_timestamp_nanos(r.mtime).format("%Y-%m-%d %H:%M:%S");
-    let link = r.target.map(|t| format!(" -> {t}")).unwrap_or_default();
+    let link = r
+        .target
+        .map(|t| format!(" -> {}", printable(t)))
+        .unwrap_or_default();
     format!(
         "{kind}{:04o} {:>12} {time} {}{link}",
-        r.mode, r.size, r.path
+        r.mode,
+        r.size,
+        printable(r.path)
     )
+}
+
+/// A name as one line of a terminal: one with control characters (a newline would split
+/// the line, an escape sequence would drive the terminal) is quoted with them escaped.
+/// `--json` has the exact bytes.
+fn printable(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.chars().any(char::is_control) {
+        true => format!("{name:?}").into(),
+        false => name.into(),
+    }
 }
 
 pub fn snapshot_table(snapshots: &[Snapshot], verified: &HashMap<String, Verification>) -> String {
@@ -471,4 +486,24 @@ pub fn window_text(set: &str, timelines: &[TimelineWindow]) -> String {
         }
     }
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ls_prints_each_name_on_one_line_and_drives_no_terminal() {
+        let cases = [
+            ("photos/a b.jpg", "photos/a b.jpg"),
+            ("unicode/été.txt", "unicode/été.txt"),
+            ("say \"hi\"", "say \"hi\""),
+            ("two\nlines", "\"two\\nlines\""),
+            ("bell\u{7}", "\"bell\\u{7}\""),
+            ("\u{1b}[2Jcleared", "\"\\u{1b}[2Jcleared\""),
+        ];
+        for (name, shown) in cases {
+            assert_eq!(printable(name), shown, "{name:?}");
+        }
+    }
 }
