@@ -449,7 +449,7 @@ fn bad_keys_get_one_line_exit_1_and_leave_the_target_alone() {
         ],
         1,
     );
-    assert!(err.contains("keys/00000000.age"), "{err}");
+    assert!(err.contains("has no key \"00000000\" (its keys: "), "{err}");
     assert_eq!(tree(&target), before);
 
     let fresh = Env::new();
@@ -776,6 +776,18 @@ fn key_passwd_replaces_one_key_file_and_the_old_passphrase_stops_working() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(
         err.contains(&recipient_id) && err.contains("recipient key"),
+        "{err}"
+    );
+    let unknown = with_passphrases(
+        &env,
+        &["key", "passwd", "../nope"],
+        Some("new passphrase"),
+        Some("other"),
+    );
+    assert_eq!(unknown.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        err.contains("has no key \"../nope\"") && err.contains(&recipient_id),
         "{err}"
     );
     let unset = with_passphrases(&env, &["key", "passwd"], Some("new passphrase"), None);

@@ -82,6 +82,16 @@ pub enum Error {
         /// The location (redacted).
         location: String,
     },
+    /// `key remove` or `key passwd` of an id no key file has.
+    #[error("repository {location} has no key {id:?} (its keys: {known}; `key list` shows them)")]
+    UnknownKey {
+        /// The id given.
+        id: String,
+        /// The ids it has.
+        known: String,
+        /// The location (redacted).
+        location: String,
+    },
     /// An identity, recipient or passphrase that cannot be used.
     #[error("invalid key: {what}: {reason}")]
     InvalidKey {

@@ -831,13 +831,7 @@ impl Repository {
     /// Delete one key file; the last one is refused, since without it nobody could read
     /// the repository again.
     pub fn remove_key(&self, id: &str) -> Result<(), Error> {
-        let keys = self.reader.key_files()?;
-        if !keys.iter().any(|(k, _)| k == id) {
-            return Err(Error::NotFound {
-                key: layout::key_file(id),
-                location: self.reader.location.clone(),
-            });
-        }
+        let keys = self.known_key(id)?;
         if keys.len() == 1 {
             return Err(Error::LastKey {
                 key: layout::key_file(id),
@@ -852,6 +846,7 @@ impl Repository {
     pub fn change_passphrase(&self, id: &str, new: &SecretString) -> Result<(), Error> {
         let holder = KeyHolder::Passphrase(new.clone());
         holder.check()?;
+        self.known_key(id)?;
         let key = layout::key_file(id);
         let bytes = self.reader.stored_bytes(&key)?;
         if !encryption::is_passphrase_file(&key, &bytes)? {
@@ -864,6 +859,23 @@ impl Repository {
         let sealed = holder.seal(self.unlocked_identity()?)?;
         self.reader
             .put_plain(&key, sealed.into(), PutMode::Overwrite)
+    }
+
+    /// The key files, when one of them is `id`'s.
+    fn known_key(&self, id: &str) -> Result<Vec<(String, ObjectInfo)>, Error> {
+        let keys = self.reader.key_files()?;
+        if keys.iter().any(|(k, _)| k == id) {
+            return Ok(keys);
+        }
+        Err(Error::UnknownKey {
+            id: id.to_string(),
+            known: keys
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            location: self.reader.location.clone(),
+        })
     }
 
     /// The repository identity, which new key files seal; only once unlocked.
