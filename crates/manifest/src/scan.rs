@@ -141,16 +141,12 @@ impl<'a> TreeWalk<'a> {
         for (name, meta) in children {
             let Some(name) = name.to_str() else {
                 self.errors.push(SourceError {
-                    path: format!("{rel}/{}", name.to_string_lossy()),
+                    path: child_path(rel, &name.to_string_lossy()),
                     message: "file name is not valid UTF-8; skipped".to_string(),
                 });
                 continue;
             };
-            let rel_path = if rel.is_empty() {
-                name.to_string()
-            } else {
-                format!("{rel}/{name}")
-            };
+            let rel_path = child_path(rel, name);
             if self.excludes.is_excluded(&rel_path, name) {
                 continue;
             }
@@ -320,6 +316,14 @@ where
 /// A directory's children with their metadata; `DirEntry::metadata` stats relative to the
 /// open directory (no path walk per file) and does not follow symlinks. Full paths are
 /// built only where needed (directories, links): most children are files.
+/// The tree path of `name` in the directory at `rel` ("" for the top).
+fn child_path(rel: &str, name: &str) -> String {
+    match rel {
+        "" => name.to_string(),
+        _ => format!("{rel}/{name}"),
+    }
+}
+
 fn read_dir(dir: &Path) -> std::io::Result<Vec<Child>> {
     let mut children = Vec::new();
     for entry in fs::read_dir(dir)? {
@@ -522,6 +526,23 @@ mod tests {
                 "é"
             ]
         );
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_skipped_and_named_by_its_tree_path() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir(root.join("sub")).unwrap();
+        for path in [&b"top\xff"[..], b"sub/in\xff", b"ok"] {
+            fs::write(root.join(std::ffi::OsStr::from_bytes(path)), b"x").unwrap();
+        }
+        let excludes = Excludes::none();
+        let mut walk = TreeWalk::new(root, &excludes).unwrap();
+        let walked: Vec<String> = walk.by_ref().map(|e| e.path).collect();
+        assert_eq!(walked, ["ok", "sub"]);
+        let skipped: Vec<&str> = walk.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(skipped, ["top\u{fffd}", "sub/in\u{fffd}"]);
     }
 
     #[test]
