@@ -106,6 +106,13 @@ fn missing_foreign_and_newer_repositories_are_refused() {
         one_line(&err).contains("is not a strongbox repository"),
         "{err}"
     );
+    // Nor does init make a repository among other files.
+    let err = env.fails(&["init"], 1);
+    assert!(
+        one_line(&err).contains("it already holds unrelated.txt; give an empty or new directory"),
+        "{err}"
+    );
+    assert_eq!(names(Path::new(&env.repo)), ["unrelated.txt"]);
 
     let (env, _) = small_repo();
     let marker = Path::new(&env.repo).join("strongbox.json");

@@ -101,7 +101,8 @@ pub struct InitArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a repository (an error if one exists), optionally encrypted with age.
+    /// Create a repository in an empty or new directory or prefix (an error if one exists,
+    /// or anything else is there but `lost+found`), optionally encrypted with age.
     #[command(after_help = "Examples:\n  strongbox --repo /mnt/backup init\n  \
         strongbox --repo s3://bucket/prod init --encrypt --recipient age1…\n  \
         STRONGBOX_PASSPHRASE=… strongbox --repo /mnt/backup init --encrypt --passphrase\n\n\

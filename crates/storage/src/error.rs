@@ -36,6 +36,14 @@ pub enum Error {
         /// The location (redacted).
         location: String,
     },
+    /// `init` where something else already lies.
+    #[error("refusing to create a repository at {location}: it already holds {found}; give an empty or new directory or prefix")]
+    NotEmpty {
+        /// The location (redacted).
+        location: String,
+        /// Some of what is there.
+        found: String,
+    },
     /// The repository was written by a newer strongbox.
     #[error("repository {location} has format version {found}; this strongbox reads up to version {supported}, upgrade strongbox")]
     UnsupportedVersion {

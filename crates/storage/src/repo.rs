@@ -788,6 +788,45 @@ fn read_marker(store: &Store, rt: &Runtime) -> Result<Marker, Error> {
         })
 }
 
+/// Refuses a location that holds anything but a file system's `lost+found`: a repository
+/// made among other files would take them for its own (prune deletes what it owns, backups
+/// of the tree around it would hold it).
+fn check_empty(store: &Store, rt: &Runtime) -> Result<(), Error> {
+    let listed = rt
+        .block_on(store.object_store.list_with_delimiter(None))
+        .map_err(|e| backend("listing", "/", &store.location, e))?;
+    let mut found: Vec<String> = listed
+        .objects
+        .iter()
+        .map(|o| o.location.to_string())
+        .chain(
+            listed
+                .common_prefixes
+                .iter()
+                .map(|p| format!("{p}/"))
+                .filter(|p| p != "lost+found/"),
+        )
+        .collect();
+    if found.iter().any(|f| f == layout::MARKER) {
+        return Err(Error::AlreadyInitialized {
+            location: store.location.clone(),
+        });
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    found.sort();
+    let more = match found.len() {
+        n @ 4.. => format!(" and {} more", n - 3),
+        _ => String::new(),
+    };
+    found.truncate(3);
+    Err(Error::NotEmpty {
+        location: store.location.clone(),
+        found: format!("{}{more}", found.join(", ")),
+    })
+}
+
 impl Repository {
     /// Create a repository. A local directory is created if missing; an existing
     /// repository is an error.
@@ -915,9 +954,11 @@ impl Repository {
             id: hex::encode(rand::random::<[u8; 8]>()),
         };
         let envelope = envelope(&marker, &store.location)?;
+        let rt = runtime()?;
+        check_empty(&store, &rt)?;
         let reader = RepoReader {
             store: store.object_store,
-            rt: runtime()?,
+            rt,
             location: store.location,
             local_root: store.local_root,
             local_files: store.local_files,

@@ -334,6 +334,43 @@ fn repositories_under_other_prefixes_are_separate_and_init_twice_is_refused() {
 }
 
 #[test]
+fn init_refuses_a_location_that_holds_anything_but_lost_and_found() {
+    for backend in backends() {
+        let name = backend.name();
+        let rt = tokio_runtime();
+        let with = |prefix: &str, keys: &[&str]| {
+            let store = backend.store(prefix);
+            for key in keys {
+                rt.block_on(
+                    store
+                        .object_store()
+                        .put(&(*key).into(), b"x".to_vec().into()),
+                )
+                .unwrap();
+            }
+            store
+        };
+        let taken = with("taken", &["notes.txt", "www/index.html"]);
+        let err = Repository::init_store(taken).unwrap_err();
+        assert!(
+            matches!(err, Error::NotEmpty { ref found, .. } if found == "notes.txt, www/"),
+            "{name}: {err}"
+        );
+        assert!(
+            rt.block_on(
+                backend
+                    .store("taken")
+                    .object_store()
+                    .head(&"strongbox.json".into())
+            )
+            .is_err(),
+            "{name}: a marker was written"
+        );
+        Repository::init_store(with("mount", &["lost+found/old"])).unwrap();
+    }
+}
+
+#[test]
 fn a_newer_format_or_an_unknown_encryption_is_refused() {
     on_every_backend(|backend, repo| {
         for (change, complaint) in [
