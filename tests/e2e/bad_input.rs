@@ -137,6 +137,28 @@ fn an_s3_setting_the_backend_cannot_parse_is_refused_naming_it() {
         line.contains("\"AWS_ALLOW_HTTP\"") && line.contains("\"perhaps\""),
         "{err}"
     );
+
+    // object_store panicked (exit 101) building its first request from these.
+    for (endpoint, reason) in [
+        ("minio.internal:9000", "not a URL"),
+        ("http://host/a b", "not a URL"),
+        (
+            "http://ep-user:ep-PASSWORD@127.0.0.1:9",
+            "holds credentials",
+        ),
+    ] {
+        let mut env = Env::new();
+        env.repo = "s3://strongbox-test/endpoint".to_string();
+        env.vars
+            .push(("AWS_ENDPOINT_URL".to_string(), endpoint.to_string()));
+        let err = env.fails(&["snapshots"], 1);
+        let line = one_line(&err);
+        assert!(
+            line.contains("invalid storage setting \"AWS_ENDPOINT_URL\"") && line.contains(reason),
+            "{err}"
+        );
+        assert!(!err.contains("ep-PASSWORD"), "{err}");
+    }
 }
 
 #[test]

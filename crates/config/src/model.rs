@@ -12,7 +12,7 @@ use strongbox_engine::{SourceSpec, VerifyLevel};
 use strongbox_retention::KeepPolicy;
 
 use crate::schedule::Cron;
-use crate::secret::{is_secret_s3_key, redact_url, Secret};
+use crate::secret::{is_secret_s3_key, redact_url, redact_userinfo, Secret};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -52,13 +52,13 @@ pub struct Config {
 }
 
 fn redacted_s3<S: Serializer>(s3: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
-    let shown: BTreeMap<&str, &str> = s3
+    let shown: BTreeMap<&str, std::borrow::Cow<'_, str>> = s3
         .iter()
         .map(|(k, v)| {
             let v = if is_secret_s3_key(k) {
-                "***"
+                "***".into()
             } else {
-                v.as_str()
+                redact_userinfo(v)
             };
             (k.as_str(), v)
         })

@@ -58,6 +58,19 @@ pub(crate) fn redact_url(url: &str) -> String {
     }
 }
 
+/// A URL with the credentials before its host (`http://user:password@proxy:3128`, a proxy's
+/// login) shown as `***`; any other value as it is.
+pub(crate) fn redact_userinfo(value: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return value.into();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{}", &rest[authority_end..]).into(),
+        None => value.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +100,13 @@ mod tests {
             "https://h.example/***"
         );
         assert_eq!(redact_url("not a url"), "***");
+        for (value, shown) in [
+            ("http://puser:PROXYpass@proxy:3128", "http://***@proxy:3128"),
+            ("http://u:p@h/x?y=z@w", "http://***@h/x?y=z@w"),
+            ("http://proxy:3128/a@b", "http://proxy:3128/a@b"),
+            ("us-east-1", "us-east-1"),
+        ] {
+            assert_eq!(redact_userinfo(value), shown, "{value}");
+        }
     }
 }

@@ -25,9 +25,43 @@ pub struct StoreOptions {
 }
 
 impl StoreOptions {
-    /// Refuse keys the S3 backend does not know, naming them.
+    /// Refuse keys the S3 backend does not know, and endpoints it could not send a request
+    /// to, naming them.
     pub fn check(&self) -> Result<(), Error> {
-        self.s3.keys().try_for_each(|key| s3_key(key).map(drop))
+        self.s3
+            .iter()
+            .try_for_each(|(name, value)| check_s3_value(name, s3_key(name)?, value))
+    }
+}
+
+/// object_store takes an endpoint as given and panics building the first request when it is
+/// not a URL; one with credentials would show them in every error.
+fn check_s3_value(name: &str, key: AmazonS3ConfigKey, value: &str) -> Result<(), Error> {
+    if !matches!(
+        key,
+        AmazonS3ConfigKey::Endpoint | AmazonS3ConfigKey::S3Endpoint
+    ) {
+        return Ok(());
+    }
+    let invalid = |reason: &str| Error::InvalidSetting {
+        key: name.to_string(),
+        reason: reason.to_string(),
+    };
+    let uri: http::Uri = format!("{value}/bucket/key")
+        .parse()
+        .map_err(|_| invalid("not a URL: give http://host:port or https://host"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(invalid(
+            "not an http:// or https:// URL: give the scheme, as in http://host:port",
+        ));
+    }
+    match uri.authority() {
+        Some(a) if a.as_str().contains('@') => Err(invalid(
+            "the URL holds credentials: give them as access_key_id and secret_access_key \
+             (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
+        )),
+        Some(a) if !a.host().is_empty() => Ok(()),
+        _ => Err(invalid("the URL names no host")),
     }
 }
 
@@ -216,7 +250,9 @@ fn s3_settings(
 ) -> Result<Vec<S3Setting>, Error> {
     let mut settings = Vec::new();
     for (name, value) in &options.s3 {
-        settings.push((name.clone(), s3_key(name)?, value.clone()));
+        let key = s3_key(name)?;
+        check_s3_value(name, key, value)?;
+        settings.push((name.clone(), key, value.clone()));
     }
     for (name, value) in env {
         if let Some(key) = name
@@ -224,6 +260,7 @@ fn s3_settings(
             .then(|| name.to_ascii_lowercase().parse().ok())
             .flatten()
         {
+            check_s3_value(&name, key, &value)?;
             settings.push((name, key, value));
         }
     }
@@ -301,6 +338,42 @@ fn with_prefix(store: Arc<dyn ObjectStore>, prefix: &str) -> Arc<dyn ObjectStore
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_object_store_cannot_send_to_are_refused_without_showing_them() {
+        let cases = [
+            ("http://127.0.0.1:9000", None),
+            ("https://s3.example.net/", None),
+            ("http://[::1]:9000", None),
+            ("minio.internal:9000", Some("http://host:port")),
+            ("localhost:9000", Some("http://host:port")),
+            ("ftp://host", Some("not an http:// or https:// URL")),
+            ("http://", Some("http://host:port")),
+            ("http:///x", Some("")),
+            ("http://[::1", Some("not a URL")),
+            (" http://host", Some("not a URL")),
+            ("http://host/a b", Some("not a URL")),
+            ("http://user:hunter2@host:9000", Some("holds credentials")),
+        ];
+        for (endpoint, refused) in cases {
+            let result = check_s3_value("endpoint", AmazonS3ConfigKey::Endpoint, endpoint);
+            match (result, refused) {
+                (Ok(()), None) => {}
+                (Err(e), Some(reason)) => {
+                    let text = e.to_string();
+                    assert!(text.contains(reason), "{endpoint:?}: {text}");
+                    assert!(
+                        text.starts_with("invalid storage setting \"endpoint\""),
+                        "{text}"
+                    );
+                    assert!(!text.contains("hunter2"), "{text}");
+                }
+                (result, _) => panic!("{endpoint:?}: {result:?}"),
+            }
+        }
+        let proxy = AmazonS3ConfigKey::Client(object_store::ClientConfigKey::ProxyUrl);
+        check_s3_value("proxy_url", proxy, "http://u:p@proxy:3128").unwrap();
+    }
 
     #[test]
     fn payloads_are_signed_over_plain_http_only_unless_set() {
