@@ -312,6 +312,29 @@ fn round_trip(storage: Storage) {
     ]);
     assert!(err.contains("not empty"), "{err}");
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), before);
+    // A dry run refuses it too (it said "would restore").
+    let err = pitr.fails(&[
+        "restore",
+        &id,
+        "--to-latest",
+        "--target-dir",
+        target.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert!(err.contains("not empty"), "{err}");
+    // A data directory inside the local repository is refused; it was written there.
+    if let Storage::Local = &storage {
+        let inside = Path::new(&pitr.repo).join("sets/maindb/pgdata");
+        let err = pitr.fails(&[
+            "restore",
+            &id,
+            "--to-latest",
+            "--target-dir",
+            inside.to_str().unwrap(),
+        ]);
+        assert!(err.contains("is inside repository"), "{err}");
+        assert!(!inside.exists());
+    }
 
     // A target before the base backup ended is refused, naming the window; so is one
     // after the last archived commit. Nothing is written.
@@ -511,6 +534,44 @@ fn archiving_that_failed_is_retried_by_the_server_and_leaves_no_gap() {
     assert_eq!(rows, 1001);
 }
 
+/// A WAL object whose first bytes were damaged read as an uncompressed object, unchecked:
+/// `wal fetch` handed PostgreSQL the damaged bytes with exit 0.
+#[test]
+fn a_wal_object_damaged_at_its_start_fails_fetch_with_126_and_writes_nothing() {
+    let env = crate::harness::Env::new();
+    env.json(&["init"]);
+    let name = "000000010000000000000001";
+    let segment = env.path(name);
+    let content: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&segment, &content).unwrap();
+    env.json(&["wal", "push", "maindb", segment.to_str().unwrap()]);
+    let dest = env.path("fetched");
+    let fetched = env.json(&["wal", "fetch", "maindb", name, dest.to_str().unwrap()]);
+    assert_eq!(fetched["fetched"], name);
+    assert_eq!(std::fs::read(&dest).unwrap(), content);
+    std::fs::remove_file(&dest).unwrap();
+
+    let object = Path::new(&env.repo)
+        .join("sets/maindb/wal/00000001")
+        .join(name);
+    let stored = std::fs::read(&object).unwrap();
+    let mut flipped = stored.clone();
+    flipped[0] ^= 1;
+    for damaged in [flipped, b"hello\n".to_vec(), Vec::new()] {
+        std::fs::write(&object, &damaged).unwrap();
+        let err = env.fails(
+            &["wal", "fetch", "maindb", name, dest.to_str().unwrap()],
+            126,
+        );
+        assert!(
+            err.contains(&format!("sets/maindb/wal/00000001/{name}"))
+                && err.contains("does not start as a zstd"),
+            "{err}"
+        );
+        assert!(!dest.exists(), "a damaged WAL file was handed over");
+    }
+}
+
 #[test]
 fn wal_names_paths_and_targets_that_are_not_postgresqls_are_refused_in_one_line() {
     let env = crate::harness::Env::new();
@@ -520,9 +581,19 @@ fn wal_names_paths_and_targets_that_are_not_postgresqls_are_refused_in_one_line(
     let missing = env.path("000000010000000000000001");
     let directory = env.path("000000010000000000000002");
     std::fs::create_dir(&directory).unwrap();
+    let short = env.path("short/000000010000000000000003");
+    std::fs::create_dir(short.parent().unwrap()).unwrap();
+    std::fs::write(&short, b"abc").unwrap();
+    // It blocked `wal push` in open(2) for good.
+    let fifo = env.path("000000010000000000000004");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     let dest = env.path("dest").display().to_string();
     // (args, exit status, phrase of the one error line)
-    let cases: [(Vec<&str>, i32, &str); 6] = [
+    let cases: [(Vec<&str>, i32, &str); 8] = [
         (
             vec!["wal", "push", "maindb", evil.to_str().unwrap()],
             1,
@@ -535,6 +606,16 @@ fn wal_names_paths_and_targets_that_are_not_postgresqls_are_refused_in_one_line(
         ),
         (
             vec!["wal", "push", "maindb", directory.to_str().unwrap()],
+            1,
+            "not a regular file",
+        ),
+        (
+            vec!["wal", "push", "maindb", short.to_str().unwrap()],
+            1,
+            "3 bytes is no WAL segment size",
+        ),
+        (
+            vec!["wal", "push", "maindb", fifo.to_str().unwrap()],
             1,
             "not a regular file",
         ),

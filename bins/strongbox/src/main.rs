@@ -974,6 +974,13 @@ impl App {
                     // PostgreSQL asks for files past the end of the archive: not an error.
                     return Ok(ExitCode::FAILURE);
                 }
+                // Silent otherwise: PostgreSQL logs restore_command's output.
+                if self.json {
+                    self.print(
+                        &serde_json::json!({ "fetched": name, "dest": dest }),
+                        String::new,
+                    )?;
+                }
             }
             cli::WalCommand::Window { set } => {
                 let window = self.reader()?.wal_window(&set)?;
@@ -1031,6 +1038,7 @@ impl App {
             window,
         };
         if args.dry_run {
+            engine.check_target(&snapshot, &mut restorer, &RestoreOptions::default())?;
             let plan = serde_json::json!({
                 "snapshot": snapshot.id, "target_dir": restorer.dir, "target": target,
                 "window": restorer.window,

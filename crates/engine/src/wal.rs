@@ -192,18 +192,31 @@ impl Engine {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let key = archive_key(set, &name)?;
+        // PostgreSQL hands over regular files, a segment whole; anything else is refused
+        // before the file is opened (a FIFO would block the open) and before the object is
+        // started, so a failed push leaves nothing behind. Archived, a short segment would
+        // stand in for the real one for good.
+        let refuse = |reason: String| {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, reason);
+            Error::io("archiving", path, e)
+        };
+        let meta = std::fs::metadata(path).map_err(|e| Error::io("opening", path, e))?;
+        if !meta.is_file() {
+            return Err(refuse("not a regular file".to_string()));
+        }
+        let whole_segment = matches!(
+            WalFile::parse(&name, MIN_SEGMENT_SIZE)?,
+            WalFile::Segment(_) | WalFile::Partial(_)
+        );
+        if whole_segment && !is_segment_size(meta.len()) {
+            return Err(refuse(format!(
+                "{} bytes is no WAL segment size (a power of two from 1 MiB to 1 GiB)",
+                meta.len()
+            )));
+        }
         // Read by the codec's workers, chunk by chunk, rather than read whole first: a 16 MiB
         // buffer costs page faults and a copy, on PostgreSQL's critical path.
         let source = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
-        // PostgreSQL hands over regular files; anything else is refused before the object is
-        // started, so a failed push leaves nothing behind.
-        let regular = source
-            .metadata()
-            .map_err(|e| Error::io("opening", path, e))?;
-        if !regular.is_file() {
-            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
-            return Err(Error::io("archiving", path, e));
-        }
         let mut writer = self
             .writer
             .create_small(&key, COMPRESSION, PutMode::Create)?;
@@ -218,7 +231,7 @@ impl Engine {
                 stored: written.size,
             }),
             Err(strongbox_storage::Error::AlreadyExists { .. }) => {
-                let archived = self.repo.read_object(&key, None)?;
+                let archived = self.repo.read_compressed(&key)?;
                 let local = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
                 if archived != local {
                     return Err(Error::WalConflict { key, name });
@@ -241,7 +254,7 @@ impl Reader {
     /// `restore_command`), whole or not at all. `Ok(false)` when it is not archived.
     pub fn wal_fetch(&self, set: &str, name: &str, dest: &Path) -> Result<bool, Error> {
         let key = archive_key(set, name)?;
-        let bytes = match self.repo.read_object(&key, None) {
+        let bytes = match self.repo.read_compressed(&key) {
             Ok(bytes) => bytes,
             Err(strongbox_storage::Error::NotFound { .. }) => return Ok(false),
             Err(e) => return Err(e.into()),
@@ -439,7 +452,7 @@ impl Reader {
             for object in &run {
                 let mut reader = self
                     .repo
-                    .open_object(&object.key, None)
+                    .open_compressed(&object.key)
                     .map_err(|e| crate::error_chain(&e))?;
                 std::io::copy(&mut reader, &mut std::io::sink())
                     .map_err(|e| format!("reading {}: {e}", object.key))?;
@@ -537,6 +550,11 @@ impl Reader {
 
 /// Where the WAL file `name` of `set` is archived; a name PostgreSQL does not give
 /// `archive_command` is refused, so a name never leaves the archive.
+/// Whether `len` is a size PostgreSQL's `wal_segment_size` can take.
+fn is_segment_size(len: u64) -> bool {
+    len.is_power_of_two() && (MIN_SEGMENT_SIZE..=1 << 30).contains(&len)
+}
+
 fn archive_key(set: &str, name: &str) -> Result<String, Error> {
     let file = WalFile::parse(name, MIN_SEGMENT_SIZE)?;
     Ok(layout::wal_key(

@@ -295,6 +295,20 @@ impl ObjectReader {
     pub fn key(&self) -> &str {
         &self.key
     }
+
+    /// Refuses an object that does not read as compressed: its first bytes tell the codec,
+    /// so damage there would pass it off as a plain object, unchecked.
+    pub(crate) fn compressed(self) -> Result<Self, Error> {
+        match self.inner.codec() {
+            strongbox_archive::Codec::None => Err(Error::Corrupt {
+                key: self.key,
+                reason:
+                    "it does not start as a zstd or gzip stream, as every object of its kind does"
+                        .to_string(),
+            }),
+            _ => Ok(self),
+        }
+    }
 }
 
 impl Read for ObjectReader {

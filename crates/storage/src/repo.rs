@@ -500,12 +500,21 @@ impl RepoReader {
 
     /// Read a whole (small) object through the pipeline.
     pub fn read_object(&self, key: &str, expected: Option<&ObjectRef>) -> Result<Vec<u8>, Error> {
-        decode(
-            self.stored_bytes(key)?,
-            key,
-            expected,
-            self.envelope.as_ref(),
-        )
+        let stored = self.stored_bytes(key)?;
+        read_all(decoder(stored, key, expected, self.envelope.as_ref())?)
+    }
+
+    /// [`Self::open_object`] of an object always written compressed and recorded nowhere
+    /// (WAL): the compression's checksum is all that checks it, so an object that does not
+    /// read as compressed is damaged.
+    pub fn open_compressed(&self, key: &str) -> Result<ObjectReader, Error> {
+        self.open_object(key, None)?.compressed()
+    }
+
+    /// [`Self::read_object`] of such an object (see [`Self::open_compressed`]).
+    pub fn read_compressed(&self, key: &str) -> Result<Vec<u8>, Error> {
+        let stored = self.stored_bytes(key)?;
+        read_all(decoder(stored, key, None, self.envelope.as_ref())?.compressed()?)
     }
 
     /// Fetch an object and check its stored bytes against its record, without opening or
@@ -641,7 +650,7 @@ impl RepoReader {
     }
 
     fn parse_record(&self, key: &str, stored: Bytes) -> Result<Snapshot, Error> {
-        let json = decode(stored, key, None, self.envelope.as_ref())?;
+        let json = read_all(decoder(stored, key, None, self.envelope.as_ref())?)?;
         let snapshot = Snapshot::from_json(key, &json).map_err(|e| Error::Corrupt {
             key: key.to_string(),
             // The manifest's error names the key again; keep its cause only.
@@ -747,18 +756,21 @@ impl RepoReader {
 }
 
 /// A whole stored object through the pipeline's way out.
-fn decode(
+fn decoder(
     stored: Bytes,
     key: &str,
     expected: Option<&ObjectRef>,
     envelope: &dyn Envelope,
-) -> Result<Vec<u8>, Error> {
+) -> Result<ObjectReader, Error> {
     let verified = Verified::new(std::io::Cursor::new(stored), key, expected);
-    let mut reader = ObjectReader::from_stored(Box::new(verified), key, envelope)?;
+    ObjectReader::from_stored(Box::new(verified), key, envelope)
+}
+
+fn read_all(mut reader: ObjectReader) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
     reader
         .read_to_end(&mut out)
-        .map_err(Error::stream("reading", key))?;
+        .map_err(Error::stream("reading", reader.key()))?;
     Ok(out)
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use strongbox_manifest::{ObjectRole, SourceKind, Stats};
 
-use super::{RestoreDetail, RestoreRun, Restored, Restorer};
+use super::{lies_within, RestoreDetail, RestoreRun, Restored, Restorer};
 use crate::progress::Tracked;
 use crate::{BackupWindow, Error, RecoveryTarget};
 
@@ -184,6 +184,10 @@ impl Restorer for DataDirTarget {
 
     fn replaced(&self) -> String {
         "never: a data directory restores only into an empty directory".to_string()
+    }
+
+    fn reaches(&self, dir: &Path) -> Result<bool, Error> {
+        lies_within(&self.dir, dir)
     }
 
     fn restore(&mut self, run: &mut RestoreRun<'_>) -> Result<Restored, Error> {
