@@ -263,7 +263,8 @@ fn bad_bundles_are_refused_naming_the_set_and_write_nothing() {
         "CREATE TABLE uploads (path); INSERT INTO uploads VALUES ('avatars/1.jpg');",
     );
     let sets = format!(
-        "[sets.appdb]\nsource = \"sqlite\"\npath = \"{}\"\n[sets.media]\nsource = \"files\"\npath = \"{}\"\n",
+        "[sets.appdb]\nsource = \"sqlite\"\npath = \"{}\"\n[sets.media]\nsource = \"files\"\npath = \"{}\"\n\
+         [sets.pgbase]\nsource = \"postgres\"\nconninfo = \"host=127.0.0.1 dbname=app\"\nphysical = true\n",
         db.display(),
         media.display()
     );
@@ -272,6 +273,8 @@ fn bad_bundles_are_refused_naming_the_set_and_write_nothing() {
     for (bundle, expected) in [
         ("members = [\"appdb\", \"nope\"]", "set \"platform\" has member \"nope\", which is not a configured set"),
         ("members = [\"appdb\", \"platform\"]", "set \"platform\" is a member of itself"),
+        // It backed up, and then no restore of the bundle could take it.
+        ("members = [\"pgbase\", \"media\"]", "has member \"pgbase\", a base backup (physical = true)"),
         (
             "members = [\"appdb\", \"media\"]\nreferences = { database = \"media\", query = \"SELECT 1\", files = \"media\" }",
             "has references.database \"media\", which is not a PostgreSQL or SQLite member",

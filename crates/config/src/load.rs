@@ -139,6 +139,7 @@ fn check_bundle(config: &Config, name: &str, bundle: &BundleSpec) -> Result<(), 
                     "has member {member:?}, a bundle; bundles do not nest"
                 ))
             }
+            Some(SourceKind::PostgresPhysical) => return Err(physical_member(member)),
             Some(_) => {}
         }
     }
@@ -163,6 +164,15 @@ fn check_bundle(config: &Config, name: &str, bundle: &BundleSpec) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Why a base backup cannot be a bundle's member.
+fn physical_member(member: &str) -> String {
+    format!(
+        "has member {member:?}, a base backup (physical = true), which restores only into a \
+         data directory and so never with the other members: give the bundle a pg_dump set of \
+         that database"
+    )
 }
 
 #[cfg(test)]

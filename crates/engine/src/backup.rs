@@ -156,15 +156,30 @@ impl Engine {
             }
         }
         self.cancel.check()?;
-        let mut records = Vec::with_capacity(pending.len());
+        // All or nothing (a bundle's members, then the bundle): a record that fails to be
+        // written takes back the ones written before it, and every sink dropped unfinished
+        // removes its objects.
+        let mut written: Vec<(Snapshot, ObjectSink<'_>)> = Vec::with_capacity(pending.len());
         for Pending { record, sink } in pending {
-            self.writer.put_snapshot(&record)?;
-            // Written: a complete snapshot of its set from here on, whatever follows.
-            sink.commit();
-            tracing::info!(id = %record.id, set = %record.set, "snapshot committed");
-            records.push(record);
+            if let Err(e) = self.writer.put_snapshot(&record) {
+                for (earlier, _) in &written {
+                    let key = layout::snapshot_key(&earlier.set, &earlier.id);
+                    if let Err(undo) = self.writer.delete(&key) {
+                        tracing::warn!(%key, error = %crate::error_chain(&undo), "could not take back the record of a failed backup");
+                    }
+                }
+                return Err(e.into());
+            }
+            written.push((record, sink));
         }
-        Ok(records)
+        Ok(written
+            .into_iter()
+            .map(|(record, sink)| {
+                sink.commit();
+                tracing::info!(id = %record.id, set = %record.set, "snapshot committed");
+                record
+            })
+            .collect())
     }
 }
 
@@ -177,12 +192,6 @@ pub(crate) fn run_status(snapshot: &Snapshot) -> RunStatus {
     }
 }
 
-/// A new id for a snapshot taken at `time` that no snapshot of the set has, nor any other
-/// this process gave out. Ids differ by their millisecond and three random hex digits, so
-/// `--time` given twice the same collides once in 4096 backups: the new snapshot's objects
-/// would overwrite the old one's, and then be deleted with it when its record (created only
-/// if absent) is refused. A bundle and its members share one time: the same id in two sets
-/// could not be named by id.
 /// The snapshots of a set a new one may build on, and the ids no new one may take.
 pub(crate) struct Parents {
     /// The snapshots whose records read.
@@ -198,6 +207,12 @@ impl Parents {
     }
 }
 
+/// A new id for a snapshot taken at `time` that no snapshot of the set has, nor any other
+/// this process gave out. Ids differ by their millisecond and three random hex digits, so
+/// `--time` given twice the same collides once in 4096 backups: the new snapshot's objects
+/// would overwrite the old one's, and then be deleted with it when its record (created only
+/// if absent) is refused. A bundle and its members share one time: the same id in two sets
+/// could not be named by id.
 pub(crate) fn unused_id(time: DateTime<Utc>, existing: &Parents) -> SnapshotId {
     static ISSUED: Mutex<BTreeSet<SnapshotId>> = Mutex::new(BTreeSet::new());
     let mut issued = ISSUED

@@ -529,6 +529,13 @@ fn check_bundle(spec: &SetSpec, bundle: &BundleSpec) -> Result<(), Error> {
                 member.set
             )));
         }
+        if member.source.kind() == SourceKind::PostgresPhysical {
+            return Err(bad(format!(
+                "member {:?} is a base backup, which restores only into a data directory and \
+                 so never with the other members; use a pg_dump set of that database",
+                member.set
+            )));
+        }
         if names.iter().filter(|n| **n == member.set).count() > 1 {
             return Err(bad(format!("member {:?} is named twice", member.set)));
         }

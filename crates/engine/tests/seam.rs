@@ -257,3 +257,41 @@ fn read_only_work_writes_nothing_but_its_journal() {
         "{writes:?}"
     );
 }
+
+/// A bundle whose second member record failed to be written kept the first member's
+/// snapshot (and its objects), though a bundle writes all its records or none.
+#[test]
+fn a_bundle_whose_last_member_record_fails_keeps_no_member_snapshot() {
+    let repo = TempRepo::new();
+    let src = tree(&repo);
+    let faults = Faults::new();
+    faults.add(Rule::writes().containing("sets/b/snapshots/"));
+    let engine = Engine::new(Repository::open_store(faults.layer(repo.store())).unwrap());
+    let member = |set: &str| SetSpec::new(set, SourceSpec::Files(FilesSpec::new(&src)));
+    let mut bundle = SetSpec::new(
+        "both",
+        SourceSpec::Bundle(strongbox_engine::BundleSpec {
+            members: vec!["a".into(), "b".into()],
+            references: None,
+        }),
+    );
+    bundle.members = vec![member("a"), member("b")];
+    let err = engine.backup(&bundle).unwrap_err();
+    let message = strongbox_test_support::chain(&err);
+    assert!(
+        message.contains("injected fault") && message.contains("sets/b/snapshots/"),
+        "{message}"
+    );
+    assert!(engine.snapshots(None).unwrap().is_empty());
+    for set in ["a", "b", "both"] {
+        let left: Vec<String> = files_below(&repo.root().join("sets").join(set))
+            .into_iter()
+            .filter(|f| !f.starts_with("runs/"))
+            .collect();
+        assert!(left.is_empty(), "{set}: {left:?}");
+    }
+
+    faults.clear();
+    let bundled = engine.backup(&bundle).unwrap();
+    assert_eq!(bundled.members.len(), 2, "the next bundle backup succeeds");
+}
