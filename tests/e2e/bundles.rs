@@ -475,3 +475,79 @@ fn a_bundle_is_refused_while_any_member_is_locked_and_writes_nothing() {
     let locks = crate::harness::names(&Path::new(&env.repo).join("locks"));
     assert_eq!(locks, ["media.json"], "the bundle left a lock of its own");
 }
+
+/// A damaged media archive failed the bundle restore after its database member had been
+/// replaced; and a failure after some member was restored did not say so.
+#[test]
+fn a_bundle_restore_checks_files_before_any_database_and_names_a_partial_restore() {
+    let env = Env::new();
+    let media = media(&env);
+    let db = env.path("app.sqlite3");
+    crate::harness::sqlite(
+        &db,
+        "CREATE TABLE uploads (path); INSERT INTO uploads VALUES ('avatars/1.jpg');",
+    );
+    let config = env.path("strongbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sets.appdb]\nsource = \"sqlite\"\npath = \"{}\"\n[sets.media]\nsource = \"files\"\npath = \"{}\"\n\
+             [sets.platform]\nsource = \"bundle\"\nmembers = [\"appdb\", \"media\"]\n",
+            db.display(),
+            media.display()
+        ),
+    )
+    .unwrap();
+    let bundle = succeeded(&run(&env, &config, None, &["backup", "platform", "--json"]));
+    let object = |member: &str, role: &str| {
+        let id = bundle["members"][member].as_str().unwrap().to_string();
+        let record = succeeded(&run(&env, &config, None, &["show", &id, "--json"]));
+        Path::new(&env.repo).join(crate::harness::object_key(&record, role))
+    };
+    let damage = |path: &Path| {
+        let good = std::fs::read(path).unwrap();
+        let mut bad = good.clone();
+        let middle = bad.len() / 2;
+        bad[middle] ^= 0xFF;
+        std::fs::write(path, bad).unwrap();
+        good
+    };
+    let (db_target, dir_target) = (env.path("restored.sqlite3"), env.path("restored-media"));
+    let restore = || {
+        run(
+            &env,
+            &config,
+            None,
+            &[
+                "restore",
+                "platform:latest",
+                "--target",
+                &format!("appdb={}", db_target.display()),
+                "--target",
+                &format!("media={}", dir_target.display()),
+            ],
+        )
+    };
+
+    let archive = object("media", "archive");
+    let good = damage(&archive);
+    let out = restore();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        !db_target.exists(),
+        "the database was restored before the damaged media"
+    );
+    assert!(!dir_target.exists());
+    std::fs::write(&archive, good).unwrap();
+
+    damage(&object("appdb", "dump"));
+    let out = restore();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains("member \"appdb\" failed after media (into ")
+            && message.contains("had been restored; restore the bundle again"),
+        "{message}"
+    );
+    assert_same_tree(&tree(&media), &tree(&dir_target));
+}

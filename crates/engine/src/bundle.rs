@@ -414,10 +414,38 @@ impl Engine {
             }
             restorers.push((member, restorer));
         }
-        restorers
-            .into_iter()
-            .map(|(member, mut restorer)| self.restore(member, restorer.as_mut(), options))
-            .collect()
+        // Files first: a files restore is checked whole beside its target before it is
+        // swapped in, so the likeliest failure, a damaged archive, comes before any database
+        // is replaced.
+        restorers.sort_by_key(|(member, _)| member.source != SourceKind::Files);
+        let mut outcomes: Vec<crate::RestoreOutcome> = Vec::new();
+        let mut restored: Vec<String> = Vec::new();
+        for (member, mut restorer) in restorers {
+            match self.restore(member, restorer.as_mut(), options) {
+                Ok(outcome) => {
+                    restored.push(format!(
+                        "{} (into {}; {})",
+                        member.set,
+                        restorer.describe(),
+                        match options.force {
+                            true => restorer.replaced(),
+                            false => "it was empty".to_string(),
+                        }
+                    ));
+                    outcomes.push(outcome);
+                }
+                Err(e) if restored.is_empty() => return Err(e),
+                Err(e) => {
+                    return Err(Error::BundlePartlyRestored {
+                        set: bundle.set.clone(),
+                        restored: restored.join(", "),
+                        failed: member.set.clone(),
+                        source: Box::new(e),
+                    })
+                }
+            }
+        }
+        Ok(outcomes)
     }
 }
 

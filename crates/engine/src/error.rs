@@ -130,6 +130,19 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A bundle restore that failed at a member after others were restored.
+    #[error("bundle {set:?}: member {failed:?} failed after {restored} had been restored; restore the bundle again to bring them back in step")]
+    BundlePartlyRestored {
+        /// The bundle set.
+        set: String,
+        /// The members restored, each with where its previous content went.
+        restored: String,
+        /// The member that failed.
+        failed: String,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
     /// No snapshot matches an id, prefix or `<set>:latest`.
     #[error("no snapshot matches {spec:?}")]
     SnapshotNotFound {
