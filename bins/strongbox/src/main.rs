@@ -631,10 +631,9 @@ impl App {
             cli::ScheduleCommand::Install { target, user } => {
                 let binary = self.scheduled_binary(&config_path)?;
                 self.config.check_schedulable(&config_path)?;
-                let files = target
-                    .installation(user)
-                    .files(&jobs, &binary, &config_path);
-                strongbox_config::Installation::check_free(&files)?;
+                let installation = target.installation(user);
+                let files = installation.files(&jobs, &binary, &config_path);
+                installation.check(&files)?;
                 let mut written = Vec::new();
                 for (path, text) in files {
                     write_atomically(&path, text.as_bytes())

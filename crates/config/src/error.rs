@@ -94,6 +94,12 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+    /// A cron user that is not a user name.
+    #[error("--user {user:?} is not a user name (lower-case letters, digits, _, - and .)")]
+    ScheduleUser {
+        /// What was given.
+        user: String,
+    },
     /// Installed jobs see the configuration file alone, which names no repository.
     #[error("{} names no `repo`; the installed jobs need one (they see no --repo or STRONGBOX_REPO)", path.display())]
     ScheduleWithoutRepo {

@@ -403,7 +403,9 @@ fn quote(word: &str) -> String {
     }
 }
 
-fn command(job: &Job, binary: &Path, config: &Path) -> String {
+/// The command of `job`; cron turns an unescaped `%` into a newline, systemd reads it as a
+/// specifier, so each escapes it its own way (`escape_percent`).
+fn command(job: &Job, binary: &Path, config: &Path, escape_percent: &str) -> String {
     let mut words = vec![
         binary.display().to_string(),
         "--config".to_string(),
@@ -411,7 +413,11 @@ fn command(job: &Job, binary: &Path, config: &Path) -> String {
         "-q".to_string(),
     ];
     words.extend(job.args.iter().cloned());
-    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+    words
+        .iter()
+        .map(|w| quote(w).replace('%', escape_percent))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A cron.d file running `jobs` as `user`.
@@ -423,7 +429,7 @@ pub fn cron_file(jobs: &[Job], binary: &Path, config: &Path, user: &str) -> Stri
         text.push_str(&format!(
             "{} {user} {}\n",
             job.cron.fields(),
-            command(job, binary, config)
+            command(job, binary, config, r"\%")
         ));
     }
     text
@@ -440,7 +446,7 @@ pub fn systemd_units(jobs: &[Job], binary: &Path, config: &Path) -> Vec<(String,
             format!(
                 "{MARK}\n[Unit]\nDescription={what}\nWants=network-online.target\nAfter=network-online.target\n\n\
                  [Service]\nType=oneshot\nExecStart={}\nNice=10\nIOSchedulingClass=idle\n",
-                command(job, binary, config)
+                command(job, binary, config, "%%")
             ),
         ));
         units.push((
@@ -487,10 +493,15 @@ impl Installation {
         }
     }
 
-    /// Refuses `files` (from [`Installation::files`]) when one of them exists and an earlier
-    /// `install` did not write it; checked for all before the first is written, so an
-    /// install writes all or nothing.
-    pub fn check_free(files: &[(PathBuf, String)]) -> Result<(), Error> {
+    /// Refuses to write `files` (from [`Installation::files`]) when one of them exists and
+    /// an earlier `install` did not write it, or the cron user is not a user name: checked
+    /// before the first is written, so an install writes all or nothing.
+    pub fn check(&self, files: &[(PathBuf, String)]) -> Result<(), Error> {
+        if let Installation::Cron { user, .. } = self {
+            if !is_user_name(user) {
+                return Err(Error::ScheduleUser { user: user.clone() });
+            }
+        }
         match files
             .iter()
             .find(|(path, _)| path.exists() && !written_by_install(path))
@@ -528,6 +539,16 @@ impl Installation {
             .filter(|path| written_by_install(path))
             .collect())
     }
+}
+
+/// A name `useradd` accepts: cron.d splits its line at the first blank after the user.
+fn is_user_name(user: &str) -> bool {
+    let mut chars = user.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && user.len() <= 32
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.".contains(c))
 }
 
 fn written_by_install(path: &Path) -> bool {
@@ -707,6 +728,31 @@ mod tests {
     }
 
     #[test]
+    fn a_percent_sign_reaches_the_command_whole_under_cron_and_systemd() {
+        let job = Job {
+            set: "media".to_string(),
+            operation: Operation::Backup,
+            cron: "0 2 * * *".parse().unwrap(),
+            args: vec!["backup".to_string(), "media".to_string()],
+            locks: Vec::new(),
+        };
+        let config = Path::new("/etc/str%ong box.toml");
+        let cron = cron_file(
+            std::slice::from_ref(&job),
+            Path::new("/bin/sb"),
+            config,
+            "root",
+        );
+        assert!(cron.contains(r"'/etc/str\%ong box.toml'"), "{cron}");
+        let units = systemd_units(&[job], Path::new("/bin/sb"), config);
+        assert!(
+            units[0].1.contains("'/etc/str%%ong box.toml'"),
+            "{}",
+            units[0].1
+        );
+    }
+
+    #[test]
     fn commands_quote_what_the_shell_would_split() {
         let cases = [
             ("/usr/bin/strongbox", "/usr/bin/strongbox"),
@@ -729,11 +775,27 @@ mod tests {
         let missing = dir.path().join("missing");
         let file = |path: &Path| (path.to_path_buf(), String::new());
 
-        Installation::check_free(&[file(&ours), file(&missing)]).unwrap();
-        let err = Installation::check_free(&[file(&ours), file(&theirs)]).unwrap_err();
+        let cron = |user: &str| Installation::Cron {
+            file: ours.clone(),
+            user: user.to_string(),
+        };
+        cron("root").check(&[file(&ours), file(&missing)]).unwrap();
+        let err = cron("root")
+            .check(&[file(&ours), file(&theirs)])
+            .unwrap_err();
         assert!(
             matches!(&err, Error::ForeignScheduleFile { path } if *path == theirs),
             "{err}"
         );
+        for user in ["bob x", "", "Bob", "-x", "a\nb"] {
+            let err = cron(user).check(&[]).unwrap_err();
+            assert!(
+                matches!(&err, Error::ScheduleUser { .. }),
+                "{user:?}: {err}"
+            );
+        }
+        for user in ["backup", "_strongbox", "svc-backup.1"] {
+            cron(user).check(&[]).unwrap();
+        }
     }
 }
