@@ -302,6 +302,26 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
                 "keep.daily: invalid value: integer `-1`",
             ),
             (
+                "[sets.m]\nsource = \"files\"\npath = 5\n",
+                "set \"m\" path: invalid type: integer `5`",
+            ),
+            (
+                "[sets.m]\nsource = \"files\"\npath = \"/x\"\nrehash = \"yes\"\n",
+                "set \"m\" rehash: invalid type",
+            ),
+            (
+                "[sets.m]\nsource = \"files\"\npath = \"/x\"\nexclude = [1]\n",
+                "set \"m\" exclude[0]: invalid type",
+            ),
+            (
+                "[sets.m]\nsource = \"filez\"\npath = \"/x\"\n",
+                "set \"m\" source: unknown variant `filez`",
+            ),
+            (
+                "[sets.db]\nsource = \"postgres\"\nconninfo = 5\n",
+                "set \"db\" conninfo: invalid type",
+            ),
+            (
                 "[health]\nmax_disk_usage = 500\n",
                 "health.max_disk_usage: 500 is not a percentage from 0 to 100",
             ),

@@ -156,7 +156,7 @@ impl SetConfig {
             }
         }
         let options: SetOptions = from_value(toml::Value::Table(options))?;
-        let source: SourceSpec = from_value(toml::Value::Table(table))?;
+        let source = source_spec(table)?;
         Ok(SetConfig {
             source,
             tags: options.tags,
@@ -167,6 +167,26 @@ impl SetConfig {
             verify_checks: options.verify_checks,
             verify: options.verify,
         })
+    }
+}
+
+/// A set's source table. Read through its kind's own type, not the tagged enum, which
+/// buffers the table and so loses the key an error is about (`path: invalid type…`).
+fn source_spec(table: toml::Table) -> Result<SourceSpec, String> {
+    let kind = match table.get("source") {
+        Some(toml::Value::String(kind)) => kind.clone(),
+        _ => return from_value(toml::Value::Table(table)),
+    };
+    let mut spec = table.clone();
+    spec.remove("source");
+    let spec = toml::Value::Table(spec);
+    match kind.as_str() {
+        "files" => from_value(spec).map(SourceSpec::Files),
+        "postgres" => from_value(spec).map(SourceSpec::Postgres),
+        "sqlite" => from_value(spec).map(SourceSpec::Sqlite),
+        "bundle" => from_value(spec).map(SourceSpec::Bundle),
+        // serde's own message lists the kinds there are.
+        _ => from_value(toml::Value::Table(table)),
     }
 }
 
