@@ -1167,3 +1167,36 @@ fn a_delta_listing_whose_base_is_another_sets_listing_is_refused_naming_it() {
     let err = env.fails(&["ls", "media:latest"], 1);
     assert!(one_line(&err).contains(&other_listing), "{err}");
 }
+
+/// With the full backup's archive deleted behind strongbox's back (a lifecycle rule), each
+/// incremental succeeded and none could be restored; with its listing deleted, each failed
+/// saying only that an object was not found.
+#[test]
+fn an_incremental_over_a_parent_whose_archive_or_listing_is_gone_fails_and_says_take_a_full() {
+    for role in ["archive", "listing"] {
+        let (env, record) = small_repo();
+        let src = env.path("src");
+        write(&src.join("new.txt"), b"new");
+        let gone = Path::new(&env.repo).join(object_key(&record, role));
+        fs::remove_file(&gone).unwrap();
+        let before = names(&Path::new(&env.repo).join("sets/media/snapshots"));
+        let err = env.fails(&["backup", "files", "media", src.to_str().unwrap()], 1);
+        let line = one_line(&err);
+        assert!(
+            line.contains(&format!(
+                "parent snapshot {} cannot be built on",
+                record["id"].as_str().unwrap()
+            )) && line.contains("--full"),
+            "{role}: {err}"
+        );
+        assert_eq!(
+            names(&Path::new(&env.repo).join("sets/media/snapshots")),
+            before,
+            "{role}: no snapshot was added"
+        );
+        let full = env.backup("media", &src, &["--full"]);
+        let target = env.path("restored");
+        env.restore(full["id"].as_str().unwrap(), &target, &[]);
+        assert_eq!(tree(&target), tree(&src), "{role}");
+    }
+}

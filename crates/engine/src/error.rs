@@ -130,6 +130,16 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A backup's parent that a new snapshot cannot build on: its listing, or an archive
+    /// it draws from, is gone.
+    #[error("parent snapshot {parent} cannot be built on, or the new snapshot would not restore; take a full backup (--full), and verify the set")]
+    BrokenParent {
+        /// The parent.
+        parent: String,
+        /// What is missing.
+        #[source]
+        source: Box<Error>,
+    },
     /// A bundle restore that failed at a member after others were restored.
     #[error("bundle {set:?}: member {failed:?} failed after {restored} had been restored; restore the bundle again to bring them back in step")]
     BundlePartlyRestored {

@@ -313,9 +313,6 @@ where
     }
 }
 
-/// A directory's children with their metadata; `DirEntry::metadata` stats relative to the
-/// open directory (no path walk per file) and does not follow symlinks. Full paths are
-/// built only where needed (directories, links): most children are files.
 /// The tree path of `name` in the directory at `rel` ("" for the top).
 fn child_path(rel: &str, name: &str) -> String {
     match rel {
@@ -324,6 +321,9 @@ fn child_path(rel: &str, name: &str) -> String {
     }
 }
 
+/// A directory's children with their metadata; `DirEntry::metadata` stats relative to the
+/// open directory (no path walk per file) and does not follow symlinks. Full paths are
+/// built only where needed (directories, links): most children are files.
 fn read_dir(dir: &Path) -> std::io::Result<Vec<Child>> {
     let mut children = Vec::new();
     for entry in fs::read_dir(dir)? {

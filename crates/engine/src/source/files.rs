@@ -257,7 +257,17 @@ impl<'a> Storing<'a> {
         run.progress().phase("scanning", None);
         // The parent's listing is parsed on its own thread while this one walks; the two
         // meet in a merge, so neither tree is held whole: only what changed is.
-        let stream = run.listing_stream(parent)?;
+        // An unchanged file stays in the archive that holds it: one gone behind strongbox's
+        // back (a lifecycle rule) would leave the new snapshot unrestorable, unnoticed.
+        let broken = |source: Error| Error::BrokenParent {
+            parent: parent.id.to_string(),
+            source: Box::new(source),
+        };
+        let archives = run.reader.repo.archives(run.sink.set())?;
+        let stream = run.listing_stream(parent).map_err(|e| match e {
+            Error::Storage(strongbox_storage::Error::NotFound { .. }) => broken(e),
+            e => e,
+        })?;
         let chain = (stream.own, stream.chain);
         let mut pending = Vec::new();
         let mut diff = Diff::new(walk, stream.entries, rehash);
@@ -267,6 +277,12 @@ impl<'a> Storing<'a> {
                 run.cancel().check()?;
             }
             if change == Change::Unchanged {
+                if let Some(holder) = entry.holder.as_ref().filter(|h| !archives.contains_key(*h)) {
+                    return Err(broken(Error::MissingHolder {
+                        snapshot: parent.id.to_string(),
+                        holder: holder.to_string(),
+                    }));
+                }
                 count(&mut self.stats, &entry, change);
             } else {
                 pending.push((entry, change));
