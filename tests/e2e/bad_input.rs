@@ -1200,3 +1200,30 @@ fn an_incremental_over_a_parent_whose_archive_or_listing_is_gone_fails_and_says_
         assert_eq!(tree(&target), tree(&src), "{role}");
     }
 }
+
+/// `verify SET:latest --level checksum` passed while the full archive the latest
+/// incremental draws from was corrupt, and the restore then failed.
+#[test]
+fn a_checksum_verify_of_an_incremental_hashes_the_archives_it_draws_from() {
+    let (env, full) = small_repo();
+    let src = env.path("src");
+    write(&src.join("new.txt"), b"new");
+    env.backup("media", &src, &[]);
+    let archive = Path::new(&env.repo).join(object_key(&full, "archive"));
+    let mut bytes = fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    fs::write(&archive, bytes).unwrap();
+    let out = env.run(&["verify", "media:latest", "--level", "checksum", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&object_key(&full, "archive")) && text.contains("SHA-256"),
+        "{text}"
+    );
+}

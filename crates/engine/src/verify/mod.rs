@@ -110,6 +110,18 @@ pub(super) fn first_failure(reports: &[SnapshotReport]) -> Option<String> {
     ))
 }
 
+/// What one listing of a set's data tells every snapshot verified in it.
+struct SetObjects {
+    /// Size of each data object, by key.
+    sizes: HashMap<String, u64>,
+    /// The snapshots that have an archive object.
+    archives: HashSet<SnapshotId>,
+    /// Archives whose records are forgotten, with the size and digest those named.
+    retained: HashMap<SnapshotId, ObjectRef>,
+    /// The snapshots this run verifies, each hashing its own objects.
+    verifying: HashSet<SnapshotId>,
+}
+
 impl Reader {
     /// Check `snapshots` as `options` say; each set's attempt goes into its run journal,
     /// with each snapshot's result.
@@ -241,11 +253,17 @@ impl Reader {
             .into_iter()
             .filter_map(|o| Some((SnapshotId::parse(layout::archive_id(&o.key)?).ok()?, o)))
             .collect();
+        let set_objects = SetObjects {
+            sizes,
+            archives,
+            retained,
+            verifying: snapshots.iter().map(|s| s.id.clone()).collect(),
+        };
         let mut reports = Vec::new();
         self.progress.phase("verifying", None);
         for snapshot in snapshots {
             self.cancel.check()?;
-            let report = self.verify_snapshot(snapshot, &sizes, &archives, &retained, options);
+            let report = self.verify_snapshot(snapshot, &set_objects, options);
             if !report.ok {
                 tracing::warn!(id = %snapshot.id, "verification failed");
             }
@@ -258,11 +276,12 @@ impl Reader {
     fn verify_snapshot(
         &self,
         snapshot: &Snapshot,
-        sizes: &HashMap<String, u64>,
-        archives: &HashSet<SnapshotId>,
-        retained: &HashMap<SnapshotId, ObjectRef>,
+        set_objects: &SetObjects,
         options: &VerifyOptions,
     ) -> SnapshotReport {
+        let SetObjects {
+            sizes, archives, ..
+        } = set_objects;
         let level = options.level;
         if snapshot.source == SourceKind::Bundle {
             let members = self.bundle_members(snapshot, None).map(|m| {
@@ -321,12 +340,14 @@ impl Reader {
         }
         let listing_read = matches!(read, Some(Ok(_)));
         if level >= VerifyLevel::Checksum {
-            // Its own objects, and the retained archives its listing draws from.
-            let drawn: Vec<&ObjectRef> = match &read {
+            // Its own objects, and the archives its listing draws from but no snapshot
+            // verified in this run hashes: a restore reads them too.
+            let drawn: Vec<ObjectRef> = match &read {
                 Some(Ok(tree)) => tree
                     .holders()
                     .iter()
-                    .filter_map(|holder| retained.get(holder))
+                    .filter(|holder| !set_objects.verifying.contains(*holder))
+                    .filter_map(|holder| self.drawn_archive(snapshot, holder, set_objects))
                     .collect(),
                 _ => Vec::new(),
             };
@@ -363,13 +384,25 @@ impl Reader {
         Ok(listing.tree)
     }
 
-    fn checksums(&self, snapshot: &Snapshot, drawn: &[&ObjectRef]) -> Result<String, String> {
+    /// The archive of `holder` that `snapshot`'s listing draws from, as its record (or the
+    /// set's retained list, once forgotten) names it; `None` when neither does (the listing
+    /// check names a missing archive).
+    fn drawn_archive(
+        &self,
+        snapshot: &Snapshot,
+        holder: &SnapshotId,
+        set_objects: &SetObjects,
+    ) -> Option<ObjectRef> {
+        if let Some(retained) = set_objects.retained.get(holder) {
+            return Some(retained.clone());
+        }
+        let record = self.snapshot_of(&snapshot.set, holder).ok().flatten()?;
+        record.object(ObjectRole::Archive).cloned()
+    }
+
+    fn checksums(&self, snapshot: &Snapshot, drawn: &[ObjectRef]) -> Result<String, String> {
         let mut bytes = 0;
-        let objects: Vec<&ObjectRef> = snapshot
-            .objects
-            .iter()
-            .chain(drawn.iter().copied())
-            .collect();
+        let objects: Vec<&ObjectRef> = snapshot.objects.iter().chain(drawn).collect();
         for object in &objects {
             bytes += self
                 .repo
