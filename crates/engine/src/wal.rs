@@ -396,6 +396,19 @@ impl Reader {
                     });
                     return Ok(window);
                 }
+                // The newest segment unreadable (damaged after it was archived): recovery
+                // stops before it, so the window ends there, with it named as the gap,
+                // rather than every restore failing on it.
+                Err(e) if latest.is_none() && at > physical.stop() => {
+                    tracing::warn!(segment = %at.name(size), error = %crate::error_chain(&e), "an archived WAL segment cannot be read; the window ends before it");
+                    window.gap = Some(at.name(size));
+                    at = Segment {
+                        number: at.number - 1,
+                        ..at
+                    };
+                    window.last_segment = Some(at.name(size));
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             let point = latest.get_or_insert(Point {
