@@ -856,7 +856,13 @@ impl App {
         let engine = self.engine_over(repo)?;
         let snapshot = engine
             .backup(&spec)
-            .with_context(|| format!("backup of {} failed", spec.source.describe()))?;
+            .with_context(|| {
+                format!(
+                    "backup of set {} ({}) failed",
+                    spec.set,
+                    spec.source.describe()
+                )
+            })?;
         let report = match &verify {
             Some(options) => Some(
                 engine

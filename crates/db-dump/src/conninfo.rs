@@ -24,6 +24,11 @@ use crate::Error;
 /// ```
 pub fn redact_conninfo(conninfo: &str) -> String {
     let trimmed = conninfo.trim();
+    // Neither a key nor a URL's login: nothing to hide (a path given where a connection
+    // string belongs is shown as given).
+    if !trimmed.contains(['=', '@']) {
+        return trimmed.to_string();
+    }
     if let Some(rest) = trimmed
         .strip_prefix("postgres://")
         .map(|r| ("postgres://", r))
@@ -209,7 +214,12 @@ fn redact_key_values(conninfo: &str) -> String {
     };
     let mut out = String::new();
     let mut copied = 0;
-    for pair in pairs.iter().filter(|p| is_secret_key(&p.key)) {
+    // libpq reads a `dbname` holding `=` or a URL as a connection string of its own.
+    let nested = |p: &&Pair| {
+        let value = &conninfo[p.span.clone()];
+        p.key.eq_ignore_ascii_case("dbname") && (value.contains('=') || value.contains('@'))
+    };
+    for pair in pairs.iter().filter(|p| is_secret_key(&p.key) || nested(p)) {
         out.push_str(&conninfo[copied..pair.span.start]);
         out.push_str("***");
         copied = pair.span.end;
@@ -610,6 +620,11 @@ mod tests {
                 "postgres://h/db?Password=pw",
                 "postgres://h/db?Password=***",
             ),
+            ("/srv/restore/db", "/srv/restore/db"),
+            ("postgresql:/u:pw@h", "***"),
+            ("host=h dbname='postgresql://u:pw@h/x'", "host=h dbname=***"),
+            ("host=h dbname='password=pw'", "host=h dbname=***"),
+            ("host=h dbname=app", "host=h dbname=app"),
         ];
         for (input, expected) in cases {
             assert_eq!(redact_conninfo(input), expected, "{input}");

@@ -168,6 +168,10 @@ impl std::fmt::Display for BackupWindow {
             self.earliest.lsn
         )?;
         match (&self.latest, &self.gap) {
+            (Some(Point { time: None, lsn }), _) => write!(
+                f,
+                "to LSN {lsn}, the last archived record (no commit found to give a time)"
+            ),
             (Some(latest), _) => write!(
                 f,
                 "to the last archived commit at {} (last record LSN {})",
@@ -176,6 +180,10 @@ impl std::fmt::Display for BackupWindow {
             ),
             (None, Some(gap)) => write!(f, "to nowhere: WAL segment {gap} is missing"),
             (None, None) => write!(f, "to nowhere: no WAL is archived"),
+        }?;
+        match (&self.latest, &self.gap) {
+            (Some(_), Some(gap)) => write!(f, "; WAL segment {gap} is missing or unreadable"),
+            _ => Ok(()),
         }
     }
 }
@@ -653,6 +661,46 @@ mod tests {
             start_lsn: Lsn(start * SIZE + 0x28),
             stop_lsn: Lsn(start * SIZE + 0x100),
             ..PhysicalStats::default()
+        }
+    }
+
+    #[test]
+    fn a_window_says_where_it_ends_and_why() {
+        let at = |time: Option<&str>, lsn: u64| Point {
+            time: time.map(|t| t.parse().unwrap()),
+            lsn: Lsn(lsn),
+        };
+        let window = |latest: Option<Point>, gap: Option<&str>| BackupWindow {
+            snapshot: "S".to_string(),
+            timeline: 1,
+            earliest: at(Some("2026-12-01T02:00:00Z"), 0x100),
+            latest,
+            last_segment: None,
+            gap: gap.map(str::to_string),
+        };
+        let cases = [
+            (
+                window(Some(at(Some("2026-12-01T03:00:00Z"), 0x2000)), None),
+                "to the last archived commit at 2026-12-01T03:00:00+00:00 (last record LSN 0/2000)",
+            ),
+            (
+                window(Some(at(None, 0x2000)), None),
+                "to LSN 0/2000, the last archived record (no commit found to give a time)",
+            ),
+            (
+                window(Some(at(None, 0x2000)), Some("000000010000000000000005")),
+                "no commit found to give a time); WAL segment 000000010000000000000005 is missing or unreadable",
+            ),
+            (
+                window(None, Some("000000010000000000000002")),
+                "to nowhere: WAL segment 000000010000000000000002 is missing",
+            ),
+            (window(None, None), "to nowhere: no WAL is archived"),
+        ];
+        for (window, ends) in cases {
+            let text = window.to_string();
+            assert!(text.ends_with(ends), "{text}");
+            assert!(!text.contains("at no commit"), "{text}");
         }
     }
 
