@@ -116,3 +116,54 @@ fn daemon_without_schedules_says_so() {
         "{stderr}"
     );
 }
+
+/// With its repository stalled (a server that takes connections and never answers), the
+/// daemon spent two minutes of retries reading its journal at start and only then heard
+/// docker's SIGTERM, long after the 10 s grace.
+#[test]
+fn daemon_stops_at_once_while_its_repository_is_stalled() {
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = stalled.local_addr().unwrap().port();
+    let mut env = Env::new();
+    env.repo = "s3://stalled/repo".to_string();
+    let config = env.path("strongbox.toml");
+    fs::write(
+        &config,
+        format!(
+            "repo = \"s3://stalled/repo\"\n[s3]\nendpoint = \"http://127.0.0.1:{port}\"\n\
+             allow_http = true\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\nregion = \"us-east-1\"\n\
+             [sets.media]\nsource = \"files\"\npath = \"/srv/media\"\nschedule = \"0 3 * * *\"\n"
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let mut command = env.cmd(&["--config", &config, "daemon"]);
+    // The test server's settings in the environment would win over the file's.
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("AWS_")) {
+        command.env_remove(name);
+    }
+    let mut daemon = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "still reading its journal"
+    );
+    let asked = std::time::Instant::now();
+    signal(&daemon, rustix::process::Signal::TERM);
+    let mut status = None;
+    wait_for("the daemon to exit", || {
+        status = daemon.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "it took {:?} to stop",
+        asked.elapsed()
+    );
+    assert_eq!(status.unwrap().code(), Some(0));
+    drop(stalled);
+}

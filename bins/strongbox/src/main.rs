@@ -693,13 +693,6 @@ impl App {
             .context("the daemon runs the configuration's schedules: give --config FILE")?;
         let config_path = std::path::absolute(config_path)?;
         let binary = self.scheduled_binary(&config_path)?;
-        let journal = match self.reader() {
-            Ok(reader) => Some(reader),
-            Err(e) => {
-                eprintln!("strongbox: warning: {e:#}; runs missed while the daemon was down will not catch up");
-                None
-            }
-        };
         // What flags told the daemon, the jobs are told through the environment.
         let mut env = Vec::new();
         if let Some(identity) = &self.identity {
@@ -711,15 +704,37 @@ impl App {
         if let Some(class) = &self.config.storage_class {
             env.push(("STRONGBOX_STORAGE_CLASS".to_string(), class.clone()));
         }
-        strongbox_config::Daemon::for_config(
-            &self.config,
-            journal.as_ref(),
-            binary,
-            config_path,
-            args.stop_timeout,
-        )
-        .with_env(env)
-        .run(&self.cancel);
+        // The journal tells which runs were missed while the daemon was down. Read on a
+        // thread of its own: a stalled repository takes minutes of retries, and a stop
+        // asked for meanwhile (docker stop) must not wait for them.
+        let (config, store, unlock) = (self.config.clone(), self.store(), self.unlock.clone());
+        let stop_timeout = args.stop_timeout;
+        let (sender, planned) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let journal = store
+                .and_then(|store| Ok(RepoReader::open_store(store)?.with_key(unlock.as_ref())?))
+                .map(Reader::new);
+            if let Err(e) = &journal {
+                eprintln!("strongbox: warning: {e:#}; runs missed while the daemon was down will not catch up");
+            }
+            let daemon = strongbox_config::Daemon::for_config(
+                &config,
+                journal.ok().as_ref(),
+                binary,
+                config_path,
+                stop_timeout,
+            );
+            let _ = sender.send(daemon);
+        });
+        let daemon = loop {
+            match planned.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(daemon) => break daemon,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !self.cancel.is_cancelled() => {}
+                // Stopped before any job ran: nothing to wait for.
+                Err(_) => return Ok(ExitCode::SUCCESS),
+            }
+        };
+        daemon.with_env(env).run(&self.cancel);
         Ok(ExitCode::SUCCESS)
     }
 
@@ -854,15 +869,13 @@ impl App {
         strongbox_storage::layout::check_set_name(&spec.set)?;
         let repo = Repository::open_or_init(&self.location()?, &self.config.store_options())?;
         let engine = self.engine_over(repo)?;
-        let snapshot = engine
-            .backup(&spec)
-            .with_context(|| {
-                format!(
-                    "backup of set {} ({}) failed",
-                    spec.set,
-                    spec.source.describe()
-                )
-            })?;
+        let snapshot = engine.backup(&spec).with_context(|| {
+            format!(
+                "backup of set {} ({}) failed",
+                spec.set,
+                spec.source.describe()
+            )
+        })?;
         let report = match &verify {
             Some(options) => Some(
                 engine
