@@ -321,6 +321,41 @@ fn health_alerts_once_per_change_reminds_after_a_day_and_sends_a_recovery() {
     assert_eq!(posts[2]["operation"], "health");
 }
 
+/// The mail went out and the webhook answered 500: the webhook never got the critical
+/// alert, since the state counted as sent.
+#[test]
+fn a_health_alert_one_channel_missed_is_sent_to_it_alone_next_time() {
+    let Some(a) = Alerting::new(PLAIN, "json", "", MEDIA) else {
+        return;
+    };
+    let health = || code(&a.run(&["health", "--max-disk-usage", "100"]));
+    let config = std::fs::read_to_string(&a.config).unwrap();
+    std::fs::write(&a.config, config.replace("/hooks/", "/status/500/")).unwrap();
+    assert_eq!(code(&a.run(&["init"])), 0);
+    let about_media = || {
+        a.mails()
+            .iter()
+            .filter(|m| subject(m).contains("health of media"))
+            .count()
+    };
+    assert_eq!(health(), 2);
+    assert_eq!(about_media(), 1);
+    assert!(a.posts_about("media").is_empty());
+
+    std::fs::write(&a.config, config).unwrap();
+    assert_eq!(health(), 2);
+    let posts = a.posts_about("media");
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(posts[0]["status"], "failure");
+    assert_eq!(about_media(), 1, "the mail is not sent twice");
+    assert_eq!(health(), 2);
+    assert_eq!(
+        a.posts_about("media").len(),
+        1,
+        "once it is through, no more"
+    );
+}
+
 /// A loopback port nothing listens on.
 fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -74,12 +74,19 @@ impl Notifier {
     /// Send `alert` through every channel, if its event is wanted. A failed delivery is
     /// logged and returned, never raised: an alert must not change what the operation did.
     pub fn notify(&self, alert: &Alert) -> Vec<Delivery> {
+        self.notify_only(alert, None)
+    }
+
+    /// [`Self::notify`] through the channels named `only` (as [`Delivery::channel`] names
+    /// them), or every channel: an alert some channels missed is sent again to those alone.
+    pub fn notify_only(&self, alert: &Alert, only: Option<&[String]>) -> Vec<Delivery> {
         if !self.wants(alert.status) {
             return Vec::new();
         }
         self.attempts.fetch_add(1, Ordering::Relaxed);
         self.channels
             .iter()
+            .filter(|channel| only.is_none_or(|only| only.contains(&channel.describe())))
             .map(|channel| {
                 let described = channel.describe();
                 match channel.send(alert) {

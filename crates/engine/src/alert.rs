@@ -22,11 +22,11 @@ impl Reader {
     }
 
     /// Send `alert`; journal (in `set`'s journal) the channels it did not reach.
-    fn deliver(&self, set: Option<&str>, alert: &Alert) -> Vec<Delivery> {
+    fn deliver(&self, set: Option<&str>, alert: &Alert, only: Option<&[String]>) -> Vec<Delivery> {
         let Some(notifier) = &self.alerts else {
             return Vec::new();
         };
-        let deliveries = notifier.notify(alert);
+        let deliveries = notifier.notify_only(alert, only);
         if let (Some(set), Some(failed)) = (set, undelivered(&deliveries)) {
             let journal = Journal::start(self, set, Operation::Alert);
             journal.finish(
@@ -68,7 +68,7 @@ impl Reader {
         let mut alert = self.alert(event, Some(&run.set), run.operation.as_str());
         alert.error = run.error.clone();
         alert.snapshot = run.snapshot.clone();
-        self.deliver(Some(&run.set), &alert);
+        self.deliver(Some(&run.set), &alert, None);
     }
 
     /// Alert on a run that failed before it could be journalled (its set was locked).
@@ -81,7 +81,7 @@ impl Reader {
             let alert = self
                 .alert(Event::Failure, Some(set), operation.as_str())
                 .with_error(crate::error_chain(error));
-            self.deliver(Some(set), &alert);
+            self.deliver(Some(set), &alert, None);
         }
     }
 
@@ -113,20 +113,36 @@ impl Reader {
         for (scope, (status, detail)) in scopes(report) {
             let previous = state.scopes.get(&scope);
             let decision = decide(previous, status, now);
+            // The state unchanged, but some channels missed the alert about it: to those.
+            let missed = match (decision, previous) {
+                (None, Some(p)) if p.status == status && !p.unreached.is_empty() => {
+                    Some(p.unreached.as_slice())
+                }
+                _ => None,
+            };
             let set = (!scope.is_empty()).then_some(scope.as_str());
             let mut delivered = false;
-            if let Some((event, reminder)) = decision {
+            let mut unreached = Vec::new();
+            if let Some((event, reminder)) = decision.or(missed.map(|_| (event_of(status), false)))
+            {
                 let mut alert = self.alert(event, set, "health");
                 alert.reminder = reminder;
                 if event != Event::Recovery {
                     alert.error = Some(detail);
                 }
-                let deliveries = self.deliver(set, &alert);
+                let deliveries = self.deliver(set, &alert, missed);
                 delivered = deliveries.iter().any(|d| d.ok);
+                unreached = deliveries
+                    .iter()
+                    .filter(|d| !d.ok)
+                    .map(|d| d.channel.clone())
+                    .collect();
                 // A recovery nobody received is sent again next time: the state stays bad.
                 // (A bad state not delivered keeps no `sent`, so it is sent again anyway.)
-                let unreceived_recovery =
-                    event == Event::Recovery && !deliveries.is_empty() && !delivered;
+                let unreceived_recovery = event == Event::Recovery
+                    && missed.is_none()
+                    && !deliveries.is_empty()
+                    && !delivered;
                 if !deliveries.is_empty() {
                     sent.push(HealthAlert {
                         set: set.map(str::to_string),
@@ -145,11 +161,12 @@ impl Reader {
                     Some(p) if p.status == status => p.since,
                     _ => now,
                 },
-                sent: if delivered {
+                sent: if delivered && missed.is_none() {
                     Some(now)
                 } else {
                     previous.filter(|p| p.status == status).and_then(|p| p.sent)
                 },
+                unreached,
             };
             if previous != Some(&next) {
                 state.scopes.insert(scope, next);
@@ -202,6 +219,9 @@ struct ScopeState {
     status: HealthStatus,
     since: DateTime<Utc>,
     sent: Option<DateTime<Utc>>,
+    /// The channels that missed the last alert about this state, tried again next time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    unreached: Vec<String>,
 }
 
 /// Each scope's worst state, and the details of its checks that are not ok.
@@ -224,6 +244,15 @@ fn scopes(report: &HealthReport) -> BTreeMap<String, (HealthStatus, String)> {
         .collect()
 }
 
+/// The alert that tells of `status`.
+fn event_of(status: HealthStatus) -> Event {
+    match status {
+        HealthStatus::Ok => Event::Recovery,
+        HealthStatus::Warning => Event::Warning,
+        HealthStatus::Critical | HealthStatus::Unknown => Event::Failure,
+    }
+}
+
 /// The alert a scope's state calls for, if any, and whether it is a reminder: a change of
 /// state is sent; a bad state not delivered yet, or delivered more than a day ago, is sent
 /// again.
@@ -236,8 +265,7 @@ fn decide(
     let event = match status {
         HealthStatus::Ok if was == HealthStatus::Ok => return None,
         HealthStatus::Ok => return Some((Event::Recovery, false)),
-        HealthStatus::Warning => Event::Warning,
-        HealthStatus::Critical | HealthStatus::Unknown => Event::Failure,
+        _ => event_of(status),
     };
     if was != status {
         return Some((event, false));
@@ -260,6 +288,7 @@ mod tests {
             status,
             since: now - Duration::hours(100),
             sent: sent_hours_ago.map(|h| now - Duration::hours(h)),
+            unreached: Vec::new(),
         };
         use HealthStatus::{Critical, Ok, Unknown, Warning};
         let cases = [
