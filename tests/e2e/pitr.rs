@@ -634,8 +634,8 @@ fn wal_names_paths_and_targets_that_are_not_postgresqls_are_refused_in_one_line(
                 "--to-lsn",
                 "yesterday",
             ],
-            1,
-            "--to-lsn \"yesterday\"",
+            2,
+            "invalid value 'yesterday' for '--to-lsn <LSN>'",
         ),
         (
             vec![

@@ -623,11 +623,12 @@ pub struct RestoreArgs {
     #[arg(
         long,
         value_name = "LSN",
+        value_parser = parse_lsn,
         requires = "target_dir",
         conflicts_with = "target",
         group = "recovery"
     )]
-    pub to_lsn: Option<String>,
+    pub to_lsn: Option<strongbox_manifest::Lsn>,
     /// Recover all the archived WAL (the default without --to-time or --to-lsn).
     #[arg(
         long,
@@ -726,6 +727,11 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("expected RFC 3339 like 2025-12-27T02:00:00Z: {e}"))
+}
+
+fn parse_lsn(text: &str) -> Result<strongbox_manifest::Lsn, String> {
+    text.parse()
+        .map_err(|_| "expected an LSN, two hexadecimal numbers X/Y like 0/3000060".to_string())
 }
 
 #[cfg(test)]

@@ -1040,9 +1040,7 @@ impl App {
     ) -> Result<ExitCode> {
         let target = match (&args.to_time, &args.to_lsn) {
             (Some(time), _) => RecoveryTarget::Time(*time),
-            (_, Some(lsn)) => {
-                RecoveryTarget::Lsn(lsn.parse().with_context(|| format!("--to-lsn {lsn:?}"))?)
-            }
+            (_, Some(lsn)) => RecoveryTarget::Lsn(*lsn),
             // The end of the archive, as PostgreSQL recovers without a target.
             _ => RecoveryTarget::Latest,
         };
