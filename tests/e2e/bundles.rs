@@ -41,6 +41,16 @@ fn media_bundle(env: &Env, media: &Path) -> PathBuf {
     config
 }
 
+/// An SQLite database `app.sqlite3` whose one row references `avatars/1.jpg`.
+fn app_db(env: &Env) -> PathBuf {
+    let db = env.path("app.sqlite3");
+    crate::harness::sqlite(
+        &db,
+        "CREATE TABLE uploads (path); INSERT INTO uploads VALUES ('avatars/1.jpg');",
+    );
+    db
+}
+
 fn media(env: &Env) -> PathBuf {
     let media = env.path("media");
     write(&media.join("avatars/1.jpg"), b"one");
@@ -256,12 +266,7 @@ references = {{ database = "maindb", query = "SELECT no_such_column FROM uploads
 #[test]
 fn bad_bundles_are_refused_naming_the_set_and_write_nothing() {
     let env = Env::new();
-    let media = media(&env);
-    let db = env.path("app.sqlite3");
-    crate::harness::sqlite(
-        &db,
-        "CREATE TABLE uploads (path); INSERT INTO uploads VALUES ('avatars/1.jpg');",
-    );
+    let (media, db) = (media(&env), app_db(&env));
     let sets = format!(
         "[sets.appdb]\nsource = \"sqlite\"\npath = \"{}\"\n[sets.media]\nsource = \"files\"\npath = \"{}\"\n\
          [sets.pgbase]\nsource = \"postgres\"\nconninfo = \"host=127.0.0.1 dbname=app\"\nphysical = true\n",
@@ -481,12 +486,7 @@ fn a_bundle_is_refused_while_any_member_is_locked_and_writes_nothing() {
 #[test]
 fn a_bundle_restore_checks_files_before_any_database_and_names_a_partial_restore() {
     let env = Env::new();
-    let media = media(&env);
-    let db = env.path("app.sqlite3");
-    crate::harness::sqlite(
-        &db,
-        "CREATE TABLE uploads (path); INSERT INTO uploads VALUES ('avatars/1.jpg');",
-    );
+    let (media, db) = (media(&env), app_db(&env));
     let config = env.path("strongbox.toml");
     std::fs::write(
         &config,

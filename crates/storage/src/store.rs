@@ -424,6 +424,7 @@ mod tests {
     fn s3_settings_are_checked_by_name() {
         let cases = [
             ("endpoint", true),
+            ("ENDPOINT_URL", true),
             ("region", true),
             ("allow_http", true),
             ("ALLOW_HTTP", true),
@@ -433,8 +434,13 @@ mod tests {
             ("", false),
         ];
         for (key, ok) in cases {
+            // An endpoint's value is checked too (see the test below).
+            let value = match key.to_ascii_lowercase().starts_with("endpoint") {
+                true => "http://x",
+                false => "x",
+            };
             let options = StoreOptions {
-                s3: [(key.to_string(), "x".to_string())].into(),
+                s3: [(key.to_string(), value.to_string())].into(),
             };
             let result = options.check();
             assert_eq!(result.is_ok(), ok, "{key}");
