@@ -49,25 +49,30 @@ pub(crate) fn is_secret_s3_key(key: &str) -> bool {
 /// or the query (`https://hooks.slack.com/services/T0/B0/XXXX`).
 pub(crate) fn redact_url(url: &str) -> String {
     match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-            format!("{scheme}://{host}/***")
-        }
+        Some((scheme, rest)) => format!("{scheme}://{}/***", host(rest).1),
         None => "***".to_string(),
+    }
+}
+
+/// What follows a URL's `scheme://`, split into its login (before `@`), its host, and the
+/// rest (path, query, fragment).
+fn host(rest: &str) -> (Option<&str>, &str, &str) {
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((login, host)) => (Some(login), host, tail),
+        None => (None, authority, tail),
     }
 }
 
 /// A URL with the credentials before its host (`http://user:password@proxy:3128`, a proxy's
 /// login) shown as `***`; any other value as it is.
 pub(crate) fn redact_userinfo(value: &str) -> std::borrow::Cow<'_, str> {
-    let Some((scheme, rest)) = value.split_once("://") else {
-        return value.into();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://***@{host}{}", &rest[authority_end..]).into(),
-        None => value.into(),
+    match value
+        .split_once("://")
+        .map(|(scheme, rest)| (scheme, host(rest)))
+    {
+        Some((scheme, (Some(_), host, tail))) => format!("{scheme}://***@{host}{tail}").into(),
+        _ => value.into(),
     }
 }
 

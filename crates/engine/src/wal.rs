@@ -199,7 +199,7 @@ impl Engine {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let key = archive_key(set, &name)?;
+        let (key, file) = archive_key(set, &name)?;
         // PostgreSQL hands over regular files, a segment whole; anything else is refused
         // before the file is opened (a FIFO would block the open) and before the object is
         // started, so a failed push leaves nothing behind. Archived, a short segment would
@@ -212,10 +212,7 @@ impl Engine {
         if !meta.is_file() {
             return Err(refuse("not a regular file".to_string()));
         }
-        let whole_segment = matches!(
-            WalFile::parse(&name, MIN_SEGMENT_SIZE)?,
-            WalFile::Segment(_) | WalFile::Partial(_)
-        );
+        let whole_segment = matches!(file, WalFile::Segment(_) | WalFile::Partial(_));
         if whole_segment && !is_segment_size(meta.len()) {
             return Err(refuse(format!(
                 "{} bytes is no WAL segment size (a power of two from 1 MiB to 1 GiB)",
@@ -261,7 +258,7 @@ impl Reader {
     /// Write the archived WAL file `name` of `set` to `dest` (PostgreSQL's
     /// `restore_command`), whole or not at all. `Ok(false)` when it is not archived.
     pub fn wal_fetch(&self, set: &str, name: &str, dest: &Path) -> Result<bool, Error> {
-        let key = archive_key(set, name)?;
+        let (key, _) = archive_key(set, name)?;
         let bytes = match self.repo.read_compressed(&key) {
             Ok(bytes) => bytes,
             Err(strongbox_storage::Error::NotFound { .. }) => return Ok(false),
@@ -569,20 +566,18 @@ impl Reader {
     }
 }
 
-/// Where the WAL file `name` of `set` is archived; a name PostgreSQL does not give
-/// `archive_command` is refused, so a name never leaves the archive.
 /// Whether `len` is a size PostgreSQL's `wal_segment_size` can take.
 fn is_segment_size(len: u64) -> bool {
     len.is_power_of_two() && (MIN_SEGMENT_SIZE..=1 << 30).contains(&len)
 }
 
-fn archive_key(set: &str, name: &str) -> Result<String, Error> {
+/// Where the WAL file `name` of `set` is archived, and what kind of file it is; a name
+/// PostgreSQL does not give `archive_command` is refused, so a name never leaves the
+/// archive.
+fn archive_key(set: &str, name: &str) -> Result<(String, WalFile), Error> {
     let file = WalFile::parse(name, MIN_SEGMENT_SIZE)?;
-    Ok(layout::wal_key(
-        layout::check_set_name(set)?,
-        file.timeline(),
-        name,
-    ))
+    let key = layout::wal_key(layout::check_set_name(set)?, file.timeline(), name);
+    Ok((key, file))
 }
 
 /// The record of a base backup, or why `snapshot` is not one.

@@ -183,7 +183,7 @@ fn connect(location: &Location, options: &StoreOptions, create_dir: bool) -> Res
         }
         Location::Memory => Ok(Store::from_object_store(Arc::new(InMemory::new()), shown)),
         Location::S3 { bucket, prefix } => {
-            options.check()?;
+            // Checks each `[s3]` key and endpoint, as `StoreOptions::check` does.
             let settings = s3_settings(options, std::env::vars())?;
             let built = s3_builder(&settings)
                 .with_bucket_name(bucket)

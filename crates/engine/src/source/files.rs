@@ -271,17 +271,24 @@ impl<'a> Storing<'a> {
         let chain = (stream.own, stream.chain);
         let mut pending = Vec::new();
         let mut diff = Diff::new(walk, stream.entries, rehash);
+        // Runs of entries share a holder: each run is looked up once, not each file.
+        let mut checked_holder = None;
         for (n, item) in (&mut diff).enumerate() {
             let (entry, change) = item?;
             if n % 4096 == 0 {
                 run.cancel().check()?;
             }
             if change == Change::Unchanged {
-                if let Some(holder) = entry.holder.as_ref().filter(|h| !archives.contains_key(*h)) {
-                    return Err(broken(Error::MissingHolder {
-                        snapshot: parent.id.to_string(),
-                        holder: holder.to_string(),
-                    }));
+                if let Some(holder) = &entry.holder {
+                    if checked_holder.as_ref() != Some(holder) {
+                        if !archives.contains_key(holder) {
+                            return Err(broken(Error::MissingHolder {
+                                snapshot: parent.id.to_string(),
+                                holder: holder.to_string(),
+                            }));
+                        }
+                        checked_holder = Some(holder.clone());
+                    }
                 }
                 count(&mut self.stats, &entry, change);
             } else {

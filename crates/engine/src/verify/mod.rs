@@ -118,8 +118,9 @@ struct SetObjects {
     archives: HashSet<SnapshotId>,
     /// Archives whose records are forgotten, with the size and digest those named.
     retained: HashMap<SnapshotId, ObjectRef>,
-    /// The snapshots this run verifies, each hashing its own objects.
-    verifying: HashSet<SnapshotId>,
+    /// The snapshots whose archive this run hashes: those it verifies, each with its own
+    /// objects, and the ones a verified listing draws from, once, with the first of them.
+    hashed: HashSet<SnapshotId>,
 }
 
 impl Reader {
@@ -253,17 +254,17 @@ impl Reader {
             .into_iter()
             .filter_map(|o| Some((SnapshotId::parse(layout::archive_id(&o.key)?).ok()?, o)))
             .collect();
-        let set_objects = SetObjects {
+        let mut set_objects = SetObjects {
             sizes,
             archives,
             retained,
-            verifying: snapshots.iter().map(|s| s.id.clone()).collect(),
+            hashed: snapshots.iter().map(|s| s.id.clone()).collect(),
         };
         let mut reports = Vec::new();
         self.progress.phase("verifying", None);
         for snapshot in snapshots {
             self.cancel.check()?;
-            let report = self.verify_snapshot(snapshot, &set_objects, options);
+            let report = self.verify_snapshot(snapshot, &mut set_objects, options);
             if !report.ok {
                 tracing::warn!(id = %snapshot.id, "verification failed");
             }
@@ -276,12 +277,12 @@ impl Reader {
     fn verify_snapshot(
         &self,
         snapshot: &Snapshot,
-        set_objects: &SetObjects,
+        set_objects: &mut SetObjects,
         options: &VerifyOptions,
     ) -> SnapshotReport {
         let SetObjects {
             sizes, archives, ..
-        } = set_objects;
+        } = &*set_objects;
         let level = options.level;
         if snapshot.source == SourceKind::Bundle {
             let members = self.bundle_members(snapshot, None).map(|m| {
@@ -340,14 +341,16 @@ impl Reader {
         }
         let listing_read = matches!(read, Some(Ok(_)));
         if level >= VerifyLevel::Checksum {
-            // Its own objects, and the archives its listing draws from but no snapshot
-            // verified in this run hashes: a restore reads them too.
+            // Its own objects, and the archives its listing draws from that nothing else in
+            // this run hashes: a restore reads them too.
             let drawn: Vec<ObjectRef> = match &read {
                 Some(Ok(tree)) => tree
                     .holders()
                     .iter()
-                    .filter(|holder| !set_objects.verifying.contains(*holder))
-                    .filter_map(|holder| self.drawn_archive(snapshot, holder, set_objects))
+                    .filter(|holder| set_objects.hashed.insert((*holder).clone()))
+                    .filter_map(|holder| {
+                        self.drawn_archive(snapshot, holder, &set_objects.retained)
+                    })
                     .collect(),
                 _ => Vec::new(),
             };
@@ -391,9 +394,9 @@ impl Reader {
         &self,
         snapshot: &Snapshot,
         holder: &SnapshotId,
-        set_objects: &SetObjects,
+        retained: &HashMap<SnapshotId, ObjectRef>,
     ) -> Option<ObjectRef> {
-        if let Some(retained) = set_objects.retained.get(holder) {
+        if let Some(retained) = retained.get(holder) {
             return Some(retained.clone());
         }
         let record = self.snapshot_of(&snapshot.set, holder).ok().flatten()?;
