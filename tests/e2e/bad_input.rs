@@ -159,6 +159,23 @@ fn an_s3_setting_the_backend_cannot_parse_is_refused_naming_it() {
         );
         assert!(!err.contains("ep-PASSWORD"), "{err}");
     }
+
+    // object_store said only "URL scheme is not allowed", at the first request.
+    let mut env = Env::new();
+    env.repo = "s3://strongbox-test/plain-http".to_string();
+    for (name, value) in [
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("AWS_ALLOW_HTTP", "false"),
+    ] {
+        env.vars.push((name.to_string(), value.to_string()));
+    }
+    let err = env.fails(&["snapshots"], 1);
+    let line = one_line(&err);
+    assert!(
+        line.contains("invalid storage setting \"AWS_ENDPOINT_URL\"")
+            && line.contains("AWS_ALLOW_HTTP=true"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
+use object_store::ClientConfigKey;
 use object_store::{BackoffConfig, ObjectStore, RetryConfig};
 
 use crate::retry::{Policy, Retrying};
@@ -194,6 +195,7 @@ fn connect(location: &Location, options: &StoreOptions, create_dir: bool) -> Res
                     return Err(refused);
                 }
             }
+            check_plain_http(&settings)?;
             cloud(built.map(|s| Arc::new(s) as Arc<dyn ObjectStore>), prefix)
         }
         Location::Gcs { bucket, prefix } => cloud(
@@ -292,6 +294,40 @@ fn refused_setting(settings: &[S3Setting], bucket: &str) -> Option<Error> {
                 reason: BackendError::new(e).to_string(),
             })
         })
+}
+
+/// object_store refuses an `http://` endpoint without `allow_http` only at the first request,
+/// as "URL scheme is not allowed", which names no setting.
+fn check_plain_http(settings: &[S3Setting]) -> Result<(), Error> {
+    let last = |wanted: &[AmazonS3ConfigKey]| {
+        settings
+            .iter()
+            .rev()
+            .find(|(_, key, _)| wanted.contains(key))
+    };
+    let Some((name, _, endpoint)) =
+        last(&[AmazonS3ConfigKey::Endpoint, AmazonS3ConfigKey::S3Endpoint])
+    else {
+        return Ok(());
+    };
+    let allowed = last(&[AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp)]).is_some_and(
+        |(_, _, value)| {
+            // What object_store reads as true.
+            ["1", "true", "on", "yes", "y"].contains(&value.to_ascii_lowercase().as_str())
+        },
+    );
+    if allowed
+        || !endpoint
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+    {
+        return Ok(());
+    }
+    Err(Error::InvalidSetting {
+        key: name.clone(),
+        reason: "a plain http:// endpoint needs allow_http = true in [s3] (or AWS_ALLOW_HTTP=true)"
+            .to_string(),
+    })
 }
 
 /// How many times a failed request is retried (`STRONGBOX_RETRIES`, default 5).
@@ -529,6 +565,53 @@ mod tests {
                     );
                 }
                 (named, refused) => panic!("{file:?} {env:?}: expected {named:?}, got {refused:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_plain_http_endpoint_without_allow_http_is_refused_naming_it() {
+        use AmazonS3ConfigKey::{Endpoint, Region};
+        let allow = AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp);
+        /// Settings in order, and the setting named in the error (`None`: accepted).
+        type Case<'a> = (&'a [(AmazonS3ConfigKey, &'a str)], Option<&'a str>);
+        let cases: [Case<'_>; 8] = [
+            (&[], None),
+            (&[(Region, "eu-west-1")], None),
+            (&[(Endpoint, "https://s3.example.net")], None),
+            (&[(Endpoint, "http://127.0.0.1:9000")], Some("aws_endpoint")),
+            (
+                &[(Endpoint, "HTTP://127.0.0.1:9000"), (allow, "false")],
+                Some("aws_endpoint"),
+            ),
+            (
+                &[(Endpoint, "http://127.0.0.1:9000"), (allow, "true")],
+                None,
+            ),
+            (&[(allow, "Yes"), (Endpoint, "http://127.0.0.1:9000")], None),
+            // A later value overrides an earlier one.
+            (
+                &[
+                    (allow, "1"),
+                    (Endpoint, "http://127.0.0.1:9000"),
+                    (allow, "0"),
+                ],
+                Some("aws_endpoint"),
+            ),
+        ];
+        for (settings, named) in cases {
+            let settings: Vec<S3Setting> = settings
+                .iter()
+                .map(|(key, value)| (key.as_ref().to_string(), *key, value.to_string()))
+                .collect();
+            match (check_plain_http(&settings), named) {
+                (Ok(()), None) => {}
+                (Err(e), Some(name)) => {
+                    let shown = e.to_string();
+                    assert!(shown.contains(&format!("{name:?}")), "{shown}");
+                    assert!(shown.contains("allow_http = true"), "{shown}");
+                }
+                (result, named) => panic!("{settings:?}: expected {named:?}, got {result:?}"),
             }
         }
     }
