@@ -51,6 +51,7 @@ impl fmt::Debug for EmailSettings {
 pub struct Email {
     transport: SmtpTransport,
     server: String,
+    timeout: Duration,
     from: Mailbox,
     to: Vec<Mailbox>,
 }
@@ -170,6 +171,7 @@ impl Email {
         Ok(Email {
             transport: builder.build(),
             server: format!("{}://{host}:{port}", if wrapped { "smtps" } else { "smtp" }),
+            timeout: settings.timeout,
             from: mailbox(&settings.from)?,
             to,
         })
@@ -198,11 +200,36 @@ impl Channel for Email {
             })?;
         self.transport
             .send(&message)
-            .map_err(|source| Error::Smtp {
-                server: self.server.clone(),
-                source,
-            })?;
+            .map_err(|source| self.failed(source))?;
         Ok(())
+    }
+}
+
+impl Email {
+    /// A stalled server shows as an I/O error, "Resource temporarily unavailable" (the
+    /// socket's timeout): it is said as the timeout it is.
+    fn failed(&self, source: lettre::transport::smtp::Error) -> Error {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+        while let Some(error) = cause {
+            let timed_out = error.downcast_ref::<std::io::Error>().is_some_and(|e| {
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            });
+            if timed_out {
+                return Error::SmtpTimeout {
+                    server: self.server.clone(),
+                    timeout: self.timeout,
+                    source,
+                };
+            }
+            cause = error.source();
+        }
+        Error::Smtp {
+            server: self.server.clone(),
+            source,
+        }
     }
 }
 
@@ -268,6 +295,24 @@ mod tests {
             !shown.contains("hunter22") && shown.contains("***"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_server_that_never_answers_times_out_saying_so() {
+        // The kernel completes the connection; nothing ever reads or answers it.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut quiet = settings(&format!("smtp://127.0.0.1:{port}"), false);
+        quiet.username = None;
+        quiet.timeout = Duration::from_millis(300);
+        let alert = crate::Alert::new(crate::Event::Test, None, "test", "repo", "web1");
+        let error = Email::new(quiet).unwrap().send(&alert).unwrap_err();
+        assert!(matches!(error, Error::SmtpTimeout { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            format!("sending mail through smtp://127.0.0.1:{port}: no answer within 0.3 s")
+        );
+        drop(listener);
     }
 
     #[test]

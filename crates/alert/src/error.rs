@@ -44,6 +44,16 @@ pub enum Error {
         /// Why.
         source: lettre::transport::smtp::Error,
     },
+    /// The SMTP server took the connection and then did not answer in time.
+    #[error("sending mail through {server}: no answer within {} s", timeout.as_secs_f32())]
+    SmtpTimeout {
+        /// The server, `smtp://host:port`.
+        server: String,
+        /// How long strongbox waited.
+        timeout: std::time::Duration,
+        /// The failed read or write.
+        source: lettre::transport::smtp::Error,
+    },
     /// The webhook URL does not parse.
     #[error("webhook URL {url}: not an http(s) URL")]
     WebhookUrl {
