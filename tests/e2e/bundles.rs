@@ -513,21 +513,41 @@ fn a_bundle_restore_checks_files_before_any_database_and_names_a_partial_restore
         good
     };
     let (db_target, dir_target) = (env.path("restored.sqlite3"), env.path("restored-media"));
-    let restore = || {
-        run(
-            &env,
-            &config,
-            None,
-            &[
-                "restore",
-                "platform:latest",
-                "--target",
-                &format!("appdb={}", db_target.display()),
-                "--target",
-                &format!("media={}", dir_target.display()),
-            ],
-        )
+    let (db_arg, dir_arg) = (
+        format!("appdb={}", db_target.display()),
+        format!("media={}", dir_target.display()),
+    );
+    let restore_with = |extra: &[&str]| {
+        let mut args = vec!["restore", "platform:latest", "--target", &db_arg];
+        args.extend_from_slice(extra);
+        run(&env, &config, None, &args)
     };
+    let restore = || restore_with(&["--target", &dir_arg]);
+
+    // A dry run refuses what the restore would, and writes nothing.
+    std::fs::create_dir(&dir_target).unwrap();
+    std::fs::write(dir_target.join("live.txt"), b"live").unwrap();
+    let out = restore_with(&["--target", &dir_arg, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    let out = restore_with(&["--dry-run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("member \"media\" has no target"),
+        "{}",
+        stderr(&out)
+    );
+    let out = restore_with(&["--target", &dir_arg, "--dry-run", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        plan.contains("would restore media")
+            && plan.contains("its current content would be replaced"),
+        "{plan}"
+    );
+    assert_eq!(std::fs::read(dir_target.join("live.txt")).unwrap(), b"live");
+    assert!(!db_target.exists());
+    std::fs::remove_dir_all(&dir_target).unwrap();
 
     let archive = object("media", "archive");
     let good = damage(&archive);

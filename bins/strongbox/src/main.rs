@@ -935,21 +935,14 @@ impl App {
                 },
             );
         }
+        let options = RestoreOptions { force: args.force };
         if args.dry_run {
-            let members = engine.bundle_members(bundle, args.only.as_deref())?;
-            let plan: Vec<serde_json::Value> = members
-                .iter()
-                .map(|m| {
-                    serde_json::json!({
-                        "set": m.set, "snapshot": m.id, "source": m.source.as_str(),
-                        "target": targets.get(&m.set).map(|t| t.target.as_str()),
-                    })
-                })
-                .collect();
+            // Refused as the restore would be.
+            let plan =
+                engine.check_bundle_targets(bundle, &targets, args.only.as_deref(), &options)?;
             self.print(&plan, || output::bundle_plan_text(&plan))?;
             return Ok(ExitCode::SUCCESS);
         }
-        let options = RestoreOptions { force: args.force };
         let outcomes = engine
             .restore_bundle(bundle, &targets, args.only.as_deref(), &options)
             .with_context(|| format!("restore of bundle {} failed", bundle.id))?;

@@ -440,18 +440,19 @@ pub fn deliveries_text(deliveries: &[strongbox_alert::Delivery]) -> String {
 }
 
 /// A bundle restore's plan: each member, its snapshot and target.
-pub fn bundle_plan_text(plan: &[serde_json::Value]) -> String {
+pub fn bundle_plan_text(plan: &[strongbox_engine::MemberPlan]) -> String {
     plan.iter()
         .map(|m| {
-            format!(
+            let mut line = format!(
                 "would restore {} {} ({}) into {}",
-                m["set"].as_str().unwrap_or_default(),
-                m["snapshot"].as_str().unwrap_or_default(),
-                m["source"].as_str().unwrap_or_default(),
-                m["target"]
-                    .as_str()
-                    .unwrap_or("(no target: give --target MEMBER=TARGET)")
-            )
+                m.set, m.snapshot, m.source, m.target
+            );
+            if let Some(replaces) = &m.replaces {
+                line.push_str(&format!(
+                    "; its current content would be replaced: {replaces}"
+                ));
+            }
+            line
         })
         .collect::<Vec<_>>()
         .join("\n")

@@ -374,10 +374,28 @@ impl crate::Reader {
     }
 }
 
+/// One member of a bundle restore, as a dry run reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MemberPlan {
+    /// The member set.
+    pub set: String,
+    /// Its snapshot.
+    pub snapshot: SnapshotId,
+    /// Its kind of snapshot.
+    pub source: &'static str,
+    /// Its target, as described in messages.
+    pub target: String,
+    /// What its target holds that the restore would replace (`None`: the target is empty).
+    pub replaces: Option<String>,
+}
+
+/// A bundle member, the restorer of its target, and whether the restore replaces data.
+type MemberTarget = (Snapshot, Box<dyn crate::Restorer>, bool);
+
 impl Engine {
     /// Restore a bundle's members (or `only` one), each into its target in `targets` (by
     /// member set) through its own restore. Every target is checked before anything is
-    /// written: a member without one, or a non-empty one without `force`, is an error.
+    /// written (see [`Engine::check_bundle_targets`]).
     pub fn restore_bundle(
         &self,
         bundle: &Snapshot,
@@ -385,43 +403,10 @@ impl Engine {
         only: Option<&str>,
         options: &crate::RestoreOptions,
     ) -> Result<Vec<crate::RestoreOutcome>, Error> {
-        let members = self.bundle_members(bundle, only)?;
-        let bad = |reason: String| Error::BadBundle {
-            set: bundle.set.clone(),
-            reason,
-        };
-        if let Some(extra) = targets.keys().find(|t| !bundle.members.contains_key(*t)) {
-            return Err(bad(format!(
-                "--target {extra}=…: {extra:?} is not a member"
-            )));
-        }
-        let mut restorers = Vec::new();
-        for member in &members {
-            let target = targets.get(&member.set).ok_or_else(|| {
-                bad(format!(
-                    "member {:?} has no target: give --target {}=TARGET (or --only another member)",
-                    member.set, member.set
-                ))
-            })?;
-            let mut restorer = target.restorer(member.source)?;
-            // Every target is checked before the first member is written.
-            self.refuse_repository(restorer.as_ref())?;
-            if !options.force && !restorer.is_empty()? {
-                return Err(Error::TargetNotEmpty {
-                    target: restorer.describe(),
-                    replaced: restorer.replaced(),
-                });
-            }
-            restorers.push((member, restorer));
-        }
-        // Files first: a files restore is checked whole beside its target before it is
-        // swapped in, so the likeliest failure, a damaged archive, comes before any database
-        // is replaced.
-        restorers.sort_by_key(|(member, _)| member.source != SourceKind::Files);
         let mut outcomes: Vec<crate::RestoreOutcome> = Vec::new();
         let mut restored: Vec<String> = Vec::new();
-        for (member, mut restorer) in restorers {
-            match self.restore(member, restorer.as_mut(), options) {
+        for (member, mut restorer, _) in self.member_targets(bundle, targets, only, options)? {
+            match self.restore(&member, restorer.as_mut(), options) {
                 Ok(outcome) => {
                     restored.push(format!(
                         "{} (into {}; {})",
@@ -446,6 +431,65 @@ impl Engine {
             }
         }
         Ok(outcomes)
+    }
+
+    /// What [`Engine::restore_bundle`] checks before it writes anything, for a dry run to
+    /// refuse what the restore would: every member has a target of its kind, outside the
+    /// repository, and empty unless `options.force`. The members in restore order.
+    pub fn check_bundle_targets(
+        &self,
+        bundle: &Snapshot,
+        targets: &BTreeMap<String, crate::TargetSpec>,
+        only: Option<&str>,
+        options: &crate::RestoreOptions,
+    ) -> Result<Vec<MemberPlan>, Error> {
+        let members = self.member_targets(bundle, targets, only, options)?;
+        Ok(members
+            .into_iter()
+            .map(|(member, restorer, replace)| MemberPlan {
+                source: member.source.as_str(),
+                target: restorer.describe(),
+                replaces: replace.then(|| restorer.replaced()),
+                set: member.set,
+                snapshot: member.id,
+            })
+            .collect())
+    }
+
+    fn member_targets(
+        &self,
+        bundle: &Snapshot,
+        targets: &BTreeMap<String, crate::TargetSpec>,
+        only: Option<&str>,
+        options: &crate::RestoreOptions,
+    ) -> Result<Vec<MemberTarget>, Error> {
+        let members = self.bundle_members(bundle, only)?;
+        let bad = |reason: String| Error::BadBundle {
+            set: bundle.set.clone(),
+            reason,
+        };
+        if let Some(extra) = targets.keys().find(|t| !bundle.members.contains_key(*t)) {
+            return Err(bad(format!(
+                "--target {extra}=…: {extra:?} is not a member"
+            )));
+        }
+        let mut checked = Vec::new();
+        for member in members {
+            let target = targets.get(&member.set).ok_or_else(|| {
+                bad(format!(
+                    "member {:?} has no target: give --target {}=TARGET (or --only another member)",
+                    member.set, member.set
+                ))
+            })?;
+            let mut restorer = target.restorer(member.source)?;
+            let replace = self.check_target(&member, restorer.as_mut(), options)?;
+            checked.push((member, restorer, replace));
+        }
+        // Files first: a files restore is checked whole beside its target before it is
+        // swapped in, so the likeliest failure, a damaged archive, comes before any database
+        // is replaced.
+        checked.sort_by_key(|(member, _, _)| member.source != SourceKind::Files);
+        Ok(checked)
     }
 }
 

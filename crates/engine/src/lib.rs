@@ -66,7 +66,7 @@ mod wal;
 pub(crate) use error::error_chain;
 
 pub use alert::HealthAlert;
-pub use bundle::check_references;
+pub use bundle::{check_references, MemberPlan};
 pub use dashboard::{human_bytes, Dashboard, SetPanel};
 pub use engine::{Engine, Reader};
 pub use error::Error;
