@@ -10,10 +10,9 @@ use std::io::{self, BufRead, Read};
 use std::str::FromStr;
 
 use age::secrecy::{ExposeSecret, SecretString};
-use age::stream::StreamWriter;
 use age::x25519;
 
-use crate::payload::OpeningReader;
+use crate::payload::{OpeningReader, SealingWriter};
 use crate::pipeline::{Envelope, Sealed};
 use crate::raw::RawWriter;
 use crate::Error;
@@ -287,7 +286,7 @@ impl Age {
 
 impl Envelope for Age {
     fn seal(&self, stored: RawWriter) -> io::Result<Box<dyn Sealed>> {
-        Ok(Box::new(encryptor(&[&self.recipient]).wrap_output(stored)?))
+        Ok(Box::new(SealingWriter::new(&self.recipient, stored)?))
     }
 
     fn open(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
@@ -307,9 +306,9 @@ impl Envelope for Age {
     }
 }
 
-impl Sealed for StreamWriter<RawWriter> {
+impl Sealed for SealingWriter<RawWriter> {
     fn finish(self: Box<Self>) -> io::Result<RawWriter> {
-        StreamWriter::finish(*self)
+        SealingWriter::finish(*self)
     }
 }
 
