@@ -481,6 +481,11 @@ impl Engine {
                     member.set, member.set
                 ))
             })?;
+            // A bundle's --no-keep-previous is for its files members.
+            let target = crate::TargetSpec {
+                keep_previous: target.keep_previous || member.source != SourceKind::Files,
+                ..target.clone()
+            };
             let mut restorer = target.restorer(member.source)?;
             let replace = self.check_target(&member, restorer.as_mut(), options)?;
             checked.push((member, restorer, replace));

@@ -251,6 +251,15 @@ impl TargetSpec {
                 kind.as_str()
             ));
         }
+        // Said rather than ignored: the operator asked for the replaced data to go.
+        if kind != SourceKind::Files && !self.keep_previous {
+            return refuse(format!(
+                "--no-keep-previous applies to files snapshots, not to a {} snapshot (a \
+                 database restore always keeps what it replaces: a safety snapshot, and an \
+                 SQLite file set aside)",
+                kind.as_str()
+            ));
+        }
         match kind {
             SourceKind::PostgresPhysical => refuse(
                 "a base backup restores into a data directory: give --target-dir DIR and \
@@ -508,5 +517,20 @@ mod tests {
             err.contains("--include applies to files snapshots"),
             "{err}"
         );
+        for (target, kind) in [
+            ("/srv/chat.sqlite3", Sqlite),
+            ("postgresql://127.0.0.1/app", Postgres),
+        ] {
+            let mut dropping = TargetSpec::new(target);
+            dropping.keep_previous = false;
+            let err = dropping.restorer(kind).err().unwrap().to_string();
+            assert!(
+                err.contains("--no-keep-previous applies to files snapshots"),
+                "{err}"
+            );
+        }
+        let mut dropping = TargetSpec::new("/srv/media");
+        dropping.keep_previous = false;
+        assert!(dropping.restorer(SourceKind::Files).is_ok());
     }
 }
