@@ -930,6 +930,16 @@ fn usage_errors_exit_2() {
         one_line(&err).contains("invalid set name \"../media\""),
         "{err}"
     );
+
+    // Found after parsing, when the snapshot is known: still usage, exit 2, as clap's.
+    let (env, _) = small_repo();
+    let err = env.fails(
+        &["restore", "media:latest", "--target", "a", "--target", "b"],
+        2,
+    );
+    assert!(one_line(&err).contains("--target is given once"), "{err}");
+    let err = env.fails(&["verify", "media:latest", "--budget", "1MiB"], 2);
+    assert!(one_line(&err).contains("--level deep"), "{err}");
 }
 
 #[test]

@@ -1,13 +1,13 @@
-//! `daemon`: a run missed while it was down catches up at start, and SIGTERM lets the
-//! running job finish before it exits 0.
+//! `daemon`: a run missed while it was down catches up at start, SIGTERM lets the running
+//! job finish before it exits 0, and a second SIGTERM stops the job and exits 130.
 
 use std::fs;
 use std::io::Write as _;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
-use strongbox_test_support::Pg;
+use strongbox_test_support::{Pg, TempDb};
 
 use crate::harness::Env;
 use crate::interrupt::{signal, wait_for};
@@ -28,76 +28,165 @@ fn plant_old_backup_run(repo: &str, set: &str) {
     .unwrap();
 }
 
+/// A daemon (`--stop-timeout 5m`) whose missed backup of `maindb` has started and waits on
+/// a table lock, which `holder` keeps until `COMMIT` is written to `holder_in`.
+struct HeldBackup {
+    env: Env,
+    _db: TempDb,
+    holder: Child,
+    holder_in: Option<ChildStdin>,
+    daemon: Child,
+    log: PathBuf,
+}
+
+impl HeldBackup {
+    fn start(pg: &Pg) -> Self {
+        let db = pg.create("daemon");
+        db.psql("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000);");
+        let env = Env::new();
+        assert!(env.run(&["init"]).status.success());
+        plant_old_backup_run(&env.repo, "maindb");
+        let config = env.path("strongbox.toml");
+        fs::write(
+            &config,
+            format!(
+                "[sets.maindb]\nsource = \"postgres\"\nconninfo = \"{}\"\nschedule = \"0 0 1 1 *\"\n",
+                db.url_without_password()
+            ),
+        )
+        .unwrap();
+
+        let mut holder = Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .envs(pg.env())
+            .env("PGDATABASE", &db.name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut holder_in = holder.stdin.take().unwrap();
+        writeln!(holder_in, "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE;").unwrap();
+        wait_for("the table lock", || {
+            db.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 't' AND l.mode = 'AccessExclusiveLock' AND l.granted") == "1"
+        });
+
+        let log = env.path("daemon.log");
+        let config = config.display().to_string();
+        let daemon = env
+            .cmd(&["--config", &config, "daemon", "--stop-timeout", "5m"])
+            .envs(pg.env())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let held = HeldBackup {
+            env,
+            _db: db,
+            holder,
+            holder_in: Some(holder_in),
+            daemon,
+            log,
+        };
+        wait_for("the missed backup to start", || {
+            held.logged("started backup of maindb")
+        });
+        held
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap()
+    }
+
+    fn logged(&self, text: &str) -> bool {
+        self.log().contains(text)
+    }
+
+    fn stop(&self) {
+        signal(&self.daemon, rustix::process::Signal::TERM);
+    }
+
+    fn exit_code(&mut self) -> Option<i32> {
+        let mut status = None;
+        wait_for("the daemon to exit", || {
+            status = self.daemon.try_wait().unwrap();
+            status.is_some()
+        });
+        status.unwrap().code()
+    }
+
+    /// End the lock's transaction: the backup goes on.
+    fn commit(&mut self) {
+        if let Some(mut holder_in) = self.holder_in.take() {
+            writeln!(holder_in, "COMMIT;").unwrap();
+        }
+    }
+
+    fn release(mut self) -> Env {
+        self.commit();
+        self.holder.wait().unwrap();
+        self.env
+    }
+}
+
 #[test]
 fn daemon_catches_up_a_missed_backup_and_lets_it_finish_on_sigterm() {
     let Some(pg) = Pg::get() else { return };
-    let db = pg.create("daemon");
-    db.psql("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000);");
-    let env = Env::new();
-    assert!(env.run(&["init"]).status.success());
-    plant_old_backup_run(&env.repo, "maindb");
-    let config = env.path("strongbox.toml");
-    fs::write(
-        &config,
-        format!(
-            "[sets.maindb]\nsource = \"postgres\"\nconninfo = \"{}\"\nschedule = \"0 0 1 1 *\"\n",
-            db.url_without_password()
-        ),
-    )
-    .unwrap();
-
-    // Hold the table so that the backup, once started, waits for us.
-    let mut holder = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
-        .envs(pg.env())
-        .env("PGDATABASE", &db.name)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut holder_in = holder.stdin.take().unwrap();
-    writeln!(holder_in, "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE;").unwrap();
-    wait_for("the table lock", || {
-        db.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 't' AND l.mode = 'AccessExclusiveLock' AND l.granted") == "1"
-    });
-
-    let log = env.path("daemon.log");
-    let config = config.display().to_string();
-    let mut daemon = env
-        .cmd(&["--config", &config, "daemon", "--stop-timeout", "5m"])
-        .envs(pg.env())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let logged = |text: &str| fs::read_to_string(&log).unwrap().contains(text);
-    wait_for("the missed backup to start", || {
-        logged("started backup of maindb")
-    });
-    signal(&daemon, rustix::process::Signal::TERM);
+    let mut held = HeldBackup::start(&pg);
+    held.stop();
     wait_for("the daemon to wait for the job", || {
-        logged("stopping: waiting up to 5m")
+        held.logged("stopping: waiting up to 5m")
     });
     std::thread::sleep(Duration::from_millis(500));
     assert!(
-        daemon.try_wait().unwrap().is_none(),
+        held.daemon.try_wait().unwrap().is_none(),
         "the daemon waits for its running job: {}",
-        fs::read_to_string(&log).unwrap()
+        held.log()
     );
 
-    writeln!(holder_in, "COMMIT;").unwrap();
-    drop(holder_in);
-    holder.wait().unwrap();
-    let mut status = None;
-    wait_for("the daemon to exit", || {
-        status = daemon.try_wait().unwrap();
-        status.is_some()
-    });
-    let text = fs::read_to_string(&log).unwrap();
-    assert_eq!(status.unwrap().code(), Some(0), "{text}");
-    assert!(text.contains("finished backup of maindb: ok"), "{text}");
+    held.commit();
+    assert_eq!(held.exit_code(), Some(0), "{}", held.log());
+    assert!(
+        held.logged("finished backup of maindb: ok"),
+        "{}",
+        held.log()
+    );
+    let env = held.release();
     let snapshots = env.json(&["snapshots", "maindb"]);
     assert_eq!(snapshots.as_array().unwrap().len(), 1, "{snapshots}");
+}
+
+#[test]
+fn a_second_sigterm_stops_the_daemon_and_its_running_job_at_once() {
+    let Some(pg) = Pg::get() else { return };
+    let mut held = HeldBackup::start(&pg);
+    let log = held.log();
+    let pid: u32 = log
+        .split("started backup of maindb (pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no job pid in: {log}"));
+    held.stop();
+    wait_for("the daemon to wait for the job", || {
+        held.logged("stopping: waiting up to 5m")
+    });
+    held.stop();
+    assert_eq!(held.exit_code(), Some(130), "{}", held.log());
+    assert!(
+        held.logged("at a second stop signal: asking it to stop"),
+        "{}",
+        held.log()
+    );
+    // Told to stop, the job ends while the table is still locked. It is no longer the
+    // daemon's child, so an ended job may linger as a zombie until it is reaped.
+    wait_for("the job to end", || {
+        fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z'))
+        })
+    });
+    let env = held.release();
+    let snapshots = env.json(&["snapshots", "maindb"]);
+    assert_eq!(snapshots.as_array().unwrap().len(), 0, "{snapshots}");
 }
 
 #[test]

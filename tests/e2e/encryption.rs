@@ -453,14 +453,15 @@ fn bad_keys_get_one_line_exit_1_and_leave_the_target_alone() {
     assert_eq!(tree(&target), before);
 
     let fresh = Env::new();
-    for (args, expected) in [
-        (&["init", "--encrypt"][..], "needs --recipient"),
+    for (args, expected, code) in [
+        (&["init", "--encrypt"][..], "needs --recipient", 2),
         (
             &["init", "--encrypt", "--recipient", "age1notarecipient"][..],
             "recipient \"age1notarecipient\"",
+            1,
         ),
     ] {
-        let err = fresh.fails(args, 1);
+        let err = fresh.fails(args, code);
         assert!(err.contains(expected), "{err}");
         assert!(
             !Path::new(&fresh.repo).exists(),

@@ -203,7 +203,7 @@ fn restore_tests_pass_for_every_kind_with_reports_and_restore_times() {
             "--report",
             env.path("r.pdf").to_str().unwrap(),
         ],
-        1,
+        2,
     );
     assert!(err.contains("r.pdf") && err.contains(".html"), "{err}");
 
@@ -531,7 +531,7 @@ fn deep_verification_on_a_budget_rotates_through_every_object() {
     assert!(found, "three budgeted runs never read the damaged archive");
     let err = env.fails(
         &["verify", "--all", "--level", "checksum", "--budget", "1MiB"],
-        1,
+        2,
     );
     assert!(err.contains("--level deep"), "{err}");
 }

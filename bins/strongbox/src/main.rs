@@ -36,6 +36,26 @@ const EXIT_USAGE: u8 = 2;
 /// taking the failure for the end of the archive (exit 1) and promoting early.
 const EXIT_FETCH_FAILED: u8 = 126;
 
+/// A usage error found after parsing, a combination of arguments clap cannot check: exit 2,
+/// as clap's own.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Return a [`Usage`] error.
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err(Usage(format!($($arg)*)).into())
+    };
+}
+
 fn main() -> ExitCode {
     // `--version --json` before clap, which prints its version text and exits on --version.
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -71,11 +91,18 @@ fn main() -> ExitCode {
         Ok(unlock) => unlock,
         Err(e) => return fail(&e, json, 1),
     };
-    let cancel = Cancel::new();
+    let (cancel, quit) = (Cancel::new(), Cancel::new());
     {
-        let cancel = cancel.clone();
+        let (cancel, quit) = (cancel.clone(), quit.clone());
+        // The daemon hears a second signal from its loop, to stop its jobs' process groups
+        // before it exits; a third exits at once.
+        let daemon = matches!(cli.command, Command::Daemon(_));
         let _ = ctrlc::set_handler(move || {
             if cancel.is_cancelled() {
+                if daemon && !quit.is_cancelled() {
+                    quit.cancel();
+                    return;
+                }
                 std::process::exit(130);
             }
             eprintln!("interrupting: cleaning up (press Ctrl-C again to quit at once)");
@@ -99,6 +126,7 @@ fn main() -> ExitCode {
         json,
         quiet: cli.quiet,
         cancel,
+        quit,
         unlock,
     };
     let alerted = app.alerted_operation(&cli.command);
@@ -108,7 +136,7 @@ fn main() -> ExitCode {
             if let Some((set, operation)) = alerted {
                 app.alert_failure(set.as_deref(), operation, &e);
             }
-            fail(&e, json, 1)
+            fail(&e, json, failure_code(&e))
         }
     }
 }
@@ -170,11 +198,19 @@ fn key_holders(args: &InitArgs) -> Result<Vec<KeyHolder>> {
         )?));
     }
     if args.encrypt && holders.is_empty() {
-        bail!("init --encrypt needs --recipient, --recipients-file or --passphrase");
+        usage!("init --encrypt needs --recipient, --recipients-file or --passphrase");
     }
     // Before the store is created: a refused init leaves no directory behind.
     holders.iter().try_for_each(KeyHolder::check)?;
     Ok(holders)
+}
+
+/// The exit status of a failed command.
+fn failure_code(error: &anyhow::Error) -> u8 {
+    match error.downcast_ref::<Usage>() {
+        Some(_) => EXIT_USAGE,
+        None => 1,
+    }
 }
 
 /// Print an error with its causes on one line (and as JSON with --json); exit with `code`.
@@ -244,6 +280,8 @@ struct App {
     json: bool,
     quiet: bool,
     cancel: Cancel,
+    /// A second stop signal, which the daemon hears.
+    quit: Cancel,
     unlock: Option<Unlock>,
     identity: Option<PathBuf>,
     notifier: Arc<strongbox_alert::Notifier>,
@@ -565,7 +603,7 @@ impl App {
                         &value,
                         "STRONGBOX_NEW_PASSPHRASE",
                     )?),
-                    (None, None) => bail!("key add needs --recipient or --passphrase"),
+                    (None, None) => usage!("key add needs --recipient or --passphrase"),
                 };
                 let repo = self.unlocked(Repository::open_store(self.store()?)?)?;
                 let id = repo.add_key(&holder)?;
@@ -734,8 +772,11 @@ impl App {
                 Err(_) => return Ok(ExitCode::SUCCESS),
             }
         };
-        daemon.with_env(env).run(&self.cancel);
-        Ok(ExitCode::SUCCESS)
+        daemon.with_env(env).run(&self.cancel, &self.quit);
+        Ok(match self.quit.is_cancelled() {
+            true => ExitCode::from(130),
+            false => ExitCode::SUCCESS,
+        })
     }
 
     fn notify_test(&self) -> Result<ExitCode> {
@@ -923,9 +964,9 @@ impl App {
     ) -> Result<ExitCode> {
         let mut targets = std::collections::BTreeMap::new();
         for given in &args.target {
-            let (member, target) = given.split_once('=').with_context(|| {
-                format!("--target {given:?}: a bundle's targets are MEMBER=TARGET")
-            })?;
+            let Some((member, target)) = given.split_once('=') else {
+                usage!("--target {given:?}: a bundle's targets are MEMBER=TARGET");
+            };
             targets.insert(
                 member.to_string(),
                 TargetSpec {
@@ -1092,7 +1133,7 @@ impl App {
             );
         }
         let [target] = &args.target[..] else {
-            bail!(
+            usage!(
                 "--target is given once for a {} snapshot (several only for a bundle)",
                 snapshot.source.as_str()
             );
@@ -1205,7 +1246,7 @@ impl App {
             reader.check_output(path)?;
         }
         if args.budget.is_some() && args.level != VerifyLevel::Deep {
-            bail!("--budget works with --level deep (it reads objects whole, least recently verified first)");
+            usage!("--budget works with --level deep (it reads objects whole, least recently verified first)");
         }
         let options = VerifyOptions {
             budget: args.budget,
@@ -1299,7 +1340,7 @@ impl ReportFormat {
             Some("txt" | "text") => ReportFormat::Text,
             Some("json") => ReportFormat::Json,
             Some("html" | "htm") => ReportFormat::Html,
-            _ => bail!(
+            _ => usage!(
                 "report {}: name it .txt, .json or .html (the extension picks the format)",
                 path.display()
             ),

@@ -148,8 +148,10 @@ impl Daemon {
     }
 
     /// Run jobs as they come due until `stop` is set; then let the running ones finish (up
-    /// to the stop timeout, then ask them to stop, then kill them) and return.
-    pub fn run(mut self, stop: &Cancel) {
+    /// to the stop timeout, then ask them to stop, then kill them) and return. Once `quit`
+    /// is set too (a second signal), it asks them to stop at once, or kills them if it had
+    /// asked already, and returns: a job is never left running on, unaware of the stop.
+    pub fn run(mut self, stop: &Cancel, quit: &Cancel) {
         let mut running: Vec<Running> = Vec::new();
         if let Some(next) = self.timetable.next() {
             tracing::info!("daemon started; next job at {}", next.to_rfc3339());
@@ -178,26 +180,24 @@ impl Daemon {
             running.len()
         );
         let deadline = Instant::now() + self.stop_timeout;
-        while !running.is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-            reap(&mut running);
-        }
-        if running.is_empty() {
-            return;
-        }
+        let waited = wait(&mut running, deadline, quit);
         for r in &running {
             tracing::warn!(
-                "{} of {} still running after the stop timeout: asking it to stop",
+                "{} of {} still running {}: asking it to stop",
                 r.job.operation,
-                r.job.set
+                r.job.set,
+                match waited {
+                    true => "after the stop timeout",
+                    false => "at a second stop signal",
+                }
             );
             signal_group(&r.child, rustix::process::Signal::TERM);
         }
-        let deadline = Instant::now() + KILL_AFTER;
-        while !running.is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-            reap(&mut running);
+        if !waited {
+            return;
         }
+        // A second signal cuts this short too: the jobs are killed at once.
+        wait(&mut running, Instant::now() + KILL_AFTER, quit);
         for mut r in running {
             tracing::warn!("killing {} of {}", r.job.operation, r.job.set);
             signal_group(&r.child, rustix::process::Signal::KILL);
@@ -247,6 +247,18 @@ impl Daemon {
             }
         }
     }
+}
+
+/// Reap jobs until none runs or `deadline` passes; false when `quit` cut the wait short.
+fn wait(running: &mut Vec<Running>, deadline: Instant, quit: &Cancel) -> bool {
+    while !running.is_empty() && Instant::now() < deadline {
+        if quit.is_cancelled() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        reap(running);
+    }
+    true
 }
 
 /// Signal a job and what it started (pg_dump, pg_restore): it leads its process group.
