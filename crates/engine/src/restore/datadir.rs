@@ -97,11 +97,37 @@ fn extract<R: std::io::Read>(
             tar::EntryType::Regular | tar::EntryType::Directory => {}
             other => return Err(refuse(&format!("is a {other:?}, not a file or directory"))),
         }
-        if !entry.unpack_in(dir).map_err(failed)? {
+        let unpacked = entry
+            .unpack_in(dir)
+            .map_err(|e| match from_the_archive(&e) {
+                true => refuse(&format!("is damaged: {e}")),
+                false => failed(e),
+            })?;
+        if !unpacked {
             return Err(refuse("names a path outside the data directory"));
         }
     }
     Ok(())
+}
+
+/// Whether a failed unpack is the archive's fault (its data ends early or does not
+/// decode), not the target's (a full disk, a permission) or the storage's (a request that
+/// failed): tar says "failed to write entire file" for data that ends early, which reads
+/// like a full disk.
+fn from_the_archive(error: &std::io::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<strongbox_storage::BackendError>() {
+            return false;
+        }
+        cause = match e.downcast_ref::<std::io::Error>() {
+            Some(io) if io.raw_os_error().is_some() => return false,
+            // An io::Error's `source` skips the error it wraps.
+            Some(io) => io.get_ref().map(|inner| inner as _),
+            None => e.source(),
+        };
+    }
+    true
 }
 
 /// `value` as one shell word, with `%` doubled: PostgreSQL replaces `%f`, `%p` and `%%` in
@@ -454,6 +480,64 @@ mod tests {
                     assert!(!dir.path().join("evil").exists() && !Path::new("/tmp/evil").exists());
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_base_backup_whose_data_ends_early_is_called_damaged_not_a_write_failure() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5000);
+        header.set_mode(0o600);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_path("base/1/1259").unwrap();
+        header.set_cksum();
+        builder.append(&header, &[7u8; 5000][..]).unwrap();
+        let bytes = builder.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let err = extract(
+            &mut tar::Archive::new(&bytes[..512 + 2000]),
+            dir.path(),
+            "k",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("base/1/1259: archive k is damaged: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn only_an_unpack_failure_of_no_disk_and_no_request_is_the_archives() {
+        use std::io::Error as IoError;
+        let backend = || {
+            strongbox_storage::BackendError::new(object_store::Error::NotImplemented {
+                operation: "get".to_string(),
+                implementer: "test".to_string(),
+            })
+        };
+        let cases: [(&str, IoError, bool); 5] = [
+            (
+                "data ends early",
+                IoError::other("failed to write entire file"),
+                true,
+            ),
+            ("a full disk", IoError::from_raw_os_error(28), false),
+            (
+                "a full disk, wrapped by tar",
+                IoError::other(IoError::from_raw_os_error(28)),
+                false,
+            ),
+            ("a failed request", IoError::other(backend()), false),
+            (
+                "a failed request, wrapped by tar",
+                IoError::other(IoError::other(backend())),
+                false,
+            ),
+        ];
+        for (what, error, archive) in cases {
+            assert_eq!(from_the_archive(&error), archive, "{what}");
         }
     }
 }
