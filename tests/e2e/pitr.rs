@@ -466,6 +466,7 @@ fn round_trip(storage: Storage) {
     assert!(backup["latest"]["lsn"].is_string(), "{damaged}");
     std::fs::write(object(&last), newest).unwrap();
     let victim = second_start.clone();
+    let victim_bytes = std::fs::read(object(&victim)).unwrap();
     std::fs::remove_file(object(&victim)).unwrap();
     let out = pitr.run(&["verify", "maindb:latest", "--json"]);
     assert_eq!(out.status.code(), Some(1));
@@ -481,6 +482,30 @@ fn round_trip(storage: Storage) {
     let gap = named_check(&health["checks"], "wal-gap");
     assert_eq!(gap["status"], "critical", "{health}");
     assert!(gap["detail"].as_str().unwrap().contains(&victim), "{gap}");
+
+    // The gap behind a newer base backup: only recovery from the older one is cut, which
+    // health used to pass over (it checked the newest base backup alone).
+    std::fs::write(object(&victim), &victim_bytes).unwrap();
+    pitr.json(&[
+        "backup",
+        "postgres",
+        "maindb",
+        &primary.conninfo(),
+        "--physical",
+    ]);
+    pitr.archive_until(pitr.committed("INSERT INTO t VALUES (0, 'fourth')"));
+    std::fs::remove_file(object(&victim)).unwrap();
+    let out = pitr.run(&["health", "--set", "maindb", "--json"]);
+    let health: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let gap = named_check(&health["checks"], "wal-gap");
+    assert_eq!(gap["status"], "warning", "{health}");
+    let detail = gap["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("older base backups that cannot recover")
+            && detail.contains(second["id"].as_str().unwrap())
+            && detail.contains(&victim),
+        "{gap}"
+    );
 }
 
 #[test]

@@ -288,8 +288,8 @@ impl SetChecks<'_> {
         Ok((checks, forget.map(|(_, n)| n)))
     }
 
-    /// A physical set: the age of its newest archived WAL, and any gap in the WAL its
-    /// newest base backup needs.
+    /// A physical set: the age of its newest archived WAL, and any gap in the WAL its base
+    /// backups need.
     fn wal(&self) -> Result<Vec<HealthCheck>, Error> {
         let Some((snapshot, physical)) = self
             .snapshots
@@ -329,16 +329,36 @@ impl SetChecks<'_> {
                 )
             }
         };
-        // The same chain check verify makes, on the newest base backup.
-        let (status, detail) = match self.reader.wal_chain(physical, &wal, false) {
-            Ok(detail) => (HealthStatus::Ok, detail),
-            Err(detail) => (HealthStatus::Critical, detail),
+        // The same chain check verify makes. A gap the newest base backup needs is critical;
+        // one only an older base backup needs cuts recovery to its earlier times: a warning.
+        let (mut status, mut detail) = match self.reader.wal_chain(physical, &wal, false) {
+            Ok(detail) => (
+                HealthStatus::Ok,
+                format!("snapshot {}: {detail}", snapshot.id),
+            ),
+            Err(detail) => (
+                HealthStatus::Critical,
+                format!("snapshot {}: {detail}", snapshot.id),
+            ),
         };
-        let gap = self.check(
-            "wal-gap",
-            status,
-            format!("snapshot {}: {detail}", snapshot.id),
-        );
+        let older: Vec<String> = self
+            .snapshots
+            .iter()
+            .rev()
+            .filter(|s| s.id != snapshot.id)
+            .filter_map(|s| {
+                let gap = self.reader.wal_chain(s.physical()?, &wal, false).err()?;
+                Some(format!("snapshot {}: {gap}", s.id))
+            })
+            .collect();
+        if !older.is_empty() {
+            status = status.max(HealthStatus::Warning);
+            detail.push_str(&format!(
+                "; older base backups that cannot recover: {}",
+                older.join("; ")
+            ));
+        }
+        let gap = self.check("wal-gap", status, detail);
         Ok(vec![age, gap])
     }
 
