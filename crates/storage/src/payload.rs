@@ -68,6 +68,9 @@ pub(crate) struct SealingWriter<W> {
     /// Plaintext of the chunk being filled, with room for its tag.
     chunk: Vec<u8>,
     len: usize,
+    /// A chunk was sealed in place and not written: sealing it again would write its
+    /// plaintext (ChaCha20 twice is the identity), so nothing more is taken.
+    failed: bool,
 }
 
 impl<W: Write> SealingWriter<W> {
@@ -91,10 +94,17 @@ impl<W: Write> SealingWriter<W> {
             counter: 0,
             chunk: vec![0; SEALED_CHUNK],
             len: 0,
+            failed: false,
         })
     }
 
     fn seal(&mut self, last: bool) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other(
+                "an age chunk failed to be written earlier",
+            ));
+        }
+        self.failed = true;
         let (data, tag) = self.chunk.split_at_mut(self.len);
         let sealed = self
             .cipher
@@ -104,6 +114,7 @@ impl<W: Write> SealingWriter<W> {
         self.inner.write_all(&self.chunk[..self.len + TAG])?;
         self.counter += 1;
         self.len = 0;
+        self.failed = false;
         Ok(())
     }
 
@@ -116,6 +127,11 @@ impl<W: Write> SealingWriter<W> {
 
 impl<W: Write> Write for SealingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::other(
+                "an age chunk failed to be written earlier",
+            ));
+        }
         if buf.is_empty() {
             return Ok(0);
         }
@@ -401,6 +417,49 @@ mod tests {
                 assert!(back == data, "{len} bytes, writes of {step}: other bytes");
             }
         }
+    }
+
+    /// Fails its `fail`th write call, then takes everything (as a retry would).
+    struct Failing {
+        written: Vec<u8>,
+        calls: usize,
+        fail: usize,
+    }
+
+    impl Write for Failing {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls == self.fail {
+                return Err(io::Error::other("disk full"));
+            }
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn after_a_failed_write_nothing_more_is_written_not_even_a_chunk_sealed_twice() {
+        let identity = x25519::Identity::generate();
+        let data = plaintext(3 * CHUNK);
+        // The header, then one write per chunk: the second chunk's fails.
+        let mut failing = Failing {
+            written: Vec::new(),
+            calls: 0,
+            fail: 3,
+        };
+        let mut writer = SealingWriter::new(&identity.to_public(), &mut failing).unwrap();
+        writer.write_all(&data[..2 * CHUNK]).unwrap();
+        // The second chunk is sealed when more follows, and its write fails.
+        assert!(writer.write_all(&data[2 * CHUNK..]).is_err());
+        // Retried, it used to be sealed again: its plaintext went out under a valid tag.
+        assert!(writer.write(&data[2 * CHUNK..]).is_err());
+        assert!(writer.finish().is_err());
+        let second = &data[CHUNK..CHUNK + 1000];
+        assert!(!failing.written.windows(second.len()).any(|w| w == second));
     }
 
     /// The header's length and the nonce's.
