@@ -299,23 +299,18 @@ fn refused_setting(settings: &[S3Setting], bucket: &str) -> Option<Error> {
 /// object_store refuses an `http://` endpoint without `allow_http` only at the first request,
 /// as "URL scheme is not allowed", which names no setting.
 fn check_plain_http(settings: &[S3Setting]) -> Result<(), Error> {
-    let last = |wanted: &[AmazonS3ConfigKey]| {
-        settings
-            .iter()
-            .rev()
-            .find(|(_, key, _)| wanted.contains(key))
-    };
+    let last = |wanted: AmazonS3ConfigKey| settings.iter().rev().find(|(_, key, _)| *key == wanted);
+    // object_store prefers the S3 endpoint to the general one, whichever came last.
     let Some((name, _, endpoint)) =
-        last(&[AmazonS3ConfigKey::Endpoint, AmazonS3ConfigKey::S3Endpoint])
+        last(AmazonS3ConfigKey::S3Endpoint).or_else(|| last(AmazonS3ConfigKey::Endpoint))
     else {
         return Ok(());
     };
-    let allowed = last(&[AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp)]).is_some_and(
-        |(_, _, value)| {
+    let allowed =
+        last(AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp)).is_some_and(|(_, _, value)| {
             // What object_store reads as true.
             ["1", "true", "on", "yes", "y"].contains(&value.to_ascii_lowercase().as_str())
-        },
-    );
+        });
     if allowed
         || !endpoint
             .get(..7)
@@ -571,11 +566,11 @@ mod tests {
 
     #[test]
     fn a_plain_http_endpoint_without_allow_http_is_refused_naming_it() {
-        use AmazonS3ConfigKey::{Endpoint, Region};
+        use AmazonS3ConfigKey::{Endpoint, Region, S3Endpoint};
         let allow = AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp);
         /// Settings in order, and the setting named in the error (`None`: accepted).
         type Case<'a> = (&'a [(AmazonS3ConfigKey, &'a str)], Option<&'a str>);
-        let cases: [Case<'_>; 8] = [
+        let cases: [Case<'_>; 10] = [
             (&[], None),
             (&[(Region, "eu-west-1")], None),
             (&[(Endpoint, "https://s3.example.net")], None),
@@ -597,6 +592,21 @@ mod tests {
                     (allow, "0"),
                 ],
                 Some("aws_endpoint"),
+            ),
+            // The S3 endpoint wins over the general one, given before or after it.
+            (
+                &[
+                    (S3Endpoint, "https://s3.example.net"),
+                    (Endpoint, "http://127.0.0.1:9000"),
+                ],
+                None,
+            ),
+            (
+                &[
+                    (Endpoint, "https://s3.example.net"),
+                    (S3Endpoint, "http://127.0.0.1:9000"),
+                ],
+                Some("aws_endpoint_url_s3"),
             ),
         ];
         for (settings, named) in cases {
