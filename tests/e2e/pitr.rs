@@ -172,6 +172,17 @@ impl Pitr {
         self.committed("SELECT 1")
     }
 
+    /// A base backup of the primary into `maindb`, its record.
+    fn base_backup(&self) -> Value {
+        self.json(&[
+            "backup",
+            "postgres",
+            "maindb",
+            &self.primary.conninfo(),
+            "--physical",
+        ])
+    }
+
     /// Run `sql` in one transaction; the server's clock just before it commits.
     fn committed(&self, sql: &str) -> DateTime<Utc> {
         let text = self.primary.psql(&format!(
@@ -209,13 +220,7 @@ fn round_trip(storage: Storage) {
         err.contains("archive_command does not archive into this set"),
         "{err}"
     );
-    let backup = pitr.json(&[
-        "backup",
-        "postgres",
-        "maindb",
-        &primary.conninfo(),
-        "--physical",
-    ]);
+    let backup = pitr.base_backup();
     assert_eq!(backup["source"], "postgres-physical");
     let stats = &backup["stats"];
     assert_eq!(stats["timeline"], 1);
@@ -398,13 +403,7 @@ fn round_trip(storage: Storage) {
     );
 
     // A second base backup; prune keeps it and deletes the WAL only the first needed.
-    let second = pitr.json(&[
-        "backup",
-        "postgres",
-        "maindb",
-        &primary.conninfo(),
-        "--physical",
-    ]);
+    let second = pitr.base_backup();
     let second_start = second["stats"]["start_segment"]
         .as_str()
         .unwrap()
@@ -486,13 +485,7 @@ fn round_trip(storage: Storage) {
     // The gap behind a newer base backup: only recovery from the older one is cut, which
     // health used to pass over (it checked the newest base backup alone).
     std::fs::write(object(&victim), &victim_bytes).unwrap();
-    pitr.json(&[
-        "backup",
-        "postgres",
-        "maindb",
-        &primary.conninfo(),
-        "--physical",
-    ]);
+    pitr.base_backup();
     pitr.archive_until(pitr.committed("INSERT INTO t VALUES (0, 'fourth')"));
     std::fs::remove_file(object(&victim)).unwrap();
     let out = pitr.run(&["health", "--set", "maindb", "--json"]);
@@ -530,13 +523,7 @@ fn archiving_that_failed_is_retried_by_the_server_and_leaves_no_gap() {
         return;
     };
     let primary = &pitr.primary;
-    pitr.json(&[
-        "backup",
-        "postgres",
-        "maindb",
-        &primary.conninfo(),
-        "--physical",
-    ]);
+    pitr.base_backup();
     // The repository disappears: every push fails, and the server keeps the segments.
     let moved = format!("{}.away", pitr.repo);
     std::fs::rename(&pitr.repo, &moved).unwrap();
@@ -558,6 +545,41 @@ fn archiving_that_failed_is_retried_by_the_server_and_leaves_no_gap() {
     // No --to-* flag: to the end of the archive.
     let (rows, _) = pitr.restored_rows("latest", &["maindb:latest"]);
     assert_eq!(rows, 1001);
+}
+
+/// A base backup damaged inside its data. The failed read ended the stream as tar saw it,
+/// so the restore said "failed to write entire file", which reads like a full disk (or, had
+/// it ended at a header, extracted a partial data directory and went on).
+#[test]
+fn a_damaged_base_backup_fails_its_restore_naming_the_read_and_leaves_no_directory() {
+    let Some(pitr) = Pitr::new(&Storage::Local) else {
+        return;
+    };
+    let backup = pitr.base_backup();
+    pitr.archive_until(pitr.committed("CREATE TABLE t (i int)"));
+    let key = crate::harness::object_key(&backup, "dump");
+    let object = Path::new(&pitr.repo).join(&key);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    std::fs::write(&object, bytes).unwrap();
+    let target = pitr.dir.path("restored");
+    let err = pitr.fails(&[
+        "restore",
+        "maindb:latest",
+        "--to-latest",
+        "--target-dir",
+        &target.display().to_string(),
+    ]);
+    assert!(
+        err.contains(&format!("archive {key}, entry ")) && !err.contains("failed to"),
+        "{err}"
+    );
+    assert!(
+        !target.exists(),
+        "a damaged restore left {}",
+        target.display()
+    );
 }
 
 /// A WAL object whose first bytes were damaged read as an uncompressed object, unchecked:

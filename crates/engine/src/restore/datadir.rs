@@ -1,5 +1,5 @@
 use std::fs;
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -73,15 +73,18 @@ impl Drop for Extracted<'_> {
 /// Extract a base backup's tar into `dir`, refusing anything a data directory does not hold:
 /// names outside it (`..`, absolute), and entries other than files and directories (links,
 /// devices, FIFOs), which a tar that was tampered with could use to write elsewhere.
+/// `at` is left naming the entry it was at.
 fn extract<R: std::io::Read>(
     archive: &mut tar::Archive<R>,
     dir: &Path,
     key: &str,
+    at: &mut String,
 ) -> Result<(), Error> {
     let failed = |e| Error::io("extracting the base backup into", dir, e);
     for entry in archive.entries().map_err(failed)? {
         let mut entry = entry.map_err(failed)?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        at.clone_from(&name);
         let refuse = |reason: &str| Error::EntryMismatch {
             key: key.to_string(),
             path: name.clone(),
@@ -248,10 +251,27 @@ impl Restorer for DataDirTarget {
             .object(ObjectRole::Dump)
             .map(|o| o.key.clone())
             .unwrap_or_default();
-        extract(&mut archive, &self.dir, &key)?;
+        let mut at = String::new();
+        let unpacked = extract(&mut archive, &self.dir, &key, &mut at);
+        let mut stream = archive.into_inner();
+        // A failed read ends the stream where it failed, as tar sees it: that error is the
+        // cause, not what tar made of the short data (or a clean end at a header).
+        let read_failed = |source: io::Error, path: String| {
+            run.cancel().or_cancelled(Error::EntryData {
+                key: key.clone(),
+                path,
+                source,
+            })
+        };
+        if let Some(source) = stream.error.take() {
+            return Err(read_failed(source, at));
+        }
+        unpacked.map_err(|e| run.cancel().or_cancelled(e))?;
         // To the end: the stream's digest is checked there.
-        std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
-            .map_err(|e| Error::io("reading the base backup for", &self.dir, e))?;
+        let drained = std::io::copy(&mut stream, &mut std::io::sink()).err();
+        if let Some(source) = stream.error.take().or(drained) {
+            return Err(read_failed(source, format!("after {at}")));
+        }
         run.progress().finish();
         run.cancel().check()?;
         let signal = self.dir.join("recovery.signal");
@@ -468,7 +488,12 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let target = dir.path().join("data");
             std::fs::create_dir(&target).unwrap();
-            let result = extract(&mut tar::Archive::new(&bytes[..]), &target, "k");
+            let result = extract(
+                &mut tar::Archive::new(&bytes[..]),
+                &target,
+                "k",
+                &mut String::new(),
+            );
             match refusal {
                 None => assert!(result.is_ok(), "{name}: {result:?}"),
                 Some(phrase) => {
@@ -499,6 +524,7 @@ mod tests {
             &mut tar::Archive::new(&bytes[..512 + 2000]),
             dir.path(),
             "k",
+            &mut String::new(),
         )
         .unwrap_err()
         .to_string();
