@@ -907,6 +907,13 @@ fn usage_errors_exit_2() {
             "0/1",
         ],
         vec!["restore", "media:latest", "--target", "t", "--to-latest"],
+        vec![
+            "restore",
+            "media:latest",
+            "--target-dir",
+            "d",
+            "--no-keep-previous",
+        ],
         vec!["verify", "--level", "extreme"],
     ] {
         env.fails(&args, 2);

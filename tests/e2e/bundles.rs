@@ -537,6 +537,21 @@ fn a_bundle_restore_checks_files_before_any_database_and_names_a_partial_restore
         "{}",
         stderr(&out)
     );
+    let same_place = format!("media={}", db_target.display());
+    let out = restore_with(&["--target", &same_place, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("would restore into the same place"),
+        "{}",
+        stderr(&out)
+    );
+    let out = restore_with(&["--only", "appdb", "--no-keep-previous", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--no-keep-previous applies to files members"),
+        "{}",
+        stderr(&out)
+    );
     let out = restore_with(&["--target", &dir_arg, "--dry-run", "--force"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let plan = String::from_utf8_lossy(&out.stdout).to_string();

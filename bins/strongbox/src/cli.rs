@@ -613,7 +613,7 @@ pub struct RestoreArgs {
     pub target: Vec<String>,
     /// A base backup: the (missing or empty) PostgreSQL data directory to restore into; it
     /// recovers from the set's WAL archive when the server starts.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["target", "force", "include", "only"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["target", "force", "include", "only", "no_keep_previous"])]
     pub target_dir: Option<PathBuf>,
     /// Recover to this time: stop before the first transaction that committed after it.
     /// With <SET>:latest, the newest base backup that ended before it is used.

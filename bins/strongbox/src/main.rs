@@ -133,10 +133,12 @@ fn main() -> ExitCode {
     match app.run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            if let Some((set, operation)) = alerted {
+            let code = failure_code(&e);
+            // A mistyped command line is the operator's, there and then: no alert.
+            if let (Some((set, operation)), false) = (alerted, code == EXIT_USAGE) {
                 app.alert_failure(set.as_deref(), operation, &e);
             }
-            fail(&e, json, failure_code(&e))
+            fail(&e, json, code)
         }
     }
 }
@@ -1126,7 +1128,7 @@ impl App {
             return self.restore_bundle(&engine, &snapshot, args);
         }
         if args.only.is_some() {
-            bail!(
+            usage!(
                 "--only names a member of a bundle; {} is a {} snapshot",
                 snapshot.id,
                 snapshot.source.as_str()

@@ -490,12 +490,52 @@ impl Engine {
             let replace = self.check_target(&member, restorer.as_mut(), options)?;
             checked.push((member, restorer, replace));
         }
+        // Two members into one place: the second would find the first's data there, or,
+        // forced, replace it.
+        for (i, (a, restorer, _)) in checked.iter().enumerate() {
+            for (j, (b, other, _)) in checked.iter().enumerate() {
+                let given = &targets[&b.set].target;
+                if i != j
+                    && (targets[&a.set].target == *given || writes_into(restorer.as_ref(), given)?)
+                {
+                    return Err(bad(format!(
+                        "members {:?} and {:?} would restore into the same place ({} and {}): \
+                         give each its own target",
+                        a.set,
+                        b.set,
+                        restorer.describe(),
+                        other.describe()
+                    )));
+                }
+            }
+        }
+        // A bundle's --no-keep-previous is for its files members: without one it would do
+        // nothing, silently.
+        let files = checked
+            .iter()
+            .any(|(m, _, _)| m.source == SourceKind::Files);
+        if !files && targets.values().any(|t| !t.keep_previous) {
+            return Err(bad(
+                "--no-keep-previous applies to files members, and none is restored".to_string(),
+            ));
+        }
         // Files first: a files restore is checked whole beside its target before it is
         // swapped in, so the likeliest failure, a damaged archive, comes before any database
         // is replaced.
         checked.sort_by_key(|(member, _, _)| member.source != SourceKind::Files);
         Ok(checked)
     }
+}
+
+/// Whether `restorer` would write into (or replace) `target`, another member's, when that
+/// is a path.
+fn writes_into(restorer: &dyn crate::Restorer, target: &str) -> Result<bool, Error> {
+    if strongbox_db_dump::is_conninfo(target) {
+        return Ok(false);
+    }
+    let path = std::path::absolute(target)
+        .map_err(|e| Error::io("resolving", std::path::Path::new(target), e))?;
+    restorer.reaches(&path)
 }
 
 impl References {
