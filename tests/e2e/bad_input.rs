@@ -945,6 +945,11 @@ fn usage_errors_exit_2() {
         2,
     );
     assert!(one_line(&err).contains("--target is given once"), "{err}");
+    let err = env.fails(
+        &["restore", "media:latest", "--target", "a", "--only", "db"],
+        2,
+    );
+    assert!(one_line(&err).contains("--only names a member"), "{err}");
     let err = env.fails(&["verify", "media:latest", "--budget", "1MiB"], 2);
     assert!(one_line(&err).contains("--level deep"), "{err}");
 }

@@ -133,12 +133,11 @@ fn main() -> ExitCode {
     match app.run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            let code = failure_code(&e);
-            // A mistyped command line is the operator's, there and then: no alert.
-            if let (Some((set, operation)), false) = (alerted, code == EXIT_USAGE) {
+            // A usage error too: a scheduled job's command line fails every night.
+            if let Some((set, operation)) = alerted {
                 app.alert_failure(set.as_deref(), operation, &e);
             }
-            fail(&e, json, code)
+            fail(&e, json, failure_code(&e))
         }
     }
 }

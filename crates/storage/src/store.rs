@@ -233,11 +233,12 @@ fn s3_builder(settings: &[S3Setting]) -> AmazonS3Builder {
     if explicit {
         return builder;
     }
-    // No endpoint is AWS itself, over HTTPS.
-    let tls = [AmazonS3ConfigKey::Endpoint, AmazonS3ConfigKey::S3Endpoint]
-        .iter()
-        .filter_map(|key| builder.get_config_value(key))
-        .all(|endpoint| endpoint.starts_with("https://"));
+    // The endpoint object_store uses: the S3 one over the general one. None is AWS itself,
+    // over HTTPS.
+    let tls = builder
+        .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+        .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint))
+        .is_none_or(|endpoint| endpoint.starts_with("https://"));
     builder.with_unsigned_payload(tls)
 }
 
@@ -409,7 +410,7 @@ mod tests {
     #[test]
     fn payloads_are_signed_over_plain_http_only_unless_set() {
         use AmazonS3ConfigKey::{Endpoint, S3Endpoint, UnsignedPayload};
-        let cases: [(&[(AmazonS3ConfigKey, &str)], &str); 7] = [
+        let cases: [(&[(AmazonS3ConfigKey, &str)], &str); 8] = [
             (&[], "true"),
             (&[(Endpoint, "https://s3.example.net")], "true"),
             (&[(Endpoint, "http://127.0.0.1:9000")], "false"),
@@ -433,6 +434,14 @@ mod tests {
                 &[
                     (Endpoint, "http://127.0.0.1:9000"),
                     (Endpoint, "https://s3.example.net"),
+                ],
+                "true",
+            ),
+            // The S3 endpoint is the one used.
+            (
+                &[
+                    (S3Endpoint, "https://s3.example.net"),
+                    (Endpoint, "http://127.0.0.1:9000"),
                 ],
                 "true",
             ),
