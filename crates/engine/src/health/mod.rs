@@ -220,8 +220,11 @@ impl Reader {
                 let used = 100.0 - fs.f_bavail as f64 * 100.0 / fs.f_blocks as f64;
                 check(
                     disk_status(used, options.max_disk_usage),
+                    // Rounded down, so that the figure shown is past a threshold exactly
+                    // when the state says so (94.6 % is no "95 %" that only warns).
                     format!(
-                        "{used:.0} % used on {} (warning at {} %, critical at {} %)",
+                        "{:.0} % used on {} (warning at {} %, critical at {} %)",
+                        used.floor(),
                         root.display(),
                         options.max_disk_usage,
                         critical_disk_usage(options.max_disk_usage)
