@@ -88,6 +88,14 @@ references = {{ database = "maindb", query = "SELECT path FROM uploads", files =
 source = "bundle"
 members = ["maindb", "media"]
 references = {{ database = "maindb", query = "SELECT no_such_column FROM uploads", files = "media" }}
+[sets.two-columns]
+source = "bundle"
+members = ["maindb", "media"]
+references = {{ database = "maindb", query = "SELECT path, id FROM uploads", files = "media" }}
+[sets.a-number]
+source = "bundle"
+members = ["maindb", "media"]
+references = {{ database = "maindb", query = "SELECT id FROM uploads", files = "media", prefix = "media/" }}
 "#,
             db = db.url_without_password(),
             media = media.display()
@@ -247,20 +255,34 @@ references = {{ database = "maindb", query = "SELECT no_such_column FROM uploads
     );
 
     // A failing reference query fails the backup, names the database, not its password,
-    // and leaves no snapshot behind.
+    // and leaves no snapshot behind. A second column used to pass unseen, and a number
+    // failed as "function substr(integer, integer, integer) does not exist".
     let before = succeeded(&run(&env, &config, None, &["snapshots", "--json"]));
-    let out = run(&env, &config, Some(&pg), &["backup", "broken"]);
-    assert_eq!(out.status.code(), Some(1));
-    let message = stderr(&out);
-    assert!(
-        message.contains(&db.name) && message.contains("no_such_column"),
-        "{message}"
-    );
-    assert!(!message.contains(pg.password()), "{message}");
-    assert_eq!(
-        succeeded(&run(&env, &config, None, &["snapshots", "--json"])),
-        before
-    );
+    for (set, expected) in [
+        ("broken", "no_such_column"),
+        (
+            "two-columns",
+            "returns 2 columns (path, id); it must return one, the path",
+        ),
+        (
+            "a-number",
+            "returns a int4 column (id); it must return text",
+        ),
+    ] {
+        let out = run(&env, &config, Some(&pg), &["backup", set]);
+        assert_eq!(out.status.code(), Some(1), "{set}");
+        let message = stderr(&out);
+        assert!(
+            message.contains(&db.name) && message.contains(expected),
+            "{set}: {message}"
+        );
+        assert!(!message.contains(pg.password()), "{message}");
+        assert_eq!(
+            succeeded(&run(&env, &config, None, &["snapshots", "--json"])),
+            before,
+            "{set}"
+        );
+    }
 }
 
 #[test]
@@ -293,7 +315,14 @@ fn bad_bundles_are_refused_naming_the_set_and_write_nothing() {
     // Refused by the query's rows, inside the dump: the backup fails and no set gets a
     // snapshot.
     for (query, expected) in [
-        ("SELECT 42", "returned a integer value; it must return text"),
+        (
+            "SELECT 42",
+            "returned a value of type integer; it must return text",
+        ),
+        (
+            "SELECT 'a' AS path, 'b' AS size",
+            "returns 2 columns (path, size); it must return one, the path",
+        ),
         ("SELECT NULL", "returned a NULL"),
         (
             "SELECT '/etc/passwd'",

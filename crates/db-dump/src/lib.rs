@@ -94,6 +94,9 @@ pub trait SnapshotQuery {
         sql: &str,
         row: &mut dyn FnMut(&str) -> Result<(), String>,
     ) -> Result<u64, Error>;
+    /// Check, without running it, that `sql` returns one column, of text where the
+    /// database types its columns (PostgreSQL): a query whose rows are paths.
+    fn check_one_text_column(&mut self, sql: &str) -> Result<(), Error>;
     /// Create a named restore point where the server and the role allow it (PostgreSQL
     /// with `wal_level` replica or higher); its LSN, or `None`.
     fn restore_point(&mut self, name: &str) -> Result<Option<String>, Error> {

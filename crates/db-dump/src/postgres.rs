@@ -172,6 +172,9 @@ fn count_tables(
     Ok(tables)
 }
 
+/// The column types a path may come in; `citext` is an extension's, known by name.
+const TEXT_TYPES: [&str; 5] = ["text", "varchar", "bpchar", "name", "citext"];
+
 /// Queries inside the dump's exported snapshot, on its transaction.
 struct PgQuery<'a, C> {
     rt: &'a Runtime,
@@ -223,6 +226,38 @@ impl<C: GenericClient + Sync> SnapshotQuery for PgQuery<'_, C> {
             }
             Ok(count)
         })
+    }
+
+    fn check_one_text_column(&mut self, sql: &str) -> Result<(), Error> {
+        let statement = self
+            .rt
+            .block_on(self.client.prepare(sql))
+            .map_err(|source| Error::Query {
+                database: self.database.to_string(),
+                operation: "preparing the query",
+                source: source.into(),
+            })?;
+        let bad = |reason: String| Error::BadRows {
+            database: self.database.to_string(),
+            reason,
+        };
+        match statement.columns() {
+            [column] if TEXT_TYPES.contains(&column.type_().name()) => Ok(()),
+            [column] => Err(bad(format!(
+                "returns a {} column ({}); it must return text",
+                column.type_().name(),
+                column.name()
+            ))),
+            columns => Err(bad(format!(
+                "returns {} columns ({}); it must return one, the path",
+                columns.len(),
+                columns
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
     }
 
     fn restore_point(&mut self, name: &str) -> Result<Option<String>, Error> {

@@ -318,7 +318,7 @@ impl SnapshotQuery for SqliteQuery<'_> {
                 ValueRef::Null => return Err(bad("returned a NULL".to_string())),
                 other => {
                     return Err(bad(format!(
-                        "returned a {} value; it must return text",
+                        "returned a value of type {}; it must return text",
                         other.data_type().to_string().to_lowercase()
                     )))
                 }
@@ -326,6 +326,24 @@ impl SnapshotQuery for SqliteQuery<'_> {
             count += 1;
         }
         Ok(count)
+    }
+
+    fn check_one_text_column(&mut self, sql: &str) -> Result<(), Error> {
+        let statement = self
+            .conn
+            .prepare(sql)
+            .map_err(|e| Error::sqlite("preparing the query on", self.file, e))?;
+        match statement.column_names().as_slice() {
+            [_] => Ok(()),
+            names => Err(Error::BadRows {
+                database: self.file.display().to_string(),
+                reason: format!(
+                    "returns {} columns ({}); it must return one, the path",
+                    names.len(),
+                    names.join(", ")
+                ),
+            }),
+        }
     }
 }
 

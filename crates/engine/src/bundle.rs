@@ -545,6 +545,11 @@ impl References {
         reference_sql(kind, self)
     }
 
+    /// The query as the user gave it, without a closing `;`.
+    fn user_query(&self) -> &str {
+        self.query.trim().trim_end_matches(';')
+    }
+
     /// The references a bundle recorded, to run again (a restore test), when the record
     /// says what they were.
     pub fn recorded(check: &ReferenceCheck) -> Option<References> {
@@ -564,6 +569,9 @@ impl References {
         kind: SourceKind,
         out: &mut dyn Write,
     ) -> Result<(), DbError> {
+        // Checked first: the wrapping names one column, so a second would pass unseen and
+        // a number would fail inside the wrapping, in words that are not the user's.
+        q.check_one_text_column(self.user_query())?;
         q.for_each_text(&self.sql(kind), &mut |row| {
             let path = checked_path(row)?;
             writeln!(out, "{path}").map_err(|e| format!("could not be kept: {e}"))
@@ -575,7 +583,7 @@ impl References {
 /// The reference query, its paths stripped of `prefix` and sorted in byte order by the
 /// database (PostgreSQL's "C" collation; SQLite's default compares bytes).
 fn reference_sql(kind: SourceKind, references: &References) -> String {
-    let query = references.query.trim().trim_end_matches(';');
+    let query = references.user_query();
     let path = match &references.prefix {
         Some(prefix) => {
             let n = prefix.chars().count();
