@@ -461,13 +461,13 @@ fn a_member_with_unreadable_files_makes_the_bundle_incomplete_and_says_so() {
 }
 
 #[test]
-fn the_prefix_is_stripped_once() {
+fn the_prefix_is_stripped_once_and_paths_are_normalised() {
     let env = Env::new();
     let media = env.path("media");
     write(&media.join("media/x.jpg"), b"nested");
     write(&media.join("x.jpg"), b"top");
     let db = env.path("app.sqlite3");
-    crate::harness::sqlite(&db, "CREATE TABLE uploads (path); INSERT INTO uploads VALUES ('media/media/x.jpg'), ('media/x.jpg');");
+    crate::harness::sqlite(&db, "CREATE TABLE uploads (path); INSERT INTO uploads VALUES ('media/media/x.jpg'), ('media/x.jpg'), ('media//x.jpg'), ('./media/./media/x.jpg');");
     let config = env.path("strongbox.toml");
     std::fs::write(
         &config,
@@ -482,6 +482,8 @@ fn the_prefix_is_stripped_once() {
     .unwrap();
     let record = succeeded(&run(&env, &config, None, &["backup", "platform", "--json"]));
     let refs = &record["stats"]["references"];
+    // Four rows, two files: "media//x.jpg" was refused as the absolute path "/x.jpg", and
+    // "./media/./media/x.jpg" was missing.
     assert_eq!(refs["checked"], 2, "{refs}");
     assert_eq!(refs["missing_count"], 0, "{refs}");
     assert_eq!(refs["orphans_count"], 0, "{refs}");

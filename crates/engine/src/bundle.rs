@@ -572,16 +572,18 @@ impl References {
         // Checked first: the wrapping names one column, so a second would pass unseen and
         // a number would fail inside the wrapping, in words that are not the user's.
         q.check_one_text_column(self.user_query())?;
+        let prefix = self.prefix.as_deref();
         q.for_each_text(&self.sql(kind), &mut |row| {
-            let path = checked_path(row)?;
+            let path = referenced_path(row, prefix)?;
             writeln!(out, "{path}").map_err(|e| format!("could not be kept: {e}"))
         })?;
         Ok(())
     }
 }
 
-/// The reference query, its paths stripped of `prefix` and sorted in byte order by the
-/// database (PostgreSQL's "C" collation; SQLite's default compares bytes).
+/// The reference query, its paths sorted in byte order by the database (PostgreSQL's "C"
+/// collation; SQLite's default compares bytes) as they read with `prefix` stripped. The
+/// paths come back as stored: [`referenced_path`] strips the prefix by components.
 fn reference_sql(kind: SourceKind, references: &References) -> String {
     let query = references.user_query();
     let path = match &references.prefix {
@@ -597,28 +599,46 @@ fn reference_sql(kind: SourceKind, references: &References) -> String {
     };
     let order = match kind {
         SourceKind::Postgres => format!("({path})::text COLLATE \"C\""),
-        _ => path.clone(),
+        _ => path,
     };
     // The newline: a query ending in a `--` comment must not swallow the parenthesis.
-    format!("WITH q(p) AS ({query}\n) SELECT {path} FROM q ORDER BY {order}")
+    format!("WITH q(p) AS ({query}\n) SELECT p FROM q ORDER BY {order}")
 }
 
-/// A referenced path (the query stripped the prefix) as the files listing names it:
-/// relative, no `..`, one line.
-fn checked_path(path: &str) -> Result<String, String> {
+/// A referenced path as the files listing names it: `prefix` stripped once, by whole
+/// components; `.` and empty components dropped (`media//a.jpg` and `./a.jpg` are common
+/// in upload tables); relative, no `..`, one line. A path this changes may break the
+/// database's order, which [`check_references`] catches.
+fn referenced_path(row: &str, prefix: Option<&str>) -> Result<String, String> {
+    if row.contains(['\n', '\0']) {
+        return Err(format!("returned a path with a newline or NUL: {row:?}"));
+    }
+    let (mut absolute, mut path) = parts(row);
+    if let Some((prefix_absolute, prefix)) = prefix.map(parts) {
+        if prefix_absolute == absolute && path.starts_with(&prefix) {
+            path.drain(..prefix.len());
+            absolute = false;
+        }
+    }
     if path.is_empty() {
-        return Err("returned an empty path".to_string());
+        return Err(format!("returned a path that names no file: {row:?}"));
     }
-    if path.starts_with('/') {
-        return Err(format!("returned an absolute path {path:?}; paths must be relative to the files member's root (see `prefix`)"));
+    if absolute {
+        return Err(format!("returned an absolute path {row:?}; paths must be relative to the files member's root (see `prefix`)"));
     }
-    if path.split('/').any(|c| c == "..") {
-        return Err(format!("returned a path with \"..\": {path:?}"));
+    if path.contains(&"..") {
+        return Err(format!("returned a path with \"..\": {row:?}"));
     }
-    if path.contains(['\n', '\0']) {
-        return Err(format!("returned a path with a newline or NUL: {path:?}"));
-    }
-    Ok(path.to_string())
+    Ok(path.join("/"))
+}
+
+/// Whether `path` is absolute, and its components but `.` and empty ones.
+fn parts(path: &str) -> (bool, Vec<&str>) {
+    let components = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    (path.starts_with('/'), components)
 }
 
 /// What makes a bundle impossible, before anything is locked or written.
@@ -751,24 +771,38 @@ mod tests {
     #[test]
     fn referenced_paths_are_relative_and_stay_inside() {
         let cases = [
-            ("a/b.jpg", Ok("a/b.jpg")),
-            ("media/media/a.jpg", Ok("media/media/a.jpg")),
-            ("/srv/a.jpg", Err("absolute path")),
-            ("a/../../etc/passwd", Err("\"..\"")),
-            ("", Err("empty path")),
-            ("a\nb", Err("newline")),
+            ("a/b.jpg", None, Ok("a/b.jpg")),
+            ("media/media/a.jpg", Some("media/"), Ok("media/a.jpg")),
+            ("media/a.jpg", Some("media"), Ok("a.jpg")),
+            ("mediakit/a.jpg", Some("media"), Ok("mediakit/a.jpg")),
+            // Regression: "media//a.jpg" was stripped to "/a.jpg" and refused as absolute.
+            ("media//a.jpg", Some("media/"), Ok("a.jpg")),
+            ("./media/./a//b.jpg/", Some("media/"), Ok("a/b.jpg")),
+            ("/srv/media/a.jpg", Some("/srv/media/"), Ok("a.jpg")),
+            (
+                "srv/media/a.jpg",
+                Some("/srv/media/"),
+                Ok("srv/media/a.jpg"),
+            ),
+            ("/srv/a.jpg", None, Err("absolute path")),
+            ("/srv/a.jpg", Some("srv/"), Err("absolute path")),
+            ("a/../../etc/passwd", None, Err("\"..\"")),
+            ("", None, Err("names no file")),
+            ("./", None, Err("names no file")),
+            ("media/", Some("media/"), Err("names no file")),
+            ("a\nb", None, Err("newline")),
         ];
-        for (row, expected) in cases {
-            match (checked_path(row), expected) {
-                (Ok(path), Ok(want)) => assert_eq!(path, want, "{row:?}"),
-                (Err(e), Err(want)) => assert!(e.contains(want), "{row:?}: {e}"),
-                (got, want) => panic!("{row:?}: {got:?}, expected {want:?}"),
+        for (row, prefix, expected) in cases {
+            match (referenced_path(row, prefix), expected) {
+                (Ok(path), Ok(want)) => assert_eq!(path, want, "{row:?} {prefix:?}"),
+                (Err(e), Err(want)) => assert!(e.contains(want), "{row:?} {prefix:?}: {e}"),
+                (got, want) => panic!("{row:?} {prefix:?}: {got:?}, expected {want:?}"),
             }
         }
     }
 
     #[test]
-    fn the_reference_query_sorts_in_byte_order_and_strips_the_prefix() {
+    fn the_reference_query_sorts_in_byte_order_as_stripped_of_the_prefix() {
         let r = References {
             database: "db".into(),
             query: "SELECT path FROM uploads;".into(),
@@ -777,9 +811,8 @@ mod tests {
         };
         assert_eq!(
             reference_sql(SourceKind::Postgres, &r),
-            "WITH q(p) AS (SELECT path FROM uploads\n) SELECT CASE WHEN substr(p, 1, 5) = 'it''s/' \
-             THEN substr(p, 6) ELSE p END FROM q ORDER BY (CASE WHEN substr(p, 1, 5) = 'it''s/' \
-             THEN substr(p, 6) ELSE p END)::text COLLATE \"C\""
+            "WITH q(p) AS (SELECT path FROM uploads\n) SELECT p FROM q ORDER BY (CASE WHEN \
+             substr(p, 1, 5) = 'it''s/' THEN substr(p, 6) ELSE p END)::text COLLATE \"C\""
         );
         let plain = References { prefix: None, ..r };
         assert_eq!(
