@@ -790,6 +790,11 @@ mod tests {
             ("", None, Err("names no file")),
             ("./", None, Err("names no file")),
             ("media/", Some("media/"), Err("names no file")),
+            ("media", Some("media/"), Err("names no file")),
+            ("/", None, Err("names no file")),
+            ("a/./b.jpg", None, Ok("a/b.jpg")),
+            ("a/b/..", Some("a/"), Err("\"..\"")),
+            ("media/a.jpg", Some("./media//"), Ok("a.jpg")),
             ("a\nb", None, Err("newline")),
         ];
         for (row, prefix, expected) in cases {
