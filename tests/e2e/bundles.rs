@@ -92,6 +92,10 @@ references = {{ database = "maindb", query = "SELECT no_such_column FROM uploads
 source = "bundle"
 members = ["maindb", "media"]
 references = {{ database = "maindb", query = "SELECT path, id FROM uploads", files = "media" }}
+[sets.fixed-width]
+source = "bundle"
+members = ["maindb", "media"]
+references = {{ database = "maindb", query = "SELECT path::char(40) FROM uploads", files = "media", prefix = "media/" }}
 [sets.a-number]
 source = "bundle"
 members = ["maindb", "media"]
@@ -283,6 +287,19 @@ references = {{ database = "maindb", query = "SELECT id FROM uploads", files = "
             "{set}"
         );
     }
+
+    // A char(n) column's padding is no part of a path: the references are the platform's.
+    // They were all missing once the query's rows came back as stored, padded.
+    let out = run(
+        &env,
+        &config,
+        Some(&pg),
+        &["backup", "fixed-width", "--json"],
+    );
+    let record: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let refs = &record["stats"]["references"];
+    assert_eq!(refs["checked"], 3, "{refs}");
+    assert_eq!(refs["missing"], serde_json::json!(["avatars/gone.jpg"]));
 }
 
 #[test]

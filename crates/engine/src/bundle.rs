@@ -572,9 +572,10 @@ impl References {
         // Checked first: the wrapping names one column, so a second would pass unseen and
         // a number would fail inside the wrapping, in words that are not the user's.
         q.check_one_text_column(self.user_query())?;
-        let prefix = self.prefix.as_deref();
+        // Taken apart once, not for every row.
+        let prefix = self.prefix.as_deref().map(parts);
         q.for_each_text(&self.sql(kind), &mut |row| {
-            let path = referenced_path(row, prefix)?;
+            let path = referenced_path(row, prefix.as_ref())?;
             writeln!(out, "{path}").map_err(|e| format!("could not be kept: {e}"))
         })?;
         Ok(())
@@ -583,7 +584,8 @@ impl References {
 
 /// The reference query, its paths sorted in byte order by the database (PostgreSQL's "C"
 /// collation; SQLite's default compares bytes) as they read with `prefix` stripped. The
-/// paths come back as stored: [`referenced_path`] strips the prefix by components.
+/// paths come back as stored (as `text` from PostgreSQL, which drops a `char(n)`'s padding):
+/// [`referenced_path`] strips the prefix by components.
 fn reference_sql(kind: SourceKind, references: &References) -> String {
     let query = references.user_query();
     let path = match &references.prefix {
@@ -597,25 +599,25 @@ fn reference_sql(kind: SourceKind, references: &References) -> String {
         }
         None => "p".to_string(),
     };
-    let order = match kind {
-        SourceKind::Postgres => format!("({path})::text COLLATE \"C\""),
-        _ => path,
+    let (select, order) = match kind {
+        SourceKind::Postgres => ("p::text", format!("({path})::text COLLATE \"C\"")),
+        _ => ("p", path),
     };
     // The newline: a query ending in a `--` comment must not swallow the parenthesis.
-    format!("WITH q(p) AS ({query}\n) SELECT p FROM q ORDER BY {order}")
+    format!("WITH q(p) AS ({query}\n) SELECT {select} FROM q ORDER BY {order}")
 }
 
 /// A referenced path as the files listing names it: `prefix` stripped once, by whole
 /// components; `.` and empty components dropped (`media//a.jpg` and `./a.jpg` are common
 /// in upload tables); relative, no `..`, one line. A path this changes may break the
 /// database's order, which [`check_references`] catches.
-fn referenced_path(row: &str, prefix: Option<&str>) -> Result<String, String> {
+fn referenced_path(row: &str, prefix: Option<&Parts<'_>>) -> Result<String, String> {
     if row.contains(['\n', '\0']) {
         return Err(format!("returned a path with a newline or NUL: {row:?}"));
     }
     let (mut absolute, mut path) = parts(row);
-    if let Some((prefix_absolute, prefix)) = prefix.map(parts) {
-        if prefix_absolute == absolute && path.starts_with(&prefix) {
+    if let Some((prefix_absolute, prefix)) = prefix {
+        if *prefix_absolute == absolute && path.starts_with(prefix) {
             path.drain(..prefix.len());
             absolute = false;
         }
@@ -632,8 +634,11 @@ fn referenced_path(row: &str, prefix: Option<&str>) -> Result<String, String> {
     Ok(path.join("/"))
 }
 
-/// Whether `path` is absolute, and its components but `.` and empty ones.
-fn parts(path: &str) -> (bool, Vec<&str>) {
+/// Whether a path is absolute, and its components but `.` and empty ones.
+type Parts<'a> = (bool, Vec<&'a str>);
+
+/// `path` as [`Parts`].
+fn parts(path: &str) -> Parts<'_> {
     let components = path
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
@@ -798,7 +803,7 @@ mod tests {
             ("a\nb", None, Err("newline")),
         ];
         for (row, prefix, expected) in cases {
-            match (referenced_path(row, prefix), expected) {
+            match (referenced_path(row, prefix.map(parts).as_ref()), expected) {
                 (Ok(path), Ok(want)) => assert_eq!(path, want, "{row:?} {prefix:?}"),
                 (Err(e), Err(want)) => assert!(e.contains(want), "{row:?} {prefix:?}: {e}"),
                 (got, want) => panic!("{row:?} {prefix:?}: {got:?}, expected {want:?}"),
@@ -816,7 +821,7 @@ mod tests {
         };
         assert_eq!(
             reference_sql(SourceKind::Postgres, &r),
-            "WITH q(p) AS (SELECT path FROM uploads\n) SELECT p FROM q ORDER BY (CASE WHEN \
+            "WITH q(p) AS (SELECT path FROM uploads\n) SELECT p::text FROM q ORDER BY (CASE WHEN \
              substr(p, 1, 5) = 'it''s/' THEN substr(p, 6) ELSE p END)::text COLLATE \"C\""
         );
         let plain = References { prefix: None, ..r };
