@@ -285,3 +285,70 @@ fn killing_the_server_mid_backup_fails_cleanly_and_the_next_backup_succeeds() {
     );
     assert_same_tree(&tree(&src), &tree(&target));
 }
+
+#[test]
+fn an_interrupted_backup_quits_after_the_cleanup_timeout_when_the_server_stalls() {
+    if shared_bucket().is_none() {
+        return;
+    }
+    let env = Env::new();
+    let root = env.path("s3root");
+    let server = Server::start(&root, None);
+    let repo = "s3://bucket/repo";
+    let strongbox = |args: &[&str]| {
+        let mut cmd = Command::new(crate::harness::bin());
+        cmd.args(["--repo", repo, "--cleanup-timeout", "3s"])
+            .args(args);
+        server.env(&mut cmd);
+        cmd
+    };
+    assert!(strongbox(&["init"]).output().unwrap().status.success());
+    let src = env.path("src");
+    big_tree(&src, 8, 8 << 20);
+    let child = strongbox(&[
+        "backup",
+        "files",
+        "media",
+        src.to_str().unwrap(),
+        "--compression",
+        "zstd:19",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let lock = root.join("bucket/repo/locks/media.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lock.exists() {
+        assert!(Instant::now() < deadline, "backup never took its lock");
+        sleep(Duration::from_millis(10));
+    }
+    sleep(Duration::from_millis(300));
+    // The server takes connections and answers nothing, as a stalled S3 endpoint does.
+    let pid = |child: &Child| rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let server_pid = pid(server.child.as_ref().unwrap());
+    rustix::process::kill_process(server_pid, rustix::process::Signal::STOP).unwrap();
+    let interrupted = Instant::now();
+    rustix::process::kill_process(pid(&child), rustix::process::Signal::INT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let waited = interrupted.elapsed();
+    rustix::process::kill_process(server_pid, rustix::process::Signal::CONT).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("cleanup did not finish within 3s"),
+        "{stderr}"
+    );
+    // Without the timeout each cleanup request waits out its retries (30 s timeouts).
+    assert!(waited < Duration::from_secs(20), "quit after {waited:?}");
+
+    // The lock the quitting backup left is taken over; its upload never became a snapshot.
+    let out = strongbox(&["backup", "files", "media", src.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let record = crate::harness::succeeded(&out);
+    assert_eq!(record["kind"], "full");
+    let out = strongbox(&["snapshots", "--json"]).output().unwrap();
+    let snapshots = crate::harness::succeeded(&out);
+    assert_eq!(snapshots.as_array().unwrap().len(), 1, "{snapshots}");
+}

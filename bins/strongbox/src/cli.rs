@@ -68,6 +68,11 @@ pub struct Cli {
     #[arg(long, global = true, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64), value_name = "N")]
     pub upload_concurrency: u32,
 
+    /// How long an interrupted command may clean up (abort its upload, release its lock)
+    /// before it quits anyway, as a second Ctrl-C does.
+    #[arg(long, global = true, env = "STRONGBOX_CLEANUP_TIMEOUT", default_value = "1m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub cleanup_timeout: std::time::Duration,
+
     /// Print only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,

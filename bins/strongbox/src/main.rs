@@ -97,6 +97,7 @@ fn main() -> ExitCode {
         // The daemon hears a second signal from its loop, to stop its jobs' process groups
         // before it exits; a third exits at once.
         let daemon = matches!(cli.command, Command::Daemon(_));
+        let grace = cli.cleanup_timeout;
         let _ = ctrlc::set_handler(move || {
             if cancel.is_cancelled() {
                 if daemon && !quit.is_cancelled() {
@@ -107,6 +108,19 @@ fn main() -> ExitCode {
             }
             eprintln!("interrupting: cleaning up (press Ctrl-C again to quit at once)");
             cancel.cancel();
+            if !daemon {
+                // Storage that stopped answering would hold the cleanup through every
+                // request's retries (541 s against a stalled S3 server). Quitting leaves
+                // what a kill leaves, which the next run takes over.
+                std::thread::spawn(move || {
+                    std::thread::sleep(grace);
+                    eprintln!(
+                        "strongbox: cleanup did not finish within {} (--cleanup-timeout); quitting",
+                        humantime::format_duration(grace)
+                    );
+                    std::process::exit(130);
+                });
+            }
         });
     }
     let notifier = match config.alerts.notifier() {

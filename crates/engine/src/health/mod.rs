@@ -648,7 +648,7 @@ impl SetChecks<'_> {
                 "crashed-runs",
                 HealthStatus::Warning,
                 format!(
-                    "{} run(s) stuck in running from crashed processes: {}",
+                    "{} run(s) never recorded an end (the process died, or its last journal write failed): {}",
                     stuck.len(),
                     stuck.join(", ")
                 ),
