@@ -860,7 +860,7 @@ s3_run() {
         ;;
     plain-down)
         rm -f "$R/plain.dl"
-        XFER=out measure "$op" "plain download" "boto3 download_file, 8 MiB parts × 4 threads" \
+        XFER=out measure "$op" "plain download" "boto3 download_file, 8 MiB parts × 8 threads" \
             same "$R/plain.dl|$R/plain.bin" -- \
             python3 "$BENCH/s3plain.py" download "$S3_BUCKET" plain/archive.bin "$R/plain.dl"
         plain_seconds "$LAST_LOG" >>"$R/down.secs"
@@ -1473,7 +1473,7 @@ main() {
             echo
             echo "Notes: one s3s-fs server (storing objects as files under a temp dir on the same disk)"
             echo "serves both. Uploads use 8 MiB parts, 4 at a time, in both tools; downloads use 8 MiB"
-            echo "parts in boto3 and 4 MiB ranges in strongbox (for its memory), 4 at a time. Each tool"
+            echo "parts in boto3 and 4 MiB ranges in strongbox (for its memory), 8 at a time. Each tool"
             echo "runs $S3_ROUNDS times per direction, in rotating order, each after priming memory;"
             echo "rows and ratios are medians. The plain transfer"
             echo "moves one file of the archive object's bytes (a copy of it): MiB/s = moved MiB ÷ wall,"

@@ -5,8 +5,10 @@
   s3plain.py download BUCKET KEY FILE
 
 The server and credentials come from the environment like strongbox's: AWS_ENDPOINT_URL,
-AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION. Transfers use 8 MiB parts and 4
-threads (strongbox's defaults: --part-size 8 --upload-concurrency 4), path-style
+AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION. Transfers run as many requests at
+once as strongbox's do: uploads 8 MiB parts, 4 threads (strongbox's --part-size 8
+--upload-concurrency 4); downloads 8 MiB parts, 8 threads (strongbox fetches 4 MiB
+ranges, eight ahead of the one it reads). Path-style
 addressing, and no extra checksums (boto3 >= 1.36 would otherwise add a CRC32 to every
 part, which strongbox does not compute). Prints the transfer's own wall time (without
 Python's start-up and the boto3 import) on stderr.
@@ -37,7 +39,8 @@ def main(argv):
     s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
                       region_name=os.environ.get("AWS_REGION", "us-east-1"), config=config)
     transfer = TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB,
-                              max_concurrency=4, use_threads=True)
+                              max_concurrency=4 if argv[0] == "upload" else 8,
+                              use_threads=True)
     t0 = time.perf_counter()
     if argv[0] == "upload":
         path, bucket, key = argv[1:4]
