@@ -3,7 +3,8 @@
 //! decompress` on the way out. Sealing is the encryption hook; [`Plain`] leaves the bytes as
 //! they are, and the repository marker says which envelope a repository uses. Each direction
 //! runs on two threads, split at the envelope: sealing, hashing and storing happen behind the
-//! codec; fetching and checking happen ahead of opening and decompressing.
+//! codec; fetching and checking happen ahead of opening and decompressing (a remote object
+//! read unchecked is fetched ahead on the runtime's threads instead).
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -270,9 +271,18 @@ impl ObjectReader {
         expected: Option<&ObjectRef>,
         envelope: &dyn Envelope,
     ) -> Result<Self, Error> {
-        let checked = ReadAhead::spawn(Verified::new(raw, key, expected))
-            .map_err(Error::stream("reading", key))?;
-        Self::from_stored(Box::new(checked), key, envelope)
+        // Ranges of a remote object arrive ahead of their reader already, fetched on the
+        // runtime's threads: a read-ahead thread over them would only copy every byte once
+        // more. It still runs where it overlaps work: reading a file, hashing.
+        let stored: Box<dyn Read + Send> = if expected.is_none() && raw.fetches_ahead() {
+            Box::new(raw)
+        } else {
+            Box::new(
+                ReadAhead::spawn(Verified::new(raw, key, expected))
+                    .map_err(Error::stream("reading", key))?,
+            )
+        };
+        Self::from_stored(stored, key, envelope)
     }
 
     pub(crate) fn from_stored(

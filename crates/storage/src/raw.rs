@@ -502,6 +502,11 @@ impl RawReader {
         }
     }
 
+    /// Whether the bytes are fetched ahead of the reader, several ranges at once.
+    pub(crate) fn fetches_ahead(&self) -> bool {
+        matches!(self.inner, ReaderInner::Ranged(_))
+    }
+
     /// The bytes `range` of a GET's result: a local file is positioned at its start (a
     /// stream holds the range already).
     pub(crate) fn new(
