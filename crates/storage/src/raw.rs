@@ -601,7 +601,6 @@ mod tests {
             got_first.extend_from_slice(&buf[..a]);
             let b = second.read(&mut buf).unwrap();
             got_second.extend_from_slice(&buf[..b]);
-            assert!(free(&slots) <= 3);
             if a == 0 && b == 0 {
                 break;
             }
