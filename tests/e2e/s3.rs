@@ -6,7 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use rustix::process::Signal;
+
 use crate::harness::{assert_same_tree, big_tree, noise, tree, write, Env};
+use crate::interrupt::{signal, wait_for};
 
 /// The bucket `scripts/test.sh` created, or `None` (a failure under CI=true).
 fn shared_bucket() -> Option<String> {
@@ -197,6 +200,21 @@ fn bad_s3_locations_fail_with_one_line_naming_the_url_without_secrets() {
     assert!(err.contains("is not a strongbox repository"), "{err}");
 }
 
+/// Start `backup` (of the set `media` into `s3://bucket/repo` under `root`), its output
+/// captured, and return once it holds its lock and has begun to upload.
+fn backup_under_way(mut backup: Command, root: &Path) -> Child {
+    let child = backup
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the backup to take its lock", || {
+        root.join("bucket/repo/locks/media.json").exists()
+    });
+    sleep(Duration::from_millis(300));
+    child
+}
+
 #[test]
 fn killing_the_server_mid_backup_fails_cleanly_and_the_next_backup_succeeds() {
     if shared_bucket().is_none() {
@@ -231,18 +249,8 @@ fn killing_the_server_mid_backup_fails_cleanly_and_the_next_backup_succeeds() {
             "zstd:19",
         ],
         &server,
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let lock = root.join("bucket/repo/locks/media.json");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !lock.exists() {
-        assert!(Instant::now() < deadline, "backup never took its lock");
-        sleep(Duration::from_millis(10));
-    }
-    sleep(Duration::from_millis(300));
+    );
+    let child = backup_under_way(child, &root);
     server.stop();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -312,27 +320,16 @@ fn an_interrupted_backup_quits_after_the_cleanup_timeout_when_the_server_stalls(
         src.to_str().unwrap(),
         "--compression",
         "zstd:19",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let lock = root.join("bucket/repo/locks/media.json");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !lock.exists() {
-        assert!(Instant::now() < deadline, "backup never took its lock");
-        sleep(Duration::from_millis(10));
-    }
-    sleep(Duration::from_millis(300));
+    ]);
+    let child = backup_under_way(child, &root);
     // The server takes connections and answers nothing, as a stalled S3 endpoint does.
-    let pid = |child: &Child| rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-    let server_pid = pid(server.child.as_ref().unwrap());
-    rustix::process::kill_process(server_pid, rustix::process::Signal::STOP).unwrap();
+    let stalled = server.child.as_ref().unwrap();
+    signal(stalled, Signal::STOP);
     let interrupted = Instant::now();
-    rustix::process::kill_process(pid(&child), rustix::process::Signal::INT).unwrap();
+    signal(&child, Signal::INT);
     let out = child.wait_with_output().unwrap();
     let waited = interrupted.elapsed();
-    rustix::process::kill_process(server_pid, rustix::process::Signal::CONT).unwrap();
+    signal(stalled, Signal::CONT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(
