@@ -651,14 +651,15 @@ bench_tree() {
             env -C "$src" "${BV[@]}" borg create "$bc" "$R/borg::b3-changed" .
     fi
 
-    # 4. restores (of the latest snapshot, i.e. the changed tree)
-    prime_memory "${fp0#* }"
+    # 4. restores (of the latest snapshot, i.e. the changed tree); each round primes memory
+    # itself, so only a run without them primes it here for the first restore after
     op="full restore"
     local t
-    pair=()
-    if want strongbox; then pair+=(sb); fi
-    if want tar; then pair+=(zst); fi
-    if ((${#pair[@]})); then in_rounds "$FULL_ROUNDS" full_restore_run "${pair[@]}"; fi
+    if ((${#pair[@]})); then
+        in_rounds "$FULL_ROUNDS" full_restore_run "${pair[@]}"
+    else
+        prime_memory "${fp0#* }"
+    fi
     if want strongbox; then
         if [[ $TREE == media ]]; then
             # 1 % of the files by --include: only the frames that hold them are fetched. The
