@@ -49,6 +49,10 @@ enum Sink {
         rt: Arc<Runtime>,
         upload: Option<WriteMultipart>,
         concurrency: usize,
+        /// A local upload's parts in flight hold its staging file open: an abort that does
+        /// not wait for them leaves the file's space taken after the failure is reported,
+        /// so the run journal's last entry may not fit on a full disk.
+        drain_before_abort: bool,
     },
     Buffer {
         rt: Arc<Runtime>,
@@ -193,6 +197,7 @@ impl RawWriter {
         rt: Arc<Runtime>,
         upload: WriteMultipart,
         concurrency: usize,
+        drain_before_abort: bool,
     ) -> Self {
         Self {
             key,
@@ -200,6 +205,7 @@ impl RawWriter {
                 rt,
                 upload: Some(upload),
                 concurrency,
+                drain_before_abort,
             },
             hasher: Sha256::new(),
             size: 0,
@@ -276,6 +282,7 @@ impl Write for RawWriter {
                 rt,
                 upload,
                 concurrency,
+                ..
             } => {
                 let upload = upload
                     .as_mut()
@@ -301,9 +308,17 @@ impl Write for RawWriter {
 
 impl Drop for RawWriter {
     fn drop(&mut self) {
-        if let Sink::Upload { rt, upload, .. } = &mut self.sink {
-            if let Some(upload) = upload.take() {
+        if let Sink::Upload {
+            rt,
+            upload,
+            drain_before_abort,
+            ..
+        } = &mut self.sink
+        {
+            if let Some(mut upload) = upload.take() {
                 tracing::debug!(key = %self.key, "aborting unfinished upload");
+                // Each failed part is taken off the set, so this ends once none is left.
+                while *drain_before_abort && rt.block_on(upload.wait_for_capacity(0)).is_err() {}
                 if let Err(e) = rt.block_on(upload.abort()) {
                     tracing::warn!(key = %self.key, error = %BackendError::new(e), "aborting upload failed");
                 }
@@ -558,6 +573,7 @@ pub(crate) fn path(key: &str) -> Path {
 mod tests {
     use super::*;
     use object_store::memory::InMemory;
+    use object_store::ObjectStoreExt;
 
     fn store_with(data: &[u8]) -> (Arc<Runtime>, Arc<dyn ObjectStore>) {
         let rt = Arc::new(
@@ -633,5 +649,42 @@ mod tests {
             error.to_string().contains("returned 10 bytes of 20"),
             "{error}"
         );
+    }
+
+    /// Open descriptors of this process on files below `dir`.
+    fn open_below(dir: &std::path::Path) -> Vec<PathBuf> {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| target.starts_with(dir))
+            .collect()
+    }
+
+    #[test]
+    fn an_aborted_local_upload_closes_its_staging_file_before_the_drop_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, _) = store_with(b"");
+        let store = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let upload = rt.block_on(store.put_multipart(&path("archive"))).unwrap();
+        let mut upload = WriteMultipart::new_with_chunk_size(upload, 16 << 20);
+        {
+            let _guard = rt.enter();
+            upload.put(Bytes::from(vec![7u8; 64 << 20]));
+        }
+        // The writer is dropped while its first part is being written: four parts of 16 MiB
+        // take far longer to write than an abort that does not wait for them.
+        let staging = dir.path().join("archive#1");
+        while std::fs::metadata(&staging).map_or(0, |m| m.len()) == 0 {
+            std::thread::yield_now();
+        }
+        drop(RawWriter::upload(
+            "archive".into(),
+            rt.clone(),
+            upload,
+            4,
+            true,
+        ));
+        assert_eq!(open_below(dir.path()), Vec::<PathBuf>::new());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -1091,7 +1091,13 @@ impl Repository {
             .block_on(self.store.put_multipart_opts(&path(key), opts))
             .map_err(|e| backend("writing", key, &self.location, e))?;
         let upload = WriteMultipart::new_with_chunk_size(upload, part_size);
-        let raw = RawWriter::upload(key.to_string(), self.rt.clone(), upload, concurrency);
+        let raw = RawWriter::upload(
+            key.to_string(),
+            self.rt.clone(),
+            upload,
+            concurrency,
+            self.local_root.is_some(),
+        );
         ObjectWriter::new(
             raw,
             key,
