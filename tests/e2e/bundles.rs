@@ -64,7 +64,8 @@ fn a_bundle_takes_postgres_and_media_together_checks_references_and_restores_bot
     let Some(pg) = Pg::get() else { return };
     let db = pg.create("bundle");
     db.psql(
-        "CREATE TABLE uploads (id serial PRIMARY KEY, path text NOT NULL);
+        "CREATE EXTENSION citext;
+         CREATE TABLE uploads (id serial PRIMARY KEY, path text NOT NULL);
          INSERT INTO uploads (path) VALUES ('media/avatars/1.jpg'), ('media/avatars/2.png'),
              ('media/avatars/gone.jpg'), ('media/avatars/1.jpg');",
     );
@@ -96,6 +97,14 @@ references = {{ database = "maindb", query = "SELECT path, id FROM uploads", fil
 source = "bundle"
 members = ["maindb", "media"]
 references = {{ database = "maindb", query = "SELECT path::char(40) FROM uploads", files = "media", prefix = "media/" }}
+[sets.as-name]
+source = "bundle"
+members = ["maindb", "media"]
+references = {{ database = "maindb", query = "SELECT path::name FROM uploads", files = "media", prefix = "media/" }}
+[sets.as-citext]
+source = "bundle"
+members = ["maindb", "media"]
+references = {{ database = "maindb", query = "SELECT path::citext FROM uploads", files = "media", prefix = "media/" }}
 [sets.a-number]
 source = "bundle"
 members = ["maindb", "media"]
@@ -288,18 +297,18 @@ references = {{ database = "maindb", query = "SELECT id FROM uploads", files = "
         );
     }
 
-    // A char(n) column's padding is no part of a path: the references are the platform's.
-    // They were all missing once the query's rows came back as stored, padded.
-    let out = run(
-        &env,
-        &config,
-        Some(&pg),
-        &["backup", "fixed-width", "--json"],
-    );
-    let record: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let refs = &record["stats"]["references"];
-    assert_eq!(refs["checked"], 3, "{refs}");
-    assert_eq!(refs["missing"], serde_json::json!(["avatars/gone.jpg"]));
+    // Paths come as any of PostgreSQL's text types: the references are the platform's. A
+    // char(n) column's were all missing once its rows came back as stored, padded.
+    for set in ["fixed-width", "as-name", "as-citext"] {
+        let record = succeeded(&run(&env, &config, Some(&pg), &["backup", set, "--json"]));
+        let refs = &record["stats"]["references"];
+        assert_eq!(refs["checked"], 3, "{set}: {refs}");
+        assert_eq!(
+            refs["missing"],
+            serde_json::json!(["avatars/gone.jpg"]),
+            "{set}"
+        );
+    }
 }
 
 #[test]

@@ -615,12 +615,22 @@ fn referenced_path(row: &str, prefix: Option<&Parts<'_>>) -> Result<String, Stri
     if row.contains(['\n', '\0']) {
         return Err(format!("returned a path with a newline or NUL: {row:?}"));
     }
-    let (mut absolute, mut path) = parts(row);
+    let mut absolute = row.starts_with('/');
+    let mut components = components(row);
     if let Some((prefix_absolute, prefix)) = prefix {
-        if *prefix_absolute == absolute && path.starts_with(prefix) {
-            path.drain(..prefix.len());
+        let mut rest = components.clone();
+        if *prefix_absolute == absolute && prefix.iter().all(|p| rest.next() == Some(*p)) {
+            components = rest;
             absolute = false;
         }
+    }
+    let (mut path, mut climbs) = (String::with_capacity(row.len()), false);
+    for component in components {
+        climbs |= component == "..";
+        if !path.is_empty() {
+            path.push('/');
+        }
+        path.push_str(component);
     }
     if path.is_empty() {
         return Err(format!("returned a path that names no file: {row:?}"));
@@ -628,10 +638,10 @@ fn referenced_path(row: &str, prefix: Option<&Parts<'_>>) -> Result<String, Stri
     if absolute {
         return Err(format!("returned an absolute path {row:?}; paths must be relative to the files member's root (see `prefix`)"));
     }
-    if path.contains(&"..") {
+    if climbs {
         return Err(format!("returned a path with \"..\": {row:?}"));
     }
-    Ok(path.join("/"))
+    Ok(path)
 }
 
 /// Whether a path is absolute, and its components but `.` and empty ones.
@@ -639,11 +649,12 @@ type Parts<'a> = (bool, Vec<&'a str>);
 
 /// `path` as [`Parts`].
 fn parts(path: &str) -> Parts<'_> {
-    let components = path
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
-    (path.starts_with('/'), components)
+    (path.starts_with('/'), components(path).collect())
+}
+
+/// `path`'s components but `.` and empty ones.
+fn components(path: &str) -> impl Iterator<Item = &str> + Clone {
+    path.split('/').filter(|c| !c.is_empty() && *c != ".")
 }
 
 /// What makes a bundle impossible, before anything is locked or written.
