@@ -530,6 +530,36 @@ full_backup_run() {
     esac
 }
 
+# One incremental backup of every tool, named OP; tar's level and archive name, borg's
+# archive name; uses bench_tree's locals.
+incremental_round() {
+    local op=$1 level=$2 tar_archive=$R/$3.tar.zst borg_archive=$4
+    if want strongbox; then
+        warm "$src"
+        measure "$op" strongbox incremental delta "$R/sb-repo" -- \
+            "$SB" -q --repo "$R/sb-repo" backup files bench "$src" --incremental
+        # untimed: the encrypted repository follows the same chain, so its restore is comparable
+        if [[ $TREE == media ]]; then
+            setup strongbox-age "$SB" -q --repo "$R/sb-age" --identity "$R/age-identity.txt" \
+                backup files bench "$src" --incremental
+        fi
+    fi
+    if want tar; then
+        warm "$src"
+        measure "$op" "tar incremental" "$level" file "$tar_archive" -- \
+            tar --listed-incremental="$R/tar.snar" -I "$ZSTD_CMD" -cf "$tar_archive" -C "$src" .
+    fi
+    if want restic; then
+        warm "$src"
+        measure "$op" restic "" delta "$R/restic" -- env -C "$src" "${RV[@]}" restic -r "$R/restic" backup .
+    fi
+    if want borg; then
+        warm "$src"
+        measure "$op" borg "" delta "$R/borg" -- \
+            env -C "$src" "${BV[@]}" borg create "$bc" "$R/borg::$borg_archive" .
+    fi
+}
+
 # environment of restic and borg (`env -C DIR VARS... CMD` runs them in DIR)
 RV=()
 BV=()
@@ -595,61 +625,13 @@ bench_tree() {
     fi
 
     # 2. no-change backups
-    op="no-change backup"
-    if want strongbox; then
-        warm "$src"
-        measure "$op" strongbox incremental delta "$R/sb-repo" -- \
-            "$SB" -q --repo "$R/sb-repo" backup files bench "$src" --incremental
-        # untimed: the encrypted repository follows the same chain, so its restore is comparable
-        if [[ $TREE == media ]]; then
-            setup strongbox-age "$SB" -q --repo "$R/sb-age" --identity "$R/age-identity.txt" \
-                backup files bench "$src" --incremental
-        fi
-    fi
-    if want tar; then
-        warm "$src"
-        measure "$op" "tar incremental" "level 1" file "$R/incr1.tar.zst" -- \
-            tar --listed-incremental="$R/tar.snar" -I "$ZSTD_CMD" -cf "$R/incr1.tar.zst" -C "$src" .
-    fi
-    if want restic; then
-        warm "$src"
-        measure "$op" restic "" delta "$R/restic" -- env -C "$src" "${RV[@]}" restic -r "$R/restic" backup .
-    fi
-    if want borg; then
-        warm "$src"
-        measure "$op" borg "" delta "$R/borg" -- \
-            env -C "$src" "${BV[@]}" borg create "$bc" "$R/borg::b2-nochange" .
-    fi
+    incremental_round "no-change backup" "level 1" incr1 b2-nochange
 
     # 3. the 2 % change, applied once, then every tool's backup
     python3 "$BENCH/gen.py" mutate --tree "$TREE" --dir "$src" --seed "$SEED" --scale "$SCALE" |
         tee "$W/mutate-$TREE.txt" >&2
     fp1=$(fingerprint "$src")
-    op="backup after 2 % change"
-    if want strongbox; then
-        warm "$src"
-        measure "$op" strongbox incremental delta "$R/sb-repo" -- \
-            "$SB" -q --repo "$R/sb-repo" backup files bench "$src" --incremental
-        # untimed: the encrypted repository follows the same chain, so its restore is comparable
-        if [[ $TREE == media ]]; then
-            setup strongbox-age "$SB" -q --repo "$R/sb-age" --identity "$R/age-identity.txt" \
-                backup files bench "$src" --incremental
-        fi
-    fi
-    if want tar; then
-        warm "$src"
-        measure "$op" "tar incremental" "level 2" file "$R/incr2.tar.zst" -- \
-            tar --listed-incremental="$R/tar.snar" -I "$ZSTD_CMD" -cf "$R/incr2.tar.zst" -C "$src" .
-    fi
-    if want restic; then
-        warm "$src"
-        measure "$op" restic "" delta "$R/restic" -- env -C "$src" "${RV[@]}" restic -r "$R/restic" backup .
-    fi
-    if want borg; then
-        warm "$src"
-        measure "$op" borg "" delta "$R/borg" -- \
-            env -C "$src" "${BV[@]}" borg create "$bc" "$R/borg::b3-changed" .
-    fi
+    incremental_round "backup after 2 % change" "level 2" incr2 b3-changed
 
     # 4. restores (of the latest snapshot, i.e. the changed tree); each round primes memory
     # itself, so only a run without them primes it here for the first restore after
