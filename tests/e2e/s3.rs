@@ -184,6 +184,27 @@ fn bad_s3_locations_fail_with_one_line_naming_the_url_without_secrets() {
         err.contains(&format!("s3://{bucket}/x")) && err.contains("Connection refused"),
         "{err}"
     );
+    // Regression: a client that cannot be built without any setting was blamed on the
+    // first one, as "invalid storage setting \"AWS_REGION\"".
+    let no_certs = env.path("no-certs");
+    std::fs::create_dir_all(&no_certs).unwrap();
+    write(&no_certs.join("empty.pem"), b"");
+    let err = run(
+        &format!("s3://{bucket}/x"),
+        &[
+            (
+                "SSL_CERT_FILE",
+                no_certs.join("empty.pem").to_str().unwrap(),
+            ),
+            ("SSL_CERT_DIR", no_certs.to_str().unwrap()),
+        ],
+    );
+    assert!(
+        err.contains(&format!("s3://{bucket}/x"))
+            && err.contains("No CA certificates")
+            && !err.contains("storage setting"),
+        "{err}"
+    );
     let err = run("s3://AKIA:hunter2@bucket/x", &[]);
     assert!(
         !err.contains("hunter2") && err.contains("credentials"),

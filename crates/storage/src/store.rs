@@ -273,7 +273,18 @@ fn s3_settings(
 /// The first setting in effect (the last given for its key) that object_store refuses on
 /// its own, such as `allow_http = "perhaps"`: its error names the value, not the setting.
 /// Each is tried beside placeholder credentials, without which a key id alone fails too.
+/// None when the client fails without any setting (no CA certificates on the machine):
+/// the first setting tried was once blamed for that.
 fn refused_setting(settings: &[S3Setting], bucket: &str) -> Option<Error> {
+    let placeholder = || {
+        AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_access_key_id("placeholder")
+            .with_secret_access_key("placeholder")
+    };
+    if placeholder().build().is_err() {
+        return None;
+    }
     let in_effect = |i: usize, key: &AmazonS3ConfigKey| {
         settings[i + 1..].iter().all(|(_, later, _)| later != key)
     };
@@ -284,12 +295,7 @@ fn refused_setting(settings: &[S3Setting], bucket: &str) -> Option<Error> {
             if !in_effect(i, key) {
                 return None;
             }
-            let alone = AmazonS3Builder::new()
-                .with_bucket_name(bucket)
-                .with_access_key_id("placeholder")
-                .with_secret_access_key("placeholder")
-                .with_config(*key, value.clone())
-                .build();
+            let alone = placeholder().with_config(*key, value.clone()).build();
             alone.err().map(|e| Error::InvalidSetting {
                 key: name.clone(),
                 reason: BackendError::new(e).to_string(),
