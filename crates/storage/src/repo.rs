@@ -273,7 +273,12 @@ impl RepoReader {
         let rt = runtime()?;
         let marker = read_marker(&store, &rt)?;
         let envelope = envelope(&marker, &store.location)?;
-        Ok(RepoReader {
+        Ok(RepoReader::new(store, rt, marker, envelope))
+    }
+
+    /// A reader of `store` whose marker is `marker`, not yet unlocked.
+    fn new(store: Store, rt: Arc<Runtime>, marker: Marker, envelope: Arc<dyn Envelope>) -> Self {
+        RepoReader {
             store: store.object_store,
             rt,
             location: store.location,
@@ -283,7 +288,7 @@ impl RepoReader {
             envelope,
             unlocked_by: None,
             range_slots: RangeSlots::new(RANGES_IN_FLIGHT),
-        })
+        }
     }
 
     /// The key files (`keys/<id>.age`) with their ids, from one listing.
@@ -974,17 +979,7 @@ impl Repository {
         let envelope = envelope(&marker, &store.location)?;
         let rt = runtime()?;
         check_empty(&store, &rt)?;
-        let reader = RepoReader {
-            store: store.object_store,
-            rt,
-            location: store.location,
-            local_root: store.local_root,
-            local_files: store.local_files,
-            marker,
-            envelope,
-            unlocked_by: None,
-            range_slots: RangeSlots::new(RANGES_IN_FLIGHT),
-        };
+        let reader = RepoReader::new(store, rt, marker, envelope);
         let mut bytes = serde_json::to_vec_pretty(&reader.marker).expect("marker serializes");
         bytes.push(b'\n');
         match reader.put_plain(layout::MARKER, bytes.into(), PutMode::Create) {
