@@ -96,6 +96,16 @@ fn a_full_repository_disk_fails_the_backup_cleanly_and_the_next_one_succeeds() {
         left.is_empty(),
         "no record, no object, no staging file: {left:?}"
     );
+    // The failure is journalled: the failed upload's space is free by then.
+    let runs: Vec<String> = files_below(&disk.0.join("repo"))
+        .into_iter()
+        .filter(|p| p.contains("/runs/"))
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(disk.0.join("repo").join(&runs[0])).unwrap())
+            .unwrap();
+    assert_eq!(run["status"], "failed", "{run}");
 
     disk.resize("16m");
     let out = backup(&["backup", "files", "media", &src_arg, "--json"]);
