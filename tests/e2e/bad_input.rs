@@ -918,6 +918,8 @@ fn usage_errors_exit_2() {
     ] {
         env.fails(&args, 2);
     }
+    let err = env.fails(&["--cleanup-timeout", "soon", "snapshots"], 2);
+    assert!(err.contains("--cleanup-timeout"), "{err}");
     // A recovery target alone asks for --target-dir, not for --target.
     let err = env.fails(
         &[

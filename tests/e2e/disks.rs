@@ -88,19 +88,15 @@ fn a_full_repository_disk_fails_the_backup_cleanly_and_the_next_one_succeeds() {
         1,
         "{stderr}"
     );
-    let left: Vec<String> = files_below(&disk.0.join("repo"))
+    let (runs, left): (Vec<String>, Vec<String>) = files_below(&disk.0.join("repo"))
         .into_iter()
-        .filter(|p| !p.starts_with("strongbox.json") && !p.contains("/runs/"))
-        .collect();
+        .filter(|p| !p.starts_with("strongbox.json"))
+        .partition(|p| p.contains("/runs/"));
     assert!(
         left.is_empty(),
         "no record, no object, no staging file: {left:?}"
     );
     // The failure is journalled: the failed upload's space is free by then.
-    let runs: Vec<String> = files_below(&disk.0.join("repo"))
-        .into_iter()
-        .filter(|p| p.contains("/runs/"))
-        .collect();
     assert_eq!(runs.len(), 1, "{runs:?}");
     let run: serde_json::Value =
         serde_json::from_slice(&std::fs::read(disk.0.join("repo").join(&runs[0])).unwrap())

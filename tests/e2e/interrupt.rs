@@ -30,21 +30,26 @@ fn data_started(repo: &str, set: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A repository, a 192 MiB source tree, and a slow backup of it caught writing data.
-fn backup_in_progress() -> (Env, std::path::PathBuf, Child) {
-    let env = Env::new();
-    let src = env.path("src");
-    big_tree(&src, 24, 8 << 20);
-    env.json(&["init"]);
-    let args = [
+/// A backup of `src` as the set `media`, at zstd's slowest level: slow enough to be caught
+/// midway.
+pub(crate) fn slow_backup_args(src: &Path) -> [&str; 6] {
+    [
         "backup",
         "files",
         "media",
         src.to_str().unwrap(),
         "--compression",
         "zstd:19",
-    ];
-    let child = spawn(&env, &args);
+    ]
+}
+
+/// A repository, a 192 MiB source tree, and a slow backup of it caught writing data.
+fn backup_in_progress() -> (Env, std::path::PathBuf, Child) {
+    let env = Env::new();
+    let src = env.path("src");
+    big_tree(&src, 24, 8 << 20);
+    env.json(&["init"]);
+    let child = spawn(&env, &slow_backup_args(&src));
     wait_for("the backup to start writing", || {
         data_started(&env.repo, "media")
     });

@@ -1,7 +1,7 @@
 //! Every command against s3:// on a real S3-compatible server (s3s-fs).
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rustix::process::Signal;
 
 use crate::harness::{assert_same_tree, big_tree, noise, tree, write, Env};
-use crate::interrupt::{signal, wait_for};
+use crate::interrupt::{signal, slow_backup_args, wait_for};
 
 /// The bucket `scripts/test.sh` created, or `None` (a failure under CI=true).
 fn shared_bucket() -> Option<String> {
@@ -28,6 +28,8 @@ fn unique(name: &str) -> String {
 struct Server {
     child: Option<Child>,
     port: u16,
+    /// The directory it serves, a bucket per subdirectory.
+    root: PathBuf,
 }
 
 impl Server {
@@ -64,6 +66,7 @@ impl Server {
         Server {
             child: Some(child),
             port,
+            root: root.to_path_buf(),
         }
     }
 
@@ -72,6 +75,14 @@ impl Server {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// strongbox on this server's repository `s3://bucket/repo`.
+    fn strongbox(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(crate::harness::bin());
+        cmd.args(["--repo", "s3://bucket/repo"]).args(args);
+        self.env(&mut cmd);
+        cmd
     }
 
     fn env(&self, cmd: &mut Command) {
@@ -221,19 +232,44 @@ fn bad_s3_locations_fail_with_one_line_naming_the_url_without_secrets() {
     assert!(err.contains("is not a strongbox repository"), "{err}");
 }
 
-/// Start `backup` (of the set `media` into `s3://bucket/repo` under `root`), its output
-/// captured, and return once it holds its lock and has begun to upload.
-fn backup_under_way(mut backup: Command, root: &Path) -> Child {
-    let child = backup
+/// An s3s-fs of the test's own under `root`, holding a new repository `s3://bucket/repo`.
+fn server_with_repository(root: &Path) -> Server {
+    let server = Server::start(root, None);
+    let init = server.strongbox(&["init"]).output().unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    server
+}
+
+/// Start a slow backup of `src` on `server` (then `extra`), its output captured, and return
+/// once it holds its lock and has begun to upload.
+fn backup_under_way(server: &Server, src: &Path, extra: &[&str]) -> Child {
+    let child = server
+        .strongbox(&slow_backup_args(src))
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     wait_for("the backup to take its lock", || {
-        root.join("bucket/repo/locks/media.json").exists()
+        server.root.join("bucket/repo/locks/media.json").exists()
     });
     sleep(Duration::from_millis(300));
     child
+}
+
+/// The backup after one that failed midway succeeds, as a full one: nothing of the failed
+/// one is taken for a parent.
+fn the_next_backup_is_a_full_one(server: &Server, src: &Path) {
+    let out = server
+        .strongbox(&["backup", "files", "media", src.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let record = crate::harness::succeeded(&out);
+    assert_eq!(record["kind"], "full");
 }
 
 #[test]
@@ -243,35 +279,10 @@ fn killing_the_server_mid_backup_fails_cleanly_and_the_next_backup_succeeds() {
     }
     let env = Env::new();
     let root = env.path("s3root");
-    let mut server = Server::start(&root, None);
-    let repo = "s3://bucket/repo";
-    let strongbox = |args: &[&str], server: &Server| {
-        let mut cmd = Command::new(crate::harness::bin());
-        cmd.args(["--repo", repo]).args(args);
-        server.env(&mut cmd);
-        cmd
-    };
-    assert!(strongbox(&["init"], &server)
-        .output()
-        .unwrap()
-        .status
-        .success());
+    let mut server = server_with_repository(&root);
     let src = env.path("src");
     big_tree(&src, 16, 8 << 20);
-    let child = strongbox(
-        &[
-            "backup",
-            "files",
-            "media",
-            src.to_str().unwrap(),
-            "--part-size",
-            "5",
-            "--compression",
-            "zstd:19",
-        ],
-        &server,
-    );
-    let child = backup_under_way(child, &root);
+    let child = backup_under_way(&server, &src, &["--part-size", "5"]);
     server.stop();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -287,26 +298,17 @@ fn killing_the_server_mid_backup_fails_cleanly_and_the_next_backup_succeeds() {
     );
 
     let server = Server::start(&root, Some(server.port));
-    let out = strongbox(
-        &["backup", "files", "media", src.to_str().unwrap(), "--json"],
-        &server,
-    )
-    .output()
-    .unwrap();
-    let record = crate::harness::succeeded(&out);
-    assert_eq!(record["kind"], "full");
+    the_next_backup_is_a_full_one(&server, &src);
     let target = env.path("restored");
-    let out = strongbox(
-        &[
+    let out = server
+        .strongbox(&[
             "restore",
             "media:latest",
             "--target",
             target.to_str().unwrap(),
-        ],
-        &server,
-    )
-    .output()
-    .unwrap();
+        ])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -321,28 +323,10 @@ fn an_interrupted_backup_quits_after_the_cleanup_timeout_when_the_server_stalls(
         return;
     }
     let env = Env::new();
-    let root = env.path("s3root");
-    let server = Server::start(&root, None);
-    let repo = "s3://bucket/repo";
-    let strongbox = |args: &[&str]| {
-        let mut cmd = Command::new(crate::harness::bin());
-        cmd.args(["--repo", repo, "--cleanup-timeout", "3s"])
-            .args(args);
-        server.env(&mut cmd);
-        cmd
-    };
-    assert!(strongbox(&["init"]).output().unwrap().status.success());
+    let server = server_with_repository(&env.path("s3root"));
     let src = env.path("src");
     big_tree(&src, 8, 8 << 20);
-    let child = strongbox(&[
-        "backup",
-        "files",
-        "media",
-        src.to_str().unwrap(),
-        "--compression",
-        "zstd:19",
-    ]);
-    let child = backup_under_way(child, &root);
+    let child = backup_under_way(&server, &src, &["--cleanup-timeout", "3s"]);
     // The server takes connections and answers nothing, as a stalled S3 endpoint does.
     let stalled = server.child.as_ref().unwrap();
     signal(stalled, Signal::STOP);
@@ -361,12 +345,8 @@ fn an_interrupted_backup_quits_after_the_cleanup_timeout_when_the_server_stalls(
     assert!(waited < Duration::from_secs(20), "quit after {waited:?}");
 
     // The lock the quitting backup left is taken over; its upload never became a snapshot.
-    let out = strongbox(&["backup", "files", "media", src.to_str().unwrap(), "--json"])
-        .output()
-        .unwrap();
-    let record = crate::harness::succeeded(&out);
-    assert_eq!(record["kind"], "full");
-    let out = strongbox(&["snapshots", "--json"]).output().unwrap();
+    the_next_backup_is_a_full_one(&server, &src);
+    let out = server.strongbox(&["snapshots", "--json"]).output().unwrap();
     let snapshots = crate::harness::succeeded(&out);
     assert_eq!(snapshots.as_array().unwrap().len(), 1, "{snapshots}");
 }

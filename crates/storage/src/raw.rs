@@ -575,14 +575,18 @@ mod tests {
     use object_store::memory::InMemory;
     use object_store::ObjectStoreExt;
 
-    fn store_with(data: &[u8]) -> (Arc<Runtime>, Arc<dyn ObjectStore>) {
-        let rt = Arc::new(
+    fn runtime() -> Arc<Runtime> {
+        Arc::new(
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap(),
-        );
+        )
+    }
+
+    fn store_with(data: &[u8]) -> (Arc<Runtime>, Arc<dyn ObjectStore>) {
+        let rt = runtime();
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         rt.block_on(store.put_opts(
             &path("a"),
@@ -663,7 +667,7 @@ mod tests {
     #[test]
     fn an_aborted_local_upload_closes_its_staging_file_before_the_drop_returns() {
         let dir = tempfile::tempdir().unwrap();
-        let (rt, _) = store_with(b"");
+        let rt = runtime();
         let store = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
         let upload = rt.block_on(store.put_multipart(&path("archive"))).unwrap();
         let mut upload = WriteMultipart::new_with_chunk_size(upload, 16 << 20);
