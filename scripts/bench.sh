@@ -644,31 +644,13 @@ bench_tree() {
     fi
     if want strongbox; then
         if [[ $TREE == media ]]; then
-            # 1 % of the files by --include: only the frames that hold them are fetched. The
-            # engine's debug events say what it fetched of each archive (all of it when it
-            # streams one whole).
-            t=$TG/$TREE-restore-sb-partial
-            rm -rf "$t"
-            local picks=() inc=() p
-            mapfile -t picks < <(cd "$src" && find . -type f | LC_ALL=C sort |
-                awk 'NR % 100 == 1 { sub("^[.]/", ""); print }')
-            for p in "${picks[@]}"; do inc+=(--include "$p"); done
-            measure "partial restore, 1 % of files" strongbox "${#picks[@]} --include" total "$t" -- \
-                "$SB" -vv --repo "$R/sb-repo" restore bench:latest --target "$t" "${inc[@]}"
-            awk -v n="${#picks[@]}" '/frames to fetch/ {
-                    for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-                    s += v["size"]; f += (v["by_frames"] == "true" ? v["fetched"] : v["size"])
-                }
-                END { if (s > 0) printf "Partial restore of 1 %% of the files (%d, --include): fetched %.1f MB of %.1f MB of archives (%.1f %%; target ≤ 5 %%)\n", n, f / 1e6, s / 1e6, 100 * f / s }' \
-                "$LAST_LOG" >"$W/partial-media.txt"
-            [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$t"
-        fi
-        if [[ $TREE == media ]]; then
+            partial_restore strongbox "$R/sb-repo"
             t=$TG/$TREE-restore-sb-age
             rm -rf "$t"
             measure "$op" "strongbox-age" "bench:latest, age" restore "$t|$fp1" -- \
                 "$SB" -q --repo "$R/sb-age" --identity "$R/age-identity.txt" restore bench:latest --target "$t"
             rm -rf "$t"
+            partial_restore strongbox-age "$R/sb-age" --identity "$R/age-identity.txt"
         fi
     fi
     if want tar; then
@@ -700,6 +682,29 @@ bench_tree() {
         encryption_pairs "$src" "$R/age-identity.txt"
     fi
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
+}
+
+# partial_restore TOOL REPO [ARG...]: 1 % of the media tree's files by --include, from the
+# repository REPO (ARGs: its key); only the frames that hold them are fetched, in an
+# encrypted repository the age chunks around them. The engine's debug events say what it
+# fetched of each archive (all of it when it streams one whole), in bytes of the compressed
+# stream.
+partial_restore() {
+    local tool=$1 repo=$2 t=$TG/$TREE-restore-$1-partial picks=() inc=() p
+    shift 2
+    rm -rf "$t"
+    mapfile -t picks < <(cd "$src" && find . -type f | LC_ALL=C sort |
+        awk 'NR % 100 == 1 { sub("^[.]/", ""); print }')
+    for p in "${picks[@]}"; do inc+=(--include "$p"); done
+    measure "partial restore, 1 % of files" "$tool" "${#picks[@]} --include" total "$t" -- \
+        "$SB" -vv --repo "$repo" "$@" restore bench:latest --target "$t" "${inc[@]}"
+    awk -v n="${#picks[@]}" -v tool="$tool" '/frames to fetch/ {
+            for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+            s += v["size"]; f += (v["by_frames"] == "true" ? v["fetched"] : v["size"])
+        }
+        END { if (s > 0) printf "Partial restore of 1 %% of the files (%d, --include), %s: fetched %.1f MB of %.1f MB of archives (%.1f %%; target ≤ 5 %%)\n", n, tool, f / 1e6, s / 1e6, 100 * f / s }' \
+        "$LAST_LOG" >>"$W/partial-media.txt"
+    [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$t"
 }
 
 # encryption_pairs SRC IDENTITY: the encrypted ÷ plain comparison, fairly. On this kind of VM

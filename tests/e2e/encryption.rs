@@ -107,6 +107,19 @@ fn encrypted_repository_backs_up_restores_verifies_and_stores_no_plaintext() {
         env.restore(record["id"].as_str().unwrap(), &target, &["--identity", id]);
         assert_same_tree(expected, &tree(&target));
     }
+    // One file: read from the age chunks around its frames.
+    let some = env.path("some");
+    let one = "notes/plaintext-marker.txt";
+    let restored = env.restore(
+        inc["id"].as_str().unwrap(),
+        &some,
+        &["--identity", id, "--include", one],
+    );
+    assert_eq!(restored["plan"]["files"], 1, "{restored}");
+    assert_eq!(
+        std::fs::read(some.join(one)).unwrap(),
+        b"PLAINTEXT-MARKER-CONTENT"
+    );
     let report = env.json(&["--identity", id, "verify", "--all", "--level", "deep"]);
     assert_eq!(report["ok"], true, "{report}");
 

@@ -12,7 +12,7 @@ use strongbox_archive::{
 use strongbox_manifest::{
     FileEntry, FileType, Listing, ObjectRef, ObjectRole, Snapshot, SnapshotId,
 };
-use strongbox_storage::ObjectInfo;
+use strongbox_storage::{CompressedRanges, ObjectInfo};
 use strongbox_verify::TreeCheck;
 
 use crate::{Error, Reader};
@@ -95,9 +95,9 @@ impl Reader {
             match self.frames_to_fetch(archive, &entries)? {
                 // Directories and links are not read by frames: the listing holds all there
                 // is of them. Each fetch finds every file it names or fails.
-                Some(fetches) => {
+                Some((compressed, fetches)) => {
                     for fetch in fetches {
-                        self.read_frames(key, &fetch, &mut visit)?;
+                        read_frames(&compressed, key, &fetch, &mut visit)?;
                     }
                 }
                 None => self.read_archive(archive, &entries, &mut visit)?,
@@ -225,16 +225,17 @@ impl Reader {
     }
 
     /// The reads that fetch only the frames holding the files of `entries`, when the archive
-    /// has a seek table, every file's offset is known, the repository is not sealed, and
-    /// that reads at most half the archive; else `None` (stream it whole).
+    /// has a seek table, every file's offset is known, and that reads at most half the
+    /// archive; else `None` (stream it whole). In a sealed repository they read the age
+    /// chunks around those frames.
     fn frames_to_fetch<'e>(
         &self,
         archive: &ObjectInfo,
         entries: &[&'e FileEntry],
-    ) -> Result<Option<Vec<Fetch<'e>>>, Error> {
-        let (key, size) = (archive.key.as_str(), archive.size);
+    ) -> Result<Option<(CompressedRanges<'_>, Vec<Fetch<'e>>)>, Error> {
+        let key = archive.key.as_str();
         let footer = SeekTable::FOOTER as u64;
-        if self.repo.sealed() || size < footer {
+        if archive.size < footer {
             return Ok(None);
         }
         let Some(mut wanted) = entries
@@ -245,11 +246,18 @@ impl Reader {
         else {
             return Ok(None);
         };
-        let tail = self.repo.read_stored_range(key, size - footer..size)?;
+        let Some(compressed) = self.repo.compressed_ranges(key, archive.size)? else {
+            return Ok(None);
+        };
+        let size = compressed.len();
+        if size < footer {
+            return Ok(None);
+        }
+        let tail = compressed.read(size - footer..size)?;
         let Some(length) = SeekTable::length(&tail).filter(|&l| l <= size) else {
             return Ok(None);
         };
-        let bytes = self.repo.read_stored_range(key, size - length..size)?;
+        let bytes = compressed.read(size - length..size)?;
         let Some(table) = SeekTable::parse(&bytes, size) else {
             return Ok(None);
         };
@@ -278,60 +286,64 @@ impl Reader {
             .sum();
         let by_frames = fetched <= size / 2;
         tracing::debug!(%key, fetched, size, spans = fetches.len(), by_frames, "frames to fetch");
-        Ok(by_frames.then_some(fetches))
+        Ok(by_frames.then_some((compressed, fetches)))
     }
+}
 
-    /// Fetch and decode one span of frames, visiting its entries at their offsets.
-    fn read_frames<F>(&self, key: &str, fetch: &Fetch<'_>, visit: &mut F) -> Result<(), Error>
-    where
-        F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
-    {
-        let stored = self
-            .repo
-            .open_stored_range(key, fetch.span.stored.clone())?;
-        let corrupt = |context: String| {
-            move |source| Error::Archive {
-                key: key.to_string(),
-                source: strongbox_archive::Error::Corrupt { context, source },
-            }
-        };
-        let decoder =
-            Decoder::new(stored).map_err(corrupt(format!("frames at {:?}", fetch.span.stored)))?;
-        let mut content = EntryCursor::new(decoder);
-        for &(offset, entry) in &fetch.entries {
-            let at = fetch.span.start + content.position();
-            let Some(skip) = offset.checked_sub(at) else {
-                return Err(Error::EntryMismatch {
-                    key: key.to_string(),
-                    path: entry.path.clone(),
-                    reason: format!("starts at {offset}, inside the entry before it"),
-                });
-            };
-            content.skip(skip).map_err(|source| Error::Archive {
-                key: key.to_string(),
-                source,
-            })?;
-            let found = content
-                .next(|item: ArchiveEntry<'_>| -> Result<(), Pass> {
-                    if item.path != entry.path {
-                        return Err(Pass::Other(Error::EntryMismatch {
-                            key: key.to_string(),
-                            path: entry.path.clone(),
-                            reason: format!("holds {:?} at offset {offset}", item.path),
-                        }));
-                    }
-                    visit_entry(entry, item, key, visit)
-                })
-                .map_err(|e| e.into_error(key))?;
-            if !found {
-                return Err(Error::MissingEntry {
-                    key: key.to_string(),
-                    path: entry.path.clone(),
-                });
-            }
+/// Fetch and decode one span of frames of the archive `key`, visiting its entries at their
+/// offsets.
+fn read_frames<F>(
+    compressed: &CompressedRanges<'_>,
+    key: &str,
+    fetch: &Fetch<'_>,
+    visit: &mut F,
+) -> Result<(), Error>
+where
+    F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
+{
+    let stored = compressed.open(fetch.span.stored.clone())?;
+    let corrupt = |context: String| {
+        move |source| Error::Archive {
+            key: key.to_string(),
+            source: strongbox_archive::Error::Corrupt { context, source },
         }
-        Ok(())
+    };
+    let decoder =
+        Decoder::new(stored).map_err(corrupt(format!("frames at {:?}", fetch.span.stored)))?;
+    let mut content = EntryCursor::new(decoder);
+    for &(offset, entry) in &fetch.entries {
+        let at = fetch.span.start + content.position();
+        let Some(skip) = offset.checked_sub(at) else {
+            return Err(Error::EntryMismatch {
+                key: key.to_string(),
+                path: entry.path.clone(),
+                reason: format!("starts at {offset}, inside the entry before it"),
+            });
+        };
+        content.skip(skip).map_err(|source| Error::Archive {
+            key: key.to_string(),
+            source,
+        })?;
+        let found = content
+            .next(|item: ArchiveEntry<'_>| -> Result<(), Pass> {
+                if item.path != entry.path {
+                    return Err(Pass::Other(Error::EntryMismatch {
+                        key: key.to_string(),
+                        path: entry.path.clone(),
+                        reason: format!("holds {:?} at offset {offset}", item.path),
+                    }));
+                }
+                visit_entry(entry, item, key, visit)
+            })
+            .map_err(|e| e.into_error(key))?;
+        if !found {
+            return Err(Error::MissingEntry {
+                key: key.to_string(),
+                path: entry.path.clone(),
+            });
+        }
     }
+    Ok(())
 }
 
 /// A listing streamed through a [`TreeCheck`]: each entry is checked before it is handed

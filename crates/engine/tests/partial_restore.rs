@@ -11,9 +11,13 @@ use strongbox_archive::{sha256_hex, Compression, Decoder, Encoder};
 use strongbox_engine::{DirectoryTarget, Engine, FilesSpec, RestoreOptions, SetSpec, SourceSpec};
 use strongbox_manifest::{ObjectRef, ObjectRole, Snapshot};
 use strongbox_storage::{
-    GetRange, Intercept, Layered, Location, Repository, Request, Store, StoreOptions,
+    GetRange, Intercept, KeyHolder, Layered, Location, Repository, Request, Store, StoreOptions,
 };
 use strongbox_test_support::S3;
+
+/// The recipient of the encrypted fixtures' one key file; reading needs no key here, as the
+/// repository is unlocked when it is made.
+const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
 
 /// What was read of archives: whole GETs, and the bytes of ranged ones.
 #[derive(Debug, Default)]
@@ -77,14 +81,28 @@ struct Fixture {
 
 impl Fixture {
     fn new(location: Option<Location>) -> Self {
+        Self::with(location, false)
+    }
+
+    /// The same in an encrypted repository (unlocked: it was just made).
+    fn encrypted(location: Option<Location>) -> Self {
+        Self::with(location, true)
+    }
+
+    fn with(location: Option<Location>, encrypted: bool) -> Self {
         let work = tempfile::tempdir().unwrap();
         let location = location.unwrap_or_else(|| Location::Local(work.path().join("repo")));
-        Repository::init(&location).unwrap();
         let reads = Arc::new(ArchiveReads::default());
-        let store = Store::connect(&location, &StoreOptions::default())
+        let store = Store::create(&location, &StoreOptions::default())
             .unwrap()
             .layer(|inner| Arc::new(Layered::new(inner, reads.clone())));
-        let engine = Engine::new(Repository::open_store(store).unwrap());
+        let repo = if encrypted {
+            let holder = KeyHolder::Recipient(RECIPIENT.to_string());
+            Repository::init_store_encrypted(store, &[holder]).unwrap()
+        } else {
+            Repository::init_store(store).unwrap()
+        };
+        let engine = Engine::new(repo);
         let files = tree(&work.path().join("src"));
         let spec = SetSpec::new(
             "media",
@@ -193,8 +211,7 @@ impl Fixture {
     }
 }
 
-fn restores_one_file_by_its_frames(location: Option<Location>) {
-    let fixture = Fixture::new(location);
+fn restores_one_file_by_its_frames(fixture: Fixture) {
     let before = fixture.reads();
     let target = fixture.restore_one(41).unwrap();
     let (path, bytes) = &fixture.files[41];
@@ -215,13 +232,24 @@ fn restores_one_file_by_its_frames(location: Option<Location>) {
 
 #[test]
 fn a_partial_restore_of_a_local_repository_reads_only_the_frames_it_needs() {
-    restores_one_file_by_its_frames(None);
+    restores_one_file_by_its_frames(Fixture::new(None));
 }
 
 #[test]
 fn a_partial_restore_from_s3_reads_only_the_frames_it_needs() {
     let Some(s3) = S3::get() else { return };
-    restores_one_file_by_its_frames(Some(s3.location("partial")));
+    restores_one_file_by_its_frames(Fixture::new(Some(s3.location("partial"))));
+}
+
+#[test]
+fn a_partial_restore_of_an_encrypted_repository_reads_only_the_chunks_around_its_frames() {
+    restores_one_file_by_its_frames(Fixture::encrypted(None));
+}
+
+#[test]
+fn a_partial_restore_from_encrypted_s3_reads_only_the_chunks_around_its_frames() {
+    let Some(s3) = S3::get() else { return };
+    restores_one_file_by_its_frames(Fixture::encrypted(Some(s3.location("partial-age"))));
 }
 
 #[test]
@@ -269,6 +297,28 @@ fn a_damaged_frame_fails_a_partial_restore_naming_the_archive_and_writes_nothing
         "nothing restored"
     );
     assert_eq!(fixture.reads().0, 0, "read by frames");
+}
+
+#[test]
+fn a_damaged_chunk_fails_a_partial_restore_of_an_encrypted_repository_and_writes_nothing() {
+    let fixture = Fixture::encrypted(None);
+    // A byte changed every 16 KiB, the last chunks (with the seek table) left alone.
+    fixture.damage(|stored| {
+        let chunks = stored.len() - 200 * 1024;
+        for at in (1000..chunks).step_by(16 * 1024) {
+            stored[at] ^= 0x55;
+        }
+    });
+    let err = strongbox_test_support::chain(&fixture.restore_one(41).unwrap_err());
+    assert!(
+        err.contains(&fixture.archive().key) && err.contains("does not authenticate"),
+        "{err}"
+    );
+    assert!(
+        !fixture.work.path().join("restored").exists(),
+        "nothing restored"
+    );
+    assert_eq!(fixture.reads().0, 0, "read by chunks");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use age::secrecy::{ExposeSecret, SecretString};
 use age::x25519;
 
-use crate::payload::{OpeningReader, SealingWriter};
+use crate::payload::{ChunkLayout, OpeningReader, SealingWriter};
 use crate::pipeline::{Envelope, Sealed};
 use crate::raw::RawWriter;
 use crate::Error;
@@ -282,6 +282,18 @@ impl Age {
             location: location.to_string(),
         }
     }
+
+    /// The unlocked identity, which reading needs.
+    fn identity(&self) -> io::Result<&x25519::Identity> {
+        self.identity.as_ref().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                Error::KeyRequired {
+                    location: self.location.clone(),
+                },
+            )
+        })
+    }
 }
 
 impl Envelope for Age {
@@ -290,15 +302,11 @@ impl Envelope for Age {
     }
 
     fn open(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
-        let Some(identity) = &self.identity else {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                Error::KeyRequired {
-                    location: self.location.clone(),
-                },
-            ));
-        };
-        Ok(Box::new(OpeningReader::new(identity, stored)?))
+        Ok(Box::new(OpeningReader::new(self.identity()?, stored)?))
+    }
+
+    fn chunks(&self, head: &[u8], stored_len: u64) -> io::Result<Option<ChunkLayout>> {
+        ChunkLayout::new(self.identity()?, head, stored_len)
     }
 
     fn repository_identity(&self) -> Option<&x25519::Identity> {

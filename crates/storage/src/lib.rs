@@ -8,10 +8,12 @@
 //! - The pipeline is `compress -> seal -> hash -> store` on the way in
 //!   ([`Repository::create`], [`Repository::put`]) and `fetch -> check hash -> open ->
 //!   decompress` on the way out ([`RepoReader::open_object`], [`RepoReader::read_object`]).
-//!   Sealing is the encryption hook; only plain repositories exist yet, and a repository
-//!   whose marker names an encryption is refused rather than read as plain. A local
-//!   repository's writes take the same path: object_store writes each part into a staging
-//!   file that is fsynced and renamed into place.
+//!   Sealing is the encryption hook: age, when the repository's marker says so
+//!   (docs/encryption.md). A local repository's writes take the same path: object_store
+//!   writes each part into a staging file that is fsynced and renamed into place.
+//! - [`RepoReader::compressed_ranges`] reads ranges of an object's compressed stream
+//!   without the rest (a few frames of an archive), opening only the age chunks around
+//!   them in an encrypted repository.
 //! - [`RepoReader`] is read-only; its one write is a run-journal entry. [`Repository`] adds
 //!   writes, deletes and locks.
 //!
@@ -55,6 +57,7 @@ mod location;
 mod lock;
 mod payload;
 mod pipeline;
+mod ranges;
 mod raw;
 mod repo;
 mod retry;
@@ -68,6 +71,7 @@ pub use location::{redact, Location};
 pub use lock::{holder_alive, host_name, LockGuard, LockInfo};
 pub use object_store::{GetRange, PutMode};
 pub use pipeline::{ObjectReader, ObjectWriter};
+pub use ranges::CompressedRanges;
 pub use raw::Written;
 pub use repo::{DamagedRecord, Marker, ObjectInfo, Records, RepoReader, Repository, UploadOptions};
 pub use store::{Store, StoreOptions};

@@ -9,6 +9,8 @@
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
+use std::ops::Range;
+use std::sync::Arc;
 
 use age::secrecy::{ExposeSecret, SecretBox};
 use age::x25519;
@@ -191,13 +193,137 @@ fn to_io(e: age::DecryptError) -> io::Error {
     }
 }
 
+/// Where the chunks of one stored age file are, known from its header and its stored size:
+/// a range of its plaintext is opened from the chunks that hold it alone, fetched as one
+/// stored range, so that a few frames of a sealed archive are read without the rest.
+pub(crate) struct ChunkLayout {
+    cipher: Arc<LessSafeKey>,
+    /// Stored offset of the first chunk: the header's and the nonce's length.
+    payload: u64,
+    stored_len: u64,
+    /// The last chunk's counter.
+    last: u64,
+    plain_len: u64,
+}
+
+impl std::fmt::Debug for ChunkLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkLayout")
+            .field("payload", &self.payload)
+            .field("stored_len", &self.stored_len)
+            .field("last", &self.last)
+            .field("plain_len", &self.plain_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChunkLayout {
+    /// The layout of a file `stored_len` bytes long that starts with `head`; `None` when
+    /// `head` ends inside the header (the caller reads the file whole instead, which
+    /// reports a damaged header).
+    pub(crate) fn new(
+        identity: &x25519::Identity,
+        head: &[u8],
+        stored_len: u64,
+    ) -> io::Result<Option<Self>> {
+        let mut rest = head;
+        let cipher = match open_header(identity, &mut rest) {
+            Ok((cipher, _)) => cipher,
+            Err(_) if (head.len() as u64) < stored_len => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let payload = (head.len() - rest.len()) as u64;
+        let sealed_len = stored_len - payload;
+        let chunks = sealed_len.div_ceil(SEALED_CHUNK as u64).max(1);
+        let last_len = sealed_len - (chunks - 1) * SEALED_CHUNK as u64;
+        if last_len < TAG as u64 {
+            return Err(invalid("the age file is truncated"));
+        }
+        Ok(Some(Self {
+            cipher: Arc::new(cipher),
+            payload,
+            stored_len,
+            last: chunks - 1,
+            plain_len: sealed_len - chunks * TAG as u64,
+        }))
+    }
+
+    /// The plaintext's length.
+    pub(crate) fn plain_len(&self) -> u64 {
+        self.plain_len
+    }
+
+    /// The stored bytes of the chunks that hold plaintext `range`.
+    pub(crate) fn stored_range(&self, range: &Range<u64>) -> Range<u64> {
+        let (first, end) = self.chunks(range);
+        let at = |chunk: u64| (self.payload + chunk * SEALED_CHUNK as u64).min(self.stored_len);
+        at(first)..at(end)
+    }
+
+    /// The plaintext `range`, opened from `stored`, the bytes [`Self::stored_range`] names.
+    /// Each chunk is authenticated before a byte of it is handed out.
+    pub(crate) fn open<R: Read>(
+        &self,
+        stored: R,
+        range: &Range<u64>,
+    ) -> io::Result<io::Take<OpeningReader<R>>> {
+        let (first, _) = self.chunks(range);
+        let mut opened =
+            OpeningReader::from_chunk(self.cipher.clone(), stored, first, Some(self.last));
+        let skip = range.start - first * CHUNK as u64;
+        if io::copy(&mut (&mut opened).take(skip), &mut io::sink())? < skip {
+            return Err(invalid("the age file is truncated"));
+        }
+        Ok(opened.take(range.end - range.start))
+    }
+
+    /// The counters of the first chunk `range` needs and of the one after its last.
+    fn chunks(&self, range: &Range<u64>) -> (u64, u64) {
+        let first = (range.start / CHUNK as u64).min(self.last);
+        let end = range
+            .end
+            .div_ceil(CHUNK as u64)
+            .clamp(first + 1, self.last + 1);
+        (first, end)
+    }
+}
+
+/// Parse and authenticate an age header with age and unwrap its file key with `identity`:
+/// the payload's cipher, and `inner` past the header and the nonce.
+fn open_header<R: Read>(identity: &x25519::Identity, inner: R) -> io::Result<(LessSafeKey, R)> {
+    let mut recording = Recording {
+        inner,
+        tail: Vec::with_capacity(2 * NONCE),
+    };
+    let decryptor = age::Decryptor::new(&mut recording).map_err(to_io)?;
+    let unwrapping = Unwrapping {
+        identity,
+        file_key: RefCell::new(None),
+    };
+    // Checks the header's MAC; the chunk reader it returns is not used.
+    drop(
+        decryptor
+            .decrypt(std::iter::once(&unwrapping as _))
+            .map_err(to_io)?,
+    );
+    let file_key = unwrapping
+        .file_key
+        .take()
+        .expect("age unwrapped the file key");
+    let Recording { inner, tail } = recording;
+    Ok((cipher(&file_key, &tail), inner))
+}
+
 /// Reads the plaintext of an age file whose header `identity` unwraps. Every chunk is
 /// authenticated before a byte of it is handed out; a stream that ends without its last
 /// chunk, or goes on after it, is an error.
 pub(crate) struct OpeningReader<R> {
     inner: R,
-    cipher: LessSafeKey,
+    cipher: Arc<LessSafeKey>,
     counter: u64,
+    /// The last chunk's counter, when known from the stored size ([`ChunkLayout`]): then
+    /// the stream may end before it, at a range's end.
+    last: Option<u64>,
     last_seen: bool,
     /// A read failed: every later one fails too, as the stream is out of step.
     failed: bool,
@@ -212,38 +338,24 @@ pub(crate) struct OpeningReader<R> {
 impl<R: Read> OpeningReader<R> {
     /// Parse and authenticate the header with age, and unwrap its file key with `identity`.
     pub(crate) fn new(identity: &x25519::Identity, inner: R) -> io::Result<Self> {
-        let mut recording = Recording {
-            inner,
-            tail: Vec::with_capacity(2 * NONCE),
-        };
-        let decryptor = age::Decryptor::new(&mut recording).map_err(to_io)?;
-        let unwrapping = Unwrapping {
-            identity,
-            file_key: RefCell::new(None),
-        };
-        // Checks the header's MAC; the chunk reader it returns is not used.
-        drop(
-            decryptor
-                .decrypt(std::iter::once(&unwrapping as _))
-                .map_err(to_io)?,
-        );
-        let file_key = unwrapping
-            .file_key
-            .take()
-            .expect("age unwrapped the file key");
-        let Recording { inner, tail } = recording;
-        let cipher = cipher(&file_key, &tail);
-        Ok(Self {
+        let (cipher, inner) = open_header(identity, inner)?;
+        Ok(Self::from_chunk(Arc::new(cipher), inner, 0, None))
+    }
+
+    /// Reads chunks from `counter` on; `inner` starts at that chunk.
+    fn from_chunk(cipher: Arc<LessSafeKey>, inner: R, counter: u64, last: Option<u64>) -> Self {
+        Self {
             inner,
             cipher,
-            counter: 0,
+            counter,
+            last,
             last_seen: false,
             failed: false,
             sealed: vec![0; SEALED_CHUNK],
             chunk: Vec::new(),
             pos: 0,
             end: 0,
-        })
+        }
     }
 
     /// Read and open the next chunk into `out` (at least [`CHUNK`] long); returns its
@@ -266,18 +378,28 @@ impl<R: Read> OpeningReader<R> {
                 _ => Err(invalid("the age file goes on after its last chunk")),
             };
         }
+        if n == 0 && self.last.is_some() {
+            // A range ends here, before the file's last chunk.
+            return Ok(0);
+        }
         if n < TAG {
             return Err(invalid("the age file is truncated"));
         }
         let len = n - TAG;
         let out = &mut out[..len];
-        // A full chunk may be the last one only when the plaintext is a multiple of 64 KiB.
-        self.last_seen = if n == SEALED_CHUNK && self.open_chunk(out, false) {
-            false
-        } else if self.open_chunk(out, true) {
-            true
-        } else {
-            return Err(invalid("an age chunk does not authenticate"));
+        let not_authentic = || invalid("an age chunk does not authenticate");
+        self.last_seen = match self.last {
+            Some(last) => {
+                let is_last = self.counter == last;
+                if !self.open_chunk(out, is_last) {
+                    return Err(not_authentic());
+                }
+                is_last
+            }
+            // A full chunk may be the last one only when the plaintext is a multiple of 64 KiB.
+            None if n == SEALED_CHUNK && self.open_chunk(out, false) => false,
+            None if self.open_chunk(out, true) => true,
+            None => return Err(not_authentic()),
         };
         if self.last_seen && len == 0 && self.counter > 0 {
             return Err(invalid("the age file ends with an empty chunk"));
@@ -600,5 +722,132 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Plaintext `range` of `file`, opened through its [`ChunkLayout`] from the stored
+    /// range the layout names alone.
+    fn opened_range(
+        identity: &x25519::Identity,
+        file: &[u8],
+        head: usize,
+        range: Range<u64>,
+    ) -> io::Result<Option<Vec<u8>>> {
+        let Some(layout) =
+            ChunkLayout::new(identity, &file[..head.min(file.len())], file.len() as u64)?
+        else {
+            return Ok(None);
+        };
+        let stored = layout.stored_range(&range);
+        let mut out = Vec::new();
+        layout
+            .open(&file[stored.start as usize..stored.end as usize], &range)?
+            .read_to_end(&mut out)?;
+        Ok(Some(out))
+    }
+
+    #[test]
+    fn a_range_opens_from_the_chunks_that_hold_it_alone() {
+        let identity = x25519::Identity::generate();
+        let c = CHUNK as u64;
+        for len in [0, 1, c - 1, c, c + 1, 3 * c, 3 * c + 5] {
+            let data = plaintext(len as usize);
+            let file = sealed(&identity.to_public(), &data);
+            let layout = ChunkLayout::new(&identity, &file, file.len() as u64)
+                .unwrap()
+                .unwrap();
+            assert_eq!(layout.plain_len(), len);
+            let ranges = [
+                0..len,
+                0..len.min(1),
+                len / 2..len,
+                len.saturating_sub(1)..len,
+                len.min(c - 1)..len.min(c + 1),
+                len.min(c)..len.min(2 * c),
+                len.min(c + 7)..len.min(2 * c + 3),
+                len..len,
+            ];
+            for range in ranges {
+                let stored = layout.stored_range(&range);
+                // Only the chunks that hold the range (one at least: a range is opened
+                // from a chunk boundary).
+                let chunks = range.end.div_ceil(c).max(range.start / c + 1) - range.start / c;
+                assert!(
+                    stored.end - stored.start <= chunks * SEALED_CHUNK as u64,
+                    "{len} bytes, {range:?}: {stored:?}"
+                );
+                let out = opened_range(&identity, &file, 4096, range.clone())
+                    .unwrap()
+                    .unwrap();
+                let want = &data[range.start as usize..range.end as usize];
+                assert!(out == want, "{len} bytes, {range:?}: other bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn a_range_of_damaged_chunks_or_a_short_head_is_refused_or_read_whole() {
+        let identity = x25519::Identity::generate();
+        let data = plaintext(3 * CHUNK + 100);
+        let file = sealed(&identity.to_public(), &data);
+        let header = header_len(&file);
+        let flipped = |at: usize| {
+            let mut f = file.clone();
+            f[at] ^= 1;
+            f
+        };
+        let second = CHUNK as u64 + 10..CHUNK as u64 + 20;
+        let last = 3 * CHUNK as u64..3 * CHUNK as u64 + 100;
+        let cases: [(&str, Vec<u8>, Range<u64>, &str); 5] = [
+            (
+                "a byte of the chunk read flipped",
+                flipped(header + SEALED_CHUNK + 5),
+                second.clone(),
+                "authenticate",
+            ),
+            (
+                // The last chunk is opened as the last one: a full chunk put in its place
+                // does not pass.
+                "the last chunk swapped for another",
+                {
+                    let mut f = file[..header + 3 * SEALED_CHUNK].to_vec();
+                    f.extend_from_slice(&file[header..header + 100 + TAG]);
+                    f
+                },
+                last,
+                "authenticate",
+            ),
+            (
+                "a stanza byte flipped",
+                flipped(30),
+                second.clone(),
+                "No matching keys",
+            ),
+            (
+                "a nonce byte flipped",
+                flipped(header - 1),
+                second.clone(),
+                "authenticate",
+            ),
+            (
+                "a tag cut short",
+                file[..header + 3 * SEALED_CHUNK + 10].to_vec(),
+                second.clone(),
+                "truncated",
+            ),
+        ];
+        for (what, file, range, error) in cases {
+            let err = opened_range(&identity, &file, file.len(), range).unwrap_err();
+            assert!(err.to_string().contains(error), "{what}: {err}");
+        }
+        // A damaged chunk outside the range does not matter: it is not read.
+        let out = opened_range(&identity, &flipped(header + 5), file.len(), second.clone());
+        assert_eq!(
+            out.unwrap().unwrap(),
+            data[second.start as usize..second.end as usize]
+        );
+        // A head that ends inside the header: read the file whole instead.
+        assert!(opened_range(&identity, &file, 40, second)
+            .unwrap()
+            .is_none());
     }
 }

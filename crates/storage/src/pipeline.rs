@@ -13,6 +13,7 @@ use sha2::{Digest as _, Sha256};
 use strongbox_archive::{Compression, Decoder, Encoder, ReadAhead};
 use strongbox_manifest::ObjectRef;
 
+use crate::payload::ChunkLayout;
 use crate::raw::{RawReader, RawWriter, Written};
 use crate::Error;
 
@@ -26,6 +27,12 @@ pub(crate) trait Envelope: fmt::Debug + Send + Sync {
     /// The unlocked repository identity, which new key files seal.
     fn repository_identity(&self) -> Option<&age::x25519::Identity> {
         None
+    }
+    /// Where the chunks of a sealed object are, from its first stored bytes `head` and its
+    /// stored size, to open ranges of it alone; `None` when its stored bytes are its
+    /// content ([`Plain`]) or `head` ends inside the header.
+    fn chunks(&self, _head: &[u8], _stored_len: u64) -> io::Result<Option<ChunkLayout>> {
+        Ok(None)
     }
 }
 

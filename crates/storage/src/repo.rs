@@ -20,6 +20,7 @@ use tokio::runtime::Runtime;
 
 use crate::encryption::{self, Age, KeyHolder, KeyInfo, Unlock};
 use crate::pipeline::{Envelope, ObjectReader, ObjectWriter, Plain, Verified};
+use crate::ranges::CompressedRanges;
 use crate::raw::{path, RangeSlots, RawReader, RawWriter, Written};
 use crate::store::Store;
 use crate::SecretString;
@@ -443,11 +444,24 @@ impl RepoReader {
             .map_err(Error::stream("reading", key))
     }
 
+    /// The compressed stream of an object `stored_len` bytes long as stored, to read ranges
+    /// of it without the rest, as a restore of a few files reads a few frames of an archive
+    /// through its seek table; `None` where that is not possible (read it whole).
+    pub fn compressed_ranges(
+        &self,
+        key: &str,
+        stored_len: u64,
+    ) -> Result<Option<CompressedRanges<'_>>, Error> {
+        CompressedRanges::new(self, key, stored_len)
+    }
+
+    pub(crate) fn envelope(&self) -> &dyn Envelope {
+        self.envelope.as_ref()
+    }
+
     /// Bytes `range` of an object as stored, bypassing the pipeline: nothing is opened,
-    /// decompressed or checked. For plain repositories only ([`Self::sealed`] is false),
-    /// where a few frames of an archive can be fetched through its seek table and decoded
-    /// by the caller, who checks what it reads.
-    pub fn read_stored_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, Error> {
+    /// decompressed or checked.
+    pub(crate) fn read_stored_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, Error> {
         self.rt
             .block_on(self.store.get_range(&path(key), range))
             .map_err(|e| backend("reading", key, &self.location, e))
@@ -455,7 +469,7 @@ impl RepoReader {
 
     /// [`Self::read_stored_range`], streamed: a remote range comes in parts, several in
     /// flight.
-    pub fn open_stored_range(
+    pub(crate) fn open_stored_range(
         &self,
         key: &str,
         range: Range<u64>,
@@ -489,7 +503,8 @@ impl RepoReader {
         )
     }
 
-    /// Whether stored bytes are sealed (encrypted): then only the pipeline can read them.
+    /// Whether stored bytes are sealed (encrypted): then they are read through the pipeline
+    /// or [`Self::compressed_ranges`].
     pub fn sealed(&self) -> bool {
         self.marker.encryption == encryption::AGE
     }
