@@ -34,14 +34,14 @@ impl<'r> CompressedRanges<'r> {
     ) -> Result<Option<Self>, Error> {
         let sealed = if repo.sealed() {
             let head = repo.read_stored_range(key, 0..stored_len.min(HEAD))?;
-            match repo
+            let layout = repo
                 .envelope()
                 .chunks(&head, stored_len)
-                .map_err(Error::stream("opening", key))?
-            {
-                Some(layout) => Some(layout),
-                None => return Ok(None),
-            }
+                .map_err(Error::stream("opening", key))?;
+            let Some(layout) = layout else {
+                return Ok(None);
+            };
+            Some(layout)
         } else {
             None
         };
