@@ -61,17 +61,23 @@ impl age::Recipient for Wrapping<'_> {
     }
 }
 
+/// Sealed chunks written to the store at a time. The store keeps each write as a block of
+/// its own, and a local upload writes each block with a syscall: one per 64 KiB chunk made
+/// 14,300 `write`s for a 761 MB archive where a plain one made 2,600.
+const BATCH: usize = 4;
+
 /// Writes an age file to `recipient`: age writes the header and the nonce, the chunks are
 /// sealed here. [`SealingWriter::finish`] seals the last chunk.
 pub(crate) struct SealingWriter<W> {
     inner: W,
     cipher: LessSafeKey,
     counter: u64,
-    /// Plaintext of the chunk being filled, with room for its tag.
-    chunk: Vec<u8>,
+    /// [`BATCH`] sealed chunks at most, `sealed` bytes of them, then the plaintext of the
+    /// chunk being filled, `len` bytes, with room for its tag.
+    batch: Vec<u8>,
+    sealed: usize,
     len: usize,
-    /// A chunk was sealed in place and not written: sealing it again would write its
-    /// plaintext (ChaCha20 twice is the identity), so nothing more is taken.
+    /// Writing a batch failed: the stream is out of step, so nothing more is taken.
     failed: bool,
 }
 
@@ -94,55 +100,72 @@ impl<W: Write> SealingWriter<W> {
             inner,
             cipher,
             counter: 0,
-            chunk: vec![0; SEALED_CHUNK],
+            batch: vec![0; BATCH * SEALED_CHUNK],
+            sealed: 0,
             len: 0,
             failed: false,
         })
     }
 
-    fn seal(&mut self, last: bool) -> io::Result<()> {
-        if self.failed {
-            return Err(io::Error::other(
+    fn check(&self) -> io::Result<()> {
+        match self.failed {
+            true => Err(io::Error::other(
                 "an age chunk failed to be written earlier",
-            ));
+            )),
+            false => Ok(()),
         }
-        self.failed = true;
-        let (data, tag) = self.chunk.split_at_mut(self.len);
+    }
+
+    /// Seal the chunk being filled, in place: it joins the sealed ones and is never sealed
+    /// again (ChaCha20 twice is the identity: that would write its plaintext).
+    fn seal(&mut self, last: bool) -> io::Result<()> {
+        let chunk = &mut self.batch[self.sealed..self.sealed + self.len + TAG];
+        let (data, tag) = chunk.split_at_mut(self.len);
         let sealed = self
             .cipher
             .seal_in_place_separate_tag(chunk_nonce(self.counter, last), Aad::empty(), data)
             .map_err(|_| io::Error::other("sealing an age chunk failed"))?;
-        tag[..TAG].copy_from_slice(sealed.as_ref());
-        self.inner.write_all(&self.chunk[..self.len + TAG])?;
+        tag.copy_from_slice(sealed.as_ref());
         self.counter += 1;
+        self.sealed += self.len + TAG;
         self.len = 0;
+        Ok(())
+    }
+
+    /// Write the sealed chunks.
+    fn write_sealed(&mut self) -> io::Result<()> {
+        self.failed = true;
+        self.inner.write_all(&self.batch[..self.sealed])?;
+        self.sealed = 0;
         self.failed = false;
         Ok(())
     }
 
     /// Seal the last chunk (empty only when the whole payload is) and hand back the writer.
     pub(crate) fn finish(mut self) -> io::Result<W> {
+        self.check()?;
         self.seal(true)?;
+        self.write_sealed()?;
         Ok(self.inner)
     }
 }
 
 impl<W: Write> Write for SealingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.failed {
-            return Err(io::Error::other(
-                "an age chunk failed to be written earlier",
-            ));
-        }
+        self.check()?;
         if buf.is_empty() {
             return Ok(0);
         }
         // A full chunk is sealed only once more follows: the last one is flagged.
         if self.len == CHUNK {
             self.seal(false)?;
+            if self.sealed == self.batch.len() {
+                self.write_sealed()?;
+            }
         }
         let n = buf.len().min(CHUNK - self.len);
-        self.chunk[self.len..self.len + n].copy_from_slice(&buf[..n]);
+        let at = self.sealed + self.len;
+        self.batch[at..at + n].copy_from_slice(&buf[..n]);
         self.len += n;
         Ok(n)
     }
@@ -518,6 +541,9 @@ mod tests {
             CHUNK + 1,
             2 * CHUNK,
             3 * CHUNK + 12345,
+            BATCH * CHUNK,
+            BATCH * CHUNK + 1,
+            2 * BATCH * CHUNK + 7,
         ] {
             let data = plaintext(len);
             for step in [1, 4096, CHUNK, CHUNK + 1, 1 << 20] {
@@ -566,22 +592,25 @@ mod tests {
     #[test]
     fn after_a_failed_write_nothing_more_is_written_not_even_a_chunk_sealed_twice() {
         let identity = x25519::Identity::generate();
-        let data = plaintext(3 * CHUNK);
-        // The header, then one write per chunk: the second chunk's fails.
+        let data = plaintext((2 * BATCH + 1) * CHUNK);
+        // The header, then one write per batch of sealed chunks: the first batch's fails.
         let mut failing = Failing {
             written: Vec::new(),
             calls: 0,
-            fail: 3,
+            fail: 2,
         };
         let mut writer = SealingWriter::new(&identity.to_public(), &mut failing).unwrap();
-        writer.write_all(&data[..2 * CHUNK]).unwrap();
-        // The second chunk is sealed when more follows, and its write fails.
-        assert!(writer.write_all(&data[2 * CHUNK..]).is_err());
-        // Retried, it used to be sealed again: its plaintext went out under a valid tag.
-        assert!(writer.write(&data[2 * CHUNK..]).is_err());
+        writer.write_all(&data[..BATCH * CHUNK]).unwrap();
+        // The batch's last chunk is sealed when more follows, and the batch's write fails.
+        assert!(writer.write_all(&data[BATCH * CHUNK..]).is_err());
+        // Retried, a chunk sealed in place used to be sealed again: its plaintext went out
+        // under a valid tag.
+        assert!(writer.write(&data[BATCH * CHUNK..]).is_err());
         assert!(writer.finish().is_err());
-        let second = &data[CHUNK..CHUNK + 1000];
-        assert!(!failing.written.windows(second.len()).any(|w| w == second));
+        for chunk in data.chunks(CHUNK) {
+            let start = &chunk[..1000];
+            assert!(!failing.written.windows(1000).any(|w| w == start));
+        }
     }
 
     /// The header's length and the nonce's.
