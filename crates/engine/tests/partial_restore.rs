@@ -1,6 +1,7 @@
 //! A restore of a few files fetches only the frames that hold them (the archive's seek table
-//! and the listing's offsets), on a local repository and on S3; a repository where that is
-//! not possible still restores, by streaming the archive whole; a damaged frame fails it.
+//! and the listing's offsets), on a local repository and on S3, and in an encrypted one only
+//! the age chunks around them; a repository where that is not possible still restores, by
+//! streaming the archive whole; a damaged frame or chunk fails it.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
