@@ -644,13 +644,13 @@ bench_tree() {
     fi
     if want strongbox; then
         if [[ $TREE == media ]]; then
-            partial_restore strongbox "$R/sb-repo"
+            partial_restore strongbox "$src" "$R/sb-repo"
             t=$TG/$TREE-restore-sb-age
             rm -rf "$t"
             measure "$op" "strongbox-age" "bench:latest, age" restore "$t|$fp1" -- \
                 "$SB" -q --repo "$R/sb-age" --identity "$R/age-identity.txt" restore bench:latest --target "$t"
             rm -rf "$t"
-            partial_restore strongbox-age "$R/sb-age" --identity "$R/age-identity.txt"
+            partial_restore strongbox-age "$src" "$R/sb-age" --identity "$R/age-identity.txt"
         fi
     fi
     if want tar; then
@@ -684,14 +684,14 @@ bench_tree() {
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$R"
 }
 
-# partial_restore TOOL REPO [ARG...]: 1 % of the media tree's files by --include, from the
-# repository REPO (ARGs: its key); only the frames that hold them are fetched, in an
+# partial_restore TOOL SRC REPO [ARG...]: 1 % of the files of the tree SRC by --include, from
+# the repository REPO (ARGs: its key); only the frames that hold them are fetched, in an
 # encrypted repository the age chunks around them. The engine's debug events say what it
 # fetched of each archive (all of it when it streams one whole), in bytes of the compressed
 # stream.
 partial_restore() {
-    local tool=$1 repo=$2 t=$TG/$TREE-restore-$1-partial picks=() inc=() p
-    shift 2
+    local tool=$1 src=$2 repo=$3 t=$TG/$TREE-restore-$1-partial picks=() inc=() p
+    shift 3
     rm -rf "$t"
     mapfile -t picks < <(cd "$src" && find . -type f | LC_ALL=C sort |
         awk 'NR % 100 == 1 { sub("^[.]/", ""); print }')

@@ -2,6 +2,7 @@
 //! the entries selected from a listing in memory read from theirs; each entry handed to a
 //! visitor and a file's digest checked. Restores and deep verification share it.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -55,6 +56,11 @@ const PIPELINED_FROM: u64 = 1 << 20;
 
 /// Spans of frames this close in stored bytes are fetched as one.
 const MERGE_GAP: u64 = 1 << 20;
+
+/// The end of an archive read first, for its seek table: the table's footer and, unless the
+/// archive has more than about 8,000 frames (8 bytes each), the whole table, in one read
+/// (in an encrypted repository, one or two age chunks opened once, not twice).
+const TAIL: u64 = 64 * 1024;
 
 /// Room for an entry's headers before its data: a ustar header, and a PAX one with its
 /// records when the name is long.
@@ -253,11 +259,19 @@ impl Reader {
         if size < footer {
             return Ok(None);
         }
-        let tail = compressed.read(size - footer..size)?;
-        let Some(length) = SeekTable::length(&tail).filter(|&l| l <= size) else {
+        let tail = compressed.read(size.saturating_sub(TAIL)..size)?;
+        let Some(length) = tail
+            .len()
+            .checked_sub(SeekTable::FOOTER)
+            .and_then(|at| SeekTable::length(&tail[at..]))
+            .filter(|&l| l <= size)
+        else {
             return Ok(None);
         };
-        let bytes = compressed.read(size - length..size)?;
+        let bytes = match tail.len().checked_sub(length as usize) {
+            Some(at) => Cow::Borrowed(&tail[at..]),
+            None => Cow::Owned(compressed.read(size - length..size)?),
+        };
         let Some(table) = SeekTable::parse(&bytes, size) else {
             return Ok(None);
         };

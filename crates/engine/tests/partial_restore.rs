@@ -24,6 +24,7 @@ const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9a
 #[derive(Debug, Default)]
 struct ArchiveReads {
     whole: AtomicU64,
+    ranged: AtomicU64,
     ranged_bytes: AtomicU64,
 }
 
@@ -37,9 +38,11 @@ impl Intercept for ArchiveReads {
         {
             if path.as_ref().ends_with(".tar.zst") {
                 match range {
-                    Some(GetRange::Bounded(r)) => self
-                        .ranged_bytes
-                        .fetch_add(r.end - r.start, Ordering::Relaxed),
+                    Some(GetRange::Bounded(r)) => {
+                        self.ranged.fetch_add(1, Ordering::Relaxed);
+                        self.ranged_bytes
+                            .fetch_add(r.end - r.start, Ordering::Relaxed)
+                    }
                     _ => self.whole.fetch_add(1, Ordering::Relaxed),
                 };
             }
@@ -76,6 +79,7 @@ struct Fixture {
     work: tempfile::TempDir,
     engine: Engine,
     reads: Arc<ArchiveReads>,
+    encrypted: bool,
     snapshot: Snapshot,
     files: Vec<(String, Vec<u8>)>,
 }
@@ -114,6 +118,7 @@ impl Fixture {
             work,
             engine,
             reads,
+            encrypted,
             snapshot,
             files,
         }
@@ -204,6 +209,10 @@ impl Fixture {
         object
     }
 
+    fn ranged_requests(&self) -> u64 {
+        self.reads.ranged.load(Ordering::Relaxed)
+    }
+
     fn reads(&self) -> (u64, u64) {
         (
             self.reads.whole.load(Ordering::Relaxed),
@@ -214,6 +223,7 @@ impl Fixture {
 
 fn restores_one_file_by_its_frames(fixture: Fixture) {
     let before = fixture.reads();
+    let requests = fixture.ranged_requests();
     let target = fixture.restore_one(41).unwrap();
     let (path, bytes) = &fixture.files[41];
     assert_eq!(&std::fs::read(target.join(path)).unwrap(), bytes);
@@ -229,6 +239,10 @@ fn restores_one_file_by_its_frames(fixture: Fixture) {
         ranged * 20 <= size,
         "read {ranged} of the archive's {size} bytes"
     );
+    // One read of the archive's end for its seek table, one of the span that holds the
+    // file, and in an encrypted repository one of its header first.
+    let requests = fixture.ranged_requests() - requests;
+    assert_eq!(requests, if fixture.encrypted { 3 } else { 2 });
 }
 
 #[test]
@@ -278,6 +292,28 @@ fn an_archive_whose_seek_table_is_damaged_is_read_whole_and_still_restores() {
         fixture.files[2].1
     );
     assert_eq!(fixture.reads().0, 1, "streamed whole instead");
+}
+
+#[test]
+fn a_seek_table_footer_claiming_more_frames_than_the_archive_has_is_read_whole() {
+    let fixture = Fixture::new(None);
+    // 10,000 frames: a table of 80 KB, longer than the end read first, so it is read on its
+    // own, and it does not parse.
+    fixture.damage(|stored| {
+        let at = stored.len() - 9;
+        stored[at..at + 4].copy_from_slice(&10_000u32.to_le_bytes());
+    });
+    let target = fixture.restore_one(2).unwrap();
+    assert_eq!(
+        std::fs::read(target.join(&fixture.files[2].0)).unwrap(),
+        fixture.files[2].1
+    );
+    assert_eq!(fixture.reads().0, 1, "streamed whole instead");
+    assert_eq!(
+        fixture.ranged_requests(),
+        2,
+        "the end, then the claimed table"
+    );
 }
 
 #[test]
