@@ -275,6 +275,58 @@ impl RawWriter {
     }
 }
 
+/// A writer that also takes buffers it may keep, so that a stage which fills buffers of its
+/// own (the sealing writer's batches) hands them down without a copy.
+pub(crate) trait WriteOwned: Write {
+    fn write_owned(&mut self, bytes: Bytes) -> io::Result<()> {
+        self.write_all(&bytes)
+    }
+}
+
+impl<W: WriteOwned + ?Sized> WriteOwned for &mut W {
+    fn write_owned(&mut self, bytes: Bytes) -> io::Result<()> {
+        (**self).write_owned(bytes)
+    }
+}
+
+impl WriteOwned for Vec<u8> {}
+
+impl RawWriter {
+    /// The upload, once it has room for one more part in flight (back-pressure).
+    fn upload_with_room<'a>(
+        rt: &Runtime,
+        upload: &'a mut Option<WriteMultipart>,
+        concurrency: usize,
+    ) -> io::Result<&'a mut WriteMultipart> {
+        let upload = upload
+            .as_mut()
+            .ok_or_else(|| io::Error::other("upload already finished"))?;
+        rt.block_on(upload.wait_for_capacity(concurrency))
+            .map_err(backend_io)?;
+        Ok(upload)
+    }
+}
+
+impl WriteOwned for RawWriter {
+    fn write_owned(&mut self, bytes: Bytes) -> io::Result<()> {
+        let Sink::Upload {
+            rt,
+            upload,
+            concurrency,
+            ..
+        } = &mut self.sink
+        else {
+            return self.write_all(&bytes);
+        };
+        let upload = Self::upload_with_room(rt, upload, *concurrency)?;
+        self.hasher.update(&bytes);
+        self.size += bytes.len() as u64;
+        let _guard = rt.enter();
+        upload.put(bytes);
+        Ok(())
+    }
+}
+
 impl Write for RawWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.sink {
@@ -284,12 +336,7 @@ impl Write for RawWriter {
                 concurrency,
                 ..
             } => {
-                let upload = upload
-                    .as_mut()
-                    .ok_or_else(|| io::Error::other("upload already finished"))?;
-                // Back-pressure: wait while `concurrency` parts are in flight.
-                rt.block_on(upload.wait_for_capacity(*concurrency))
-                    .map_err(backend_io)?;
+                let upload = Self::upload_with_room(rt, upload, *concurrency)?;
                 let _guard = rt.enter();
                 upload.write(buf);
             }
