@@ -32,10 +32,10 @@ pub struct Written {
 }
 
 /// The bottom of the object pipeline: a blocking writer of the bytes to store, hashing them
-/// on the way. A streamed object goes up in a multipart upload (memory bounded by part size
-/// × upload concurrency; a local repository writes each part straight into a staging file);
-/// a small one is buffered and stored with one PUT, which can be create-only, or on a local
-/// repository written straight into a staging file. Dropping it without
+/// on the way. On a local repository every object is written straight into a staging file.
+/// Elsewhere a streamed object goes up in a multipart upload (memory bounded by part size ×
+/// upload concurrency), and a small one is buffered and stored with one PUT, which can be
+/// create-only. Dropping it without
 /// [`RawWriter::finish`] aborts, so no partial object becomes visible.
 pub(crate) struct RawWriter {
     key: String,
@@ -231,8 +231,8 @@ impl RawWriter {
         }
     }
 
-    /// A small object of a local repository, written straight into a staging file and
-    /// published create-only (`PutMode::Create`) or over what is there (any other mode).
+    /// An object of a local repository, written straight into a staging file and published
+    /// create-only (`PutMode::Create`) or over what is there (any other mode).
     pub(crate) fn file(key: String, files: &LocalFileSystem, mode: PutMode) -> io::Result<Self> {
         let dest = files.path_to_filesystem(&path(&key)).map_err(backend_io)?;
         Ok(Self {

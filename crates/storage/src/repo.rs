@@ -64,8 +64,8 @@ pub struct ObjectInfo {
 /// 4.3-4.7 s four ahead, 2.95-3.15 s eight ahead (peak RSS 76-80 and 80-82 MB).
 const RANGE_PART: u64 = 4 * 1024 * 1024;
 const RANGES_IN_FLIGHT: usize = 8;
-/// A local repository writes each part straight into the staging file: small parts keep
-/// the memory in flight small, and there is no request count to save.
+/// A wrapped local repository writes each part straight into the staging file: small parts
+/// keep the memory in flight small, and there is no request count to save.
 const LOCAL_PART: usize = 1024 * 1024;
 const LOCAL_PARTS_IN_FLIGHT: usize = 2;
 
@@ -1076,8 +1076,30 @@ impl Repository {
     }
 
     /// Start a streamed data object (an archive, a dump) through the pipeline: compressed,
-    /// sealed, hashed and uploaded as it is written, in the configured storage class.
+    /// sealed, hashed and stored as it is written (to S3 in a multipart upload, in the
+    /// configured storage class).
     pub fn create(&self, key: &str, compression: Compression) -> Result<ObjectWriter, Error> {
+        let raw = match &self.local_files {
+            // Straight into a staging file whose write-back starts as it fills. Through
+            // object_store's local multipart upload every byte was copied once more, into
+            // parts in fresh memory, and the closing fsync waited for the whole object: a
+            // full backup of the media tree took 1.80-1.94 s that way, 1.40-1.57 s this way.
+            Some(files) => RawWriter::file(key.to_string(), files, PutMode::Overwrite)
+                .map_err(Error::stream("creating", key))?,
+            None => self.multipart(key)?,
+        };
+        ObjectWriter::new(
+            raw,
+            key,
+            &self.location,
+            compression,
+            self.envelope.as_ref(),
+        )
+    }
+
+    /// A multipart upload of `key`: to S3, or to a local repository behind a wrapper (which
+    /// then sees every part).
+    fn multipart(&self, key: &str) -> Result<RawWriter, Error> {
         let (part_size, concurrency) = if self.local_root.is_some() {
             (LOCAL_PART, LOCAL_PARTS_IN_FLIGHT)
         } else {
@@ -1101,20 +1123,13 @@ impl Repository {
             .block_on(self.store.put_multipart_opts(&path(key), opts))
             .map_err(|e| backend("writing", key, &self.location, e))?;
         let upload = WriteMultipart::new_with_chunk_size(upload, part_size);
-        let raw = RawWriter::upload(
+        Ok(RawWriter::upload(
             key.to_string(),
             self.rt.clone(),
             upload,
             concurrency,
             self.local_root.is_some(),
-        );
-        ObjectWriter::new(
-            raw,
-            key,
-            &self.location,
-            compression,
-            self.envelope.as_ref(),
-        )
+        ))
     }
 
     /// Start a small object that is stored with one PUT once finished (a listing, a record);
