@@ -62,6 +62,7 @@ mod raw;
 mod repo;
 mod retry;
 mod store;
+mod upload;
 
 pub use age::secrecy::{ExposeSecret, SecretString};
 pub use encryption::{KeyHolder, KeyInfo, Unlock, AGE};

@@ -12,12 +12,12 @@ use futures::StreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::{
     path::Path, GetOptions, GetResultPayload, ObjectStore, PutMode, PutOptions, PutPayload,
-    WriteMultipart,
 };
 use sha2::{Digest, Sha256};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
+use crate::upload::Uploading;
 use crate::BackendError;
 
 /// What was stored of one object.
@@ -45,15 +45,7 @@ pub(crate) struct RawWriter {
 }
 
 enum Sink {
-    Upload {
-        rt: Arc<Runtime>,
-        upload: Option<WriteMultipart>,
-        concurrency: usize,
-        /// A local upload's parts in flight hold its staging file open: an abort that does
-        /// not wait for them leaves the file's space taken after the failure is reported,
-        /// so the run journal's last entry may not fit on a full disk.
-        drain_before_abort: bool,
-    },
+    Upload(Uploading),
     Buffer {
         rt: Arc<Runtime>,
         store: Arc<dyn ObjectStore>,
@@ -192,21 +184,10 @@ pub(crate) fn backend_io(error: object_store::Error) -> io::Error {
 }
 
 impl RawWriter {
-    pub(crate) fn upload(
-        key: String,
-        rt: Arc<Runtime>,
-        upload: WriteMultipart,
-        concurrency: usize,
-        drain_before_abort: bool,
-    ) -> Self {
+    pub(crate) fn upload(key: String, upload: Uploading) -> Self {
         Self {
             key,
-            sink: Sink::Upload {
-                rt,
-                upload: Some(upload),
-                concurrency,
-                drain_before_abort,
-            },
+            sink: Sink::Upload(upload),
             hasher: Sha256::new(),
             size: 0,
         }
@@ -247,10 +228,7 @@ impl RawWriter {
     /// repository, durable: fsynced before the rename).
     pub(crate) fn finish(mut self) -> io::Result<Written> {
         match &mut self.sink {
-            Sink::Upload { rt, upload, .. } => {
-                let upload = upload.take().expect("finish once");
-                rt.block_on(upload.finish()).map_err(backend_io)?;
-            }
+            Sink::Upload(upload) => upload.finish()?,
             Sink::Buffer {
                 rt,
                 store,
@@ -291,55 +269,21 @@ impl<W: WriteOwned + ?Sized> WriteOwned for &mut W {
 
 impl WriteOwned for Vec<u8> {}
 
-impl RawWriter {
-    /// The upload, once it has room for one more part in flight (back-pressure).
-    fn upload_with_room<'a>(
-        rt: &Runtime,
-        upload: &'a mut Option<WriteMultipart>,
-        concurrency: usize,
-    ) -> io::Result<&'a mut WriteMultipart> {
-        let upload = upload
-            .as_mut()
-            .ok_or_else(|| io::Error::other("upload already finished"))?;
-        rt.block_on(upload.wait_for_capacity(concurrency))
-            .map_err(backend_io)?;
-        Ok(upload)
-    }
-}
-
 impl WriteOwned for RawWriter {
     fn write_owned(&mut self, bytes: Bytes) -> io::Result<()> {
-        let Sink::Upload {
-            rt,
-            upload,
-            concurrency,
-            ..
-        } = &mut self.sink
-        else {
+        let Sink::Upload(upload) = &mut self.sink else {
             return self.write_all(&bytes);
         };
-        let upload = Self::upload_with_room(rt, upload, *concurrency)?;
         self.hasher.update(&bytes);
         self.size += bytes.len() as u64;
-        let _guard = rt.enter();
-        upload.put(bytes);
-        Ok(())
+        upload.put(bytes)
     }
 }
 
 impl Write for RawWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.sink {
-            Sink::Upload {
-                rt,
-                upload,
-                concurrency,
-                ..
-            } => {
-                let upload = Self::upload_with_room(rt, upload, *concurrency)?;
-                let _guard = rt.enter();
-                upload.write(buf);
-            }
+            Sink::Upload(upload) => upload.write(buf)?,
             Sink::Buffer { bytes, .. } => bytes.extend_from_slice(buf),
             Sink::File(staged) => staged.write(buf)?,
         }
@@ -355,21 +299,8 @@ impl Write for RawWriter {
 
 impl Drop for RawWriter {
     fn drop(&mut self) {
-        if let Sink::Upload {
-            rt,
-            upload,
-            drain_before_abort,
-            ..
-        } = &mut self.sink
-        {
-            if let Some(mut upload) = upload.take() {
-                tracing::debug!(key = %self.key, "aborting unfinished upload");
-                // Each failed part is taken off the set, so this ends once none is left.
-                while *drain_before_abort && rt.block_on(upload.wait_for_capacity(0)).is_err() {}
-                if let Err(e) = rt.block_on(upload.abort()) {
-                    tracing::warn!(key = %self.key, error = %BackendError::new(e), "aborting upload failed");
-                }
-            }
+        if let Sink::Upload(upload) = &mut self.sink {
+            upload.abort(&self.key);
         }
     }
 }
@@ -617,12 +548,12 @@ pub(crate) fn path(key: &str) -> Path {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use object_store::memory::InMemory;
-    use object_store::ObjectStoreExt;
+    use object_store::{ObjectStoreExt, WriteMultipart};
 
-    fn runtime() -> Arc<Runtime> {
+    pub(crate) fn runtime() -> Arc<Runtime> {
         Arc::new(
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -730,10 +661,7 @@ mod tests {
         }
         drop(RawWriter::upload(
             "archive".into(),
-            rt.clone(),
-            upload,
-            4,
-            true,
+            Uploading::new(rt.clone(), upload, 4, true),
         ));
         assert_eq!(open_below(dir.path()), Vec::<PathBuf>::new());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);

@@ -23,6 +23,7 @@ use crate::pipeline::{Envelope, ObjectReader, ObjectWriter, Plain, Verified};
 use crate::ranges::CompressedRanges;
 use crate::raw::{path, RangeSlots, RawReader, RawWriter, Written};
 use crate::store::Store;
+use crate::upload::Uploading;
 use crate::SecretString;
 use crate::{layout, BackendError, Error, Location, StoreOptions};
 
@@ -1123,13 +1124,13 @@ impl Repository {
             .block_on(self.store.put_multipart_opts(&path(key), opts))
             .map_err(|e| backend("writing", key, &self.location, e))?;
         let upload = WriteMultipart::new_with_chunk_size(upload, part_size);
-        Ok(RawWriter::upload(
-            key.to_string(),
+        let upload = Uploading::new(
             self.rt.clone(),
             upload,
             concurrency,
             self.local_root.is_some(),
-        ))
+        );
+        Ok(RawWriter::upload(key.to_string(), upload))
     }
 
     /// Start a small object that is stored with one PUT once finished (a listing, a record);
