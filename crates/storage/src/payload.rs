@@ -64,9 +64,9 @@ impl age::Recipient for Wrapping<'_> {
     }
 }
 
-/// Sealed chunks written to the store at a time. The store keeps each write as a block of
-/// its own, and a local upload writes each block with a syscall: one per 64 KiB chunk made
-/// 14,300 `write`s for a 761 MB archive where a plain one made 2,600.
+/// Sealed chunks written to the store at a time. A local repository writes each write with
+/// a syscall, and S3 keeps each as a block of its own: one per 64 KiB chunk made 14,300
+/// `write`s for a 761 MB archive where a plain one made 2,600.
 const BATCH: usize = 4;
 const BATCH_LEN: usize = BATCH * SEALED_CHUNK;
 
