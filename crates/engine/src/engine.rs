@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use strongbox_alert::Notifier;
 use strongbox_manifest::{
-    FileEntry, Listing, ListingReader, ObjectRef, ObjectRole, Overlay, Snapshot, SnapshotId,
+    Delta, FileEntry, Listing, ListingReader, ObjectRef, ObjectRole, Overlay, Snapshot, SnapshotId,
     SourceKind,
 };
 use strongbox_storage::{layout, Records, RepoReader, Repository};
@@ -272,6 +272,9 @@ impl Reader {
                     ),
                 });
             }
+            if objects.is_empty() {
+                self.prefetch_chain(&snapshot.set, &delta);
+            }
             chain.get_or_insert((delta.depth, delta.changes));
             overlay.add_older(&delta.removed, reader.collect::<Result<Vec<_>, _>>()?);
             expected = delta.base.clone();
@@ -283,6 +286,20 @@ impl Reader {
             };
             objects.push(std::mem::replace(&mut object, base));
         }
+    }
+
+    /// Start fetching, all at once, the listings a delta's chain goes on to (its base and
+    /// [`Delta::further`]) from a remote repository, where the walk would otherwise wait a
+    /// round trip for each; the walk still checks each one it reads against its digest.
+    fn prefetch_chain(&self, set: &str, delta: &Delta) {
+        let links = std::iter::once((delta.key.clone(), delta.size))
+            .chain(delta.further.iter().map(|l| (l.key.clone(), l.size)))
+            .filter(|(key, _)| {
+                layout::parse_data_key(key)
+                    .is_some_and(|(s, _, ext)| s == set && ext.starts_with("files."))
+            })
+            .take(MAX_CHAIN);
+        self.repo.prefetch(links);
     }
 
     /// One stored listing object, whole or delta, checked against its digest as it is read.

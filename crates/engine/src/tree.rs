@@ -13,7 +13,7 @@ use strongbox_archive::{
 use strongbox_manifest::{
     FileEntry, FileType, Listing, ObjectRef, ObjectRole, Snapshot, SnapshotId,
 };
-use strongbox_storage::{CompressedRanges, ObjectInfo};
+use strongbox_storage::{layout, CompressedRanges, ObjectInfo};
 use strongbox_verify::TreeCheck;
 
 use crate::{Error, Reader};
@@ -142,6 +142,9 @@ impl Reader {
             let mut held = 0;
             let mut deferred = false;
             let mut entries = self.checked_listing(snapshot)?;
+            if first.is_none() {
+                self.prefetch_archives(&entries.objects, &archives);
+            }
             for entry in entries.by_ref() {
                 let entry = entry?;
                 if first.is_none() {
@@ -183,11 +186,32 @@ impl Reader {
         }
     }
 
+    /// Start fetching, all at once, the small archives of the snapshots whose listings a
+    /// delta chain was read from (`listings`): a tree drawn from such a chain opens them
+    /// one after another as their entries come up, each a round trip from a remote store.
+    fn prefetch_archives(
+        &self,
+        listings: &[ObjectRef],
+        archives: &HashMap<SnapshotId, ObjectInfo>,
+    ) {
+        if listings.len() < 2 {
+            return;
+        }
+        let chain = listings.iter().rev().filter_map(|listing| {
+            let (_, id, _) = layout::parse_data_key(&listing.key)?;
+            let archive = archives.get(&SnapshotId::parse(id).ok()?)?;
+            Some((archive.key.clone(), archive.size))
+        });
+        self.repo.prefetch(chain);
+    }
+
     /// `snapshot`'s listing streamed through a [`TreeCheck`].
     pub(crate) fn checked_listing(&self, snapshot: &Snapshot) -> Result<CheckedListing, Error> {
+        let stream = self.listing_stream(snapshot)?;
         Ok(CheckedListing {
             tree: TreeCheck::new(&snapshot.id),
-            entries: self.listing_stream(snapshot)?.entries,
+            entries: stream.entries,
+            objects: stream.objects,
         })
     }
 
@@ -366,6 +390,8 @@ pub(crate) struct CheckedListing {
     /// The check of the entries handed out so far.
     pub(crate) tree: TreeCheck,
     entries: Box<dyn Iterator<Item = Result<FileEntry, strongbox_manifest::Error>> + Send>,
+    /// The listing objects the tree is read from, the whole one first.
+    objects: Vec<ObjectRef>,
 }
 
 impl Iterator for CheckedListing {

@@ -36,7 +36,7 @@ mod wal;
 pub use error::Error;
 pub use filter::{Excludes, Includes};
 pub use id::SnapshotId;
-pub use listing::{Delta, FileEntry, FileType, Listing};
+pub use listing::{ChainLink, Delta, FileEntry, FileType, Listing};
 pub use record::{
     BundleStats, DatabaseStats, FileStats, ObjectRef, ObjectRole, ReferenceCheck, RestorePoint,
     Snapshot, SnapshotKind, SourceError, SourceKind, Stats, TableCount, FORMAT_VERSION,

@@ -90,6 +90,20 @@ pub struct Delta {
     /// Paths of the base that are gone, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<String>,
+    /// The listings the base's own chain goes on to, newest first, down to the whole one:
+    /// a reader of a remote repository fetches them together instead of one after another.
+    /// Only a hint: each is still checked against the digest the delta after it names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub further: Vec<ChainLink>,
+}
+
+/// A listing object further down a delta chain ([`Delta::further`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLink {
+    /// Its key, relative to the repository root.
+    pub key: String,
+    /// Its stored size.
+    pub size: u64,
 }
 
 pub(crate) const LISTING_FORMAT: &str = "strongbox-files";

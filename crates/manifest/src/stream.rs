@@ -405,6 +405,7 @@ mod tests {
             depth: 1,
             changes: 0,
             removed: removed.iter().map(|p| p.to_string()).collect(),
+            further: Vec::new(),
         }
     }
 

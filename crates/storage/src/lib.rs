@@ -57,6 +57,7 @@ mod location;
 mod lock;
 mod payload;
 mod pipeline;
+mod prefetch;
 mod ranges;
 mod raw;
 mod repo;

@@ -495,6 +495,17 @@ impl RawReader {
         }
     }
 
+    /// Bytes fetched whole before the reader was asked for.
+    pub(crate) fn fetched(rt: Arc<Runtime>, bytes: Bytes) -> Self {
+        Self {
+            inner: ReaderInner::Stream {
+                rt,
+                stream: futures::stream::empty().boxed(),
+                chunk: bytes,
+            },
+        }
+    }
+
     /// Whether the bytes are fetched ahead of the reader, several ranges at once.
     pub(crate) fn fetches_ahead(&self) -> bool {
         matches!(self.inner, ReaderInner::Ranged(_))

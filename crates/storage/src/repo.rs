@@ -20,6 +20,7 @@ use tokio::runtime::Runtime;
 
 use crate::encryption::{self, Age, KeyHolder, KeyInfo, Unlock};
 use crate::pipeline::{Envelope, ObjectReader, ObjectWriter, Plain, Verified};
+use crate::prefetch::Prefetch;
 use crate::ranges::CompressedRanges;
 use crate::raw::{path, RangeSlots, RawReader, RawWriter, Written};
 use crate::store::Store;
@@ -106,6 +107,7 @@ pub struct RepoReader {
     /// The id of the key file that unlocked the repository.
     unlocked_by: Option<String>,
     range_slots: Arc<RangeSlots>,
+    prefetch: Arc<Prefetch>,
 }
 
 /// Read and write access to a repository.
@@ -290,6 +292,7 @@ impl RepoReader {
             envelope,
             unlocked_by: None,
             range_slots: RangeSlots::new(RANGES_IN_FLIGHT),
+            prefetch: Arc::default(),
         }
     }
 
@@ -426,6 +429,10 @@ impl RepoReader {
     /// A reader of an object's stored bytes; `known` is its recorded size, which spares a
     /// HEAD (a wrong one fails the digest check at the end like any other damage).
     fn raw_reader(&self, key: &str, known: Option<u64>) -> Result<RawReader, Error> {
+        if let Some(fetched) = self.prefetch.take(&self.rt, key) {
+            let bytes = fetched.map_err(|e| backend("reading", key, &self.location, e))?;
+            return Ok(RawReader::fetched(self.rt.clone(), bytes));
+        }
         if self.local_root.is_none() {
             // Remote: large objects come as ranges fetched several at a time.
             let size = match known {
@@ -443,6 +450,23 @@ impl RepoReader {
         let size = result.meta.size;
         RawReader::new(self.rt.clone(), result.payload, 0..size)
             .map_err(Error::stream("reading", key))
+    }
+
+    /// Whether [`Self::prefetch`] fetches anything: it does for a remote store, where each
+    /// request waits its round trip, and not for a local directory.
+    pub fn prefetches(&self) -> bool {
+        self.local_root.is_none()
+    }
+
+    /// Start fetching `objects` (key and stored size) whole, several at once, for reads that will open them one
+    /// after another ([`Self::open_object`], [`Self::check_object`]), which then take the
+    /// fetched bytes and check them as any others. Small objects only, within a bound on
+    /// the bytes held; the rest are read when opened. Nothing is fetched from a local
+    /// directory ([`Self::prefetches`]).
+    pub fn prefetch(&self, objects: impl IntoIterator<Item = (String, u64)>) {
+        if self.prefetches() {
+            self.prefetch.start(&self.rt, &self.store, objects);
+        }
     }
 
     /// The compressed stream of an object `stored_len` bytes long as stored, to read ranges

@@ -333,6 +333,61 @@ fn missing_objects_are_named() {
 }
 
 #[test]
+fn objects_fetched_ahead_are_requested_once_still_checked_and_named_when_missing() {
+    on_every_backend(|backend, _| {
+        let faults = Faults::new();
+        let repo = Repository::init_store(faults.layer(backend.store("ahead"))).unwrap();
+        let written = repo
+            .put(
+                "sets/a/data/1.files.json.zst",
+                b"a delta listing",
+                Compression::Zstd(3),
+                PutMode::Create,
+            )
+            .unwrap();
+        let gone = "sets/a/data/0.files.json.zst".to_string();
+        repo.prefetch([(written.key.clone(), written.size), (gone.clone(), 100)]);
+
+        let mut back = Vec::new();
+        repo.open_object(&written.key, None)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, b"a delta listing", "{}", backend.name());
+        // Taken from what was fetched ahead: no HEAD for its size before a GET.
+        let requested = |key: &str| {
+            faults
+                .requests()
+                .iter()
+                .filter(|(kind, k)| kind == "Get" && k.ends_with(key))
+                .count()
+        };
+        assert_eq!(requested(&written.key), 1, "{}", backend.name());
+        let err = repo.open_object(&gone, None).map(drop).unwrap_err();
+        assert!(
+            matches!(err, Error::NotFound { ref key, .. } if *key == gone),
+            "{}: {err}",
+            backend.name()
+        );
+
+        // Fetched ahead is not trusted: the record's digest still decides.
+        repo.prefetch([(written.key.clone(), written.size)]);
+        let record = ObjectRef {
+            key: written.key.clone(),
+            size: written.size,
+            sha256: "0".repeat(64),
+            role: ObjectRole::Listing,
+        };
+        let err = repo.check_object(&record).unwrap_err();
+        assert!(
+            chain(&err).contains("does not match"),
+            "{}: {err}",
+            backend.name()
+        );
+    });
+}
+
+#[test]
 fn repositories_under_other_prefixes_are_separate_and_init_twice_is_refused() {
     on_every_backend(|backend, repo| {
         put(&repo, "sets/a/data/one.bin", b"one");

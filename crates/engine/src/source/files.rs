@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use strongbox_archive::{ArchiveWriter, Compression, EntryMeta};
 use strongbox_manifest::{
-    write_whole_listing, Change, Delta, Diff, Excludes, FileEntry, FileStats, FileType, Listing,
-    ObjectRole, Overlay, Snapshot, SnapshotKind, SourceError, SourceKind, Stats, TreeWalk,
+    write_whole_listing, ChainLink, Change, Delta, Diff, Excludes, FileEntry, FileStats, FileType,
+    Listing, ObjectRole, Overlay, Snapshot, SnapshotKind, SourceError, SourceKind, Stats, TreeWalk,
 };
 use strongbox_storage::ObjectWriter;
 
@@ -268,6 +268,17 @@ impl<'a> Storing<'a> {
             Error::Storage(strongbox_storage::Error::NotFound { .. }) => broken(e),
             e => e,
         })?;
+        // The parent's chain beyond its own listing, newest first, for a delta over it.
+        let further: Vec<ChainLink> = stream
+            .objects
+            .iter()
+            .rev()
+            .skip(1)
+            .map(|o| ChainLink {
+                key: o.key.clone(),
+                size: o.size,
+            })
+            .collect();
         let chain = (stream.own, stream.chain);
         let mut pending = Vec::new();
         let mut diff = Diff::new(walk, stream.entries, rehash);
@@ -348,6 +359,7 @@ impl<'a> Storing<'a> {
                     depth,
                     changes,
                     removed,
+                    further,
                 };
                 Listing::new_delta(id, delta, stored)
                     .write_json(&mut writer)

@@ -1,0 +1,180 @@
+//! Small remote objects fetched whole, several at once, ahead of the reads that open them
+//! one after another. A restore of the 20th snapshot of an incremental chain walks 20
+//! listings, each naming the next, then opens 20 archives as their entries come up: from an
+//! S3 server every one of those is a request that waits for the one before it. On s3s-fs
+//! on loopback that restore took 2.3-2.4 s against 1.0-1.1 s for the chain's first
+//! snapshot, and `ls` of it 1.0 s against 0.13 s.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+use futures::StreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+
+use crate::raw::path;
+
+/// The largest object fetched ahead: a larger one is read in ranges, several in flight,
+/// as soon as it is opened.
+const OBJECT_MOST: u64 = 2 * 1024 * 1024;
+/// The most bytes fetched ahead and not yet opened, so that memory stays bounded whatever
+/// a caller asks for.
+const HELD_MOST: u64 = 16 * 1024 * 1024;
+/// Requests in flight at once for one call of [`Prefetch::start`].
+const CONCURRENT: usize = 8;
+
+type Fetched = object_store::Result<Bytes>;
+
+/// Objects being fetched ahead, by key, until a reader takes them.
+#[derive(Debug, Default)]
+pub(crate) struct Prefetch {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    waiting: HashMap<String, (oneshot::Receiver<Fetched>, u64)>,
+    held: u64,
+    fetchers: Vec<JoinHandle<()>>,
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        for fetcher in &self.fetchers {
+            fetcher.abort();
+        }
+    }
+}
+
+impl Prefetch {
+    /// Start fetching `objects`, in their order, [`CONCURRENT`] at a time. Objects over
+    /// [`OBJECT_MOST`], already waiting, or beyond what [`HELD_MOST`] leaves are skipped:
+    /// they are read when opened, as without this.
+    pub(crate) fn start(
+        &self,
+        rt: &Runtime,
+        store: &Arc<dyn ObjectStore>,
+        objects: impl IntoIterator<Item = (String, u64)>,
+    ) {
+        let mut state = self.state.lock().expect("prefetch state");
+        let mut queued = Vec::new();
+        for (key, size) in objects {
+            if size > OBJECT_MOST
+                || state.held + size > HELD_MOST
+                || state.waiting.contains_key(&key)
+            {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            state.held += size;
+            state.waiting.insert(key.clone(), (rx, size));
+            queued.push((key, tx));
+        }
+        if queued.is_empty() {
+            return;
+        }
+        let store = store.clone();
+        let fetcher = rt.spawn(async move {
+            futures::stream::iter(queued)
+                .for_each_concurrent(CONCURRENT, |(key, tx)| {
+                    let store = store.clone();
+                    async move {
+                        let fetched = match store.get(&path(&key)).await {
+                            Ok(result) => result.bytes().await,
+                            Err(e) => Err(e),
+                        };
+                        // Nobody waits any more when the reader was dropped.
+                        let _ = tx.send(fetched);
+                    }
+                })
+                .await;
+        });
+        state.fetchers.push(fetcher);
+    }
+
+    /// The bytes of `key` (or the error fetching them), when fetching it was started:
+    /// waits for them. `None` when it was not.
+    pub(crate) fn take(&self, rt: &Runtime, key: &str) -> Option<Fetched> {
+        let rx = {
+            let mut state = self.state.lock().expect("prefetch state");
+            let (rx, size) = state.waiting.remove(key)?;
+            state.held -= size;
+            rx
+        };
+        // A fetcher is only ever cancelled with this state, so an answer always comes.
+        rt.block_on(rx).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+
+    use super::*;
+    use crate::raw::tests::runtime;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn only_small_objects_within_the_bound_are_fetched_ahead() {
+        // (stored sizes asked for, in order; those fetched ahead)
+        let full = [
+            2 * MIB,
+            2 * MIB,
+            2 * MIB,
+            2 * MIB,
+            2 * MIB,
+            2 * MIB,
+            2 * MIB,
+        ];
+        let cases: [(&[u64], &[usize]); 4] = [
+            (&[10, 20], &[0, 1]),
+            (&[OBJECT_MOST, OBJECT_MOST + 1, 30], &[0, 2]),
+            // Eight of 2 MiB fill the 16 MiB: the ninth waits to be read when opened.
+            (&[2 * MIB; 9], &[0, 1, 2, 3, 4, 5, 6, 7]),
+            // A smaller one still fits after a larger one did not.
+            (
+                &[&full[..], &[2 * MIB - 1, 2, 1]].concat(),
+                &[0, 1, 2, 3, 4, 5, 6, 7, 9],
+            ),
+        ];
+        let rt = runtime();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        for (sizes, fetched) in cases {
+            let prefetch = Prefetch::default();
+            prefetch.start(
+                &rt,
+                &store,
+                sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, size)| (format!("k{i}"), *size)),
+            );
+            let state = prefetch.state.lock().unwrap();
+            let mut waiting: Vec<usize> = state
+                .waiting
+                .keys()
+                .map(|k| k[1..].parse().unwrap())
+                .collect();
+            waiting.sort_unstable();
+            assert_eq!(waiting, fetched, "{sizes:?}");
+        }
+    }
+
+    #[test]
+    fn a_key_asked_for_twice_is_fetched_once_and_taken_once() {
+        let rt = runtime();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        rt.block_on(store.put(&path("k"), Bytes::from_static(b"bytes").into()))
+            .unwrap();
+        let prefetch = Prefetch::default();
+        prefetch.start(&rt, &store, [("k".to_string(), 5), ("k".to_string(), 5)]);
+        assert_eq!(prefetch.state.lock().unwrap().held, 5);
+        assert_eq!(prefetch.take(&rt, "k").unwrap().unwrap(), &b"bytes"[..]);
+        assert_eq!(prefetch.state.lock().unwrap().held, 0);
+        assert!(prefetch.take(&rt, "k").is_none());
+    }
+}
