@@ -5,7 +5,7 @@ use strongbox_manifest::{
     Delta, FileEntry, Listing, ListingReader, ObjectRef, ObjectRole, Overlay, Snapshot, SnapshotId,
     SourceKind,
 };
-use strongbox_storage::{layout, Records, RepoReader, Repository};
+use strongbox_storage::{layout, Ahead, Records, RepoReader, Repository};
 
 use crate::journal::{Journal, Operation, RunOutcome, RunStatus};
 use crate::restore::RestorePlan;
@@ -228,8 +228,14 @@ impl Reader {
         let mut objects = Vec::new();
         let mut overlay = Overlay::default();
         let mut chain = None;
+        // Held until every listing of the chain is open.
+        let mut _ahead = Ahead::default();
+        let mut opened = Vec::new();
         loop {
-            let reader = self.open_listing(&object)?;
+            let reader = match opened.iter().position(|(o, _)| *o == object) {
+                Some(i) => opened.swap_remove(i).1,
+                None => self.open_listing(&object)?,
+            };
             let header = reader.header().clone();
             if header.snapshot != expected {
                 return Err(Error::BadRecord {
@@ -272,8 +278,9 @@ impl Reader {
                     ),
                 });
             }
-            if objects.is_empty() {
-                self.prefetch_chain(&snapshot.set, &delta);
+            let first = objects.is_empty();
+            if first {
+                _ahead = self.prefetch_chain(&snapshot.set, &delta);
             }
             chain.get_or_insert((delta.depth, delta.changes));
             overlay.add_older(&delta.removed, reader.collect::<Result<Vec<_>, _>>()?);
@@ -284,6 +291,18 @@ impl Reader {
                 sha256: delta.sha256,
                 role: ObjectRole::Listing,
             };
+            if first {
+                // Read whole, this listing's digest held: open the rest of its chain now,
+                // each parsed on a thread of its own, rather than each after the last.
+                let further = delta.further.into_iter().map(|l| ObjectRef {
+                    key: l.key,
+                    size: l.size,
+                    sha256: l.sha256,
+                    role: ObjectRole::Listing,
+                });
+                opened =
+                    self.open_chain(&snapshot.set, std::iter::once(base.clone()).chain(further));
+            }
             objects.push(std::mem::replace(&mut object, base));
         }
     }
@@ -291,15 +310,37 @@ impl Reader {
     /// Start fetching, all at once, the listings a delta's chain goes on to (its base and
     /// [`Delta::further`]) from a remote repository, where the walk would otherwise wait a
     /// round trip for each; the walk still checks each one it reads against its digest.
-    fn prefetch_chain(&self, set: &str, delta: &Delta) {
+    fn prefetch_chain(&self, set: &str, delta: &Delta) -> Ahead {
         let links = std::iter::once((delta.key.clone(), delta.size))
             .chain(delta.further.iter().map(|l| (l.key.clone(), l.size)))
-            .filter(|(key, _)| {
-                layout::parse_data_key(key)
-                    .is_some_and(|(s, _, ext)| s == set && ext.starts_with("files."))
-            })
+            .filter(|(key, _)| own_listing(set, key))
             .take(MAX_CHAIN);
-        self.repo.prefetch(links);
+        self.repo.prefetch(links)
+    }
+
+    /// The listings of a chain past its newest one, each parsing on a thread of its own (a
+    /// whole listing's parser waits for its reader once it has a few thousand entries
+    /// ahead). The whole one, last in the chain, is opened first: it is the largest, too
+    /// large to have been fetched ahead, and opening it starts its transfer. One that does
+    /// not open is left to the walk, which opens it again when it gets there and reports
+    /// what is wrong.
+    fn open_chain(
+        &self,
+        set: &str,
+        links: impl Iterator<Item = ObjectRef>,
+    ) -> Vec<(ObjectRef, ListingReader)> {
+        let mut links: Vec<ObjectRef> = links
+            .filter(|link| own_listing(set, &link.key))
+            .take(MAX_CHAIN)
+            .collect();
+        links.rotate_right(1);
+        links
+            .into_iter()
+            .filter_map(|link| {
+                let reader = self.open_listing(&link).ok()?;
+                Some((link, reader))
+            })
+            .collect()
     }
 
     /// One stored listing object, whole or delta, checked against its digest as it is read.
@@ -391,6 +432,11 @@ pub(crate) struct ListingStream {
     pub objects: Vec<ObjectRef>,
     /// The `(depth, changes)` of the delta chain, `(0, 0)` for a whole listing.
     pub chain: (u32, u64),
+}
+
+/// Whether `key` is a listing of `set` (`sets/<set>/data/<id>.files.…`).
+fn own_listing(set: &str, key: &str) -> bool {
+    layout::parse_data_key(key).is_some_and(|(s, _, ext)| s == set && ext.starts_with("files."))
 }
 
 /// The listing object a files snapshot's record names.

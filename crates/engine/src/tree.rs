@@ -13,7 +13,7 @@ use strongbox_archive::{
 use strongbox_manifest::{
     FileEntry, FileType, Listing, ObjectRef, ObjectRole, Snapshot, SnapshotId,
 };
-use strongbox_storage::{layout, CompressedRanges, ObjectInfo};
+use strongbox_storage::{layout, Ahead, CompressedRanges, ObjectInfo};
 use strongbox_verify::TreeCheck;
 
 use crate::{Error, Reader};
@@ -137,13 +137,14 @@ impl Reader {
         let mut done: HashSet<SnapshotId> = HashSet::new();
         // The first pass's check, which saw every entry.
         let mut first: Option<TreeCheck> = None;
+        let mut ahead = None;
         loop {
             let mut open: Vec<(SnapshotId, HolderArchive)> = Vec::new();
             let mut held = 0;
             let mut deferred = false;
             let mut entries = self.checked_listing(snapshot)?;
-            if first.is_none() {
-                self.prefetch_archives(&entries.objects, &archives);
+            if ahead.is_none() {
+                ahead = Some(self.prefetch_archives(&entries.objects, &archives));
             }
             for entry in entries.by_ref() {
                 let entry = entry?;
@@ -193,16 +194,16 @@ impl Reader {
         &self,
         listings: &[ObjectRef],
         archives: &HashMap<SnapshotId, ObjectInfo>,
-    ) {
+    ) -> Ahead {
         if listings.len() < 2 {
-            return;
+            return Ahead::default();
         }
         let chain = listings.iter().rev().filter_map(|listing| {
             let (_, id, _) = layout::parse_data_key(&listing.key)?;
             let archive = archives.get(&SnapshotId::parse(id).ok()?)?;
             Some((archive.key.clone(), archive.size))
         });
-        self.repo.prefetch(chain);
+        self.repo.prefetch(chain)
     }
 
     /// `snapshot`'s listing streamed through a [`TreeCheck`].

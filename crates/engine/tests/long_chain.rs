@@ -171,3 +171,28 @@ fn an_archive_missing_from_the_chain_fails_a_whole_restore_naming_it_and_writes_
         .count();
     assert_eq!(staging, 0, "no staging directory left");
 }
+
+#[test]
+fn the_newest_delta_names_its_base_and_then_the_rest_of_its_chain() {
+    let chain = Chain::new();
+    let repo = Repository::open(&Location::Local(chain.work.path().join("repo"))).unwrap();
+    let read = |key: &str| -> strongbox_manifest::Listing {
+        serde_json::from_slice(&repo.read_object(key, None).unwrap()).unwrap()
+    };
+    let newest = read(&chain.last.object(ObjectRole::Listing).unwrap().key);
+    let delta = newest.delta.expect("a delta listing");
+    // The chain as a walk finds it, link by link, after the base.
+    let mut walked = Vec::new();
+    let mut next = read(&delta.key).delta;
+    while let Some(link) = next {
+        walked.push((link.key.clone(), link.size, link.sha256.clone()));
+        next = read(&link.key).delta;
+    }
+    assert!(!walked.is_empty(), "a chain of three listings at least");
+    let further: Vec<(String, u64, String)> = delta
+        .further
+        .into_iter()
+        .map(|l| (l.key, l.size, l.sha256))
+        .collect();
+    assert_eq!(further, walked, "newest first, down to the whole listing");
+}

@@ -90,9 +90,9 @@ pub struct Delta {
     /// Paths of the base that are gone, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<String>,
-    /// The listings the base's own chain goes on to, newest first, down to the whole one:
-    /// a reader of a remote repository fetches them together instead of one after another.
-    /// Only a hint: each is still checked against the digest the delta after it names.
+    /// The listings the base's own chain goes on to, newest first, down to the whole one,
+    /// so that a reader can fetch and open them all at once instead of one after another.
+    /// The walk down the chain still goes by `key`, `size` and `sha256` above, link by link.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub further: Vec<ChainLink>,
 }
@@ -104,6 +104,8 @@ pub struct ChainLink {
     pub key: String,
     /// Its stored size.
     pub size: u64,
+    /// SHA-256 of its stored bytes.
+    pub sha256: String,
 }
 
 pub(crate) const LISTING_FORMAT: &str = "strongbox-files";

@@ -73,6 +73,7 @@ pub use location::{redact, Location};
 pub use lock::{holder_alive, host_name, LockGuard, LockInfo};
 pub use object_store::{GetRange, PutMode};
 pub use pipeline::{ObjectReader, ObjectWriter};
+pub use prefetch::Ahead;
 pub use ranges::CompressedRanges;
 pub use raw::Written;
 pub use repo::{DamagedRecord, Marker, ObjectInfo, Records, RepoReader, Repository, UploadOptions};

@@ -21,14 +21,16 @@ use crate::raw::path;
 /// as soon as it is opened.
 const OBJECT_MOST: u64 = 2 * 1024 * 1024;
 /// The most bytes fetched ahead and not yet opened, so that memory stays bounded whatever
-/// a caller asks for.
+/// callers ask for.
 const HELD_MOST: u64 = 16 * 1024 * 1024;
-/// Requests in flight at once for one call of [`Prefetch::start`].
-const CONCURRENT: usize = 8;
+/// Requests in flight at once for one call of [`Prefetch::start`]: for small objects the
+/// wait for each answer, not the transfer, is what takes the time.
+const CONCURRENT: usize = 16;
 
 type Fetched = object_store::Result<Bytes>;
 
-/// Objects being fetched ahead, by key, until a reader takes them.
+/// Objects being fetched ahead, by key, until a reader takes them or the work that asked
+/// for them is over ([`Ahead`] dropped).
 #[derive(Debug, Default)]
 pub(crate) struct Prefetch {
     state: Mutex<State>,
@@ -38,13 +40,36 @@ pub(crate) struct Prefetch {
 struct State {
     waiting: HashMap<String, (oneshot::Receiver<Fetched>, u64)>,
     held: u64,
-    fetchers: Vec<JoinHandle<()>>,
 }
 
-impl Drop for State {
+impl State {
+    fn remove(&mut self, key: &str) -> Option<oneshot::Receiver<Fetched>> {
+        let (rx, size) = self.waiting.remove(key)?;
+        self.held -= size;
+        Some(rx)
+    }
+}
+
+/// Objects fetched ahead for one piece of work ([`RepoReader::prefetch`]): whatever of them
+/// is not read when this drops is dropped with it, and their requests still running are
+/// cancelled, so that nothing fetched for one command lingers in a long-lived repository.
+///
+/// [`RepoReader::prefetch`]: crate::RepoReader::prefetch
+#[must_use = "objects are fetched ahead only while this is held"]
+#[derive(Debug, Default)]
+pub struct Ahead {
+    owner: Option<(Arc<Prefetch>, Vec<String>, JoinHandle<()>)>,
+}
+
+impl Drop for Ahead {
     fn drop(&mut self) {
-        for fetcher in &self.fetchers {
-            fetcher.abort();
+        let Some((prefetch, keys, fetcher)) = self.owner.take() else {
+            return;
+        };
+        fetcher.abort();
+        let mut state = prefetch.state.lock().expect("prefetch state");
+        for key in keys {
+            state.remove(&key);
         }
     }
 }
@@ -54,11 +79,11 @@ impl Prefetch {
     /// [`OBJECT_MOST`], already waiting, or beyond what [`HELD_MOST`] leaves are skipped:
     /// they are read when opened, as without this.
     pub(crate) fn start(
-        &self,
+        self: &Arc<Self>,
         rt: &Runtime,
         store: &Arc<dyn ObjectStore>,
         objects: impl IntoIterator<Item = (String, u64)>,
-    ) {
+    ) -> Ahead {
         let mut state = self.state.lock().expect("prefetch state");
         let mut queued = Vec::new();
         for (key, size) in objects {
@@ -74,8 +99,9 @@ impl Prefetch {
             queued.push((key, tx));
         }
         if queued.is_empty() {
-            return;
+            return Ahead::default();
         }
+        let keys = queued.iter().map(|(key, _)| key.clone()).collect();
         let store = store.clone();
         let fetcher = rt.spawn(async move {
             futures::stream::iter(queued)
@@ -86,25 +112,22 @@ impl Prefetch {
                             Ok(result) => result.bytes().await,
                             Err(e) => Err(e),
                         };
-                        // Nobody waits any more when the reader was dropped.
+                        // Nobody waits any more when the work was over first.
                         let _ = tx.send(fetched);
                     }
                 })
                 .await;
         });
-        state.fetchers.push(fetcher);
+        Ahead {
+            owner: Some((self.clone(), keys, fetcher)),
+        }
     }
 
-    /// The bytes of `key` (or the error fetching them), when fetching it was started:
-    /// waits for them. `None` when it was not.
+    /// The bytes of `key` (or the error fetching them), when fetching it was started and
+    /// its [`Ahead`] is held: waits for them. `None` otherwise.
     pub(crate) fn take(&self, rt: &Runtime, key: &str) -> Option<Fetched> {
-        let rx = {
-            let mut state = self.state.lock().expect("prefetch state");
-            let (rx, size) = state.waiting.remove(key)?;
-            state.held -= size;
-            rx
-        };
-        // A fetcher is only ever cancelled with this state, so an answer always comes.
+        let rx = self.state.lock().expect("prefetch state").remove(key)?;
+        // `None` too when the fetch was cancelled meanwhile: the caller reads the object.
         rt.block_on(rx).ok()
     }
 }
@@ -117,6 +140,17 @@ mod tests {
     use crate::raw::tests::runtime;
 
     const MIB: u64 = 1024 * 1024;
+
+    fn waiting(prefetch: &Prefetch) -> Vec<usize> {
+        let state = prefetch.state.lock().unwrap();
+        let mut waiting: Vec<usize> = state
+            .waiting
+            .keys()
+            .map(|k| k[1..].parse().unwrap())
+            .collect();
+        waiting.sort_unstable();
+        waiting
+    }
 
     #[test]
     fn only_small_objects_within_the_bound_are_fetched_ahead() {
@@ -144,8 +178,8 @@ mod tests {
         let rt = runtime();
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         for (sizes, fetched) in cases {
-            let prefetch = Prefetch::default();
-            prefetch.start(
+            let prefetch = Arc::new(Prefetch::default());
+            let ahead = prefetch.start(
                 &rt,
                 &store,
                 sizes
@@ -153,14 +187,14 @@ mod tests {
                     .enumerate()
                     .map(|(i, size)| (format!("k{i}"), *size)),
             );
-            let state = prefetch.state.lock().unwrap();
-            let mut waiting: Vec<usize> = state
-                .waiting
-                .keys()
-                .map(|k| k[1..].parse().unwrap())
-                .collect();
-            waiting.sort_unstable();
-            assert_eq!(waiting, fetched, "{sizes:?}");
+            assert_eq!(waiting(&prefetch), fetched, "{sizes:?}");
+            drop(ahead);
+            assert_eq!(
+                waiting(&prefetch),
+                [0; 0],
+                "{sizes:?}: dropped with its work"
+            );
+            assert_eq!(prefetch.state.lock().unwrap().held, 0, "{sizes:?}");
         }
     }
 
@@ -168,13 +202,18 @@ mod tests {
     fn a_key_asked_for_twice_is_fetched_once_and_taken_once() {
         let rt = runtime();
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        rt.block_on(store.put(&path("k"), Bytes::from_static(b"bytes").into()))
+        rt.block_on(store.put(&path("k1"), Bytes::from_static(b"bytes").into()))
             .unwrap();
-        let prefetch = Prefetch::default();
-        prefetch.start(&rt, &store, [("k".to_string(), 5), ("k".to_string(), 5)]);
-        assert_eq!(prefetch.state.lock().unwrap().held, 5);
-        assert_eq!(prefetch.take(&rt, "k").unwrap().unwrap(), &b"bytes"[..]);
+        let prefetch = Arc::new(Prefetch::default());
+        let first = prefetch.start(&rt, &store, [("k1".to_string(), 5)]);
+        let second = prefetch.start(&rt, &store, [("k1".to_string(), 5), ("k2".to_string(), 7)]);
+        assert_eq!(prefetch.state.lock().unwrap().held, 12);
+        assert_eq!(prefetch.take(&rt, "k1").unwrap().unwrap(), &b"bytes"[..]);
+        assert!(prefetch.take(&rt, "k1").is_none());
+        // The second work's own key goes with it; the first one's was taken already.
+        drop(second);
         assert_eq!(prefetch.state.lock().unwrap().held, 0);
-        assert!(prefetch.take(&rt, "k").is_none());
+        assert!(prefetch.take(&rt, "k2").is_none());
+        drop(first);
     }
 }

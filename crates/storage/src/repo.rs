@@ -20,7 +20,7 @@ use tokio::runtime::Runtime;
 
 use crate::encryption::{self, Age, KeyHolder, KeyInfo, Unlock};
 use crate::pipeline::{Envelope, ObjectReader, ObjectWriter, Plain, Verified};
-use crate::prefetch::Prefetch;
+use crate::prefetch::{Ahead, Prefetch};
 use crate::ranges::CompressedRanges;
 use crate::raw::{path, RangeSlots, RawReader, RawWriter, Written};
 use crate::store::Store;
@@ -429,8 +429,8 @@ impl RepoReader {
     /// A reader of an object's stored bytes; `known` is its recorded size, which spares a
     /// HEAD (a wrong one fails the digest check at the end like any other damage).
     fn raw_reader(&self, key: &str, known: Option<u64>) -> Result<RawReader, Error> {
-        if let Some(fetched) = self.prefetch.take(&self.rt, key) {
-            let bytes = fetched.map_err(|e| backend("reading", key, &self.location, e))?;
+        // A fetch ahead that failed is made again below, as any read: it was only early.
+        if let Some(Ok(bytes)) = self.prefetch.take(&self.rt, key) {
             return Ok(RawReader::fetched(self.rt.clone(), bytes));
         }
         if self.local_root.is_none() {
@@ -458,15 +458,16 @@ impl RepoReader {
         self.local_root.is_none()
     }
 
-    /// Start fetching `objects` (key and stored size) whole, several at once, for reads that will open them one
-    /// after another ([`Self::open_object`], [`Self::check_object`]), which then take the
-    /// fetched bytes and check them as any others. Small objects only, within a bound on
-    /// the bytes held; the rest are read when opened. Nothing is fetched from a local
-    /// directory ([`Self::prefetches`]).
-    pub fn prefetch(&self, objects: impl IntoIterator<Item = (String, u64)>) {
-        if self.prefetches() {
-            self.prefetch.start(&self.rt, &self.store, objects);
+    /// Start fetching `objects` (key and stored size) whole, several at once, for reads
+    /// that will open them one after another ([`Self::open_object`],
+    /// [`Self::check_object`]), which then take the fetched bytes and check them as any
+    /// others, for as long as the returned [`Ahead`] is held. Small objects only, within a bound on the bytes held; the rest are read
+    /// when opened. Nothing is fetched from a local directory ([`Self::prefetches`]).
+    pub fn prefetch(&self, objects: impl IntoIterator<Item = (String, u64)>) -> Ahead {
+        if !self.prefetches() {
+            return Ahead::default();
         }
+        self.prefetch.start(&self.rt, &self.store, objects)
     }
 
     /// The compressed stream of an object `stored_len` bytes long as stored, to read ranges

@@ -346,7 +346,7 @@ fn objects_fetched_ahead_are_requested_once_still_checked_and_named_when_missing
             )
             .unwrap();
         let gone = "sets/a/data/0.files.json.zst".to_string();
-        repo.prefetch([(written.key.clone(), written.size), (gone.clone(), 100)]);
+        let ahead = repo.prefetch([(written.key.clone(), written.size), (gone.clone(), 100)]);
 
         let mut back = Vec::new();
         repo.open_object(&written.key, None)
@@ -370,8 +370,10 @@ fn objects_fetched_ahead_are_requested_once_still_checked_and_named_when_missing
             backend.name()
         );
 
+        drop(ahead);
+
         // Fetched ahead is not trusted: the record's digest still decides.
-        repo.prefetch([(written.key.clone(), written.size)]);
+        let _ahead = repo.prefetch([(written.key.clone(), written.size)]);
         let record = ObjectRef {
             key: written.key.clone(),
             size: written.size,

@@ -277,6 +277,7 @@ impl<'a> Storing<'a> {
             .map(|o| ChainLink {
                 key: o.key.clone(),
                 size: o.size,
+                sha256: o.sha256.clone(),
             })
             .collect();
         let chain = (stream.own, stream.chain);
