@@ -215,6 +215,17 @@ impl Reader {
     /// The same as a stream of entries, in listing order: memory holds the deltas, not the
     /// tree.
     pub(crate) fn listing_stream(&self, snapshot: &Snapshot) -> Result<ListingStream, Error> {
+        self.listing_stream_and(snapshot, &|_| Ahead::default())
+    }
+
+    /// [`Self::listing_stream`], calling `ahead` with the keys of the chain's listings,
+    /// newest first, as soon as the newest delta's header names them: for the caller to have
+    /// fetched ahead what it will read of that chain (the stream holds what it returns).
+    pub(crate) fn listing_stream_and(
+        &self,
+        snapshot: &Snapshot,
+        ahead: &dyn Fn(&[&str]) -> Ahead,
+    ) -> Result<ListingStream, Error> {
         if snapshot.source != SourceKind::Files {
             return Err(Error::WrongSource {
                 id: snapshot.id.to_string(),
@@ -229,7 +240,8 @@ impl Reader {
         let mut overlay = Overlay::default();
         let mut chain = None;
         // Held until every listing of the chain is open.
-        let mut _ahead = Ahead::default();
+        let mut _listings_ahead = Ahead::default();
+        let mut callers = Ahead::default();
         let mut opened = Vec::new();
         loop {
             let reader = match opened.iter().position(|(o, _)| *o == object) {
@@ -254,6 +266,7 @@ impl Reader {
                     own,
                     objects,
                     chain: chain.unwrap_or((0, 0)),
+                    ahead: callers,
                 });
             };
             // Writers keep chains short; a long one is damage (or a loop), not history.
@@ -280,7 +293,12 @@ impl Reader {
             }
             let first = objects.is_empty();
             if first {
-                _ahead = self.prefetch_chain(&snapshot.set, &delta);
+                _listings_ahead = self.prefetch_chain(&snapshot.set, &delta);
+                let keys: Vec<&str> = [object.key.as_str(), delta.key.as_str()]
+                    .into_iter()
+                    .chain(delta.further.iter().map(|l| l.key.as_str()))
+                    .collect();
+                callers = ahead(&keys);
             }
             chain.get_or_insert((delta.depth, delta.changes));
             overlay.add_older(&delta.removed, reader.collect::<Result<Vec<_>, _>>()?);
@@ -432,6 +450,8 @@ pub(crate) struct ListingStream {
     pub objects: Vec<ObjectRef>,
     /// The `(depth, changes)` of the delta chain, `(0, 0)` for a whole listing.
     pub chain: (u32, u64),
+    /// What the caller had fetched ahead ([`Reader::listing_stream_and`]).
+    pub ahead: Ahead,
 }
 
 /// Whether `key` is a listing of `set` (`sets/<set>/data/<id>.files.…`).

@@ -137,15 +137,14 @@ impl Reader {
         let mut done: HashSet<SnapshotId> = HashSet::new();
         // The first pass's check, which saw every entry.
         let mut first: Option<TreeCheck> = None;
-        let mut ahead = None;
+        // Each pass has the chain's small archives fetched ahead as soon as the listing's
+        // chain is known (a deferred pass: again, the ones it did not open are gone).
+        let ahead = |listings: &[&str]| self.prefetch_archives(listings, &archives);
         loop {
             let mut open: Vec<(SnapshotId, HolderArchive)> = Vec::new();
             let mut held = 0;
             let mut deferred = false;
-            let mut entries = self.checked_listing(snapshot)?;
-            if ahead.is_none() {
-                ahead = Some(self.prefetch_archives(&entries.objects, &archives));
-            }
+            let mut entries = self.checked_listing_and(snapshot, &ahead)?;
             for entry in entries.by_ref() {
                 let entry = entry?;
                 if first.is_none() {
@@ -187,19 +186,16 @@ impl Reader {
         }
     }
 
-    /// Start fetching, all at once, the small archives of the snapshots whose listings a
-    /// delta chain was read from (`listings`): a tree drawn from such a chain opens them
-    /// one after another as their entries come up, each a round trip from a remote store.
+    /// Start fetching, all at once, the small archives of the snapshots of a delta chain's
+    /// `listings`: a tree drawn from such a chain opens them one after another as their
+    /// entries come up, each a round trip from a remote store.
     fn prefetch_archives(
         &self,
-        listings: &[ObjectRef],
+        listings: &[&str],
         archives: &HashMap<SnapshotId, ObjectInfo>,
     ) -> Ahead {
-        if listings.len() < 2 {
-            return Ahead::default();
-        }
-        let chain = listings.iter().rev().filter_map(|listing| {
-            let (_, id, _) = layout::parse_data_key(&listing.key)?;
+        let chain = listings.iter().filter_map(|listing| {
+            let (_, id, _) = layout::parse_data_key(listing)?;
             let archive = archives.get(&SnapshotId::parse(id).ok()?)?;
             Some((archive.key.clone(), archive.size))
         });
@@ -208,11 +204,20 @@ impl Reader {
 
     /// `snapshot`'s listing streamed through a [`TreeCheck`].
     pub(crate) fn checked_listing(&self, snapshot: &Snapshot) -> Result<CheckedListing, Error> {
-        let stream = self.listing_stream(snapshot)?;
+        self.checked_listing_and(snapshot, &|_| Ahead::default())
+    }
+
+    /// [`Self::checked_listing`], with `ahead` called as in [`Self::listing_stream_and`].
+    fn checked_listing_and(
+        &self,
+        snapshot: &Snapshot,
+        ahead: &dyn Fn(&[&str]) -> Ahead,
+    ) -> Result<CheckedListing, Error> {
+        let stream = self.listing_stream_and(snapshot, ahead)?;
         Ok(CheckedListing {
             tree: TreeCheck::new(&snapshot.id),
             entries: stream.entries,
-            objects: stream.objects,
+            _ahead: stream.ahead,
         })
     }
 
@@ -391,8 +396,8 @@ pub(crate) struct CheckedListing {
     /// The check of the entries handed out so far.
     pub(crate) tree: TreeCheck,
     entries: Box<dyn Iterator<Item = Result<FileEntry, strongbox_manifest::Error>> + Send>,
-    /// The listing objects the tree is read from, the whole one first.
-    objects: Vec<ObjectRef>,
+    /// What the caller has fetched ahead for reading the tree.
+    _ahead: Ahead,
 }
 
 impl Iterator for CheckedListing {

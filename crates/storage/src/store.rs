@@ -82,6 +82,10 @@ fn s3_key(key: &str) -> Result<AmazonS3ConfigKey, Error> {
 /// An object store and what strongbox knows about it: where it is (for messages) and, for
 /// a local directory, its path (where interrupted uploads leave staging files that the
 /// store's listing does not show).
+///
+/// A remote store's pooled connections belong to the tokio runtime that opened them: hand
+/// a repository a store that no other runtime has used, or its first requests wait out a
+/// timeout (30 s by default) on a connection nobody drives.
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) object_store: Arc<dyn ObjectStore>,

@@ -414,6 +414,9 @@ fn init_refuses_a_location_that_holds_anything_but_lost_and_found() {
     for backend in backends() {
         let name = backend.name();
         let rt = tokio_runtime();
+        // The objects go in through a store of this runtime; the repository gets a fresh
+        // one (an S3 client's pooled connections belong to the runtime that opened them:
+        // the repository's first request waited 30 s for one nobody drove).
         let with = |prefix: &str, keys: &[&str]| {
             let store = backend.store(prefix);
             for key in keys {
@@ -424,7 +427,7 @@ fn init_refuses_a_location_that_holds_anything_but_lost_and_found() {
                 )
                 .unwrap();
             }
-            store
+            backend.store(prefix)
         };
         let taken = with("taken", &["notes.txt", "www/index.html"]);
         let err = Repository::init_store(taken).unwrap_err();
