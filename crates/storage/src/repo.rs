@@ -461,8 +461,9 @@ impl RepoReader {
     /// Start fetching `objects` (key and stored size) whole, several at once, for reads
     /// that will open them one after another ([`Self::open_object`],
     /// [`Self::check_object`]), which then take the fetched bytes and check them as any
-    /// others, for as long as the returned [`Ahead`] is held. Small objects only, within a bound on the bytes held; the rest are read
-    /// when opened. Nothing is fetched from a local directory ([`Self::prefetches`]).
+    /// others, for as long as the returned [`Ahead`] is held. Small objects only, within a
+    /// bound on the bytes held; the rest are read when opened. Nothing is fetched from a
+    /// local directory ([`Self::prefetches`]).
     pub fn prefetch(&self, objects: impl IntoIterator<Item = (String, u64)>) -> Ahead {
         if !self.prefetches() {
             return Ahead::default();
