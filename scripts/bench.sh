@@ -1225,8 +1225,9 @@ bench_chain() {
         "$SB" -q --repo "$s3" init
     fi
     "$SB" -q --repo "$repo" init
-    "$SB" -q --repo "$repo" backup files chain "$src"
-    [[ -z $s3 ]] || "$SB" -q --repo "$s3" backup files chain "$src"
+    # back_up: the same snapshot of the tree into each repository
+    back_up() { for r in "$repo" ${s3:+"$s3"}; do "$SB" -q --repo "$r" backup files chain "$src"; done; }
+    back_up
     fp_first=$(fingerprint "$src")
     for i in $(seq 2 20); do
         python3 - "$src" "$i" <<'PY'
@@ -1240,8 +1241,7 @@ for path in random.Random(step).sample(files, max(1, len(files) // 100)):
         f.write((f"step {step} " * size)[:size])
     os.utime(path, (1_700_000_000 + step, 1_700_000_000 + step))
 PY
-        "$SB" -q --repo "$repo" backup files chain "$src"
-        [[ -z $s3 ]] || "$SB" -q --repo "$s3" backup files chain "$src"
+        back_up
     done
     fp_last=$(fingerprint "$src")
     rt=$R

@@ -291,17 +291,28 @@ impl Reader {
                     ),
                 });
             }
-            let first = objects.is_empty();
-            if first {
-                _listings_ahead = self.prefetch_chain(&snapshot.set, &delta);
-                let keys: Vec<&str> = [object.key.as_str(), delta.key.as_str()]
-                    .into_iter()
-                    .chain(delta.further.iter().map(|l| l.key.as_str()))
+            // The newest delta names the rest of its chain: fetched ahead from a remote
+            // store all at once, its listings here and what the caller reads of it there.
+            let links = if objects.is_empty() {
+                let links = chain_links(&snapshot.set, &delta);
+                _listings_ahead = self
+                    .repo
+                    .prefetch(links.iter().map(|l| (l.key.clone(), l.size)));
+                let keys: Vec<&str> = std::iter::once(object.key.as_str())
+                    .chain(links.iter().map(|l| l.key.as_str()))
                     .collect();
                 callers = ahead(&keys);
-            }
+                links
+            } else {
+                Vec::new()
+            };
             chain.get_or_insert((delta.depth, delta.changes));
             overlay.add_older(&delta.removed, reader.collect::<Result<Vec<_>, _>>()?);
+            if !links.is_empty() {
+                // Read whole, this listing's digest held: open the rest of its chain now,
+                // each parsed on a thread of its own, rather than each after the last.
+                opened = self.open_chain(links);
+            }
             expected = delta.base.clone();
             let base = ObjectRef {
                 key: delta.key,
@@ -309,48 +320,17 @@ impl Reader {
                 sha256: delta.sha256,
                 role: ObjectRole::Listing,
             };
-            if first {
-                // Read whole, this listing's digest held: open the rest of its chain now,
-                // each parsed on a thread of its own, rather than each after the last.
-                let further = delta.further.into_iter().map(|l| ObjectRef {
-                    key: l.key,
-                    size: l.size,
-                    sha256: l.sha256,
-                    role: ObjectRole::Listing,
-                });
-                opened =
-                    self.open_chain(&snapshot.set, std::iter::once(base.clone()).chain(further));
-            }
             objects.push(std::mem::replace(&mut object, base));
         }
     }
 
-    /// Start fetching, all at once, the listings a delta's chain goes on to (its base and
-    /// [`Delta::further`]) from a remote repository, where the walk would otherwise wait a
-    /// round trip for each; the walk still checks each one it reads against its digest.
-    fn prefetch_chain(&self, set: &str, delta: &Delta) -> Ahead {
-        let links = std::iter::once((delta.key.clone(), delta.size))
-            .chain(delta.further.iter().map(|l| (l.key.clone(), l.size)))
-            .filter(|(key, _)| own_listing(set, key))
-            .take(MAX_CHAIN);
-        self.repo.prefetch(links)
-    }
-
-    /// The listings of a chain past its newest one, each parsing on a thread of its own (a
-    /// whole listing's parser waits for its reader once it has a few thousand entries
-    /// ahead). The whole one, last in the chain, is opened first: it is the largest, too
-    /// large to have been fetched ahead, and opening it starts its transfer. One that does
-    /// not open is left to the walk, which opens it again when it gets there and reports
-    /// what is wrong.
-    fn open_chain(
-        &self,
-        set: &str,
-        links: impl Iterator<Item = ObjectRef>,
-    ) -> Vec<(ObjectRef, ListingReader)> {
-        let mut links: Vec<ObjectRef> = links
-            .filter(|link| own_listing(set, &link.key))
-            .take(MAX_CHAIN)
-            .collect();
+    /// The listings of a chain past its newest one (`links`, as the walk will read them),
+    /// each parsing on a thread of its own (a whole listing's parser waits for its reader
+    /// once it has a few thousand entries ahead). The whole one, last in the chain, is
+    /// opened first: it is the largest, too large to have been fetched ahead, and opening
+    /// it starts its transfer. One that does not open is left to the walk, which opens it
+    /// again when it gets there and reports what is wrong.
+    fn open_chain(&self, mut links: Vec<ObjectRef>) -> Vec<(ObjectRef, ListingReader)> {
         links.rotate_right(1);
         links
             .into_iter()
@@ -454,9 +434,28 @@ pub(crate) struct ListingStream {
     pub ahead: Ahead,
 }
 
-/// Whether `key` is a listing of `set` (`sets/<set>/data/<id>.files.…`).
-fn own_listing(set: &str, key: &str) -> bool {
-    layout::parse_data_key(key).is_some_and(|(s, _, ext)| s == set && ext.starts_with("files."))
+/// A delta's base and then [`Delta::further`]: the rest of its chain, as the walk will read
+/// it. Only listings of `set`, and no more than a chain may have.
+fn chain_links(set: &str, delta: &Delta) -> Vec<ObjectRef> {
+    let link = |key: &str, size: u64, sha256: &str| ObjectRef {
+        key: key.to_string(),
+        size,
+        sha256: sha256.to_string(),
+        role: ObjectRole::Listing,
+    };
+    std::iter::once(link(&delta.key, delta.size, &delta.sha256))
+        .chain(
+            delta
+                .further
+                .iter()
+                .map(|l| link(&l.key, l.size, &l.sha256)),
+        )
+        .filter(|l| {
+            layout::parse_data_key(&l.key)
+                .is_some_and(|(s, _, ext)| s == set && ext.starts_with("files."))
+        })
+        .take(MAX_CHAIN)
+        .collect()
 }
 
 /// The listing object a files snapshot's record names.

@@ -38,13 +38,15 @@ pub(crate) struct Prefetch {
 
 #[derive(Debug, Default)]
 struct State {
-    waiting: HashMap<String, (oneshot::Receiver<Fetched>, u64)>,
+    /// By key: the answer to come, its size, and the number of the [`Ahead`] it is for.
+    waiting: HashMap<String, (oneshot::Receiver<Fetched>, u64, u64)>,
     held: u64,
+    started: u64,
 }
 
 impl State {
     fn remove(&mut self, key: &str) -> Option<oneshot::Receiver<Fetched>> {
-        let (rx, size) = self.waiting.remove(key)?;
+        let (rx, size, _) = self.waiting.remove(key)?;
         self.held -= size;
         Some(rx)
     }
@@ -58,18 +60,30 @@ impl State {
 #[must_use = "objects are fetched ahead only while this is held"]
 #[derive(Debug, Default)]
 pub struct Ahead {
-    owner: Option<(Arc<Prefetch>, Vec<String>, JoinHandle<()>)>,
+    owner: Option<Owner>,
+}
+
+/// The work an [`Ahead`] stands for: its number, its keys and the task fetching them.
+#[derive(Debug)]
+struct Owner {
+    prefetch: Arc<Prefetch>,
+    number: u64,
+    keys: Vec<String>,
+    fetcher: JoinHandle<()>,
 }
 
 impl Drop for Ahead {
     fn drop(&mut self) {
-        let Some((prefetch, keys, fetcher)) = self.owner.take() else {
+        let Some(owner) = self.owner.take() else {
             return;
         };
-        fetcher.abort();
-        let mut state = prefetch.state.lock().expect("prefetch state");
-        for key in keys {
-            state.remove(&key);
+        owner.fetcher.abort();
+        let mut state = owner.prefetch.state.lock().expect("prefetch state");
+        for key in &owner.keys {
+            // A key taken and asked for again since is another work's now.
+            if state.waiting.get(key).is_some_and(|w| w.2 == owner.number) {
+                state.remove(key);
+            }
         }
     }
 }
@@ -85,6 +99,8 @@ impl Prefetch {
         objects: impl IntoIterator<Item = (String, u64)>,
     ) -> Ahead {
         let mut state = self.state.lock().expect("prefetch state");
+        state.started += 1;
+        let number = state.started;
         let mut queued = Vec::new();
         for (key, size) in objects {
             if size > OBJECT_MOST
@@ -95,7 +111,7 @@ impl Prefetch {
             }
             let (tx, rx) = oneshot::channel();
             state.held += size;
-            state.waiting.insert(key.clone(), (rx, size));
+            state.waiting.insert(key.clone(), (rx, size, number));
             queued.push((key, tx));
         }
         if queued.is_empty() {
@@ -119,7 +135,12 @@ impl Prefetch {
                 .await;
         });
         Ahead {
-            owner: Some((self.clone(), keys, fetcher)),
+            owner: Some(Owner {
+                prefetch: self.clone(),
+                number,
+                keys,
+                fetcher,
+            }),
         }
     }
 
@@ -210,10 +231,14 @@ mod tests {
         assert_eq!(prefetch.state.lock().unwrap().held, 12);
         assert_eq!(prefetch.take(&rt, "k1").unwrap().unwrap(), &b"bytes"[..]);
         assert!(prefetch.take(&rt, "k1").is_none());
+        // Asked for again by a third work, it is that work's: the first one's end leaves it.
+        let third = prefetch.start(&rt, &store, [("k1".to_string(), 5)]);
+        drop(first);
+        assert_eq!(prefetch.take(&rt, "k1").unwrap().unwrap(), &b"bytes"[..]);
+        drop(third);
         // The second work's own key goes with it; the first one's was taken already.
         drop(second);
         assert_eq!(prefetch.state.lock().unwrap().held, 0);
         assert!(prefetch.take(&rt, "k2").is_none());
-        drop(first);
     }
 }

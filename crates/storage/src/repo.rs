@@ -793,6 +793,17 @@ impl RepoReader {
         )
     }
 
+    /// A small object through the pipeline into its [`Self::small_sink`].
+    fn small_writer(
+        &self,
+        key: &str,
+        compression: Compression,
+        mode: PutMode,
+    ) -> Result<ObjectWriter, Error> {
+        let raw = self.small_sink(key, mode)?;
+        self.pipeline(raw, key, compression)
+    }
+
     fn put_small(
         &self,
         key: &str,
@@ -800,8 +811,7 @@ impl RepoReader {
         compression: Compression,
         mode: PutMode,
     ) -> Result<Written, Error> {
-        let raw = self.small_sink(key, mode)?;
-        let mut writer = self.pipeline(raw, key, compression)?;
+        let mut writer = self.small_writer(key, compression, mode)?;
         std::io::Write::write_all(&mut writer, bytes).map_err(Error::stream("writing", key))?;
         writer.finish()
     }
@@ -1182,8 +1192,7 @@ impl Repository {
         compression: Compression,
         mode: PutMode,
     ) -> Result<ObjectWriter, Error> {
-        let raw = self.small_sink(key, mode)?;
-        self.pipeline(raw, key, compression)
+        self.small_writer(key, compression, mode)
     }
 
     /// Store a whole (small) object through the pipeline.

@@ -332,28 +332,47 @@ fn missing_objects_are_named() {
     });
 }
 
+/// What `key` reads as through the pipeline, its size not given.
+fn opened(repo: &Repository, key: &str) -> Vec<u8> {
+    let mut back = Vec::new();
+    repo.open_object(key, None)
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    back
+}
+
+/// A repository of `backend` behind recorded faults, holding one small listing.
+fn with_a_listing(
+    backend: &dyn Backend,
+    prefix: &str,
+) -> (Arc<Faults>, Repository, strongbox_storage::Written) {
+    let faults = Faults::new();
+    let repo = Repository::init_store(faults.layer(backend.store(prefix))).unwrap();
+    let written = repo
+        .put(
+            "sets/a/data/1.files.json.zst",
+            b"a delta listing",
+            Compression::Zstd(3),
+            PutMode::Create,
+        )
+        .unwrap();
+    (faults, repo, written)
+}
+
 #[test]
 fn objects_fetched_ahead_are_requested_once_still_checked_and_named_when_missing() {
     on_every_backend(|backend, _| {
-        let faults = Faults::new();
-        let repo = Repository::init_store(faults.layer(backend.store("ahead"))).unwrap();
-        let written = repo
-            .put(
-                "sets/a/data/1.files.json.zst",
-                b"a delta listing",
-                Compression::Zstd(3),
-                PutMode::Create,
-            )
-            .unwrap();
+        let (faults, repo, written) = with_a_listing(backend, "ahead");
         let gone = "sets/a/data/0.files.json.zst".to_string();
         let ahead = repo.prefetch([(written.key.clone(), written.size), (gone.clone(), 100)]);
 
-        let mut back = Vec::new();
-        repo.open_object(&written.key, None)
-            .unwrap()
-            .read_to_end(&mut back)
-            .unwrap();
-        assert_eq!(back, b"a delta listing", "{}", backend.name());
+        assert_eq!(
+            opened(&repo, &written.key),
+            b"a delta listing",
+            "{}",
+            backend.name()
+        );
         // Taken from what was fetched ahead: no HEAD for its size before a GET.
         let requested = |key: &str| {
             faults
@@ -384,6 +403,34 @@ fn objects_fetched_ahead_are_requested_once_still_checked_and_named_when_missing
         assert!(
             chain(&err).contains("does not match"),
             "{}: {err}",
+            backend.name()
+        );
+    });
+}
+
+#[test]
+fn a_fetch_ahead_that_failed_is_made_again_when_the_object_is_opened() {
+    on_every_backend(|backend, _| {
+        let (faults, repo, written) = with_a_listing(backend, "again");
+        faults.add(Rule::reads().containing(&written.key));
+        let _ahead = repo.prefetch([(written.key.clone(), written.size)]);
+        if repo.prefetches() {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while faults.injected() == 0 && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            assert_eq!(
+                faults.injected(),
+                1,
+                "{}: the fetch ahead failed",
+                backend.name()
+            );
+        }
+        faults.clear();
+        assert_eq!(
+            opened(&repo, &written.key),
+            b"a delta listing",
+            "{}",
             backend.name()
         );
     });
