@@ -1488,7 +1488,8 @@ main() {
             echo
             echo "Notes: one s3s-fs server (storing objects as files under a temp dir on the same disk)"
             echo "serves both. Uploads use 8 MiB parts, 4 at a time, in both tools; downloads use 8 MiB"
-            echo "parts in boto3 and 4 MiB ranges in strongbox (for its memory), 8 at a time. Each tool"
+            echo "parts, 8 at a time, in both (strongbox holds at most 8 MiB of what the parts ahead"
+            echo "of the one it reads received; the rest waits in TCP). Each tool"
             echo "runs $S3_ROUNDS times per direction, in rotating order, each after priming memory;"
             echo "rows and ratios are medians. The plain transfer"
             echo "moves one file of the archive object's bytes (a copy of it): MiB/s = moved MiB ÷ wall,"

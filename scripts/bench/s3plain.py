@@ -7,7 +7,7 @@
 The server and credentials come from the environment like strongbox's: AWS_ENDPOINT_URL,
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION. Transfers run as many requests at
 once as strongbox's do: uploads 8 MiB parts, 4 threads (strongbox's --part-size 8
---upload-concurrency 4); downloads 8 MiB parts, 8 threads (strongbox fetches 4 MiB
+--upload-concurrency 4); downloads 8 MiB parts, 8 threads (strongbox fetches 8 MiB
 ranges, eight ahead of the one it reads). Path-style
 addressing, and no extra checksums (boto3 >= 1.36 would otherwise add a CRC32 to every
 part, which strongbox does not compute). Prints the transfer's own wall time (without

@@ -58,6 +58,7 @@ mod lock;
 mod payload;
 mod pipeline;
 mod prefetch;
+mod ranged;
 mod ranges;
 mod raw;
 mod repo;

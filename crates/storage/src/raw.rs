@@ -1,22 +1,18 @@
 //! The bottom of the object pipeline: bytes as stored, in and out of the object store.
 
-use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use object_store::local::LocalFileSystem;
-use object_store::{
-    path::Path, GetOptions, GetResultPayload, ObjectStore, PutMode, PutOptions, PutPayload,
-};
+use object_store::{path::Path, GetResultPayload, ObjectStore, PutMode, PutOptions, PutPayload};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Runtime;
-use tokio::task::JoinHandle;
 
+use crate::ranged::Ranged;
 use crate::upload::Uploading;
 use crate::BackendError;
 
@@ -321,177 +317,10 @@ enum ReaderInner {
     Ranged(Ranged),
 }
 
-/// Ranges fetched ahead, beyond the one each remote reader always may have, shared by every
-/// reader of a repository: a restore that holds several archives open at once (a chain)
-/// then holds no more ranges than one reading a single archive, plus one per archive.
-/// Taking a slot never waits, so a reader whose ranges are all consumed always makes
-/// progress on its own one.
-#[derive(Debug)]
-pub(crate) struct RangeSlots {
-    free: AtomicUsize,
-}
-
-impl RangeSlots {
-    pub(crate) fn new(extra: usize) -> Arc<Self> {
-        Arc::new(Self {
-            free: AtomicUsize::new(extra),
-        })
-    }
-
-    fn try_take(self: &Arc<Self>) -> Option<RangeSlot> {
-        self.free
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .ok()
-            .map(|_| RangeSlot(self.clone()))
-    }
-}
-
-/// A shared slot, given back when its range has been read (or dropped unread).
-struct RangeSlot(Arc<RangeSlots>);
-
-impl Drop for RangeSlot {
-    fn drop(&mut self) {
-        self.0.free.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-/// A range requested: its bytes in a buffer of the reader's, and the shared slot it holds
-/// (none for the reader's own one).
-type Pending = (JoinHandle<io::Result<Vec<u8>>>, Option<RangeSlot>);
-
-/// Reads a remote object as consecutive ranges, several requests in flight: one GET stream
-/// from an S3 server is slower than the restore consuming it, and a range is usable only
-/// once it arrived whole. Each range arrives in a buffer the reader used before: fresh
-/// 4 MiB buffers cost a page fault per 4 KiB and grew the allocator's heaps (a media
-/// restore from S3 peaked at 96-106 MB with them).
-struct Ranged {
-    rt: Arc<Runtime>,
-    store: Arc<dyn ObjectStore>,
-    path: Path,
-    size: u64,
-    next: u64,
-    part: u64,
-    /// The most ranges this reader has requested and not yet begun to read.
-    most: usize,
-    slots: Arc<RangeSlots>,
-    inflight: VecDeque<Pending>,
-    /// The range being read, from `pos`, and the shared slot it holds.
-    chunk: Vec<u8>,
-    pos: usize,
-    chunk_slot: Option<RangeSlot>,
-    spare: Vec<Vec<u8>>,
-}
-
-/// The bytes `range` of `path`, into `buf`.
-async fn fetch_range(
-    store: Arc<dyn ObjectStore>,
-    path: Path,
-    range: std::ops::Range<u64>,
-    mut buf: Vec<u8>,
-) -> io::Result<Vec<u8>> {
-    let wanted = range.end - range.start;
-    let options = GetOptions::new().with_range(Some(range));
-    let mut stream = store
-        .get_opts(&path, options)
-        .await
-        .map_err(backend_io)?
-        .into_stream();
-    buf.clear();
-    buf.reserve_exact(wanted as usize);
-    while let Some(bytes) = stream.next().await {
-        buf.extend_from_slice(&bytes.map_err(backend_io)?);
-    }
-    if buf.len() as u64 != wanted {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("a ranged read returned {} bytes of {wanted}", buf.len()),
-        ));
-    }
-    Ok(buf)
-}
-
-impl Ranged {
-    fn held(&self) -> usize {
-        self.inflight.len() + usize::from(self.pos < self.chunk.len())
-    }
-
-    fn request_more(&mut self) {
-        while self.inflight.len() < self.most && self.next < self.size {
-            let slot = if self.held() == 0 {
-                None
-            } else {
-                match self.slots.try_take() {
-                    Some(slot) => Some(slot),
-                    None => break,
-                }
-            };
-            let range = self.next..(self.next + self.part).min(self.size);
-            self.next = range.end;
-            let buf = self.spare.pop().unwrap_or_default();
-            let request = self.rt.spawn(fetch_range(
-                self.store.clone(),
-                self.path.clone(),
-                range,
-                buf,
-            ));
-            self.inflight.push_back((request, slot));
-        }
-    }
-
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.chunk.len() {
-            self.chunk_slot = None;
-            self.request_more();
-            let Some((part, slot)) = self.inflight.pop_front() else {
-                return Ok(0);
-            };
-            let next = self.rt.block_on(part).map_err(io::Error::other)??;
-            self.spare.push(std::mem::replace(&mut self.chunk, next));
-            self.pos = 0;
-            self.chunk_slot = slot;
-            self.request_more();
-        }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-impl Drop for Ranged {
-    fn drop(&mut self) {
-        for (part, _) in &self.inflight {
-            part.abort();
-        }
-    }
-}
-
 impl RawReader {
-    pub(crate) fn ranged(
-        rt: Arc<Runtime>,
-        store: Arc<dyn ObjectStore>,
-        key: &str,
-        range: std::ops::Range<u64>,
-        part: u64,
-        most: usize,
-        slots: Arc<RangeSlots>,
-    ) -> Self {
+    pub(crate) fn ranged(ranged: Ranged) -> Self {
         Self {
-            inner: ReaderInner::Ranged(Ranged {
-                rt,
-                store,
-                path: path(key),
-                size: range.end,
-                next: range.start,
-                part,
-                most,
-                slots,
-                inflight: VecDeque::new(),
-                chunk: Vec::new(),
-                pos: 0,
-                chunk_slot: None,
-                spare: Vec::new(),
-            }),
+            inner: ReaderInner::Ranged(ranged),
         }
     }
 
@@ -561,7 +390,6 @@ pub(crate) fn path(key: &str) -> Path {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use object_store::memory::InMemory;
     use object_store::{ObjectStoreExt, WriteMultipart};
 
     pub(crate) fn runtime() -> Arc<Runtime> {
@@ -572,76 +400,6 @@ pub(crate) mod tests {
                 .build()
                 .unwrap(),
         )
-    }
-
-    fn store_with(data: &[u8]) -> (Arc<Runtime>, Arc<dyn ObjectStore>) {
-        let rt = runtime();
-        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        rt.block_on(store.put_opts(
-            &path("a"),
-            PutPayload::from(data.to_vec()),
-            PutOptions::default(),
-        ))
-        .unwrap();
-        (rt, store)
-    }
-
-    fn free(slots: &RangeSlots) -> usize {
-        slots.free.load(Ordering::Acquire)
-    }
-
-    #[test]
-    fn readers_of_one_repository_share_their_ranges_ahead_and_give_them_back() {
-        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let (rt, store) = store_with(&data);
-        let slots = RangeSlots::new(3);
-        let reader = |range: std::ops::Range<u64>| {
-            RawReader::ranged(rt.clone(), store.clone(), "a", range, 10, 8, slots.clone())
-        };
-        // Two readers read in turns, as a restore reads a chain's archives.
-        let (mut first, mut second) = (reader(0..1000), reader(200..1000));
-        let (mut got_first, mut got_second) = (Vec::new(), Vec::new());
-        let mut buf = [0u8; 7];
-        let n = first.read(&mut buf).unwrap();
-        got_first.extend_from_slice(&buf[..n]);
-        assert_eq!(free(&slots), 0, "the first reader took every shared slot");
-        loop {
-            let a = first.read(&mut buf).unwrap();
-            got_first.extend_from_slice(&buf[..a]);
-            let b = second.read(&mut buf).unwrap();
-            got_second.extend_from_slice(&buf[..b]);
-            if a == 0 && b == 0 {
-                break;
-            }
-        }
-        assert_eq!(got_first, data);
-        assert_eq!(got_second, data[200..]);
-        drop((first, second));
-        assert_eq!(free(&slots), 3, "every shared slot came back");
-    }
-
-    #[test]
-    fn a_reader_without_shared_slots_still_reads_one_range_at_a_time() {
-        let data = vec![9u8; 95];
-        let (rt, store) = store_with(&data);
-        let slots = RangeSlots::new(0);
-        let mut reader = RawReader::ranged(rt, store, "a", 0..95, 10, 8, slots);
-        let mut got = Vec::new();
-        reader.read_to_end(&mut got).unwrap();
-        assert_eq!(got, data);
-    }
-
-    #[test]
-    fn a_range_shorter_than_asked_is_an_error_not_a_shifted_stream() {
-        let (rt, store) = store_with(&[1u8; 50]);
-        // A recorded size larger than the object: the range 40..60 returns 10 bytes.
-        let mut reader = RawReader::ranged(rt, store, "a", 0..60, 20, 8, RangeSlots::new(8));
-        let error = reader.read_to_end(&mut Vec::new()).unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
-        assert!(
-            error.to_string().contains("returned 10 bytes of 20"),
-            "{error}"
-        );
     }
 
     /// Open descriptors of this process on files below `dir`.

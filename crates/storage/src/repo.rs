@@ -21,8 +21,9 @@ use tokio::runtime::Runtime;
 use crate::encryption::{self, Age, KeyHolder, KeyInfo, Unlock};
 use crate::pipeline::{Envelope, ObjectReader, ObjectWriter, Plain, Verified};
 use crate::prefetch::{Ahead, Prefetch};
+use crate::ranged::{RangeBudget, Ranged};
 use crate::ranges::CompressedRanges;
-use crate::raw::{path, RangeSlots, RawReader, RawWriter, Written};
+use crate::raw::{path, RawReader, RawWriter, Written};
 use crate::store::Store;
 use crate::upload::Uploading;
 use crate::SecretString;
@@ -58,14 +59,17 @@ pub struct ObjectInfo {
     pub modified: DateTime<Utc>,
 }
 
-/// Size of one ranged GET of a large remote object, and how many one object may have
-/// requested ahead of the one being read. Each range is held whole until read, so these
-/// bound a restore's memory for remote reads; the readers of one repository share the
-/// ranges ahead beyond one each (`RangeSlots`). One stream from an S3 server is slow, so
-/// speed comes from streams in parallel: a media restore from s3s-fs on loopback took
-/// 4.3-4.7 s four ahead, 2.95-3.15 s eight ahead (peak RSS 76-80 and 80-82 MB).
-const RANGE_PART: u64 = 4 * 1024 * 1024;
+/// Size of one ranged GET of a large remote object, how many one object may have requested
+/// ahead of the one being read, and how many bytes received ahead the readers of one
+/// repository may hold together (`RangeBudget`). Each GET waits for its first bytes (a
+/// round trip; about 40 ms on s3s-fs, a delayed ACK), so speed needs many bytes requested
+/// at once: a media restore from s3s-fs on loopback took 2.8-3.6 s with 4 MiB ranges 8
+/// ahead, 2.5-2.9 s with 8 MiB ones. Memory is bounded by the bytes held, not by those
+/// requested: 8 MiB ranges each held whole until read peaked at 110 MB, streamed within
+/// 8 MiB held ahead at 58-60 MB (docs/storage.md).
+const RANGE_PART: u64 = 8 * 1024 * 1024;
 const RANGES_IN_FLIGHT: usize = 8;
+const RANGE_BYTES_HELD: usize = 8 * 1024 * 1024;
 /// A wrapped local repository writes each part straight into the staging file: small parts
 /// keep the memory in flight small, and there is no request count to save.
 const LOCAL_PART: usize = 1024 * 1024;
@@ -106,7 +110,7 @@ pub struct RepoReader {
     envelope: Arc<dyn Envelope>,
     /// The id of the key file that unlocked the repository.
     unlocked_by: Option<String>,
-    range_slots: Arc<RangeSlots>,
+    range_budget: Arc<RangeBudget>,
     prefetch: Arc<Prefetch>,
 }
 
@@ -291,7 +295,7 @@ impl RepoReader {
             marker,
             envelope,
             unlocked_by: None,
-            range_slots: RangeSlots::new(RANGES_IN_FLIGHT),
+            range_budget: RangeBudget::new(RANGE_PART, RANGES_IN_FLIGHT, RANGE_BYTES_HELD),
             prefetch: Arc::default(),
         }
     }
@@ -519,15 +523,13 @@ impl RepoReader {
 
     /// A remote object's bytes `range`, fetched in parts of `RANGE_PART`, several in flight.
     fn ranged(&self, key: &str, range: Range<u64>) -> RawReader {
-        RawReader::ranged(
+        RawReader::ranged(Ranged::new(
             self.rt.clone(),
             self.store.clone(),
             key,
             range,
-            RANGE_PART,
-            RANGES_IN_FLIGHT,
-            self.range_slots.clone(),
-        )
+            self.range_budget.clone(),
+        ))
     }
 
     /// Whether stored bytes are sealed (encrypted): then they are read through the pipeline
