@@ -178,6 +178,9 @@ pub(crate) struct Ranged {
     /// The bytes being read, and their hold on the budget.
     chunk: Bytes,
     _held: Option<OwnedSemaphorePermit>,
+    /// A failed read, repeated by every later one: the next range's bytes would not
+    /// follow on.
+    failed: Option<(io::ErrorKind, String)>,
 }
 
 impl Ranged {
@@ -199,6 +202,7 @@ impl Ranged {
             ahead: VecDeque::new(),
             chunk: Bytes::new(),
             _held: None,
+            failed: None,
         }
     }
 
@@ -269,9 +273,17 @@ impl Ranged {
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.chunk.is_empty() {
             self._held = None;
-            match self.next_chunk()? {
-                Some((chunk, held)) => (self.chunk, self._held) = (chunk, held),
-                None => return Ok(0),
+            if let Some((kind, message)) = &self.failed {
+                return Err(io::Error::new(*kind, message.clone()));
+            }
+            match self.next_chunk() {
+                Ok(Some((chunk, held))) => (self.chunk, self._held) = (chunk, held),
+                Ok(None) => return Ok(0),
+                Err(e) => {
+                    (self.reading, self.ahead) = (None, VecDeque::new());
+                    self.failed = Some((e.kind(), e.to_string()));
+                    return Err(e);
+                }
             }
         }
         let n = buf.len().min(self.chunk.len());
@@ -405,11 +417,20 @@ mod tests {
         let (rt, store) = store_with(&[1u8; 50]);
         // A recorded size larger than the object: the range 40..60 returns 10 bytes.
         let budget = RangeBudget::new(20, 8, 1000);
-        let error = read_rest(&mut reader(&rt, &store, 0..60, &budget), Vec::new()).unwrap_err();
+        let mut reader = reader(&rt, &store, 0..60, &budget);
+        let error = read_rest(&mut reader, Vec::new()).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
         assert!(
             error.to_string().contains("returned 10 bytes of 20"),
             "{error}"
+        );
+        // Read on, it fails the same: it neither ends as if whole nor goes on to a later range.
+        let again = reader.read(&mut [0u8; 7]).unwrap_err();
+        assert_eq!(again.to_string(), error.to_string());
+        assert_eq!(
+            free_ranges(&budget),
+            8,
+            "the failed reader gave its ranges back"
         );
     }
 }
