@@ -314,12 +314,7 @@ impl Reader {
                 opened = self.open_chain(links);
             }
             expected = delta.base.clone();
-            let base = ObjectRef {
-                key: delta.key,
-                size: delta.size,
-                sha256: delta.sha256,
-                role: ObjectRole::Listing,
-            };
+            let base = listing_ref(delta.key, delta.size, delta.sha256);
             objects.push(std::mem::replace(&mut object, base));
         }
     }
@@ -437,25 +432,29 @@ pub(crate) struct ListingStream {
 /// A delta's base and then [`Delta::further`]: the rest of its chain, as the walk will read
 /// it. Only listings of `set`, and no more than a chain may have.
 fn chain_links(set: &str, delta: &Delta) -> Vec<ObjectRef> {
-    let link = |key: &str, size: u64, sha256: &str| ObjectRef {
-        key: key.to_string(),
-        size,
-        sha256: sha256.to_string(),
-        role: ObjectRole::Listing,
-    };
-    std::iter::once(link(&delta.key, delta.size, &delta.sha256))
-        .chain(
-            delta
-                .further
-                .iter()
-                .map(|l| link(&l.key, l.size, &l.sha256)),
-        )
+    let base = listing_ref(delta.key.clone(), delta.size, delta.sha256.clone());
+    let further = delta
+        .further
+        .iter()
+        .map(|l| listing_ref(l.key.clone(), l.size, l.sha256.clone()));
+    std::iter::once(base)
+        .chain(further)
         .filter(|l| {
             layout::parse_data_key(&l.key)
                 .is_some_and(|(s, _, ext)| s == set && ext.starts_with("files."))
         })
         .take(MAX_CHAIN)
         .collect()
+}
+
+/// A listing object as a delta names it: by key, size and digest.
+fn listing_ref(key: String, size: u64, sha256: String) -> ObjectRef {
+    ObjectRef {
+        key,
+        size,
+        sha256,
+        role: ObjectRole::Listing,
+    }
 }
 
 /// The listing object a files snapshot's record names.

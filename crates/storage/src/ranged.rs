@@ -413,6 +413,22 @@ mod tests {
     }
 
     #[test]
+    fn a_request_that_fails_fails_the_read_naming_the_object_and_every_later_read() {
+        let (rt, store) = store_with(&[1u8; 50]);
+        let budget = RangeBudget::new(10, 8, 1000);
+        let mut reader = Ranged::new(rt, store, "gone", 0..30, budget.clone());
+        let error = read_rest(&mut reader, Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("gone"), "{error}");
+        let again = reader.read(&mut [0u8; 7]).unwrap_err();
+        assert_eq!(again.to_string(), error.to_string());
+        assert_eq!(
+            free_ranges(&budget),
+            8,
+            "the failed reader gave its ranges back"
+        );
+    }
+
+    #[test]
     fn a_range_shorter_than_asked_is_an_error_not_a_shifted_stream() {
         let (rt, store) = store_with(&[1u8; 50]);
         // A recorded size larger than the object: the range 40..60 returns 10 bytes.
