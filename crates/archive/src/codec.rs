@@ -195,16 +195,33 @@ impl<W: Write + Send + 'static> Encoder<W> {
     /// Start a compressed stream into `inner`. With `threads` above 0, zstd compresses
     /// independent frames on that many worker threads and stores random-looking runs of
     /// bytes raw; with 0, one frame on the calling thread.
+    ///
+    /// As the zstd CLI does, every zstd frame carries a content checksum, checked by every
+    /// reader (`zstd -d` too): it catches damage where no record holds a SHA-256 (WAL).
     pub fn new(inner: W, compression: Compression, threads: u32) -> io::Result<Self> {
+        Self::checksummed(inner, compression, threads, true)
+    }
+
+    /// Like [`Encoder::new`], but zstd frames carry no content checksum: for a stream whose
+    /// every byte something else authenticates before it is decompressed (an age file's
+    /// tag on each 64 KiB chunk), where the checksum would check the same bytes twice.
+    pub fn without_checksums(inner: W, compression: Compression, threads: u32) -> io::Result<Self> {
+        Self::checksummed(inner, compression, threads, false)
+    }
+
+    fn checksummed(
+        inner: W,
+        compression: Compression,
+        threads: u32,
+        checksum: bool,
+    ) -> io::Result<Self> {
         Ok(Encoder(match compression {
             Compression::Zstd(level) if threads > 0 => {
-                Inner::Frames(FrameEncoder::new(inner, level, threads)?)
+                Inner::Frames(FrameEncoder::new(inner, level, threads, checksum)?)
             }
             Compression::Zstd(level) => {
                 let mut encoder = zstd::stream::write::Encoder::new(Out::Direct(inner), level)?;
-                // As the zstd CLI does: a frame's content checksum, checked by every reader
-                // (`zstd -d` too), catches damage where no record holds a SHA-256 (WAL).
-                encoder.include_checksum(true)?;
+                encoder.include_checksum(checksum)?;
                 Inner::Zstd(encoder)
             }
             Compression::Gzip(level) => Inner::Gzip(flate2::write::GzEncoder::new(

@@ -48,8 +48,9 @@ const SAMPLE_WINDOW: usize = 2048;
 
 pub(crate) const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// Frame header descriptor of a raw frame: a 4-byte content size, single segment (the
-/// window is the content), a content checksum, no dictionary.
-const RAW_DESCRIPTOR: u8 = 0b1010_0100;
+/// window is the content), no dictionary; [`CHECKSUM_FLAG`] adds a content checksum.
+const RAW_DESCRIPTOR: u8 = 0b1010_0000;
+const CHECKSUM_FLAG: u8 = 0b0000_0100;
 
 struct Job {
     seq: u64,
@@ -101,7 +102,8 @@ pub(crate) struct FrameEncoder<W> {
 }
 
 impl<W: Write + Send + 'static> FrameEncoder<W> {
-    pub(crate) fn new(mut inner: W, level: i32, threads: u32) -> io::Result<Self> {
+    /// With `checksum`, every frame carries zstd's content checksum.
+    pub(crate) fn new(mut inner: W, level: i32, threads: u32, checksum: bool) -> io::Result<Self> {
         let threads = threads.max(1) as usize;
         let (jobs, queue) = sync_channel::<Job>(threads);
         let queue = Arc::new(Mutex::new(queue));
@@ -111,7 +113,7 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
             .map(|_| {
                 let queue = Arc::clone(&queue);
                 let finished = finished.clone();
-                let mut compressor = compressor(level)?;
+                let mut compressor = compressor(level, checksum)?;
                 std::thread::Builder::new()
                     .name("strongbox-zstd".to_string())
                     .spawn(move || loop {
@@ -128,7 +130,9 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
                         output.clear();
                         let output = from
                             .map_or(Ok(()), |span| span.read_into(&mut input))
-                            .and_then(|()| compress_chunk(&mut compressor, &input, &mut output))
+                            .and_then(|()| {
+                                compress_chunk(&mut compressor, &input, &mut output, checksum)
+                            })
                             .map(|frames| (output, frames));
                         if finished.send(Done { seq, input, output }).is_err() {
                             break;
@@ -342,11 +346,9 @@ fn stopped() -> io::Error {
     io::Error::other("a zstd worker thread stopped")
 }
 
-fn compressor(level: i32) -> io::Result<Compressor<'static>> {
+fn compressor(level: i32, checksum: bool) -> io::Result<Compressor<'static>> {
     let mut compressor = Compressor::new(level)?;
-    // As the zstd CLI does: a frame's content checksum, checked by every reader (`zstd -d`
-    // too), catches damage where no record holds a SHA-256 (WAL).
-    compressor.set_parameter(CParameter::ChecksumFlag(true))?;
+    compressor.set_parameter(CParameter::ChecksumFlag(checksum))?;
     Ok(compressor)
 }
 
@@ -356,6 +358,7 @@ fn compress_chunk(
     compressor: &mut Compressor<'_>,
     input: &[u8],
     output: &mut Vec<u8>,
+    checksum: bool,
 ) -> io::Result<Vec<FrameSizes>> {
     let mut frames = Vec::new();
     let mut sized = |output: &Vec<u8>, before: usize, content: &[u8]| {
@@ -370,7 +373,7 @@ fn compress_chunk(
         if run[0] {
             for block in input[start..end].chunks(BLOCK) {
                 let before = output.len();
-                raw_frame(block, output);
+                raw_frame(block, output, checksum);
                 sized(output, before, block);
             }
         } else {
@@ -428,12 +431,17 @@ fn looks_random(block: &[u8]) -> bool {
     entropy > RAW_ENTROPY
 }
 
-/// A zstd frame holding `content` in raw blocks, with its content size and checksum.
-fn raw_frame(content: &[u8], output: &mut Vec<u8>) {
+/// A zstd frame holding `content` in raw blocks, with its content size and, if asked, its
+/// checksum.
+fn raw_frame(content: &[u8], output: &mut Vec<u8>, checksum: bool) {
     debug_assert!(content.len() <= CHUNK);
     output.reserve(content.len() + content.len() / BLOCK * 3 + 16);
     output.extend_from_slice(&MAGIC);
-    output.push(RAW_DESCRIPTOR);
+    output.push(if checksum {
+        RAW_DESCRIPTOR | CHECKSUM_FLAG
+    } else {
+        RAW_DESCRIPTOR
+    });
     output.extend_from_slice(&(content.len() as u32).to_le_bytes());
     let mut blocks = content.chunks(BLOCK).peekable();
     while let Some(block) = blocks.next() {
@@ -443,8 +451,10 @@ fn raw_frame(content: &[u8], output: &mut Vec<u8>) {
         output.extend_from_slice(&header.to_le_bytes()[..3]);
         output.extend_from_slice(block);
     }
-    let checksum = xxhash_rust::xxh64::xxh64(content, 0) as u32;
-    output.extend_from_slice(&checksum.to_le_bytes());
+    if checksum {
+        let checksum = xxhash_rust::xxh64::xxh64(content, 0) as u32;
+        output.extend_from_slice(&checksum.to_le_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -477,7 +487,7 @@ mod tests {
     }
 
     fn encode(data: &[u8], threads: u32) -> Vec<u8> {
-        let mut encoder = FrameEncoder::new(Vec::new(), 3, threads).unwrap();
+        let mut encoder = FrameEncoder::new(Vec::new(), 3, threads, true).unwrap();
         // Odd write sizes, so chunks fill across calls.
         for piece in data.chunks(100_003) {
             encoder.write_all(piece).unwrap();
@@ -487,7 +497,7 @@ mod tests {
 
     /// Through `read_from`, at a fast level (smaller chunks) and the default one.
     fn encode_read(data: &[u8], level: i32, threads: u32) -> Vec<u8> {
-        let mut encoder = FrameEncoder::new(Vec::new(), level, threads).unwrap();
+        let mut encoder = FrameEncoder::new(Vec::new(), level, threads, true).unwrap();
         assert_eq!(
             encoder.read_from(&mut &data[..]).unwrap(),
             data.len() as u64
@@ -500,7 +510,7 @@ mod tests {
     fn encode_file(head: &[u8], data: &[u8], level: i32, threads: u32) -> Vec<u8> {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(data).unwrap();
-        let mut encoder = FrameEncoder::new(Vec::new(), level, threads).unwrap();
+        let mut encoder = FrameEncoder::new(Vec::new(), level, threads, true).unwrap();
         encoder.write_all(head).unwrap();
         assert_eq!(encoder.read_file(file).unwrap(), data.len() as u64);
         encoder.finish().unwrap()
@@ -515,7 +525,7 @@ mod tests {
             std::thread::spawn(move || writer.write_all(&data).unwrap())
         };
         let pipe = File::from(std::os::fd::OwnedFd::from(reader));
-        let mut encoder = FrameEncoder::new(Vec::new(), -1, 2).unwrap();
+        let mut encoder = FrameEncoder::new(Vec::new(), -1, 2, true).unwrap();
         assert_eq!(encoder.read_file(pipe).unwrap(), data.len() as u64);
         feed.join().unwrap();
         assert_eq!(decode(&encoder.finish().unwrap()), data);
@@ -607,6 +617,42 @@ mod tests {
         assert!(encode(&prose, 2).len() < prose.len() / 100);
     }
 
+    /// Whether each zstd frame of `stored` carries a checksum (skippable frames aside).
+    fn checksum_flags(mut stored: &[u8]) -> Vec<bool> {
+        let mut flags = Vec::new();
+        while !stored.is_empty() {
+            let len = zstd::zstd_safe::find_frame_compressed_size(stored).unwrap();
+            if stored[..4] == MAGIC {
+                flags.push(stored[4] & CHECKSUM_FLAG != 0);
+            }
+            stored = &stored[len..];
+        }
+        flags
+    }
+
+    #[rstest]
+    fn frames_carry_a_checksum_unless_asked_not_to(
+        #[values(0, 2)] threads: u32,
+        #[values(true, false)] checksum: bool,
+    ) {
+        // Compressed frames and raw ones.
+        let mut data = text(CHUNK);
+        data.extend(random(2 * BLOCK, 5));
+        let compression = crate::Compression::Zstd(3);
+        let mut encoder = match checksum {
+            true => crate::Encoder::new(Vec::new(), compression, threads),
+            false => crate::Encoder::without_checksums(Vec::new(), compression, threads),
+        }
+        .unwrap();
+        encoder.write_all(&data).unwrap();
+        let stored = encoder.finish().unwrap();
+        let flags = checksum_flags(&stored);
+        let frames = if threads > 0 { 3 } else { 1 };
+        assert!(flags.len() >= frames, "{flags:?}");
+        assert!(flags.iter().all(|&flag| flag == checksum), "{flags:?}");
+        assert_eq!(zstd::stream::decode_all(&stored[..]).unwrap(), data);
+    }
+
     #[test]
     fn a_damaged_raw_frame_fails_its_checksum() {
         let noise = random(BLOCK * 2, 4);
@@ -653,7 +699,7 @@ mod tests {
             room: CHUNK,
             dropped: Arc::clone(&dropped),
         };
-        let mut encoder = FrameEncoder::new(inner, 3, 2).unwrap();
+        let mut encoder = FrameEncoder::new(inner, 3, 2, true).unwrap();
         let noise = random(CHUNK, 11);
         let result = (0..20)
             .try_for_each(|_| encoder.write_all(&noise))
@@ -668,7 +714,7 @@ mod tests {
             room: usize::MAX,
             dropped: Arc::clone(&dropped),
         };
-        let mut encoder = FrameEncoder::new(inner, 3, 2).unwrap();
+        let mut encoder = FrameEncoder::new(inner, 3, 2, true).unwrap();
         encoder.write_all(&random(3 * CHUNK, 12)).unwrap();
         drop(encoder);
         assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));

@@ -24,6 +24,11 @@ pub(crate) trait Envelope: fmt::Debug + Send + Sync {
     fn seal(&self, stored: RawWriter) -> io::Result<Box<dyn Sealed>>;
     /// A reader of what `stored` holds, opened.
     fn open(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>>;
+    /// Whether opening authenticates every stored byte before it is decompressed, so that
+    /// zstd's own checksums would check the same bytes twice.
+    fn authenticates(&self) -> bool {
+        false
+    }
     /// The unlocked repository identity, which new key files seal.
     fn repository_identity(&self) -> Option<&age::x25519::Identity> {
         None
@@ -103,8 +108,11 @@ impl ObjectWriter {
     ) -> Result<Self, Error> {
         let sealed = envelope.seal(raw).map_err(Error::stream("sealing", key))?;
         // With threads, the encoder writes into `sealed` on a thread of its own.
-        let encoder = Encoder::new(sealed, compression, threads())
-            .map_err(Error::stream("compressing", key))?;
+        let encoder = match envelope.authenticates() {
+            true => Encoder::without_checksums(sealed, compression, threads()),
+            false => Encoder::new(sealed, compression, threads()),
+        }
+        .map_err(Error::stream("compressing", key))?;
         Ok(Self {
             key: key.to_string(),
             location: location.to_string(),
@@ -337,7 +345,13 @@ impl Read for ObjectReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStore, ObjectStoreExt, PutMode};
     use strongbox_manifest::ObjectRole;
+
+    use crate::encryption::Age;
 
     fn object(data: &[u8]) -> ObjectRef {
         ObjectRef {
@@ -353,6 +367,62 @@ mod tests {
         Verified::new(data, "k", expected)
             .read_to_end(&mut out)
             .map(|_| out)
+    }
+
+    /// The stored bytes of an object written through the pipeline with `envelope`, opened
+    /// again: the compressed stream.
+    fn written_and_opened(envelope: &dyn Envelope, data: &[u8]) -> Vec<u8> {
+        let rt = crate::raw::tests::runtime();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let raw = RawWriter::buffer("k".into(), rt.clone(), store.clone(), PutMode::Overwrite);
+        let mut writer =
+            ObjectWriter::new(raw, "k", "memory://", Compression::Zstd(3), envelope).unwrap();
+        writer.write_all(data).unwrap();
+        writer.finish().unwrap();
+        let stored = rt
+            .block_on(async { store.get(&"k".into()).await?.bytes().await })
+            .unwrap();
+        let mut opened = Vec::new();
+        envelope
+            .open(Box::new(io::Cursor::new(stored)))
+            .unwrap()
+            .read_to_end(&mut opened)
+            .unwrap();
+        opened
+    }
+
+    /// Whether each zstd frame of `stream` carries a content checksum (skippable frames
+    /// aside).
+    fn checksum_flags(mut stream: &[u8]) -> Vec<bool> {
+        let mut flags = Vec::new();
+        while !stream.is_empty() {
+            let len = zstd::zstd_safe::find_frame_compressed_size(stream).unwrap();
+            if stream[..4] == [0x28, 0xb5, 0x2f, 0xfd] {
+                flags.push(stream[4] & 0b100 != 0);
+            }
+            stream = &stream[len..];
+        }
+        flags
+    }
+
+    #[test]
+    fn zstd_checksums_only_where_no_age_tag_authenticates_the_bytes() {
+        let identity = crate::encryption::generate();
+        let age = Age::new(identity.to_public(), Some(identity), "memory://");
+        let data: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .chain((0..3_000_000u32).map(|i| (i % 251) as u8))
+            .collect();
+        for (envelope, checksums) in [(&Plain as &dyn Envelope, true), (&age, false)] {
+            let stream = written_and_opened(envelope, &data);
+            let flags = checksum_flags(&stream);
+            assert!(flags.len() > 2, "{envelope:?}: {flags:?}");
+            assert!(
+                flags.iter().all(|&f| f == checksums),
+                "{envelope:?}: {flags:?}"
+            );
+            assert!(zstd::stream::decode_all(&stream[..]).unwrap() == data);
+        }
     }
 
     #[test]

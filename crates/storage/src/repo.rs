@@ -560,8 +560,8 @@ impl RepoReader {
     }
 
     /// [`Self::open_object`] of an object always written compressed and recorded nowhere
-    /// (WAL): the compression's checksum is all that checks it, so an object that does not
-    /// read as compressed is damaged.
+    /// (WAL): the compression's checksum (or, encrypted, age's tags) is all that checks it,
+    /// so an object that does not read as compressed is damaged.
     pub fn open_compressed(&self, key: &str) -> Result<ObjectReader, Error> {
         self.open_object(key, None)?.compressed()
     }
