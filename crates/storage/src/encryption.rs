@@ -12,6 +12,7 @@ use std::str::FromStr;
 use age::secrecy::{ExposeSecret, SecretString};
 use age::x25519;
 
+use crate::behind::StoreBehind;
 use crate::payload::{ChunkLayout, OpeningReader, SealingWriter};
 use crate::pipeline::{Envelope, Sealed};
 use crate::raw::RawWriter;
@@ -298,6 +299,7 @@ impl Age {
 
 impl Envelope for Age {
     fn seal(&self, stored: RawWriter) -> io::Result<Box<dyn Sealed>> {
+        let stored = StoreBehind::new(stored);
         Ok(Box::new(SealingWriter::new(&self.recipient, stored)?))
     }
 
@@ -319,9 +321,9 @@ impl Envelope for Age {
     }
 }
 
-impl Sealed for SealingWriter<RawWriter> {
+impl Sealed for SealingWriter<StoreBehind<RawWriter>> {
     fn finish(self: Box<Self>) -> io::Result<RawWriter> {
-        SealingWriter::finish(*self)
+        SealingWriter::finish(*self)?.finish()
     }
 }
 

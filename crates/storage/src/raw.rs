@@ -249,33 +249,6 @@ impl RawWriter {
     }
 }
 
-/// A writer that also takes buffers it may keep, so that a stage which fills buffers of its
-/// own (the sealing writer's batches) hands them down without a copy.
-pub(crate) trait WriteOwned: Write {
-    fn write_owned(&mut self, bytes: Bytes) -> io::Result<()> {
-        self.write_all(&bytes)
-    }
-}
-
-impl<W: WriteOwned + ?Sized> WriteOwned for &mut W {
-    fn write_owned(&mut self, bytes: Bytes) -> io::Result<()> {
-        (**self).write_owned(bytes)
-    }
-}
-
-impl WriteOwned for Vec<u8> {}
-
-impl WriteOwned for RawWriter {
-    fn write_owned(&mut self, bytes: Bytes) -> io::Result<()> {
-        let Sink::Upload(upload) = &mut self.sink else {
-            return self.write_all(&bytes);
-        };
-        self.hasher.update(&bytes);
-        self.size += bytes.len() as u64;
-        upload.put(bytes)
-    }
-}
-
 impl Write for RawWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.sink {

@@ -86,12 +86,6 @@ impl Uploading {
         Ok(())
     }
 
-    /// Hand `bytes` to the upload as they are, after what was written before them.
-    pub(crate) fn put(&mut self, bytes: Bytes) -> io::Result<()> {
-        self.hand_over()?;
-        self.put_now(bytes)
-    }
-
     pub(crate) fn finish(&mut self) -> io::Result<()> {
         self.hand_over()?;
         let upload = self.upload.take().ok_or_else(finished)?;
@@ -159,12 +153,10 @@ mod tests {
         let data: Vec<u8> = (0..40 * BUFFER as u32 + 12_345)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
-        // Writes that fit neither the buffers nor the parts, and one handed over as it is.
-        let (written, owned) = data.split_at(30 * BUFFER + 7);
-        for piece in written.chunks(700_000) {
+        // Writes that fit neither the buffers nor the parts.
+        for piece in data.chunks(700_000) {
             uploading.write(piece).unwrap();
         }
-        uploading.put(Bytes::copy_from_slice(owned)).unwrap();
         uploading.finish().unwrap();
         let stored = rt.block_on(async { store.get(&Path::from("a")).await?.bytes().await });
         assert!(stored.unwrap() == data, "the bytes arrive in order");

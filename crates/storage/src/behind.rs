@@ -1,0 +1,222 @@
+//! Storing an encrypted object's sealed batches on a thread of their own.
+
+use std::io::{self, Write};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use crate::payload::Batches;
+
+/// Batches queued for the store thread: with the one it stores and the one being sealed, ten
+/// buffers of 256 KiB circulate. Two queued measured no faster than none; eight, 3 % faster.
+const QUEUED: usize = 8;
+
+/// Stores sealed batches into the store writer (which hashes and writes them) on a thread of
+/// its own, so that sealing the next batch overlaps with storing this one: an encrypted
+/// backup of the media tree ran 3 % faster than with both on one thread. Buffers come back
+/// to be filled again, so none is allocated after the first few. An object of one batch is
+/// stored in place, without a thread.
+pub(crate) struct StoreBehind<W> {
+    state: State<W>,
+}
+
+enum State<W> {
+    Here(Box<W>),
+    Thread {
+        batches: Option<SyncSender<(Box<[u8]>, usize)>>,
+        spare: Receiver<Box<[u8]>>,
+        made: usize,
+        worker: Option<JoinHandle<io::Result<W>>>,
+    },
+    Done,
+}
+
+impl<W: Write + Send + 'static> StoreBehind<W> {
+    pub(crate) fn new(stored: W) -> Self {
+        Self {
+            state: State::Here(Box::new(stored)),
+        }
+    }
+
+    fn spawn(mut stored: W) -> io::Result<State<W>> {
+        let (batches, queue) = sync_channel::<(Box<[u8]>, usize)>(QUEUED);
+        let (back, spare) = channel();
+        let worker = std::thread::Builder::new()
+            .name("strongbox-store".to_string())
+            .spawn(move || {
+                for (batch, len) in queue {
+                    stored.write_all(&batch[..len])?;
+                    // The sealer may be gone (dropped unfinished): the buffer is freed.
+                    drop(back.send(batch));
+                }
+                Ok(stored)
+            })?;
+        Ok(State::Thread {
+            batches: Some(batches),
+            spare,
+            made: 1,
+            worker: Some(worker),
+        })
+    }
+
+    /// Wait until every batch is stored and hand back the store writer.
+    pub(crate) fn finish(mut self) -> io::Result<W> {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Here(stored) => Ok(*stored),
+            State::Thread {
+                batches,
+                mut worker,
+                ..
+            } => {
+                drop(batches);
+                join(&mut worker)
+            }
+            State::Done => Err(stopped()),
+        }
+    }
+}
+
+/// The store thread's result: its error, or the writer.
+fn join<W>(worker: &mut Option<JoinHandle<io::Result<W>>>) -> io::Result<W> {
+    worker
+        .take()
+        .ok_or_else(stopped)?
+        .join()
+        .map_err(|_| io::Error::other("the store thread panicked"))?
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("the store thread stopped")
+}
+
+impl<W: Write + Send + 'static> Batches for StoreBehind<W> {
+    fn put(&mut self, batch: Box<[u8]>, len: usize, last: bool) -> io::Result<Box<[u8]>> {
+        if let State::Here(stored) = &mut self.state {
+            if last {
+                return stored.put(batch, len, last);
+            }
+            let State::Here(stored) = std::mem::replace(&mut self.state, State::Done) else {
+                unreachable!("matched above")
+            };
+            self.state = Self::spawn(*stored)?;
+        }
+        let State::Thread {
+            batches,
+            spare,
+            made,
+            worker,
+        } = &mut self.state
+        else {
+            return Err(stopped());
+        };
+        let size = batch.len();
+        let sent = batches.as_ref().ok_or_else(stopped)?.send((batch, len));
+        if sent.is_err() {
+            // The thread stopped at an error: that is the one to report.
+            *batches = None;
+            return join(worker).and(Err(stopped()));
+        }
+        if let Ok(buffer) = spare.try_recv() {
+            return Ok(buffer);
+        }
+        if *made < QUEUED + 2 {
+            *made += 1;
+            return Ok(vec![0; size].into_boxed_slice());
+        }
+        match spare.recv() {
+            Ok(buffer) => Ok(buffer),
+            Err(_) => {
+                *batches = None;
+                join(worker).and(Err(stopped()))
+            }
+        }
+    }
+}
+
+impl<W> Drop for StoreBehind<W> {
+    fn drop(&mut self) {
+        if let State::Thread {
+            batches, worker, ..
+        } = &mut self.state
+        {
+            *batches = None;
+            // Wait, so that the writer is dropped (an upload aborted) before the caller goes
+            // on.
+            drop(join(worker));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Puts `batches` batches of `len` bytes, each filled with its number, the last flagged.
+    fn put_numbered<W: Write + Send + 'static>(
+        behind: &mut StoreBehind<W>,
+        batches: u8,
+        len: usize,
+    ) -> io::Result<()> {
+        let mut buffer = vec![0; len + 3].into_boxed_slice();
+        for n in 0..batches {
+            buffer[..len].fill(n);
+            buffer = behind.put(buffer, len, n + 1 == batches)?;
+            assert_eq!(buffer.len(), len + 3, "a buffer as long as the one put");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn every_batch_arrives_in_order_with_a_thread_or_without() {
+        for batches in [1, 2, 40] {
+            let mut behind = StoreBehind::new(Vec::new());
+            put_numbered(&mut behind, batches, 1000).unwrap();
+            let threaded = matches!(behind.state, State::Thread { .. });
+            assert_eq!(threaded, batches > 1, "{batches} batches");
+            let stored = behind.finish().unwrap();
+            let expected: Vec<u8> = (0..batches).flat_map(|n| [n; 1000]).collect();
+            assert!(stored == expected, "{batches} batches");
+        }
+    }
+
+    /// Fails every write; says when it is dropped.
+    struct Full(Arc<AtomicBool>);
+
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Drop for Full {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_store_threads_error_is_returned_not_hung_on() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let mut behind = StoreBehind::new(Full(dropped.clone()));
+        let err = put_numbered(&mut behind, 2 * QUEUED as u8 + 4, 10).unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert!(dropped.load(Ordering::SeqCst));
+        assert!(behind.finish().is_err());
+    }
+
+    #[test]
+    fn dropped_unfinished_it_drops_the_writer_before_returning() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let mut behind = StoreBehind::new(Full(dropped.clone()));
+        let mut buffer = vec![0; 10].into_boxed_slice();
+        buffer = behind.put(buffer, 0, false).unwrap();
+        drop(buffer);
+        drop(behind);
+        assert!(dropped.load(Ordering::SeqCst));
+    }
+}
