@@ -150,7 +150,7 @@ impl<W: Batches> SealingWriter<W> {
 
     /// Seal a whole chunk that is not the last straight from `chunk` into the batch, which
     /// holds no plaintext: the bytes are read once, where copying them in first read them
-    /// twice (1 % of an encrypted backup's CPU).
+    /// twice (8 alternating encrypted backups of the media tree: 2.41 s before, 2.33 s).
     fn seal_from(&mut self, chunk: &[u8]) -> io::Result<()> {
         debug_assert_eq!((chunk.len(), self.len), (CHUNK, 0));
         let (out, tag) = self.batch[self.sealed..][..SEALED_CHUNK].split_at_mut(CHUNK);
