@@ -61,17 +61,19 @@ impl age::Recipient for Wrapping<'_> {
     }
 }
 
-/// Sealed chunks written to the store at a time. A local repository writes each write with
-/// a syscall: one per 64 KiB chunk made 14,300 `write`s for a 761 MB archive where a plain
-/// one made 2,600.
-const BATCH: usize = 4;
+/// Sealed chunks written to the store at a time (512 KiB). A local repository writes each
+/// write with a syscall: one per 64 KiB chunk made 14,300 `write`s for a 761 MB archive
+/// where a plain one made 2,600. With the store thread, 8 at a time ran 1–3 % faster than 4
+/// (two runs of 8 alternating encrypted backups of the media tree: 2.23 → 2.15 s and
+/// 2.14 → 2.11 s).
+const BATCH: usize = 8;
 const BATCH_LEN: usize = BATCH * SEALED_CHUNK;
 
 /// Where a [`SealingWriter`] puts its batches of sealed chunks: any writer, written to on the
 /// spot, or a [`StoreBehind`].
 pub(crate) trait Batches {
     /// Store `batch[..len]`, the object's last batch if `last`; returns a buffer as long
-    /// as `batch` for the next one.
+    /// as `batch` for the next one (any buffer after the last).
     fn put(&mut self, batch: Box<[u8]>, len: usize, last: bool) -> io::Result<Box<[u8]>>;
 }
 
@@ -636,11 +638,12 @@ mod tests {
     fn after_a_failed_write_nothing_more_is_written_not_even_a_chunk_sealed_twice() {
         let identity = x25519::Identity::generate();
         let data = plaintext((2 * BATCH + 1) * CHUNK);
-        // The header, then one write per batch of sealed chunks: the first batch's fails.
+        // One write per batch of sealed chunks, the header in the first, which fails: its
+        // last chunk was sealed in place (the others straight from the input).
         let mut failing = Failing {
             written: Vec::new(),
             calls: 0,
-            fail: 2,
+            fail: 1,
         };
         let mut writer = SealingWriter::new(&identity.to_public(), &mut failing).unwrap();
         writer.write_all(&data[..BATCH * CHUNK]).unwrap();
