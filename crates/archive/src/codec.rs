@@ -199,22 +199,17 @@ impl<W: Write + Send + 'static> Encoder<W> {
     /// As the zstd CLI does, every zstd frame carries a content checksum, checked by every
     /// reader (`zstd -d` too): it catches damage where no record holds a SHA-256 (WAL).
     pub fn new(inner: W, compression: Compression, threads: u32) -> io::Result<Self> {
-        Self::checksummed(inner, compression, threads, true)
+        Self::start(inner, compression, threads, true)
     }
 
     /// Like [`Encoder::new`], but zstd frames carry no content checksum: for a stream whose
     /// every byte something else authenticates before it is decompressed (an age file's
     /// tag on each 64 KiB chunk), where the checksum would check the same bytes twice.
     pub fn without_checksums(inner: W, compression: Compression, threads: u32) -> io::Result<Self> {
-        Self::checksummed(inner, compression, threads, false)
+        Self::start(inner, compression, threads, false)
     }
 
-    fn checksummed(
-        inner: W,
-        compression: Compression,
-        threads: u32,
-        checksum: bool,
-    ) -> io::Result<Self> {
+    fn start(inner: W, compression: Compression, threads: u32, checksum: bool) -> io::Result<Self> {
         Ok(Encoder(match compression {
             Compression::Zstd(level) if threads > 0 => {
                 Inner::Frames(FrameEncoder::new(inner, level, threads, checksum)?)

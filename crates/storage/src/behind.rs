@@ -17,28 +17,39 @@ const QUEUED: usize = 8;
 /// to be filled again, so none is allocated after the first few. An object of one batch is
 /// stored in place, without a thread.
 pub(crate) struct StoreBehind<W> {
-    state: State<W>,
+    /// The store writer, until a batch that is not the last hands it to the thread.
+    here: Option<W>,
+    thread: Option<Thread<W>>,
 }
 
-enum State<W> {
-    Here(Box<W>),
-    Thread {
-        batches: Option<SyncSender<(Box<[u8]>, usize)>>,
-        spare: Receiver<Box<[u8]>>,
-        made: usize,
-        worker: Option<JoinHandle<io::Result<W>>>,
-    },
-    Done,
+struct Thread<W> {
+    batches: SyncSender<(Box<[u8]>, usize)>,
+    spare: Receiver<Box<[u8]>>,
+    /// Buffers allocated so far, the one the sealer started with included.
+    made: usize,
+    worker: JoinHandle<io::Result<W>>,
 }
 
 impl<W: Write + Send + 'static> StoreBehind<W> {
     pub(crate) fn new(stored: W) -> Self {
         Self {
-            state: State::Here(Box::new(stored)),
+            here: Some(stored),
+            thread: None,
         }
     }
 
-    fn spawn(mut stored: W) -> io::Result<State<W>> {
+    /// Wait until every batch is stored and hand back the store writer.
+    pub(crate) fn finish(mut self) -> io::Result<W> {
+        match (self.here.take(), self.thread.take()) {
+            (Some(stored), _) => Ok(stored),
+            (None, Some(thread)) => thread.finish(),
+            (None, None) => Err(stopped()),
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> Thread<W> {
+    fn spawn(mut stored: W) -> io::Result<Self> {
         let (batches, queue) = sync_channel::<(Box<[u8]>, usize)>(QUEUED);
         let (back, spare) = channel();
         let worker = std::thread::Builder::new()
@@ -51,38 +62,39 @@ impl<W: Write + Send + 'static> StoreBehind<W> {
                 }
                 Ok(stored)
             })?;
-        Ok(State::Thread {
-            batches: Some(batches),
+        Ok(Self {
+            batches,
             spare,
             made: 1,
-            worker: Some(worker),
+            worker,
         })
     }
 
-    /// Wait until every batch is stored and hand back the store writer.
-    pub(crate) fn finish(mut self) -> io::Result<W> {
-        match std::mem::replace(&mut self.state, State::Done) {
-            State::Here(stored) => Ok(*stored),
-            State::Thread {
-                batches,
-                mut worker,
-                ..
-            } => {
-                drop(batches);
-                join(&mut worker)
-            }
-            State::Done => Err(stopped()),
+    /// Queue `batch[..len]`; a buffer for the next batch, or `None` once the thread stopped
+    /// (at an error, which [`Thread::finish`] returns).
+    fn put(&mut self, batch: Box<[u8]>, len: usize, last: bool) -> Option<Box<[u8]>> {
+        let size = batch.len();
+        self.batches.send((batch, len)).ok()?;
+        if last {
+            return Some(Box::default());
         }
+        if let Ok(buffer) = self.spare.try_recv() {
+            return Some(buffer);
+        }
+        if self.made < QUEUED + 2 {
+            self.made += 1;
+            return Some(vec![0; size].into_boxed_slice());
+        }
+        self.spare.recv().ok()
     }
-}
 
-/// The store thread's result: its error, or the writer.
-fn join<W>(worker: &mut Option<JoinHandle<io::Result<W>>>) -> io::Result<W> {
-    worker
-        .take()
-        .ok_or_else(stopped)?
-        .join()
-        .map_err(|_| io::Error::other("the store thread panicked"))?
+    /// Let the thread store what is queued and end; its error, or the writer.
+    fn finish(self) -> io::Result<W> {
+        drop(self.batches);
+        self.worker
+            .join()
+            .map_err(|_| io::Error::other("the store thread panicked"))?
+    }
 }
 
 fn stopped() -> io::Error {
@@ -91,61 +103,29 @@ fn stopped() -> io::Error {
 
 impl<W: Write + Send + 'static> Batches for StoreBehind<W> {
     fn put(&mut self, batch: Box<[u8]>, len: usize, last: bool) -> io::Result<Box<[u8]>> {
-        if let State::Here(stored) = &mut self.state {
-            if last {
-                return stored.put(batch, len, last);
-            }
-            let State::Here(stored) = std::mem::replace(&mut self.state, State::Done) else {
-                unreachable!("matched above")
-            };
-            self.state = Self::spawn(*stored)?;
+        if let (Some(stored), true) = (&mut self.here, last) {
+            return stored.put(batch, len, last);
         }
-        let State::Thread {
-            batches,
-            spare,
-            made,
-            worker,
-        } = &mut self.state
-        else {
-            return Err(stopped());
-        };
-        let size = batch.len();
-        let sent = batches.as_ref().ok_or_else(stopped)?.send((batch, len));
-        if sent.is_err() {
-            // The thread stopped at an error: that is the one to report.
-            *batches = None;
-            return join(worker).and(Err(stopped()));
+        if let Some(stored) = self.here.take() {
+            self.thread = Some(Thread::spawn(stored)?);
         }
-        if last {
-            return Ok(Box::default());
-        }
-        if let Ok(buffer) = spare.try_recv() {
+        let thread = self.thread.as_mut().ok_or_else(stopped)?;
+        if let Some(buffer) = thread.put(batch, len, last) {
             return Ok(buffer);
         }
-        if *made < QUEUED + 2 {
-            *made += 1;
-            return Ok(vec![0; size].into_boxed_slice());
-        }
-        match spare.recv() {
-            Ok(buffer) => Ok(buffer),
-            Err(_) => {
-                *batches = None;
-                join(worker).and(Err(stopped()))
-            }
-        }
+        // The thread stopped at an error: that is the one to report.
+        let thread = self.thread.take().expect("used above");
+        Err(thread.finish().err().unwrap_or_else(stopped))
     }
 }
 
 impl<W> Drop for StoreBehind<W> {
     fn drop(&mut self) {
-        if let State::Thread {
-            batches, worker, ..
-        } = &mut self.state
-        {
-            *batches = None;
+        if let Some(thread) = self.thread.take() {
             // Wait, so that the writer is dropped (an upload aborted) before the caller goes
             // on.
-            drop(join(worker));
+            drop(thread.batches);
+            drop(thread.worker.join());
         }
     }
 }
@@ -181,7 +161,7 @@ mod tests {
         for batches in [1, 2, 40] {
             let mut behind = StoreBehind::new(Vec::new());
             put_numbered(&mut behind, batches, 1000).unwrap();
-            let threaded = matches!(behind.state, State::Thread { .. });
+            let threaded = behind.thread.is_some();
             assert_eq!(threaded, batches > 1, "{batches} batches");
             let stored = behind.finish().unwrap();
             let expected: Vec<u8> = (0..batches).flat_map(|n| [n; 1000]).collect();
