@@ -504,6 +504,75 @@ fn bad_keys_get_one_line_exit_1_and_leave_the_target_alone() {
     assert_eq!(tree(&target), before);
 }
 
+/// Encrypted WAL carries no zstd checksum (docs/format.md): age's tags are what must stop a
+/// damaged segment from reaching a recovering server.
+#[test]
+fn a_damaged_encrypted_wal_object_fails_fetch_with_126_and_writes_nothing() {
+    let env = Env::new();
+    let (identity, _) = encrypted(&env);
+    let id = identity.to_str().unwrap();
+    let name = "000000010000000000000001";
+    let segment = env.path(name);
+    let content = noise(11, 16 << 20);
+    write(&segment, &content);
+    env.json(&[
+        "--identity",
+        id,
+        "wal",
+        "push",
+        "maindb",
+        segment.to_str().unwrap(),
+    ]);
+    let dest = env.path("fetched");
+    let fetch = [
+        "--identity",
+        id,
+        "wal",
+        "fetch",
+        "maindb",
+        name,
+        dest.to_str().unwrap(),
+    ];
+    env.json(&fetch);
+    assert_eq!(std::fs::read(&dest).unwrap(), content);
+    std::fs::remove_file(&dest).unwrap();
+
+    let key = format!("sets/maindb/wal/00000001/{name}");
+    let object = Path::new(&env.repo).join(&key);
+    let stored = std::fs::read(&object).unwrap();
+    let mut in_payload = stored.clone();
+    // A byte inside a chunk before the last one: only that chunk's tag can notice.
+    let at = stored.len() / 2;
+    in_payload[at] ^= 1;
+    let mut in_last_chunk = stored.clone();
+    *in_last_chunk.last_mut().unwrap() ^= 1;
+    // The payload follows the header's MAC line and a 16-byte nonce; chunks are 64 KiB + tag.
+    let mac_line = stored.windows(4).position(|w| w == b"\n---").unwrap() + 1;
+    let payload = mac_line + stored[mac_line..].iter().position(|&b| b == b'\n').unwrap() + 17;
+    let cut_at_a_chunk_edge = stored[..payload + 65_552].to_vec();
+    let forged = "does not authenticate";
+    let cases = [
+        ("a flipped byte mid-stream", in_payload, forged),
+        ("a flipped byte in the last tag", in_last_chunk, forged),
+        ("cut at a chunk edge", cut_at_a_chunk_edge, "truncated"),
+        (
+            "cut inside a chunk",
+            stored[..stored.len() - 100].to_vec(),
+            forged,
+        ),
+    ];
+    for (what, damaged, phrase) in cases {
+        std::fs::write(&object, &damaged).unwrap();
+        let err = env.fails(&fetch, 126);
+        assert_eq!(err.trim().lines().count(), 1, "{what}: {err}");
+        assert!(err.contains(&key) && err.contains(phrase), "{what}: {err}");
+        assert!(
+            !dest.exists(),
+            "{what}: a damaged WAL segment was handed over"
+        );
+    }
+}
+
 #[test]
 fn a_truncated_age_object_is_named_by_verify_checksum() {
     let env = Env::new();
