@@ -69,27 +69,39 @@ impl ReadAhead {
 
 /// Writes into `inner` on a thread of its own, a few chunks behind the producer, so that
 /// what `inner` does (encrypting, hashing, storing) overlaps with producing the bytes.
-/// [`WriteBehind::finish`] hands `inner` back once everything reached it; `flush` does not
-/// reach `inner`. Dropping it unfinished drops `inner` unfinished.
+/// What is written is copied into chunks of its own; [`WriteBehind::put`] hands over a
+/// buffer the producer filled instead. [`WriteBehind::finish`] hands `inner` back once
+/// everything reached it; `flush` does not reach `inner`. Dropping it unfinished drops
+/// `inner` unfinished before `drop` returns.
 pub struct WriteBehind<W> {
-    chunks: Option<SyncSender<Vec<u8>>>,
+    chunks: Option<SyncSender<(Box<[u8]>, usize)>>,
     // Written chunks come back to be filled again: fresh 1 MiB buffers cost page faults.
-    spare: Receiver<Vec<u8>>,
+    spare: Receiver<Box<[u8]>>,
     worker: Option<JoinHandle<io::Result<W>>>,
-    chunk: Vec<u8>,
+    /// The chunk `write` fills, `filled` bytes of it (empty until the first write).
+    chunk: Box<[u8]>,
+    filled: usize,
+    /// Chunks made so far, and the most there may be: the queued ones, the one written and
+    /// the one filled.
+    made: usize,
+    most: usize,
 }
 
 impl<W: Write + Send + 'static> WriteBehind<W> {
-    /// Start writing into `inner` on a new thread.
-    pub fn spawn(mut inner: W) -> io::Result<Self> {
-        let (chunks, rx) = sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
-        let (returned, spare) = channel::<Vec<u8>>();
+    /// Start writing into `inner` on a new thread, four chunks queued at most.
+    pub fn spawn(inner: W) -> io::Result<Self> {
+        Self::with_queue(inner, CHUNKS_AHEAD)
+    }
+
+    /// Like [`WriteBehind::spawn`], with `queued` chunks queued at most.
+    pub fn with_queue(mut inner: W, queued: usize) -> io::Result<Self> {
+        let (chunks, rx) = sync_channel::<(Box<[u8]>, usize)>(queued);
+        let (returned, spare) = channel();
         let worker = std::thread::Builder::new()
             .name("strongbox-write-behind".to_string())
             .spawn(move || {
-                for mut chunk in rx {
-                    inner.write_all(&chunk)?;
-                    chunk.clear();
+                for (chunk, len) in rx {
+                    inner.write_all(&chunk[..len])?;
                     // The producer may be gone already; the chunk is then simply freed.
                     drop(returned.send(chunk));
                 }
@@ -100,30 +112,57 @@ impl<W: Write + Send + 'static> WriteBehind<W> {
             chunks: Some(chunks),
             spare,
             worker: Some(worker),
-            chunk: Vec::with_capacity(CHUNK),
+            chunk: Box::default(),
+            filled: 0,
+            made: 0,
+            most: queued + 2,
         })
+    }
+
+    /// Queue `chunk[..len]` as it is, after what was written before it; returns a buffer to
+    /// fill next, as long as `chunk` unless one written already comes back.
+    pub fn put(&mut self, chunk: Box<[u8]>, len: usize) -> io::Result<Box<[u8]>> {
+        if self.filled > 0 {
+            self.send_written()?;
+        }
+        self.send(chunk, len)
     }
 
     /// Wait until every byte written reached `inner`, and return it.
     pub fn finish(mut self) -> io::Result<W> {
-        if !self.chunk.is_empty() {
-            self.send()?;
+        if self.filled > 0 {
+            self.send_written()?;
         }
         self.join()
     }
 
-    fn send(&mut self) -> io::Result<()> {
-        let next = self
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-        let chunk = std::mem::replace(&mut self.chunk, next);
-        let chunks = self.chunks.as_ref().ok_or_else(stopped)?;
-        if chunks.send(chunk).is_err() {
-            // The worker stopped on an error: that error is the answer.
-            return Err(self.join().err().unwrap_or_else(stopped));
-        }
+    /// Queue what `write` filled; the next chunk to fill takes its place.
+    fn send_written(&mut self) -> io::Result<()> {
+        let chunk = std::mem::take(&mut self.chunk);
+        let filled = std::mem::take(&mut self.filled);
+        self.chunk = self.send(chunk, filled)?;
         Ok(())
+    }
+
+    /// Queue `chunk[..len]`; a spare buffer, or while fewer than `most` were made, a new one
+    /// as long as `chunk`.
+    fn send(&mut self, chunk: Box<[u8]>, len: usize) -> io::Result<Box<[u8]>> {
+        let size = chunk.len();
+        let chunks = self.chunks.as_ref().ok_or_else(stopped)?;
+        if chunks.send((chunk, len)).is_ok() {
+            if let Ok(spare) = self.spare.try_recv() {
+                return Ok(spare);
+            }
+            if self.made < self.most {
+                self.made += 1;
+                return Ok(vec![0; size].into_boxed_slice());
+            }
+            if let Ok(spare) = self.spare.recv() {
+                return Ok(spare);
+            }
+        }
+        // The worker stopped on an error: that error is the answer.
+        Err(self.join().err().unwrap_or_else(stopped))
     }
 
     fn join(&mut self) -> io::Result<W> {
@@ -141,10 +180,15 @@ fn stopped() -> io::Error {
 
 impl<W: Write + Send + 'static> Write for WriteBehind<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(CHUNK - self.chunk.len());
-        self.chunk.extend_from_slice(&buf[..n]);
-        if self.chunk.len() == CHUNK {
-            self.send()?;
+        if self.chunk.is_empty() {
+            self.made += 1;
+            self.chunk = vec![0; CHUNK].into_boxed_slice();
+        }
+        let n = buf.len().min(self.chunk.len() - self.filled);
+        self.chunk[self.filled..self.filled + n].copy_from_slice(&buf[..n]);
+        self.filled += n;
+        if self.filled == self.chunk.len() {
+            self.send_written()?;
         }
         Ok(n)
     }
@@ -260,6 +304,21 @@ mod tests {
             .read_to_end(&mut Vec::new())
             .unwrap_err();
         assert_eq!(err.to_string(), "disk on fire");
+    }
+
+    #[test]
+    fn buffers_put_whole_follow_what_was_written_before_them() {
+        let data: Vec<u8> = (0..3 * CHUNK + 100).map(|i| (i % 251) as u8).collect();
+        let (written, rest) = data.split_at(CHUNK + 10);
+        let mut behind = WriteBehind::spawn(Vec::new()).unwrap();
+        behind.write_all(written).unwrap();
+        let mut buffer = vec![0; 1000].into_boxed_slice();
+        for piece in rest.chunks(999) {
+            buffer[..piece.len()].copy_from_slice(piece);
+            buffer = behind.put(buffer, piece.len()).unwrap();
+            assert!(!buffer.is_empty(), "a buffer to fill next");
+        }
+        assert!(behind.finish().unwrap() == data);
     }
 
     #[test]

@@ -1,33 +1,24 @@
 //! Storing an encrypted object's sealed batches on a thread of their own.
 
 use std::io::{self, Write};
-use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
-use std::thread::JoinHandle;
+
+use strongbox_archive::WriteBehind;
 
 use crate::payload::Batches;
 
-/// Batches queued for the store thread: with the one it stores and the one being sealed, ten
-/// buffers of 512 KiB at most circulate. With batches of 256 KiB, two queued measured no
+/// Batches queued for the store thread: with the one it stores and the one being sealed,
+/// about ten buffers of 512 KiB circulate. With batches of 256 KiB, two queued measured no
 /// faster than none; eight, 3 % faster.
 const QUEUED: usize = 8;
 
-/// Stores sealed batches into the store writer (which hashes and writes them) on a thread of
-/// its own, so that sealing the next batch overlaps with storing this one: an encrypted
-/// backup of the media tree ran 3 % faster than with both on one thread. Buffers come back
-/// to be filled again, so none is allocated after the first few. An object of one batch is
-/// stored in place, without a thread.
+/// Stores sealed batches into the store writer (which hashes and writes them) behind the
+/// sealer, on a [`WriteBehind`] thread, so that sealing the next batch overlaps with storing
+/// this one: an encrypted backup of the media tree ran 3 % faster than with both on one
+/// thread. An object of one batch is stored in place, without a thread.
 pub(crate) struct StoreBehind<W> {
     /// The store writer, until a batch that is not the last hands it to the thread.
     here: Option<W>,
-    thread: Option<Thread<W>>,
-}
-
-struct Thread<W> {
-    batches: SyncSender<(Box<[u8]>, usize)>,
-    spare: Receiver<Box<[u8]>>,
-    /// Buffers allocated so far, the one the sealer started with included.
-    made: usize,
-    worker: JoinHandle<io::Result<W>>,
+    thread: Option<WriteBehind<W>>,
 }
 
 impl<W: Write + Send + 'static> StoreBehind<W> {
@@ -43,62 +34,9 @@ impl<W: Write + Send + 'static> StoreBehind<W> {
         match (self.here.take(), self.thread.take()) {
             (Some(stored), _) => Ok(stored),
             (None, Some(thread)) => thread.finish(),
-            (None, None) => Err(stopped()),
+            (None, None) => Err(not_started()),
         }
     }
-}
-
-impl<W: Write + Send + 'static> Thread<W> {
-    fn spawn(mut stored: W) -> io::Result<Self> {
-        let (batches, queue) = sync_channel::<(Box<[u8]>, usize)>(QUEUED);
-        let (back, spare) = channel();
-        let worker = std::thread::Builder::new()
-            .name("strongbox-store".to_string())
-            .spawn(move || {
-                for (batch, len) in queue {
-                    stored.write_all(&batch[..len])?;
-                    // The sealer may be gone (dropped unfinished): the buffer is freed.
-                    drop(back.send(batch));
-                }
-                Ok(stored)
-            })?;
-        Ok(Self {
-            batches,
-            spare,
-            made: 1,
-            worker,
-        })
-    }
-
-    /// Queue `batch[..len]`; a buffer for the next batch, or `None` once the thread stopped
-    /// (at an error, which [`Thread::finish`] returns).
-    fn put(&mut self, batch: Box<[u8]>, len: usize, last: bool) -> Option<Box<[u8]>> {
-        let size = batch.len();
-        self.batches.send((batch, len)).ok()?;
-        if last {
-            return Some(Box::default());
-        }
-        if let Ok(buffer) = self.spare.try_recv() {
-            return Some(buffer);
-        }
-        if self.made < QUEUED + 2 {
-            self.made += 1;
-            return Some(vec![0; size].into_boxed_slice());
-        }
-        self.spare.recv().ok()
-    }
-
-    /// Let the thread store what is queued and end; its error, or the writer.
-    fn finish(self) -> io::Result<W> {
-        drop(self.batches);
-        self.worker
-            .join()
-            .map_err(|_| io::Error::other("the store thread panicked"))?
-    }
-}
-
-fn stopped() -> io::Error {
-    io::Error::other("the store thread stopped")
 }
 
 impl<W: Write + Send + 'static> Batches for StoreBehind<W> {
@@ -107,27 +45,18 @@ impl<W: Write + Send + 'static> Batches for StoreBehind<W> {
             return stored.put(batch, len, last);
         }
         if let Some(stored) = self.here.take() {
-            self.thread = Some(Thread::spawn(stored)?);
+            self.thread = Some(WriteBehind::with_queue(stored, QUEUED)?);
         }
-        let thread = self.thread.as_mut().ok_or_else(stopped)?;
-        if let Some(buffer) = thread.put(batch, len, last) {
-            return Ok(buffer);
+        match &mut self.thread {
+            Some(thread) => thread.put(batch, len),
+            None => Err(not_started()),
         }
-        // The thread stopped at an error: that is the one to report.
-        let thread = self.thread.take().expect("used above");
-        Err(thread.finish().err().unwrap_or_else(stopped))
     }
 }
 
-impl<W> Drop for StoreBehind<W> {
-    fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            // Wait, so that the writer is dropped (an upload aborted) before the caller goes
-            // on.
-            drop(thread.batches);
-            drop(thread.worker.join());
-        }
-    }
+/// The thread failed to start at a batch before (that error was returned then).
+fn not_started() -> io::Error {
+    io::Error::other("the store thread did not start")
 }
 
 #[cfg(test)]

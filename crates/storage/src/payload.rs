@@ -167,7 +167,7 @@ impl<W: Batches> SealingWriter<W> {
 
     /// Store the sealed chunks (all the batch holds) once no other fits, or always when
     /// `last`; a failed write takes them along.
-    fn write_sealed(&mut self, last: bool) -> io::Result<()> {
+    fn store_when_full(&mut self, last: bool) -> io::Result<()> {
         if self.batch.len() - self.sealed >= SEALED_CHUNK && !last {
             return Ok(());
         }
@@ -183,7 +183,7 @@ impl<W: Batches> SealingWriter<W> {
     pub(crate) fn finish(mut self) -> io::Result<W> {
         self.check()?;
         self.seal(true)?;
-        self.write_sealed(true)?;
+        self.store_when_full(true)?;
         Ok(self.inner)
     }
 }
@@ -197,11 +197,11 @@ impl<W: Batches> Write for SealingWriter<W> {
         // A full chunk is sealed only once more follows: the last one is flagged.
         if self.len == CHUNK {
             self.seal(false)?;
-            self.write_sealed(false)?;
+            self.store_when_full(false)?;
         }
         if self.len == 0 && buf.len() > CHUNK {
             self.seal_from(&buf[..CHUNK])?;
-            self.write_sealed(false)?;
+            self.store_when_full(false)?;
             return Ok(CHUNK);
         }
         let n = buf.len().min(CHUNK - self.len);

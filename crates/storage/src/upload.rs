@@ -111,11 +111,10 @@ impl Uploading {
             return Ok(());
         }
         let buf = std::mem::take(&mut self.filling);
-        let pool = self.pool.clone();
-        self.put_now(Bytes::from_owner(Pooled { buf, pool }))
-    }
-
-    fn put_now(&mut self, bytes: Bytes) -> io::Result<()> {
+        let bytes = Bytes::from_owner(Pooled {
+            buf,
+            pool: self.pool.clone(),
+        });
         let upload = self.upload.as_mut().ok_or_else(finished)?;
         // Back-pressure: wait while `concurrency` parts are in flight.
         self.rt
