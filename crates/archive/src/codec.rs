@@ -267,6 +267,16 @@ impl<W: Write + Send + 'static> Write for Encoder<W> {
     }
 }
 
+impl<W: Write + Send + 'static> crate::ReadInto for Encoder<W> {
+    /// With worker threads, `reader` is read straight into the chunks they compress.
+    fn read_into(&mut self, reader: &mut dyn Read) -> io::Result<u64> {
+        match &mut self.0 {
+            Inner::Frames(encoder) => encoder.read_from(reader),
+            _ => io::copy(reader, self),
+        }
+    }
+}
+
 /// A decompressing reader whose codec was detected from the stream's magic bytes.
 pub struct Decoder<'a> {
     inner: Box<dyn Read + Send + 'a>,

@@ -11,7 +11,8 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
+use std::io::{self, Cursor, IoSlice, Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -52,9 +53,12 @@ pub(crate) const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const RAW_DESCRIPTOR: u8 = 0b1010_0000;
 const CHECKSUM_FLAG: u8 = 0b0000_0100;
 
+/// Chunk buffers are always a whole chunk long, `len` of it the chunk's bytes: a buffer is
+/// filled again in place, never cleared and zeroed anew.
 struct Job {
     seq: u64,
     input: Vec<u8>,
+    len: usize,
     output: Vec<u8>,
     /// Where the worker reads `input` from itself; `None` when it comes filled.
     from: Option<Span>,
@@ -68,16 +72,30 @@ struct Span {
 }
 
 impl Span {
-    fn read_into(&self, input: &mut Vec<u8>) -> io::Result<()> {
-        input.resize(self.len, 0);
-        self.file.read_exact_at(input, self.offset)
+    fn read_into(&self, input: &mut [u8]) -> io::Result<()> {
+        self.file.read_exact_at(&mut input[..self.len], self.offset)
     }
 }
 
 struct Done {
     seq: u64,
     input: Vec<u8>,
-    output: io::Result<(Vec<u8>, Vec<FrameSizes>)>,
+    len: usize,
+    output: io::Result<(Vec<u8>, Framed)>,
+}
+
+/// How a chunk's frames are laid out: `output` holds what the compressor and the raw frames'
+/// headers made, and each raw block's content stays in the input, written in its place from
+/// there (copying it into `output` cost a pass over every random-looking byte).
+struct Framed {
+    sizes: Vec<FrameSizes>,
+    raw: Vec<Splice>,
+}
+
+/// The input's bytes `from` go at offset `at` of the output.
+struct Splice {
+    at: usize,
+    from: Range<usize>,
 }
 
 /// A writer of zstd frames compressed on `threads` workers and written to `inner`, in order,
@@ -86,7 +104,9 @@ struct Done {
 /// every chunk reached `inner` but does not flush it. Dropping the encoder unfinished drops
 /// `inner` unfinished, before `drop` returns.
 pub(crate) struct FrameEncoder<W> {
+    /// The chunk being filled, its first `filled` bytes so far.
     filling: Vec<u8>,
+    filled: usize,
     chunk: usize,
     jobs: Option<SyncSender<Job>>,
     /// Buffers come back from the writer once their frames are written.
@@ -121,6 +141,7 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
                         let Ok(Ok(Job {
                             seq,
                             mut input,
+                            len,
                             mut output,
                             from,
                         })) = next
@@ -131,10 +152,21 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
                         let output = from
                             .map_or(Ok(()), |span| span.read_into(&mut input))
                             .and_then(|()| {
-                                compress_chunk(&mut compressor, &input, &mut output, checksum)
+                                compress_chunk(
+                                    &mut compressor,
+                                    &input[..len],
+                                    &mut output,
+                                    checksum,
+                                )
                             })
                             .map(|frames| (output, frames));
-                        if finished.send(Done { seq, input, output }).is_err() {
+                        let done = Done {
+                            seq,
+                            input,
+                            len,
+                            output,
+                        };
+                        if finished.send(done).is_err() {
                             break;
                         }
                     })
@@ -148,13 +180,18 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
                 let mut ready = BTreeMap::new();
                 let mut written = 0;
                 let mut frames = Vec::new();
-                for Done { seq, input, output } in done {
-                    ready.insert(seq, (input, output?));
-                    while let Some((mut input, (output, sizes))) = ready.remove(&written) {
-                        inner.write_all(&output)?;
-                        frames.extend(sizes);
+                for Done {
+                    seq,
+                    input,
+                    len,
+                    output,
+                } in done
+                {
+                    ready.insert(seq, (input, len, output?));
+                    while let Some((input, len, (output, framed))) = ready.remove(&written) {
+                        write_spliced(&mut inner, &output, &input[..len], &framed.raw)?;
+                        frames.extend(framed.sizes);
                         written += 1;
-                        input.clear();
                         // The encoder may be gone (dropped unfinished): the buffers are freed.
                         drop(give_back.send((input, output)));
                     }
@@ -163,7 +200,8 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
                 Ok((inner, written))
             })?;
         Ok(Self {
-            filling: Vec::with_capacity(chunk_size(level)),
+            filling: vec![0; chunk_size(level)],
+            filled: 0,
             chunk: chunk_size(level),
             jobs: Some(jobs),
             returned,
@@ -183,7 +221,7 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
     /// Write every frame still to come and return the inner writer.
     pub(crate) fn finish(mut self) -> io::Result<W> {
         // An empty stream is still one (empty) frame, which every zstd reader accepts.
-        if !self.filling.is_empty() || self.sent == 0 {
+        if self.filled > 0 || self.sent == 0 {
             self.send()?;
         }
         let (inner, written) = self.stop()?;
@@ -198,14 +236,18 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
     pub(crate) fn read_from(&mut self, reader: &mut dyn io::Read) -> io::Result<u64> {
         let mut total = 0;
         loop {
-            let room = (self.chunk - self.filling.len()) as u64;
-            let n = Read::take(&mut *reader, room).read_to_end(&mut self.filling)?;
+            let n = match reader.read(&mut self.filling[self.filled..]) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
             total += n as u64;
-            if self.filling.len() < self.chunk {
-                return Ok(total);
+            self.filled += n;
+            if self.filled == self.chunk {
+                self.send()?;
+                self.refill()?;
             }
-            self.send()?;
-            self.refill()?;
         }
     }
 
@@ -221,7 +263,7 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
         if !meta.is_file() {
             return self.read_from(&mut whole);
         }
-        if !self.filling.is_empty() {
+        if self.filled > 0 {
             whole.seek(SeekFrom::Start(0))?;
             return self.read_from(&mut whole);
         }
@@ -250,6 +292,7 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
     fn send_from(&mut self, from: Option<Span>) -> io::Result<()> {
         let job = Job {
             seq: self.sent,
+            len: from.as_ref().map_or(self.filled, |span| span.len),
             input: std::mem::take(&mut self.filling),
             output: self.spare_outputs.pop().unwrap_or_default(),
             from,
@@ -259,6 +302,7 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
             return Err(self.failure());
         }
         self.sent += 1;
+        self.filled = 0;
         Ok(())
     }
 
@@ -268,7 +312,7 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
         if self.spare_inputs.is_empty() {
             if self.allocated < self.limit {
                 self.allocated += 1;
-                self.filling = Vec::with_capacity(self.chunk);
+                self.filling = vec![0; self.chunk];
                 return Ok(());
             }
             self.take_back()?;
@@ -308,9 +352,10 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
 
 impl<W: Write + Send + 'static> Write for FrameEncoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.chunk - self.filling.len());
-        self.filling.extend_from_slice(&buf[..n]);
-        if self.filling.len() == self.chunk {
+        let n = buf.len().min(self.chunk - self.filled);
+        self.filling[self.filled..self.filled + n].copy_from_slice(&buf[..n]);
+        self.filled += n;
+        if self.filled == self.chunk {
             self.send()?;
             self.refill()?;
         }
@@ -318,7 +363,7 @@ impl<W: Write + Send + 'static> Write for FrameEncoder<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if !self.filling.is_empty() {
+        if self.filled > 0 {
             self.send()?;
             self.refill()?;
         }
@@ -352,17 +397,17 @@ fn compressor(level: i32, checksum: bool) -> io::Result<Compressor<'static>> {
     Ok(compressor)
 }
 
-/// Append `input` to `output` as frames: random-looking blocks raw, one frame each, runs of
-/// the others compressed; returns each frame's sizes.
+/// Append `input` to `output` as frames: random-looking blocks raw, one frame each (their
+/// content left in `input`, spliced in when written), runs of the others compressed.
 fn compress_chunk(
     compressor: &mut Compressor<'_>,
     input: &[u8],
     output: &mut Vec<u8>,
     checksum: bool,
-) -> io::Result<Vec<FrameSizes>> {
-    let mut frames = Vec::new();
-    let mut sized = |output: &Vec<u8>, before: usize, content: &[u8]| {
-        frames.push(((output.len() - before) as u32, content.len() as u32));
+) -> io::Result<Framed> {
+    let mut framed = Framed {
+        sizes: Vec::new(),
+        raw: Vec::new(),
     };
     // Each block is probed once; runs of blocks of one kind make one frame each (an empty
     // chunk, one empty frame).
@@ -371,23 +416,65 @@ fn compress_chunk(
     for run in random.chunk_by(|a, b| a == b) {
         let end = (start + run.len() * BLOCK).min(input.len());
         if run[0] {
-            for block in input[start..end].chunks(BLOCK) {
-                let before = output.len();
-                raw_frame(block, output, checksum);
-                sized(output, before, block);
+            for block in (start..end).step_by(BLOCK) {
+                raw_frame(
+                    input,
+                    block..(block + BLOCK).min(end),
+                    output,
+                    &mut framed,
+                    checksum,
+                );
             }
         } else {
             let before = output.len();
             compress_run(compressor, &input[start..end], output)?;
-            sized(output, before, &input[start..end]);
+            framed
+                .sizes
+                .push(((output.len() - before) as u32, (end - start) as u32));
         }
         start = end;
     }
     if input.is_empty() {
         compress_run(compressor, input, output)?;
-        sized(output, 0, input);
+        framed.sizes.push((output.len() as u32, 0));
     }
-    Ok(frames)
+    Ok(framed)
+}
+
+/// Write `output` to `inner` with the raw blocks' content spliced in from `input`, in as few
+/// calls as the writer takes (a local object's file, one `writev` a chunk).
+fn write_spliced<W: Write>(
+    inner: &mut W,
+    output: &[u8],
+    input: &[u8],
+    raw: &[Splice],
+) -> io::Result<()> {
+    let mut slices = Vec::with_capacity(2 * raw.len() + 1);
+    let mut at = 0;
+    for splice in raw {
+        slices.push(IoSlice::new(&output[at..splice.at]));
+        slices.push(IoSlice::new(&input[splice.from.clone()]));
+        at = splice.at;
+    }
+    slices.push(IoSlice::new(&output[at..]));
+    write_all_vectored(inner, &mut slices)
+}
+
+/// `Write::write_all_vectored`, which is not stable yet.
+fn write_all_vectored<W: Write + ?Sized>(
+    inner: &mut W,
+    mut slices: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match inner.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Append `run` to `output` as one compressed frame.
@@ -431,30 +518,36 @@ fn looks_random(block: &[u8]) -> bool {
     entropy > RAW_ENTROPY
 }
 
-/// A zstd frame holding `content` in raw blocks, with its content size and, if asked, its
-/// checksum.
-fn raw_frame(content: &[u8], output: &mut Vec<u8>, checksum: bool) {
-    debug_assert!(content.len() <= CHUNK);
-    output.reserve(content.len() + content.len() / BLOCK * 3 + 16);
+/// Add a zstd frame holding `input[from]` in one raw block: its headers and, if asked, its
+/// checksum go into `output`, the content itself into `framed` as a splice.
+fn raw_frame(
+    input: &[u8],
+    from: Range<usize>,
+    output: &mut Vec<u8>,
+    framed: &mut Framed,
+    checksum: bool,
+) {
+    debug_assert!(from.len() <= BLOCK);
+    let before = output.len();
+    let len = from.len() as u32;
     output.extend_from_slice(&MAGIC);
     output.push(if checksum {
         RAW_DESCRIPTOR | CHECKSUM_FLAG
     } else {
         RAW_DESCRIPTOR
     });
-    output.extend_from_slice(&(content.len() as u32).to_le_bytes());
-    let mut blocks = content.chunks(BLOCK).peekable();
-    while let Some(block) = blocks.next() {
-        let last = u32::from(blocks.peek().is_none());
-        // Block header: last-block bit, type 0 (raw), 21-bit size.
-        let header = last | ((block.len() as u32) << 3);
-        output.extend_from_slice(&header.to_le_bytes()[..3]);
-        output.extend_from_slice(block);
-    }
+    output.extend_from_slice(&len.to_le_bytes());
+    // Block header: last-block bit, type 0 (raw), 21-bit size.
+    output.extend_from_slice(&(1 | len << 3).to_le_bytes()[..3]);
+    let at = output.len();
     if checksum {
-        let checksum = xxhash_rust::xxh64::xxh64(content, 0) as u32;
+        let checksum = xxhash_rust::xxh64::xxh64(&input[from.clone()], 0) as u32;
         output.extend_from_slice(&checksum.to_le_bytes());
     }
+    framed
+        .sizes
+        .push(((output.len() - before) as u32 + len, len));
+    framed.raw.push(Splice { at, from });
 }
 
 #[cfg(test)]
@@ -462,6 +555,7 @@ mod tests {
     use super::*;
     use crate::SeekTable;
     use rstest::rstest;
+    use std::io::Read;
 
     fn random(len: usize, seed: u64) -> Vec<u8> {
         // xorshift: reproducible bytes with no structure zstd could find.
@@ -664,6 +758,43 @@ mod tests {
             .unwrap()
             .read_to_end(&mut back);
         assert!(result.is_err(), "a flipped bit must not decode");
+    }
+
+    /// Takes at most 1000 bytes a call.
+    struct Trickle(Vec<u8>);
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(1000);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn raw_blocks_spliced_between_their_headers_arrive_whole_at_a_writer_taking_a_little_at_a_time()
+    {
+        let data = [
+            random(3 * BLOCK, 21),
+            text(BLOCK),
+            random(BLOCK, 22),
+            text(17),
+        ]
+        .concat();
+        for checksum in [true, false] {
+            let mut encoder = FrameEncoder::new(Trickle(Vec::new()), 3, 2, checksum).unwrap();
+            encoder.write_all(&data).unwrap();
+            let stored = encoder.finish().unwrap().0;
+            assert_eq!(
+                checksum_flags(&stored).len(),
+                6,
+                "four raw frames, two compressed"
+            );
+            assert_eq!(decode(&stored), data, "checksum {checksum}");
+        }
     }
 
     /// Fails every write after `room` bytes; says when it is dropped.

@@ -52,4 +52,4 @@ pub use overlap::{read_full, ReadAhead, WriteBehind};
 pub use path::safe_relative_path;
 pub use read::{ArchiveEntry, ArchiveReader, EntryKind};
 pub use seek::{FrameSpan, SeekTable};
-pub use write::{Appended, ArchiveWriter, EntryMeta};
+pub use write::{Appended, ArchiveWriter, EntryMeta, ReadInto};

@@ -245,6 +245,31 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_reading_the_files_itself_makes_the_same_archive() {
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 / 5 % 251) as u8).collect();
+        let files: [(&str, &[u8], u64); 4] = [
+            ("small", b"hello", 5),
+            ("big", &big, big.len() as u64),
+            ("short", b"ab", 5),
+            ("empty", b"", 0),
+        ];
+        let encoder = || Encoder::new(Vec::new(), Compression::Zstd(3), 2).unwrap();
+        let mut copied = ArchiveWriter::new(encoder());
+        let mut reading = ArchiveWriter::reading_into(encoder());
+        for (name, data, size) in files {
+            let a = copied.append_file(name, &META, data, size).unwrap();
+            let b = reading.append_file(name, &META, data, size).unwrap();
+            assert_eq!(a, b, "{name}");
+        }
+        let copied = copied.finish().unwrap().finish().unwrap();
+        let reading = reading.finish().unwrap().finish().unwrap();
+        let got = collect(&reading).unwrap();
+        assert_eq!(got, collect(&copied).unwrap());
+        assert_eq!(got[1].2, big);
+        assert_eq!(got[2].2, b"ab\0\0\0");
+    }
+
+    #[test]
     fn short_source_is_padded_and_reported() {
         let mut w = ArchiveWriter::new(Vec::new());
         let appended = w.append_file("f", &META, &b"ab"[..], 5).unwrap();

@@ -23,6 +23,14 @@ pub struct Appended {
     pub offset: u64,
 }
 
+/// A writer that reads the bytes it is given into buffers of its own: what
+/// [`ArchiveWriter::reading_into`] hands a file's content to, instead of copying the content
+/// through a buffer of the archive's.
+pub trait ReadInto: Write {
+    /// Read `reader` to its end into this writer; returns the bytes read.
+    fn read_into(&mut self, reader: &mut dyn Read) -> io::Result<u64>;
+}
+
 /// Writes a tar stream, entry by entry, into a writer that compresses (an [`Encoder`] or
 /// the repository's object pipeline) or not.
 ///
@@ -32,7 +40,15 @@ pub struct Appended {
 /// [`Encoder`]: crate::Encoder
 pub struct ArchiveWriter<W: Write> {
     builder: tar::Builder<Counted<W>>,
-    buffer: Vec<u8>,
+    content: Content<W>,
+}
+
+/// How a file's content reaches the writer.
+enum Content<W> {
+    /// Read into this buffer, then written.
+    Copied(Vec<u8>),
+    /// Read by the writer itself ([`ReadInto::read_into`]).
+    ReadInto(fn(&mut W, &mut dyn Read) -> io::Result<u64>),
 }
 
 /// A writer that counts what passes, so entries know where they start.
@@ -62,7 +78,7 @@ impl<W: Write> ArchiveWriter<W> {
     pub fn new(inner: W) -> Self {
         Self {
             builder: tar::Builder::new(Counted { inner, written: 0 }),
-            buffer: vec![0; COPY_BUFFER],
+            content: Content::Copied(vec![0; COPY_BUFFER]),
         }
     }
 
@@ -107,12 +123,15 @@ impl<W: Write> ArchiveWriter<W> {
         self.header(path, tar::EntryType::Regular, meta, size, None)?;
         let mut source = ExactReader::new(data, size);
         let out = self.builder.get_mut();
-        loop {
-            let n = source.read(&mut self.buffer)?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&self.buffer[..n])?;
+        match &mut self.content {
+            Content::Copied(buffer) => loop {
+                let n = source.read(buffer)?;
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&buffer[..n])?;
+            },
+            Content::ReadInto(read_into) => out.written += read_into(&mut out.inner, &mut source)?,
         }
         let padding = (BLOCK - size % BLOCK) % BLOCK;
         out.write_all(&[0u8; BLOCK as usize][..padding as usize])?;
@@ -168,6 +187,17 @@ impl<W: Write> ArchiveWriter<W> {
             .into_inner()
             .map(|counted| counted.inner)
             .map_err(|source| Error::Finish { source })
+    }
+}
+
+impl<W: ReadInto> ArchiveWriter<W> {
+    /// Start an archive into `inner`, which reads each file's content itself: one copy of
+    /// every byte fewer than [`ArchiveWriter::new`] makes.
+    pub fn reading_into(inner: W) -> Self {
+        Self {
+            builder: tar::Builder::new(Counted { inner, written: 0 }),
+            content: Content::ReadInto(W::read_into),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
-use strongbox_archive::{Compression, Decoder, Encoder, ReadAhead};
+use strongbox_archive::{Compression, Decoder, Encoder, ReadAhead, ReadInto};
 use strongbox_manifest::ObjectRef;
 
 use crate::payload::ChunkLayout;
@@ -166,6 +166,13 @@ impl Write for ObjectWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         self.encoder.flush()
+    }
+}
+
+impl ReadInto for ObjectWriter {
+    /// `reader` is read straight into the chunks the codec's workers compress.
+    fn read_into(&mut self, reader: &mut dyn Read) -> io::Result<u64> {
+        self.encoder.read_into(reader)
     }
 }
 

@@ -401,7 +401,8 @@ impl<'a> Storing<'a> {
                     .sink
                     .create(self.compression.extension(), self.compression)?;
                 let key = writer.key().to_string();
-                self.archive.insert((ArchiveWriter::new(writer), key))
+                self.archive
+                    .insert((ArchiveWriter::reading_into(writer), key))
             }
         };
         let meta = EntryMeta {
