@@ -236,7 +236,7 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
     pub(crate) fn read_from(&mut self, reader: &mut dyn io::Read) -> io::Result<u64> {
         let mut total = 0;
         loop {
-            let n = match reader.read(&mut self.filling[self.filled..]) {
+            let n = match reader.read(self.room()?) {
                 Ok(0) => return Ok(total),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -306,6 +306,15 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
         Ok(())
     }
 
+    /// What is left of the chunk being filled. A failed encoder has none: its last chunk
+    /// went with the job it could not hand over, or no buffer came back for the next.
+    fn room(&mut self) -> io::Result<&mut [u8]> {
+        match self.filling.get_mut(self.filled..) {
+            Some(room) if self.jobs.is_some() && !room.is_empty() => Ok(room),
+            _ => Err(stopped()),
+        }
+    }
+
     /// Take a buffer to fill next: a spare one, a new one while under the limit, or the
     /// next one the writer gives back.
     fn refill(&mut self) -> io::Result<()> {
@@ -352,8 +361,9 @@ impl<W: Write + Send + 'static> FrameEncoder<W> {
 
 impl<W: Write + Send + 'static> Write for FrameEncoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.chunk - self.filled);
-        self.filling[self.filled..self.filled + n].copy_from_slice(&buf[..n]);
+        let room = self.room()?;
+        let n = buf.len().min(room.len());
+        room[..n].copy_from_slice(&buf[..n]);
         self.filled += n;
         if self.filled == self.chunk {
             self.send()?;
@@ -836,6 +846,22 @@ mod tests {
             .try_for_each(|_| encoder.write_all(&noise))
             .and_then(|()| encoder.finish().map(drop));
         assert_eq!(result.unwrap_err().to_string(), "disk full");
+    }
+
+    #[test]
+    fn writing_after_a_failed_write_is_an_error_not_a_panic() {
+        let inner = Failing {
+            room: CHUNK,
+            dropped: Arc::default(),
+        };
+        let mut encoder = FrameEncoder::new(inner, 3, 2, true).unwrap();
+        let noise = random(CHUNK, 13);
+        let failed = (0..20).try_for_each(|_| encoder.write_all(&noise));
+        assert_eq!(failed.unwrap_err().to_string(), "disk full");
+        // What a tar builder dropped after the failure does: write its end-of-archive.
+        assert!(encoder.write_all(&[0; 1024]).is_err());
+        assert!(encoder.read_from(&mut &noise[..]).is_err());
+        assert!(encoder.flush().is_err());
     }
 
     #[test]
