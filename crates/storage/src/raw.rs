@@ -100,42 +100,6 @@ impl Staged {
         unreachable!("an unused staging name")
     }
 
-    fn file(&mut self) -> io::Result<&mut std::fs::File> {
-        self.file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("object already stored"))
-    }
-
-    fn write(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file()?.write_all(buf)?;
-        self.wrote(buf.len());
-        Ok(())
-    }
-
-    /// One `writev`; returns the bytes it took.
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let n = self.file()?.write_vectored(bufs)?;
-        self.wrote(n);
-        Ok(n)
-    }
-
-    fn wrote(&mut self, n: usize) {
-        self.written += n as u64;
-        if self.written - self.flushing >= WRITE_BACK {
-            let Some(file) = &self.file else { return };
-            // DONTNEED starts write-back of the dirty range without waiting for it; only an
-            // advice, so a failure costs time at the fsync, never data.
-            let len = self.written - self.flushing;
-            let _ = rustix::fs::fadvise(
-                file,
-                self.flushing,
-                std::num::NonZeroU64::new(len),
-                rustix::fs::Advice::DontNeed,
-            );
-            self.flushing = self.written;
-        }
-    }
-
     fn publish(&mut self) -> io::Result<()> {
         let file = self.file.take().expect("publish once");
         file.sync_all()?;
@@ -152,6 +116,40 @@ impl Staged {
             Some(dir) => sync_dir(dir),
             None => Ok(()),
         }
+    }
+}
+
+/// Every write is one `writev`: a chunk's frames come as slices (raw blocks straight from
+/// the codec's input, between their headers).
+impl Write for Staged {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("object already stored"))?;
+        let n = file.write_vectored(bufs)?;
+        self.written += n as u64;
+        if self.written - self.flushing >= WRITE_BACK {
+            // DONTNEED starts write-back of the dirty range without waiting for it; only an
+            // advice, so a failure costs time at the fsync, never data.
+            let len = self.written - self.flushing;
+            let _ = rustix::fs::fadvise(
+                &*file,
+                self.flushing,
+                std::num::NonZeroU64::new(len),
+                rustix::fs::Advice::DontNeed,
+            );
+            self.flushing = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -268,15 +266,14 @@ impl Write for RawWriter {
         match &mut self.sink {
             Sink::Upload(upload) => upload.write(buf)?,
             Sink::Buffer { bytes, .. } => bytes.extend_from_slice(buf),
-            Sink::File(staged) => staged.write(buf)?,
+            Sink::File(staged) => staged.write_all(buf)?,
         }
         self.hasher.update(buf);
         self.size += buf.len() as u64;
         Ok(buf.len())
     }
 
-    /// A local object's file takes every slice in one `writev` (the zstd frames of a chunk
-    /// come as slices: raw blocks straight from its input, between their headers).
+    /// A local object's file takes every slice in one `writev`; the other sinks copy them.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let Sink::File(staged) = &mut self.sink else {
             let mut n = 0;
