@@ -276,6 +276,7 @@ impl<R> Verified<R> {
 pub struct ObjectReader {
     key: String,
     inner: Decoder<'static>,
+    fetched_ahead: bool,
 }
 
 impl fmt::Debug for ObjectReader {
@@ -296,7 +297,8 @@ impl ObjectReader {
         // Ranges of a remote object arrive ahead of their reader already, fetched on the
         // runtime's threads: a read-ahead thread over them would only copy every byte once
         // more. It still runs where it overlaps work: reading a file, hashing.
-        let stored: Box<dyn Read + Send> = if expected.is_none() && raw.fetches_ahead() {
+        let fetched_ahead = expected.is_none() && raw.fetches_ahead();
+        let stored: Box<dyn Read + Send> = if fetched_ahead {
             Box::new(raw)
         } else {
             Box::new(
@@ -304,7 +306,10 @@ impl ObjectReader {
                     .map_err(Error::stream("reading", key))?,
             )
         };
-        Self::from_stored(stored, key, envelope)
+        Ok(Self {
+            fetched_ahead,
+            ..Self::from_stored(stored, key, envelope)?
+        })
     }
 
     pub(crate) fn from_stored(
@@ -320,7 +325,15 @@ impl ObjectReader {
         Ok(Self {
             key: key.to_string(),
             inner,
+            fetched_ahead: false,
         })
+    }
+
+    /// Whether the stored bytes arrive ahead of this reader on the runtime's threads (a
+    /// remote object read without its record's check), so that only opening and decoding
+    /// are left to the reading thread.
+    pub fn fetched_ahead(&self) -> bool {
+        self.fetched_ahead
     }
 
     /// The object key.

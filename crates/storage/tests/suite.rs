@@ -140,6 +140,33 @@ fn a_large_object_of_an_encrypted_repository_goes_up_in_sealed_batches_and_reads
     }
 }
 
+/// A large object read without its record's check comes through ranges fetched ahead on the
+/// runtime's threads from a remote store (so a caller needs no thread of its own reading
+/// ahead of it), and as it is from a local directory or when checked.
+#[test]
+fn a_large_remote_object_read_unchecked_arrives_fetched_ahead() {
+    on_every_backend(|backend, repo| {
+        let data: Vec<u8> = (0..9 * 1024 * 1024 + 7u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        put(&repo, "sets/a/data/big.bin", &data);
+        let object = ObjectRef {
+            key: "sets/a/data/big.bin".into(),
+            size: repo.stored_bytes("sets/a/data/big.bin").unwrap().len() as u64,
+            sha256: String::new(),
+            role: ObjectRole::Dump,
+        };
+        let remote = backend.name() != "local";
+        let mut unchecked = repo.open_object(&object.key, None).unwrap();
+        assert_eq!(unchecked.fetched_ahead(), remote, "{}", backend.name());
+        let mut back = Vec::new();
+        unchecked.read_to_end(&mut back).unwrap();
+        assert!(back == data, "{}: read back differs", backend.name());
+        let checked = repo.open_object(&object.key, Some(&object)).unwrap();
+        assert!(!checked.fetched_ahead(), "{}", backend.name());
+    });
+}
+
 /// A 23 MiB object written in pieces that fit neither the parts (5 MiB) nor anything the
 /// pipeline cuts: what is stored is what was recorded, and it reads back whole.
 fn large_object_round_trip(backend: &dyn Backend, repo: Repository, starts: &[u8]) {
