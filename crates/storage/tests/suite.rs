@@ -140,12 +140,13 @@ fn a_large_object_of_an_encrypted_repository_goes_up_in_sealed_batches_and_reads
     }
 }
 
-/// A large object read without its record's check comes through ranges fetched ahead on the
-/// runtime's threads from a remote store (so a caller needs no thread of its own reading
-/// ahead of it), and as it is from a local directory or when checked.
+/// A large object read without its record's check comes from a remote store through ranges
+/// fetched ahead on the runtime's threads, so a caller needs no thread of its own reading
+/// ahead of it. From a local directory, or read with its record's check, it does not.
 #[test]
 fn a_large_remote_object_read_unchecked_arrives_fetched_ahead() {
     on_every_backend(|backend, repo| {
+        // Larger than one range (8 MiB): a smaller remote object is one plain GET.
         let data: Vec<u8> = (0..9 * 1024 * 1024 + 7u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
