@@ -1122,7 +1122,7 @@ sqlite_backup_run() {
             "$SB" -q --repo "$R/sb-repo" backup sqlite bench "$db"
         ;;
     plain)
-        rm -f "$R/copy.db" "$R/copy.db.zst"
+        rm -f "$R/copy.db"
         # shellcheck disable=SC2016
         measure "$op" "sqlite3 .backup + zstd -T0 -3" "output: the .zst" file "$R/copy.db.zst" -- \
             bash -c 'sqlite3 "$1" ".backup \"$2\"" && zstd -T0 -3 -q "$2"' _ "$db" "$R/copy.db"

@@ -51,8 +51,8 @@ pub(crate) const OPEN_BUDGET: u64 = 64 << 20;
 /// (a few MiB each) and the decoder's window.
 const ARCHIVE_MEMORY: u64 = 16 << 20;
 
-/// Local archives of more stored bytes than this are decoded on a thread ahead of their
-/// reader ([`HolderArchive::open`]).
+/// Archives of more stored bytes than this are decoded on a thread ahead of their reader,
+/// unless their stored bytes are fetched ahead already ([`HolderArchive::open`]).
 const PIPELINED_FROM: u64 = 1 << 20;
 
 /// Spans of frames this close in stored bytes are fetched as one.
@@ -438,10 +438,10 @@ impl HolderArchive {
         let stream = reader.repo.open_object(key, None)?;
         // A small archive (a chain's incremental) is decoded as it is read: a read-ahead
         // thread would only add its buffers, fresh memory for each of the chain's archives,
-        // open at once. So is a remote one, whose bytes the runtime's threads fetch ahead:
-        // a thread decoding it ahead as well copied every byte once more and competed for
-        // the cores (docs/storage.md: restores of the media tree from s3s-fs, 10 of each,
-        // 3.47 s with it and 3.06 s without).
+        // open at once. So is one whose ranges the runtime's threads fetch ahead (a remote
+        // archive of more than one range): a thread decoding it ahead as well copied every
+        // byte once more and competed for the cores (docs/storage.md: restores of the media
+        // tree from s3s-fs, 10 of each, 3.47 s with it and 3.06 s without).
         let entries = match size > PIPELINED_FROM && !stream.fetched_ahead() {
             true => EntryCursor::pipelined(stream).map_err(|source| Error::Archive {
                 key: key.to_string(),
