@@ -277,6 +277,10 @@ impl<W: Write + Send + 'static> crate::ReadInto for Encoder<W> {
     }
 }
 
+/// What [`Decoder`] reads of a stream before it decides its codec: the magic bytes and the
+/// longest zstd frame header.
+const HEAD: usize = 32;
+
 /// A decompressing reader whose codec was detected from the stream's magic bytes.
 pub struct Decoder<'a> {
     inner: Box<dyn Read + Send + 'a>,
@@ -295,7 +299,35 @@ impl<'a> Decoder<'a> {
     pub fn with_threads<R: Read + Send + 'a>(reader: R, threads: u32) -> io::Result<Self> {
         // Small: std zeroes the whole buffer on its first fill, fresh pages for every object
         // opened (a chain's restore holds 20 archives open at once).
-        let mut buffered = BufReader::with_capacity(64 * 1024, reader);
+        Self::with_threads_buffered(BufReader::with_capacity(64 * 1024, reader), threads)
+    }
+
+    /// As [`Decoder::with_threads`], for a reader that holds what it read in a buffer of its
+    /// own already: the codec reads that buffer, nothing is copied into another.
+    pub fn with_threads_buffered<R: BufRead + Send + 'a>(
+        mut reader: R,
+        threads: u32,
+    ) -> io::Result<Self> {
+        // The codec is told by a whole frame header, which a reader's first buffer may not
+        // hold: a network read can return a few bytes.
+        if (1..HEAD).contains(&reader.fill_buf()?.len()) {
+            let mut head = Vec::with_capacity(HEAD);
+            while head.len() < HEAD {
+                let more = reader.fill_buf()?;
+                if more.is_empty() {
+                    break;
+                }
+                let n = more.len().min(HEAD - head.len());
+                head.extend_from_slice(&more[..n]);
+                reader.consume(n);
+            }
+            return Self::detected(io::Cursor::new(head).chain(reader), threads);
+        }
+        Self::detected(reader, threads)
+    }
+
+    /// Decompress `buffered`, whose first buffer holds at least [`HEAD`] bytes or all of it.
+    fn detected<R: BufRead + Send + 'a>(mut buffered: R, threads: u32) -> io::Result<Self> {
         let head = buffered.fill_buf()?;
         let codec = Codec::detect(head);
         let inner: Box<dyn Read + Send + 'a> = match codec {
@@ -343,6 +375,28 @@ mod tests {
         assert_eq!(spec.parse::<Compression>().ok(), expected);
     }
 
+    /// A reader whose every buffer holds one byte, as a network read may.
+    struct ByteAtATime<'b>(&'b [u8]);
+
+    impl Read for ByteAtATime<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.0.len()).min(1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    impl BufRead for ByteAtATime<'_> {
+        fn fill_buf(&mut self) -> io::Result<&[u8]> {
+            Ok(&self.0[..self.0.len().min(1)])
+        }
+
+        fn consume(&mut self, n: usize) {
+            self.0 = &self.0[n..];
+        }
+    }
+
     #[rstest]
     #[case(Compression::Zstd(3), 2, Codec::Zstd)]
     #[case(Compression::Zstd(3), 0, Codec::Zstd)]
@@ -353,6 +407,7 @@ mod tests {
         #[case] threads: u32,
         #[case] codec: Codec,
         #[values(0, 2)] decode_threads: u32,
+        #[values(false, true)] byte_at_a_time: bool,
     ) {
         let data: Vec<u8> = (0..200_000u32)
             .flat_map(|i| (i % 251).to_le_bytes())
@@ -360,7 +415,12 @@ mod tests {
         let mut encoder = Encoder::new(Vec::new(), compression, threads).unwrap();
         encoder.write_all(&data).unwrap();
         let stored = encoder.finish().unwrap();
-        let mut decoder = Decoder::with_threads(&stored[..], decode_threads).unwrap();
+        // A reader's own buffer, however short its first fill, is read in place.
+        let mut decoder = match byte_at_a_time {
+            false => Decoder::with_threads(&stored[..], decode_threads),
+            true => Decoder::with_threads_buffered(ByteAtATime(&stored), decode_threads),
+        }
+        .unwrap();
         assert_eq!(decoder.codec(), codec);
         let mut back = Vec::new();
         decoder.read_to_end(&mut back).unwrap();

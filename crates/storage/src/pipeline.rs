@@ -7,7 +7,7 @@
 //! read unchecked is fetched ahead on the runtime's threads instead).
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 
 use sha2::{Digest as _, Sha256};
 use strongbox_archive::{Compression, Decoder, Encoder, ReadAhead, ReadInto};
@@ -24,6 +24,14 @@ pub(crate) trait Envelope: fmt::Debug + Send + Sync {
     fn seal(&self, stored: RawWriter) -> io::Result<Box<dyn Sealed>>;
     /// A reader of what `stored` holds, opened.
     fn open(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>>;
+    /// As [`Envelope::open`], buffered: [`Plain`] hands out `stored`'s own buffer.
+    fn open_buffered(
+        &self,
+        stored: Box<dyn BufRead + Send>,
+    ) -> io::Result<Box<dyn BufRead + Send>> {
+        let opened = self.open(Box::new(stored))?;
+        Ok(Box::new(BufReader::with_capacity(OPENED_BUFFER, opened)))
+    }
     /// Whether opening authenticates every stored byte before it is decompressed, so that
     /// zstd's own checksums would check the same bytes twice.
     fn authenticates(&self) -> bool {
@@ -58,6 +66,13 @@ impl Envelope for Plain {
     fn open(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
         Ok(stored)
     }
+
+    fn open_buffered(
+        &self,
+        stored: Box<dyn BufRead + Send>,
+    ) -> io::Result<Box<dyn BufRead + Send>> {
+        Ok(stored)
+    }
 }
 
 impl Sealed for RawWriter {
@@ -70,6 +85,10 @@ impl Sealed for RawWriter {
 fn threads() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
+
+/// The buffer an opened stream is decoded from when its envelope has none of its own, as
+/// large as [`Decoder::with_threads`] would make.
+const OPENED_BUFFER: usize = 64 * 1024;
 
 /// Frames are decoded on worker threads only with cores to spare. On two cores a restore's
 /// own threads keep both busy: decoding apart, which copies every frame once more, measured
@@ -296,20 +315,25 @@ impl ObjectReader {
     ) -> Result<Self, Error> {
         // Ranges of a remote object arrive ahead of their reader already, fetched on the
         // runtime's threads: a read-ahead thread over them would only copy every byte once
-        // more. It still runs where it overlaps work: reading a file, hashing.
-        let fetched_ahead = expected.is_none() && raw.fetches_ahead();
-        let stored: Box<dyn Read + Send> = if fetched_ahead {
-            Box::new(raw)
-        } else {
-            Box::new(
-                ReadAhead::spawn(Verified::new(raw, key, expected))
-                    .map_err(Error::stream("reading", key))?,
-            )
+        // more, and so would a buffer of the decoder's own. The thread still runs where it
+        // overlaps work: reading a file, hashing.
+        let raw = match expected {
+            None => raw.into_fetched_ahead(),
+            Some(_) => Err(Box::new(raw)),
         };
-        Ok(Self {
-            fetched_ahead,
-            ..Self::from_stored(stored, key, envelope)?
-        })
+        match raw {
+            Ok(ranges) => {
+                let opened = envelope
+                    .open_buffered(Box::new(ranges))
+                    .map_err(Error::stream("opening", key))?;
+                Self::decoding(opened, key, true)
+            }
+            Err(raw) => {
+                let stored = ReadAhead::spawn(Verified::new(*raw, key, expected))
+                    .map_err(Error::stream("reading", key))?;
+                Self::from_stored(Box::new(stored), key, envelope)
+            }
+        }
     }
 
     pub(crate) fn from_stored(
@@ -320,12 +344,21 @@ impl ObjectReader {
         let opened = envelope
             .open(stored)
             .map_err(Error::stream("opening", key))?;
-        let inner = Decoder::with_threads(opened, decode_threads())
+        let buffered = BufReader::with_capacity(OPENED_BUFFER, opened);
+        Self::decoding(Box::new(buffered), key, false)
+    }
+
+    fn decoding(
+        opened: Box<dyn BufRead + Send>,
+        key: &str,
+        fetched_ahead: bool,
+    ) -> Result<Self, Error> {
+        let inner = Decoder::with_threads_buffered(opened, decode_threads())
             .map_err(Error::stream("reading", key))?;
         Ok(Self {
             key: key.to_string(),
             inner,
-            fetched_ahead: false,
+            fetched_ahead,
         })
     }
 

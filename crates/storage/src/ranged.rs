@@ -11,7 +11,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes};
 use futures::future::{self, Either};
 use futures::StreamExt;
 use object_store::{path::Path, GetOptions, ObjectStore};
@@ -269,8 +269,11 @@ impl Ranged {
             }
         }
     }
+}
 
-    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+/// The bytes as they arrived: a decoder reading through `BufRead` reads them in place.
+impl io::BufRead for Ranged {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.chunk.is_empty() {
             self._held = None;
             if let Some((kind, message)) = &self.failed {
@@ -278,7 +281,7 @@ impl Ranged {
             }
             match self.next_chunk() {
                 Ok(Some((chunk, held))) => (self.chunk, self._held) = (chunk, held),
-                Ok(None) => return Ok(0),
+                Ok(None) => return Ok(&[]),
                 Err(e) => {
                     (self.reading, self.ahead) = (None, VecDeque::new());
                     self.failed = Some((e.kind(), e.to_string()));
@@ -286,14 +289,27 @@ impl Ranged {
                 }
             }
         }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(&self.chunk)
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.chunk.advance(n);
+    }
+}
+
+impl io::Read for Ranged {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let chunk = io::BufRead::fill_buf(self)?;
+        let n = buf.len().min(chunk.len());
+        buf[..n].copy_from_slice(&chunk[..n]);
+        io::BufRead::consume(self, n);
         Ok(n)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read as _;
     use std::time::{Duration, Instant};
 
     use object_store::memory::InMemory;

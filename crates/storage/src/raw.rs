@@ -340,9 +340,13 @@ impl RawReader {
         }
     }
 
-    /// Whether the bytes are fetched ahead of the reader, several ranges at once.
-    pub(crate) fn fetches_ahead(&self) -> bool {
-        matches!(self.inner, ReaderInner::Ranged(_))
+    /// The ranges fetched ahead, several at once, to read in place where they arrived; the
+    /// reader itself when it fetches none ahead.
+    pub(crate) fn into_fetched_ahead(self) -> Result<Ranged, Box<Self>> {
+        match self.inner {
+            ReaderInner::Ranged(ranged) => Ok(ranged),
+            inner => Err(Box::new(Self { inner })),
+        }
     }
 
     /// The bytes `range` of a GET's result: a local file is positioned at its start (a
