@@ -281,6 +281,11 @@ impl<W: Write + Send + 'static> crate::ReadInto for Encoder<W> {
 /// longest zstd frame header.
 const HEAD: usize = 32;
 
+/// The buffer [`Decoder::with_threads`] reads a stream through. Small: std zeroes the whole
+/// buffer on its first fill, fresh pages for every object opened (a chain's restore holds 20
+/// archives open at once).
+pub const DECODE_BUFFER: usize = 64 * 1024;
+
 /// A decompressing reader whose codec was detected from the stream's magic bytes.
 pub struct Decoder<'a> {
     inner: Box<dyn Read + Send + 'a>,
@@ -297,9 +302,7 @@ impl<'a> Decoder<'a> {
     /// stream of independent frames (what an [`Encoder`] with threads writes) is decoded
     /// frame by frame on that many worker threads, a few frames ahead of the reader.
     pub fn with_threads<R: Read + Send + 'a>(reader: R, threads: u32) -> io::Result<Self> {
-        // Small: std zeroes the whole buffer on its first fill, fresh pages for every object
-        // opened (a chain's restore holds 20 archives open at once).
-        Self::with_threads_buffered(BufReader::with_capacity(64 * 1024, reader), threads)
+        Self::with_threads_buffered(BufReader::with_capacity(DECODE_BUFFER, reader), threads)
     }
 
     /// As [`Decoder::with_threads`], for a reader that holds what it read in a buffer of its

@@ -44,7 +44,7 @@ mod read;
 mod seek;
 mod write;
 
-pub use codec::{Codec, Compression, Decoder, Encoder};
+pub use codec::{Codec, Compression, Decoder, Encoder, DECODE_BUFFER};
 pub use cursor::EntryCursor;
 pub use error::Error;
 pub use hashing::{sha256_hex, Digest, HashingReader};

@@ -10,7 +10,7 @@ use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 use sha2::{Digest as _, Sha256};
-use strongbox_archive::{Compression, Decoder, Encoder, ReadAhead, ReadInto};
+use strongbox_archive::{Compression, Decoder, Encoder, ReadAhead, ReadInto, DECODE_BUFFER};
 use strongbox_manifest::ObjectRef;
 
 use crate::payload::ChunkLayout;
@@ -30,7 +30,7 @@ pub(crate) trait Envelope: fmt::Debug + Send + Sync {
         stored: Box<dyn BufRead + Send>,
     ) -> io::Result<Box<dyn BufRead + Send>> {
         let opened = self.open(Box::new(stored))?;
-        Ok(Box::new(BufReader::with_capacity(OPENED_BUFFER, opened)))
+        Ok(Box::new(BufReader::with_capacity(DECODE_BUFFER, opened)))
     }
     /// Whether opening authenticates every stored byte before it is decompressed, so that
     /// zstd's own checksums would check the same bytes twice.
@@ -85,10 +85,6 @@ impl Sealed for RawWriter {
 fn threads() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
-
-/// The buffer an opened stream is decoded from when its envelope has none of its own, as
-/// large as [`Decoder::with_threads`] would make.
-const OPENED_BUFFER: usize = 64 * 1024;
 
 /// Frames are decoded on worker threads only with cores to spare. On two cores a restore's
 /// own threads keep both busy: decoding apart, which copies every frame once more, measured
@@ -326,7 +322,8 @@ impl ObjectReader {
                 let opened = envelope
                     .open_buffered(Box::new(ranges))
                     .map_err(Error::stream("opening", key))?;
-                Self::decoding(opened, key, true)
+                let decoder = Decoder::with_threads_buffered(opened, decode_threads());
+                Self::decoding(decoder, key, true)
             }
             Err(raw) => {
                 let stored = ReadAhead::spawn(Verified::new(*raw, key, expected))
@@ -344,17 +341,15 @@ impl ObjectReader {
         let opened = envelope
             .open(stored)
             .map_err(Error::stream("opening", key))?;
-        let buffered = BufReader::with_capacity(OPENED_BUFFER, opened);
-        Self::decoding(Box::new(buffered), key, false)
+        Self::decoding(Decoder::with_threads(opened, decode_threads()), key, false)
     }
 
     fn decoding(
-        opened: Box<dyn BufRead + Send>,
+        decoder: io::Result<Decoder<'static>>,
         key: &str,
         fetched_ahead: bool,
     ) -> Result<Self, Error> {
-        let inner = Decoder::with_threads_buffered(opened, decode_threads())
-            .map_err(Error::stream("reading", key))?;
+        let inner = decoder.map_err(Error::stream("reading", key))?;
         Ok(Self {
             key: key.to_string(),
             inner,
