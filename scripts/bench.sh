@@ -1417,7 +1417,7 @@ main() {
         echo "(the benchmark's own tools count in it). $others."
         awk -v a="$reclaim0" -v b="$(direct_reclaim)" -v p="$(getconf PAGESIZE)" 'BEGIN {
             printf "Memory reclaimed by the processes allocating it (direct reclaim) during the run: %.0f MiB%s\n",
-                (b - a) * p / 1048576, (b > a ? " (every tool writing pages paid for it, in system time)" : "") }'
+                (b - a) * p / 1048576, (b > a ? " (whichever tool was allocating then paid for it, in system time)" : "") }'
         if section files; then
             for tree in $TREES; do
                 echo
