@@ -504,6 +504,68 @@ fn bad_keys_get_one_line_exit_1_and_leave_the_target_alone() {
     assert_eq!(tree(&target), before);
 }
 
+#[test]
+fn a_recipients_file_gives_each_line_a_key_and_an_identity_in_it_is_refused_unshown() {
+    let env = Env::new();
+    let (first, second) = (env.path("first.txt"), env.path("second.txt"));
+    let recipients = env.path("recipients.txt");
+    let listed = format!(
+        "# the operators\n{}\n\n  {}  \n",
+        keygen(&first),
+        keygen(&second)
+    );
+    write(&recipients, listed.as_bytes());
+    env.json(&[
+        "init",
+        "--encrypt",
+        "--recipients-file",
+        recipients.to_str().unwrap(),
+    ]);
+    let src = source(&env);
+    let record = backup(&env, &first, &src);
+    for (i, identity) in [&first, &second].into_iter().enumerate() {
+        let keys = env.json(&["--identity", identity.to_str().unwrap(), "key", "list"]);
+        assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
+        let target = env.path(&format!("restored-{i}"));
+        env.json(&[
+            "--identity",
+            identity.to_str().unwrap(),
+            "restore",
+            record["id"].as_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+        ]);
+        assert_same_tree(&tree(&src), &tree(&target));
+    }
+
+    // An identity file where the recipients belong: refused by line, its key never shown.
+    let fresh = Env::new();
+    let secret = std::fs::read_to_string(&first).unwrap();
+    let secret = secret
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap();
+    let err = fresh.fails(
+        &[
+            "init",
+            "--encrypt",
+            "--recipients-file",
+            first.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(
+        err.contains("first.txt") && err.contains("line 3") && err.contains("age identity"),
+        "{err}"
+    );
+    assert!(!err.contains(secret), "the secret key is shown: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        !Path::new(&fresh.repo).exists(),
+        "a refused init created the repository"
+    );
+}
+
 /// Encrypted WAL carries no zstd checksum (docs/format.md): age's tags are what must stop a
 /// damaged segment from reaching a recovering server.
 #[test]

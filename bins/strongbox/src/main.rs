@@ -199,10 +199,8 @@ fn key_holders(args: &InitArgs) -> Result<Vec<KeyHolder>> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading recipients file {}", path.display()))?;
         holders.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(|l| KeyHolder::Recipient(l.to_string())),
+            KeyHolder::from_recipients_file(&text)
+                .with_context(|| format!("recipients file {}", path.display()))?,
         );
     }
     if let Some(value) = &args.passphrase {

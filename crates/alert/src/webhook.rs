@@ -1,5 +1,6 @@
 //! HTTP receivers: the alert's JSON, or a Slack-compatible `{"text": …}`.
 
+use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -18,12 +19,22 @@ pub enum WebhookFormat {
 }
 
 /// The webhook channel.
-#[derive(Debug)]
 pub struct Webhook {
     url: reqwest::Url,
     shown: String,
     format: WebhookFormat,
     timeout: Duration,
+}
+
+/// Shows the URL redacted: its path or query is the token.
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &self.shown)
+            .field("format", &self.format)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Webhook {
@@ -116,6 +127,11 @@ mod tests {
     fn urls_are_shown_without_their_token(#[case] url: &str, #[case] described: &str) {
         let hook = Webhook::new(url, WebhookFormat::Json, Duration::from_secs(1)).unwrap();
         assert_eq!(hook.describe(), described);
+        let debugged = format!("{hook:?}");
+        assert!(
+            !debugged.contains("SECRET") && !debugged.contains("pw"),
+            "{debugged}"
+        );
     }
 
     #[rstest]

@@ -267,8 +267,10 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
             .unwrap()
             .with_overrides(None, Some("STANDARD_IA".into()));
         let shown = toml::to_string(&config).unwrap();
+        let debugged = format!("{config:?} {:?}", config.store_options());
         for secret in ["hunter22", "top-secret", "SECRET"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
+            assert!(!debugged.contains(secret), "{secret} in {debugged}");
         }
         assert!(shown.contains("storage_class = \"STANDARD_IA\""), "{shown}");
         assert!(
@@ -359,6 +361,22 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
             assert!(message.contains("test.toml"), "{text}: {message}");
             assert!(message.contains(expected), "{text}: {message}");
             assert!(!message.contains('\n'), "one line: {message}");
+        }
+    }
+
+    #[test]
+    fn an_unquoted_password_is_refused_without_showing_it() {
+        for value in ["862319", "86.2319", "true"] {
+            let text = format!(
+                "[alerts]\nemail = {{ smtp = \"smtp://mail\", from = \"a@b.c\", to = [\"d@e.f\"], password = {value} }}\n"
+            );
+            let message = strongbox_test_support::chain(&parse(&text).unwrap_err());
+            assert!(
+                message.contains("alerts.email.password: invalid type")
+                    && message.contains("expected a quoted string"),
+                "{message}"
+            );
+            assert!(!message.contains(value), "{message}");
         }
     }
 

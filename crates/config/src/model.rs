@@ -15,7 +15,7 @@ use crate::schedule::Cron;
 use crate::secret::{is_secret_s3_key, redact_url, redact_userinfo, Secret};
 
 /// The whole file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The repository URL (`--repo` and `STRONGBOX_REPO` win over it).
@@ -66,6 +66,22 @@ fn redacted_s3<S: Serializer>(s3: &BTreeMap<String, String>, s: S) -> Result<S::
     shown.serialize(s)
 }
 
+/// Debug output of the types that hold credentials, passwords, connection strings or
+/// webhook URLs is their serialized form (what `config show` prints), which shows each
+/// of them as `***`: a derived `Debug` would show them in clear.
+macro_rules! debug_as_shown {
+    ($($type:ty),+) => {$(
+        impl fmt::Debug for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let shown = serde_json::to_string(self).map_err(|_| fmt::Error)?;
+                write!(f, "{} {shown}", stringify!($type))
+            }
+        }
+    )+};
+}
+
+debug_as_shown!(Config, SetConfig, VerifyConfig, AlertsConfig, Webhook);
+
 /// `[s3]` values may be strings, booleans or numbers (`allow_http = true`).
 pub(crate) fn s3_values<'de, D: Deserializer<'de>>(
     d: D,
@@ -93,7 +109,7 @@ pub(crate) fn s3_values<'de, D: Deserializer<'de>>(
 
 /// One set: what it backs up (`source = "files"` and that kind's keys) and the settings
 /// every kind has.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize)]
 pub struct SetConfig {
     /// What the set backs up.
     #[serde(flatten)]
@@ -218,7 +234,7 @@ impl<'de> Deserialize<'de> for SetConfig {
 pub use strongbox_db_dump::SqlCheck as VerifyCheck;
 
 /// `[verify]`: where restore tests of PostgreSQL snapshots make their scratch databases.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyConfig {
     /// A connection string to a server (and role) that may create databases.
@@ -337,7 +353,7 @@ impl HealthConfig {
 }
 
 /// `[alerts]`: where alerts go.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
     /// Which events are sent (default failure, warning and recovery; `notify test` is
@@ -416,7 +432,7 @@ pub struct EmailAlert {
 }
 
 /// An HTTP receiver of alerts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     /// The URL (shown without its path, which often is the token).

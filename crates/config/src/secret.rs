@@ -1,6 +1,6 @@
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 /// A secret value (a password): used as given, but shown, printed and serialized as `***`,
 /// so `config check`, logs and debug output never carry it.
@@ -33,7 +33,53 @@ impl Serialize for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
+        d.deserialize_string(SecretVisitor)
+    }
+}
+
+/// Takes a string; refuses anything else without quoting it, as serde's own messages do
+/// (``invalid type: integer `123456` ``): an unquoted password is still the password.
+struct SecretVisitor;
+
+impl SecretVisitor {
+    fn refuse<E: de::Error>(&self, what: &'static str) -> Result<Secret, E> {
+        Err(E::invalid_type(de::Unexpected::Other(what), self))
+    }
+}
+
+impl de::Visitor<'_> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a quoted string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Secret, E> {
+        Ok(Secret(v.to_string()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Secret, E> {
+        Ok(Secret(v))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Secret, E> {
+        self.refuse("boolean")
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Secret, E> {
+        self.refuse("integer")
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Secret, E> {
+        self.refuse("integer")
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Secret, E> {
+        self.refuse("float")
+    }
+
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Secret, E> {
+        self.refuse("bytes")
     }
 }
 

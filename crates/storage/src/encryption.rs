@@ -139,6 +139,24 @@ impl KeyHolder {
         }
     }
 
+    /// The recipients of an age recipients file (`age -R`): one a line, blank lines and
+    /// `#` comments skipped. A line that is no recipient is refused by its number.
+    pub fn from_recipients_file(text: &str) -> Result<Vec<KeyHolder>, Error> {
+        text.lines()
+            .enumerate()
+            .map(|(i, line)| (i + 1, line.trim()))
+            .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+            .map(|(number, line)| match parse_recipient(line) {
+                Ok(_) => Ok(KeyHolder::Recipient(line.to_string())),
+                Err(Error::InvalidKey { what, reason }) => Err(Error::InvalidKey {
+                    what: format!("line {number}, {what}"),
+                    reason,
+                }),
+                Err(other) => Err(other),
+            })
+            .collect()
+    }
+
     /// Check that a recipient parses, naming it when it does not.
     pub fn check(&self) -> Result<(), Error> {
         match self {
@@ -175,10 +193,36 @@ impl KeyHolder {
 }
 
 pub(crate) fn parse_recipient(text: &str) -> Result<x25519::Recipient, Error> {
-    x25519::Recipient::from_str(text.trim()).map_err(|reason| Error::InvalidKey {
-        what: format!("recipient {:?}", text.trim()),
-        reason: format!("not an age X25519 recipient (age1…): {reason}"),
-    })
+    let text = text.trim();
+    x25519::Recipient::from_str(text).map_err(|reason| invalid_recipient(text, reason))
+}
+
+/// Why `text` is no recipient, quoting it only when it is public. An identity given where
+/// its recipient belongs (an `age-keygen` file as `--recipients-file`) is a secret, and
+/// anything else may be one mistyped.
+fn invalid_recipient(text: &str, reason: &str) -> Error {
+    let prefix = |p: &str| {
+        text.get(..p.len())
+            .is_some_and(|t| t.eq_ignore_ascii_case(p))
+    };
+    if prefix("AGE-SECRET-KEY-") {
+        Error::InvalidKey {
+            what: "a recipient".to_string(),
+            reason: "it is an age identity (a secret key), not a recipient: give the \
+                     recipient `age-keygen -y` prints for it"
+                .to_string(),
+        }
+    } else if prefix("age1") {
+        Error::InvalidKey {
+            what: format!("recipient {text:?}"),
+            reason: format!("not an age X25519 recipient (age1…): {reason}"),
+        }
+    } else {
+        Error::InvalidKey {
+            what: format!("a recipient of {} characters", text.chars().count()),
+            reason: "not an age X25519 recipient (age1…)".to_string(),
+        }
+    }
 }
 
 /// The identities an [`Unlock`] can try on a key file, and whether it is a passphrase.
@@ -355,6 +399,54 @@ mod tests {
                     let shown = e.to_string();
                     assert!(shown.contains(message), "{shown}");
                     assert!(!shown.contains("not-a-key-line"), "{shown}");
+                }
+                (other, expected) => {
+                    panic!("{text:?}: {:?} vs {expected:?}", other.map(|v| v.len()))
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn recipients_files_parse_or_are_refused_by_line_without_echoing_a_secret() {
+        let identity = generate();
+        let secret = identity.to_string().expose_secret().to_string();
+        let recipient = identity.to_public().to_string();
+        let other = generate().to_public().to_string();
+        let cases: [(String, Result<usize, &[&str]>); 6] = [
+            (format!("# team\n\n{recipient}\n  {other}  \n"), Ok(2)),
+            ("# nobody yet\n".to_string(), Ok(0)),
+            (
+                format!("# created: today\n{secret}\n"),
+                Err(&["line 2, a recipient", "an age identity (a secret key)"]),
+            ),
+            (
+                format!("{recipient}\n{}\n", secret.to_lowercase()),
+                Err(&["line 2, a recipient", "an age identity"]),
+            ),
+            (
+                "hunter2-not-a-key\n".to_string(),
+                Err(&["line 1, a recipient of 17 characters"]),
+            ),
+            (
+                "age1bogus\n".to_string(),
+                Err(&["line 1, recipient \"age1bogus\"", "not an age X25519"]),
+            ),
+        ];
+        for (text, expected) in cases {
+            match (KeyHolder::from_recipients_file(&text), expected) {
+                (Ok(holders), Ok(n)) => {
+                    assert_eq!(holders.len(), n, "{text:?}");
+                    assert!(holders.iter().all(|h| h.check().is_ok()), "{text:?}");
+                }
+                (Err(e), Err(messages)) => {
+                    let shown = e.to_string();
+                    for message in messages {
+                        assert!(shown.contains(message), "{shown}");
+                    }
+                    for secret in [secret.as_str(), &secret.to_lowercase(), "hunter2"] {
+                        assert!(!shown.contains(secret), "{shown}");
+                    }
                 }
                 (other, expected) => {
                     panic!("{text:?}: {:?} vs {expected:?}", other.map(|v| v.len()))

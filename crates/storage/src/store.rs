@@ -1,6 +1,7 @@
 //! Connecting to the object store behind a [`Location`], and wrapping it.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +20,19 @@ use crate::{BackendError, Error, Location};
 
 /// Settings of the store behind a location beyond what its URL says: the configuration
 /// file's `[s3]` table. The environment (`AWS_*`) wins over them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct StoreOptions {
     /// object_store S3 keys (`endpoint`, `region`, `allow_http`, `access_key_id`, …).
     pub s3: BTreeMap<String, String>,
+}
+
+/// Names the settings only: their values include credentials.
+impl fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("s3", &self.s3.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl StoreOptions {
@@ -415,6 +425,21 @@ mod tests {
         }
         let proxy = AmazonS3ConfigKey::Client(object_store::ClientConfigKey::ProxyUrl);
         check_s3_value("proxy_url", proxy, "http://u:p@proxy:3128").unwrap();
+    }
+
+    #[test]
+    fn debug_output_names_settings_without_their_values() {
+        let options = StoreOptions {
+            s3: [
+                ("endpoint", "http://u:hunter2@h"),
+                ("secret_access_key", "hunter3"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+        };
+        let shown = format!("{options:?}");
+        assert!(shown.contains("secret_access_key"), "{shown}");
+        assert!(!shown.contains("hunter"), "{shown}");
     }
 
     #[test]

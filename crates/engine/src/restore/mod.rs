@@ -6,6 +6,7 @@ mod database;
 mod datadir;
 mod directory;
 
+use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
@@ -210,9 +211,10 @@ impl RestorePlan {
 /// snapshot, a libpq connection string (`postgresql://…` or `host=… dbname=…`) for a
 /// PostgreSQL one, a file for an SQLite one. The snapshot's kind says which; a connection
 /// string is never taken for a path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetSpec {
-    /// The target.
+    /// The target (shown and serialized without a connection string's password).
+    #[serde(serialize_with = "redacted_target")]
     pub target: String,
     /// Files only: restore just the entries matching these globs (and their ancestors).
     #[serde(default)]
@@ -224,6 +226,20 @@ pub struct TargetSpec {
 
 fn yes() -> bool {
     true
+}
+
+fn redacted_target<S: serde::Serializer>(target: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_conninfo(target))
+}
+
+impl fmt::Debug for TargetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TargetSpec")
+            .field("target", &redact_conninfo(&self.target))
+            .field("includes", &self.includes)
+            .field("keep_previous", &self.keep_previous)
+            .finish()
+    }
 }
 
 impl TargetSpec {

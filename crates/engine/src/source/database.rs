@@ -1,3 +1,4 @@
+use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize, Serializer};
@@ -14,7 +15,7 @@ use crate::Error;
 const COMPRESSION: Compression = Compression::Zstd(3);
 
 /// A PostgreSQL database to back up: the `postgres` kind of a set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSpec {
     /// A libpq connection string: `postgresql://user@host/db` or `host=… dbname=…`. What it
@@ -30,6 +31,16 @@ pub struct PostgresSpec {
 
 fn redacted<S: Serializer>(conninfo: &str, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&redact_conninfo(conninfo))
+}
+
+/// Shows the connection string without its password, as serializing does.
+impl fmt::Debug for PostgresSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresSpec")
+            .field("conninfo", &redact_conninfo(&self.conninfo))
+            .field("physical", &self.physical)
+            .finish()
+    }
 }
 
 /// An SQLite database file to back up: the `sqlite` kind of a set.
