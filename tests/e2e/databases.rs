@@ -89,20 +89,25 @@ fn postgres_bad_input_is_one_line_exit_1_and_no_snapshot() {
     let env = Env::new();
     let secret = pg.password().to_string();
     let wrong = base.replace(&format!(":{secret}@"), ":not-the-password@");
-    for (conninfo, expect) in [
-        (format!("{wrong}/postgres"), "password"),
+    for (conninfo, expect, warned) in [
+        (format!("{wrong}/postgres"), "password", true),
         (
             "postgresql://strongbox@127.0.0.1:9/postgres".to_string(),
             "127.0.0.1",
+            false,
         ),
         (
             format!("{base}/no_such_database_here"),
             "no_such_database_here",
+            true,
         ),
     ] {
         let err = env.fails(&["backup", "postgres", "maindb", &conninfo], 1);
-        let lines: Vec<&str> = err.lines().collect();
+        let (warnings, lines): (Vec<&str>, Vec<&str>) = err
+            .lines()
+            .partition(|l| l.contains("warning: a connection string on the command line"));
         assert_eq!(lines.len(), 1, "{err}");
+        assert_eq!(warnings.len(), usize::from(warned), "{err}");
         assert!(err.contains(expect), "{expect}: {err}");
         assert!(
             !err.contains(&secret) && !err.contains("not-the-password"),
@@ -147,6 +152,39 @@ fn postgres_bad_input_is_one_line_exit_1_and_no_snapshot() {
         !Path::new(&env.repo).join("sets/maindb/snapshots").exists()
             || env.snapshot_ids().is_empty()
     );
+}
+
+/// libpq's tools take a password in a connection string; so does strongbox, saying once
+/// that the process list shows it to every user of the host.
+#[test]
+fn a_password_on_the_command_line_is_warned_of_and_never_shown() {
+    let env = Env::new();
+    let secret = "pw-never-shown";
+    let url = format!("postgresql://u:{secret}@127.0.0.1:9/app");
+    let keywords = format!("host=127.0.0.1 port=9 password={secret} dbname=app");
+    let target = format!("--target={url}");
+    let cases: [(&[&str], bool); 4] = [
+        (&["backup", "postgres", "maindb", &url], true),
+        (&["backup", "postgres", "maindb", &keywords], true),
+        (&["restore", "maindb:latest", &target], true),
+        (
+            &[
+                "backup",
+                "postgres",
+                "maindb",
+                "postgresql://u@127.0.0.1:9/app",
+            ],
+            false,
+        ),
+    ];
+    for (args, warned) in cases {
+        let out = env.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        let warnings = stderr.matches("in the process list").count();
+        assert_eq!(warnings, usize::from(warned), "{args:?}: {stderr}");
+        assert!(!stderr.contains(secret), "{args:?}: {stderr}");
+    }
 }
 
 #[test]

@@ -76,6 +76,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_logging(&cli);
+    warn_of_passwords_in(&args);
     let json = cli.json;
     let fetching = matches!(cli.command, Command::Wal(cli::WalCommand::Fetch { .. }));
     let fail = |error: &anyhow::Error, json: bool, code: u8| {
@@ -186,6 +187,23 @@ fn ask(prompt: &str) -> Result<SecretString> {
         bail!("no passphrase given");
     }
     Ok(SecretString::from(answer))
+}
+
+/// A connection string with its password (`backup postgres`, `restore --target`,
+/// `--scratch-postgres`) is taken, as libpq's tools take it, but said to be readable by
+/// every user of the host, as mysql's client says.
+fn warn_of_passwords_in(args: &[String]) {
+    let given = |arg: &String| {
+        let value = arg.strip_prefix("--").and_then(|flag| flag.split_once('='));
+        strongbox_db_dump::holds_password(value.map_or(arg, |(_, value)| value))
+    };
+    if args.iter().any(given) {
+        eprintln!(
+            "strongbox: warning: a connection string on the command line holds a password, \
+             which every user of this host can read in the process list; give it in \
+             PGPASSWORD, ~/.pgpass or the configuration file instead"
+        );
+    }
 }
 
 /// The readers an `init --encrypt` makes key files for.

@@ -110,6 +110,20 @@ pub fn is_conninfo(spec: &str) -> bool {
         if !pairs.is_empty() && pairs.iter().all(|p| KEYWORDS.contains(&p.key.as_str())))
 }
 
+/// Whether `spec` is a connection string holding a password (`user:pw@`, `?password=`,
+/// `password=`), which on a command line every user of the host can read.
+///
+/// ```
+/// use strongbox_db_dump::holds_password;
+/// assert!(holds_password("postgresql://backup:s3cret@db/app"));
+/// assert!(holds_password("host=db password=s3cret dbname=app"));
+/// assert!(!holds_password("postgresql://backup@db/app"));
+/// assert!(!holds_password("/srv/app/user:pw@chat.sqlite3"));
+/// ```
+pub fn holds_password(spec: &str) -> bool {
+    is_conninfo(spec) && redact_conninfo(spec) != spec.trim()
+}
+
 /// `password`, `sslpassword`, and any spelling of them: libpq refuses `PASSWORD`, but its
 /// value is a password all the same, and the error that refuses it must not show it.
 fn is_secret_key(key: &str) -> bool {

@@ -54,7 +54,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use strongbox_manifest::{DatabaseStats, SourceKind, TableCount};
 
-pub use conninfo::{is_conninfo, redact_conninfo};
+pub use conninfo::{holds_password, is_conninfo, redact_conninfo};
 pub use error::{Error, PgError};
 
 pub use physical::{segment_end, Archiver, BaseBackup, PhysicalSource, SegmentEnd, ServerState};
