@@ -99,18 +99,6 @@ impl Alert {
         self
     }
 
-    /// With the snapshot.
-    pub fn with_snapshot(mut self, snapshot: impl Into<String>) -> Self {
-        self.snapshot = Some(snapshot.into());
-        self
-    }
-
-    /// Marked as a reminder.
-    pub fn as_reminder(mut self) -> Self {
-        self.reminder = true;
-        self
-    }
-
     /// One line: what happened to what, where.
     pub fn summary(&self) -> String {
         if self.status == Event::Test {
@@ -240,9 +228,8 @@ mod tests {
 
     #[test]
     fn json_carries_the_documented_fields() {
-        let alert = alert(Event::Failure, Some("media"))
-            .with_error("disk full")
-            .with_snapshot("abc");
+        let mut alert = alert(Event::Failure, Some("media")).with_error("disk full");
+        alert.snapshot = Some("abc".to_string());
         let json = serde_json::to_value(&alert).unwrap();
         for field in [
             "set",

@@ -19,10 +19,12 @@ pub enum Error {
     #[error(transparent)]
     Database(#[from] strongbox_db_dump::Error),
     /// A keep policy that cannot be applied (e.g. one that would keep nothing).
-    #[error("prune policy")]
+    #[error("prune policy of set {set}")]
     Retention {
+        /// The set the policy is for.
+        set: String,
         /// Why.
-        #[from]
+        #[source]
         source: strongbox_retention::Error,
     },
     /// An archive cannot be written or read.
@@ -33,6 +35,17 @@ pub enum Error {
         /// What failed.
         #[source]
         source: strongbox_archive::Error,
+    },
+    /// A span of an archive's frames does not decompress.
+    #[error("corrupt archive {key}: frames at {span:?}")]
+    Frames {
+        /// The archive object.
+        key: String,
+        /// Their stored bytes.
+        span: std::ops::Range<u64>,
+        /// The decoder's error.
+        #[source]
+        source: io::Error,
     },
     /// A local file-system operation failed.
     #[error("{operation} {}", path.display())]

@@ -172,7 +172,10 @@ impl crate::Reader {
             .iter()
             .map(|s| Candidate::new(s.id.to_string(), s.time).with_tags(s.tags.clone()))
             .collect();
-        let mut plan = apply(policy, &candidates, timezone)?;
+        let mut plan = apply(policy, &candidates, timezone).map_err(|source| Error::Retention {
+            set: set.to_string(),
+            source,
+        })?;
         let tested = self.restore_tested(set)?;
         if let Some(proof) = plan.decisions.iter_mut().find(|d| tested.contains(&d.id)) {
             proof.keep = true;

@@ -347,14 +347,11 @@ where
     F: FnMut(TreeEntry<'_>) -> Result<(), Error>,
 {
     let stored = compressed.open(fetch.span.stored.clone())?;
-    let corrupt = |context: String| {
-        move |source| Error::Archive {
-            key: key.to_string(),
-            source: strongbox_archive::Error::Corrupt { context, source },
-        }
-    };
-    let decoder =
-        Decoder::new(stored).map_err(corrupt(format!("frames at {:?}", fetch.span.stored)))?;
+    let decoder = Decoder::new(stored).map_err(|source| Error::Frames {
+        key: key.to_string(),
+        span: fetch.span.stored.clone(),
+        source,
+    })?;
     let mut content = EntryCursor::new(decoder);
     for &(offset, entry) in &fetch.entries {
         let at = fetch.span.start + content.position();

@@ -29,15 +29,35 @@ pub enum Error {
         #[source]
         source: globset::Error,
     },
-    /// A listing or record could not be decoded.
+    /// A listing or record is not the JSON strongbox writes.
+    #[error("corrupt {what} {key}")]
+    Decode {
+        /// "listing" or "snapshot record".
+        what: &'static str,
+        /// Where it was read from.
+        key: String,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A listing or record decodes but cannot be what strongbox wrote.
     #[error("corrupt {what} {key}: {reason}")]
     Corrupt {
         /// "listing" or "snapshot record".
         what: &'static str,
         /// Where it was read from.
         key: String,
-        /// The decoder's error.
+        /// What is wrong.
         reason: String,
+    },
+    /// The thread that parses a listing could not be started.
+    #[error("reading listing {key}: cannot start its parser")]
+    Parser {
+        /// Where it is read from.
+        key: String,
+        /// Why.
+        #[source]
+        source: io::Error,
     },
     /// A snapshot id is not of the form `YYYYMMDDTHHMMSSZ-xxxxxx`.
     #[error("invalid snapshot id {id:?}")]
@@ -53,4 +73,13 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+}
+
+/// An error and its causes on one line, as the CLI prints them.
+#[cfg(test)]
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    std::iter::successors(Some(error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

@@ -319,10 +319,10 @@ impl Snapshot {
 
     /// Decode a record read from `key`.
     pub fn from_json(key: &str, bytes: &[u8]) -> Result<Self, Error> {
-        serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+        serde_json::from_slice(bytes).map_err(|source| Error::Decode {
             what: "snapshot record",
             key: key.to_string(),
-            reason: e.to_string(),
+            source,
         })
     }
 

@@ -32,7 +32,7 @@ enum Message {
     Entries(Vec<FileEntry>),
     /// The listing was read to its end and is whole.
     End,
-    Failed(String),
+    Failed(serde_json::Error),
 }
 
 /// The entries of one stored listing (whole or delta), parsed on a thread while they are
@@ -62,10 +62,13 @@ impl ListingReader {
         std::thread::Builder::new()
             .name("listing-parse".into())
             .spawn(move || parse(reader, &send))
-            .map_err(|e| corrupt(key, format!("cannot start its parser: {e}")))?;
+            .map_err(|source| Error::Parser {
+                key: key.to_string(),
+                source,
+            })?;
         let header = match messages.recv() {
             Ok(Message::Header(header)) => header,
-            Ok(Message::Failed(reason)) => return Err(corrupt(key, reason)),
+            Ok(Message::Failed(source)) => return Err(undecoded(key, source)),
             Ok(Message::Entries(_) | Message::End) | Err(_) => {
                 return Err(corrupt(key, "it ended before its entries".to_string()))
             }
@@ -108,9 +111,9 @@ impl Iterator for ListingReader {
             }
             match self.messages.recv() {
                 Ok(Message::Entries(batch)) => self.batch = batch.into_iter(),
-                Ok(Message::Failed(reason)) => {
+                Ok(Message::Failed(source)) => {
                     self.done = true;
-                    return Some(Err(corrupt(&self.key, reason)));
+                    return Some(Err(undecoded(&self.key, source)));
                 }
                 Ok(Message::End) => self.done = true,
                 // Only a parser that died mid-way hangs up without a last word: never take
@@ -121,6 +124,14 @@ impl Iterator for ListingReader {
                 }
             }
         }
+    }
+}
+
+fn undecoded(key: &str, source: serde_json::Error) -> Error {
+    Error::Decode {
+        what: "listing",
+        key: key.to_string(),
+        source,
     }
 }
 
@@ -141,7 +152,7 @@ fn parse(reader: impl Read, send: &SyncSender<Message>) {
     // A hung-up receiver is not a failure anyone waits for.
     let _ = send.send(match parsed {
         Ok(()) => Message::End,
-        Err(e) => Message::Failed(e.to_string()),
+        Err(e) => Message::Failed(e),
     });
 }
 
@@ -479,10 +490,9 @@ mod tests {
             ),
         ] {
             let error = ListingReader::new("k", std::io::Cursor::new(bad.as_bytes().to_vec()))
-                .map(|r| r.collect_listing())
-                .and_then(|r| r)
-                .unwrap_err()
-                .to_string();
+                .and_then(ListingReader::collect_listing)
+                .unwrap_err();
+            let error = crate::error::chain(&error);
             assert!(error.contains(reason), "{bad}: {error}");
         }
     }

@@ -182,6 +182,10 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A record or listing read from the repository does not decode (the manifest's error
+    /// names its key).
+    #[error(transparent)]
+    Manifest(#[from] strongbox_manifest::Error),
     /// An object's content is not what strongbox wrote.
     #[error("corrupt object {key}: {reason}")]
     Corrupt {

@@ -706,14 +706,7 @@ impl RepoReader {
 
     fn parse_record(&self, key: &str, stored: Bytes) -> Result<Snapshot, Error> {
         let json = read_all(decoder(stored, key, None, self.envelope.as_ref())?)?;
-        let snapshot = Snapshot::from_json(key, &json).map_err(|e| Error::Corrupt {
-            key: key.to_string(),
-            // The manifest's error names the key again; keep its cause only.
-            reason: match e {
-                strongbox_manifest::Error::Corrupt { reason, .. } => reason,
-                other => other.to_string(),
-            },
-        })?;
+        let snapshot = Snapshot::from_json(key, &json)?;
         check_record(key, &snapshot)?;
         Ok(snapshot)
     }
