@@ -205,6 +205,53 @@ fn media_seed_policy_keeps_thirty_days_measured_from_the_newest_snapshot() {
     );
 }
 
+/// 22:30 and 23:30 UTC on a winter day are one UTC day but two in Berlin (00:30 the next):
+/// two daily buckets keep the day before in UTC, the 22:30 snapshot in Berlin.
+#[test]
+fn daily_buckets_follow_the_configured_timezone_and_the_flag_wins() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a.txt"), b"a");
+    let mut ids = Vec::new();
+    for (day, hour) in [(25, 12), (26, 22), (26, 23)] {
+        let time = Utc.with_ymd_and_hms(2025, 12, day, hour, 30, 0).unwrap();
+        let record = env.backup("media", &src, &["--time", &time.to_rfc3339()]);
+        ids.push(record["id"].as_str().unwrap().to_string());
+    }
+    let config = |zone: &str| {
+        let path = env.path(&format!("{}.toml", zone.replace('/', "-")));
+        write(&path, format!("timezone = \"{zone}\"\n").as_bytes());
+        path.display().to_string()
+    };
+    let (berlin, utc) = (config("Europe/Berlin"), config("UTC"));
+    let prune = ["prune", "media", "--keep-daily", "2", "--dry-run"];
+    let by_utc = [ids[2].clone(), ids[0].clone()];
+    let by_berlin = [ids[2].clone(), ids[1].clone()];
+    for (before, after, expected) in [
+        (&[][..], &[][..], &by_utc),
+        (&["--config", &berlin][..], &[][..], &by_berlin),
+        (
+            &["--config", &berlin][..],
+            &["--timezone", "UTC"][..],
+            &by_utc,
+        ),
+        (
+            &["--config", &utc][..],
+            &["--timezone", "Europe/Berlin"][..],
+            &by_berlin,
+        ),
+    ] {
+        let args: Vec<&str> = [before, &prune[..], after].concat();
+        assert_eq!(&kept_ids(&env.json(&args)), expected, "{args:?}");
+    }
+    let mars = config("Mars/Olympus");
+    let err = env.fails(&["--config", &mars, "snapshots"], 2);
+    assert!(
+        err.contains("timezone") && err.contains("Mars/Olympus"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_policy_that_keeps_nothing_is_refused_and_the_latest_snapshot_always_stays() {
     let env = Env::new();
@@ -213,7 +260,10 @@ fn a_policy_that_keeps_nothing_is_refused_and_the_latest_snapshot_always_stays()
     let err = env.fails(&["prune", "media"], 1);
     assert!(err.contains("keep nothing"), "{err}");
     let err = env.fails(&["prune", "media", "--keep-last", "0"], 1);
-    assert!(err.contains("keep nothing"), "{err}");
+    assert!(
+        err.contains("prune policy of set media") && err.contains("keep nothing"),
+        "{err}"
+    );
     let report = env.json(&["prune", "media", "--keep-tag", "no-such-tag"]);
     assert_eq!(kept_ids(&report).len(), 1);
     assert_eq!(report["keep"][0]["reasons"], serde_json::json!(["latest"]));

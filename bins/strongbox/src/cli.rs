@@ -712,9 +712,10 @@ pub struct PruneArgs {
     /// The rules; without any, each set's `keep` from the configuration file.
     #[command(flatten)]
     pub policy: strongbox_retention::KeepPolicy,
-    /// Timezone of the hourly/daily/weekly/monthly/yearly buckets (UTC, +02:00, Europe/Berlin).
-    #[arg(long, default_value = "UTC", value_name = "TZ")]
-    pub timezone: strongbox_retention::Timezone,
+    /// Timezone of the hourly/daily/weekly/monthly/yearly buckets (UTC, +02:00,
+    /// Europe/Berlin); default: the configuration's `timezone`, else UTC.
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<strongbox_retention::Timezone>,
     /// Print the plan with reasons; change nothing.
     #[arg(long)]
     pub dry_run: bool,

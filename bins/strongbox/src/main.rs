@@ -1229,7 +1229,7 @@ impl App {
                 Ok::<_, anyhow::Error>(engine.sets()?)
             })?;
         let options = PruneOptions {
-            timezone: args.timezone,
+            timezone: args.timezone.or(self.config.timezone).unwrap_or_default(),
             dry_run: args.dry_run,
             grace: args.grace,
             journal_keep: args

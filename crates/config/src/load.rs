@@ -3,7 +3,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use strongbox_engine::{BundleSpec, SourceSpec};
+use strongbox_engine::{BundleSpec, SourceSpec, Timezone};
 use strongbox_manifest::SourceKind;
 
 use crate::expand::{expand_value, BadReference};
@@ -27,6 +27,7 @@ struct Raw {
     #[serde(default)]
     alerts: AlertsConfig,
     journal_keep: Option<HumanDuration>,
+    timezone: Option<Timezone>,
 }
 
 impl Config {
@@ -95,6 +96,7 @@ impl Config {
             health: raw.health,
             alerts: raw.alerts,
             journal_keep: raw.journal_keep,
+            timezone: raw.timezone,
         };
         for (name, set) in &config.sets {
             if let SourceSpec::Bundle(bundle) = &set.source {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use strongbox_alert::{Email, EmailSettings, Event, Notifier, Webhook as AlertHook, WebhookFormat};
-use strongbox_engine::{SourceSpec, VerifyLevel};
+use strongbox_engine::{SourceSpec, Timezone, VerifyLevel};
 use strongbox_retention::KeepPolicy;
 
 use crate::schedule::Cron;
@@ -49,6 +49,11 @@ pub struct Config {
     /// every operation stays).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal_keep: Option<HumanDuration>,
+    /// The timezone of prune's hourly/daily/weekly/monthly/yearly buckets (`UTC`, `+02:00`,
+    /// `Europe/Berlin`; `prune --timezone` wins; default UTC), so that scheduled prunes
+    /// keep by the operators' calendar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<Timezone>,
 }
 
 fn redacted_s3<S: Serializer>(s3: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
