@@ -228,14 +228,23 @@ fn yes() -> bool {
     true
 }
 
+/// A connection string without its password; a path as given.
+fn shown_target(target: &str) -> String {
+    if is_conninfo(target) {
+        redact_conninfo(target)
+    } else {
+        target.to_string()
+    }
+}
+
 fn redacted_target<S: serde::Serializer>(target: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&redact_conninfo(target))
+    s.serialize_str(&shown_target(target))
 }
 
 impl fmt::Debug for TargetSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TargetSpec")
-            .field("target", &redact_conninfo(&self.target))
+            .field("target", &shown_target(&self.target))
             .field("includes", &self.includes)
             .field("keep_previous", &self.keep_previous)
             .finish()
@@ -482,6 +491,27 @@ pub(crate) fn resolved(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_shows_no_password_and_a_path_as_given() {
+        for (target, shown) in [
+            ("postgresql://u:hunter2@db/app", "postgresql://u:***@db/app"),
+            (
+                "host=db password=hunter2 dbname=app",
+                "host=db password=*** dbname=app",
+            ),
+            ("/srv/restore/user:pw@x=y", "/srv/restore/user:pw@x=y"),
+        ] {
+            let spec = TargetSpec::new(target);
+            let json = serde_json::to_value(&spec).unwrap();
+            assert_eq!(json["target"], shown, "{target}");
+            let debugged = format!("{spec:?}");
+            assert!(
+                debugged.contains(shown) && !debugged.contains("hunter2"),
+                "{debugged}"
+            );
+        }
+    }
 
     #[test]
     fn targets_follow_the_snapshot_kind_and_never_take_a_conninfo_for_a_path() {
