@@ -708,4 +708,8 @@ fn verify_set_checks_every_snapshot_of_the_sets_named() {
     assert_eq!(sets, ["media", "media"], "{report:#}");
     let err = env.fails(&["verify", "--set", "nope"], 1);
     assert!(err.contains("holds no snapshot of set \"nope\""), "{err}");
+    let empty = Env::new();
+    empty.json(&["init"]);
+    let err = empty.fails(&["verify"], 1);
+    assert!(err.contains("holds no snapshots to verify"), "{err}");
 }

@@ -512,7 +512,7 @@ impl App {
                 if let Some(path) = html {
                     reader.check_output(&path)?;
                     let dashboard = reader.dashboard(&sets, &self.config.health_options())?;
-                    write_atomically(&path, dashboard.to_html().as_bytes())
+                    strongbox_engine::write_atomically(&path, dashboard.to_html().as_bytes())
                         .with_context(|| format!("writing {}", path.display()))?;
                 }
                 let statuses = reader.status(&sets)?;
@@ -700,15 +700,9 @@ impl App {
             cli::ScheduleCommand::Install { target, user } => {
                 let binary = self.scheduled_binary(&config_path)?;
                 self.config.check_schedulable(&config_path)?;
-                let installation = target.installation(user);
-                let files = installation.files(&jobs, &binary, &config_path);
-                installation.check(&files)?;
-                let mut written = Vec::new();
-                for (path, text) in files {
-                    write_atomically(&path, text.as_bytes())
-                        .with_context(|| format!("writing {}", path.display()))?;
-                    written.push(path);
-                }
+                let written = target
+                    .installation(user)
+                    .install(&jobs, &binary, &config_path)?;
                 self.print(&written, || {
                     written
                         .iter()
@@ -718,14 +712,7 @@ impl App {
                 })?;
             }
             cli::ScheduleCommand::Uninstall { target } => {
-                let installation = target.installation(String::new());
-                let removed = installation
-                    .installed()
-                    .context("looking for installed schedules")?;
-                for path in &removed {
-                    std::fs::remove_file(path)
-                        .with_context(|| format!("removing {}", path.display()))?;
-                }
+                let removed = target.installation(String::new()).uninstall()?;
                 self.print(&removed, || {
                     if removed.is_empty() {
                         return "nothing strongbox installed there".to_string();
@@ -866,7 +853,7 @@ impl App {
         };
         let metrics = args.prometheus.as_deref().map(|path| -> Result<()> {
             reader.check_output(path)?;
-            write_atomically(path, report.to_prometheus().as_bytes())
+            strongbox_engine::write_atomically(path, report.to_prometheus().as_bytes())
                 .with_context(|| format!("writing {}", path.display()))
         });
         self.print(&report, || output::health_text(&report))?;
@@ -1243,35 +1230,7 @@ impl App {
 
     fn verify(&self, args: cli::VerifyArgs) -> Result<ExitCode> {
         let reader = self.reader()?;
-        // Every snapshot (of the sets given): a damaged record is reported failed, not a
-        // stop to the others.
-        let (snapshots, damaged) = if !args.snapshots.is_empty() {
-            (reader.resolve_all(&args.snapshots)?, Vec::new())
-        } else if args.sets.is_empty() {
-            let records = reader.records(None)?;
-            (records.snapshots, records.damaged)
-        } else {
-            let (mut snapshots, mut damaged) = (Vec::new(), Vec::new());
-            let sets: std::collections::BTreeSet<&String> = args.sets.iter().collect();
-            for set in sets {
-                let records = reader.records(Some(set))?;
-                if records.snapshots.is_empty() && records.damaged.is_empty() {
-                    bail!(
-                        "repository {} holds no snapshot of set {set:?}",
-                        reader.repo().location()
-                    );
-                }
-                snapshots.extend(records.snapshots);
-                damaged.extend(records.damaged);
-            }
-            (snapshots, damaged)
-        };
-        if snapshots.is_empty() && damaged.is_empty() {
-            bail!(
-                "repository {} holds no snapshots to verify",
-                reader.repo().location()
-            );
-        }
+        let records = reader.records_to_verify(&args.snapshots, &args.sets)?;
         let format = args.report.as_deref().map(ReportFormat::of).transpose()?;
         if let Some(path) = &args.report {
             reader.check_output(path)?;
@@ -1283,7 +1242,7 @@ impl App {
             budget: args.budget,
             ..self.verify_options(args.level, &args.scratch)
         };
-        let report = reader.verify_records(&snapshots, &damaged, &options)?;
+        let report = reader.verify_records(&records.snapshots, &records.damaged, &options)?;
         if let (Some(path), Some(format)) = (&args.report, format) {
             let body = match format {
                 ReportFormat::Text => report.to_text() + "\n",
@@ -1325,34 +1284,6 @@ fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
     }
     written.sort();
     Ok(written)
-}
-
-/// Write `path` through a temporary file beside it and a rename, so that a reader (a
-/// metrics collector) never sees half a file. A new file is private, as everything
-/// strongbox creates; one that exists keeps its mode, so a file made readable for
-/// node_exporter or a web server stays readable.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path.file_name().map_or_else(
-        || std::ffi::OsString::from("metrics"),
-        std::ffi::OsStr::to_os_string,
-    );
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(&name);
-    temp_name.push(format!(".tmp-{}", std::process::id()));
-    let temp = path.with_file_name(temp_name);
-    let written = std::fs::write(&temp, bytes)
-        .and_then(|()| {
-            let file = std::fs::File::open(&temp)?;
-            if let Ok(existing) = std::fs::metadata(path) {
-                file.set_permissions(existing.permissions())?;
-            }
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&temp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    written
 }
 
 /// A report file's format, by its extension.

@@ -130,4 +130,15 @@ pub enum Error {
         /// The set.
         set: String,
     },
+    /// Installing or removing a schedule's file failed.
+    #[error("{operation} {}", path.display())]
+    ScheduleFile {
+        /// What was attempted.
+        operation: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: io::Error,
+    },
 }

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveTime, TimeZone, Timelike};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use strongbox_engine::{Operation, SourceSpec};
+use strongbox_engine::{write_atomically, Operation, SourceSpec};
 
 use crate::{Config, Error};
 
@@ -509,6 +509,53 @@ impl Installation {
             Some((path, _)) => Err(Error::ForeignScheduleFile { path: path.clone() }),
             None => Ok(()),
         }
+    }
+
+    /// Write the files that install `jobs` ([`Installation::files`]), each atomically, after
+    /// [`Installation::check`]; the paths written.
+    pub fn install(
+        &self,
+        jobs: &[Job],
+        binary: &Path,
+        config: &Path,
+    ) -> Result<Vec<PathBuf>, Error> {
+        let files = self.files(jobs, binary, config);
+        self.check(&files)?;
+        files
+            .into_iter()
+            .map(
+                |(path, text)| match write_atomically(&path, text.as_bytes()) {
+                    Ok(()) => Ok(path),
+                    Err(source) => Err(Error::ScheduleFile {
+                        operation: "writing",
+                        path,
+                        source,
+                    }),
+                },
+            )
+            .collect()
+    }
+
+    /// Remove what an earlier `install` wrote here ([`Installation::installed`]); the
+    /// paths removed.
+    pub fn uninstall(&self) -> Result<Vec<PathBuf>, Error> {
+        let place = match self {
+            Installation::Cron { file, .. } => file,
+            Installation::Systemd { dir } => dir,
+        };
+        let removed = self.installed().map_err(|source| Error::ScheduleFile {
+            operation: "looking for installed schedules in",
+            path: place.clone(),
+            source,
+        })?;
+        for path in &removed {
+            std::fs::remove_file(path).map_err(|source| Error::ScheduleFile {
+                operation: "removing",
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(removed)
     }
 
     /// The files an earlier `install` wrote here: only those whose first line is [`MARK`],

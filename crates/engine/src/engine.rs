@@ -131,6 +131,40 @@ impl Reader {
         Ok(self.repo.records(set)?)
     }
 
+    /// What `verify` checks: the snapshots `specs` name, else every record of `sets` (of
+    /// every set when none is given), the damaged ones too, to be reported failed rather
+    /// than stop the others. A set without records, or nothing at all, is an error: a cron
+    /// job verifying a misspelt set would otherwise pass every night.
+    pub fn records_to_verify(&self, specs: &[String], sets: &[String]) -> Result<Records, Error> {
+        let nothing = |what: String| Error::NoSnapshots {
+            location: self.repo.location().to_string(),
+            what,
+        };
+        let records = if !specs.is_empty() {
+            Records {
+                snapshots: self.resolve_all(specs)?,
+                damaged: Vec::new(),
+            }
+        } else if sets.is_empty() {
+            self.records(None)?
+        } else {
+            let mut all = Records::default();
+            for set in sets.iter().collect::<std::collections::BTreeSet<_>>() {
+                let records = self.records(Some(set))?;
+                if records.snapshots.is_empty() && records.damaged.is_empty() {
+                    return Err(nothing(format!("snapshot of set {set:?}")));
+                }
+                all.snapshots.extend(records.snapshots);
+                all.damaged.extend(records.damaged);
+            }
+            all
+        };
+        if records.snapshots.is_empty() && records.damaged.is_empty() {
+            return Err(nothing("snapshots to verify".to_string()));
+        }
+        Ok(records)
+    }
+
     /// The snapshot `spec` names: an id, a unique id prefix, or `<set>:latest`. Only the
     /// records it needs are read, so a damaged record elsewhere does not stand in the way.
     pub fn resolve(&self, spec: &str) -> Result<Snapshot, Error> {

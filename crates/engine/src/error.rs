@@ -166,6 +166,14 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// There is nothing to work on: no snapshot of a set, or none at all.
+    #[error("repository {location} holds no {what}")]
+    NoSnapshots {
+        /// The repository (redacted).
+        location: String,
+        /// What it lacks.
+        what: String,
+    },
     /// No snapshot matches an id, prefix or `<set>:latest`.
     #[error("no snapshot matches {spec:?}")]
     SnapshotNotFound {

@@ -42,6 +42,7 @@
 //! ```
 
 mod alert;
+mod atomic_file;
 mod backup;
 mod bundle;
 mod dashboard;
@@ -66,6 +67,7 @@ mod wal;
 pub(crate) use error::error_chain;
 
 pub use alert::HealthAlert;
+pub use atomic_file::write_atomically;
 pub use bundle::{check_references, MemberPlan};
 pub use dashboard::{human_bytes, Dashboard, SetPanel};
 pub use engine::{Engine, Reader};
