@@ -163,10 +163,12 @@ fn a_password_on_the_command_line_is_warned_of_and_never_shown() {
     let url = format!("postgresql://u:{secret}@127.0.0.1:9/app");
     let keywords = format!("host=127.0.0.1 port=9 password={secret} dbname=app");
     let target = format!("--target={url}");
-    let cases: [(&[&str], bool); 4] = [
+    let member = format!("maindb={url}");
+    let cases: [(&[&str], bool); 5] = [
         (&["backup", "postgres", "maindb", &url], true),
         (&["backup", "postgres", "maindb", &keywords], true),
         (&["restore", "maindb:latest", &target], true),
+        (&["restore", "platform:latest", "--target", &member], true),
         (
             &[
                 "backup",

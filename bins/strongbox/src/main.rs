@@ -189,13 +189,17 @@ fn ask(prompt: &str) -> Result<SecretString> {
     Ok(SecretString::from(answer))
 }
 
-/// A connection string with its password (`backup postgres`, `restore --target`,
-/// `--scratch-postgres`) is taken, as libpq's tools take it, but said to be readable by
-/// every user of the host, as mysql's client says.
+/// A connection string with its password (`backup postgres`, `restore --target`, a
+/// bundle's `--target MEMBER=…`, `--scratch-postgres`) is taken, as libpq's tools take it,
+/// but said to be readable by every user of the host, as mysql's client says. An argument
+/// is looked at whole and after its first `=` (`--target=…`, `MEMBER=…`).
 fn warn_of_passwords_in(args: &[String]) {
     let given = |arg: &String| {
-        let value = arg.strip_prefix("--").and_then(|flag| flag.split_once('='));
-        strongbox_db_dump::holds_password(value.map_or(arg, |(_, value)| value))
+        let after = arg.split_once('=').map(|(_, value)| value);
+        [Some(arg.as_str()), after]
+            .into_iter()
+            .flatten()
+            .any(strongbox_db_dump::holds_password)
     };
     if args.iter().any(given) {
         eprintln!(

@@ -845,4 +845,34 @@ mod tests {
             cron(user).check(&[]).unwrap();
         }
     }
+
+    #[test]
+    fn an_install_or_uninstall_where_there_is_no_directory_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("no-such-dir");
+        let cron = Installation::Cron {
+            file: gone.join("strongbox"),
+            user: "root".to_string(),
+        };
+        let err = cron
+            .install(
+                &[],
+                Path::new("/usr/bin/strongbox"),
+                Path::new("/etc/s.toml"),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::ScheduleFile { operation: "writing", path, .. } if *path == gone.join("strongbox")),
+            "{err}"
+        );
+        assert!(!gone.exists(), "nothing written");
+        assert_eq!(cron.uninstall().unwrap(), Vec::<PathBuf>::new());
+        let err = Installation::Systemd { dir: gone.clone() }
+            .uninstall()
+            .unwrap_err();
+        assert!(
+            err.to_string() == format!("looking for installed schedules in {}", gone.display()),
+            "{err}"
+        );
+    }
 }

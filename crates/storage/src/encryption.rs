@@ -146,13 +146,10 @@ impl KeyHolder {
             .enumerate()
             .map(|(i, line)| (i + 1, line.trim()))
             .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
-            .map(|(number, line)| match parse_recipient(line) {
-                Ok(_) => Ok(KeyHolder::Recipient(line.to_string())),
-                Err(Error::InvalidKey { what, reason }) => Err(Error::InvalidKey {
-                    what: format!("line {number}, {what}"),
-                    reason,
-                }),
-                Err(other) => Err(other),
+            .map(|(number, line)| {
+                x25519::Recipient::from_str(line)
+                    .map(|_| KeyHolder::Recipient(line.to_string()))
+                    .map_err(|reason| invalid_recipient(&format!("line {number}, "), line, reason))
             })
             .collect()
     }
@@ -194,32 +191,32 @@ impl KeyHolder {
 
 pub(crate) fn parse_recipient(text: &str) -> Result<x25519::Recipient, Error> {
     let text = text.trim();
-    x25519::Recipient::from_str(text).map_err(|reason| invalid_recipient(text, reason))
+    x25519::Recipient::from_str(text).map_err(|reason| invalid_recipient("", text, reason))
 }
 
-/// Why `text` is no recipient, quoting it only when it is public. An identity given where
-/// its recipient belongs (an `age-keygen` file as `--recipients-file`) is a secret, and
-/// anything else may be one mistyped.
-fn invalid_recipient(text: &str, reason: &str) -> Error {
+/// Why `text` (at `place`, which opens the message) is no recipient, quoting it only when
+/// it is public. An identity given where its recipient belongs (an `age-keygen` file as
+/// `--recipients-file`) is a secret, and anything else may be one mistyped.
+fn invalid_recipient(place: &str, text: &str, reason: &str) -> Error {
     let prefix = |p: &str| {
         text.get(..p.len())
             .is_some_and(|t| t.eq_ignore_ascii_case(p))
     };
     if prefix("AGE-SECRET-KEY-") {
         Error::InvalidKey {
-            what: "a recipient".to_string(),
+            what: format!("{place}a recipient"),
             reason: "it is an age identity (a secret key), not a recipient: give the \
                      recipient `age-keygen -y` prints for it"
                 .to_string(),
         }
     } else if prefix("age1") {
         Error::InvalidKey {
-            what: format!("recipient {text:?}"),
+            what: format!("{place}recipient {text:?}"),
             reason: format!("not an age X25519 recipient (age1…): {reason}"),
         }
     } else {
         Error::InvalidKey {
-            what: format!("a recipient of {} characters", text.chars().count()),
+            what: format!("{place}a recipient of {} characters", text.chars().count()),
             reason: "not an age X25519 recipient (age1…)".to_string(),
         }
     }
