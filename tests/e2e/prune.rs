@@ -416,6 +416,6 @@ fn prune_deletes_only_its_own_objects_and_refuses_a_set_that_is_not_there() {
 
     let before = repo_files(Path::new(&env.repo));
     let err = env.fails(&["prune", "mdia", "--keep-last", "1"], 1);
-    assert!(err.contains("holds no set \"mdia\""), "{err}");
+    assert!(err.contains("no set \"mdia\" in the repository"), "{err}");
     assert_eq!(repo_files(Path::new(&env.repo)), before);
 }

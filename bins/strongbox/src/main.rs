@@ -1204,16 +1204,6 @@ impl App {
 
     fn prune(&self, args: cli::PruneArgs) -> Result<ExitCode> {
         let engine = self.engine()?;
-        // A set named on the command line that is not there is a typo, not nothing to do:
-        // a cron job pruning it would otherwise never prune anything, and say nothing.
-        if let Some(set) = &args.set {
-            if !self.config.sets.contains_key(set) && !engine.sets()?.contains(set) {
-                bail!(
-                    "repository {} holds no set {set:?}: nothing to prune (`strongbox snapshots` lists the sets)",
-                    engine.repo().location()
-                );
-            }
-        }
         let policies = self
             .config
             .prune_policies(args.set.as_deref(), &args.policy, || {

@@ -88,6 +88,13 @@ pub enum Error {
         /// The sets it defines.
         known: String,
     },
+    /// `prune SET` for a set neither the repository nor the configuration has: a typo,
+    /// which a cron job would otherwise repeat every night, pruning nothing.
+    #[error("no set {name:?} in the repository or the configuration: nothing to prune (`strongbox snapshots` lists the sets)")]
+    NothingToPrune {
+        /// The set asked for.
+        name: String,
+    },
     /// `schedule install` would replace a file it did not write.
     #[error("{} exists and schedule install did not write it; move it away first", path.display())]
     ForeignScheduleFile {

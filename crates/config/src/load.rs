@@ -48,6 +48,8 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, Error> {
         let path = path.to_path_buf();
+        // The parser's message and line, not the error: its Display quotes the line, which
+        // may hold a password.
         let mut table: toml::Value = toml::from_str::<toml::Table>(text)
             .map(toml::Value::Table)
             .map_err(|e| Error::Syntax {
@@ -367,6 +369,14 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
     }
 
     #[test]
+    fn a_syntax_error_names_its_line_without_quoting_it() {
+        let text = "repo = \"/backup\"\n[s3]\nsecret_access_key = \"hunter22\n";
+        let message = strongbox_test_support::chain(&parse(text).unwrap_err());
+        assert!(message.contains("test.toml, line 3: "), "{message}");
+        assert!(!message.contains("hunter22"), "{message}");
+    }
+
+    #[test]
     fn an_unquoted_password_is_refused_without_showing_it() {
         for value in ["862319", "86.2319", "true"] {
             let text = format!(
@@ -402,8 +412,13 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
             [("a".into(), rules.clone()), ("b".into(), rules.clone())]
         );
         assert_eq!(
-            sets(config.prune_policies(Some("x"), &rules, in_repo).unwrap()),
-            [("x".into(), rules.clone())]
+            sets(config.prune_policies(Some("b"), &rules, in_repo).unwrap()),
+            [("b".into(), rules.clone())]
+        );
+        let typo = config.prune_policies(Some("x"), &rules, in_repo);
+        assert!(
+            matches!(&typo, Err(Error::NothingToPrune { name }) if name == "x"),
+            "{typo:?}"
         );
         let own = sets(config.prune_policies(None, &none, in_repo).unwrap());
         assert_eq!(own.len(), 2);

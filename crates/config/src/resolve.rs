@@ -129,18 +129,29 @@ impl Config {
 
     /// What `prune [SET]` prunes with: rules given on the command line apply to `set`, or to
     /// every set in the repository (`repo_sets`); without rules, each configured set (or
-    /// just `set`) is pruned with its own `keep`.
+    /// just `set`) is pruned with its own `keep`. A `set` that is neither configured nor in
+    /// the repository is refused.
     pub fn prune_policies<E: From<Error>>(
         &self,
         set: Option<&str>,
         rules: &KeepPolicy,
         repo_sets: impl FnOnce() -> Result<Vec<String>, E>,
     ) -> Result<Vec<SetPolicy>, E> {
-        if !rules.is_empty() || self.sets.is_empty() {
-            let sets = match set {
-                Some(set) => vec![set.to_string()],
-                None => repo_sets()?,
-            };
+        let with_rules = !rules.is_empty() || self.sets.is_empty();
+        let sets = match set {
+            Some(name) => {
+                if !self.sets.contains_key(name) && !repo_sets()?.iter().any(|s| s == name) {
+                    return Err(Error::NothingToPrune {
+                        name: name.to_string(),
+                    }
+                    .into());
+                }
+                vec![name.to_string()]
+            }
+            None if with_rules => repo_sets()?,
+            None => self.sets.keys().cloned().collect(),
+        };
+        if with_rules {
             return Ok(sets
                 .into_iter()
                 .map(|set| SetPolicy {
@@ -149,24 +160,14 @@ impl Config {
                 })
                 .collect());
         }
-        let names: Vec<&str> = match set {
-            Some(set) => vec![set],
-            None => self.sets.keys().map(String::as_str).collect(),
-        };
-        names
-            .into_iter()
+        sets.into_iter()
             .map(|name| {
                 let policy = self
-                    .set(name)?
+                    .set(&name)?
                     .keep
                     .clone()
-                    .ok_or_else(|| Error::NoKeepPolicy {
-                        set: name.to_string(),
-                    })?;
-                Ok(SetPolicy {
-                    set: name.to_string(),
-                    policy,
-                })
+                    .ok_or_else(|| Error::NoKeepPolicy { set: name.clone() })?;
+                Ok(SetPolicy { set: name, policy })
             })
             .collect()
     }

@@ -321,10 +321,14 @@ impl PgConn {
             conninfo: redacted.clone(),
             reason,
         };
-        let config: tokio_postgres::Config = conninfo
-            .trim()
-            .parse()
-            .map_err(|e| invalid(crate::error::pg_message(&e)))?;
+        let config: tokio_postgres::Config =
+            conninfo
+                .trim()
+                .parse()
+                .map_err(|e: tokio_postgres::Error| Error::ConninfoSyntax {
+                    conninfo: redacted.clone(),
+                    source: e.into(),
+                })?;
         if matches!(config.get_ssl_mode(), SslMode::Require) {
             return Err(invalid(
                 "sslmode=require is not supported yet: strongbox's own connection has no TLS; \
@@ -713,7 +717,12 @@ mod tests {
             "FATAL: bad password ***"
         );
         let err = PgConn::parse("postgres://u:hunter22@h:notaport/db", &env(&[])).unwrap_err();
-        assert!(!err.to_string().contains("hunter22"), "{err}");
+        assert!(matches!(err, Error::ConninfoSyntax { .. }), "{err}");
+        let chain = crate::error::chain(&err);
+        assert!(
+            chain.contains("port") && !chain.contains("hunter22"),
+            "{chain}"
+        );
         let err = PgConn::parse("postgres://u:pw@h/db?sslmode=require", &env(&[])).unwrap_err();
         assert!(err.to_string().contains("sslmode=require"), "{err}");
     }

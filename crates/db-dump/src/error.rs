@@ -15,6 +15,15 @@ pub enum Error {
         /// Why it cannot be used.
         reason: String,
     },
+    /// A PostgreSQL connection string that does not parse.
+    #[error("invalid PostgreSQL connection string {conninfo:?}")]
+    ConninfoSyntax {
+        /// The connection string, redacted.
+        conninfo: String,
+        /// What the parser says (it names an option, never its value).
+        #[source]
+        source: PgError,
+    },
     /// A PostgreSQL client tool is not installed.
     #[error("{tool} not found on PATH (needed for {database}); install the PostgreSQL client tools, e.g. `apt-get install postgresql-client`")]
     ToolMissing {
@@ -95,6 +104,18 @@ pub enum Error {
         operation: &'static str,
         /// The database or file.
         database: String,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// A stored tar (a base backup) that does not read to its end.
+    #[error("{database}: unreadable tar{}", entry.as_ref().map(|e| format!(" (last entry read: {e})")).unwrap_or_default())]
+    Tar {
+        /// The dump it holds.
+        database: String,
+        /// The last entry whose header was read, if the tar got that far: a short entry
+        /// shows when the next header is sought.
+        entry: Option<String>,
         /// What failed.
         #[source]
         source: io::Error,
@@ -206,7 +227,7 @@ impl std::fmt::Display for PgError {
 
 impl std::error::Error for PgError {}
 
-pub(crate) fn pg_message(error: &tokio_postgres::Error) -> String {
+fn pg_message(error: &tokio_postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
         let mut message = format!("{}: {}", db.severity(), db.message());
         if let Some(detail) = db.detail() {

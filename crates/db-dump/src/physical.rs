@@ -193,35 +193,39 @@ impl PhysicalSource {
 /// Deep check of a stored base backup: a tar that reads to its end and holds
 /// `backup_label` and `global/pg_control`.
 pub(crate) fn verify(stream: &mut dyn std::io::Read) -> Result<String, Error> {
-    let bad = |reason: String| Error::BadDump {
-        database: "base backup".to_string(),
-        reason,
+    const DATABASE: &str = "base backup";
+    let broken = |entry: Option<&str>| {
+        let entry = entry.map(str::to_string);
+        move |source| Error::Tar {
+            database: DATABASE.to_string(),
+            entry,
+            source,
+        }
     };
     let mut archive = tar::Archive::new(stream);
     let (mut entries, mut bytes) = (0u64, 0u64);
     let (mut label, mut control) = (false, false);
-    for entry in archive
-        .entries()
-        .map_err(|e| bad(format!("not a tar stream: {e}")))?
-    {
-        let mut entry = entry.map_err(|e| bad(format!("unreadable tar entry: {e}")))?;
+    let mut last: Option<String> = None;
+    for entry in archive.entries().map_err(broken(None))? {
+        let mut entry = entry.map_err(broken(last.as_deref()))?;
         let path = entry
             .path()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
         label |= path == "backup_label";
         control |= path == "global/pg_control";
-        bytes += std::io::copy(&mut entry, &mut std::io::sink())
-            .map_err(|e| bad(format!("reading {path}: {e}")))?;
+        bytes += std::io::copy(&mut entry, &mut std::io::sink()).map_err(broken(Some(&path)))?;
         entries += 1;
+        last = Some(path);
     }
     // The rest (the tar's padding) too, so that the stream's digest is checked.
     std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
-        .map_err(|e| bad(format!("reading past the tar's end: {e}")))?;
+        .map_err(broken(last.as_deref()))?;
     if !(label && control) {
-        return Err(bad(
-            "the tar lacks backup_label or global/pg_control".to_string()
-        ));
+        return Err(Error::BadDump {
+            database: DATABASE.to_string(),
+            reason: "the tar lacks backup_label or global/pg_control".to_string(),
+        });
     }
     Ok(format!(
         "{entries} entries, {bytes} bytes of a data directory"
@@ -437,6 +441,44 @@ mod tests {
         huge[4..].copy_from_slice(&(20u64 << 28).to_be_bytes());
         assert_eq!(entry_size(&huge), 20 << 28);
         assert_eq!(entry_size(b"00000001750\0"), 1000);
+    }
+
+    #[test]
+    fn a_base_backup_that_breaks_off_is_refused_naming_where() {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, data) in [
+            ("backup_label", &b"START WAL LOCATION"[..]),
+            ("global/pg_control", &[7u8; 8192][..]),
+        ] {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o600);
+            header.set_cksum();
+            tar.append_data(&mut header, name, data).unwrap();
+        }
+        let whole = tar.into_inner().unwrap();
+        let label_only = &whole[..1024];
+        // (stream, the error's message and its cause, or the summary)
+        let cases: [(&[u8], Result<&str, &str>); 4] = [
+            (&whole, Ok("2 entries, 8210 bytes of a data directory")),
+            (
+                &whole[..1024 + 512 + 100],
+                Err("base backup: unreadable tar (last entry read: global/pg_control): "),
+            ),
+            (
+                label_only,
+                Err("base backup: the tar lacks backup_label or global/pg_control"),
+            ),
+            (&[1u8; 700], Err("base backup: unreadable tar: ")),
+        ];
+        for (stream, expected) in cases {
+            let got = verify(&mut &stream[..]).map_err(|e| crate::error::chain(&e));
+            match (got, expected) {
+                (Ok(summary), Ok(want)) => assert_eq!(summary, want),
+                (Err(chain), Err(want)) => assert!(chain.starts_with(want), "{chain}"),
+                (got, want) => panic!("{got:?}, expected {want:?}"),
+            }
+        }
     }
 
     #[test]
