@@ -1268,3 +1268,70 @@ fn a_checksum_verify_of_an_incremental_hashes_the_archives_it_draws_from() {
         "{text}"
     );
 }
+
+/// `verify --all --level checksum` hashed an archive once, with the first snapshot that
+/// needed it, and failed only that one: the incremental drawing from it passed and was
+/// recorded verified, though its restore failed. A quick check did not look at the size of
+/// the archives a listing draws from at all.
+#[test]
+fn every_snapshot_drawing_from_a_damaged_archive_fails_with_it() {
+    let (env, full) = small_repo();
+    let src = env.path("src");
+    write(&src.join("new.txt"), b"new");
+    let incremental = env.backup("media", &src, &[]);
+    let (full_id, inc_id) = (
+        full["id"].as_str().unwrap(),
+        incremental["id"].as_str().unwrap(),
+    );
+    let key = object_key(&full, "archive");
+    let archive = Path::new(&env.repo).join(&key);
+    let original = fs::read(&archive).unwrap();
+
+    let mut flipped = original.clone();
+    flipped[original.len() / 2] ^= 0xFF;
+    fs::write(&archive, &flipped).unwrap();
+    let out = env.run(&["verify", "--all", "--level", "checksum", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let snapshots = report["snapshots"].as_array().unwrap();
+    assert_eq!(snapshots.len(), 2, "{report:#}");
+    assert!(snapshots.iter().all(|s| s["ok"] == false), "{report:#}");
+    let inc = snapshots.iter().find(|s| s["id"] == inc_id).unwrap();
+    let detail = crate::harness::named_check(&inc["checks"], "checksum")["detail"]
+        .as_str()
+        .unwrap();
+    assert!(
+        detail.contains(&format!("draws from the archive of snapshot {full_id}"))
+            && detail.contains(&key),
+        "{detail}"
+    );
+    let listed = env.json(&["snapshots"]);
+    let recorded: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), &s["last_verification"]["ok"]))
+        .collect();
+    assert_eq!(
+        recorded,
+        [(full_id, &false.into()), (inc_id, &false.into())]
+    );
+
+    fs::write(&archive, &original[..original.len() - 100]).unwrap();
+    let out = env.run(&["verify", inc_id, "--level", "quick", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let detail = crate::harness::named_check(&report["snapshots"][0]["checks"], "listing")
+        ["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        detail,
+        format!(
+            "draws from the archive of snapshot {full_id}: {key} has {} bytes, the record says {}",
+            original.len() - 100,
+            original.len()
+        )
+    );
+}

@@ -110,6 +110,27 @@ pub(super) fn first_failure(reports: &[SnapshotReport]) -> Option<String> {
     ))
 }
 
+/// The listing check `listed` (every holder's archive is there), then each drawn archive
+/// with the size its record names: a quick check of a chain covers the archives it draws
+/// from as it covers the snapshot's own.
+fn drawn_present(listed: Check, drawn: &[(SnapshotId, ObjectRef)], objects: &SetObjects) -> Check {
+    if !listed.ok {
+        return listed;
+    }
+    for (holder, object) in drawn {
+        let problem = match objects.sizes.get(&object.key) {
+            None => format!("draws from the archive of snapshot {holder}, which is missing"),
+            Some(&size) if size != object.size => format!(
+                "draws from the archive of snapshot {holder}: {} has {size} bytes, the record says {}",
+                object.key, object.size
+            ),
+            Some(_) => continue,
+        };
+        return Check::new(CheckName::Listing, Err(problem));
+    }
+    listed
+}
+
 /// What one listing of a set's data tells every snapshot verified in it.
 struct SetObjects {
     /// Size of each data object, by key.
@@ -118,9 +139,14 @@ struct SetObjects {
     archives: HashSet<SnapshotId>,
     /// Archives whose records are forgotten, with the size and digest those named.
     retained: HashMap<SnapshotId, ObjectRef>,
-    /// The snapshots whose archive this run hashes: those it verifies, each with its own
-    /// objects, and the ones a verified listing draws from, once, with the first of them.
-    hashed: HashSet<SnapshotId>,
+    /// The archive of each holder a listing drew from so far, as its record (or the
+    /// retained list) names it; `None` when neither does.
+    drawn: HashMap<SnapshotId, Option<ObjectRef>>,
+    /// The snapshots this run verifies: each hashes its own archive.
+    in_run: HashSet<SnapshotId>,
+    /// The archives hashed so far, by holder, and whether each matched: each once, with
+    /// its own snapshot or with the first listing that draws from it.
+    hashed: HashMap<SnapshotId, Result<(), String>>,
 }
 
 impl Reader {
@@ -258,31 +284,56 @@ impl Reader {
             sizes,
             archives,
             retained,
-            hashed: snapshots.iter().map(|s| s.id.clone()).collect(),
+            drawn: snapshots
+                .iter()
+                .map(|s| (s.id.clone(), s.object(ObjectRole::Archive).cloned()))
+                .collect(),
+            in_run: snapshots.iter().map(|s| s.id.clone()).collect(),
+            hashed: HashMap::new(),
         };
         let mut reports = Vec::new();
         self.progress.phase("verifying", None);
         for snapshot in snapshots {
             self.cancel.check()?;
-            let report = self.verify_snapshot(snapshot, &mut set_objects, options);
-            if !report.ok {
-                tracing::warn!(id = %snapshot.id, "verification failed");
-            }
-            reports.push(report);
+            reports.push(self.verify_snapshot(snapshot, &mut set_objects, options));
         }
         self.progress.finish();
+        // An archive hashed with one snapshot fails every other that draws from it, in
+        // whatever order they came.
+        let reports: Vec<SnapshotReport> = reports
+            .into_iter()
+            .map(|(mut report, holders)| {
+                let failed = holders
+                    .iter()
+                    .find_map(|h| match set_objects.hashed.get(h) {
+                        Some(Err(e)) if h.as_str() != report.id => Some((h, e)),
+                        _ => None,
+                    });
+                let check = report
+                    .checks
+                    .iter_mut()
+                    .find(|c| c.name == CheckName::Checksum && c.ok);
+                if let (Some((holder, e)), Some(check)) = (failed, check) {
+                    check.ok = false;
+                    check.detail = format!("draws from the archive of snapshot {holder}: {e}");
+                    report.ok = false;
+                }
+                report
+            })
+            .collect();
+        for report in reports.iter().filter(|r| !r.ok) {
+            tracing::warn!(id = %report.id, "verification failed");
+        }
         Ok(reports)
     }
 
+    /// The report of `snapshot`, and the holders its listing draws from.
     fn verify_snapshot(
         &self,
         snapshot: &Snapshot,
         set_objects: &mut SetObjects,
         options: &VerifyOptions,
-    ) -> SnapshotReport {
-        let SetObjects {
-            sizes, archives, ..
-        } = &*set_objects;
+    ) -> (SnapshotReport, Vec<SnapshotId>) {
         let level = options.level;
         if snapshot.source == SourceKind::Bundle {
             let members = self.bundle_members(snapshot, None).map(|m| {
@@ -295,9 +346,9 @@ impl Reader {
                 CheckName::Members,
                 members.map_err(|e| crate::error_chain(&e)),
             );
-            return SnapshotReport::new(snapshot, vec![check]);
+            return (SnapshotReport::new(snapshot, vec![check]), Vec::new());
         }
-        let mut checks = vec![objects_present(snapshot, sizes)];
+        let mut checks = vec![objects_present(snapshot, &set_objects.sizes)];
         if let Some(physical) = snapshot.physical() {
             let chain = self
                 .wal(&snapshot.set, physical.wal_segment_size)
@@ -333,29 +384,37 @@ impl Reader {
             Some(tree) => Some(Ok(tree)),
             None => files.then(|| self.read_listing(snapshot)),
         };
+        // The archives of earlier snapshots the listing draws from: a restore reads them too.
+        let holders: Vec<SnapshotId> = match &read {
+            Some(Ok(tree)) => tree
+                .holders()
+                .iter()
+                .filter(|h| **h != snapshot.id)
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        let drawn: Vec<(SnapshotId, ObjectRef)> = holders
+            .iter()
+            .filter_map(|h| Some((h.clone(), self.archive_of(snapshot, h, set_objects)?)))
+            .collect();
         if let Some(read) = &read {
             checks.push(match read {
-                Ok(tree) => tree.check(archives),
+                Ok(tree) => drawn_present(tree.check(&set_objects.archives), &drawn, set_objects),
                 Err(e) => Check::new(CheckName::Listing, Err(e.clone())),
             });
         }
         let listing_read = matches!(read, Some(Ok(_)));
         if level >= VerifyLevel::Checksum {
-            // Its own objects, and the archives its listing draws from that nothing else in
-            // this run hashes: a restore reads them too.
-            let drawn: Vec<ObjectRef> = match &read {
-                Some(Ok(tree)) => tree
-                    .holders()
-                    .iter()
-                    .filter(|holder| set_objects.hashed.insert((*holder).clone()))
-                    .filter_map(|holder| {
-                        self.drawn_archive(snapshot, holder, &set_objects.retained)
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
+            // Each archive once per run: the other snapshots drawing from it get its result.
+            let unhashed: Vec<(SnapshotId, ObjectRef)> = drawn
+                .into_iter()
+                .filter(|(h, _)| {
+                    !set_objects.in_run.contains(h) && !set_objects.hashed.contains_key(h)
+                })
+                .collect();
             checks.push(Check::timed(CheckName::Checksum, || {
-                self.checksums(snapshot, &drawn)
+                self.checksums(snapshot, &unhashed, &mut set_objects.hashed)
             }));
         }
         if level == VerifyLevel::Restore {
@@ -364,7 +423,7 @@ impl Reader {
             checks.extend(tested);
             let mut report = SnapshotReport::new(snapshot, checks);
             report.restore_secs = restore_secs;
-            return report;
+            return (report, holders);
         }
         if level >= VerifyLevel::Deep {
             checks.push(match content {
@@ -373,7 +432,7 @@ impl Reader {
                 None => Check::timed(CheckName::Content, || self.check_dumps(snapshot)),
             });
         }
-        SnapshotReport::new(snapshot, checks)
+        (SnapshotReport::new(snapshot, checks), holders)
     }
 
     /// A files snapshot's listing, streamed through a [`TreeCheck`]. The error is the
@@ -389,30 +448,58 @@ impl Reader {
 
     /// The archive of `holder` that `snapshot`'s listing draws from, as its record (or the
     /// set's retained list, once forgotten) names it; `None` when neither does (the listing
-    /// check names a missing archive).
-    fn drawn_archive(
+    /// check names a missing archive). Each holder's record is read once per run.
+    fn archive_of(
         &self,
         snapshot: &Snapshot,
         holder: &SnapshotId,
-        retained: &HashMap<SnapshotId, ObjectRef>,
+        set_objects: &mut SetObjects,
     ) -> Option<ObjectRef> {
-        if let Some(retained) = retained.get(holder) {
-            return Some(retained.clone());
-        }
-        let record = self.snapshot_of(&snapshot.set, holder).ok().flatten()?;
-        record.object(ObjectRole::Archive).cloned()
+        let retained = &set_objects.retained;
+        set_objects
+            .drawn
+            .entry(holder.clone())
+            .or_insert_with(|| {
+                if let Some(retained) = retained.get(holder) {
+                    return Some(retained.clone());
+                }
+                let record = self.snapshot_of(&snapshot.set, holder).ok().flatten()?;
+                record.object(ObjectRole::Archive).cloned()
+            })
+            .clone()
     }
 
-    fn checksums(&self, snapshot: &Snapshot, drawn: &[ObjectRef]) -> Result<String, String> {
-        let mut bytes = 0;
-        let objects: Vec<&ObjectRef> = snapshot.objects.iter().chain(drawn).collect();
-        for object in &objects {
-            bytes += self
+    /// Hash `snapshot`'s objects and the `drawn` archives, noting each archive's result in
+    /// `hashed`; the first failure, or what was hashed.
+    fn checksums(
+        &self,
+        snapshot: &Snapshot,
+        drawn: &[(SnapshotId, ObjectRef)],
+        hashed: &mut HashMap<SnapshotId, Result<(), String>>,
+    ) -> Result<String, String> {
+        let own = snapshot.objects.iter().map(|o| {
+            let archive = o.role == ObjectRole::Archive;
+            (archive.then_some(&snapshot.id), o)
+        });
+        let objects: Vec<_> = own.chain(drawn.iter().map(|(h, o)| (Some(h), o))).collect();
+        let (mut bytes, mut first_failure) = (0, None);
+        for (holder, object) in &objects {
+            let result = self
                 .repo
                 .check_object(object)
-                .map_err(|e| crate::error_chain(&e))?;
+                .map(|n| bytes += n)
+                .map_err(|e| crate::error_chain(&e));
+            if let Some(holder) = holder {
+                hashed.insert((*holder).clone(), result.clone());
+            }
+            if let Err(e) = result {
+                first_failure.get_or_insert(e);
+            }
         }
-        Ok(format!("{} objects, {bytes} bytes hashed", objects.len()))
+        match first_failure {
+            Some(e) => Err(e),
+            None => Ok(format!("{} objects, {bytes} bytes hashed", objects.len())),
+        }
     }
 
     fn check_dumps(&self, snapshot: &Snapshot) -> Result<String, String> {
