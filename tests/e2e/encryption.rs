@@ -386,7 +386,7 @@ fn keys_rotate_without_rewriting_data_and_the_last_key_stays() {
     let remaining = env.json(&["--identity", new, "key", "list"]);
     let last = remaining[0]["id"].as_str().unwrap();
     let err = env.fails(&["--identity", new, "key", "remove", last], 1);
-    assert!(err.contains("last key"), "{err}");
+    assert!(err.contains("last usable key"), "{err}");
     assert_eq!(
         env.json(&["--identity", new, "key", "list"])
             .as_array()
@@ -1088,4 +1088,69 @@ fn rand_suffix() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos()
+}
+
+/// One key file whose age header was cut locked out every reader: each command failed on
+/// it ("not an age file"), even `key list` and the `key remove` that would have cleared it.
+#[test]
+fn a_damaged_key_file_locks_out_only_its_own_holder_and_can_be_removed() {
+    let env = Env::new();
+    let (me, my_recipient) = encrypted(&env);
+    let me = me.to_str().unwrap();
+    let other = env.path("other.txt");
+    let recipient = keygen(&other);
+    let other = other.to_str().unwrap();
+    env.json(&["--identity", me, "key", "add", "--recipient", &recipient]);
+    let src = env.path("src");
+    write(&src.join("a.txt"), &noise(3, 10_000));
+    env.json(&[
+        "--identity",
+        me,
+        "backup",
+        "files",
+        "media",
+        src.to_str().unwrap(),
+    ]);
+    let keys = env.json(&["--identity", me, "key", "list"]);
+    let id_of = |recipient: &str| {
+        let key = keys
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["recipient"] == recipient);
+        key.unwrap()["id"].as_str().unwrap().to_string()
+    };
+    let (mine, theirs) = (id_of(&my_recipient), id_of(&recipient));
+    let (mine, theirs) = (mine.as_str(), theirs.as_str());
+    let damaged = format!("keys/{mine}.age");
+    let file = Path::new(&env.repo).join(&damaged);
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..20]).unwrap();
+
+    let listed = env.json(&["--identity", other, "snapshots"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    let target = env.path("restored");
+    env.restore("media:latest", &target, &["--identity", other]);
+    assert_same_tree(&tree(&src), &tree(&target));
+
+    let keys = env.json(&["--identity", other, "key", "list"]);
+    let kinds: std::collections::BTreeSet<(&str, &str)> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["id"].as_str().unwrap(), k["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, [(mine, "damaged"), (theirs, "recipient")].into());
+    let err = env.fails(&["--identity", me, "snapshots"], 1);
+    assert!(
+        err.contains("no key file") && err.contains(&damaged),
+        "the damaged file is named beside the refusal: {err}"
+    );
+
+    let err = env.fails(&["--identity", other, "key", "remove", theirs], 1);
+    assert!(err.contains("last usable key"), "{err}");
+    env.json(&["--identity", other, "key", "remove", mine]);
+    assert!(!file.exists());
+    let keys = env.json(&["--identity", other, "key", "list"]);
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
 }

@@ -52,13 +52,19 @@ impl fmt::Debug for Unlock {
 pub struct KeyInfo {
     /// The id in `keys/<id>.age`.
     pub id: String,
-    /// `recipient` or `passphrase`.
+    /// `recipient`, `passphrase`, or `damaged` for a file whose age header does not parse
+    /// (it opens for nobody; `key remove` takes it away).
     pub kind: &'static str,
     /// The holder's age recipient, for a recipient key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipient: Option<String>,
     /// When the key file was written.
     pub created: chrono::DateTime<chrono::Utc>,
+}
+
+impl KeyInfo {
+    /// The kind of a key file whose header does not parse.
+    pub const DAMAGED: &'static str = "damaged";
 }
 
 /// Whether a key file is sealed with a passphrase (else to a recipient).

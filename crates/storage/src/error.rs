@@ -82,8 +82,8 @@ pub enum Error {
         /// The location (redacted).
         location: String,
     },
-    /// `key remove` of the only key file.
-    #[error("refusing to remove {key}, the last key of repository {location}: nobody could read it again; add another key first")]
+    /// `key remove` of the only key file that is not damaged.
+    #[error("refusing to remove {key}, the last usable key of repository {location}: nobody could read it again; add another key first")]
     LastKey {
         /// The key file.
         key: String,

@@ -321,7 +321,19 @@ impl RepoReader {
         let mut keys = Vec::new();
         for (id, file) in self.key_files()? {
             let bytes = self.stored_bytes(&file.key)?;
-            let passphrase = encryption::is_passphrase_file(&file.key, &bytes)?;
+            let passphrase = match encryption::is_passphrase_file(&file.key, &bytes) {
+                Ok(passphrase) => passphrase,
+                Err(e) => {
+                    tracing::warn!(key = %file.key, error = %e, "damaged key file");
+                    keys.push(KeyInfo {
+                        id,
+                        kind: KeyInfo::DAMAGED,
+                        recipient: None,
+                        created: file.modified,
+                    });
+                    continue;
+                }
+            };
             keys.push(KeyInfo {
                 id,
                 kind: if passphrase {
@@ -383,9 +395,16 @@ impl RepoReader {
         let recipient = self.marker.recipient.clone().unwrap_or_default();
         for (id, file) in self.key_files()? {
             let bytes = self.stored_bytes(&file.key)?;
-            if let Some(identity) =
-                encryption::open_key_file(&file.key, &bytes, &identities, passphrase)?
+            // One damaged key file must not lock out the holders of the others.
+            let opened = match encryption::open_key_file(&file.key, &bytes, &identities, passphrase)
             {
+                Err(e @ Error::Corrupt { .. }) => {
+                    tracing::warn!(error = %e, "skipping a damaged key file");
+                    continue;
+                }
+                opened => opened?,
+            };
+            if let Some(identity) = opened {
                 if identity.to_public().to_string() != recipient {
                     return Err(Error::Corrupt {
                         key: file.key,
@@ -962,8 +981,12 @@ impl Repository {
     /// Delete one key file; the last one is refused, since without it nobody could read
     /// the repository again.
     pub fn remove_key(&self, id: &str) -> Result<(), Error> {
-        let keys = self.known_key(id)?;
-        if keys.len() == 1 {
+        self.known_key(id)?;
+        let others = self.reader.keys()?;
+        let usable = others
+            .iter()
+            .filter(|k| k.id != id && k.kind != KeyInfo::DAMAGED);
+        if usable.count() == 0 {
             return Err(Error::LastKey {
                 key: layout::key_file(id),
                 location: self.reader.location.clone(),
