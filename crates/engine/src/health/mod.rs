@@ -215,9 +215,10 @@ impl Reader {
         let Some(root) = self.repo.local_root() else {
             return check(HealthStatus::Ok, "not a local repository".to_string());
         };
-        match rustix::fs::statvfs(root) {
-            Ok(fs) if fs.f_blocks > 0 => {
-                let used = 100.0 - fs.f_bavail as f64 * 100.0 / fs.f_blocks as f64;
+        let usage = rustix::fs::statvfs(root)
+            .map(|fs| disk_used_percent(fs.f_blocks, fs.f_bfree, fs.f_bavail));
+        match usage {
+            Ok(Some(used)) => {
                 check(
                     disk_status(used, options.max_disk_usage),
                     // Rounded down, so that the figure shown is past a threshold exactly
@@ -712,6 +713,15 @@ fn critical_disk_usage(warning: u8) -> u8 {
     warning.max(95)
 }
 
+/// Percent used as `df` shows it: of the blocks an unprivileged writer can have, those
+/// taken; the blocks reserved for root count on neither side. `None` for a file system that
+/// reports no size.
+fn disk_used_percent(blocks: u64, free: u64, available: u64) -> Option<f64> {
+    let used = blocks.saturating_sub(free);
+    let usable = used + available;
+    (usable > 0).then(|| used as f64 * 100.0 / usable as f64)
+}
+
 fn disk_status(used: f64, warning: u8) -> HealthStatus {
     if used >= f64::from(critical_disk_usage(warning)) {
         HealthStatus::Critical
@@ -747,6 +757,27 @@ mod tests {
                 disk_status(used, warning),
                 expected,
                 "{used} % with warning at {warning} %"
+            );
+        }
+    }
+
+    /// Regression: the reserved blocks counted as used, so a disk `df` showed 41 % full was
+    /// reported 78 % full, near the warning.
+    #[test]
+    fn disk_usage_is_the_percentage_df_shows() {
+        // (blocks, free, available to unprivileged users) -> percent
+        let cases = [
+            (1000, 600, 550, Some(400.0 * 100.0 / 950.0)),
+            (1000, 0, 0, Some(100.0)),
+            (1000, 50, 0, Some(100.0)),
+            (1000, 1000, 950, Some(0.0)),
+            (0, 0, 0, None),
+        ];
+        for (blocks, free, available, expected) in cases {
+            assert_eq!(
+                disk_used_percent(blocks, free, available),
+                expected,
+                "{blocks} blocks, {free} free, {available} available"
             );
         }
     }
