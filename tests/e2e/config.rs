@@ -67,6 +67,29 @@ keep = {{ last = 1 }}
     );
     assert_eq!(report["forget"].as_array().unwrap().len(), 3);
 
+    // A set whose variable this environment lacks (a cron job's) fails alone.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let unset = "[sets.maindb]\nsource = \"postgres\"\nkeep = { last = 1 }\n\
+        conninfo = \"postgresql://u:${STRONGBOX_TEST_UNSET}@127.0.0.1:1/db\"\n";
+    std::fs::write(&config, format!("{text}{unset}")).unwrap();
+    run(&["backup", "media"]);
+    run(&["prune"]);
+    for args in [&["backup", "maindb"][..], &["config", "check"]] {
+        let out = Command::new(bin())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("STRONGBOX_TEST_UNSET")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            err.contains("sets.maindb.conninfo uses ${STRONGBOX_TEST_UNSET}"),
+            "{args:?}: {err}"
+        );
+    }
+
     let out = Command::new(bin())
         .arg("--config")
         .arg(&config)
@@ -84,6 +107,19 @@ keep = {{ last = 1 }}
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs `path`"));
+    // To a monitoring system, a health check that cannot run is unknown, not critical.
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("health")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("UNKNOWN: ") && stdout.contains("needs `path`"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -79,8 +79,21 @@ fn main() -> ExitCode {
     warn_of_passwords_in(&args);
     let json = cli.json;
     let fetching = matches!(cli.command, Command::Wal(cli::WalCommand::Fetch { .. }));
+    // A health check that cannot run is unknown to a monitoring system, as an unreachable
+    // repository is, never critical (2, the usage status).
+    let checking = matches!(cli.command, Command::Health(_));
     let fail = |error: &anyhow::Error, json: bool, code: u8| {
-        fail(error, json, if fetching { EXIT_FETCH_FAILED } else { code })
+        if checking && !json {
+            println!("UNKNOWN: {error:#}");
+        }
+        let code = if fetching {
+            EXIT_FETCH_FAILED
+        } else if checking {
+            HealthStatus::Unknown.exit_code()
+        } else {
+            code
+        };
+        fail(error, json, code)
     };
     let config = match load_config(&cli) {
         Ok(config) => config,
@@ -614,6 +627,7 @@ impl App {
             }
             Command::Schedule(command) => self.schedule(command),
             Command::Config(ConfigCommand::Check) => {
+                self.config.check_variables()?;
                 self.print(&self.config, || {
                     toml::to_string(&self.config)
                         .unwrap_or_else(|e| format!("(cannot show the configuration: {e})"))

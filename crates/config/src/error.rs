@@ -137,6 +137,9 @@ pub enum Error {
         /// The set.
         set: String,
     },
+    /// `prune` without rules, and no configured set has a `keep`.
+    #[error("no set in the configuration has a `keep` policy; give --keep-* rules")]
+    NoKeepPolicies,
     /// Installing or removing a schedule's file failed.
     #[error("{operation} {}", path.display())]
     ScheduleFile {

@@ -7,7 +7,9 @@ use strongbox_engine::{BundleSpec, SourceSpec, Timezone};
 use strongbox_manifest::SourceKind;
 
 use crate::expand::{expand_value, BadReference};
-use crate::model::{AlertsConfig, HealthConfig, HumanDuration, SetConfig, VerifyConfig};
+use crate::model::{
+    AlertsConfig, HealthConfig, HumanDuration, SetConfig, Unresolved, VerifyConfig,
+};
 use crate::{Config, Error};
 
 /// The file before its sets are read, so that an error in a set can name it.
@@ -41,7 +43,9 @@ impl Config {
     }
 
     /// Parse a configuration read from `path`, expanding `${VAR}` with `env`. Unknown keys,
-    /// unset variables, invalid set names and unknown `[s3]` settings are errors.
+    /// unset variables, invalid set names and unknown `[s3]` settings are errors; an unset
+    /// variable in a set is that set's error, when it is backed up
+    /// ([`Config::set_spec`], [`Config::check_variables`]).
     pub fn parse(
         text: &str,
         path: &Path,
@@ -59,7 +63,7 @@ impl Config {
                 message: e.message().trim().replace('\n', " "),
                 path: path.clone(),
             })?;
-        expand_value(&mut table, "", env).map_err(|(key, bad)| match bad {
+        let refused = |(key, bad)| match bad {
             BadReference::Unset(var) => Error::UnsetVariable {
                 path: path.clone(),
                 key,
@@ -70,7 +74,28 @@ impl Config {
                 key,
                 text,
             },
-        })?;
+        };
+        // A set's unset variable is held against that set alone; everything else must
+        // expand.
+        let mut unresolved = BTreeMap::new();
+        let sets = table.as_table_mut().and_then(|t| t.remove("sets"));
+        expand_value(&mut table, "", env).map_err(refused)?;
+        if let Some(mut sets) = sets {
+            if let toml::Value::Table(each) = &mut sets {
+                for (name, set) in each.iter_mut() {
+                    match expand_value(set, &format!("sets.{name}"), env) {
+                        Err((key, BadReference::Unset(var))) => {
+                            let path = path.clone();
+                            unresolved.insert(name.clone(), Unresolved { path, key, var });
+                        }
+                        other => other.map_err(refused)?,
+                    }
+                }
+            }
+            if let Some(t) = table.as_table_mut() {
+                t.insert("sets".to_string(), sets);
+            }
+        }
         let raw: Raw = crate::model::from_value(table).map_err(|message| Error::Invalid {
             path: path.clone(),
             message,
@@ -99,6 +124,7 @@ impl Config {
             alerts: raw.alerts,
             journal_keep: raw.journal_keep,
             timezone: raw.timezone,
+            unresolved,
         };
         for (name, set) in &config.sets {
             if let SourceSpec::Bundle(bundle) = &set.source {
@@ -265,6 +291,37 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
         );
     }
 
+    /// Regression: the variable of one set unset in a cron job's environment failed every
+    /// job, the other sets' backups, prunes and health checks included.
+    #[test]
+    fn an_unset_variable_in_a_set_refuses_that_set_alone() {
+        let text = GOOD.replace("backup:${PGPASS}@", "backup:${MAINDB_PASSWORD}@");
+        let config = parse(&text).unwrap();
+        assert!(config.set_spec("media", BackupOptions::default()).is_ok());
+        assert!(config.set("maindb").unwrap().keep.is_some());
+        for err in [
+            config
+                .set_spec("maindb", BackupOptions::default())
+                .unwrap_err(),
+            config.check_variables().unwrap_err(),
+        ] {
+            assert!(
+                matches!(&err, Error::UnsetVariable { key, var, .. }
+                    if key == "sets.maindb.conninfo" && var == "MAINDB_PASSWORD"),
+                "{err}"
+            );
+        }
+        let outside = GOOD.replace(
+            "postgresql://verify:${PGPASS}@",
+            "postgresql://verify:${VERIFY_PASSWORD}@",
+        );
+        let err = parse(&outside).unwrap_err();
+        assert!(matches!(err, Error::UnsetVariable { .. }), "{err}");
+        let malformed = GOOD.replace("${PGPASS}@db", "${PGPASS@db");
+        let err = parse(&malformed).unwrap_err();
+        assert!(matches!(err, Error::BadReference { .. }), "{err}");
+    }
+
     #[test]
     fn the_effective_configuration_shows_no_secret() {
         let config = parse(GOOD)
@@ -340,10 +397,7 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
             ("[s3]\nendpoitn = \"x\"\n", "endpoitn"),
             ("[health]\nmax_age = \"soon\"\n", "soon"),
             ("colour = \"blue\"\n", "colour"),
-            (
-                "[sets.db]\nsource = \"postgres\"\nconninfo = \"${DB_URL}\"\n",
-                "sets.db.conninfo uses ${DB_URL}",
-            ),
+            ("repo = \"${REPO_URL}\"\n", "repo uses ${REPO_URL}"),
             ("repo = \n", "line 1"),
             (
                 "[alerts]\nemail = { smtp = \"mail:25\", from = \"a@b.c\", to = [\"d@e.f\"] }\n",
@@ -430,6 +484,15 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
             .prune_policies(Some("media"), &none, in_repo)
             .unwrap_err();
         assert!(err.to_string().contains("no `keep` policy"), "{err}");
+        // Regression: one set without `keep` stopped the prune of all the others.
+        let kept = sets(without.prune_policies(None, &none, in_repo).unwrap());
+        assert_eq!(
+            kept.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+            ["maindb"]
+        );
+        without.sets.get_mut("maindb").unwrap().keep = None;
+        let err = without.prune_policies(None, &none, in_repo).unwrap_err();
+        assert!(matches!(err, Error::NoKeepPolicies), "{err}");
         let empty = Config::default();
         assert_eq!(
             sets(empty.prune_policies(None, &none, in_repo).unwrap()),

@@ -54,6 +54,28 @@ pub struct Config {
     /// keep by the operators' calendar.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<Timezone>,
+    /// Sets with a `${VAR}` the environment lacks, refused when their source is used
+    /// ([`Config::set_spec`]): one set's missing secret does not stop the others' jobs.
+    #[serde(skip)]
+    pub(crate) unresolved: BTreeMap<String, Unresolved>,
+}
+
+/// A set's first `${VAR}` that is not set: where, and which.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Unresolved {
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) key: String,
+    pub(crate) var: String,
+}
+
+impl Unresolved {
+    pub(crate) fn error(&self) -> crate::Error {
+        crate::Error::UnsetVariable {
+            path: self.path.clone(),
+            key: self.key.clone(),
+            var: self.var.clone(),
+        }
+    }
 }
 
 fn redacted_s3<S: Serializer>(s3: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {

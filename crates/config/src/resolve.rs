@@ -96,6 +96,15 @@ impl Config {
         }
     }
 
+    /// Refuse the first set with a `${VAR}` the environment lacks: what a command that
+    /// answers for every set (`config check`) must do. Backing a set up refuses it too.
+    pub fn check_variables(&self) -> Result<(), Error> {
+        self.unresolved
+            .values()
+            .next()
+            .map_or(Ok(()), |u| Err(u.error()))
+    }
+
     /// The set called `name`.
     pub fn set(&self, name: &str) -> Result<&SetConfig, Error> {
         self.sets.get(name).ok_or_else(|| Error::UnknownSet {
@@ -108,6 +117,9 @@ impl Config {
     /// `extra.time`.
     pub fn set_spec(&self, name: &str, extra: BackupOptions) -> Result<SetSpec, Error> {
         let set = self.set(name)?;
+        if let Some(unresolved) = self.unresolved.get(name) {
+            return Err(unresolved.error());
+        }
         let members = match &set.source {
             SourceSpec::Bundle(bundle) => bundle
                 .members
@@ -160,15 +172,19 @@ impl Config {
                 })
                 .collect());
         }
-        sets.into_iter()
-            .map(|name| {
-                let policy = self
-                    .set(&name)?
-                    .keep
-                    .clone()
-                    .ok_or_else(|| Error::NoKeepPolicy { set: name.clone() })?;
-                Ok(SetPolicy { set: name, policy })
-            })
-            .collect()
+        // A set without `keep` is kept whole when all are pruned; named, or when no set has
+        // one, it is a mistake that would prune nothing night after night.
+        let mut policies = Vec::new();
+        for name in sets {
+            match (self.set(&name)?.keep.clone(), set) {
+                (Some(policy), _) => policies.push(SetPolicy { set: name, policy }),
+                (None, Some(_)) => return Err(Error::NoKeepPolicy { set: name }.into()),
+                (None, None) => {}
+            }
+        }
+        if policies.is_empty() {
+            return Err(Error::NoKeepPolicies.into());
+        }
+        Ok(policies)
     }
 }
