@@ -99,13 +99,16 @@ fn comparable(t: &std::collections::BTreeMap<String, Node>) -> Vec<Comparable> {
         .collect()
 }
 
-fn run_recipe(env: &Env, set: &str, id: &str, target: &Path) {
+/// Run the files recipe on snapshot `id` of `set` into `target`, `vars` in its environment.
+pub fn run_recipe(env: &Env, set: &str, id: &str, target: &Path, vars: &[(&str, &str)]) {
     let script = env.path("restore.sh");
     fs::write(&script, recipe_script()).unwrap();
     let out = Command::new("sh")
         .arg(&script)
         .args([&env.repo, set, id])
         .arg(target)
+        .env_remove("KEY")
+        .envs(vars.iter().copied())
         .output()
         .unwrap();
     assert!(
@@ -155,14 +158,26 @@ fn the_documented_recipe_restores_a_full_and_the_end_of_an_incremental_chain() {
         );
 
         let t1 = env.path("full");
-        run_recipe(&env, set_name(codec), full["id"].as_str().unwrap(), &t1);
+        run_recipe(
+            &env,
+            set_name(codec),
+            full["id"].as_str().unwrap(),
+            &t1,
+            &[],
+        );
         assert_eq!(
             comparable(&tree(&t1)),
             comparable(&full_tree),
             "{codec}: full"
         );
         let t2 = env.path("last");
-        run_recipe(&env, set_name(codec), last["id"].as_str().unwrap(), &t2);
+        run_recipe(
+            &env,
+            set_name(codec),
+            last["id"].as_str().unwrap(),
+            &t2,
+            &[],
+        );
         assert_eq!(
             comparable(&tree(&t2)),
             comparable(&tree(&src)),
