@@ -427,7 +427,7 @@ fn bad_keys_get_one_line_exit_1_and_leave_the_target_alone() {
         (
             "not an identity",
             restore(Some(&not_identity)),
-            "not an age identity",
+            "not-identity.txt: invalid key: line 1: not an age identity",
         ),
     ];
     for (name, args, expected) in cases {

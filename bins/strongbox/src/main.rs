@@ -296,7 +296,9 @@ fn load_unlock(cli: &Cli) -> Result<Option<Unlock>> {
     if let Some(path) = &cli.identity {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading identity file {}", path.display()))?;
-        return Ok(Some(Unlock::Identity(SecretString::from(text))));
+        let unlock = Unlock::identity(SecretString::from(text))
+            .with_context(|| format!("identity file {}", path.display()))?;
+        return Ok(Some(unlock));
     }
     Ok(env_secret("STRONGBOX_PASSPHRASE").map(Unlock::Passphrase))
 }

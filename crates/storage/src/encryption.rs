@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::io::{self, BufRead, Read};
+use std::io::{self, Read};
 use std::str::FromStr;
 
 use age::secrecy::{ExposeSecret, SecretString};
@@ -36,6 +36,15 @@ pub enum Unlock {
     Identity(SecretString),
     /// A passphrase that a key file was made with.
     Passphrase(SecretString),
+}
+
+impl Unlock {
+    /// The text of an identity file, checked: each line that is not blank or a comment is
+    /// an age identity (a refused line is named by its number, never shown).
+    pub fn identity(text: SecretString) -> Result<Unlock, Error> {
+        parse_identities(&text)?;
+        Ok(Unlock::Identity(text))
+    }
 }
 
 impl fmt::Debug for Unlock {
@@ -232,37 +241,50 @@ fn invalid_recipient(place: &str, text: &str, reason: &str) -> Error {
 pub(crate) fn identities(unlock: &Unlock) -> Result<Vec<Box<dyn age::Identity>>, Error> {
     match unlock {
         Unlock::Passphrase(p) => Ok(vec![Box::new(age::scrypt::Identity::new(p.clone()))]),
-        Unlock::Identity(text) => {
-            let invalid = |reason: String| Error::InvalidKey {
-                what: "the identity file".to_string(),
-                reason,
-            };
-            // Only X25519 identities: this build has no plugins, and the parser's own
-            // messages could echo a line of the file, which is a secret.
-            let found: Vec<Box<dyn age::Identity>> = io::Cursor::new(text.expose_secret())
-                .lines()
-                .map_while(Result::ok)
-                .map(|line| line.trim().to_string())
-                .filter(|line| !line.is_empty() && !line.starts_with('#'))
-                .map(|line| {
-                    x25519::Identity::from_str(&line)
-                        .map(|i| Box::new(i) as Box<dyn age::Identity>)
-                        .map_err(|_| {
-                            invalid(
-                                "it holds a line that is not an age identity (AGE-SECRET-KEY-1…)"
-                                    .into(),
-                            )
-                        })
-                })
-                .collect::<Result<_, _>>()?;
-            if found.is_empty() {
-                return Err(invalid(
-                    "it holds no age identity (AGE-SECRET-KEY-1…)".into(),
-                ));
-            }
-            Ok(found)
-        }
+        Unlock::Identity(text) => Ok(parse_identities(text)?
+            .into_iter()
+            .map(|i| Box::new(i) as Box<dyn age::Identity>)
+            .collect()),
     }
+}
+
+/// The X25519 identities of an identity file's text, refusing a line that is not one by
+/// its number, never its text: it may be a secret. This build has no plugins.
+fn parse_identities(text: &SecretString) -> Result<Vec<x25519::Identity>, Error> {
+    let refused = |what: String, reason: &str| Error::InvalidKey {
+        what,
+        reason: reason.to_string(),
+    };
+    let found: Vec<x25519::Identity> = text
+        .expose_secret()
+        .lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(number, line)| {
+            x25519::Identity::from_str(line).map_err(|_| {
+                let recipient = line
+                    .get(..4)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("age1"));
+                refused(
+                    format!("line {number}"),
+                    if recipient {
+                        "it is an age recipient (a public key), not an identity: give the file \
+                         age-keygen wrote (AGE-SECRET-KEY-1…)"
+                    } else {
+                        "not an age identity (AGE-SECRET-KEY-1…)"
+                    },
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    if found.is_empty() {
+        return Err(refused(
+            "the identity file".to_string(),
+            "it holds no age identity (AGE-SECRET-KEY-1…)",
+        ));
+    }
+    Ok(found)
 }
 
 /// Open one key file with the given identities: the repository identity, `Ok(None)` when
@@ -381,7 +403,8 @@ mod tests {
     #[test]
     fn identity_files_parse_or_are_refused_without_echoing_a_line() {
         let key = generate().to_string().expose_secret().to_string();
-        let cases: [(String, Result<usize, &str>); 5] = [
+        let public = generate().to_public().to_string();
+        let cases: [(String, Result<usize, &str>); 6] = [
             (format!("{key}\n"), Ok(1)),
             (format!("# created: today\n\n{key}\n{key}\n"), Ok(2)),
             (
@@ -391,11 +414,16 @@ mod tests {
             (String::new(), Err("holds no age identity")),
             (
                 format!("{key}\nnot-a-key-line\n"),
-                Err("not an age identity"),
+                Err("line 2: not an age identity"),
+            ),
+            (
+                format!("# public key: {public}\n{public}\n"),
+                Err("line 2: it is an age recipient (a public key), not an identity"),
             ),
         ];
         for (text, expected) in cases {
-            let result = identities(&Unlock::Identity(SecretString::from(text.clone())));
+            let result = Unlock::identity(SecretString::from(text.clone()))
+                .and_then(|unlock| identities(&unlock));
             match (result, expected) {
                 (Ok(found), Ok(n)) => assert_eq!(found.len(), n, "{text:?}"),
                 (Err(e), Err(message)) => {

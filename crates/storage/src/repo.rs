@@ -1005,7 +1005,7 @@ impl Repository {
         let bytes = self.reader.stored_bytes(&key)?;
         if !encryption::is_passphrase_file(&key, &bytes)? {
             return Err(Error::InvalidKey {
-                what: format!("key {id}"),
+                what: id.to_string(),
                 reason: "it is a recipient key; only a passphrase key has a passphrase to change"
                     .to_string(),
             });
