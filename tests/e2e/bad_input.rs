@@ -1335,3 +1335,18 @@ fn every_snapshot_drawing_from_a_damaged_archive_fails_with_it() {
         )
     );
 }
+
+/// `snapshots mdia` printed "no snapshots" and `status mdia` a set with none, both with
+/// exit 0: a typo read as an empty set.
+#[test]
+fn a_misspelt_set_is_refused_by_the_commands_that_read_it() {
+    let (env, _) = small_repo();
+    for command in ["snapshots", "status"] {
+        let err = env.fails(&[command, "mdia"], 1);
+        assert!(
+            one_line(&err).contains("no set \"mdia\" in the repository or the configuration"),
+            "{command}: {err}"
+        );
+        env.json(&[command, "media"]);
+    }
+}

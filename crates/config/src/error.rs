@@ -88,10 +88,11 @@ pub enum Error {
         /// The sets it defines.
         known: String,
     },
-    /// `prune SET` for a set neither the repository nor the configuration has: a typo,
-    /// which a cron job would otherwise repeat every night, pruning nothing.
-    #[error("no set {name:?} in the repository or the configuration: nothing to prune (`strongbox snapshots` lists the sets)")]
-    NothingToPrune {
+    /// A set named on the command line that neither the repository nor the configuration
+    /// has: a typo, which would otherwise read as an empty set (and a cron job pruning it
+    /// would prune nothing every night).
+    #[error("no set {name:?} in the repository or the configuration (`strongbox snapshots` lists the sets)")]
+    NoSuchSet {
         /// The set asked for.
         name: String,
     },

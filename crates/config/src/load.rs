@@ -471,7 +471,7 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
         );
         let typo = config.prune_policies(Some("x"), &rules, in_repo);
         assert!(
-            matches!(&typo, Err(Error::NothingToPrune { name }) if name == "x"),
+            matches!(&typo, Err(Error::NoSuchSet { name }) if name == "x"),
             "{typo:?}"
         );
         let own = sets(config.prune_policies(None, &none, in_repo).unwrap());

@@ -139,6 +139,22 @@ impl Config {
         })
     }
 
+    /// Refuse set `name` when neither the configuration nor the repository (`repo_sets`,
+    /// asked only when the configuration does not have it) has it.
+    pub fn known_set<E: From<Error>>(
+        &self,
+        name: &str,
+        repo_sets: impl FnOnce() -> Result<Vec<String>, E>,
+    ) -> Result<(), E> {
+        if self.sets.contains_key(name) || repo_sets()?.iter().any(|s| s == name) {
+            return Ok(());
+        }
+        Err(Error::NoSuchSet {
+            name: name.to_string(),
+        }
+        .into())
+    }
+
     /// What `prune [SET]` prunes with: rules given on the command line apply to `set`, or to
     /// every set in the repository (`repo_sets`); without rules, each configured set (or
     /// just `set`) is pruned with its own `keep`. A `set` that is neither configured nor in
@@ -152,12 +168,7 @@ impl Config {
         let with_rules = !rules.is_empty() || self.sets.is_empty();
         let sets = match set {
             Some(name) => {
-                if !self.sets.contains_key(name) && !repo_sets()?.iter().any(|s| s == name) {
-                    return Err(Error::NothingToPrune {
-                        name: name.to_string(),
-                    }
-                    .into());
-                }
+                self.known_set(name, repo_sets)?;
                 vec![name.to_string()]
             }
             None if with_rules => repo_sets()?,
