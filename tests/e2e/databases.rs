@@ -58,6 +58,25 @@ fn postgres_backup_restore_and_the_documented_recipe_give_the_same_rows() {
     );
 
     let restored = pg.name("dst");
+    // A dry run says what the restore would do and creates nothing.
+    let plan = env.json(&[
+        "restore",
+        "maindb:latest",
+        "--target",
+        &restored.url(),
+        "--dry-run",
+    ]);
+    assert_eq!(
+        (&plan["source"], &plan["replaces"]),
+        (&"postgres".into(), &serde_json::Value::Null),
+        "{plan}"
+    );
+    assert!(!plan.to_string().contains(pg.password()), "{plan}");
+    let exists = format!(
+        "SELECT count(*) FROM pg_database WHERE datname = '{}'",
+        restored.name
+    );
+    assert_eq!(source.psql(&exists), "0");
     let out = env.json(&["restore", "maindb:latest", "--target", &restored.url()]);
     assert_eq!(out["tables"].as_array().unwrap().len(), 2);
     let checksum = "SELECT md5(string_agg(p::text, ',' ORDER BY id)) FROM posts p";

@@ -1027,7 +1027,7 @@ impl App {
             // Refused as the restore would be.
             let plan =
                 engine.check_bundle_targets(bundle, &targets, args.only.as_deref(), &options)?;
-            self.print(&plan, || output::bundle_plan_text(&plan))?;
+            self.print(&plan, || output::plan_lines(&plan))?;
             return Ok(ExitCode::SUCCESS);
         }
         let outcomes = engine
@@ -1191,6 +1191,11 @@ impl App {
         };
         let mut restorer = spec.restorer(snapshot.source)?;
         let options = RestoreOptions { force: args.force };
+        if args.dry_run && snapshot.source != strongbox_manifest::SourceKind::Files {
+            let plan = engine.plan_target(&snapshot, restorer.as_mut(), &options)?;
+            self.print(&plan, || output::plan_lines(std::slice::from_ref(&plan)))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         if args.dry_run {
             // Refused as the restore would be; what it would replace is said.
             let plan = engine.restore_plan(&snapshot, &args.include)?;

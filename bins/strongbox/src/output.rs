@@ -440,7 +440,7 @@ pub fn deliveries_text(deliveries: &[strongbox_alert::Delivery]) -> String {
 }
 
 /// A bundle restore's plan: each member, its snapshot and target.
-pub fn bundle_plan_text(plan: &[strongbox_engine::MemberPlan]) -> String {
+pub fn plan_lines(plan: &[strongbox_engine::MemberPlan]) -> String {
     plan.iter()
         .map(|m| {
             let mut line = format!(

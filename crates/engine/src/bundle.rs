@@ -374,10 +374,11 @@ impl crate::Reader {
     }
 }
 
-/// One member of a bundle restore, as a dry run reports it.
+/// One target of a restore, as a dry run reports it: a bundle's member, or the target of
+/// a database snapshot ([`Engine::plan_target`]).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MemberPlan {
-    /// The member set.
+    /// The set.
     pub set: String,
     /// Its snapshot.
     pub snapshot: SnapshotId,
@@ -387,6 +388,32 @@ pub struct MemberPlan {
     pub target: String,
     /// What its target holds that the restore would replace (`None`: the target is empty).
     pub replaces: Option<String>,
+}
+
+impl MemberPlan {
+    fn new(snapshot: &Snapshot, restorer: &dyn crate::Restorer, replace: bool) -> Self {
+        MemberPlan {
+            set: snapshot.set.clone(),
+            snapshot: snapshot.id.clone(),
+            source: snapshot.source.as_str(),
+            target: restorer.describe(),
+            replaces: replace.then(|| restorer.replaced()),
+        }
+    }
+}
+
+impl Engine {
+    /// What a restore of `snapshot` into `restorer` would do, refused as the restore would
+    /// be ([`Engine::check_target`]): a dry run of a snapshot that has no files plan.
+    pub fn plan_target(
+        &self,
+        snapshot: &Snapshot,
+        restorer: &mut dyn crate::Restorer,
+        options: &crate::RestoreOptions,
+    ) -> Result<MemberPlan, Error> {
+        let replace = self.check_target(snapshot, restorer, options)?;
+        Ok(MemberPlan::new(snapshot, restorer, replace))
+    }
 }
 
 /// A bundle member, the restorer of its target, and whether the restore replaces data.
@@ -446,13 +473,7 @@ impl Engine {
         let members = self.member_targets(bundle, targets, only, options)?;
         Ok(members
             .into_iter()
-            .map(|(member, restorer, replace)| MemberPlan {
-                source: member.source.as_str(),
-                target: restorer.describe(),
-                replaces: replace.then(|| restorer.replaced()),
-                set: member.set,
-                snapshot: member.id,
-            })
+            .map(|(member, restorer, replace)| MemberPlan::new(&member, restorer.as_ref(), replace))
             .collect())
     }
 
