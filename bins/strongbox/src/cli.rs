@@ -729,10 +729,24 @@ pub struct PruneArgs {
     pub journal_keep: Option<std::time::Duration>,
 }
 
+/// RFC 3339, or the form psql prints `now()` in (`2026-12-06 00:53:27.123+01`), which
+/// operators paste; a time without an offset is refused by name rather than guessed.
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("expected RFC 3339 like 2025-12-27T02:00:00Z: {e}"))
+    let text = text.trim();
+    let parsed = DateTime::parse_from_rfc3339(text)
+        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z"));
+    if let Ok(time) = parsed {
+        return Ok(time.with_timezone(&Utc));
+    }
+    let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .any(|format| chrono::NaiveDateTime::parse_from_str(text, format).is_ok());
+    Err(if naive {
+        "it has no UTC offset: add Z for UTC or the offset, like 2025-12-27T02:00:00+01:00"
+            .to_string()
+    } else {
+        "expected RFC 3339 like 2025-12-27T02:00:00Z, or psql's 2025-12-27 02:00:00+01".to_string()
+    })
 }
 
 fn parse_lsn(text: &str) -> Result<strongbox_manifest::Lsn, String> {
@@ -748,5 +762,37 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Regression: psql's `now()` form without an offset was refused as "premature end
+    /// of input", though nothing was missing but the offset.
+    #[test]
+    fn times_are_rfc_3339_or_psqls_and_an_offset_is_required() {
+        let cases = [
+            ("2026-12-06T00:53:27Z", Ok("2026-12-06T00:53:27+00:00")),
+            (
+                "2026-12-06 01:53:27.5+01:00",
+                Ok("2026-12-06T00:53:27.500+00:00"),
+            ),
+            (
+                "2026-12-06 01:53:27.123456+01",
+                Ok("2026-12-06T00:53:27.123456+00:00"),
+            ),
+            ("2026-12-06 00:53:27+00", Ok("2026-12-06T00:53:27+00:00")),
+            ("2026-12-06 00:53:27", Err("no UTC offset")),
+            ("2026-12-06T00:53:27.25", Err("no UTC offset")),
+            ("yesterday", Err("expected RFC 3339")),
+        ];
+        for (text, expected) in cases {
+            match (parse_time(text), expected) {
+                (Ok(time), Ok(want)) => assert_eq!(
+                    time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
+                    want,
+                    "{text}"
+                ),
+                (Err(e), Err(want)) => assert!(e.contains(want), "{text}: {e}"),
+                (got, want) => panic!("{text}: {got:?}, expected {want:?}"),
+            }
+        }
     }
 }
