@@ -82,18 +82,13 @@ pub fn snapshot_table(snapshots: &[Snapshot], verified: &HashMap<String, Verific
     if snapshots.is_empty() {
         return "no snapshots".to_string();
     }
-    let mut lines = vec![format!(
-        "{:<24} {:<12} {:<12} {:<8} {:<20} {:>10} {:>10}  {:<22}  tags",
-        "id", "set", "kind", "source", "time", "entries", "stored", "last verified"
-    )];
-    for s in snapshots {
+    let rows = snapshots.iter().map(|s| {
         let entries = match &s.stats {
             Stats::Files(f) => f.files + f.dirs + f.symlinks,
             Stats::Database(d) => d.tables.len() as u64,
             Stats::Physical(_) => 1,
             Stats::Bundle(_) => s.members.len() as u64,
         };
-        let stored = s.bytes_stored();
         let last = verified.get(s.id.as_str()).map_or_else(
             || "-".to_string(),
             |v| {
@@ -109,38 +104,65 @@ pub fn snapshot_table(snapshots: &[Snapshot], verified: &HashMap<String, Verific
                 )
             },
         );
-        lines.push(format!(
-            "{:<24} {:<12} {:<12} {:<8} {:<20} {:>10} {:>10}  {:<22}  {}",
-            s.id,
-            s.set,
-            s.kind.as_str(),
-            s.source.as_str(),
-            s.time.format("%Y-%m-%d %H:%M:%S"),
-            entries,
-            human_bytes(stored),
+        vec![
+            s.id.to_string(),
+            s.set.clone(),
+            s.kind.as_str().to_string(),
+            s.source.as_str().to_string(),
+            s.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+            entries.to_string(),
+            human_bytes(s.bytes_stored()),
             last,
-            s.tags.join(",")
-        ));
-    }
-    lines.join("\n")
+            s.tags.join(","),
+        ]
+    });
+    let header = [
+        "id",
+        "set",
+        "kind",
+        "source",
+        "time",
+        "entries",
+        "stored",
+        "last verified",
+        "tags",
+    ];
+    table(&header, &[5, 6], rows.collect())
+}
+
+/// Columns as wide as their widest cell, two spaces apart; `right` (column numbers)
+/// aligned right; no line ends in spaces.
+fn table(header: &[&str], right: &[usize], rows: Vec<Vec<String>>) -> String {
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let all: Vec<&Vec<String>> = std::iter::once(&header).chain(&rows).collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| all.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    all.iter()
+        .map(|row| {
+            let last = row.len() - 1;
+            let cells = row.iter().enumerate().map(|(c, cell)| match c {
+                _ if c == last => cell.clone(),
+                _ if right.contains(&c) => format!("{cell:>w$}", w = widths[c]),
+                _ => format!("{cell:<w$}", w = widths[c]),
+            });
+            cells.collect::<Vec<_>>().join("  ").trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `key list`: one key file a line, its holder's recipient last (`-` for a passphrase).
 pub fn key_table(keys: &[KeyInfo]) -> String {
-    let mut lines = vec![format!(
-        "{:<8}  {:<10}  {:<23}  recipient",
-        "id", "kind", "created"
-    )];
-    lines.extend(keys.iter().map(|k| {
-        format!(
-            "{:<8}  {:<10}  {:<23}  {}",
-            k.id,
-            k.kind,
-            k.created.format("%Y-%m-%d %H:%M:%S UTC"),
-            k.recipient.as_deref().unwrap_or("-")
-        )
-    }));
-    lines.join("\n")
+    let rows = keys.iter().map(|k| {
+        vec![
+            k.id.clone(),
+            k.kind.to_string(),
+            k.created.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            k.recipient.clone().unwrap_or_else(|| "-".to_string()),
+        ]
+    });
+    table(&["id", "kind", "created", "recipient"], &[], rows.collect())
 }
 
 pub fn summary(s: &Snapshot) -> String {
@@ -492,6 +514,32 @@ pub fn window_text(set: &str, timelines: &[TimelineWindow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: fixed widths let a long set name (`maindb-safety`) or source
+    /// (`postgres-physical`) push the rest of its row out of line with the header.
+    #[test]
+    fn table_columns_are_as_wide_as_their_widest_cell() {
+        let rows = vec![
+            vec![
+                "a".to_string(),
+                "maindb-safety".to_string(),
+                "7".to_string(),
+                "x".to_string(),
+            ],
+            vec![
+                "bb".to_string(),
+                "m".to_string(),
+                "1234".to_string(),
+                String::new(),
+            ],
+        ];
+        assert_eq!(
+            table(&["id", "set", "n", "tags"], &[2], rows),
+            "id  set               n  tags\n\
+             a   maindb-safety     7  x\n\
+             bb  m              1234"
+        );
+    }
 
     #[test]
     fn ls_prints_each_name_on_one_line_and_drives_no_terminal() {
