@@ -7,8 +7,8 @@ use strongbox_verify::VerifyLevel;
 
 const AFTER_HELP: &str = "\
 Examples:
-  strongbox backup files media /srv/media            # first run: full snapshot into ./backups
-  strongbox --repo /mnt/backup snapshots media        # list a set's snapshots
+  strongbox backup files media /srv/media       # the first run is full
+  strongbox --repo /mnt/backup snapshots media  # list a set's snapshots
   strongbox restore media:latest --target /srv/media.restored
   strongbox verify --all --level deep
 
@@ -110,7 +110,7 @@ pub enum Command {
     /// or anything else is there but `lost+found`), optionally encrypted with age.
     #[command(after_help = "Examples:\n  strongbox --repo /mnt/backup init\n  \
         strongbox --repo s3://bucket/prod init --encrypt --recipient age1…\n  \
-        STRONGBOX_PASSPHRASE=… strongbox --repo /mnt/backup init --encrypt --passphrase\n\n\
+        STRONGBOX_PASSPHRASE=… strongbox --repo /mnt/backup \\\n      init --encrypt --passphrase\n\n\
         See docs/encryption.md.")]
     Init(InitArgs),
     /// Take a snapshot: `backup files|postgres|sqlite …`, or `backup SET` for a set the
@@ -126,7 +126,7 @@ pub enum Command {
     /// the snapshot count, stored bytes, and when the data was last read by a verification.
     #[command(
         after_help = "Examples:\n  strongbox status\n  strongbox status media maindb --json\n  \
-        strongbox --config /etc/strongbox/strongbox.toml status --html /var/www/backups.html"
+        strongbox --config /etc/strongbox/strongbox.toml \\\n      status --html /var/www/backups.html"
     )]
     Status {
         /// Only these sets (default: every set in the repository).
@@ -147,7 +147,8 @@ in `running`. For the repository: disk usage of a local repository.
 Examples:
   strongbox health
   strongbox health --set media --max-age 26h --json
-  strongbox --config /etc/strongbox/strongbox.toml health --prometheus /var/lib/node_exporter/strongbox.prom
+  strongbox --config /etc/strongbox/strongbox.toml \\
+      health --prometheus /var/lib/node_exporter/strongbox.prom
 
 See docs/operations.md.")]
     Health(HealthArgs),
@@ -174,10 +175,13 @@ Examples:
   strongbox restore media:latest --target /srv/media --force
   strongbox restore 20251227T0200 --target /tmp/check --include 'avatars/**'
   strongbox restore media:latest --target /srv/media --dry-run
-  strongbox restore maindb:latest --target postgresql://postgres@localhost/app_restored
-  strongbox restore maindb:latest --target 'host=/var/run/postgresql dbname=app_restored'
+  strongbox restore maindb:latest \\
+      --target postgresql://postgres@localhost/app_restored
+  strongbox restore maindb:latest \\
+      --target 'host=/var/run/postgresql dbname=app_restored'
   strongbox restore chat:latest --target /srv/app/chat.sqlite3 --force
-  strongbox restore maindb:latest --target-dir /var/lib/postgresql/15/main --to-time 2026-12-01T09:14:00Z
+  strongbox restore maindb:latest --target-dir /var/lib/postgresql/15/main \\
+      --to-time 2026-12-01T09:14:00Z
   strongbox restore 20261201T0200 --target-dir /srv/pg-restored --to-latest
 
 A base backup needs --target-dir and recovers to --to-time, --to-lsn or (the default)
@@ -206,18 +210,21 @@ is forgotten. Objects of failed or killed runs are deleted (see --grace).")]
     #[command(after_help = "\
 Examples:
   strongbox verify --all
-  strongbox verify media:latest --level deep --report /var/log/strongbox-verify.json
+  strongbox verify media:latest --level deep \\
+      --report /var/log/strongbox-verify.json
   strongbox verify --set media --set maindb --level checksum
-  strongbox verify maindb:latest --level restore --scratch-postgres postgresql://verify@db-test/postgres --report verify.html
-  strongbox verify --all --level deep --budget 20GiB     # rotating: least recently read objects first
+  strongbox verify maindb:latest --level restore \\
+      --scratch-postgres postgresql://verify@db-test/postgres \\
+      --report verify.html
+  strongbox verify --all --level deep --budget 20GiB  # oldest-read first
 
 See docs/verification.md.")]
     Verify(VerifyArgs),
     /// Remove a set's lock whose holder is gone (journalled).
     #[command(after_help = "\
 Examples:
-  strongbox unlock media                # a lock left by a process of this host that is gone
-  strongbox unlock media --force        # a lock of another host, once you know it is not running
+  strongbox unlock media           # left by a process of this host that is gone
+  strongbox unlock media --force   # another host's, known to be stopped
 
 A lock held by a process that is running on this host is never removed. A lock of another
 host needs --force: this host cannot tell whether that process still runs, and removing the
@@ -230,17 +237,43 @@ lock of a running backup lets a second one (or a prune) in beside it.")]
         force: bool,
     },
     /// PostgreSQL's WAL archive: archive_command, restore_command and the recovery window.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  archive_command = 'strongbox --repo /mnt/backup -q wal push maindb %p'
+  strongbox --repo /mnt/backup wal window maindb     # how far back it can recover
+  strongbox --repo /mnt/backup backup postgres maindb --physical \\
+      'postgresql://backup@db.internal/postgres'
+
+See docs/pitr.md."
+    )]
     Wal(WalCommand),
     /// Work with the configuration file.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Example:
+  strongbox --config /etc/strongbox/strongbox.toml config check
+
+See docs/configuration.md."
+    )]
     Config(ConfigCommand),
     /// Install the sets' schedules (`schedule`, `verify_schedule`, `prune_schedule` in the
     /// configuration) as a cron.d file or systemd timers.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
     /// Who may read an encrypted repository: one key file each; no data is rewritten.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  strongbox --identity me.txt key list
+  strongbox --identity me.txt key add --recipient age1…
+  strongbox --identity me.txt key remove 3f9a0c12
+
+See docs/encryption.md."
+    )]
     Key(KeyCommand),
     /// Alerts (`[alerts]` in the configuration).
     #[command(subcommand)]
@@ -268,7 +301,8 @@ Examples:
     #[command(after_help = "\
 Examples:
   strongbox --config /etc/strongbox/strongbox.toml daemon
-  docker run --stop-timeout 1800 … strongbox --config /config/strongbox.toml daemon --stop-timeout 25m
+  docker run --stop-timeout 1800 … \\
+      strongbox --config /config/strongbox.toml daemon --stop-timeout 25m
 
 Each job runs as `strongbox --config FILE -q <args>`, as cron and systemd would run it, one
 job per set at a time; a line is logged when each starts and ends. A run missed while the
@@ -286,7 +320,7 @@ pub enum WalCommand {
     #[command(after_help = "\
 Example (postgresql.conf):
   archive_mode = on
-  archive_command = '/usr/bin/strongbox --repo /mnt/backup -q wal push maindb %p'
+  archive_command = 'strongbox --repo /mnt/backup -q wal push maindb %p'
   archive_timeout = 60
 
 Stored compressed (and encrypted) under sets/SET/wal/TIMELINE/NAME with a create-only write:
@@ -344,8 +378,10 @@ pub enum ScheduleCommand {
     /// Write the jobs as one cron.d file, or as a oneshot service and a timer per job.
     #[command(after_help = "\
 Examples:
-  strongbox --config /etc/strongbox/strongbox.toml schedule install --cron /etc/cron.d/strongbox
-  strongbox --config /etc/strongbox/strongbox.toml schedule install --systemd /etc/systemd/system
+  strongbox --config /etc/strongbox/strongbox.toml \\
+      schedule install --cron /etc/cron.d/strongbox
+  strongbox --config /etc/strongbox/strongbox.toml \\
+      schedule install --systemd /etc/systemd/system
   systemctl daemon-reload && systemctl enable --now strongbox-backup-media.timer")]
     Install {
         #[command(flatten)]
@@ -417,8 +453,9 @@ Examples:
     /// on a terminal.
     #[command(after_help = "\
 Examples:
-  strongbox --repo /mnt/backup key passwd          (asks for the old, then the new passphrase)
-  STRONGBOX_PASSPHRASE=old STRONGBOX_NEW_PASSPHRASE=new strongbox --repo /mnt/backup key passwd
+  strongbox --repo /mnt/backup key passwd    # asks for the old, then the new
+  STRONGBOX_PASSPHRASE=old STRONGBOX_NEW_PASSPHRASE=new \\
+      strongbox --repo /mnt/backup key passwd
   STRONGBOX_NEW_PASSPHRASE=… strongbox --identity me.txt key passwd 3f2a9c1b")]
     Passwd {
         /// The passphrase key's id; default: the key that unlocked the repository.
@@ -454,8 +491,10 @@ pub enum Backup {
     #[command(after_help = "\
 Examples:
   strongbox backup files media /srv/media
-  strongbox backup files media /srv/media --differential --exclude '*.tmp' --exclude cache
-  strongbox backup files media /srv/media --full --compression zstd:9 --tag monthly
+  strongbox backup files media /srv/media --differential \\
+      --exclude '*.tmp' --exclude cache
+  strongbox backup files media /srv/media --full --compression zstd:9 \\
+      --tag monthly
 
 The first snapshot of a set is full; later ones are incremental unless told.
 `strongbox --config /etc/strongbox.toml backup media` backs up a set the configuration defines.
@@ -465,7 +504,8 @@ Unchanged files (same size, mtime, ctime, inode) are not read again.")]
     /// --physical the whole cluster as a base backup for point-in-time recovery.
     #[command(after_help = "\
 Examples:
-  PGPASSWORD=… strongbox backup postgres maindb 'postgresql://backup@db.internal:5432/app'
+  PGPASSWORD=… strongbox backup postgres maindb \\
+      'postgresql://backup@db.internal:5432/app'
   runuser -u postgres -- strongbox backup postgres maindb 'dbname=app'
 
 The connection string is read as libpq reads it: a URL or keyword=value pairs; the user
@@ -762,6 +802,25 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Regression: examples wider than the terminal were wrapped mid-command by clap
+    /// (`--scratch-postgres` on one line, its URL on the next), breaking copy and paste.
+    #[test]
+    fn help_examples_fit_an_80_column_terminal() {
+        fn walk(command: &clap::Command, long: &mut Vec<String>) {
+            let text = command.get_after_help().map(|h| h.to_string());
+            for line in text.iter().flat_map(|t| t.lines()) {
+                // Indented lines are commands; prose may wrap.
+                if line.starts_with(' ') && line.chars().count() > 80 {
+                    long.push(format!("{}: {line}", command.get_name()));
+                }
+            }
+            command.get_subcommands().for_each(|sub| walk(sub, long));
+        }
+        let mut long = Vec::new();
+        walk(&Cli::command(), &mut long);
+        assert!(long.is_empty(), "{}", long.join("\n"));
     }
 
     /// Regression: psql's `now()` form without an offset was refused as "premature end
