@@ -1126,6 +1126,15 @@ impl Repository {
                         location: shown,
                         reason,
                     }),
+                    // Said, not only done: a mistyped path or an unmounted disk would
+                    // otherwise take the backups without anyone noticing.
+                    Ok(repo) => {
+                        tracing::warn!(
+                            "created a new repository in {shown}; if you meant an existing one, \
+                             check the path (an unmounted disk?)"
+                        );
+                        Ok(repo)
+                    }
                     other => other,
                 }
             }
