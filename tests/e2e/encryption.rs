@@ -1147,6 +1147,19 @@ fn a_damaged_key_file_locks_out_only_its_own_holder_and_can_be_removed() {
         "the damaged file is named beside the refusal: {err}"
     );
 
+    let health = env.run(&[
+        "--identity",
+        other,
+        "health",
+        "--json",
+        "--max-disk-usage",
+        "100",
+    ]);
+    let report: Value = serde_json::from_slice(&health.stdout).unwrap();
+    let keys = crate::harness::named_check(&report["checks"], "keys");
+    assert_eq!(keys["status"], "warning", "{report}");
+    assert!(keys["detail"].as_str().unwrap().contains(mine), "{report}");
+
     let err = env.fails(&["--identity", other, "key", "remove", theirs], 1);
     assert!(err.contains("last usable key"), "{err}");
     env.json(&["--identity", other, "key", "remove", mine]);

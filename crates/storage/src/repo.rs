@@ -395,15 +395,14 @@ impl RepoReader {
         let recipient = self.marker.recipient.clone().unwrap_or_default();
         for (id, file) in self.key_files()? {
             let bytes = self.stored_bytes(&file.key)?;
-            // One damaged key file must not lock out the holders of the others.
-            let opened = match encryption::open_key_file(&file.key, &bytes, &identities, passphrase)
-            {
-                Err(e @ Error::Corrupt { .. }) => {
-                    tracing::warn!(error = %e, "skipping a damaged key file");
-                    continue;
-                }
-                opened => opened?,
-            };
+            // A key file whose header does not parse opens for nobody: it must not lock out
+            // the holders of the others. One that opens with this key and then proves cut or
+            // altered is an error (it is this key's file).
+            if let Err(e) = encryption::is_passphrase_file(&file.key, &bytes) {
+                tracing::warn!(error = %e, "skipping a damaged key file");
+                continue;
+            }
+            let opened = encryption::open_key_file(&file.key, &bytes, &identities, passphrase)?;
             if let Some(identity) = opened {
                 if identity.to_public().to_string() != recipient {
                     return Err(Error::Corrupt {
@@ -1102,9 +1101,14 @@ impl Repository {
     }
 
     /// Open a local repository, creating it first if its directory is missing or empty
-    /// (what `backup` does with the default `./backups`). A directory holding anything
-    /// else is never turned into a repository.
-    pub fn open_or_init(location: &Location, options: &StoreOptions) -> Result<Self, Error> {
+    /// (what `backup` does with the default `./backups`); true when it was created, which
+    /// the caller should say: a mistyped path or an unmounted disk would otherwise take the
+    /// backups unnoticed. A directory holding anything else is never turned into a
+    /// repository.
+    pub fn open_or_init(
+        location: &Location,
+        options: &StoreOptions,
+    ) -> Result<(Self, bool), Error> {
         let opened = Store::connect(location, options).and_then(Self::open_store);
         match (opened, location) {
             (
@@ -1126,19 +1130,10 @@ impl Repository {
                         location: shown,
                         reason,
                     }),
-                    // Said, not only done: a mistyped path or an unmounted disk would
-                    // otherwise take the backups without anyone noticing.
-                    Ok(repo) => {
-                        tracing::warn!(
-                            "created a new repository in {shown}; if you meant an existing one, \
-                             check the path (an unmounted disk?)"
-                        );
-                        Ok(repo)
-                    }
-                    other => other,
+                    other => other.map(|repo| (repo, true)),
                 }
             }
-            (other, _) => other,
+            (other, _) => other.map(|repo| (repo, false)),
         }
     }
 

@@ -184,6 +184,7 @@ impl Reader {
             statuses.push(status);
         }
         checks.push(self.disk_check(options));
+        checks.extend(self.keys_check()?);
         let status = checks
             .iter()
             .map(|c| c.status)
@@ -203,6 +204,40 @@ impl Reader {
             snapshots: by_set,
             forgettable,
         })
+    }
+
+    /// An encrypted repository's damaged key files: unlocking passes over them with a
+    /// warning that a scheduled (quiet) run does not show, and their holders are locked out.
+    fn keys_check(&self) -> Result<Option<HealthCheck>, Error> {
+        if !self.repo.sealed() {
+            return Ok(None);
+        }
+        let keys = self.repo.keys()?;
+        let damaged: Vec<&str> = keys
+            .iter()
+            .filter(|k| k.kind == strongbox_storage::KeyInfo::DAMAGED)
+            .map(|k| k.id.as_str())
+            .collect();
+        let (status, detail) = match damaged.as_slice() {
+            [] => (
+                HealthStatus::Ok,
+                format!("{} key file(s) readable", keys.len()),
+            ),
+            ids => (
+                HealthStatus::Warning,
+                format!(
+                    "damaged key file(s) {}: their age header does not parse, so their \
+                     holders cannot unlock; `key remove` them and `key add` the holders again",
+                    ids.join(", ")
+                ),
+            ),
+        };
+        Ok(Some(HealthCheck {
+            set: None,
+            name: "keys".to_string(),
+            status,
+            detail,
+        }))
     }
 
     fn disk_check(&self, options: &HealthOptions) -> HealthCheck {
