@@ -1317,6 +1317,28 @@ fn every_snapshot_drawing_from_a_damaged_archive_fails_with_it() {
         [(full_id, &false.into()), (inc_id, &false.into())]
     );
 
+    // Without the full in the run, in either order: the first that draws from its archive
+    // hashes it, the other gets its result.
+    write(&src.join("newer.txt"), b"newer");
+    let newer = env.backup("media", &src, &[]);
+    let newer_id = newer["id"].as_str().unwrap();
+    for order in [[newer_id, inc_id], [inc_id, newer_id]] {
+        let out = env.run(&[
+            "verify", order[0], order[1], "--level", "checksum", "--json",
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for snapshot in report["snapshots"].as_array().unwrap() {
+            let detail = crate::harness::named_check(&snapshot["checks"], "checksum")["detail"]
+                .as_str()
+                .unwrap();
+            assert!(
+                detail.starts_with(&format!("draws from the archive of snapshot {full_id}: ")),
+                "{order:?}: {detail}"
+            );
+        }
+    }
+
     fs::write(&archive, &original[..original.len() - 100]).unwrap();
     let out = env.run(&["verify", inc_id, "--level", "quick", "--json"]);
     assert_eq!(out.status.code(), Some(1));
@@ -1349,4 +1371,24 @@ fn a_misspelt_set_is_refused_by_the_commands_that_read_it() {
         );
         env.json(&[command, "media"]);
     }
+}
+
+/// A backup into a mistyped --repo (or onto an unmounted disk's mount point) made a fresh
+/// repository there without a word, even from cron.
+#[test]
+fn a_backup_that_creates_its_repository_says_so_even_when_quiet() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a.txt"), b"a");
+    let args = ["-q", "backup", "files", "media", src.to_str().unwrap()];
+    let first = env.cmd(&args).output().unwrap();
+    assert!(first.status.success());
+    let warning = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        warning.contains("created a new repository in") && warning.contains(&env.repo),
+        "{warning}"
+    );
+    let second = env.cmd(&args).output().unwrap();
+    assert!(second.status.success());
+    assert_eq!(String::from_utf8_lossy(&second.stderr), "");
 }

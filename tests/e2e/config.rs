@@ -120,6 +120,15 @@ keep = {{ last = 1 }}
         stdout.starts_with("UNKNOWN: ") && stdout.contains("needs `path`"),
         "{stdout}"
     );
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["health", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "unknown", "{report}");
 }
 
 #[test]

@@ -242,7 +242,7 @@ lock of a running backup lets a second one (or a prune) in beside it.")]
         after_help = "\
 Examples:
   archive_command = 'strongbox --repo /mnt/backup -q wal push maindb %p'
-  strongbox --repo /mnt/backup wal window maindb     # how far back it can recover
+  strongbox --repo /mnt/backup wal window maindb   # how far back it reaches
   strongbox --repo /mnt/backup backup postgres maindb --physical \\
       'postgresql://backup@db.internal/postgres'
 

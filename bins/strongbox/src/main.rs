@@ -83,17 +83,11 @@ fn main() -> ExitCode {
     // repository is, never critical (2, the usage status).
     let checking = matches!(cli.command, Command::Health(_));
     let fail = |error: &anyhow::Error, json: bool, code: u8| {
-        if checking && !json {
-            println!("UNKNOWN: {error:#}");
+        if checking {
+            eprintln!("strongbox: error: {error:#}");
+            return health_unknown(&format!("{error:#}"), json);
         }
-        let code = if fetching {
-            EXIT_FETCH_FAILED
-        } else if checking {
-            HealthStatus::Unknown.exit_code()
-        } else {
-            code
-        };
-        fail(error, json, code)
+        fail(error, json, if fetching { EXIT_FETCH_FAILED } else { code })
     };
     let config = match load_config(&cli) {
         Ok(config) => config,
@@ -251,6 +245,17 @@ fn key_holders(args: &InitArgs) -> Result<Vec<KeyHolder>> {
     // Before the store is created: a refused init leaves no directory behind.
     holders.iter().try_for_each(KeyHolder::check)?;
     Ok(holders)
+}
+
+/// A health check that could not run: unknown to monitoring, in health's own shape.
+fn health_unknown(message: &str, json: bool) -> ExitCode {
+    if json {
+        let report = serde_json::json!({ "status": "unknown", "checks": [], "error": message });
+        println!("{report}");
+    } else {
+        println!("UNKNOWN: {message}");
+    }
+    ExitCode::from(HealthStatus::Unknown.exit_code())
 }
 
 /// The exit status of a failed command.
@@ -866,18 +871,7 @@ impl App {
                 }
                 (report, reader)
             }
-            Err(e) => {
-                let message = format!("{e:#}");
-                if self.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "status": "unknown", "checks": [], "error": message })
-                    );
-                } else {
-                    println!("UNKNOWN: {message}");
-                }
-                return Ok(ExitCode::from(HealthStatus::Unknown.exit_code()));
-            }
+            Err(e) => return Ok(health_unknown(&format!("{e:#}"), self.json)),
         };
         let metrics = args.prometheus.as_deref().map(|path| -> Result<()> {
             reader.check_output(path)?;
@@ -954,7 +948,16 @@ impl App {
             }
         };
         strongbox_storage::layout::check_set_name(&spec.set)?;
-        let repo = Repository::open_or_init(&self.location()?, &self.config.store_options())?;
+        let location = self.location()?;
+        let (repo, created) = Repository::open_or_init(&location, &self.config.store_options())?;
+        if created {
+            // Even with -q, as scheduled jobs run: once, and it may be the only sign of a
+            // mistyped path or an unmounted disk.
+            eprintln!(
+                "strongbox: warning: created a new repository in {location}; if you meant an \
+                 existing one, check the path (an unmounted disk?)"
+            );
+        }
         let engine = self.engine_over(repo)?;
         let snapshot = engine.backup(&spec).with_context(|| {
             format!(

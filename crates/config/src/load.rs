@@ -107,10 +107,17 @@ impl Config {
         let mut sets = BTreeMap::new();
         for (name, table) in raw.sets {
             strongbox_storage::layout::check_set_name(&name).map_err(storage)?;
-            let set = SetConfig::from_table(table).map_err(|message| Error::Set {
-                path: path.clone(),
-                name: name.clone(),
-                message,
+            // A variable left unexpanded in a typed setting (`schedule`, `keep`) makes it
+            // invalid: the variable is the cause to name.
+            let set = SetConfig::from_table(table).map_err(|message| {
+                unresolved.get(&name).map_or_else(
+                    || Error::Set {
+                        path: path.clone(),
+                        name: name.clone(),
+                        message,
+                    },
+                    Unresolved::error,
+                )
             })?;
             sets.insert(name, set);
         }
@@ -317,6 +324,14 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
         );
         let err = parse(&outside).unwrap_err();
         assert!(matches!(err, Error::UnsetVariable { .. }), "{err}");
+        let typed = format!(
+            "{text}\n[sets.media2]\nsource = \"files\"\npath = \"/m\"\nschedule = \"${{WHEN}}\"\n"
+        );
+        let err = parse(&typed).unwrap_err();
+        assert!(
+            matches!(&err, Error::UnsetVariable { key, .. } if key == "sets.media2.schedule"),
+            "{err}"
+        );
         let malformed = GOOD.replace("${PGPASS}@db", "${PGPASS@db");
         let err = parse(&malformed).unwrap_err();
         assert!(matches!(err, Error::BadReference { .. }), "{err}");

@@ -208,10 +208,10 @@ pub(crate) fn verify(stream: &mut dyn std::io::Read) -> Result<String, Error> {
     let mut last: Option<String> = None;
     for entry in archive.entries().map_err(broken(None))? {
         let mut entry = entry.map_err(broken(last.as_deref()))?;
-        let path = entry
-            .path()
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let path = entry.path().map_or_else(
+            |_| "(an entry whose name does not read)".to_string(),
+            |p| p.to_string_lossy().into_owned(),
+        );
         label |= path == "backup_label";
         control |= path == "global/pg_control";
         bytes += std::io::copy(&mut entry, &mut std::io::sink()).map_err(broken(Some(&path)))?;

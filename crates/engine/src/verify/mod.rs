@@ -140,8 +140,9 @@ struct SetObjects {
     /// Archives whose records are forgotten, with the size and digest those named.
     retained: HashMap<SnapshotId, ObjectRef>,
     /// The archive of each holder a listing drew from so far, as its record (or the
-    /// retained list) names it; `None` when neither does.
-    drawn: HashMap<SnapshotId, Option<ObjectRef>>,
+    /// retained list) names it; `None` when neither does; an error when the record does
+    /// not read.
+    drawn: HashMap<SnapshotId, Result<Option<ObjectRef>, String>>,
     /// The snapshots this run verifies: each hashes its own archive.
     in_run: HashSet<SnapshotId>,
     /// The archives hashed so far, by holder, and whether each matched: each once, with
@@ -286,7 +287,7 @@ impl Reader {
             retained,
             drawn: snapshots
                 .iter()
-                .map(|s| (s.id.clone(), s.object(ObjectRole::Archive).cloned()))
+                .map(|s| (s.id.clone(), Ok(s.object(ObjectRole::Archive).cloned())))
                 .collect(),
             in_run: snapshots.iter().map(|s| s.id.clone()).collect(),
             hashed: HashMap::new(),
@@ -306,7 +307,7 @@ impl Reader {
                 let failed = holders
                     .iter()
                     .find_map(|h| match set_objects.hashed.get(h) {
-                        Some(Err(e)) if h.as_str() != report.id => Some((h, e)),
+                        Some(Err(e)) => Some((h, e)),
                         _ => None,
                     });
                 let check = report
@@ -394,14 +395,29 @@ impl Reader {
                 .collect(),
             _ => Vec::new(),
         };
+        let mut unreadable = None;
         let drawn: Vec<(SnapshotId, ObjectRef)> = holders
             .iter()
-            .filter_map(|h| Some((h.clone(), self.archive_of(snapshot, h, set_objects)?)))
+            .filter_map(|h| match self.archive_of(snapshot, h, set_objects) {
+                Ok(archive) => Some((h.clone(), archive?)),
+                Err(e) => {
+                    unreadable.get_or_insert_with(|| {
+                        format!(
+                            "draws from the archive of snapshot {h}, whose record cannot be \
+                             read: {e}"
+                        )
+                    });
+                    None
+                }
+            })
             .collect();
         if let Some(read) = &read {
-            checks.push(match read {
-                Ok(tree) => drawn_present(tree.check(&set_objects.archives), &drawn, set_objects),
-                Err(e) => Check::new(CheckName::Listing, Err(e.clone())),
+            checks.push(match (read, unreadable) {
+                (Ok(_), Some(e)) => Check::new(CheckName::Listing, Err(e)),
+                (Ok(tree), None) => {
+                    drawn_present(tree.check(&set_objects.archives), &drawn, set_objects)
+                }
+                (Err(e), _) => Check::new(CheckName::Listing, Err(e.clone())),
             });
         }
         let listing_read = matches!(read, Some(Ok(_)));
@@ -448,23 +464,26 @@ impl Reader {
 
     /// The archive of `holder` that `snapshot`'s listing draws from, as its record (or the
     /// set's retained list, once forgotten) names it; `None` when neither does (the listing
-    /// check names a missing archive). Each holder's record is read once per run.
+    /// check names a missing archive); an error when the record does not read. Each
+    /// holder's record is read once per run.
     fn archive_of(
         &self,
         snapshot: &Snapshot,
         holder: &SnapshotId,
         set_objects: &mut SetObjects,
-    ) -> Option<ObjectRef> {
+    ) -> Result<Option<ObjectRef>, String> {
         let retained = &set_objects.retained;
         set_objects
             .drawn
             .entry(holder.clone())
             .or_insert_with(|| {
                 if let Some(retained) = retained.get(holder) {
-                    return Some(retained.clone());
+                    return Ok(Some(retained.clone()));
                 }
-                let record = self.snapshot_of(&snapshot.set, holder).ok().flatten()?;
-                record.object(ObjectRole::Archive).cloned()
+                let record = self
+                    .snapshot_of(&snapshot.set, holder)
+                    .map_err(|e| crate::error_chain(&e))?;
+                Ok(record.and_then(|r| r.object(ObjectRole::Archive).cloned()))
             })
             .clone()
     }
@@ -493,7 +512,12 @@ impl Reader {
                 hashed.insert((*holder).clone(), result.clone());
             }
             if let Err(e) = result {
-                first_failure.get_or_insert(e);
+                first_failure.get_or_insert(match holder {
+                    Some(h) if *h != &snapshot.id => {
+                        format!("draws from the archive of snapshot {h}: {e}")
+                    }
+                    _ => e,
+                });
             }
         }
         match first_failure {
