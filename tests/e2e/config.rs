@@ -37,17 +37,18 @@ keep = {{ last = 1 }}
         ),
     )
     .unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(bin())
+    // Whatever it exits with; `run` expects success and parses its JSON.
+    let bare = |args: &[&str]| {
+        Command::new(bin())
             .arg("--config")
             .arg(&config)
             .args(args)
-            .arg("--json")
             .env_remove("STRONGBOX_REPO")
+            .env_remove("STRONGBOX_TEST_UNSET")
             .output()
-            .unwrap();
-        crate::harness::succeeded(&out)
+            .unwrap()
     };
+    let run = |args: &[&str]| crate::harness::succeeded(&bare(&[args, &["--json"]].concat()));
     for _ in 0..3 {
         let record = run(&["backup", "media"]);
         assert_eq!(record["tags"], serde_json::json!(["nightly"]));
@@ -75,13 +76,7 @@ keep = {{ last = 1 }}
     run(&["backup", "media"]);
     run(&["prune"]);
     for args in [&["backup", "maindb"][..], &["config", "check"]] {
-        let out = Command::new(bin())
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env_remove("STRONGBOX_TEST_UNSET")
-            .output()
-            .unwrap();
+        let out = bare(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}");
         assert!(
@@ -90,42 +85,22 @@ keep = {{ last = 1 }}
         );
     }
 
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(&config)
-        .args(["backup", "nope"])
-        .output()
-        .unwrap();
+    let out = bare(&["backup", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no set \"nope\""));
     std::fs::write(&config, "[sets.x]\nsource = \"files\"\n").unwrap();
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("snapshots")
-        .output()
-        .unwrap();
+    let out = bare(&["snapshots"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs `path`"));
     // To a monitoring system, a health check that cannot run is unknown, not critical.
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("health")
-        .output()
-        .unwrap();
+    let out = bare(&["health"]);
     assert_eq!(out.status.code(), Some(3));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.starts_with("UNKNOWN: ") && stdout.contains("needs `path`"),
         "{stdout}"
     );
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(&config)
-        .args(["health", "--json"])
-        .output()
-        .unwrap();
+    let out = bare(&["health", "--json"]);
     assert_eq!(out.status.code(), Some(3));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["status"], "unknown", "{report}");

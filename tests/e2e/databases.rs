@@ -79,6 +79,22 @@ fn postgres_backup_restore_and_the_documented_recipe_give_the_same_rows() {
     assert_eq!(source.psql(&exists), "0");
     let out = env.json(&["restore", "maindb:latest", "--target", &restored.url()]);
     assert_eq!(out["tables"].as_array().unwrap().len(), 2);
+    // Into the database that now holds data: refused as the restore would be, and with
+    // --force it says what would be replaced.
+    let dry = [
+        "restore",
+        "maindb:latest",
+        "--target",
+        &restored.url(),
+        "--dry-run",
+    ];
+    let err = env.fails(&dry, 1);
+    assert!(
+        err.contains("not empty") && err.contains("--force"),
+        "{err}"
+    );
+    let plan = env.json(&[&dry[..], &["--force"]].concat());
+    assert!(plan["replaces"].is_string(), "{plan}");
     let checksum = "SELECT md5(string_agg(p::text, ',' ORDER BY id)) FROM posts p";
     assert_eq!(restored.psql(checksum), source.psql(checksum));
     assert_eq!(

@@ -527,14 +527,8 @@ fn a_recipients_file_gives_each_line_a_key_and_an_identity_in_it_is_refused_unsh
         let keys = env.json(&["--identity", identity.to_str().unwrap(), "key", "list"]);
         assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
         let target = env.path(&format!("restored-{i}"));
-        env.json(&[
-            "--identity",
-            identity.to_str().unwrap(),
-            "restore",
-            record["id"].as_str().unwrap(),
-            "--target",
-            target.to_str().unwrap(),
-        ]);
+        let id = record["id"].as_str().unwrap();
+        env.restore(id, &target, &["--identity", identity.to_str().unwrap()]);
         assert_same_tree(&tree(&src), &tree(&target));
     }
 

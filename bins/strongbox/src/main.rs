@@ -533,10 +533,10 @@ impl App {
             Command::Backup(args) => self.backup(args),
             Command::Status { sets, html } => {
                 let reader = self.reader()?;
-                for set in &sets {
-                    self.config
-                        .known_set(set, || Ok::<_, anyhow::Error>(reader.sets()?))?;
-                }
+                self.config
+                    .known_sets(sets.iter().map(String::as_str), || {
+                        Ok::<_, anyhow::Error>(reader.sets()?)
+                    })?;
                 if let Some(path) = html {
                     reader.check_output(&path)?;
                     let dashboard = reader.dashboard(&sets, &self.config.health_options())?;
@@ -550,10 +550,8 @@ impl App {
             Command::Health(args) => self.health(args),
             Command::Snapshots { set } => {
                 let reader = self.reader()?;
-                if let Some(set) = &set {
-                    self.config
-                        .known_set(set, || Ok::<_, anyhow::Error>(reader.sets()?))?;
-                }
+                self.config
+                    .known_sets(set.as_deref(), || Ok::<_, anyhow::Error>(reader.sets()?))?;
                 let records = reader.records(set.as_deref())?;
                 let snapshots = records.snapshots;
                 let sets: std::collections::BTreeSet<&str> =

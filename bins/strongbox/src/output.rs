@@ -140,12 +140,14 @@ fn table(header: &[&str], right: &[usize], rows: Vec<Vec<String>>) -> String {
         .collect();
     all.iter()
         .map(|row| {
-            let last = row.len() - 1;
-            let cells = row.iter().enumerate().map(|(c, cell)| match c {
-                _ if c == last => cell.clone(),
-                _ if right.contains(&c) => format!("{cell:>w$}", w = widths[c]),
-                _ => format!("{cell:<w$}", w = widths[c]),
+            let cells = row.iter().enumerate().map(|(c, cell)| {
+                if right.contains(&c) {
+                    format!("{cell:>w$}", w = widths[c])
+                } else {
+                    format!("{cell:<w$}", w = widths[c])
+                }
             });
+            // The last column padded too, then the padding trimmed.
             cells.collect::<Vec<_>>().join("  ").trim_end().to_string()
         })
         .collect::<Vec<_>>()

@@ -54,15 +54,13 @@ impl Config {
         let path = path.to_path_buf();
         // The parser's message and line, not the error: its Display quotes the line, which
         // may hold a password.
-        let mut table: toml::Value = toml::from_str::<toml::Table>(text)
-            .map(toml::Value::Table)
-            .map_err(|e| Error::Syntax {
-                line: e.span().map_or(1, |span| {
-                    1 + text[..span.start.min(text.len())].matches('\n').count()
-                }),
-                message: e.message().trim().replace('\n', " "),
-                path: path.clone(),
-            })?;
+        let mut table = toml::from_str::<toml::Table>(text).map_err(|e| Error::Syntax {
+            line: e.span().map_or(1, |span| {
+                1 + text[..span.start.min(text.len())].matches('\n').count()
+            }),
+            message: e.message().trim().replace('\n', " "),
+            path: path.clone(),
+        })?;
         let refused = |(key, bad)| match bad {
             BadReference::Unset(var) => Error::UnsetVariable {
                 path: path.clone(),
@@ -78,23 +76,22 @@ impl Config {
         // A set's unset variable is held against that set alone; everything else must
         // expand.
         let mut unresolved = BTreeMap::new();
-        let sets = table.as_table_mut().and_then(|t| t.remove("sets"));
+        let mut sets = table.remove("sets");
+        let mut table = toml::Value::Table(table);
         expand_value(&mut table, "", env).map_err(refused)?;
-        if let Some(mut sets) = sets {
-            if let toml::Value::Table(each) = &mut sets {
-                for (name, set) in each.iter_mut() {
-                    match expand_value(set, &format!("sets.{name}"), env) {
-                        Err((key, BadReference::Unset(var))) => {
-                            let path = path.clone();
-                            unresolved.insert(name.clone(), Unresolved { path, key, var });
-                        }
-                        other => other.map_err(refused)?,
+        if let Some(toml::Value::Table(each)) = &mut sets {
+            for (name, set) in each.iter_mut() {
+                match expand_value(set, &format!("sets.{name}"), env) {
+                    Err((key, BadReference::Unset(var))) => {
+                        let path = path.clone();
+                        unresolved.insert(name.clone(), Unresolved { path, key, var });
                     }
+                    other => other.map_err(refused)?,
                 }
             }
-            if let Some(t) = table.as_table_mut() {
-                t.insert("sets".to_string(), sets);
-            }
+        }
+        if let (Some(sets), toml::Value::Table(top)) = (sets, &mut table) {
+            top.insert("sets".to_string(), sets);
         }
         let raw: Raw = crate::model::from_value(table).map_err(|message| Error::Invalid {
             path: path.clone(),
@@ -459,6 +456,25 @@ webhooks = [ { url = "https://hooks.example/services/T0/SECRET", format = "slack
             );
             assert!(!message.contains(value), "{message}");
         }
+    }
+
+    #[test]
+    fn named_sets_are_checked_against_the_repository_listed_once() {
+        let config = parse(GOOD).unwrap();
+        let listings = std::cell::Cell::new(0);
+        let in_repo = || {
+            listings.set(listings.get() + 1);
+            Ok::<_, Error>(vec!["a".to_string(), "b".to_string()])
+        };
+        config.known_sets(["media", "a", "b"], in_repo).unwrap();
+        assert_eq!(listings.get(), 1);
+        config.known_sets(["media", "maindb"], in_repo).unwrap();
+        assert_eq!(listings.get(), 1, "configured sets need no listing");
+        let err = config.known_sets(["a", "x"], in_repo).unwrap_err();
+        assert!(
+            matches!(&err, Error::NoSuchSet { name } if name == "x"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -139,20 +139,31 @@ impl Config {
         })
     }
 
-    /// Refuse set `name` when neither the configuration nor the repository (`repo_sets`,
-    /// asked only when the configuration does not have it) has it.
-    pub fn known_set<E: From<Error>>(
+    /// Refuse the first of `names` that neither the configuration nor the repository has
+    /// (`repo_sets`, listed once, and only for a name the configuration lacks).
+    pub fn known_sets<'a, E: From<Error>>(
         &self,
-        name: &str,
+        names: impl IntoIterator<Item = &'a str>,
         repo_sets: impl FnOnce() -> Result<Vec<String>, E>,
     ) -> Result<(), E> {
-        if self.sets.contains_key(name) || repo_sets()?.iter().any(|s| s == name) {
+        let unconfigured: Vec<&str> = names
+            .into_iter()
+            .filter(|n| !self.sets.contains_key(*n))
+            .collect();
+        if unconfigured.is_empty() {
             return Ok(());
         }
-        Err(Error::NoSuchSet {
-            name: name.to_string(),
+        let in_repo = repo_sets()?;
+        match unconfigured
+            .into_iter()
+            .find(|n| !in_repo.iter().any(|s| s == n))
+        {
+            Some(name) => Err(Error::NoSuchSet {
+                name: name.to_string(),
+            }
+            .into()),
+            None => Ok(()),
         }
-        .into())
     }
 
     /// What `prune [SET]` prunes with: rules given on the command line apply to `set`, or to
@@ -168,7 +179,7 @@ impl Config {
         let with_rules = !rules.is_empty() || self.sets.is_empty();
         let sets = match set {
             Some(name) => {
-                self.known_set(name, repo_sets)?;
+                self.known_sets([name], repo_sets)?;
                 vec![name.to_string()]
             }
             None if with_rules => repo_sets()?,

@@ -3,7 +3,7 @@
 
 use std::ffi;
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::Path;
 
 /// Write `path` through a temporary file beside it and a rename, so that a reader (a
@@ -18,9 +18,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     temp_name.push(&name);
     temp_name.push(format!(".tmp-{}", std::process::id()));
     let temp = path.with_file_name(temp_name);
-    let written = fs::write(&temp, bytes)
-        .and_then(|()| {
-            let file = fs::File::open(&temp)?;
+    let written = fs::File::create(&temp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
             if let Ok(existing) = fs::metadata(path) {
                 file.set_permissions(existing.permissions())?;
             }

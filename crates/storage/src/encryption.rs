@@ -82,7 +82,10 @@ pub(crate) fn is_passphrase_file(key: &str, bytes: &[u8]) -> Result<bool, Error>
 }
 
 /// A key file's age header, parsed; a file that is not age is corrupt.
-fn key_file_header<'a>(key: &str, bytes: &'a [u8]) -> Result<age::Decryptor<&'a [u8]>, Error> {
+pub(crate) fn key_file_header<'a>(
+    key: &str,
+    bytes: &'a [u8],
+) -> Result<age::Decryptor<&'a [u8]>, Error> {
     age::Decryptor::new_buffered(bytes).map_err(|e| Error::Corrupt {
         key: key.to_string(),
         reason: format!("not an age file: {e}"),
@@ -157,10 +160,7 @@ impl KeyHolder {
     /// The recipients of an age recipients file (`age -R`): one a line, blank lines and
     /// `#` comments skipped. A line that is no recipient is refused by its number.
     pub fn from_recipients_file(text: &str) -> Result<Vec<KeyHolder>, Error> {
-        text.lines()
-            .enumerate()
-            .map(|(i, line)| (i + 1, line.trim()))
-            .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        key_lines(text)
             .map(|(number, line)| {
                 x25519::Recipient::from_str(line)
                     .map(|_| KeyHolder::Recipient(line.to_string()))
@@ -209,6 +209,15 @@ pub(crate) fn parse_recipient(text: &str) -> Result<x25519::Recipient, Error> {
     x25519::Recipient::from_str(text).map_err(|reason| invalid_recipient("", text, reason))
 }
 
+/// The lines of an age recipients or identity file that hold a key, trimmed, with their
+/// numbers (from 1): blank lines and `#` comments are skipped, as age skips them.
+fn key_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+}
+
 /// Why `text` (at `place`, which opens the message) is no recipient, quoting it only when
 /// it is public. An identity given where its recipient belongs (an `age-keygen` file as
 /// `--recipients-file`) is a secret, and anything else may be one mistyped.
@@ -255,12 +264,7 @@ fn parse_identities(text: &SecretString) -> Result<Vec<x25519::Identity>, Error>
         what,
         reason: reason.to_string(),
     };
-    let found: Vec<x25519::Identity> = text
-        .expose_secret()
-        .lines()
-        .enumerate()
-        .map(|(i, line)| (i + 1, line.trim()))
-        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+    let found: Vec<x25519::Identity> = key_lines(text.expose_secret())
         .map(|(number, line)| {
             x25519::Identity::from_str(line).map_err(|_| {
                 let recipient = line
@@ -287,11 +291,11 @@ fn parse_identities(text: &SecretString) -> Result<Vec<x25519::Identity>, Error>
     Ok(found)
 }
 
-/// Open one key file with the given identities: the repository identity, `Ok(None)` when
-/// none of them is a holder of this file.
+/// Open key file `key`, its header parsed ([`key_file_header`]), with the given
+/// identities: the repository identity, `Ok(None)` when none of them is a holder of it.
 pub(crate) fn open_key_file(
     key: &str,
-    bytes: &[u8],
+    decryptor: age::Decryptor<&[u8]>,
     identities: &[Box<dyn age::Identity>],
     passphrase: bool,
 ) -> Result<Option<x25519::Identity>, Error> {
@@ -299,7 +303,6 @@ pub(crate) fn open_key_file(
         key: key.to_string(),
         reason,
     };
-    let decryptor = key_file_header(key, bytes)?;
     if decryptor.is_scrypt() != passphrase {
         return Ok(None);
     }
@@ -495,13 +498,14 @@ mod tests {
         let sealed = holder.seal(&repo).unwrap();
         let opens = |who: &x25519::Identity| {
             let ids: Vec<Box<dyn age::Identity>> = vec![Box::new(who.clone())];
-            open_key_file("keys/k.age", &sealed, &ids, false).unwrap()
+            let header = key_file_header("keys/k.age", &sealed).unwrap();
+            open_key_file("keys/k.age", header, &ids, false).unwrap()
         };
         let opened = opens(&mine).expect("the holder opens it");
         assert_eq!(opened.to_public().to_string(), repo.to_public().to_string());
         assert!(opens(&other).is_none());
-        let Err(err) = open_key_file("keys/k.age", b"garbage", &[], false) else {
-            panic!("garbage opened as a key file");
+        let Err(err) = key_file_header("keys/k.age", b"garbage") else {
+            panic!("garbage read as a key file");
         };
         assert!(err.to_string().contains("keys/k.age"), "{err}");
     }

@@ -321,18 +321,15 @@ impl RepoReader {
         let mut keys = Vec::new();
         for (id, file) in self.key_files()? {
             let bytes = self.stored_bytes(&file.key)?;
-            let passphrase = match encryption::is_passphrase_file(&file.key, &bytes) {
-                Ok(passphrase) => passphrase,
-                Err(e) => {
-                    tracing::warn!(key = %file.key, error = %e, "damaged key file");
-                    keys.push(KeyInfo {
-                        id,
-                        kind: KeyInfo::DAMAGED,
-                        recipient: None,
-                        created: file.modified,
-                    });
-                    continue;
-                }
+            // A damaged file is listed as one: `key list` and `health` say so.
+            let Ok(passphrase) = encryption::is_passphrase_file(&file.key, &bytes) else {
+                keys.push(KeyInfo {
+                    id,
+                    kind: KeyInfo::DAMAGED,
+                    recipient: None,
+                    created: file.modified,
+                });
+                continue;
             };
             keys.push(KeyInfo {
                 id,
@@ -398,11 +395,14 @@ impl RepoReader {
             // A key file whose header does not parse opens for nobody: it must not lock out
             // the holders of the others. One that opens with this key and then proves cut or
             // altered is an error (it is this key's file).
-            if let Err(e) = encryption::is_passphrase_file(&file.key, &bytes) {
-                tracing::warn!(error = %e, "skipping a damaged key file");
-                continue;
-            }
-            let opened = encryption::open_key_file(&file.key, &bytes, &identities, passphrase)?;
+            let header = match encryption::key_file_header(&file.key, &bytes) {
+                Ok(header) => header,
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a damaged key file");
+                    continue;
+                }
+            };
+            let opened = encryption::open_key_file(&file.key, header, &identities, passphrase)?;
             if let Some(identity) = opened {
                 if identity.to_public().to_string() != recipient {
                     return Err(Error::Corrupt {
@@ -980,12 +980,12 @@ impl Repository {
     /// Delete one key file; the last one is refused, since without it nobody could read
     /// the repository again.
     pub fn remove_key(&self, id: &str) -> Result<(), Error> {
-        self.known_key(id)?;
-        let others = self.reader.keys()?;
-        let usable = others
+        let keys = self.reader.keys()?;
+        self.known_key(id, keys.iter().map(|k| k.id.as_str()))?;
+        if !keys
             .iter()
-            .filter(|k| k.id != id && k.kind != KeyInfo::DAMAGED);
-        if usable.count() == 0 {
+            .any(|k| k.id != id && k.kind != KeyInfo::DAMAGED)
+        {
             return Err(Error::LastKey {
                 key: layout::key_file(id),
                 location: self.reader.location.clone(),
@@ -999,7 +999,8 @@ impl Repository {
     pub fn change_passphrase(&self, id: &str, new: &SecretString) -> Result<(), Error> {
         let holder = KeyHolder::Passphrase(new.clone());
         holder.check()?;
-        self.known_key(id)?;
+        let files = self.reader.key_files()?;
+        self.known_key(id, files.iter().map(|(k, _)| k.as_str()))?;
         let key = layout::key_file(id);
         let bytes = self.reader.stored_bytes(&key)?;
         if !encryption::is_passphrase_file(&key, &bytes)? {
@@ -1014,19 +1015,15 @@ impl Repository {
             .put_plain(&key, sealed.into(), PutMode::Overwrite)
     }
 
-    /// The key files, when one of them is `id`'s.
-    fn known_key(&self, id: &str) -> Result<Vec<(String, ObjectInfo)>, Error> {
-        let keys = self.reader.key_files()?;
-        if keys.iter().any(|(k, _)| k == id) {
-            return Ok(keys);
+    /// Refuse `id` unless it is among the key ids `known`, naming them.
+    fn known_key<'a>(&self, id: &str, known: impl Iterator<Item = &'a str>) -> Result<(), Error> {
+        let known: Vec<&str> = known.collect();
+        if known.contains(&id) {
+            return Ok(());
         }
         Err(Error::UnknownKey {
             id: id.to_string(),
-            known: keys
-                .iter()
-                .map(|(k, _)| k.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            known: known.join(", "),
             location: self.reader.location.clone(),
         })
     }
