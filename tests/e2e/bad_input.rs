@@ -185,7 +185,10 @@ fn unknown_and_ambiguous_snapshot_ids_are_refused() {
     env.backup("media", &env.path("src"), &[]);
     let err = env.fails(&["show", "29990101"], 1);
     assert!(
-        one_line(&err).contains("no snapshot matches \"29990101\""),
+        one_line(&err).contains(&format!(
+            "no snapshot matches \"29990101\" in repository {}",
+            env.repo
+        )),
         "{err}"
     );
     let err = env.fails(&["show", "nope:latest"], 1);
@@ -867,7 +870,7 @@ fn a_snapshot_time_in_the_future_is_refused_and_journals_nothing() {
 }
 
 #[test]
-fn usage_errors_exit_2() {
+fn usage_errors_exit_2_but_health_says_unknown_and_wal_fetch_stops_recovery() {
     let env = Env::new();
     let src = env.path("src");
     fs::create_dir_all(&src).unwrap();
@@ -920,6 +923,21 @@ fn usage_errors_exit_2() {
     }
     let err = env.fails(&["--cleanup-timeout", "soon", "snapshots"], 2);
     assert!(err.contains("--cleanup-timeout"), "{err}");
+    // Regression: usage errors exited 2 whoever asked. To monitoring, health's 2 is
+    // CRITICAL (it is UNKNOWN, 3); to PostgreSQL, restore_command's 2 is "no such WAL
+    // file", which ends recovery early (126 stops it).
+    let out = env.run(&["health", "--max-disk-usage", "lots"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("UNKNOWN: invalid value 'lots' for '--max-disk-usage"),
+        "{stdout}"
+    );
+    let out = env.run(&["health", "--json", "--bogus"]);
+    assert_eq!(out.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "unknown", "{report}");
+    env.fails(&["wal", "fetch", "media", "000000010000000000000001"], 126);
     // A recovery target alone asks for --target-dir, not for --target.
     let err = env.fails(
         &[

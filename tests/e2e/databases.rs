@@ -101,6 +101,12 @@ fn postgres_backup_restore_and_the_documented_recipe_give_the_same_rows() {
         env.json(&["verify", "--all", "--level", "deep"])["ok"],
         true
     );
+    // Regression: a set of dumps was shown as an empty WAL archive.
+    let err = env.fails(&["wal", "window", "maindb"], 1);
+    assert!(
+        err.contains("WAL window of set maindb") && err.contains("not a base backup"),
+        "{err}"
+    );
 
     // The documented recipe: createdb, zstd and pg_restore alone.
     let by_hand = pg.name("hand");

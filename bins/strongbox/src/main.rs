@@ -74,7 +74,10 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_failed(&e, &args),
+    };
     init_logging(&cli);
     warn_of_passwords_in(&args);
     let json = cli.json;
@@ -256,6 +259,43 @@ fn health_unknown(message: &str, json: bool) -> ExitCode {
         println!("UNKNOWN: {message}");
     }
     ExitCode::from(HealthStatus::Unknown.exit_code())
+}
+
+/// A command line clap refused (or `--help`, `--version`). Where the command's caller reads
+/// the exit status, a usage error keeps that caller's meaning: `health` is UNKNOWN to
+/// monitoring (2 would read as CRITICAL), and `wal fetch` fails recovery (2 would read as
+/// "no such WAL file" and end it early).
+fn usage_failed(error: &clap::Error, args: &[String]) -> ExitCode {
+    if !error.use_stderr() {
+        error.exit();
+    }
+    let matches = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(std::iter::once("strongbox".to_string()).chain(args.iter().cloned()));
+    let named = |m: &clap::ArgMatches| {
+        m.subcommand()
+            .map(|(name, m)| (name.to_string(), m.clone()))
+    };
+    let (command, sub) = match matches.as_ref().ok().and_then(named) {
+        Some((command, m)) => (command, named(&m).map(|(name, _)| name)),
+        None => error.exit(),
+    };
+    match (command.as_str(), sub.as_deref()) {
+        ("health", _) => {
+            let _ = error.print();
+            let line = error.render().to_string();
+            let line = line.lines().next().unwrap_or_default();
+            health_unknown(
+                line.strip_prefix("error: ").unwrap_or(line),
+                args.iter().any(|a| a == "--json"),
+            )
+        }
+        ("wal", Some("fetch")) => {
+            let _ = error.print();
+            ExitCode::from(EXIT_FETCH_FAILED)
+        }
+        _ => error.exit(),
+    }
 }
 
 /// The exit status of a failed command.
@@ -1082,7 +1122,10 @@ impl App {
                 }
             }
             cli::WalCommand::Window { set } => {
-                let window = self.reader()?.wal_window(&set)?;
+                let window = self
+                    .reader()?
+                    .wal_window(&set)
+                    .with_context(|| format!("WAL window of set {set}"))?;
                 self.print(
                     &serde_json::json!({"set": set, "timelines": window}),
                     || output::window_text(&set, &window),

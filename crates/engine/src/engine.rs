@@ -170,9 +170,14 @@ impl Reader {
     pub fn resolve(&self, spec: &str) -> Result<Snapshot, Error> {
         self.resolve_all(&[spec.to_string()])?
             .pop()
-            .ok_or_else(|| Error::SnapshotNotFound {
-                spec: spec.to_string(),
-            })
+            .ok_or_else(|| self.not_found(spec))
+    }
+
+    fn not_found(&self, spec: &str) -> Error {
+        Error::SnapshotNotFound {
+            spec: spec.to_string(),
+            location: self.repo.location().to_string(),
+        }
     }
 
     /// The snapshots `specs` name, or every snapshot when there is none.
@@ -184,7 +189,8 @@ impl Reader {
         let mut resolved = Vec::with_capacity(specs.len());
         for spec in specs {
             if let Some(set) = spec.strip_suffix(":latest") {
-                resolved.push(select::latest(spec, self.records(Some(set))?)?);
+                let latest = select::latest(self.records(Some(set))?)?;
+                resolved.push(latest.ok_or_else(|| self.not_found(spec))?);
                 continue;
             }
             // One listing of the record keys serves every id; only the chosen one is read.
@@ -198,7 +204,7 @@ impl Reader {
                 .collect();
             ids.sort_unstable();
             ids.dedup();
-            let id = select::select_id(&ids, spec)?;
+            let id = select::select_id(&ids, spec)?.ok_or_else(|| self.not_found(spec))?;
             // Every record of that id: one planted in another set under it must not pass.
             let named = keys
                 .iter()
@@ -207,7 +213,7 @@ impl Reader {
                 .collect();
             match self.repo.read_records(named)?.complete()?.as_slice() {
                 [one] => resolved.push(one.clone()),
-                [] => return Err(Error::SnapshotNotFound { spec: spec.clone() }),
+                [] => return Err(self.not_found(spec)),
                 many => {
                     return Err(Error::AmbiguousSnapshot {
                         spec: spec.clone(),

@@ -175,10 +175,12 @@ pub enum Error {
         what: String,
     },
     /// No snapshot matches an id, prefix or `<set>:latest`.
-    #[error("no snapshot matches {spec:?}")]
+    #[error("no snapshot matches {spec:?} in repository {location}")]
     SnapshotNotFound {
         /// What was asked for.
         spec: String,
+        /// The repository (redacted).
+        location: String,
     },
     /// An id prefix matches several snapshots.
     #[error("snapshot prefix {spec:?} is ambiguous; it matches {candidates}")]

@@ -24,13 +24,13 @@ where
     Ok(selected)
 }
 
-/// The id `spec` names among `ids`: a full id or a unique prefix of one.
-pub(crate) fn select_id<'a>(ids: &[&'a str], spec: &str) -> Result<&'a str, Error> {
+/// The id `spec` names among `ids`: a full id or a unique prefix of one; `None` if none.
+pub(crate) fn select_id<'a>(ids: &[&'a str], spec: &str) -> Result<Option<&'a str>, Error> {
     if spec.is_empty() {
-        return Err(not_found(spec));
+        return Ok(None);
     }
     if let Some(exact) = ids.iter().find(|id| **id == spec) {
-        return Ok(exact);
+        return Ok(Some(exact));
     }
     let matches: Vec<&str> = ids
         .iter()
@@ -38,8 +38,8 @@ pub(crate) fn select_id<'a>(ids: &[&'a str], spec: &str) -> Result<&'a str, Erro
         .filter(|id| id.starts_with(spec))
         .collect();
     match matches.as_slice() {
-        [] => Err(not_found(spec)),
-        [one] => Ok(one),
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
         many => Err(Error::AmbiguousSnapshot {
             spec: spec.to_string(),
             candidates: many.join(", "),
@@ -49,11 +49,11 @@ pub(crate) fn select_id<'a>(ids: &[&'a str], spec: &str) -> Result<&'a str, Erro
 
 /// The snapshot `<set>:latest` (`spec`) names among the set's `records`: the newest, which
 /// must read. A damaged record newer than every readable one fails the pick, rather than
-/// yield older data under the name of the latest.
-pub(crate) fn latest(spec: &str, records: Records) -> Result<Snapshot, Error> {
+/// yield older data under the name of the latest. `None` if the set has no record.
+pub(crate) fn latest(records: Records) -> Result<Option<Snapshot>, Error> {
     let newest = records.snapshots.into_iter().next_back();
     no_damage_after(records.damaged, newest.as_ref().map(|s| &s.id))?;
-    newest.ok_or_else(|| not_found(spec))
+    Ok(newest)
 }
 
 /// Fail with the newest of `damaged` that is newer than `chosen` (or with any, when nothing
@@ -72,12 +72,6 @@ pub(crate) fn no_damage_after(
     }
 }
 
-fn not_found(spec: &str) -> Error {
-    Error::SnapshotNotFound {
-        spec: spec.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,13 +84,16 @@ mod tests {
             "20250102T000000Z-bbbbbb",
             "20250102T000000Z-cccccc",
         ];
-        let cases: [(&str, Result<&str, &str>); 6] = [
-            ("20250101T000000Z-aaaaaa", Ok("20250101T000000Z-aaaaaa")),
-            ("20250101", Ok("20250101T000000Z-aaaaaa")),
-            ("20250102T000000Z-c", Ok("20250102T000000Z-cccccc")),
+        let cases: [(&str, Result<Option<&str>, &str>); 6] = [
+            (
+                "20250101T000000Z-aaaaaa",
+                Ok(Some("20250101T000000Z-aaaaaa")),
+            ),
+            ("20250101", Ok(Some("20250101T000000Z-aaaaaa"))),
+            ("20250102T000000Z-c", Ok(Some("20250102T000000Z-cccccc"))),
             ("2025010", Err("ambiguous")),
-            ("3000", Err("no snapshot")),
-            ("", Err("no snapshot")),
+            ("3000", Ok(None)),
+            ("", Ok(None)),
         ];
         for (spec, expected) in cases {
             match (select_id(&ids, spec), expected) {
@@ -116,9 +113,8 @@ mod tests {
             snapshots,
             damaged: Vec::new(),
         };
-        let newest = latest("media:latest", records).unwrap();
+        let newest = latest(records).unwrap().unwrap();
         assert_eq!(newest.id.as_str(), "20250102T000000Z-cccccc");
-        let none = latest("nope:latest", Records::default()).unwrap_err();
-        assert!(none.to_string().contains("no snapshot"), "{none}");
+        assert!(latest(Records::default()).unwrap().is_none());
     }
 }

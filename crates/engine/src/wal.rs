@@ -316,6 +316,10 @@ impl Reader {
             .last()
             .map_or(DEFAULT_SEGMENT_SIZE, |(_, p)| p.wal_segment_size);
         let wal = self.wal(set, segment_size)?;
+        if let (true, true, Some(newest)) = (backups.is_empty(), wal.is_empty(), snapshots.last()) {
+            // A set of dumps: say so, rather than show it as an empty archive.
+            physical(newest)?;
+        }
         let mut ends = SegmentEnds::default();
         let mut timelines: BTreeMap<u32, TimelineWindow> = BTreeMap::new();
         for object in &wal {
