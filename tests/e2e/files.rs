@@ -138,6 +138,85 @@ fn ls_json_lists_the_tree_with_digests() {
     }
 }
 
+/// Regression: owners were not recorded, so a restore by root gave every file to root (a
+/// web server's uploads unreadable to it) and a user's setuid file came back setuid root.
+#[test]
+fn root_restores_owners_and_setuid_only_with_its_owner() {
+    if !rustix::process::geteuid().is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the tests as root"
+        );
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("uploads/a.jpg"), b"jpeg");
+    write(&src.join("tool"), b"#!/bin/sh\n");
+    symlink("tool", src.join("link")).unwrap();
+    // (path, uid, gid): an id past ustar's seven octal digits goes through PAX.
+    let owned = [
+        ("uploads", 33, 33),
+        ("uploads/a.jpg", 33, 33),
+        ("tool", 65534, 65534),
+        ("link", 5_000_000, 4_000_000),
+    ];
+    for (path, uid, gid) in owned {
+        let (uid, gid) = (
+            rustix::fs::Uid::from_raw(uid),
+            rustix::fs::Gid::from_raw(gid),
+        );
+        let flags = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            src.join(path),
+            Some(uid),
+            Some(gid),
+            flags,
+        )
+        .unwrap();
+    }
+    fs::set_permissions(src.join("tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+    let record = env.backup("media", &src, &[]);
+    let rows = env.json(&["ls", "media:latest"]);
+    let row = |path: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["path"] == path)
+            .unwrap()
+    };
+    assert_eq!(
+        (&row("tool")["uid"], &row("tool")["gid"]),
+        (&65534.into(), &65534.into())
+    );
+
+    let target = env.path("restored");
+    env.restore("media:latest", &target, &[]);
+    for (path, uid, gid) in owned {
+        let meta = fs::symlink_metadata(target.join(path)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid), "{path}");
+    }
+    let mode = fs::metadata(target.join("tool")).unwrap().mode() & 0o7777;
+    assert_eq!(mode, 0o4755, "setuid kept with its owner");
+
+    // GNU tar alone restores the same owners from the archive.
+    let by_tar = env.path("by-tar");
+    fs::create_dir_all(&by_tar).unwrap();
+    let id = record["id"].as_str().unwrap();
+    let archive = format!("{}/sets/media/data/{id}.tar.zst", env.repo);
+    let untar = format!("zstd -dc {archive} | tar -x -C {}", by_tar.display());
+    assert!(std::process::Command::new("sh")
+        .args(["-c", &untar])
+        .status()
+        .unwrap()
+        .success());
+    for (path, uid, gid) in owned {
+        let meta = fs::symlink_metadata(by_tar.join(path)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid), "tar: {path}");
+    }
+}
+
 /// 3,000 files: `ls` prints far more than a pipe holds.
 fn many_files(env: &Env) -> std::path::PathBuf {
     let src = env.path("src");

@@ -19,6 +19,10 @@ pub struct LsRow<'a> {
     pub kind: FileType,
     pub size: u64,
     pub mode: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
     pub mtime: i64,
     pub sha256: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -32,6 +36,8 @@ impl<'a> From<&'a FileEntry> for LsRow<'a> {
             kind: e.kind,
             size: e.size,
             mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
             mtime: e.mtime,
             sha256: e.sha256.as_deref(),
             target: e.target.as_deref(),

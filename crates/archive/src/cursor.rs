@@ -152,6 +152,8 @@ mod tests {
 
     const META: EntryMeta = EntryMeta {
         mode: 0o640,
+        uid: 33,
+        gid: 33,
         mtime_ns: 1_600_000_000_123_456_789,
     };
 

@@ -16,7 +16,7 @@
 //! };
 //!
 //! let mut writer = ArchiveWriter::new(Encoder::new(Vec::new(), Compression::Zstd(3), 1)?);
-//! let meta = EntryMeta { mode: 0o644, mtime_ns: 1_700_000_000_000_000_000 };
+//! let meta = EntryMeta { mode: 0o644, uid: 33, gid: 33, mtime_ns: 1_700_000_000_000_000_000 };
 //! let appended = writer.append_file("docs/hello.txt", &meta, &b"hello"[..], 5)?;
 //! assert_eq!(appended.digest.size, 5);
 //! let bytes = writer.finish()?.finish()?;

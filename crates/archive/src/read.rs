@@ -174,6 +174,8 @@ mod tests {
 
     const META: EntryMeta = EntryMeta {
         mode: 0o640,
+        uid: 33,
+        gid: 33,
         mtime_ns: 1_600_000_000_123_456_789,
     };
 
@@ -217,6 +219,35 @@ mod tests {
         assert_eq!(got[1].0, long_file);
         assert_eq!(got[1].2, b"abc");
         assert_eq!(got[2].3.as_deref(), Some(long_target.as_str()));
+    }
+
+    #[test]
+    fn owners_go_into_the_headers_and_ids_past_ustar_into_pax() {
+        let big = EntryMeta {
+            uid: 5_000_000,
+            gid: 4_294_967_294,
+            ..META
+        };
+        let mut w = ArchiveWriter::new(Vec::new());
+        w.append_file("small", &META, &b"a"[..], 1).unwrap();
+        w.append_file("big", &big, &b"b"[..], 1).unwrap();
+        let bytes = w.finish().unwrap();
+        let mut owners = Vec::new();
+        for entry in tar::Archive::new(&bytes[..]).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut ids = (entry.header().uid().unwrap(), entry.header().gid().unwrap());
+            for pax in entry.pax_extensions().unwrap().into_iter().flatten() {
+                let pax = pax.unwrap();
+                let value = pax.value().unwrap().parse().unwrap();
+                match pax.key().unwrap() {
+                    "uid" => ids.0 = value,
+                    "gid" => ids.1 = value,
+                    _ => {}
+                }
+            }
+            owners.push(ids);
+        }
+        assert_eq!(owners, [(33, 33), (5_000_000, 4_294_967_294)]);
     }
 
     #[test]

@@ -8,6 +8,10 @@ use crate::{Digest, Error};
 pub struct EntryMeta {
     /// Permission bits (and setuid/setgid/sticky).
     pub mode: u32,
+    /// Owner's numeric user id.
+    pub uid: u32,
+    /// Owner's numeric group id.
+    pub gid: u32,
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
 }
@@ -71,6 +75,8 @@ impl<W: Write> Write for Counted<W> {
 
 const BLOCK: u64 = 512;
 const USTAR_MAX_SIZE: u64 = 0o77777777777;
+/// The largest id a ustar header holds (seven octal digits).
+const USTAR_MAX_ID: u64 = 0o7777777;
 const COPY_BUFFER: usize = 1024 * 1024;
 
 impl<W: Write> ArchiveWriter<W> {
@@ -155,10 +161,16 @@ impl<W: Write> ArchiveWriter<W> {
         header.set_entry_type(kind);
         header.set_mode(meta.mode & 0o7777);
         header.set_mtime(meta.mtime_ns.max(0) as u64 / 1_000_000_000);
-        header.set_uid(0);
-        header.set_gid(0);
         header.set_size(size);
         let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
+        // Ids past ustar's seven octal digits go in PAX records, which GNU tar reads.
+        for (key, id) in [("uid", meta.uid), ("gid", meta.gid)] {
+            if u64::from(id) > USTAR_MAX_ID {
+                pax.push((key, id.to_string().into_bytes()));
+            }
+        }
+        header.set_uid(u64::from(meta.uid).min(USTAR_MAX_ID));
+        header.set_gid(u64::from(meta.gid).min(USTAR_MAX_ID));
         if header.set_path(path).is_err() {
             pax.push(("path", path.as_bytes().to_vec()));
             set_truncated(&mut header.as_old_mut().name, path);

@@ -62,6 +62,8 @@ fn generate(dir: &Path, n: u64) -> Result<()> {
             kind: FileType::File,
             size: 1000,
             mode: 0o644,
+            uid: None,
+            gid: None,
             mtime: 0,
             sha256: Some("0".repeat(64)),
             target: None,

@@ -227,6 +227,8 @@ mod tests {
                 kind: *k,
                 size: 1,
                 mode: 0o644,
+                uid: None,
+                gid: None,
                 mtime: 0,
                 sha256: None,
                 target: None,

@@ -29,6 +29,12 @@ pub struct FileEntry {
     pub size: u64,
     /// Permission bits.
     pub mode: u32,
+    /// Owner's numeric user id; absent from listings written before owners were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Owner's numeric group id; absent from listings written before owners were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime: i64,
     /// Lower-case hex SHA-256 of a regular file's content.
@@ -285,6 +291,8 @@ mod tests {
             kind,
             size: 1,
             mode: 0o644,
+            uid: None,
+            gid: None,
             mtime: 0,
             sha256: None,
             target: None,

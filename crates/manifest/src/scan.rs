@@ -11,7 +11,9 @@ pub enum Change {
     New,
     /// In the parent with other metadata: read and stored again.
     Changed,
-    /// Same type, size, mode, mtime, ctime, inode (and link target): not read again.
+    /// Same type, size, mode, mtime, ctime, inode (and link target): not read again. A new
+    /// owner changes the ctime, so owners need no comparison of their own (and a parent
+    /// listed before owners were kept is not read again whole for lacking them).
     Unchanged,
 }
 
@@ -369,6 +371,8 @@ fn entry_from_metadata(
         kind,
         size,
         mode: meta.mode() & 0o7777,
+        uid: Some(meta.uid()),
+        gid: Some(meta.gid()),
         mtime: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
         sha256: None,
         target,
@@ -391,6 +395,8 @@ mod tests {
             kind,
             size,
             mode: 0o644,
+            uid: None,
+            gid: None,
             mtime,
             sha256: (kind == FileType::File).then(|| "ab".into()),
             target: None,

@@ -393,6 +393,8 @@ mod tests {
             kind: FileType::File,
             size,
             mode: 0o644,
+            uid: None,
+            gid: None,
             mtime: 0,
             sha256: Some("00".repeat(32)),
             target: None,

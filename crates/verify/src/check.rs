@@ -443,6 +443,8 @@ mod tests {
             kind,
             size: 0,
             mode: 0o644,
+            uid: None,
+            gid: None,
             mtime: 0,
             sha256: (kind == FileType::File).then(|| "ab".into()),
             target: None,

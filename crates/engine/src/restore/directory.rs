@@ -4,9 +4,11 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
+use rustix::fs::{AtFlags, Gid, Uid};
 use strongbox_archive::read_full;
 use strongbox_manifest::{FileEntry, FileType, Listing, Snapshot, SourceKind, Stats};
 
+use super::owners::Owners;
 use super::{resolved, RestoreDetail, RestorePlan, RestoreRun, Restored, Restorer};
 use crate::progress::Tracked;
 use crate::tree::TreeEntry;
@@ -275,6 +277,7 @@ impl Restorer for DirectoryTarget {
         run.progress().phase("restoring", Some(bytes));
         let mut buf = vec![0u8; CHUNK];
         let (progress, cancel) = (run.progress(), run.cancel());
+        let mut owners = Owners::new();
         let write = |item: TreeEntry<'_>| {
             cancel.check()?;
             if item.entry.kind != FileType::File {
@@ -303,7 +306,10 @@ impl Restorer for DirectoryTarget {
             }
             written.map_err(|e| Error::io("writing", &path, e))?;
             // Through the open descriptor: no second and third lookup of the path.
-            file.set_permissions(fs::Permissions::from_mode(item.entry.mode))
+            let mode = owners.give(item.entry, &path, |uid, gid| {
+                rustix::fs::fchown(&file, uid, gid)
+            });
+            file.set_permissions(fs::Permissions::from_mode(mode))
                 .map_err(|e| Error::io("setting mode of", &path, e))?;
             rustix::fs::futimens(&file, &timestamps(item.entry.mtime))
                 .map_err(|e| Error::io("setting time of", &path, e.into()))
@@ -325,19 +331,23 @@ impl Restorer for DirectoryTarget {
         // write ever passed through one this restore created.
         for link in &tree.links {
             let path = staging_path.join(&link.path);
-            std::os::unix::fs::symlink(&link.target, &path)
+            let target = link.target.as_deref().unwrap_or_default();
+            std::os::unix::fs::symlink(target, &path)
                 .map_err(|e| Error::io("creating link", &path, e))?;
+            owners.give(link, &path, |uid, gid| chown_here(&path, uid, gid));
             set_mtime(&path, link.mtime, false)
                 .map_err(|e| Error::io("setting time of", &path, e))?;
         }
         // Deepest directories first, so that setting a parent's mtime is the last touch.
         for dir in tree.dirs.iter().rev() {
             let path = staging_path.join(&dir.path);
-            fs::set_permissions(&path, fs::Permissions::from_mode(dir.mode))
+            let mode = owners.give(dir, &path, |uid, gid| chown_here(&path, uid, gid));
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
                 .map_err(|e| Error::io("setting mode of", &path, e))?;
             set_mtime(&path, dir.mtime, true)
                 .map_err(|e| Error::io("setting time of", &path, e))?;
         }
+        owners.report();
         run.cancel().check()?;
 
         fs::remove_file(&mark).map_err(|e| Error::io("removing", &mark, e))?;
@@ -381,27 +391,13 @@ fn totals(snapshot: &Snapshot) -> (u64, u64) {
 struct Skeleton<'a> {
     root: &'a Path,
     plan: RestorePlan,
-    dirs: Vec<Node>,
-    links: Vec<Node>,
-}
-
-/// A directory or link, as much of its entry as is applied at the end.
-struct Node {
-    path: String,
-    mode: u32,
-    mtime: i64,
-    target: String,
+    dirs: Vec<FileEntry>,
+    links: Vec<FileEntry>,
 }
 
 impl Skeleton<'_> {
     fn add(&mut self, entry: &FileEntry) -> Result<(), Error> {
         self.plan.add(entry);
-        let node = || Node {
-            path: entry.path.clone(),
-            mode: entry.mode,
-            mtime: entry.mtime,
-            target: entry.target.clone().unwrap_or_default(),
-        };
         match entry.kind {
             FileType::Dir => {
                 let path = self.root.join(&entry.path);
@@ -409,9 +405,9 @@ impl Skeleton<'_> {
                     .mode(0o700)
                     .create(&path)
                     .map_err(|e| Error::io("creating", &path, e))?;
-                self.dirs.push(node());
+                self.dirs.push(entry.clone());
             }
-            FileType::Symlink => self.links.push(node()),
+            FileType::Symlink => self.links.push(entry.clone()),
             FileType::File => {}
         }
         Ok(())
@@ -438,6 +434,11 @@ fn set_mtime(path: &Path, ns: i64, follow: bool) -> std::io::Result<()> {
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW
     };
     rustix::fs::utimensat(rustix::fs::CWD, path, &times, flags).map_err(std::io::Error::from)
+}
+
+/// Give `path` itself (a link, not what it points to) the owner `uid`, `gid`.
+fn chown_here(path: &Path, uid: Option<Uid>, gid: Option<Gid>) -> rustix::io::Result<()> {
+    rustix::fs::chownat(rustix::fs::CWD, path, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
 }
 
 /// Write `data` to a new file, leaving runs of zeros as holes.

@@ -5,6 +5,7 @@
 mod database;
 mod datadir;
 mod directory;
+mod owners;
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};

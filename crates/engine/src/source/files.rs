@@ -407,6 +407,8 @@ impl<'a> Storing<'a> {
         };
         let meta = EntryMeta {
             mode: entry.mode,
+            uid: entry.uid.unwrap_or(0),
+            gid: entry.gid.unwrap_or(0),
             mtime_ns: entry.mtime,
         };
         let outcome = match entry.kind {
