@@ -167,14 +167,7 @@ fn root_restores_owners_and_setuid_only_with_its_owner() {
             rustix::fs::Gid::from_raw(gid),
         );
         let flags = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
-        rustix::fs::chownat(
-            rustix::fs::CWD,
-            src.join(path),
-            Some(uid),
-            Some(gid),
-            flags,
-        )
-        .unwrap();
+        rustix::fs::chownat(rustix::fs::CWD, src.join(path), Some(uid), Some(gid), flags).unwrap();
     }
     fs::set_permissions(src.join("tool"), fs::Permissions::from_mode(0o4755)).unwrap();
     let record = env.backup("media", &src, &[]);

@@ -499,6 +499,31 @@ fn round_trip(storage: Storage) {
             && detail.contains(&victim),
         "{gap}"
     );
+
+    // Regression: --to-latest over a gap in the middle of the newest backup's WAL restored
+    // with exit 0; the server stopped at the gap and promoted, losing the WAL after it.
+    std::fs::write(object(&victim), &victim_bytes).unwrap();
+    pitr.archive_until(pitr.committed("INSERT INTO t VALUES (0, 'fifth')"));
+    let window = pitr.archive_until(pitr.committed("INSERT INTO t VALUES (0, 'sixth')"));
+    let last = window["timelines"][0]["last_segment"].as_str().unwrap();
+    let number = u32::from_str_radix(&last[16..], 16).unwrap();
+    let middle = format!("{}{:08X}", &last[..16], number - 1);
+    std::fs::remove_file(object(&middle)).unwrap();
+    let cut = pitr.dir.path("cut");
+    let out = pitr.run(&[
+        "restore",
+        "maindb:latest",
+        "--to-latest",
+        "--target-dir",
+        cut.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("WAL segment {middle} is missing")) && err.contains("--to-time"),
+        "{err}"
+    );
+    assert!(!cut.exists(), "nothing written");
 }
 
 #[test]

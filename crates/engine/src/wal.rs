@@ -507,7 +507,20 @@ impl Reader {
             return Err(outside(window.to_string()));
         };
         let inside = match target {
-            RecoveryTarget::Latest => true,
+            // Recovery stops at a gap and promotes there: WAL archived past it would be lost
+            // while the restore claimed the latest. The window up to the gap is for a time
+            // or LSN the operator chooses.
+            RecoveryTarget::Latest => match &window.gap {
+                Some(gap)
+                    if newest_segment(&wal, physical.timeline)
+                        .is_some_and(|n| n > gap.as_str()) =>
+                {
+                    return Err(outside(format!(
+                        "WAL segment {gap} is missing or unreadable, and the WAL archived after it cannot be replayed; give --to-time or --to-lsn within the window to recover only that far: {window}"
+                    )));
+                }
+                _ => true,
+            },
             RecoveryTarget::Time(time) => {
                 // Recovery stops before the first commit after `time`: there must be one.
                 window.earliest.time.is_some_and(|t| t <= time)
@@ -591,6 +604,14 @@ pub(crate) fn physical(snapshot: &Snapshot) -> Result<&PhysicalStats, Error> {
         source_kind: snapshot.source.as_str(),
         reason: "it is not a base backup (backup postgres --physical)".to_string(),
     })
+}
+
+/// The name of the newest segment archived on `timeline`.
+fn newest_segment(wal: &[WalObject], timeline: u32) -> Option<&str> {
+    wal.iter()
+        .filter(|o| matches!(o.file, WalFile::Segment(s) if s.timeline == timeline))
+        .map(|o| o.name.as_str())
+        .max()
 }
 
 fn empty_timeline(timeline: u32) -> TimelineWindow {
