@@ -97,6 +97,23 @@ fn postgres_backup_restore_and_the_documented_recipe_give_the_same_rows() {
     assert!(plan["replaces"].is_string(), "{plan}");
     let checksum = "SELECT md5(string_agg(p::text, ',' ORDER BY id)) FROM posts p";
     assert_eq!(restored.psql(checksum), source.psql(checksum));
+    // Regression: a forced restore left the tables the snapshot lacks beside the restored
+    // ones (pg_restore --clean drops the dump's own) and said the counts matched. Refused
+    // before anything is written, the safety snapshot included; the dry run says so too.
+    restored.psql("CREATE TABLE extra (x int); INSERT INTO extra VALUES (1)");
+    let url = restored.url();
+    let forced = ["restore", "maindb:latest", "--target", &url, "--force"];
+    for args in [&forced[..], &[&forced[..], &["--dry-run"]].concat()] {
+        let err = env.fails(args, 1);
+        assert!(
+            err.contains("holds tables the snapshot lacks (public.extra)"),
+            "{err}"
+        );
+    }
+    assert_eq!(restored.psql("SELECT count(*) FROM extra"), "1");
+    let sets = env.json(&["snapshots"]).to_string();
+    assert!(!sets.contains("maindb-safety"), "{sets}");
+    restored.psql("DROP TABLE extra");
     assert_eq!(
         env.json(&["verify", "--all", "--level", "deep"])["ok"],
         true

@@ -160,6 +160,15 @@ pub enum Error {
         /// What the check returned.
         result: String,
     },
+    /// A forced restore into a database holding tables the snapshot lacks, which
+    /// `pg_restore --clean` would leave beside the restored ones.
+    #[error("{database} holds tables the snapshot lacks ({tables}); a restore replaces only the snapshot's own and would leave them: drop them first, or restore into a new database")]
+    TablesBeyondSnapshot {
+        /// The database.
+        database: String,
+        /// The tables, `schema.table`, comma-separated.
+        tables: String,
+    },
     /// The restored database does not hold the rows the snapshot recorded.
     #[error("{database}: the restored data does not match the snapshot: {mismatches}")]
     CountMismatch {

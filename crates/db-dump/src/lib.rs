@@ -118,6 +118,11 @@ pub trait DatabaseTarget {
     fn file(&self) -> Option<&std::path::Path> {
         None
     }
+    /// Refuse to replace the target's data with a dump recording `expected` when the
+    /// restore would not leave the target as the snapshot (tables it lacks would stay).
+    fn check_replacement(&mut self, _expected: &DatabaseStats) -> Result<(), Error> {
+        Ok(())
+    }
     /// Consume an uncompressed dump, then check the restored row counts against `expected`.
     /// A failure leaves the target as it was.
     fn restore(

@@ -347,10 +347,9 @@ impl RowCounter {
         input.byte()?;
         input.take(layout.off_size)?;
         if let (Some(tag), Some(TABLE_DATA), Some(schema)) = (tag, desc, schema) {
-            let name = format!(
-                "{}.{}",
-                String::from_utf8_lossy(schema),
-                String::from_utf8_lossy(tag)
+            let name = crate::postgres::qualified_name(
+                &String::from_utf8_lossy(schema),
+                &String::from_utf8_lossy(tag),
             );
             self.tables.insert(dump_id, name);
         }

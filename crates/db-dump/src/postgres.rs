@@ -94,8 +94,21 @@ struct Table {
 
 impl Table {
     fn qualified(&self) -> String {
-        format!("{}.{}", self.schema, self.name)
+        qualified_name(&self.schema, &self.name)
     }
+}
+
+/// A table's name as records show it, `schema.table`; a part holding a dot or a quote is
+/// quoted as SQL quotes it, so that `"public.a".b` and `public."a.b"` stay two tables.
+pub(crate) fn qualified_name(schema: &str, table: &str) -> String {
+    let part = |name: &str| {
+        if name.contains(['.', '"']) {
+            format!("\"{}\"", name.replace('"', "\"\""))
+        } else {
+            name.to_string()
+        }
+    };
+    format!("{}.{}", part(schema), part(table))
 }
 
 /// Every ordinary table of the database, read through `client`.
@@ -716,6 +729,29 @@ impl PostgresTarget {
         Ok(objects == 0)
     }
 
+    /// `pg_restore --clean` replaces the dump's objects alone: tables the snapshot lacks
+    /// (a bad migration's, to be rolled back) would stay beside the restored ones.
+    fn refuse_tables_beyond(
+        &self,
+        session: &Session,
+        expected: &DatabaseStats,
+    ) -> Result<(), Error> {
+        let known: std::collections::BTreeSet<&str> =
+            expected.tables.iter().map(|t| t.name.as_str()).collect();
+        let beyond: Vec<String> = list_tables(&session.rt, &session.client, &self.conn)?
+            .iter()
+            .map(Table::qualified)
+            .filter(|name| !known.contains(name.as_str()))
+            .collect();
+        if beyond.is_empty() {
+            return Ok(());
+        }
+        Err(Error::TablesBeyondSnapshot {
+            database: self.conn.describe(),
+            tables: beyond.join(", "),
+        })
+    }
+
     fn pg_restore(&self, dump: &mut dyn Read, replace: bool) -> Result<(), Error> {
         let conn = &self.conn;
         let database = conn.describe();
@@ -821,6 +857,13 @@ impl DatabaseTarget for PostgresTarget {
         }
     }
 
+    fn check_replacement(&mut self, expected: &DatabaseStats) -> Result<(), Error> {
+        match self.open()? {
+            Some(session) => self.refuse_tables_beyond(&session, expected),
+            None => Ok(()),
+        }
+    }
+
     fn restore(
         &mut self,
         dump: &mut dyn Read,
@@ -830,7 +873,14 @@ impl DatabaseTarget for PostgresTarget {
         // Fail on a missing pg_restore before creating anything.
         Tool::find("pg_restore", &database)?;
         let (created, replace) = match self.open()? {
-            Some(session) => (false, !self.is_empty_session(&session)?),
+            Some(session) => {
+                let replace = !self.is_empty_session(&session)?;
+                if replace {
+                    // Checked again for a caller that skipped check_replacement.
+                    self.refuse_tables_beyond(&session, expected)?;
+                }
+                (false, replace)
+            }
             None => {
                 tracing::info!(%database, "creating the database");
                 self.maintenance(
@@ -981,6 +1031,17 @@ fn check_counts(
             Some(_) => None,
         })
         .collect();
+    let known: std::collections::BTreeSet<&str> =
+        expected.tables.iter().map(|t| t.name.as_str()).collect();
+    let mismatches: Vec<String> = mismatches
+        .into_iter()
+        .chain(
+            actual
+                .keys()
+                .filter(|name| !known.contains(*name))
+                .map(|name| format!("table {name} is not in the snapshot")),
+        )
+        .collect();
     if mismatches.is_empty() {
         Ok(())
     } else {
@@ -1067,4 +1128,25 @@ pub(crate) fn verify(dump: &mut dyn Read) -> Result<String, Error> {
         .map(|v| format!(", dumped from PostgreSQL {}", v.trim()))
         .unwrap_or_default();
     Ok(format!("{entries} TOC entries{from}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: `"public.a".b` and `public."a.b"` were both recorded as `public.a.b`, so
+    /// one's count stood for the other's.
+    #[test]
+    fn a_qualified_name_quotes_a_part_holding_a_dot_or_a_quote() {
+        let cases = [
+            (("public", "users"), "public.users"),
+            (("public", "Mixed Case"), "public.Mixed Case"),
+            (("public", "a.b"), "public.\"a.b\""),
+            (("public.a", "b"), "\"public.a\".b"),
+            (("app", "we\"ird"), "app.\"we\"\"ird\""),
+        ];
+        for ((schema, table), name) in cases {
+            assert_eq!(qualified_name(schema, table), name);
+        }
+    }
 }

@@ -2,7 +2,7 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use strongbox_db_dump::{DatabaseTarget, Error as DbError, Inspection, SnapshotQuery, SqlCheck};
-use strongbox_manifest::{ObjectRole, SourceKind, Stats};
+use strongbox_manifest::{DatabaseStats, ObjectRole, Snapshot, SourceKind, Stats};
 
 use super::{lies_within, RestoreDetail, RestoreRun, Restored, Restorer};
 use crate::progress::Watched;
@@ -78,14 +78,13 @@ impl Restorer for DatabaseRestorer {
             .map(|database| Box::new(DumpSource::new(database)) as Box<dyn Source>)
     }
 
+    fn check_replacement(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
+        Ok(self.target.check_replacement(database_stats(snapshot)?)?)
+    }
+
     fn restore(&mut self, run: &mut RestoreRun<'_>) -> Result<Restored, Error> {
         let snapshot = run.objects.snapshot();
-        let Stats::Database(stats) = &snapshot.stats else {
-            return Err(Error::BadRecord {
-                id: snapshot.id.to_string(),
-                reason: "a database snapshot record with files statistics".to_string(),
-            });
-        };
+        let stats = database_stats(snapshot)?;
         run.progress().phase("restoring", Some(stats.bytes_dumped));
         let mut feed = Watched {
             inner: Declared {
@@ -104,6 +103,16 @@ impl Restorer for DatabaseRestorer {
             previous: report.previous,
             detail: RestoreDetail::Tables(report.tables),
         })
+    }
+}
+
+fn database_stats(snapshot: &Snapshot) -> Result<&DatabaseStats, Error> {
+    match &snapshot.stats {
+        Stats::Database(stats) => Ok(stats),
+        _ => Err(Error::BadRecord {
+            id: snapshot.id.to_string(),
+            reason: "a database snapshot record with files statistics".to_string(),
+        }),
     }
 }
 

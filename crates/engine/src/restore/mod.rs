@@ -51,6 +51,12 @@ pub trait Restorer {
     fn reaches(&self, _dir: &Path) -> Result<bool, Error> {
         Ok(false)
     }
+    /// Refuse to replace the target's data with `snapshot` when the restore would not
+    /// leave the target as the snapshot; asked before anything is written, safety snapshot
+    /// included.
+    fn check_replacement(&mut self, _snapshot: &Snapshot) -> Result<(), Error> {
+        Ok(())
+    }
     /// Write the snapshot into the target. A failure leaves the target as it was.
     fn restore(&mut self, run: &mut RestoreRun<'_>) -> Result<Restored, Error>;
 }
@@ -392,6 +398,9 @@ impl Engine {
                 target: target.describe(),
                 replaced: target.replaced(),
             });
+        }
+        if !empty {
+            target.check_replacement(snapshot)?;
         }
         Ok(!empty)
     }
