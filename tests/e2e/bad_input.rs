@@ -1227,17 +1227,22 @@ fn a_delta_listing_whose_base_is_another_sets_listing_is_refused_naming_it() {
     assert!(one_line(&err).contains(&other_listing), "{err}");
 }
 
-/// With the full backup's archive deleted behind strongbox's back (a lifecycle rule), each
-/// incremental succeeded and none could be restored; with its listing deleted, each failed
-/// saying only that an object was not found.
+/// With the full backup's archive deleted behind strongbox's back (a lifecycle rule), or cut
+/// short, each incremental succeeded and none could be restored; with its listing deleted,
+/// each failed saying only that an object was not found.
 #[test]
-fn an_incremental_over_a_parent_whose_archive_or_listing_is_gone_fails_and_says_take_a_full() {
-    for role in ["archive", "listing"] {
+fn an_incremental_over_a_gone_or_cut_parent_archive_or_listing_fails_saying_take_a_full() {
+    for (role, cut) in [("archive", false), ("archive", true), ("listing", false)] {
         let (env, record) = small_repo();
         let src = env.path("src");
         write(&src.join("new.txt"), b"new");
         let gone = Path::new(&env.repo).join(object_key(&record, role));
-        fs::remove_file(&gone).unwrap();
+        let stored = fs::read(&gone).unwrap();
+        if cut {
+            fs::write(&gone, &stored[..stored.len() / 2]).unwrap();
+        } else {
+            fs::remove_file(&gone).unwrap();
+        }
         let before = names(&Path::new(&env.repo).join("sets/media/snapshots"));
         let err = env.fails(&["backup", "files", "media", src.to_str().unwrap()], 1);
         let line = one_line(&err);
@@ -1248,6 +1253,14 @@ fn an_incremental_over_a_parent_whose_archive_or_listing_is_gone_fails_and_says_
             )) && line.contains("--full"),
             "{role}: {err}"
         );
+        if cut {
+            let sizes = format!(
+                "has {} bytes, the record says {}",
+                stored.len() / 2,
+                stored.len()
+            );
+            assert!(line.contains(&sizes), "{err}");
+        }
         assert_eq!(
             names(&Path::new(&env.repo).join("sets/media/snapshots")),
             before,

@@ -116,6 +116,20 @@ pub enum Error {
         /// The missing holder.
         holder: String,
     },
+    /// A listing draws from an archive whose size is not its record's (cut short).
+    #[error("listing of {snapshot} draws from the archive of snapshot {holder}: {key} has {size} bytes, the record says {recorded}")]
+    HolderSize {
+        /// The snapshot whose listing it is.
+        snapshot: String,
+        /// The holder.
+        holder: String,
+        /// The archive.
+        key: String,
+        /// Its size in the repository.
+        size: u64,
+        /// The size its record names.
+        recorded: u64,
+    },
     /// A small object (a listing) whose stored bytes do not read back as written.
     #[error("corrupt {what} {key}")]
     Corrupt {

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -7,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use strongbox_archive::{ArchiveWriter, Compression, EntryMeta};
 use strongbox_manifest::{
     write_whole_listing, ChainLink, Change, Delta, Diff, Excludes, FileEntry, FileStats, FileType,
-    Listing, ObjectRole, Overlay, Snapshot, SnapshotKind, SourceError, SourceKind, Stats, TreeWalk,
+    Listing, ObjectRole, Overlay, Snapshot, SnapshotId, SnapshotKind, SourceError, SourceKind,
+    Stats, TreeWalk,
 };
 use strongbox_storage::ObjectWriter;
 
@@ -258,12 +260,19 @@ impl<'a> Storing<'a> {
         // The parent's listing is parsed on its own thread while this one walks; the two
         // meet in a merge, so neither tree is held whole: only what changed is.
         // An unchanged file stays in the archive that holds it: one gone behind strongbox's
-        // back (a lifecycle rule) would leave the new snapshot unrestorable, unnoticed.
+        // back (a lifecycle rule), or cut short, would leave the new snapshot unrestorable,
+        // unnoticed. The holders' records are in hand; an archive kept for a pruned record
+        // has none, and only its presence is checked.
         let broken = |source: Error| Error::BrokenParent {
             parent: parent.id.to_string(),
             source: Box::new(source),
         };
         let archives = run.reader.repo.archives(run.sink.set())?;
+        let recorded: HashMap<&SnapshotId, u64> = run
+            .existing
+            .iter()
+            .filter_map(|s| Some((&s.id, s.object(ObjectRole::Archive)?.size)))
+            .collect();
         let stream = run.listing_stream(parent).map_err(|e| match e {
             Error::Storage(strongbox_storage::Error::NotFound { .. }) => broken(e),
             e => e,
@@ -293,10 +302,19 @@ impl<'a> Storing<'a> {
             if change == Change::Unchanged {
                 if let Some(holder) = &entry.holder {
                     if checked_holder.as_ref() != Some(holder) {
-                        if !archives.contains_key(holder) {
+                        let Some(archive) = archives.get(holder) else {
                             return Err(broken(Error::MissingHolder {
                                 snapshot: parent.id.to_string(),
                                 holder: holder.to_string(),
+                            }));
+                        };
+                        if let Some(&size) = recorded.get(holder).filter(|&&s| s != archive.size) {
+                            return Err(broken(Error::HolderSize {
+                                snapshot: parent.id.to_string(),
+                                holder: holder.to_string(),
+                                key: archive.key.clone(),
+                                size: archive.size,
+                                recorded: size,
                             }));
                         }
                         checked_holder = Some(holder.clone());
