@@ -980,12 +980,13 @@ fn unreadable_files_are_left_out_named_and_exit_3() {
     let env = Env::new();
     let src = env.path("src");
     write(&src.join("ok.txt"), b"readable");
-    write(&src.join("private/secret.txt"), b"unreadable");
-    fs::set_permissions(
-        src.join("private/secret.txt"),
-        fs::Permissions::from_mode(0o000),
-    )
-    .unwrap();
+    // Regression: a name's newline made a line of its own in the warning, which could
+    // pass for strongbox's.
+    let evil = "evil\nstrongbox: snapshot written OK";
+    for name in ["private/secret.txt", evil] {
+        write(&src.join(name), b"unreadable");
+        fs::set_permissions(src.join(name), fs::Permissions::from_mode(0o000)).unwrap();
+    }
     let mut cmd = crate::harness::unprivileged(&env);
     let out = cmd
         .args([
@@ -1005,8 +1006,19 @@ fn unreadable_files_are_left_out_named_and_exit_3() {
         stderr.contains("private/secret.txt") && stderr.contains("Permission denied"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains(&format!("{evil:?}"))
+            && !stderr.lines().any(|l| l.starts_with("strongbox: snapshot")),
+        "{stderr}"
+    );
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(record["errors"][0]["path"], "private/secret.txt");
+    let errors: Vec<&str> = record["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(errors, [evil, "private/secret.txt"]);
     assert_eq!(record["stats"]["files"], 1);
 
     let listed: Vec<String> = env

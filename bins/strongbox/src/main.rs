@@ -1027,14 +1027,20 @@ impl App {
             );
             return Ok(ExitCode::FAILURE);
         }
+        // Names as `ls` shows them: a newline in one must not fake a line of its own.
         for error in &snapshot.errors {
             eprintln!(
                 "strongbox: warning: {}: {} (not in this snapshot)",
-                error.path, error.message
+                output::printable(&error.path),
+                error.message
             );
         }
         for warning in &snapshot.warnings {
-            eprintln!("strongbox: warning: {}: {}", warning.path, warning.message);
+            eprintln!(
+                "strongbox: warning: {}: {}",
+                output::printable(&warning.path),
+                warning.message
+            );
         }
         Ok(if snapshot.errors.is_empty() {
             ExitCode::SUCCESS

@@ -77,7 +77,7 @@ pub fn ls_line(r: &LsRow<'_>) -> String {
 /// A name as one line of a terminal: one with control characters (a newline would split
 /// the line, an escape sequence would drive the terminal) is quoted with them escaped.
 /// `--json` has the exact bytes.
-fn printable(name: &str) -> std::borrow::Cow<'_, str> {
+pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
     match name.chars().any(char::is_control) {
         true => format!("{name:?}").into(),
         false => name.into(),

@@ -511,9 +511,7 @@ fn store_file<W: Write>(
         return Ok(Stored::Skipped(format!("read error: {e}")));
     }
     if appended.truncated {
-        return Ok(Stored::Skipped(
-            "file shrank while being read; left out of this snapshot".to_string(),
-        ));
+        return Ok(Stored::Skipped("file shrank while being read".to_string()));
     }
     entry.sha256 = Some(appended.digest.sha256);
     entry.offset = Some(appended.offset);
