@@ -210,6 +210,58 @@ fn root_restores_owners_and_setuid_only_with_its_owner() {
     }
 }
 
+/// Regression: run by anyone but root, a restore with --no-keep-previous left the replaced
+/// tree behind in a hidden directory when it held a read-only directory (revived by the
+/// next restore as a kept tree), and a restore test left its scratch tree.
+#[test]
+fn read_only_directories_do_not_keep_a_user_from_removing_what_it_restored() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("ro/sub/f.txt"), b"data");
+    for dir in ["ro/sub", "ro"] {
+        fs::set_permissions(src.join(dir), fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    let work = env.path("work");
+    crate::harness::unprivileged_dir(&work);
+    let run = |args: &[&str]| {
+        let out = crate::harness::unprivileged(&env)
+            .args(["--repo", &env.repo])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["backup", "files", "media", src.to_str().unwrap()]);
+    let target = work.join("target").display().to_string();
+    run(&["restore", "media:latest", "--target", &target]);
+    run(&[
+        "restore",
+        "media:latest",
+        "--target",
+        &target,
+        "--force",
+        "--no-keep-previous",
+    ]);
+    assert_eq!(names(&work), ["target"]);
+    assert_eq!(tree(Path::new(&target)), tree(&src));
+    let scratch = work.join("scratch");
+    crate::harness::unprivileged_dir(&scratch);
+    let scratch_arg = scratch.display().to_string();
+    run(&[
+        "verify",
+        "media:latest",
+        "--level",
+        "restore",
+        "--scratch-dir",
+        &scratch_arg,
+    ]);
+    assert!(names(&scratch).is_empty(), "{:?}", names(&scratch));
+}
+
 /// 3,000 files: `ls` prints far more than a pipe holds.
 fn many_files(env: &Env) -> std::path::PathBuf {
     let src = env.path("src");

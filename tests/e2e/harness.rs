@@ -299,7 +299,22 @@ pub fn unprivileged(env: &Env) -> std::process::Command {
         return std::process::Command::new(bin());
     }
     fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    fs::create_dir_all(&env.repo).unwrap();
+    unprivileged_dir(Path::new(&env.repo));
+    // A copy `nobody` can reach wherever the checkout lives.
+    let copy = env.path("strongbox");
+    fs::copy(bin(), &copy).unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = std::process::Command::new("runuser");
+    cmd.args(["-u", "nobody", "--"]).arg(copy);
+    cmd
+}
+
+/// Make the directory `path`, owned by the user [`unprivileged`] runs as.
+pub fn unprivileged_dir(path: &Path) {
+    fs::create_dir_all(path).unwrap();
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
     let nobody = std::process::Command::new("id")
         .args(["-u", "nobody"])
         .output()
@@ -308,19 +323,7 @@ pub fn unprivileged(env: &Env) -> std::process::Command {
         .trim()
         .parse()
         .unwrap();
-    rustix::fs::chown(
-        Path::new(&env.repo),
-        Some(rustix::process::Uid::from_raw(uid)),
-        None,
-    )
-    .unwrap();
-    // A copy `nobody` can reach wherever the checkout lives.
-    let copy = env.path("strongbox");
-    fs::copy(bin(), &copy).unwrap();
-    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
-    let mut cmd = std::process::Command::new("runuser");
-    cmd.args(["-u", "nobody", "--"]).arg(copy);
-    cmd
+    rustix::fs::chown(path, Some(rustix::process::Uid::from_raw(uid)), None).unwrap();
 }
 
 /// The check called `name` in `checks` (a report's `checks` array, of `verify` or `health`).

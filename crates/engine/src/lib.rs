@@ -54,6 +54,7 @@ mod health;
 mod journal;
 mod progress;
 mod prune;
+mod remove_tree;
 mod restore;
 mod select;
 mod source;

@@ -11,6 +11,7 @@ use strongbox_manifest::{FileEntry, FileType, Listing, Snapshot, SourceKind, Sta
 use super::owners::Owners;
 use super::{resolved, RestoreDetail, RestorePlan, RestoreRun, Restored, Restorer};
 use crate::progress::Tracked;
+use crate::remove_tree::remove_tree;
 use crate::tree::TreeEntry;
 use crate::Error;
 
@@ -97,7 +98,7 @@ fn swap(
     };
     // Restored: a tree that will not go away is worth a warning, not a failure.
     staging.armed = false;
-    if let Err(e) = fs::remove_dir_all(&old) {
+    if let Err(e) = remove_tree(&old) {
         tracing::warn!(old = %old.display(), error = %e, "could not remove the replaced tree");
     }
     Ok(None)
@@ -141,7 +142,7 @@ fn remove_stale_staging(parent: &Path, name: &str) {
                 }
                 continue;
             }
-            match fs::remove_dir_all(&path) {
+            match remove_tree(&path) {
                 Ok(()) => {
                     tracing::info!(path = %path.display(), "removed the staging directory of a restore that was killed")
                 }
@@ -178,7 +179,7 @@ struct Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         if self.armed {
-            if let Err(e) = fs::remove_dir_all(&self.path) {
+            if let Err(e) = remove_tree(&self.path) {
                 tracing::warn!(path = %self.path.display(), error = %e, "could not remove the staging directory");
             }
         }

@@ -87,6 +87,13 @@ impl Reader {
             compare_tree(&root, listing, snapshot)
         });
         check.duration_secs += restore_secs;
+        // The tree may hold read-only directories, which the scratch directory's own
+        // removal would leave behind (run by anyone but root).
+        if let Err(e) = crate::remove_tree::remove_tree(&root) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %root.display(), error = %e, "could not remove a restore test's tree");
+            }
+        }
         (vec![check], Some(restore_secs))
     }
 
