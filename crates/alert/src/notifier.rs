@@ -50,9 +50,24 @@ impl Notifier {
         self
     }
 
-    /// The channels, described.
+    /// The channels, described: each by its description, numbered (`#1`, `#2`) where two
+    /// describe alike (two webhooks on one host, their paths hidden), so that a name
+    /// stands for one channel.
     pub fn channels(&self) -> Vec<String> {
-        self.channels.iter().map(|c| c.describe()).collect()
+        let described: Vec<String> = self.channels.iter().map(|c| c.describe()).collect();
+        described
+            .iter()
+            .enumerate()
+            .map(
+                |(i, d)| match described.iter().filter(|o| *o == d).count() {
+                    1 => d.clone(),
+                    _ => {
+                        let nth = described[..i].iter().filter(|o| *o == d).count() + 1;
+                        format!("{d} #{nth}")
+                    }
+                },
+            )
+            .collect()
     }
 
     /// Whether any channel is configured.
@@ -86,26 +101,24 @@ impl Notifier {
         self.attempts.fetch_add(1, Ordering::Relaxed);
         self.channels
             .iter()
-            .filter(|channel| only.is_none_or(|only| only.contains(&channel.describe())))
-            .map(|channel| {
-                let described = channel.describe();
-                match channel.send(alert) {
-                    Ok(()) => {
-                        tracing::info!(channel = %described, status = %alert.status, "alert sent");
-                        Delivery {
-                            channel: described,
-                            ok: true,
-                            error: None,
-                        }
+            .zip(self.channels())
+            .filter(|(_, name)| only.is_none_or(|only| only.contains(name)))
+            .map(|(channel, described)| match channel.send(alert) {
+                Ok(()) => {
+                    tracing::info!(channel = %described, status = %alert.status, "alert sent");
+                    Delivery {
+                        channel: described,
+                        ok: true,
+                        error: None,
                     }
-                    Err(e) => {
-                        let error = crate::error_chain(&e);
-                        tracing::warn!(channel = %described, %error, "an alert could not be delivered");
-                        Delivery {
-                            channel: described,
-                            ok: false,
-                            error: Some(error),
-                        }
+                }
+                Err(e) => {
+                    let error = crate::error_chain(&e);
+                    tracing::warn!(channel = %described, %error, "an alert could not be delivered");
+                    Delivery {
+                        channel: described,
+                        ok: false,
+                        error: Some(error),
                     }
                 }
             })
@@ -192,6 +205,30 @@ mod tests {
             undelivered(&deliveries).as_deref(),
             Some("recorder: webhook http://h/*** answered 503")
         );
+    }
+
+    /// Regression: two webhooks on one host (their paths hidden) were one name, so an alert
+    /// one of them missed was sent again to both at every health run.
+    #[test]
+    fn an_alert_is_sent_again_to_the_channel_that_missed_it_alone() {
+        let failing = std::sync::Arc::new(Recorder {
+            fail: true,
+            ..Recorder::default()
+        });
+        let working = std::sync::Arc::new(Recorder::default());
+        let notifier = Notifier::new(Event::defaults())
+            .with_channel(working.clone())
+            .with_channel(failing);
+        assert_eq!(notifier.channels(), ["recorder #1", "recorder #2"]);
+        let missed: Vec<String> = notifier
+            .notify(&alert(Event::Failure))
+            .into_iter()
+            .filter(|d| !d.ok)
+            .map(|d| d.channel)
+            .collect();
+        assert_eq!(missed, ["recorder #2"]);
+        notifier.notify_only(&alert(Event::Failure), Some(&missed));
+        assert_eq!(*working.sent.lock().unwrap(), [Event::Failure]);
     }
 
     #[test]
