@@ -104,6 +104,19 @@ keep = {{ last = 1 }}
     assert_eq!(out.status.code(), Some(3));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["status"], "unknown", "{report}");
+    // Regression: the metrics file kept the last run's state (ok) through the failure.
+    let metrics = env.path("health.prom");
+    std::fs::write(&metrics, "strongbox_health_status{check=\"disk\"} 0\n").unwrap();
+    let out = bare(&["health", "--prometheus", metrics.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>(),
+        ["strongbox_health_status{check=\"repository\"} 3"],
+        "{text}"
+    );
 }
 
 #[test]

@@ -823,4 +823,15 @@ fn status_html_writes_one_self_contained_dashboard() {
         !html.contains("<section class=\"set critical\"><h2>media"),
         "{html}"
     );
+
+    // Regression: a repository that could not be read left the last page up, saying ok.
+    let marker = std::path::Path::new(&env.repo).join("strongbox.json");
+    fs::write(&marker, b"{").unwrap();
+    let err = env.fails(&["status", "--html", &page_arg], 1);
+    let html = fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("<h2>repository <span class=\"badge\">unknown</span>")
+            && !html.contains("<h2>media"),
+        "{err}\n{html}"
+    );
 }

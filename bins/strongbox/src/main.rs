@@ -15,9 +15,10 @@ use clap::{CommandFactory, Parser};
 use serde::Serialize;
 use strongbox_config::Config;
 use strongbox_engine::{
-    human_bytes, BackupOptions, Cancel, DataDirTarget, Engine, FilesSpec, HealthOptions,
-    HealthStatus, PostgresSpec, PruneOptions, Reader, RecoveryTarget, Report, RestoreOptions,
-    Restorer, SetSpec, SourceSpec, SqliteSpec, TargetSpec, VerifyLevel, VerifyOptions,
+    human_bytes, BackupOptions, Cancel, Dashboard, DataDirTarget, Engine, FilesSpec, HealthOptions,
+    HealthReport, HealthStatus, PostgresSpec, PruneOptions, Reader, RecoveryTarget, Report,
+    RestoreOptions, Restorer, SetSpec, SourceSpec, SqliteSpec, TargetSpec, VerifyLevel,
+    VerifyOptions,
 };
 use strongbox_manifest::SnapshotKind;
 use strongbox_storage::{
@@ -84,11 +85,14 @@ fn main() -> ExitCode {
     let fetching = matches!(cli.command, Command::Wal(cli::WalCommand::Fetch { .. }));
     // A health check that cannot run is unknown to a monitoring system, as an unreachable
     // repository is, never critical (2, the usage status).
-    let checking = matches!(cli.command, Command::Health(_));
+    let checking = match &cli.command {
+        Command::Health(args) => Some(args.prometheus.clone()),
+        _ => None,
+    };
     let fail = |error: &anyhow::Error, json: bool, code: u8| {
-        if checking {
+        if let Some(metrics) = &checking {
             eprintln!("strongbox: error: {error:#}");
-            return health_unknown(&format!("{error:#}"), json);
+            return health_unknown(&format!("{error:#}"), json, metrics.as_deref());
         }
         fail(error, json, if fetching { EXIT_FETCH_FAILED } else { code })
     };
@@ -250,13 +254,23 @@ fn key_holders(args: &InitArgs) -> Result<Vec<KeyHolder>> {
     Ok(holders)
 }
 
-/// A health check that could not run: unknown to monitoring, in health's own shape.
-fn health_unknown(message: &str, json: bool) -> ExitCode {
+/// A health check that could not run: unknown to monitoring, in health's own shape, and in
+/// the metrics file if one was asked for (left as it was, it would show the last run's
+/// state, ok perhaps, through the outage).
+fn health_unknown(message: &str, json: bool, metrics: Option<&std::path::Path>) -> ExitCode {
+    let report = HealthReport::unknown(message);
     if json {
-        let report = serde_json::json!({ "status": "unknown", "checks": [], "error": message });
-        println!("{report}");
+        let mut shown = serde_json::to_value(&report).expect("a report serializes");
+        shown["error"] = message.into();
+        println!("{shown}");
     } else {
         println!("UNKNOWN: {message}");
+    }
+    if let Some(path) = metrics {
+        if let Err(e) = strongbox_engine::write_atomically(path, report.to_prometheus().as_bytes())
+        {
+            eprintln!("strongbox: error: writing {}: {e:#}", path.display());
+        }
     }
     ExitCode::from(HealthStatus::Unknown.exit_code())
 }
@@ -288,6 +302,7 @@ fn usage_failed(error: &clap::Error, args: &[String]) -> ExitCode {
             health_unknown(
                 line.strip_prefix("error: ").unwrap_or(line),
                 args.iter().any(|a| a == "--json"),
+                None,
             )
         }
         ("wal", Some("fetch")) => {
@@ -572,16 +587,31 @@ impl App {
             }
             Command::Backup(args) => self.backup(args),
             Command::Status { sets, html } => {
-                let reader = self.reader()?;
+                // A page that cannot be made says so, rather than keep the last one's state.
+                let write_page = |path: &std::path::Path, dashboard: &Dashboard| {
+                    strongbox_engine::write_atomically(path, dashboard.to_html().as_bytes())
+                        .with_context(|| format!("writing {}", path.display()))
+                };
+                let unknown = |path: &std::path::Path, e: anyhow::Error| {
+                    let location = self.location().map(|l| l.to_string()).unwrap_or_default();
+                    write_page(path, &Dashboard::unknown(&location, &format!("{e:#}")))?;
+                    Err(e)
+                };
+                let reader = match (self.reader(), &html) {
+                    (Ok(reader), _) => reader,
+                    (Err(e), Some(path)) => return unknown(path, e),
+                    (Err(e), None) => return Err(e),
+                };
                 self.config
                     .known_sets(sets.iter().map(String::as_str), || {
                         Ok::<_, anyhow::Error>(reader.sets()?)
                     })?;
                 if let Some(path) = html {
                     reader.check_output(&path)?;
-                    let dashboard = reader.dashboard(&sets, &self.config.health_options())?;
-                    strongbox_engine::write_atomically(&path, dashboard.to_html().as_bytes())
-                        .with_context(|| format!("writing {}", path.display()))?;
+                    match reader.dashboard(&sets, &self.config.health_options()) {
+                        Ok(dashboard) => write_page(&path, &dashboard)?,
+                        Err(e) => return unknown(&path, e.into()),
+                    }
                 }
                 let statuses = reader.status(&sets)?;
                 self.print(&statuses, || output::status_text(&statuses))?;
@@ -909,7 +939,10 @@ impl App {
                 }
                 (report, reader)
             }
-            Err(e) => return Ok(health_unknown(&format!("{e:#}"), self.json)),
+            Err(e) => {
+                let metrics = args.prometheus.as_deref();
+                return Ok(health_unknown(&format!("{e:#}"), self.json, metrics));
+            }
         };
         let metrics = args.prometheus.as_deref().map(|path| -> Result<()> {
             reader.check_output(path)?;

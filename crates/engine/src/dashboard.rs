@@ -63,6 +63,19 @@ impl Reader {
     }
 }
 
+impl Dashboard {
+    /// The page of a repository that could not be read: its state unknown, saying why,
+    /// instead of the last page's, which may say ok.
+    pub fn unknown(repository: &str, why: &str) -> Self {
+        Dashboard {
+            generated: Utc::now(),
+            repository: repository.to_string(),
+            health: HealthReport::unknown(why),
+            sets: Vec::new(),
+        }
+    }
+}
+
 fn badge(status: HealthStatus) -> &'static str {
     match status {
         HealthStatus::Ok => "ok",

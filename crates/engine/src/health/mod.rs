@@ -73,6 +73,24 @@ pub struct HealthReport {
     pub sets: Vec<SetStatus>,
 }
 
+impl HealthReport {
+    /// The report of a health check that could not run (a repository that cannot be
+    /// opened, a configuration that does not load): one `repository` check, unknown, saying
+    /// why, so that metrics say unknown rather than keep the last run's state.
+    pub fn unknown(why: &str) -> Self {
+        HealthReport {
+            status: HealthStatus::Unknown,
+            checks: vec![HealthCheck {
+                set: None,
+                name: "repository".to_string(),
+                status: HealthStatus::Unknown,
+                detail: why.to_string(),
+            }],
+            sets: Vec::new(),
+        }
+    }
+}
+
 /// Thresholds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthOptions {
