@@ -117,6 +117,14 @@ fn permanent_s3_faults_fail_each_command_in_bounded_time_naming_the_key_and_chan
             "{kind}: a record was written"
         );
     }
+    // Regression: with its parts failing and the abort failing too (a server gone), the
+    // error was the abort's (DELETE), not the upload's; the failed abort is a warning.
+    proxy.set(&token, &Plan::permanent("503", "uploadId="));
+    let err = env.fails(&["backup", "files", "media", src.to_str().unwrap()], 1);
+    proxy.clear(&token);
+    let (warning, error) = err.trim_end().split_once('\n').unwrap();
+    assert!(warning.contains("aborting upload failed"), "{err}");
+    assert!(error.contains("PUT") && !error.contains("DELETE"), "{err}");
 
     // restore: the archive cannot be read; the target keeps what it had.
     let target = env.path("target");

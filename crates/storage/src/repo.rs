@@ -25,7 +25,7 @@ use crate::ranged::{RangeBudget, Ranged};
 use crate::ranges::CompressedRanges;
 use crate::raw::{path, RawReader, RawWriter, Written};
 use crate::store::Store;
-use crate::upload::Uploading;
+use crate::upload::{AbortLogged, Uploading};
 use crate::SecretString;
 use crate::{layout, BackendError, Error, Location, StoreOptions};
 
@@ -1193,7 +1193,7 @@ impl Repository {
             .rt
             .block_on(self.store.put_multipart_opts(&path(key), opts))
             .map_err(|e| backend("writing", key, &self.location, e))?;
-        let upload = WriteMultipart::new_with_chunk_size(upload, part_size);
+        let upload = WriteMultipart::new_with_chunk_size(AbortLogged::wrap(key, upload), part_size);
         let upload = Uploading::new(
             self.rt.clone(),
             upload,

@@ -4,7 +4,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use object_store::WriteMultipart;
+use object_store::{MultipartUpload, PutPayload, PutResult, UploadPart, WriteMultipart};
 use tokio::runtime::Runtime;
 
 use crate::raw::backend_io;
@@ -101,9 +101,8 @@ impl Uploading {
         tracing::debug!(key, "aborting unfinished upload");
         // Each failed part is taken off the set, so this ends once none is left.
         while self.drain_before_abort && self.rt.block_on(upload.wait_for_capacity(0)).is_err() {}
-        if let Err(e) = self.rt.block_on(upload.abort()) {
-            tracing::warn!(key, error = %BackendError::new(e), "aborting upload failed");
-        }
+        // A failure is logged by AbortLogged.
+        let _ = self.rt.block_on(upload.abort());
     }
 
     fn hand_over(&mut self) -> io::Result<()> {
@@ -122,6 +121,44 @@ impl Uploading {
             .map_err(backend_io)?;
         let _guard = self.rt.enter();
         upload.put(bytes);
+        Ok(())
+    }
+}
+
+/// A multipart upload whose abort logs its failure instead of returning it. An upload
+/// whose parts failed is aborted by `WriteMultipart::finish`, which returns the abort's
+/// error in place of the part's when both fail (a server gone): the backup then named the
+/// cleanup's DELETE, not the PUT that failed.
+#[derive(Debug)]
+pub(crate) struct AbortLogged {
+    inner: Box<dyn MultipartUpload>,
+    key: String,
+}
+
+impl AbortLogged {
+    pub(crate) fn wrap(key: &str, inner: Box<dyn MultipartUpload>) -> Box<dyn MultipartUpload> {
+        Box::new(AbortLogged {
+            inner,
+            key: key.to_string(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl MultipartUpload for AbortLogged {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        if let Err(e) = self.inner.abort().await {
+            let key = &self.key;
+            tracing::warn!(key, error = %BackendError::new(e), "aborting upload failed");
+        }
         Ok(())
     }
 }
