@@ -301,6 +301,23 @@ fn sqlite_backup_restore_recipe_and_safe_replacement() {
     assert_eq!(safety(&env), 1);
     assert_eq!(rows(), "5000");
 
+    // Regression: restored through a symbolic link (as the application may open it), the
+    // link was replaced by a file and the file it names, which the backup had read, kept
+    // its old data. The file the link names is restored; the link stays.
+    let link = env.path("link.sqlite3");
+    std::os::unix::fs::symlink(&db, &link).unwrap();
+    Command::new("sqlite3")
+        .arg(&db)
+        .arg("DELETE FROM msg WHERE id > 10;")
+        .output()
+        .unwrap();
+    env.restore("chat:latest", &link, &["--force"]);
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(rows(), "5000");
+
     // The safety set is not on a schedule: its age is no concern of health, which used to
     // turn critical two days after every forced restore.
     let out = env.run(&[

@@ -355,9 +355,16 @@ pub struct SqliteTarget {
 }
 
 impl SqliteTarget {
-    /// A target for the database file at `path` (created when missing).
+    /// A target for the database file at `path` (created when missing). A symbolic link is
+    /// followed, as a backup of it follows it: the file it names is restored, where the
+    /// application reads it, rather than the link replaced by a file of its own.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SqliteTarget { path: path.into() }
+        let path = path.into();
+        let path = match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => fs::canonicalize(&path).unwrap_or(path),
+            _ => path,
+        };
+        SqliteTarget { path }
     }
 }
 
