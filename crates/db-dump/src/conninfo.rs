@@ -483,13 +483,30 @@ impl PgConn {
         ]
     }
 
-    /// Remove the password from `text` (tool output, server messages), should it appear.
+    /// Remove the password from `text` (tool output, server messages), should it appear:
+    /// where it stands alone, not inside a longer word. Replaced inside one (password
+    /// `secret`, table `secret_t`), the message named a table that does not exist, and
+    /// showed which text the password is.
     pub(crate) fn scrub(&self, text: &str) -> String {
-        match &self.password {
+        let password = match &self.password {
             // Shorter passwords would mangle ordinary words, and no tool echoes them anyway.
-            Some(password) if password.len() >= 4 => text.replace(password.as_str(), "***"),
-            _ => text.to_string(),
+            Some(password) if password.len() >= 4 => password.as_str(),
+            _ => return text.to_string(),
+        };
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        let mut out = String::with_capacity(text.len());
+        let mut rest = 0;
+        for (at, _) in text.match_indices(password) {
+            let end = at + password.len();
+            if word(text[..at].chars().next_back()) || word(text[end..].chars().next()) {
+                continue;
+            }
+            out.push_str(&text[rest..at]);
+            out.push_str("***");
+            rest = end;
         }
+        out.push_str(&text[rest..]);
+        out
     }
 
     /// Look the password up in `PGPASSFILE` or `~/.pgpass`, as libpq does.
@@ -712,10 +729,14 @@ mod tests {
         let child = conn.child_env();
         assert!(child.contains(&("PGPASSWORD", Some("hunter22".to_string()))));
         assert!(!format!("{conn:?}").contains("hunter22"));
-        assert_eq!(
-            conn.scrub("FATAL: bad password hunter22"),
-            "FATAL: bad password ***"
-        );
+        let cases = [
+            ("FATAL: bad password hunter22", "FATAL: bad password ***"),
+            ("u:hunter22@h, 'hunter22'", "u:***@h, '***'"),
+            ("table hunter22_t, hunter22x", "table hunter22_t, hunter22x"),
+        ];
+        for (said, shown) in cases {
+            assert_eq!(conn.scrub(said), shown);
+        }
         let err = PgConn::parse("postgres://u:hunter22@h:notaport/db", &env(&[])).unwrap_err();
         assert!(matches!(err, Error::ConninfoSyntax { .. }), "{err}");
         let chain = crate::error::chain(&err);
