@@ -8,7 +8,7 @@ use std::process::Output;
 use serde_json::Value;
 use strongbox_test_support::Pg;
 
-use crate::harness::{assert_same_tree, succeeded, tree, write, Env};
+use crate::harness::{assert_same_tree, names, succeeded, tree, write, Env};
 
 /// `strongbox --repo R --config C <args>` with libpq's variables when `pg` is given.
 fn run(env: &Env, config: &Path, pg: Option<&Pg>, args: &[&str]) -> Output {
@@ -638,8 +638,25 @@ fn a_bundle_restore_checks_files_before_any_database_and_names_a_partial_restore
     let message = stderr(&out);
     assert!(
         message.contains("member \"appdb\" failed after media (into ")
+            && message.contains("it was empty")
             && message.contains("had been restored; restore the bundle again"),
         "{message}"
     );
     assert_same_tree(&tree(&media), &tree(&dir_target));
+
+    // Regression: forced over a tree, the message showed a pattern (`….pre-restore-<time>`)
+    // where the tree it kept is.
+    let out = restore_with(&["--target", &dir_arg, "--force"]);
+    let message = stderr(&out);
+    let kept = names(dir_target.parent().unwrap())
+        .into_iter()
+        .find(|n| n.starts_with("restored-media.pre-restore-"))
+        .unwrap_or_else(|| panic!("no kept tree: {message}"));
+    assert!(
+        message.contains(&format!(
+            "the previous content is kept as {}",
+            env.path(&kept).display()
+        )),
+        "{message}"
+    );
 }

@@ -435,14 +435,21 @@ impl Engine {
         for (member, mut restorer, _) in self.member_targets(bundle, targets, only, options)? {
             match self.restore(&member, restorer.as_mut(), options) {
                 Ok(outcome) => {
+                    // Where the previous content went, as it happened (not the pattern).
+                    let previous = match (&outcome.previous, &outcome.safety_snapshot) {
+                        (Some(path), _) => {
+                            format!("the previous content is kept as {}", path.display())
+                        }
+                        (None, Some(id)) => format!("the previous content is safety snapshot {id}"),
+                        (None, None) if options.force => {
+                            "the previous content, if any, was not kept".to_string()
+                        }
+                        (None, None) => "it was empty".to_string(),
+                    };
                     restored.push(format!(
-                        "{} (into {}; {})",
+                        "{} (into {}; {previous})",
                         member.set,
                         restorer.describe(),
-                        match options.force {
-                            true => restorer.replaced(),
-                            false => "it was empty".to_string(),
-                        }
                     ));
                     outcomes.push(outcome);
                 }
