@@ -685,7 +685,10 @@ pub struct RestoreArgs {
     /// A bundle: restore only this member.
     #[arg(long, value_name = "MEMBER")]
     pub only: Option<String>,
-    /// Restore only matching paths (and everything below a matching directory).
+    /// Restore only matching paths (and everything below a matching directory). The
+    /// target becomes that selection: with --force, its other content goes with the rest
+    /// of the old tree (to bring one file back into a live tree, restore elsewhere and
+    /// copy it).
     #[arg(long, value_name = "GLOB")]
     pub include: Vec<String>,
     /// Print what would be restored; write nothing.
