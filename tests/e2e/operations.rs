@@ -104,6 +104,24 @@ fn status_shows_each_set_from_the_journal() {
         text.contains("media: 2 snapshot(s)") && text.contains("failed"),
         "{text}"
     );
+
+    // Regression: a backup killed with -9 stayed `running` in status for ever.
+    let pid = dead_pid();
+    let now = chrono::Utc::now();
+    let key = format!("{}-backup-killed.json", now.format("%Y%m%dT%H%M%S%.3fZ"));
+    write(
+        &Path::new(&env.repo).join("sets/media/runs").join(key),
+        format!(r#"{{"operation":"backup","set":"media","status":"running","started":"{}","finished":null,"snapshot":null,"error":null,"host":"{}","pid":{pid}}}"#, now.to_rfc3339(), host()).as_bytes(),
+    );
+    let backup = &env.json(&["status"])[0]["last_runs"]["backup"];
+    assert_eq!(backup["status"], "failed", "{backup}");
+    assert!(
+        backup["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("process {pid} on {} is gone", host())),
+        "{backup}"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use strongbox_manifest::Snapshot;
-use strongbox_storage::{layout, Records};
+use strongbox_storage::{holder_alive, layout, Records};
 
 use crate::journal::{Operation, RunRecord, RunStatus, Verification};
 use crate::{Error, Reader};
@@ -135,12 +135,27 @@ impl Reader {
     }
 }
 
+/// `run`, briefly. One still `running` whose process is gone from this host crashed (a
+/// kill -9, a full disk that kept its last entry from being written): it failed, rather
+/// than run for ever.
 fn summary(run: &RunRecord) -> RunSummary {
+    let crashed =
+        run.status == RunStatus::Running && holder_alive(&run.host, run.pid) == Some(false);
     RunSummary {
-        status: run.status,
+        status: if crashed {
+            RunStatus::Failed
+        } else {
+            run.status
+        },
         started: run.started,
         duration_secs: run.duration_secs,
-        error: run.error.clone(),
+        error: match crashed {
+            true => Some(format!(
+                "it did not finish: its process {} on {} is gone",
+                run.pid, run.host
+            )),
+            false => run.error.clone(),
+        },
         snapshot: run.snapshot.clone(),
     }
 }
