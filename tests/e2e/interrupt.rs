@@ -78,22 +78,26 @@ fn a_backup_killed_midway_leaves_no_snapshot_and_the_next_one_succeeds() {
     assert_same_tree(&tree(&src), &tree(&target));
 }
 
+/// Ctrl-C, or SIGTERM from a service manager, stops a backup cleanly with the shell's exit
+/// status for an interrupted command (it was 1, as for a failure).
 #[test]
-fn ctrl_c_stops_a_backup_cleanly() {
-    let (env, _src, child) = backup_in_progress();
-    signal(&child, rustix::process::Signal::INT);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
-    assert!(env.snapshot_ids().is_empty());
-    assert!(
-        !Path::new(&env.repo).join("locks/media.json").exists(),
-        "lock not released"
-    );
-    let data = Path::new(&env.repo).join("sets/media/data");
-    let left: Vec<String> = names(&data);
-    assert!(left.is_empty(), "aborted upload left {left:?}");
+fn ctrl_c_or_sigterm_stops_a_backup_cleanly_with_130() {
+    for signalled in [rustix::process::Signal::INT, rustix::process::Signal::TERM] {
+        let (env, _src, child) = backup_in_progress();
+        signal(&child, signalled);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{signalled:?}: {stderr}");
+        assert!(stderr.contains("interrupted"), "{stderr}");
+        assert!(env.snapshot_ids().is_empty());
+        assert!(
+            !Path::new(&env.repo).join("locks/media.json").exists(),
+            "lock not released"
+        );
+        let data = Path::new(&env.repo).join("sets/media/data");
+        let left: Vec<String> = names(&data);
+        assert!(left.is_empty(), "aborted upload left {left:?}");
+    }
 }
 
 #[test]
@@ -125,7 +129,7 @@ fn ctrl_c_during_a_restore_leaves_the_target_as_it_was() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(130),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -36,6 +36,9 @@ const EXIT_USAGE: u8 = 2;
 /// Exit status of `wal fetch` when it fails: above 125, PostgreSQL stops recovery instead of
 /// taking the failure for the end of the archive (exit 1) and promoting early.
 const EXIT_FETCH_FAILED: u8 = 126;
+/// Exit status of a command stopped by Ctrl-C or SIGTERM, cleaned up or not (the shell's,
+/// and restic's).
+const EXIT_INTERRUPTED: u8 = 130;
 
 /// A usage error found after parsing, a combination of arguments clap cannot check: exit 2,
 /// as clap's own.
@@ -119,7 +122,7 @@ fn main() -> ExitCode {
                     quit.cancel();
                     return;
                 }
-                std::process::exit(130);
+                std::process::exit(EXIT_INTERRUPTED.into());
             }
             eprintln!("interrupting: cleaning up (press Ctrl-C again to quit at once)");
             cancel.cancel();
@@ -133,7 +136,7 @@ fn main() -> ExitCode {
                         "strongbox: cleanup did not finish within {} (--cleanup-timeout); quitting",
                         humantime::format_duration(grace)
                     );
-                    std::process::exit(130);
+                    std::process::exit(EXIT_INTERRUPTED.into());
                 });
             }
         });
@@ -166,7 +169,11 @@ fn main() -> ExitCode {
             if let Some((set, operation)) = alerted {
                 app.alert_failure(set.as_deref(), operation, &e);
             }
-            fail(&e, json, failure_code(&e))
+            let code = match app.cancel.is_cancelled() {
+                true => EXIT_INTERRUPTED,
+                false => failure_code(&e),
+            };
+            fail(&e, json, code)
         }
     }
 }
@@ -893,7 +900,7 @@ impl App {
         };
         daemon.with_env(env).run(&self.cancel, &self.quit);
         Ok(match self.quit.is_cancelled() {
-            true => ExitCode::from(130),
+            true => ExitCode::from(EXIT_INTERRUPTED),
             false => ExitCode::SUCCESS,
         })
     }
