@@ -322,7 +322,7 @@ impl Engine {
             None => Vec::new(),
         };
         let doomed_wal = crate::wal::unneeded_wal(&wal, &physical_kept);
-        let report = PruneReport {
+        let mut report = PruneReport {
             dry_run: opts.dry_run,
             keep: plan
                 .keep()
@@ -372,12 +372,16 @@ impl Engine {
             self.writer.delete(&object.key)?;
             tracing::debug!(key = %object.key, size = object.size, "deleted object");
         }
-        self.writer
-            .remove_upload_leftovers(&layout::data_prefix(set), opts.grace)?;
-        // Pushes take no lock, so only a staging file older than any push could be is
+        // Pushes take no lock, so only a WAL staging file older than any push could be is
         // a leftover.
-        self.writer
-            .remove_upload_leftovers(&layout::wal_prefix(set), opts.grace.max(WAL_PUSH_GRACE))?;
+        for (prefix, grace) in [
+            (layout::data_prefix(set), opts.grace),
+            (layout::wal_prefix(set), opts.grace.max(WAL_PUSH_GRACE)),
+        ] {
+            let (files, bytes) = self.writer.remove_upload_leftovers(&prefix, grace)?;
+            report.deleted_objects += files;
+            report.freed_bytes += bytes;
+        }
         for object in &doomed_wal {
             self.cancel.check()?;
             self.writer.delete(&object.key)?;

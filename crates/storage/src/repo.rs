@@ -1234,11 +1234,15 @@ impl Repository {
     /// local repository the staging files (`<key>#<n>`) of a killed process, in `prefix`'s
     /// directory and those below it. (S3 keeps incomplete multipart uploads out of listings; a
     /// bucket lifecycle rule `AbortIncompleteMultipartUpload` collects them — see
-    /// docs/storage.md.)
-    pub fn remove_upload_leftovers(&self, prefix: &str, grace: Duration) -> Result<u64, Error> {
+    /// docs/storage.md.) Returns how many files were removed, and their bytes.
+    pub fn remove_upload_leftovers(
+        &self,
+        prefix: &str,
+        grace: Duration,
+    ) -> Result<(u64, u64), Error> {
         match &self.reader.local_root {
             Some(root) => remove_staged(&root.join(prefix), grace),
-            None => Ok(0),
+            None => Ok((0, 0)),
         }
     }
 
@@ -1261,8 +1265,9 @@ impl Repository {
     }
 }
 
-/// Remove the staging files (`#` in the name) older than `grace` in `dir` and below it.
-fn remove_staged(dir: &std::path::Path, grace: Duration) -> Result<u64, Error> {
+/// Remove the staging files (`#` in the name) older than `grace` in `dir` and below it;
+/// how many, and their bytes.
+fn remove_staged(dir: &std::path::Path, grace: Duration) -> Result<(u64, u64), Error> {
     let io = |operation, path: &std::path::Path| {
         let path = path.display().to_string();
         move |source| Error::Io {
@@ -1273,16 +1278,17 @@ fn remove_staged(dir: &std::path::Path, grace: Duration) -> Result<u64, Error> {
     };
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
         Err(source) => return Err(io("listing", dir)(source)),
     };
-    let mut removed = 0;
+    let mut removed = (0, 0);
     for entry in entries.flatten() {
         let Ok(meta) = entry.metadata() else {
             continue;
         };
         if meta.is_dir() {
-            removed += remove_staged(&entry.path(), grace)?;
+            let below = remove_staged(&entry.path(), grace)?;
+            removed = (removed.0 + below.0, removed.1 + below.1);
             continue;
         }
         let stale = meta
@@ -1292,7 +1298,7 @@ fn remove_staged(dir: &std::path::Path, grace: Duration) -> Result<u64, Error> {
             .is_some_and(|age| age >= grace);
         if entry.file_name().to_string_lossy().contains('#') && stale {
             std::fs::remove_file(entry.path()).map_err(io("removing", &entry.path()))?;
-            removed += 1;
+            removed = (removed.0 + 1, removed.1 + meta.len());
         }
     }
     Ok(removed)
