@@ -86,9 +86,14 @@ pub(crate) fn key_file_header<'a>(
     key: &str,
     bytes: &'a [u8],
 ) -> Result<age::Decryptor<&'a [u8]>, Error> {
+    // age's message for an unknown format goes on to a second line ("Have you tried
+    // upgrading…"), which would break the one-line warning and error.
     age::Decryptor::new_buffered(bytes).map_err(|e| Error::Corrupt {
         key: key.to_string(),
-        reason: format!("not an age file: {e}"),
+        reason: format!(
+            "not an age file: {}",
+            e.to_string().lines().next().unwrap_or_default()
+        ),
     })
 }
 
@@ -402,6 +407,22 @@ impl Sealed for SealingWriter<StoreBehind<RawWriter>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: age's message for an unknown format has a second line, which broke the
+    /// damaged key file's one-line warning.
+    #[test]
+    fn a_key_file_that_is_not_age_is_refused_in_one_line() {
+        for bytes in [
+            &b"not an age file at all\n"[..],
+            b"age-encryption.org/v9\n-> X\n",
+        ] {
+            let e = key_file_header("keys/k.age", bytes)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("keys/k.age") && !e.contains('\n'), "{e:?}");
+        }
+    }
 
     #[test]
     fn identity_files_parse_or_are_refused_without_echoing_a_line() {
