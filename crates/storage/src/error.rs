@@ -240,8 +240,37 @@ impl fmt::Display for BackendError {
             }
             cause = error.source();
         }
-        f.write_str(&message.replace('\n', " "))
+        // A body read that failed comes back wrapped twice in one message ("Generic S3
+        // error: Generic S3 error: Error performing GET…"): each part once.
+        let mut parts: Vec<&str> = Vec::new();
+        for part in message.split(": ") {
+            if parts.last() != Some(&part) {
+                parts.push(part);
+            }
+        }
+        f.write_str(&parts.join(": ").replace('\n', " "))
     }
 }
 
 impl std::error::Error for BackendError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_error_says_each_cause_once() {
+        let inner = object_store::Error::Generic {
+            store: "S3",
+            source: "Error performing GET http://h/k: connection reset".into(),
+        };
+        let outer = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(std::io::Error::other(inner)),
+        };
+        assert_eq!(
+            BackendError::new(outer).to_string(),
+            "Generic S3 error: Error performing GET http://h/k: connection reset"
+        );
+    }
+}
