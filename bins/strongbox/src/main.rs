@@ -293,23 +293,20 @@ fn usage_failed(error: &clap::Error, args: &[String]) -> ExitCode {
     let matches = Cli::command()
         .ignore_errors(true)
         .try_get_matches_from(std::iter::once("strongbox".to_string()).chain(args.iter().cloned()));
-    let named = |m: &clap::ArgMatches| {
-        m.subcommand()
-            .map(|(name, m)| (name.to_string(), m.clone()))
+    let Some((command, m)) = matches.as_ref().ok().and_then(|m| m.subcommand()) else {
+        error.exit()
     };
-    let (command, sub) = match matches.as_ref().ok().and_then(named) {
-        Some((command, m)) => (command, named(&m).map(|(name, _)| name)),
-        None => error.exit(),
-    };
-    match (command.as_str(), sub.as_deref()) {
+    match (command, m.subcommand_name()) {
         ("health", _) => {
             let _ = error.print();
             let line = error.render().to_string();
             let line = line.lines().next().unwrap_or_default();
+            // The metrics file too, if it was named before the mistake.
+            let metrics = m.try_get_one::<PathBuf>("prometheus").ok().flatten();
             health_unknown(
                 line.strip_prefix("error: ").unwrap_or(line),
                 args.iter().any(|a| a == "--json"),
-                None,
+                metrics.map(PathBuf::as_path),
             )
         }
         ("wal", Some("fetch")) => {

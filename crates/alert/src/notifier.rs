@@ -102,7 +102,11 @@ impl Notifier {
         self.channels
             .iter()
             .zip(self.channels())
-            .filter(|(_, name)| only.is_none_or(|only| only.contains(name)))
+            // A name saved before channels were numbered is the bare description: it stands
+            // for every channel described so.
+            .filter(|(channel, name)| {
+                only.is_none_or(|only| only.contains(name) || only.contains(&channel.describe()))
+            })
             .map(|(channel, described)| match channel.send(alert) {
                 Ok(()) => {
                     tracing::info!(channel = %described, status = %alert.status, "alert sent");

@@ -493,17 +493,27 @@ impl PgConn {
             Some(password) if password.len() >= 4 => password.as_str(),
             _ => return text.to_string(),
         };
+        // Where the password's own edge is a word character, its neighbour must not be one
+        // (a word boundary, as a regex's \b).
         let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        let (starts, ends) = (
+            word(password.chars().next()),
+            word(password.chars().next_back()),
+        );
         let mut out = String::with_capacity(text.len());
-        let mut rest = 0;
-        for (at, _) in text.match_indices(password) {
-            let end = at + password.len();
-            if word(text[..at].chars().next_back()) || word(text[end..].chars().next()) {
-                continue;
+        let (mut rest, mut from) = (0, 0);
+        while let Some(found) = text[from..].find(password) {
+            let (at, end) = (from + found, from + found + password.len());
+            let inside = (starts && word(text[..at].chars().next_back()))
+                || (ends && word(text[end..].chars().next()));
+            if !inside {
+                out.push_str(&text[rest..at]);
+                out.push_str("***");
+                (rest, from) = (end, end);
+            } else {
+                // An occurrence inside a word; another may start within it.
+                from = at + text[at..].chars().next().map_or(1, char::len_utf8);
             }
-            out.push_str(&text[rest..at]);
-            out.push_str("***");
-            rest = end;
         }
         out.push_str(&text[rest..]);
         out
@@ -736,6 +746,16 @@ mod tests {
         ];
         for (said, shown) in cases {
             assert_eq!(conn.scrub(said), shown);
+        }
+        // An occurrence inside a word does not hide one alone right after it; a password
+        // with non-word edges is hidden wherever it stands.
+        let cases = [
+            ("x--x", "ax--x--x", "ax--***"),
+            ("!secret!", "a!secret!b", "a***b"),
+        ];
+        for (password, said, shown) in cases {
+            let conn = PgConn::parse(&format!("postgres://u:{password}@h/db"), &env(&[])).unwrap();
+            assert_eq!(conn.scrub(said), shown, "{password}");
         }
         let err = PgConn::parse("postgres://u:hunter22@h:notaport/db", &env(&[])).unwrap_err();
         assert!(matches!(err, Error::ConninfoSyntax { .. }), "{err}");

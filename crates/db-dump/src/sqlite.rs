@@ -361,7 +361,14 @@ impl SqliteTarget {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
         let path = match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.file_type().is_symlink() => fs::canonicalize(&path).unwrap_or(path),
+            Ok(meta) if meta.file_type().is_symlink() => match fs::canonicalize(&path) {
+                Ok(file) => file,
+                // A link to a file not there yet: the file it will name.
+                Err(_) => match (fs::read_link(&path), path.parent()) {
+                    (Ok(named), Some(dir)) => dir.join(named),
+                    _ => path,
+                },
+            },
             _ => path,
         };
         SqliteTarget { path }

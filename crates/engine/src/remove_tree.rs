@@ -1,9 +1,11 @@
-//! Removing a tree this process made, its read-only directories included.
+//! Removing a tree a restore made or replaced, its read-only directories included.
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+
+use rustix::fs::{Dir, FileType, Mode, OFlags, CWD};
 
 /// Remove the tree at `path` without following links. A directory restored read-only (mode
 /// 0555) keeps its entries from anyone but root, so on a refusal its owner's write and
@@ -11,35 +13,45 @@ use std::path::Path;
 pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            open_up(path)?;
-            fs::remove_dir_all(path)
+            let first = open_up(open_dir(CWD, path)?).err();
+            fs::remove_dir_all(path).map_err(|e| first.unwrap_or(e))
         }
         other => other,
     }
 }
 
-fn open_up(dir: &Path) -> io::Result<()> {
-    let meta = fs::symlink_metadata(dir)?;
-    if !meta.is_dir() {
-        return Ok(());
+/// A directory opened without following a link: one swapped in for it while the tree is
+/// walked (by whoever can write in the restored tree) is refused, never changed.
+fn open_dir(at: impl AsFd, path: impl rustix::path::Arg) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rustix::fs::openat(at, path, flags, Mode::empty())?)
+}
+
+/// Give `dir` and the directories below it their owner's read, write and search bits,
+/// through descriptors; past a directory that refuses (another user's), on to the rest.
+fn open_up(dir: OwnedFd) -> io::Result<()> {
+    let mode = rustix::fs::fstat(&dir)?.st_mode;
+    if mode & 0o700 != 0o700 {
+        rustix::fs::fchmod(&dir, Mode::from_raw_mode((mode & 0o7777) | 0o700))?;
     }
-    if meta.mode() & 0o700 != 0o700 {
-        fs::set_permissions(
-            dir,
-            fs::Permissions::from_mode(meta.mode() & 0o7777 | 0o700),
-        )?;
-    }
-    for entry in fs::read_dir(dir)? {
+    let mut first = None;
+    for entry in Dir::read_from(&dir)? {
         let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            open_up(&entry.path())?;
+        let name = entry.file_name();
+        if entry.file_type() != FileType::Directory || matches!(name.to_bytes(), b"." | b"..") {
+            continue;
+        }
+        if let Err(e) = open_dir(&dir, name).and_then(open_up) {
+            first.get_or_insert(e);
         }
     }
-    Ok(())
+    first.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
     use super::*;
 
     /// Root removes any tree; the case that matters is another user's, which the e2e test
@@ -58,10 +70,14 @@ mod tests {
         for ro in ["ro/deeper", "ro"] {
             fs::set_permissions(tree.join(ro), fs::Permissions::from_mode(0o555)).unwrap();
         }
-        open_up(&tree).unwrap();
+        open_up(open_dir(CWD, &tree).unwrap()).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o777;
         assert_eq!(mode(&tree.join("ro/deeper")), 0o755);
         assert_eq!(mode(&outside), 0o555, "not through the link");
+        assert!(
+            open_dir(CWD, tree.join("ro/link")).is_err(),
+            "a link is not opened"
+        );
         remove_tree(&tree).unwrap();
         assert!(!tree.exists() && outside.exists());
     }

@@ -149,12 +149,13 @@ fn summary(run: &RunRecord) -> RunSummary {
         },
         started: run.started,
         duration_secs: run.duration_secs,
-        error: match crashed {
-            true => Some(format!(
+        error: if crashed {
+            Some(format!(
                 "it did not finish: its process {} on {} is gone",
                 run.pid, run.host
-            )),
-            false => run.error.clone(),
+            ))
+        } else {
+            run.error.clone()
         },
         snapshot: run.snapshot.clone(),
     }

@@ -606,10 +606,11 @@ pub(crate) fn physical(snapshot: &Snapshot) -> Result<&PhysicalStats, Error> {
     })
 }
 
-/// The name of the newest segment archived on `timeline`.
+/// The name of the newest segment archived on `timeline` or a later one (a failover after
+/// a gap archives past it on the next); names sort by timeline, then position.
 fn newest_segment(wal: &[WalObject], timeline: u32) -> Option<&str> {
     wal.iter()
-        .filter(|o| matches!(o.file, WalFile::Segment(s) if s.timeline == timeline))
+        .filter(|o| matches!(o.file, WalFile::Segment(s) if s.timeline >= timeline))
         .map(|o| o.name.as_str())
         .max()
 }

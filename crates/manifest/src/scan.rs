@@ -12,9 +12,12 @@ pub enum Change {
     /// In the parent with other metadata: read and stored again.
     Changed,
     /// Same type, size, mode, mtime, ctime, inode (and link target): not read again. A new
-    /// owner changes the ctime, so owners need no comparison of their own (and a parent
-    /// listed before owners were kept is not read again whole for lacking them).
+    /// owner changes the ctime, so owners need no comparison of their own.
     Unchanged,
+    /// Unchanged, but its parent entry was listed before owners were kept: not read again,
+    /// listed again with its owner (and the parent's digest, holder and offset), so that a
+    /// file that never changes gets its owner back on a restore too.
+    Relisted,
 }
 
 /// A scanned tree: the new listing's entries (unchanged ones already carry the parent's
@@ -306,10 +309,14 @@ where
                 Ok(Some(old)) => self.removed.push(old.path),
             }
         }
-        let change = classify(same.as_ref(), &entry, self.rehash);
+        let mut change = classify(same.as_ref(), &entry, self.rehash);
         if let (Change::Unchanged, Some(old)) = (change, same) {
+            if old.uid.is_none() && entry.uid.is_some() {
+                change = Change::Relisted;
+            }
             entry.sha256 = old.sha256;
             entry.holder = old.holder;
+            entry.offset = old.offset;
         }
         Some(Ok((entry, change)))
     }
@@ -549,6 +556,45 @@ mod tests {
         assert_eq!(walked, ["ok", "sub"]);
         let skipped: Vec<&str> = walk.errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(skipped, ["top\u{fffd}", "sub/in\u{fffd}"]);
+    }
+
+    /// Regression: a file unchanged since a listing made before owners were kept stayed
+    /// without its owner, so a restore by root gave it to root.
+    #[test]
+    fn an_unchanged_entry_listed_without_its_owner_is_relisted_with_the_parents_content() {
+        let parent = FileEntry {
+            offset: Some(1536),
+            ..entry(FileType::File, 1, 1)
+        };
+        let owned = |uid| FileEntry {
+            uid,
+            gid: uid,
+            sha256: None,
+            holder: None,
+            ..entry(FileType::File, 1, 1)
+        };
+        // (the parent's owner, the file's now, the change)
+        let cases = [
+            (None, Some(33), Change::Relisted),
+            (Some(33), Some(33), Change::Unchanged),
+        ];
+        for (before, now, change) in cases {
+            let parent = FileEntry {
+                uid: before,
+                gid: before,
+                ..parent.clone()
+            };
+            let (got, said) = Diff::new([owned(now)].into_iter(), [Ok(parent.clone())], false)
+                .next()
+                .unwrap()
+                .unwrap();
+            assert_eq!(said, change, "{before:?}");
+            assert_eq!(got.uid, now);
+            assert_eq!(
+                (&got.sha256, &got.holder, got.offset),
+                (&parent.sha256, &parent.holder, parent.offset)
+            );
+        }
     }
 
     #[test]

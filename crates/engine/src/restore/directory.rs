@@ -278,7 +278,8 @@ impl Restorer for DirectoryTarget {
         run.progress().phase("restoring", Some(bytes));
         let mut buf = vec![0u8; CHUNK];
         let (progress, cancel) = (run.progress(), run.cancel());
-        let mut owners = Owners::new();
+        let mut owners = Owners::for_tree(&staging_path)
+            .map_err(|e| Error::io("reading the owner of", &staging_path, e))?;
         let write = |item: TreeEntry<'_>| {
             cancel.check()?;
             if item.entry.kind != FileType::File {

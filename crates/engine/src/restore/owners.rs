@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use rustix::fs::{Gid, Uid};
-use strongbox_manifest::FileEntry;
+use strongbox_manifest::{FileEntry, FileType};
 
 /// Setuid and setgid: applied only with the owner they were recorded with.
 const SET_ID: u32 = 0o6000;
@@ -12,24 +12,24 @@ const SET_ID: u32 = 0o6000;
 /// What giving owners came to over one restore.
 pub(super) struct Owners {
     root: bool,
-    /// Who owns what this process creates (its directories are made without setgid).
+    /// Who owns what this process creates in the tree: the staging directory's owner, as
+    /// it got its group from a setgid parent, if it has one, and hands it on.
     creator: (u32, u32),
     refused: u64,
     first: Option<String>,
 }
 
 impl Owners {
-    /// For the user this process runs as.
-    pub(super) fn new() -> Self {
-        Owners {
+    /// For a tree this process creates below the directory `root`, which it just made.
+    pub(super) fn for_tree(root: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let made = std::fs::metadata(root)?;
+        Ok(Owners {
             root: rustix::process::geteuid().is_root(),
-            creator: (
-                rustix::process::geteuid().as_raw(),
-                rustix::process::getegid().as_raw(),
-            ),
+            creator: (made.uid(), made.gid()),
             refused: 0,
             first: None,
-        }
+        })
     }
 
     #[cfg(test)]
@@ -45,19 +45,24 @@ impl Owners {
     /// Give `entry` (written at `path`) its owner with `chown`, and return the mode to set
     /// after it (a chown clears setuid and setgid). Restored by root without its owner (a
     /// listing from before owners were kept, or a file system that refuses), a setuid file
-    /// would run as root: it loses setuid and setgid. A refusal is counted, not an error:
-    /// a restore onto NFS with root squashed must not fail for it.
+    /// would run as root: it loses setuid and setgid (a directory keeps its setgid, which
+    /// grants nothing). A refusal is counted, not an error: a restore onto NFS with root
+    /// squashed must not fail for it.
     pub(super) fn give(
         &mut self,
         entry: &FileEntry,
         path: &Path,
         chown: impl FnOnce(Option<Uid>, Option<Gid>) -> rustix::io::Result<()>,
     ) -> u32 {
+        let unowned = match entry.kind {
+            FileType::File => entry.mode & !SET_ID,
+            _ => entry.mode,
+        };
         if !self.root {
             return entry.mode;
         }
         let (Some(uid), Some(gid)) = (entry.uid, entry.gid) else {
-            return entry.mode & !SET_ID;
+            return unowned;
         };
         if (uid, gid) == self.creator {
             // Root's own files (a tree of 100,000 of them) need no syscall each.
@@ -69,7 +74,7 @@ impl Owners {
                 self.refused += 1;
                 self.first
                     .get_or_insert_with(|| format!("{}: {e}", path.display()));
-                entry.mode & !SET_ID
+                unowned
             }
         }
     }
@@ -80,7 +85,7 @@ impl Owners {
             tracing::warn!(
                 entries = self.refused,
                 first = %first,
-                "could not give restored entries their recorded owners; they belong to root, without setuid and setgid"
+                "could not give restored entries their recorded owners; they belong to the restoring user, files without setuid and setgid"
             );
         }
     }
@@ -89,12 +94,11 @@ impl Owners {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strongbox_manifest::FileType;
 
-    fn entry(mode: u32, owner: Option<u32>) -> FileEntry {
+    fn entry(kind: FileType, mode: u32, owner: Option<u32>) -> FileEntry {
         FileEntry {
             path: "f".into(),
-            kind: FileType::File,
+            kind,
             size: 0,
             mode,
             uid: owner,
@@ -111,19 +115,23 @@ mod tests {
 
     #[test]
     fn setuid_is_kept_only_with_its_owner() {
-        // (root, recorded owner, chown succeeds, mode set, refusals counted)
+        let (file, dir) = (FileType::File, FileType::Dir);
+        // (root, kind, recorded owner, chown succeeds, mode set, refusals counted)
         let cases = [
-            (true, Some(33), true, 0o4755, 0),
-            (true, Some(33), false, 0o0755, 1),
-            (true, None, true, 0o0755, 0),
-            (true, Some(0), false, 0o4755, 0),
-            (false, Some(33), false, 0o4755, 0),
-            (false, None, true, 0o4755, 0),
+            (true, file, Some(33), true, 0o4755, 0),
+            (true, file, Some(33), false, 0o0755, 1),
+            (true, file, None, true, 0o0755, 0),
+            (true, file, Some(0), false, 0o4755, 0),
+            (true, dir, None, true, 0o2775, 0),
+            (true, dir, Some(33), false, 0o2775, 1),
+            (false, file, Some(33), false, 0o4755, 0),
+            (false, file, None, true, 0o4755, 0),
         ];
-        for (root, owner, succeeds, mode, refused) in cases {
+        for (root, kind, owner, succeeds, mode, refused) in cases {
             let mut owners = Owners::for_root(root);
             let mut asked = None;
-            let got = owners.give(&entry(0o4755, owner), Path::new("f"), |u, g| {
+            let set_id = if kind == dir { 0o2775 } else { 0o4755 };
+            let got = owners.give(&entry(kind, set_id, owner), Path::new("f"), |u, g| {
                 asked = Some((u, g));
                 if succeeds {
                     Ok(())
@@ -131,7 +139,7 @@ mod tests {
                     Err(rustix::io::Errno::PERM)
                 }
             });
-            let case = (root, owner, succeeds);
+            let case = (root, kind, owner, succeeds);
             assert_eq!(got, mode, "{case:?}");
             assert_eq!(owners.refused, refused, "{case:?}");
             let wanted = (root && owner == Some(33))

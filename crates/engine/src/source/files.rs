@@ -299,7 +299,7 @@ impl<'a> Storing<'a> {
             if n % 4096 == 0 {
                 run.cancel().check()?;
             }
-            if change == Change::Unchanged {
+            if matches!(change, Change::Unchanged | Change::Relisted) {
                 if let Some(holder) = &entry.holder {
                     if checked_holder.as_ref() != Some(holder) {
                         let Some(archive) = archives.get(holder) else {
@@ -321,6 +321,9 @@ impl<'a> Storing<'a> {
                     }
                 }
                 count(&mut self.stats, &entry, change);
+                if change == Change::Relisted {
+                    pending.push((entry, change));
+                }
             } else {
                 pending.push((entry, change));
             }
@@ -334,12 +337,13 @@ impl<'a> Storing<'a> {
         if !pending.is_empty() {
             let total = pending
                 .iter()
-                .filter(|(e, _)| e.kind == FileType::File)
+                .filter(|(e, c)| e.kind == FileType::File && *c != Change::Relisted)
                 .map(|(e, _)| e.size)
                 .sum();
             run.progress().phase("backing up", Some(total));
             for (mut entry, change) in pending {
-                if self.store(run, &mut entry, change)? {
+                // A relisted entry keeps its parent's content: nothing to store.
+                if change == Change::Relisted || self.store(run, &mut entry, change)? {
                     stored.push(entry);
                 } else if change == Change::Changed {
                     // Left out of this snapshot, so gone from the parent's tree.
@@ -539,7 +543,7 @@ fn count(stats: &mut FileStats, entry: &FileEntry, change: Change) {
     match change {
         Change::New => stats.new += 1,
         Change::Changed => stats.changed += 1,
-        Change::Unchanged => stats.unchanged += 1,
+        Change::Unchanged | Change::Relisted => stats.unchanged += 1,
     }
 }
 
