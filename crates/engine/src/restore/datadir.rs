@@ -42,6 +42,33 @@ pub struct Recovery {
     pub bytes: u64,
 }
 
+/// A file in the data directory while a restore writes it, naming the restoring process
+/// (`<host> <pid>`), removed when the restore is done: a directory still holding it after
+/// its process is gone is what a killed restore left, and is said to be.
+const RESTORING_MARK: &str = "strongbox-restore-incomplete";
+
+/// Why `dir`, not empty, is refused: a killed restore's leftover, one in progress, or
+/// anything else.
+fn not_empty_reason(dir: &Path) -> String {
+    let mark = fs::read_to_string(dir.join(RESTORING_MARK)).ok();
+    let holder = mark.as_deref().and_then(|m| {
+        let (host, pid) = m.trim().rsplit_once(' ')?;
+        Some((host.to_string(), pid.parse::<u32>().ok()?))
+    });
+    match holder {
+        Some((host, pid)) if strongbox_storage::holder_alive(&host, pid) == Some(true) => {
+            format!("a restore into it is running (pid {pid})")
+        }
+        Some(_) => format!(
+            "it holds what a restore stopped before it finished left ({RESTORING_MARK} is \
+             there); remove its content and restore again"
+        ),
+        None => "it is not empty; a base backup restores only into an empty or new directory \
+                 (stop the server and move its data directory aside first)"
+            .to_string(),
+    }
+}
+
 /// Removes what a failed restore extracted, leaving the directory as it was found.
 struct Extracted<'a> {
     dir: &'a Path,
@@ -202,9 +229,7 @@ impl Restorer for DataDirTarget {
             // Never replaced, even with --force: PostgreSQL's files are not ours to move.
             return Err(Error::BadTarget {
                 target: self.describe(),
-                reason: "it is not empty; a base backup restores only into an empty or new \
-                         directory (stop the server and move its data directory aside first)"
-                    .to_string(),
+                reason: not_empty_reason(&self.dir),
             });
         }
         Ok(true)
@@ -235,6 +260,13 @@ impl Restorer for DataDirTarget {
             created,
             done: false,
         };
+        let mark = self.dir.join(RESTORING_MARK);
+        let holder = format!(
+            "{} {}\n",
+            strongbox_storage::host_name(),
+            std::process::id()
+        );
+        fs::write(&mark, holder).map_err(|e| Error::io("writing", &mark, e))?;
         run.progress()
             .phase("restoring the base backup", Some(bytes));
         let stream = Tracked {
@@ -290,6 +322,7 @@ impl Restorer for DataDirTarget {
             .map_err(|e| Error::io("writing", &conf, e))?;
         fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io("setting the mode of", &self.dir, e))?;
+        fs::remove_file(&mark).map_err(|e| Error::io("removing", &mark, e))?;
         extracted.done = true;
         Ok(Restored {
             previous: None,
@@ -307,6 +340,36 @@ impl Restorer for DataDirTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a restore killed midway left a data directory that the next restore
+    /// refused as any non-empty one, with no word of where it came from.
+    #[test]
+    fn a_non_empty_data_directory_is_refused_saying_whether_a_restore_left_it() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("PG_VERSION"), b"15").unwrap();
+        let host = strongbox_storage::host_name();
+        let dead = {
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            let pid = child.id();
+            child.wait().unwrap();
+            pid
+        };
+        // (the mark's content, if any; what the refusal says)
+        let cases = [
+            (None, "move its data directory aside"),
+            (Some(format!("{host} {dead}")), "stopped before it finished"),
+            (Some(format!("{host} {}", std::process::id())), "is running"),
+        ];
+        for (mark, says) in cases {
+            let path = dir.path().join(RESTORING_MARK);
+            match &mark {
+                Some(text) => fs::write(&path, text).unwrap(),
+                None => drop(fs::remove_file(&path)),
+            }
+            let reason = not_empty_reason(dir.path());
+            assert!(reason.contains(says), "{mark:?}: {reason}");
+        }
+    }
     use crate::Point;
     use strongbox_manifest::Lsn;
 
