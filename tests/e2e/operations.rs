@@ -852,4 +852,14 @@ fn status_html_writes_one_self_contained_dashboard() {
             && !html.contains("<h2>media"),
         "{err}\n{html}"
     );
+    // So does health's metrics file, which kept the last run's state.
+    let metrics = env.path("health.prom");
+    let metrics_arg = metrics.display().to_string();
+    let out = env.run(&["health", "--prometheus", &metrics_arg]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("strongbox_health_status{check=\"repository\"} 3"),
+        "{text}"
+    );
 }

@@ -95,22 +95,13 @@ impl Owners {
 mod tests {
     use super::*;
 
+    /// An entry as a listing holds it (what it does not give is optional).
     fn entry(kind: FileType, mode: u32, owner: Option<u32>) -> FileEntry {
-        FileEntry {
-            path: "f".into(),
-            kind,
-            size: 0,
-            mode,
-            uid: owner,
-            gid: owner,
-            mtime: 0,
-            sha256: None,
-            target: None,
-            holder: None,
-            offset: None,
-            ctime: 0,
-            inode: 0,
-        }
+        let json = serde_json::json!({
+            "path": "f", "type": kind, "size": 0, "mode": mode, "mtime": 0,
+            "uid": owner, "gid": owner,
+        });
+        serde_json::from_value(json).unwrap()
     }
 
     #[test]
