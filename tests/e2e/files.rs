@@ -211,6 +211,45 @@ fn root_restores_owners_and_setuid_only_with_its_owner() {
     }
 }
 
+/// Regression: the listing holds what lies inside the backed-up directory, not the
+/// directory itself, so the target came back 0755 and root's whatever the source was: a
+/// service's private tree (0750, its own) opened to every user. The record keeps it now.
+#[test]
+fn the_target_gets_the_backed_up_directorys_mode_owner_and_time() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("private/key"), b"k");
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o2750)).unwrap();
+    let root = rustix::process::geteuid().is_root();
+    if root {
+        let (uid, gid) = (rustix::fs::Uid::from_raw(33), rustix::fs::Gid::from_raw(44));
+        rustix::fs::chown(&src, Some(uid), Some(gid)).unwrap();
+        // chown cleared setgid on some file systems; the source is what it is after it.
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o2750)).unwrap();
+    }
+    set_mtime(&src, 1_500_000_000, 123);
+    let record = env.backup("media", &src, &[]);
+    assert_eq!(
+        record["stats"]["root"]["mode"], 0o2750,
+        "the record keeps the directory"
+    );
+
+    // Into a new target, and into an empty one made beforehand with another mode.
+    let made = env.path("made");
+    fs::create_dir_all(&made).unwrap();
+    fs::set_permissions(&made, fs::Permissions::from_mode(0o777)).unwrap();
+    for target in [env.path("restored"), made] {
+        env.restore("media:latest", &target, &[]);
+        let meta = fs::metadata(&target).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o2750, "{}", target.display());
+        assert_eq!((meta.mtime(), meta.mtime_nsec()), (1_500_000_000, 123));
+        if root {
+            assert_eq!((meta.uid(), meta.gid()), (33, 44));
+        }
+        assert_eq!(fs::read(target.join("private/key")).unwrap(), b"k");
+    }
+}
+
 /// Regression: run by anyone but root, a restore with --no-keep-previous left the replaced
 /// tree behind in a hidden directory when it held a read-only directory (revived by the
 /// next restore as a kept tree), and a restore test left its scratch tree.

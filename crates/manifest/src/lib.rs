@@ -39,7 +39,7 @@ pub use id::SnapshotId;
 pub use listing::{ChainLink, Delta, FileEntry, FileType, Listing};
 pub use record::{
     BundleStats, DatabaseStats, FileStats, ObjectRef, ObjectRole, ReferenceCheck, RestorePoint,
-    Snapshot, SnapshotKind, SourceError, SourceKind, Stats, TableCount, FORMAT_VERSION,
+    RootDir, Snapshot, SnapshotKind, SourceError, SourceKind, Stats, TableCount, FORMAT_VERSION,
 };
 pub use scan::{classify, scan_tree, Change, Diff, Scan, TreeWalk};
 pub use stream::{write_whole_listing, Applied, ListingHeader, ListingReader, Overlay};

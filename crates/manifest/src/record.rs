@@ -119,6 +119,36 @@ pub struct FileStats {
     pub bytes_read: u64,
     /// Bytes stored in the repository by this snapshot (archive and listing).
     pub bytes_stored: u64,
+    /// The backed-up directory itself; absent from records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<RootDir>,
+}
+
+/// What a files snapshot keeps of the directory it backed up, which a restore makes the
+/// target: the listing holds what lies inside it only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootDir {
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner's numeric user id.
+    pub uid: u32,
+    /// Owner's numeric group id.
+    pub gid: u32,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime: i64,
+}
+
+impl RootDir {
+    /// The directory as `meta` describes it.
+    pub fn from_metadata(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        RootDir {
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        }
+    }
 }
 
 /// Row count of one table.

@@ -2,7 +2,7 @@ use std::fs::{self, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::{Error, Excludes, FileEntry, FileType, Listing, SourceError};
+use crate::{Error, Excludes, FileEntry, FileType, Listing, RootDir, SourceError};
 
 /// How an entry compares to the parent snapshot's listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +94,7 @@ pub struct TreeWalk<'a> {
     pending: Vec<Vec<Step>>,
     /// Entries skipped because they could not be read.
     pub errors: Vec<SourceError>,
+    root: RootDir,
 }
 
 #[derive(Debug)]
@@ -123,7 +124,8 @@ impl<'a> TreeWalk<'a> {
             path: root.to_path_buf(),
             source,
         };
-        if !fs::metadata(root).map_err(source)?.is_dir() {
+        let meta = fs::metadata(root).map_err(source)?;
+        if !meta.is_dir() {
             return Err(Error::NotADirectory {
                 path: root.to_path_buf(),
             });
@@ -133,10 +135,16 @@ impl<'a> TreeWalk<'a> {
             excludes,
             pending: Vec::new(),
             errors: Vec::new(),
+            root: RootDir::from_metadata(&meta),
         };
         let steps = walk.steps(root, "", children);
         walk.pending.push(steps);
         Ok(walk)
+    }
+
+    /// The walked directory itself, as it was when the walk began.
+    pub fn root(&self) -> RootDir {
+        self.root
     }
 
     /// The steps of the children of `dir` (at `rel` in the tree), last first (popped from

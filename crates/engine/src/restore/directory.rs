@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use rustix::fs::{AtFlags, Gid, Uid};
 use strongbox_archive::read_full;
-use strongbox_manifest::{FileEntry, FileType, Listing, Snapshot, SourceKind, Stats};
+use strongbox_manifest::{FileEntry, FileType, Listing, RootDir, Snapshot, SourceKind, Stats};
 
 use super::owners::Owners;
 use super::{resolved, RestoreDetail, RestorePlan, RestoreRun, Restored, Restorer};
@@ -349,15 +349,33 @@ impl Restorer for DirectoryTarget {
             set_mtime(&path, dir.mtime, true)
                 .map_err(|e| Error::io("setting time of", &path, e))?;
         }
-        owners.report();
         run.cancel().check()?;
 
         fs::remove_file(&mark).map_err(|e| Error::io("removing", &mark, e))?;
-        let mode = fs::metadata(&target)
-            .map(|m| m.permissions())
-            .unwrap_or_else(|_| fs::Permissions::from_mode(0o755));
-        fs::set_permissions(&staging_path, mode)
-            .map_err(|e| Error::io("setting mode of", &staging_path, e))?;
+        // The target becomes the backed-up directory, as tar's `./` entry makes it: a
+        // private tree (0700, its service's) must not come back open to every user.
+        let root = run.objects.snapshot().file_stats().and_then(|s| s.root);
+        match root {
+            Some(root) => {
+                let entry = root_entry(root);
+                let mode = owners.give(&entry, &staging_path, |uid, gid| {
+                    chown_here(&staging_path, uid, gid)
+                });
+                fs::set_permissions(&staging_path, fs::Permissions::from_mode(mode))
+                    .map_err(|e| Error::io("setting mode of", &staging_path, e))?;
+                set_mtime(&staging_path, root.mtime, true)
+                    .map_err(|e| Error::io("setting time of", &staging_path, e))?;
+            }
+            // A record from before the directory was kept: the target's own mode, if any.
+            None => {
+                let mode = fs::metadata(&target)
+                    .map(|m| m.permissions())
+                    .unwrap_or_else(|_| fs::Permissions::from_mode(0o755));
+                fs::set_permissions(&staging_path, mode)
+                    .map_err(|e| Error::io("setting mode of", &staging_path, e))?;
+            }
+        }
+        owners.report();
         // Replaced only when the caller was told it holds data (`force`); else a plain rename,
         // which takes the place of an empty directory only, whatever appeared there since.
         let previous = if run.replace {
@@ -413,6 +431,25 @@ impl Skeleton<'_> {
             FileType::File => {}
         }
         Ok(())
+    }
+}
+
+/// The backed-up directory as an entry of its own tree, for [`Owners::give`].
+fn root_entry(root: RootDir) -> FileEntry {
+    FileEntry {
+        path: String::new(),
+        kind: FileType::Dir,
+        size: 0,
+        mode: root.mode,
+        uid: Some(root.uid),
+        gid: Some(root.gid),
+        mtime: root.mtime,
+        sha256: None,
+        target: None,
+        holder: None,
+        offset: None,
+        ctime: 0,
+        inode: 0,
     }
 }
 

@@ -176,6 +176,7 @@ impl Source for FilesSource {
         }
         run.sink.finish(listing, ObjectRole::Listing)?;
         stats.bytes_stored = run.sink.objects().iter().map(|o| o.size).sum();
+        stats.root = Some(walk.root());
 
         let mut all_errors = std::mem::take(&mut walk.errors);
         all_errors.extend(errors);
