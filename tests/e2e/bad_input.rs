@@ -987,6 +987,10 @@ fn unreadable_files_are_left_out_named_and_exit_3() {
         write(&src.join(name), b"unreadable");
         fs::set_permissions(src.join(name), fs::Permissions::from_mode(0o000)).unwrap();
     }
+    // Regression: a directory it cannot list was said to be "not in this snapshot", which
+    // holds it, empty, and restores it so.
+    write(&src.join("locked/inner.txt"), b"unlisted");
+    fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o000)).unwrap();
     let mut cmd = crate::harness::unprivileged(&env);
     let out = cmd
         .args([
@@ -1018,8 +1022,17 @@ fn unreadable_files_are_left_out_named_and_exit_3() {
         .iter()
         .map(|e| e["path"].as_str().unwrap())
         .collect();
-    assert_eq!(errors, [evil, "private/secret.txt"]);
+    assert_eq!(errors, ["locked", evil, "private/secret.txt"]);
     assert_eq!(record["stats"]["files"], 1);
+    let locked = stderr.lines().find(|l| l.contains("locked")).unwrap();
+    assert!(
+        locked.ends_with("(in this snapshot as an empty directory)"),
+        "{locked}"
+    );
+    assert!(
+        stderr.contains("private/secret.txt: cannot open: Permission denied (os error 13) (not in this snapshot)"),
+        "{stderr}"
+    );
 
     let listed: Vec<String> = env
         .json(&["ls", "media:latest"])
@@ -1028,7 +1041,7 @@ fn unreadable_files_are_left_out_named_and_exit_3() {
         .iter()
         .map(|e| e["path"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(listed, ["ok.txt", "private"]);
+    assert_eq!(listed, ["locked", "ok.txt", "private"]);
     let runs = Path::new(&env.repo).join("sets/media/runs");
     let run = fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
     let run: serde_json::Value = serde_json::from_slice(&fs::read(run).unwrap()).unwrap();
@@ -1434,4 +1447,69 @@ fn a_backup_that_creates_its_repository_says_so_even_when_quiet() {
     let second = env.cmd(&args).output().unwrap();
     assert!(second.status.success());
     assert_eq!(String::from_utf8_lossy(&second.stderr), "");
+}
+
+/// Regression: with --json, a usage error printed nothing on stdout (only health's did), and
+/// a stdout that could not be written (full, closed) made the error path panic, exit 101,
+/// health's too, whose callers read 0 to 3 only.
+#[test]
+fn json_usage_errors_print_one_document_and_unwritable_output_exits_cleanly() {
+    let (env, _) = small_repo();
+    let usage: &[&[&str]] = &[
+        &["show", "--json"],
+        &["--json", "bogus"],
+        &[
+            "backup",
+            "files",
+            "m",
+            "src",
+            "--full",
+            "--incremental",
+            "--json",
+        ],
+    ];
+    for args in usage {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let error = shown["error"].as_str().unwrap();
+        assert!(
+            !error.is_empty() && !error.contains('\n'),
+            "{args:?}: {error}"
+        );
+    }
+    let missing = env.run(&["show", "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&missing.stdout).unwrap();
+    assert!(
+        shown["error"].as_str().unwrap().contains("<SNAPSHOT>"),
+        "the missing argument is named: {shown}"
+    );
+
+    let full = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    for (args, code) in [
+        (&["snapshots", "--json"][..], 1),
+        (
+            &["backup", "files", "media", "/nonexistent-dir", "--json"],
+            1,
+        ),
+        (&["health", "--max-disk-usage", "100"], 3),
+        (&["health", "--json", "--max-disk-usage", "100"], 3),
+    ] {
+        let out = env.cmd(args).stdout(full()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // The error line itself lost to a full stderr: still exit 1.
+    let lost = env
+        .cmd(&["show", "nosuch"])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(lost.status.code(), Some(1));
 }

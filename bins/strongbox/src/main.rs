@@ -53,6 +53,14 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
+/// A line on standard error; one that cannot be written (a full disk behind `2>>log`) is
+/// lost rather than turned into a panic.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 /// Return a [`Usage`] error.
 macro_rules! usage {
     ($($arg:tt)*) => {
@@ -67,16 +75,16 @@ fn main() -> ExitCode {
         && args.iter().any(|a| a == "--json")
         && args.iter().any(|a| a == "--version" || a == "-V")
     {
-        println!(
-            "{}",
-            serde_json::json!({
-                "name": "strongbox",
-                "version": env!("CARGO_PKG_VERSION"),
-                "commit": env!("STRONGBOX_GIT_COMMIT"),
-                "build_date": env!("STRONGBOX_BUILD_DATE"),
-            })
-        );
-        return ExitCode::SUCCESS;
+        let version = serde_json::json!({
+            "name": "strongbox",
+            "version": env!("CARGO_PKG_VERSION"),
+            "commit": env!("STRONGBOX_GIT_COMMIT"),
+            "build_date": env!("STRONGBOX_BUILD_DATE"),
+        });
+        return match say(&version) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&anyhow::Error::new(e), false, 1),
+        };
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -94,7 +102,7 @@ fn main() -> ExitCode {
     };
     let fail = |error: &anyhow::Error, json: bool, code: u8| {
         if let Some(metrics) = &checking {
-            eprintln!("strongbox: error: {error:#}");
+            note!("strongbox: error: {error:#}");
             return health_unknown(&format!("{error:#}"), json, metrics.as_deref());
         }
         fail(error, json, if fetching { EXIT_FETCH_FAILED } else { code })
@@ -124,7 +132,7 @@ fn main() -> ExitCode {
                 }
                 std::process::exit(EXIT_INTERRUPTED.into());
             }
-            eprintln!("interrupting: cleaning up (press Ctrl-C again to quit at once)");
+            note!("interrupting: cleaning up (press Ctrl-C again to quit at once)");
             cancel.cancel();
             if !daemon {
                 // Storage that stopped answering would hold the cleanup through every
@@ -132,7 +140,7 @@ fn main() -> ExitCode {
                 // what a kill leaves, which the next run takes over.
                 std::thread::spawn(move || {
                     std::thread::sleep(grace);
-                    eprintln!(
+                    note!(
                         "strongbox: cleanup did not finish within {} (--cleanup-timeout); quitting",
                         humantime::format_duration(grace)
                     );
@@ -223,7 +231,7 @@ fn warn_of_passwords_in(args: &[String]) {
             .any(strongbox_db_dump::holds_password)
     };
     if args.iter().any(given) {
-        eprintln!(
+        note!(
             "strongbox: warning: a connection string on the command line holds a password, \
              which every user of this host can read in the process list; give it in \
              PGPASSWORD, ~/.pgpass or the configuration file instead"
@@ -266,17 +274,18 @@ fn key_holders(args: &InitArgs) -> Result<Vec<KeyHolder>> {
 /// state, ok perhaps, through the outage).
 fn health_unknown(message: &str, json: bool, metrics: Option<&std::path::Path>) -> ExitCode {
     let report = HealthReport::unknown(message);
-    if json {
+    // Unknown it stays if even this cannot be written (a full disk behind stdout).
+    let _ = if json {
         let mut shown = serde_json::to_value(&report).expect("a report serializes");
         shown["error"] = message.into();
-        println!("{shown}");
+        say(&shown)
     } else {
-        println!("UNKNOWN: {message}");
-    }
+        say(&format!("UNKNOWN: {message}"))
+    };
     if let Some(path) = metrics {
         if let Err(e) = strongbox_engine::write_atomically(path, report.to_prometheus().as_bytes())
         {
-            eprintln!("strongbox: error: writing {}: {e:#}", path.display());
+            note!("strongbox: error: writing {}: {e:#}", path.display());
         }
     }
     ExitCode::from(HealthStatus::Unknown.exit_code())
@@ -290,31 +299,46 @@ fn usage_failed(error: &clap::Error, args: &[String]) -> ExitCode {
     if !error.use_stderr() {
         error.exit();
     }
+    let json = args
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json");
+    // clap's message is its lines up to the first blank one (the missing arguments are
+    // listed below the first), then usage and a hint.
+    let rendered = error.render().to_string();
+    let message = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let line = message.strip_prefix("error: ").unwrap_or(&message);
     let matches = Cli::command()
         .ignore_errors(true)
         .try_get_matches_from(std::iter::once("strongbox".to_string()).chain(args.iter().cloned()));
-    let Some((command, m)) = matches.as_ref().ok().and_then(|m| m.subcommand()) else {
-        error.exit()
-    };
-    match (command, m.subcommand_name()) {
-        ("health", _) => {
-            let _ = error.print();
-            let line = error.render().to_string();
-            let line = line.lines().next().unwrap_or_default();
-            // The metrics file too, if it was named before the mistake.
-            let metrics = m.try_get_one::<PathBuf>("prometheus").ok().flatten();
-            health_unknown(
-                line.strip_prefix("error: ").unwrap_or(line),
-                args.iter().any(|a| a == "--json"),
-                metrics.map(PathBuf::as_path),
-            )
-        }
-        ("wal", Some("fetch")) => {
+    let command = matches.as_ref().ok().and_then(|m| m.subcommand());
+    if let Some(("health", m)) = command {
+        let _ = error.print();
+        // The metrics file too, if it was named before the mistake.
+        let metrics = m.try_get_one::<PathBuf>("prometheus").ok().flatten();
+        return health_unknown(line, json, metrics.map(PathBuf::as_path));
+    }
+    // One JSON document on stdout, as after any other failure.
+    if json {
+        let _ = say(&serde_json::json!({ "error": line }));
+    }
+    match command.and_then(|(command, m)| Some((command, m.subcommand_name()?))) {
+        Some(("wal", "fetch")) => {
             let _ = error.print();
             ExitCode::from(EXIT_FETCH_FAILED)
         }
         _ => error.exit(),
     }
+}
+
+/// One line on standard output, an error if it cannot be written.
+fn say(line: &dyn std::fmt::Display) -> std::io::Result<()> {
+    writeln!(std::io::stdout().lock(), "{line}")
 }
 
 /// The exit status of a failed command.
@@ -329,9 +353,10 @@ fn failure_code(error: &anyhow::Error) -> u8 {
 fn fail(error: &anyhow::Error, json: bool, code: u8) -> ExitCode {
     let message = format!("{error:#}");
     if json {
-        println!("{}", serde_json::json!({ "error": message }));
+        // The error goes to stderr below whether or not stdout takes it (closed, full).
+        let _ = say(&serde_json::json!({ "error": message }));
     }
-    eprintln!("strongbox: error: {message}");
+    note!("strongbox: error: {message}");
     ExitCode::from(code)
 }
 
@@ -647,7 +672,7 @@ impl App {
                 // The readable ones are listed; each damaged one is an error of its own.
                 let complete = records.damaged.is_empty();
                 for damaged in records.damaged {
-                    eprintln!(
+                    note!(
                         "strongbox: error: left out snapshot {} of set {}: {:#}",
                         damaged.id,
                         damaged.set,
@@ -701,8 +726,18 @@ impl App {
             Command::Completions { shell } => {
                 let mut script = Vec::new();
                 clap_complete::generate(shell, &mut Cli::command(), "strongbox", &mut script);
-                std::io::Write::write_all(&mut std::io::stdout(), &script)
-                    .context("writing the completion script")?;
+                if self.json {
+                    let script = String::from_utf8_lossy(&script);
+                    self.print(
+                        &serde_json::json!({"shell": shell.to_string(), "script": script}),
+                        String::new,
+                    )?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                match std::io::stdout().lock().write_all(&script) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    written => written.context("writing the completion script")?,
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Command::Man { dir } => {
@@ -876,7 +911,7 @@ impl App {
                 .and_then(|store| Ok(RepoReader::open_store(store)?.with_key(unlock.as_ref())?))
                 .map(Reader::new);
             if let Err(e) = &journal {
-                eprintln!("strongbox: warning: {e:#}; runs missed while the daemon was down will not catch up");
+                note!("strongbox: warning: {e:#}; runs missed while the daemon was down will not catch up");
             }
             let daemon = strongbox_config::Daemon::for_config(
                 &config,
@@ -939,7 +974,7 @@ impl App {
             Ok((report, reader)) => {
                 // Alerts never change the verdict; a failure to record them is a warning.
                 if let Err(e) = reader.alert_health(&report) {
-                    eprintln!("strongbox: warning: health alerts: {e:#}");
+                    note!("strongbox: warning: health alerts: {e:#}");
                 }
                 (report, reader)
             }
@@ -957,7 +992,7 @@ impl App {
         // Metrics that could not be written hide the state from whoever reads them: the
         // checks above are printed all the same, and the state is unknown unless critical.
         if let Some(Err(e)) = metrics {
-            eprintln!("strongbox: error: {e:#}");
+            note!("strongbox: error: {e:#}");
             let status = match report.status {
                 HealthStatus::Critical => HealthStatus::Critical,
                 _ => HealthStatus::Unknown,
@@ -1028,7 +1063,7 @@ impl App {
         if created {
             // Even with -q, as scheduled jobs run: once, and it may be the only sign of a
             // mistyped path or an unmounted disk.
-            eprintln!(
+            note!(
                 "strongbox: warning: created a new repository in {location}; if you meant an \
                  existing one, check the path (an unmounted disk?)"
             );
@@ -1058,7 +1093,7 @@ impl App {
             None => output::summary(&snapshot),
         })?;
         if report.as_ref().is_some_and(|r| !r.ok) {
-            eprintln!(
+            note!(
                 "strongbox: error: snapshot {} was written, but its verification failed",
                 snapshot.id
             );
@@ -1066,14 +1101,14 @@ impl App {
         }
         // Names as `ls` shows them: a newline in one must not fake a line of its own.
         for error in &snapshot.errors {
-            eprintln!(
-                "strongbox: warning: {}: {} (not in this snapshot)",
+            note!(
+                "strongbox: warning: {}: {}",
                 output::printable(&error.path),
                 error.message
             );
         }
         for warning in &snapshot.warnings {
-            eprintln!(
+            note!(
                 "strongbox: warning: {}: {}",
                 output::printable(&warning.path),
                 warning.message

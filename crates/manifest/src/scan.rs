@@ -155,7 +155,7 @@ impl<'a> TreeWalk<'a> {
             let Some(name) = name.to_str() else {
                 self.errors.push(SourceError {
                     path: child_path(rel, &name.to_string_lossy()),
-                    message: "file name is not valid UTF-8; skipped".to_string(),
+                    message: "file name is not valid UTF-8 (not in this snapshot)".to_string(),
                 });
                 continue;
             };
@@ -168,7 +168,7 @@ impl<'a> TreeWalk<'a> {
                 Err(e) => {
                     self.errors.push(SourceError {
                         path: rel_path,
-                        message: format!("cannot stat: {e}"),
+                        message: format!("cannot stat: {e} (not in this snapshot)"),
                     });
                     continue;
                 }
@@ -214,7 +214,9 @@ impl Iterator for TreeWalk<'_> {
                     }
                     Err(e) => self.errors.push(SourceError {
                         path: rel,
-                        message: format!("cannot list directory: {e}"),
+                        message: format!(
+                            "cannot list directory: {e} (in this snapshot as an empty directory)"
+                        ),
                     }),
                 },
             }
@@ -367,14 +369,14 @@ fn entry_from_metadata(
     } else if file_type.is_symlink() {
         let target = fs::read_link(dir.join(name)).map_err(|e| SourceError {
             path: rel.clone(),
-            message: format!("cannot read link: {e}"),
+            message: format!("cannot read link: {e} (not in this snapshot)"),
         })?;
         let target = target
             .into_os_string()
             .into_string()
             .map_err(|_| SourceError {
                 path: rel.clone(),
-                message: "link target is not valid UTF-8; skipped".to_string(),
+                message: "link target is not valid UTF-8 (not in this snapshot)".to_string(),
             })?;
         (FileType::Symlink, 0, Some(target))
     } else {

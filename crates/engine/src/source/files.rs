@@ -503,7 +503,11 @@ fn store_file<W: Write>(
     let path = root.join(&entry.path);
     let file = match File::open(&path) {
         Ok(file) => file,
-        Err(e) => return Ok(Stored::Skipped(format!("cannot open: {e}"))),
+        Err(e) => {
+            return Ok(Stored::Skipped(format!(
+                "cannot open: {e} (not in this snapshot)"
+            )))
+        }
     };
     let mut reader = Tracked {
         inner: file,
@@ -513,10 +517,14 @@ fn store_file<W: Write>(
     };
     let appended = archive.append_file(&entry.path, meta, &mut reader, entry.size)?;
     if let Some(e) = reader.error {
-        return Ok(Stored::Skipped(format!("read error: {e}")));
+        return Ok(Stored::Skipped(format!(
+            "read error: {e} (not in this snapshot)"
+        )));
     }
     if appended.truncated {
-        return Ok(Stored::Skipped("file shrank while being read".to_string()));
+        return Ok(Stored::Skipped(
+            "file shrank while being read (not in this snapshot)".to_string(),
+        ));
     }
     entry.sha256 = Some(appended.digest.sha256);
     entry.offset = Some(appended.offset);
