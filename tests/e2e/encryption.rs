@@ -445,6 +445,19 @@ fn bad_keys_get_one_line_exit_1_and_leave_the_target_alone() {
     plain.json(&["init"]);
     let err = plain.fails(&["--identity", identity.to_str().unwrap(), "snapshots"], 1);
     assert!(err.contains("is not encrypted"), "{err}");
+    // Regression: key work in a repository without keys said it "is encrypted" and asked
+    // for a key.
+    let recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    for args in [
+        &["key", "add", "--recipient", recipient][..],
+        &["key", "remove", "abcd1234"],
+    ] {
+        let err = plain.fails(args, 1);
+        assert!(
+            err.contains("is not encrypted: it has no keys"),
+            "{args:?}: {err}"
+        );
+    }
 
     let missing = env.path("no-such-identity.txt");
     let err = env.fails(&as_strs(&restore(Some(&missing))), 1);

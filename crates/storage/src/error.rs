@@ -68,6 +68,12 @@ pub enum Error {
         /// The location (redacted).
         location: String,
     },
+    /// Keys were to be added, removed or changed in a repository that is not encrypted.
+    #[error("repository {location} is not encrypted: it has no keys (`init --encrypt` makes an encrypted repository)")]
+    Unencrypted {
+        /// The location (redacted).
+        location: String,
+    },
     /// None of the repository's key files opens with what was given.
     #[error("no key file of repository {location} opens with the given {given}; it may have been removed (`key list` shows the keys)")]
     NoMatchingKey {

@@ -980,6 +980,7 @@ impl Repository {
     /// Delete one key file; the last one is refused, since without it nobody could read
     /// the repository again.
     pub fn remove_key(&self, id: &str) -> Result<(), Error> {
+        self.encrypted()?;
         let keys = self.reader.keys()?;
         self.known_key(id, keys.iter().map(|k| k.id.as_str()))?;
         if !keys
@@ -1030,12 +1031,23 @@ impl Repository {
 
     /// The repository identity, which new key files seal; only once unlocked.
     fn unlocked_identity(&self) -> Result<&age::x25519::Identity, Error> {
+        self.encrypted()?;
         self.reader
             .envelope
             .repository_identity()
             .ok_or_else(|| Error::KeyRequired {
                 location: self.reader.location.clone(),
             })
+    }
+
+    /// Refuse key work in a repository without keys.
+    fn encrypted(&self) -> Result<(), Error> {
+        match self.reader.sealed() {
+            true => Ok(()),
+            false => Err(Error::Unencrypted {
+                location: self.reader.location.clone(),
+            }),
+        }
     }
 
     /// Seal the repository identity for `holder` into a new key file; its id.
