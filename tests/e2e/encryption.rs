@@ -1226,3 +1226,79 @@ fn the_files_recipe_restores_the_end_of_an_encrypted_chain_with_the_repository_k
     assert_eq!(files(&restored), files(&expected));
     assert!(!target.join("gone.txt").exists());
 }
+
+/// Regression: anyone who can write to the storage could have the next backup write data
+/// they can read. (1) A key file sealed to a reader's public recipient (the age CLI does it),
+/// holding a repository key they made, sorted first, with the marker's recipient changed to
+/// theirs: the backup opened it, sealed everything to their key and exited 0. (2) The
+/// marker's "encryption" set to "none": a backup without a key wrote plaintext.
+#[test]
+fn a_planted_key_or_an_unencrypted_marker_stops_writes_and_nothing_is_written() {
+    let env = Env::new();
+    let (identity, recipient, src) = {
+        let (identity, recipient) = encrypted(&env);
+        let src = source(&env);
+        backup(&env, &identity, &src);
+        (identity, recipient, src)
+    };
+    let root = Path::new(&env.repo);
+    let marker_path = root.join("strongbox.json");
+    let marker = std::fs::read_to_string(&marker_path).unwrap();
+    let before = repository_files(&env);
+    let id = identity.to_str().unwrap();
+
+    let planted = env.path("planted.txt");
+    let planted_recipient = keygen(&planted);
+    // A key file holds the identity line alone.
+    let secret: String = std::fs::read_to_string(&planted)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    std::fs::write(&planted, secret).unwrap();
+    age(&[
+        &"-r",
+        &recipient,
+        &"-o",
+        &root.join("keys/00000000.age"),
+        &planted,
+    ]);
+    let mut altered: Value = serde_json::from_str(&marker).unwrap();
+    altered["recipient"] = planted_recipient.into();
+    std::fs::write(&marker_path, altered.to_string()).unwrap();
+    let args = [
+        "--identity",
+        id,
+        "backup",
+        "files",
+        "media",
+        src.to_str().unwrap(),
+    ];
+    let err = env.fails(&args, 1);
+    assert!(
+        err.contains("may have been tampered with: no record opens with the repository key keys/00000000.age"),
+        "{err}"
+    );
+    std::fs::remove_file(root.join("keys/00000000.age")).unwrap();
+
+    let mut unencrypted: Value = serde_json::from_str(&marker).unwrap();
+    unencrypted["encryption"] = "none".into();
+    unencrypted.as_object_mut().unwrap().remove("recipient");
+    std::fs::write(&marker_path, unencrypted.to_string()).unwrap();
+    let err = env.fails(&args[2..], 1);
+    assert!(
+        err.contains("says it is not encrypted, but it holds key files (keys/"),
+        "{err}"
+    );
+    // The key files gone too: the records, age files, give it away.
+    std::fs::rename(root.join("keys"), env.path("keys-aside")).unwrap();
+    let err = env.fails(&args[2..], 1);
+    assert!(
+        err.contains("says it is not encrypted, but record sets/media/snapshots/"),
+        "{err}"
+    );
+    std::fs::rename(env.path("keys-aside"), root.join("keys")).unwrap();
+    std::fs::write(&marker_path, &marker).unwrap();
+    assert_eq!(repository_files(&env), before, "nothing was written");
+    backup(&env, &identity, &src);
+}

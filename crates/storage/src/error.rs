@@ -68,6 +68,15 @@ pub enum Error {
         /// The location (redacted).
         location: String,
     },
+    /// What the repository holds contradicts how its marker says it is sealed: written to,
+    /// it could take plaintext, or data sealed to a key someone planted.
+    #[error("repository {location} may have been tampered with: {reason}; nothing was written")]
+    Tampered {
+        /// The location (redacted).
+        location: String,
+        /// What contradicts what.
+        reason: String,
+    },
     /// Keys were to be added, removed or changed in a repository that is not encrypted.
     #[error("repository {location} is not encrypted: it has no keys (`init --encrypt` makes an encrypted repository)")]
     Unencrypted {

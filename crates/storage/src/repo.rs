@@ -200,6 +200,12 @@ fn check_record(key: &str, snapshot: &Snapshot) -> Result<(), Error> {
     }
 }
 
+/// How every age file begins.
+const AGE_MAGIC: &[u8] = b"age-encryption.org/";
+
+/// Records per set [`RepoReader::check_sealing`] tries before it gives the set up.
+const RECORDS_TRIED: usize = 3;
+
 /// Snapshot records as read: those that parse, oldest first, and the damaged ones.
 #[derive(Debug, Default)]
 pub struct Records {
@@ -369,6 +375,69 @@ impl RepoReader {
         self.envelope = Arc::new(Age::new(recipient, Some(identity), &self.location));
         self.unlocked_by = Some(id);
         Ok(self)
+    }
+
+    /// Check, before anything is written, that the repository is sealed as its marker
+    /// says; anyone who can write to the storage can change the marker and the key files.
+    /// - A marker saying "not encrypted" beside key files, or a newest record that is an
+    ///   age file, would have the next backup write plaintext into an encrypted repository.
+    /// - In an encrypted one, the newest records must open with the key unlocked: a key
+    ///   file sealed to a reader's public recipient, holding a key someone else made, with
+    ///   the marker's recipient changed to match, would have every later object sealed to
+    ///   that key. Up to [`RECORDS_TRIED`] records per set are tried, the newest first, so
+    ///   that a damaged one does not stop every backup; one that opens is enough.
+    ///
+    /// Costs a listing of the sets and, per set until one record opens, a listing of its
+    /// records and their reads.
+    pub fn check_sealing(&self) -> Result<(), Error> {
+        let tampered = |reason: String| Error::Tampered {
+            location: self.location.clone(),
+            reason,
+        };
+        let sealed = self.sealed();
+        if !sealed {
+            if let Some((_, file)) = self.key_files()?.into_iter().next() {
+                return Err(tampered(format!(
+                    "{} says it is not encrypted, but it holds key files ({})",
+                    layout::MARKER,
+                    file.key
+                )));
+            }
+        }
+        let mut tried = None;
+        for set in self.set_dirs()? {
+            let mut keys = self.snapshot_keys(Some(&set))?;
+            keys.reverse();
+            for key in keys.into_iter().take(RECORDS_TRIED) {
+                let stored = self.stored_bytes(&key)?;
+                if !sealed {
+                    if stored.starts_with(AGE_MAGIC) {
+                        return Err(tampered(format!(
+                            "{} says it is not encrypted, but record {key} is an age file",
+                            layout::MARKER
+                        )));
+                    }
+                    // The newest plain record of one set is evidence enough.
+                    return Ok(());
+                }
+                let opened = decoder(stored, &key, None, self.envelope.as_ref()).and_then(read_all);
+                if opened.is_ok() {
+                    return Ok(());
+                }
+                tried.get_or_insert(key);
+            }
+        }
+        match tried {
+            Some(key) => Err(tampered(format!(
+                "no record opens with the repository key {} unlocked (the newest tried: {key});                  {}'s recipient or the key files may have been replaced (or those records are damaged)",
+                self.unlocked_by
+                    .as_deref()
+                    .map(layout::key_file)
+                    .unwrap_or_default(),
+                layout::MARKER
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The id of the key file that unlocked the repository, once unlocked.
@@ -1091,10 +1160,13 @@ impl Repository {
         }
     }
 
-    /// See [`RepoReader::with_key`].
+    /// See [`RepoReader::with_key`]; then, as this repository will be written to, check
+    /// that its records are sealed as its marker says ([`RepoReader::check_sealing`]).
     pub fn with_key(self, unlock: Option<&Unlock>) -> Result<Self, Error> {
+        let reader = self.reader.with_key(unlock)?;
+        reader.check_sealing()?;
         Ok(Repository {
-            reader: self.reader.with_key(unlock)?,
+            reader,
             upload: self.upload,
         })
     }
