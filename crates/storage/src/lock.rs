@@ -93,8 +93,8 @@ impl Repository {
             };
             let stale = holder.host == info.host && !process_alive(holder.pid);
             if stale && attempt == 0 {
-                tracing::warn!(set, pid = holder.pid, since = %holder.time, "taking over the lock of a process that is gone");
-                self.delete_raw(&key)?;
+                // Taken over by this process or another: the next try finds out which.
+                self.take_over(set, &key, &holder, &body)?;
                 continue;
             }
             return Err(Error::Locked {
@@ -111,9 +111,47 @@ impl Repository {
 }
 
 impl Repository {
+    /// Remove the stale lock `holder` left at `key`, if this process is the one to: two
+    /// processes that both read it stale would otherwise both delete "it", the slower one
+    /// the lock the faster had taken by then, and both run (a prune deleted a running
+    /// backup's archive so). The takeover is claimed with a conditional create named for
+    /// the stale lock, and the lock read again under the claim; another process that holds
+    /// the claim, or took over first, leaves this one nothing to do.
+    fn take_over(&self, set: &str, key: &str, holder: &LockInfo, body: &[u8]) -> Result<(), Error> {
+        let time_ns = holder.time.timestamp_nanos_opt().unwrap_or_default();
+        let claim = layout::lock_takeover_key(set, holder.pid, time_ns);
+        match self.put_plain(&claim, body.to_vec().into(), PutMode::Create) {
+            Ok(()) => {}
+            Err(Error::AlreadyExists { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let taken = match self.lock_info(set) {
+            // Still the stale lock: no other taker can remove it while the claim stands.
+            Ok(Some(current)) if current == *holder => {
+                tracing::warn!(set, pid = holder.pid, since = %holder.time, "taking over the lock of a process that is gone");
+                self.delete_raw(key)
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = self.delete_raw(&claim) {
+            tracing::warn!(key = %claim, error = &e as &dyn std::error::Error, "could not remove a lock takeover claim");
+        }
+        taken
+    }
+
     /// Remove `set`'s lock whoever holds it (`unlock --force`; the engine decides when).
     pub fn remove_lock(&self, set: &str) -> Result<(), Error> {
-        self.delete_raw(&layout::lock_key(layout::check_set_name(set)?))
+        let key = layout::lock_key(layout::check_set_name(set)?);
+        self.delete_raw(&key)?;
+        // And the claim a taker killed midway left, which would keep refusing the set.
+        let claims = format!("{key}.takeover-");
+        for claim in self.list("locks")? {
+            if claim.key.starts_with(&claims) {
+                self.delete_raw(&claim.key)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -136,5 +174,66 @@ impl crate::RepoReader {
             Err(Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Location;
+
+    /// A lock left by a process that is gone (no pid reaches u32::MAX) on this host.
+    fn plant_stale(repo: &Repository) -> LockInfo {
+        let stale = LockInfo {
+            set: "media".to_string(),
+            operation: "backup".to_string(),
+            host: host_name(),
+            pid: u32::MAX,
+            time: Utc::now(),
+        };
+        let body = serde_json::to_vec(&stale).unwrap();
+        let key = layout::lock_key("media");
+        repo.put_plain(&key, body.into(), PutMode::Create).unwrap();
+        stale
+    }
+
+    /// Regression: two processes that both read a lock as stale both deleted "it", the
+    /// slower one the lock the faster had taken meanwhile, and both ran.
+    #[test]
+    fn a_slow_taker_of_a_stale_lock_leaves_the_lock_taken_over_since() {
+        let repo = Repository::init(&Location::Memory).unwrap();
+        let stale = plant_stale(&repo);
+        let key = layout::lock_key("media");
+        let guard = repo.lock("media", "prune").unwrap();
+        // The slower taker read the stale lock before the takeover and acts on it now.
+        repo.take_over("media", &key, &stale, b"{}").unwrap();
+        assert_eq!(
+            repo.lock_info("media").unwrap().as_ref(),
+            Some(guard.info())
+        );
+        assert!(matches!(
+            repo.lock("media", "backup"),
+            Err(Error::Locked { .. })
+        ));
+        drop(guard);
+        assert_eq!(repo.lock_info("media").unwrap(), None);
+    }
+
+    #[test]
+    fn a_stale_lock_being_taken_over_by_another_process_is_left_to_it() {
+        let repo = Repository::init(&Location::Memory).unwrap();
+        let stale = plant_stale(&repo);
+        let time_ns = stale.time.timestamp_nanos_opt().unwrap();
+        let claim = layout::lock_takeover_key("media", stale.pid, time_ns);
+        repo.put_plain(&claim, b"{}".to_vec().into(), PutMode::Create)
+            .unwrap();
+        let refused = repo.lock("media", "backup");
+        assert!(matches!(refused, Err(Error::Locked { .. })), "{refused:?}");
+        assert_eq!(repo.lock_info("media").unwrap(), Some(stale.clone()));
+        // unlock --force clears a claim left by a taker that was killed midway.
+        repo.remove_lock("media").unwrap();
+        assert_eq!(repo.lock_info("media").unwrap(), None);
+        let guard = repo.lock("media", "backup").unwrap();
+        assert_eq!(guard.info().operation, "backup");
     }
 }
