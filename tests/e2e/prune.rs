@@ -424,3 +424,35 @@ fn prune_deletes_only_its_own_objects_and_refuses_a_set_that_is_not_there() {
     assert!(err.contains("no set \"mdia\" in the repository"), "{err}");
     assert_eq!(repo_files(Path::new(&env.repo)), before);
 }
+
+/// Regression: journal housekeeping keeps the last run of each operation, so a checksum
+/// verify after a restore test made the restore test's entry removable, and the prune after
+/// the one that removed it forgot the restore-tested snapshot.
+#[test]
+fn housekeeping_keeps_the_proof_of_the_newest_restore_tested_snapshot() {
+    let env = Env::new();
+    let src = env.path("src");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        write(&src.join("f"), format!("version {i}").as_bytes());
+        ids.push(
+            env.backup("media", &src, &[])["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    env.json(&["verify", &ids[0], "--level", "restore"]);
+    env.json(&["verify", &ids[2], "--level", "checksum"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for _ in 0..2 {
+        let pruned = env.json(&["prune", "media", "--keep-last", "1", "--journal-keep", "1s"]);
+        let kept: Vec<&str> = pruned["keep"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(kept, [ids[2].as_str(), ids[0].as_str()], "{pruned:#}");
+    }
+}

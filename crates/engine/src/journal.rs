@@ -282,21 +282,46 @@ impl Reader {
 
     /// The snapshots of `set` whose latest restore test passed.
     pub fn restore_tested(&self, set: &str) -> Result<std::collections::HashSet<String>, Error> {
-        let mut passed = std::collections::HashSet::new();
-        for run in self.runs_of(set, Some(Operation::Verify))? {
-            for v in run
+        Ok(restore_tested(&self.runs_of(set, Some(Operation::Verify))?))
+    }
+
+    /// The journal entries that make the newest of `existing` (snapshot ids of `set`) that
+    /// passed a restore test the newest: the run that passed it last and every later one
+    /// that tested it. Housekeeping keeps them, however old: it keeps only the last run of
+    /// each operation, and a deep verify after the restore test took the proof away, so the
+    /// next prune forgot the snapshot.
+    pub(crate) fn restore_proof(
+        &self,
+        set: &str,
+        existing: &[&str],
+    ) -> Result<std::collections::HashSet<String>, Error> {
+        let runs: Vec<(String, RunRecord)> = self
+            .run_keys(set, Some(Operation::Verify))?
+            .into_iter()
+            .filter_map(|key| Some((key.clone(), self.read_run(&key)?)))
+            .collect();
+        let mut records: Vec<RunRecord> = runs.iter().map(|(_, run)| run.clone()).collect();
+        records.sort_by_key(|run| run.started);
+        let tested = restore_tested(&records);
+        let mut proof = std::collections::HashSet::new();
+        let Some(newest) = existing.iter().filter(|id| tested.contains(**id)).max() else {
+            return Ok(proof);
+        };
+        for (key, run) in runs.iter().rev() {
+            let mut tests = run
                 .verified
-                .into_iter()
-                .filter(|v| v.level == VerifyLevel::Restore)
-            {
-                if v.ok {
-                    passed.insert(v.snapshot);
-                } else {
-                    passed.remove(&v.snapshot);
-                }
+                .iter()
+                .filter(|v| v.level == VerifyLevel::Restore && v.snapshot == *newest)
+                .peekable();
+            if tests.peek().is_none() {
+                continue;
+            }
+            proof.insert(key.clone());
+            if tests.any(|v| v.ok) {
+                break;
             }
         }
-        Ok(passed)
+        Ok(proof)
     }
 
     /// When each object of `set` was last read whole by a verification.
@@ -327,4 +352,23 @@ impl Reader {
         }
         Ok(last)
     }
+}
+
+/// The snapshots whose latest restore test in `runs` (oldest first) passed.
+fn restore_tested(runs: &[RunRecord]) -> std::collections::HashSet<String> {
+    let mut passed = std::collections::HashSet::new();
+    for run in runs {
+        for v in run
+            .verified
+            .iter()
+            .filter(|v| v.level == VerifyLevel::Restore)
+        {
+            if v.ok {
+                passed.insert(v.snapshot.clone());
+            } else {
+                passed.remove(&v.snapshot);
+            }
+        }
+    }
+    passed
 }

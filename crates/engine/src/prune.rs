@@ -344,7 +344,11 @@ impl Engine {
                 + doomed_wal.iter().map(|o| o.size).sum::<u64>(),
             deleted: doomed.iter().map(|o| o.key.clone()).collect(),
             retained_for_chains,
-            journal_removed: self.old_journal(set, opts.journal_keep)?,
+            journal_removed: {
+                let kept_ids: Vec<&str> = kept.iter().map(|s| s.id.as_str()).collect();
+                let proof = self.restore_proof(set, &kept_ids)?;
+                self.old_journal(set, opts.journal_keep, &proof)?
+            },
             wal: match (doomed_wal.first(), doomed_wal.last()) {
                 (Some(first), Some(last)) => vec![WalPruned {
                     set: set.to_string(),
@@ -407,7 +411,12 @@ impl Engine {
 
     /// Journal entries of `set` older than `keep`, but never the last of an operation.
     /// Their names (`<time>-<operation>-<rand>.json`) say enough; none is read.
-    fn old_journal(&self, set: &str, keep: Duration) -> Result<Vec<String>, Error> {
+    fn old_journal(
+        &self,
+        set: &str,
+        keep: Duration,
+        proof: &HashSet<String>,
+    ) -> Result<Vec<String>, Error> {
         let cutoff =
             Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::TimeDelta::MAX);
         let mut entries: Vec<(chrono::DateTime<Utc>, String, String)> = self
@@ -428,7 +437,9 @@ impl Engine {
         let mut last_seen = HashSet::new();
         Ok(entries
             .into_iter()
-            .filter(|(time, operation, _)| !last_seen.insert(operation.clone()) && *time < cutoff)
+            .filter(|(time, operation, key)| {
+                !last_seen.insert(operation.clone()) && *time < cutoff && !proof.contains(key)
+            })
             .map(|(_, _, key)| key)
             .collect())
     }
