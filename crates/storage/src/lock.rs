@@ -120,7 +120,21 @@ impl Repository {
     fn take_over(&self, set: &str, key: &str, holder: &LockInfo, body: &[u8]) -> Result<(), Error> {
         let time_ns = holder.time.timestamp_nanos_opt().unwrap_or_default();
         let claim = layout::lock_takeover_key(set, holder.pid, time_ns);
-        match self.put_plain(&claim, body.to_vec().into(), PutMode::Create) {
+        let mut claimed = self.put_plain(&claim, body.to_vec().into(), PutMode::Create);
+        if let Err(Error::AlreadyExists { .. }) = claimed {
+            // A taker killed between its claim and its end left the claim: takers run on the
+            // stale lock's host, this one, so whether it is gone can be told.
+            let taker = self
+                .stored_bytes(&claim)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<LockInfo>(&bytes).ok());
+            if taker.is_some_and(|t| holder_alive(&t.host, t.pid) == Some(false)) {
+                tracing::warn!(key = %claim, "removing the lock takeover claim of a process that is gone");
+                self.delete_raw(&claim)?;
+                claimed = self.put_plain(&claim, body.to_vec().into(), PutMode::Create);
+            }
+        }
+        match claimed {
             Ok(()) => {}
             Err(Error::AlreadyExists { .. }) => return Ok(()),
             Err(e) => return Err(e),
@@ -230,7 +244,22 @@ mod tests {
         let refused = repo.lock("media", "backup");
         assert!(matches!(refused, Err(Error::Locked { .. })), "{refused:?}");
         assert_eq!(repo.lock_info("media").unwrap(), Some(stale.clone()));
-        // unlock --force clears a claim left by a taker that was killed midway.
+        // A claim whose taker is gone is cleared by the next taker, which takes over.
+        let gone = LockInfo {
+            pid: u32::MAX - 1,
+            ..stale.clone()
+        };
+        repo.delete_raw(&claim).unwrap();
+        let body = serde_json::to_vec(&gone).unwrap();
+        repo.put_plain(&claim, body.into(), PutMode::Create)
+            .unwrap();
+        let guard = repo.lock("media", "backup").unwrap();
+        assert_eq!(guard.info().operation, "backup");
+        drop(guard);
+        // unlock --force clears any claim.
+        plant_stale(&repo);
+        repo.put_plain(&claim, b"{}".to_vec().into(), PutMode::Create)
+            .unwrap();
         repo.remove_lock("media").unwrap();
         assert_eq!(repo.lock_info("media").unwrap(), None);
         let guard = repo.lock("media", "backup").unwrap();
