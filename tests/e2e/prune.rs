@@ -456,3 +456,46 @@ fn housekeeping_keeps_the_proof_of_the_newest_restore_tested_snapshot() {
         assert_eq!(kept, [ids[2].as_str(), ids[0].as_str()], "{pruned:#}");
     }
 }
+
+/// Regression: a prune of every set stopped at the first it could not prune (locked by a
+/// run on another host), leaving every set sorting after it unpruned and printing nothing
+/// of those before; and the refused run was not journalled, so `status` and `health` went
+/// on saying all was well.
+#[test]
+fn a_prune_of_every_set_goes_on_past_a_locked_one_and_the_refusal_is_journalled() {
+    let env = Env::new();
+    let src = env.path("src");
+    let mut newest = Vec::new();
+    for set in ["alpha", "media", "zulu"] {
+        for i in 0..2 {
+            write(&src.join("f"), format!("{set} {i}").as_bytes());
+            let record = env.backup(set, &src, &[]);
+            newest.push((set, record["id"].as_str().unwrap().to_string()));
+        }
+    }
+    crate::harness::plant_lock(&env, "backup", "elsewhere", 1, "2026-01-01T00:00:00Z");
+    let out = env.run(&["prune", "--keep-last", "1", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("prune of set media failed: set \"media\" is locked"),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let forgotten: Vec<&str> = report["forget"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["set"].as_str().unwrap())
+        .collect();
+    assert_eq!(forgotten, ["alpha", "zulu"], "{report:#}");
+    assert_eq!(report["failed"][0]["set"], "media");
+
+    let status = env.json(&["status", "media"]);
+    let prune = &status[0]["last_runs"]["prune"];
+    assert_eq!(prune["status"], "failed", "{status:#}");
+    assert!(
+        prune["error"].as_str().unwrap().contains("locked"),
+        "{prune}"
+    );
+}

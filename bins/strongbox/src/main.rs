@@ -1370,7 +1370,17 @@ impl App {
         };
         let report = engine.prune(&policies, &options)?;
         self.print(&report, || output::prune_text(&report))?;
-        Ok(ExitCode::SUCCESS)
+        for failed in &report.failed {
+            note!(
+                "strongbox: error: prune of set {} failed: {}",
+                failed.set,
+                failed.error
+            );
+        }
+        Ok(match report.failed.is_empty() {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::FAILURE,
+        })
     }
 
     fn verify(&self, args: cli::VerifyArgs) -> Result<ExitCode> {

@@ -71,20 +71,6 @@ impl Reader {
         self.deliver(Some(&run.set), &alert, None);
     }
 
-    /// Alert on a run that failed before it could be journalled (its set was locked).
-    pub(crate) fn alert_unjournalled(&self, set: &str, operation: Operation, error: &Error) {
-        if self
-            .alerts
-            .as_ref()
-            .is_some_and(|n| n.wants(Event::Failure))
-        {
-            let alert = self
-                .alert(Event::Failure, Some(set), operation.as_str())
-                .with_error(crate::error_chain(error));
-            self.deliver(Some(set), &alert, None);
-        }
-    }
-
     /// Whether the finished run of `run`'s operation on its set before `run` did not
     /// succeed. Reads entries newest first, and only as many as it takes.
     fn failed_before(&self, run: &RunRecord) -> bool {

@@ -37,11 +37,7 @@ impl Engine {
         for name in names {
             match self.writer.lock(name, Operation::Backup.as_str()) {
                 Ok(lock) => locks.push(lock),
-                Err(e) => {
-                    let error = e.into();
-                    self.alert_unjournalled(&spec.set, Operation::Backup, &error);
-                    return Err(error);
-                }
+                Err(e) => return Err(self.refused(&spec.set, Operation::Backup, e.into())),
             }
         }
         let snapshot = self.locked(

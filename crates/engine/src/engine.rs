@@ -562,6 +562,18 @@ impl Engine {
         &self.writer
     }
 
+    /// A run of `operation` on `set` refused before its work began (the set locked):
+    /// journalled as failed, so that `status` and `health` see scheduled runs that could
+    /// not run (a lock no run ever frees refused every backup unseen), and alerted on.
+    pub(crate) fn refused(&self, set: &str, operation: Operation, error: Error) -> Error {
+        Journal::start(self, set, operation).finish(
+            RunStatus::Failed,
+            None,
+            Some(crate::error_chain(&error)),
+        );
+        error
+    }
+
     /// Run `work` under the set's lock, with a run-journal entry for the attempt.
     pub(crate) fn locked<T>(
         &self,
@@ -572,11 +584,7 @@ impl Engine {
     ) -> Result<T, Error> {
         let _lock = match self.writer.lock(set, operation.as_str()) {
             Ok(lock) => lock,
-            Err(e) => {
-                let error = e.into();
-                self.alert_unjournalled(set, operation, &error);
-                return Err(error);
-            }
+            Err(e) => return Err(self.refused(set, operation, e.into())),
         };
         let journal = Journal::start(self, set, operation);
         let result = work();

@@ -76,7 +76,7 @@ pub use error::Error;
 pub use health::{HealthCheck, HealthOptions, HealthReport, HealthStatus};
 pub use journal::{Operation, RunRecord, RunStatus, Verification};
 pub use progress::{Cancel, NoProgress, Progress};
-pub use prune::{Forgotten, Kept, PruneOptions, PruneReport, SetPolicy, WalPruned};
+pub use prune::{Forgotten, Kept, PruneOptions, PruneReport, SetFailure, SetPolicy, WalPruned};
 pub use restore::{
     DataDirTarget, DatabaseRestorer, DirectoryTarget, HolderPlan, Recovery, RestoreDetail,
     RestoreOptions, RestoreOutcome, RestorePlan, RestoreRun, Restored, Restorer, TargetSpec,

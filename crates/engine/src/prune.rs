@@ -8,7 +8,7 @@ use strongbox_retention::{apply, Candidate, KeepPolicy, Plan, Timezone};
 use strongbox_storage::{layout, ObjectInfo};
 
 use crate::journal::{Operation, RunStatus};
-use crate::{Engine, Error};
+use crate::{error_chain, Engine, Error};
 
 /// The reason prune keeps the newest snapshot of a set that passed a restore test.
 pub const RESTORE_TESTED: &str = "restore-tested";
@@ -123,6 +123,18 @@ pub struct PruneReport {
     /// WAL deleted from physical sets: what no kept base backup needs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wal: Vec<WalPruned>,
+    /// Sets of a prune of several that failed (the others were pruned).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<SetFailure>,
+}
+
+/// A set a prune of several could not prune.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetFailure {
+    /// The set.
+    pub set: String,
+    /// Why, with its causes.
+    pub error: String,
 }
 
 /// The WAL a prune deletes from one set: every file before the oldest kept base backup's
@@ -152,6 +164,7 @@ impl PruneReport {
         self.retained_for_chains.extend(other.retained_for_chains);
         self.journal_removed.extend(other.journal_removed);
         self.wal.extend(other.wal);
+        self.failed.extend(other.failed);
     }
 }
 
@@ -224,16 +237,29 @@ impl Engine {
         for SetPolicy { set, policy } in sets {
             layout::check_set_name(set)?;
             let one = if opts.dry_run {
-                self.prune_set(set, policy, opts, &bundles)?
+                self.prune_set(set, policy, opts, &bundles)
             } else {
                 self.locked(
                     set,
                     Operation::Prune,
                     || self.prune_set(set, policy, opts, &bundles),
                     |_| (RunStatus::Ok, None),
-                )?
+                )
             };
-            report.merge(one);
+            match one {
+                Ok(one) => report.merge(one),
+                // One set busy or damaged must not keep the sets after it from their prune
+                // (a nightly prune of every set skipped all those sorting after a locked one).
+                Err(e) if sets.len() > 1 && !self.cancel.is_cancelled() => {
+                    let error = error_chain(&e);
+                    tracing::warn!(set = %set, %error, "could not prune a set; going on with the others");
+                    report.failed.push(SetFailure {
+                        set: set.clone(),
+                        error,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(report)
     }
@@ -359,6 +385,7 @@ impl Engine {
                 }],
                 _ => Vec::new(),
             },
+            failed: Vec::new(),
         };
         if opts.dry_run {
             return Ok(report);
