@@ -1513,3 +1513,41 @@ fn json_usage_errors_print_one_document_and_unwritable_output_exits_cleanly() {
         .unwrap();
     assert_eq!(lost.status.code(), Some(1));
 }
+
+/// Regression: one bit turning a record's year 2026 into 2036 made the oldest snapshot
+/// `latest` (restored in place of the newest) and the one `prune --keep-last 1` kept, with
+/// verify and health content: the id, made from the time, says otherwise.
+#[test]
+fn a_record_whose_time_disagrees_with_its_id_is_damaged_not_latest() {
+    let env = Env::new();
+    let src = env.path("src");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        write(&src.join("f"), format!("v{i}").as_bytes());
+        ids.push(
+            env.backup("media", &src, &[])["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let key = format!("sets/media/snapshots/{}.json", ids[0]);
+    let path = Path::new(&env.repo).join(&key);
+    let mut record: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let time = record["time"].as_str().unwrap().replacen("20", "21", 1);
+    record["time"] = time.into();
+    fs::write(&path, record.to_string()).unwrap();
+
+    let target = env.path("restored");
+    env.restore("media:latest", &target, &[]);
+    assert_eq!(fs::read(target.join("f")).unwrap(), b"v2");
+    let err = env.fails(&["snapshots"], 1);
+    assert!(
+        one_line(&err).contains(&key) && err.contains("is not the time its id"),
+        "{err}"
+    );
+    let err = env.fails(&["prune", "media", "--keep-last", "1"], 1);
+    assert!(err.contains(&key), "{err}");
+    let records = fs::read_dir(Path::new(&env.repo).join("sets/media/snapshots")).unwrap();
+    assert_eq!(records.count(), 3, "prune forgot nothing");
+}

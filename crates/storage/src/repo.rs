@@ -186,6 +186,16 @@ fn check_record(key: &str, snapshot: &Snapshot) -> Result<(), Error> {
             snapshot.id, snapshot.set
         ));
     }
+    // The id is made from the time: a time altered alone (one bit turns 2026 into 2036)
+    // would make the oldest snapshot `latest`, and the one prune keeps.
+    let named = snapshot.time.format("%Y%m%dT%H%M%SZ-").to_string();
+    if !snapshot.id.as_str().starts_with(&named) {
+        return corrupt(format!(
+            "its time {} is not the time its id {} was made from",
+            snapshot.time.to_rfc3339(),
+            snapshot.id
+        ));
+    }
     let own = format!("{}/{}.", layout::data_prefix(&snapshot.set), snapshot.id);
     match snapshot
         .objects
