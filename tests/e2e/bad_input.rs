@@ -1551,3 +1551,34 @@ fn a_record_whose_time_disagrees_with_its_id_is_damaged_not_latest() {
     let records = fs::read_dir(Path::new(&env.repo).join("sets/media/snapshots")).unwrap();
     assert_eq!(records.count(), 3, "prune forgot nothing");
 }
+
+/// Regression: serde_json holds a string whole before it can be refused, so a listing of
+/// 73 KB compressed holding a 2 GiB path took 4 GB of memory in ls, restore and verify, and
+/// aborted the process under a memory limit. A string past 64 KiB is refused as it is read.
+#[test]
+fn a_listing_holding_an_endless_string_is_refused_as_it_is_read() {
+    let (env, record) = small_repo();
+    let listing_key = object_key(&record, "listing");
+    let raw = std::process::Command::new("zstd")
+        .args(["-dc"])
+        .arg(Path::new(&env.repo).join(&listing_key))
+        .output()
+        .unwrap()
+        .stdout;
+    let mut listing: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    listing["entries"][0]["path"] = "A".repeat(1 << 20).into();
+    plant(
+        &env,
+        &record,
+        "listing",
+        &zstd(listing.to_string().as_bytes()),
+    );
+
+    let err = env.fails(&["ls", "media:latest"], 1);
+    assert!(
+        one_line(&err).contains(&listing_key) && err.contains("a string longer than 64 KiB"),
+        "{err}"
+    );
+    let err = refused_restore(&env, "media:latest", &env.path("target"));
+    assert!(err.contains("a string longer than 64 KiB"), "{err}");
+}

@@ -10,6 +10,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserializer as _;
 
+use crate::bounded::{BoundedStrings, MAX_STRING};
+
 use crate::listing::{DELTA_FORMAT, LISTING_FORMAT, LISTING_VERSION};
 use crate::{Delta, Error, FileEntry, Listing, SnapshotId};
 
@@ -147,6 +149,7 @@ fn corrupt(key: &str, reason: String) -> Error {
 /// channel (the reader dropped) stops it at the next batch.
 fn parse(reader: impl Read, send: &SyncSender<Message>) {
     // Small: std zeroes the whole buffer on its first fill, and a chain has a listing each.
+    let reader = BoundedStrings::new(reader, MAX_STRING);
     let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(64 << 10, reader));
     let parsed = de.deserialize_map(Top { send }).and_then(|()| de.end());
     // A hung-up receiver is not a failure anyone waits for.
