@@ -1582,3 +1582,41 @@ fn a_listing_holding_an_endless_string_is_refused_as_it_is_read() {
     let err = refused_restore(&env, "media:latest", &env.path("target"));
     assert!(err.contains("a string longer than 64 KiB"), "{err}");
 }
+
+/// Regression: `snapshots` printed a record's tags and `status` and `health` a journal's
+/// error as they were stored, so an escape sequence planted in the repository cleared the
+/// operator's screen or retitled the terminal.
+#[test]
+fn escape_sequences_stored_in_the_repository_are_printed_escaped() {
+    let (env, record) = small_repo();
+    let id = record["id"].as_str().unwrap();
+    let root = Path::new(&env.repo);
+    let record_path = root.join(format!("sets/media/snapshots/{id}.json"));
+    let mut planted: serde_json::Value =
+        serde_json::from_slice(&fs::read(&record_path).unwrap()).unwrap();
+    planted["tags"] = serde_json::json!(["t\u{1b}[2J\u{1b}]0;pwned\u{7}"]);
+    fs::write(&record_path, planted.to_string()).unwrap();
+    let runs = root.join("sets/media/runs");
+    let run = fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+    let mut entry: serde_json::Value = serde_json::from_slice(&fs::read(&run).unwrap()).unwrap();
+    entry["status"] = "failed".into();
+    entry["error"] = "boom\u{1b}[2J".into();
+    fs::write(&run, entry.to_string()).unwrap();
+
+    for args in [
+        &["snapshots"][..],
+        &["status"],
+        &["health", "--max-disk-usage", "100"],
+    ] {
+        let out = env.run(args);
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+            "{args:?}: {shown}"
+        );
+        assert!(
+            shown.contains("\\u{1b}[2J"),
+            "{args:?} shows it escaped: {shown}"
+        );
+    }
+}

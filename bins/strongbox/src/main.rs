@@ -57,7 +57,8 @@ impl std::error::Error for Usage {}
 /// lost rather than turned into a panic.
 macro_rules! note {
     ($($arg:tt)*) => {{
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+        let line = format!($($arg)*);
+        let _ = writeln!(std::io::stderr().lock(), "{}", output::terminal_safe(&line));
     }};
 }
 
@@ -552,7 +553,7 @@ impl App {
         let text = if self.json {
             serde_json::to_string_pretty(value)?
         } else if !self.quiet {
-            human()
+            output::terminal_safe(&human()).into_owned()
         } else {
             return Ok(());
         };

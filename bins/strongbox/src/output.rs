@@ -84,6 +84,23 @@ pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `text` with every control character but newlines and tabs escaped (`\u{1b}`): what
+/// strongbox prints about a repository (tags, a journal's errors) is whatever its writer
+/// put there, and an escape sequence in it would clear the screen or retitle the terminal.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| match unsafe_char(c) {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
+}
+
 pub fn snapshot_table(snapshots: &[Snapshot], verified: &HashMap<String, Verification>) -> String {
     if snapshots.is_empty() {
         return "no snapshots".to_string();
