@@ -713,7 +713,35 @@ fn schedules_install_as_a_cron_file_and_systemd_timers_that_systemd_accepts() {
         }
     }
 
-    crate::harness::succeeded(&run(&[
+    // Regression: a schedule taken out of the configuration kept its units, so an enabled
+    // timer went on pruning every week.
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(&config, text.replace("prune_schedule = \"@weekly\"\n", "")).unwrap();
+    let installed = crate::harness::succeeded(&run(&[
+        "schedule",
+        "install",
+        "--systemd",
+        units.to_str().unwrap(),
+        "--json",
+    ]));
+    let removed: Vec<String> = installed["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            "strongbox-prune-media.service",
+            "strongbox-prune-media.timer"
+        ]
+    );
+    assert!(!units.join("strongbox-prune-media.timer").exists());
+    assert!(units.join("strongbox-mine.service").exists());
+
+    // Regression: uninstall needed the configuration, which may be gone by then.
+    crate::harness::succeeded(&env.run(&[
         "schedule",
         "uninstall",
         "--systemd",

@@ -811,14 +811,17 @@ impl App {
     }
 
     fn schedule(&self, command: cli::ScheduleCommand) -> Result<ExitCode> {
-        let config_path = self
-            .config_path
-            .as_deref()
-            .context("schedules come from the configuration file: give --config FILE")?;
-        let config_path = std::path::absolute(config_path)?;
+        let config_path = || -> Result<PathBuf> {
+            let path = self
+                .config_path
+                .as_deref()
+                .context("schedules come from the configuration file: give --config FILE")?;
+            Ok(std::path::absolute(path)?)
+        };
         let jobs = self.config.jobs();
         match command {
             cli::ScheduleCommand::List => {
+                config_path()?;
                 self.print(&jobs, || {
                     if jobs.is_empty() {
                         return "no set has a schedule".to_string();
@@ -839,19 +842,28 @@ impl App {
                 })?;
             }
             cli::ScheduleCommand::Install { target, user } => {
+                let config_path = config_path()?;
                 let binary = self.scheduled_binary(&config_path)?;
                 self.config.check_schedulable(&config_path)?;
-                let written = target
+                let installed = target
                     .installation(user)
                     .install(&jobs, &binary, &config_path)?;
-                self.print(&written, || {
-                    written
+                self.print(&installed, || {
+                    let wrote = installed
+                        .written
                         .iter()
-                        .map(|p| format!("wrote {}", p.display()))
-                        .collect::<Vec<_>>()
-                        .join("\n")
+                        .map(|p| format!("wrote {}", p.display()));
+                    let removed = installed.removed.iter().map(|p| {
+                        format!(
+                            "removed {} (its schedule is no longer configured)",
+                            p.display()
+                        )
+                    });
+                    wrote.chain(removed).collect::<Vec<_>>().join("\n")
                 })?;
             }
+            // What install wrote is found by its mark: no configuration is needed, which
+            // may be gone before the schedules are.
             cli::ScheduleCommand::Uninstall { target } => {
                 let removed = target.installation(String::new()).uninstall()?;
                 self.print(&removed, || {
@@ -869,8 +881,6 @@ impl App {
         Ok(ExitCode::SUCCESS)
     }
 
-    /// This program's path, for the jobs that run it; an error when `config_path`
-    /// schedules nothing.
     fn scheduled_binary(&self, config_path: &std::path::Path) -> Result<PathBuf> {
         if self.config.jobs().is_empty() {
             bail!(

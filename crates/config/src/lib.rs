@@ -51,6 +51,6 @@ pub use model::{
     VerifyConfig, Webhook,
 };
 pub use resolve::DEFAULT_REPO;
-pub use schedule::{cron_file, systemd_units, Cron, Installation, Job, MARK};
+pub use schedule::{cron_file, systemd_units, Cron, Installation, Installed, Job, MARK};
 pub use secret::Secret;
 pub use strongbox_alert::{Event as AlertEvent, Notifier, WebhookFormat};

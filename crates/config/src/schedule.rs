@@ -479,6 +479,15 @@ pub enum Installation {
     },
 }
 
+/// What [`Installation::install`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Installed {
+    /// The files written.
+    pub written: Vec<PathBuf>,
+    /// The units of an earlier install for jobs no longer configured, removed.
+    pub removed: Vec<PathBuf>,
+}
+
 impl Installation {
     /// The files that install `jobs` (path and content), running `binary` with `config`.
     pub fn files(&self, jobs: &[Job], binary: &Path, config: &Path) -> Vec<(PathBuf, String)> {
@@ -512,16 +521,12 @@ impl Installation {
     }
 
     /// Write the files that install `jobs` ([`Installation::files`]), each atomically, after
-    /// [`Installation::check`]; the paths written.
-    pub fn install(
-        &self,
-        jobs: &[Job],
-        binary: &Path,
-        config: &Path,
-    ) -> Result<Vec<PathBuf>, Error> {
+    /// [`Installation::check`], then remove the units an earlier install wrote for jobs
+    /// no longer configured (an enabled timer of a removed schedule kept firing).
+    pub fn install(&self, jobs: &[Job], binary: &Path, config: &Path) -> Result<Installed, Error> {
         let files = self.files(jobs, binary, config);
         self.check(&files)?;
-        files
+        let written = files
             .into_iter()
             .map(
                 |(path, text)| match write_atomically(&path, text.as_bytes()) {
@@ -533,19 +538,39 @@ impl Installation {
                     }),
                 },
             )
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut removed = Vec::new();
+        for path in self.installed().map_err(|source| Error::ScheduleFile {
+            operation: "looking for installed schedules in",
+            path: self.place().to_path_buf(),
+            source,
+        })? {
+            if !written.contains(&path) {
+                std::fs::remove_file(&path).map_err(|source| Error::ScheduleFile {
+                    operation: "removing",
+                    path: path.clone(),
+                    source,
+                })?;
+                removed.push(path);
+            }
+        }
+        Ok(Installed { written, removed })
+    }
+
+    /// The file or directory the schedules are installed in.
+    fn place(&self) -> &Path {
+        match self {
+            Installation::Cron { file, .. } => file,
+            Installation::Systemd { dir } => dir,
+        }
     }
 
     /// Remove what an earlier `install` wrote here ([`Installation::installed`]); the
     /// paths removed.
     pub fn uninstall(&self) -> Result<Vec<PathBuf>, Error> {
-        let place = match self {
-            Installation::Cron { file, .. } => file,
-            Installation::Systemd { dir } => dir,
-        };
         let removed = self.installed().map_err(|source| Error::ScheduleFile {
             operation: "looking for installed schedules in",
-            path: place.clone(),
+            path: self.place().to_path_buf(),
             source,
         })?;
         for path in &removed {
