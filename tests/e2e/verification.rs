@@ -713,3 +713,46 @@ fn verify_set_checks_every_snapshot_of_the_sets_named() {
     let err = empty.fails(&["verify"], 1);
     assert!(err.contains("holds no snapshots to verify"), "{err}");
 }
+
+/// Regression: a restore test killed with -9 left its scratch tree for good (450 MB of them
+/// in one walkthrough); the next verification removes those of processes gone from this
+/// host, and leaves another host's (a shared scratch directory) and a live one's alone.
+#[test]
+fn scratch_trees_of_killed_verifications_are_removed_by_the_next() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("f"), b"data");
+    env.backup("media", &src, &[]);
+    let scratch = env.path("scratch");
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim();
+    let planted = |owner: &str| {
+        let dir = scratch.join(format!("strongbox-verify-{owner}.Ab12Cd"));
+        write(&dir.join("tree/f"), b"left");
+        dir
+    };
+    let killed = planted(&format!("{}@{host}", u32::MAX));
+    let elsewhere = planted(&format!("{}@another-host", u32::MAX));
+    let alive = planted(&format!("{}@{host}", std::process::id()));
+    let report = env.json(&[
+        "verify",
+        "media:latest",
+        "--level",
+        "restore",
+        "--scratch-dir",
+        scratch.to_str().unwrap(),
+    ]);
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert!(!killed.exists(), "a killed verification's tree was left");
+    assert!(elsewhere.exists() && alive.exists());
+    let mut left: Vec<String> = fs::read_dir(&scratch)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left.len(),
+        2,
+        "the test's own scratch was removed: {left:?}"
+    );
+}

@@ -243,6 +243,27 @@ pub struct RestoreReport {
 /// `global/pg_control`; SQLite: the file must open and pass `PRAGMA integrity_check`.
 /// Returns a short summary such as `"42 TOC entries, dumped from PostgreSQL 15.4"`. The
 /// whole stream is read either way.
+/// What the name of a scratch directory of a verification (here, an SQLite dump's copy; in
+/// the engine, a restore test's tree) begins with: `strongbox-verify-<pid>@<host>.`, so that
+/// one a killed process left can be told from one in use and removed
+/// (see [`scratch_owner`]).
+pub fn scratch_prefix() -> String {
+    format!(
+        "{SCRATCH}{}@{}.",
+        std::process::id(),
+        gethostname::gethostname().to_string_lossy()
+    )
+}
+
+const SCRATCH: &str = "strongbox-verify-";
+
+/// The process (pid and host) whose scratch directory `name` is, if it is one.
+pub fn scratch_owner(name: &str) -> Option<(u32, &str)> {
+    let (pid, rest) = name.strip_prefix(SCRATCH)?.split_once('@')?;
+    let (host, _) = rest.rsplit_once('.')?;
+    Some((pid.parse().ok()?, host))
+}
+
 pub fn verify_dump(kind: SourceKind, dump: &mut dyn Read) -> Result<String, Error> {
     match kind {
         SourceKind::Postgres => postgres::verify(dump),
@@ -258,6 +279,30 @@ pub fn verify_dump(kind: SourceKind, dump: &mut dyn Read) -> Result<String, Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scratch_directory_names_the_process_that_made_it() {
+        let name = format!("{}x1Y2z3", scratch_prefix());
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        assert_eq!(
+            scratch_owner(&name),
+            Some((std::process::id(), host.as_str()))
+        );
+        // (name, owner)
+        let cases = [
+            (
+                "strongbox-verify-12@web-1.example.org.aB3dE9",
+                Some((12, "web-1.example.org")),
+            ),
+            ("strongbox-verify-12@h.x", Some((12, "h"))),
+            ("strongbox-verify-UofRY3", None),
+            ("strongbox-verify-x@h.abc", None),
+            ("other-12@h.abc", None),
+        ];
+        for (name, owner) in cases {
+            assert_eq!(scratch_owner(name), owner, "{name}");
+        }
+    }
 
     #[test]
     fn sql_checks_want_no_rows_or_exactly_their_value() {

@@ -718,7 +718,7 @@ fn check_counts(file: &Path, actual: &[TableCount], expected: &DatabaseStats) ->
 pub(crate) fn verify(dump: &mut dyn Read) -> Result<String, Error> {
     // SQLite reads only files: the copy is staged in a private temporary directory.
     let dir = tempfile::Builder::new()
-        .prefix("strongbox-verify-")
+        .prefix(&crate::scratch_prefix())
         .tempdir()
         .map_err(|e| Error::io("creating", std::env::temp_dir(), e))?;
     let path = dir.path().join("copy.sqlite");

@@ -225,18 +225,50 @@ fn check_name(probe: Probe) -> CheckName {
     }
 }
 
-/// A temporary directory for a restore test, removed when dropped.
+/// A temporary directory for a restore test, removed when dropped; first, what killed
+/// verifications left in the same place is removed.
 fn scratch_dir(options: &VerifyOptions) -> Result<tempfile::TempDir, String> {
-    let builder = tempfile::Builder::new()
-        .prefix("strongbox-verify-")
-        .to_owned();
+    let prefix = strongbox_db_dump::scratch_prefix();
+    let builder = tempfile::Builder::new().prefix(&prefix).to_owned();
+    let temp = std::env::temp_dir();
+    remove_killed_scratch(&temp);
     match &options.scratch_dir {
-        Some(dir) => builder
-            .tempdir_in(dir)
-            .map_err(|e| format!("making a scratch directory in {}: {e}", dir.display())),
+        Some(dir) => {
+            remove_killed_scratch(dir);
+            builder
+                .tempdir_in(dir)
+                .map_err(|e| format!("making a scratch directory in {}: {e}", dir.display()))
+        }
         None => builder
-            .tempdir()
+            .tempdir_in(&temp)
             .map_err(|e| format!("making a scratch directory: {e}")),
+    }
+}
+
+/// Remove the scratch directories in `parent` of verifications whose process is gone from
+/// this host: a restore test killed with -9 left its tree (450 MB of them in one
+/// walkthrough) for good. Another host's, on a shared scratch directory, are left alone.
+fn remove_killed_scratch(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((pid, host)) = name.to_str().and_then(strongbox_db_dump::scratch_owner) else {
+            continue;
+        };
+        if strongbox_storage::holder_alive(host, pid) != Some(false) {
+            continue;
+        }
+        let path = entry.path();
+        match crate::remove_tree::remove_tree(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed the scratch directory of a verification that was killed")
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove a killed verification's scratch directory")
+            }
+        }
     }
 }
 
