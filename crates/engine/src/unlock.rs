@@ -1,6 +1,6 @@
 //! `unlock`: removing a set's lock whose holder is gone.
 
-use strongbox_storage::{holder_alive, layout, LockInfo};
+use strongbox_storage::{holder_alive_since, layout, LockInfo};
 
 use crate::journal::{Journal, Operation, RunOutcome, RunStatus};
 use crate::{Engine, Error};
@@ -42,7 +42,7 @@ impl Engine {
             holder.host,
             holder.time.to_rfc3339()
         );
-        match holder_alive(&holder.host, holder.pid) {
+        match holder_alive_since(&holder.host, holder.pid, holder.time) {
             Some(true) => {
                 return Err(refuse(format!(
                     "locked for {held}, a process that is running on this host; stop it first"

@@ -57,6 +57,41 @@ pub fn holder_alive(host: &str, pid: u32) -> Option<bool> {
     (host == host_name()).then(|| process_alive(pid))
 }
 
+/// [`holder_alive`] for a process known to run at `since` (it wrote a lock or a journal
+/// entry then): a process with its pid that started later is another one, the pid reused
+/// (after a reboot low pids come back at once), so the holder is gone. A lock whose pid a
+/// `sleep` had taken was held for ever: taken over by nobody, refused by `unlock --force`.
+pub fn holder_alive_since(host: &str, pid: u32, since: DateTime<Utc>) -> Option<bool> {
+    let alive = holder_alive(host, pid)?;
+    // A second for the rounding of both times (boot time in seconds, start in ticks).
+    Some(
+        alive
+            && process_started(pid)
+                .is_none_or(|started| started <= since + chrono::TimeDelta::seconds(1)),
+    )
+}
+
+/// When process `pid` started, from /proc (its start in clock ticks after boot, and the
+/// boot time); `None` when it cannot be read.
+fn process_started(pid: u32) -> Option<DateTime<Utc>> {
+    // USER_HZ, the unit of /proc's times: 100 on every Linux architecture's ABI.
+    const TICKS_PER_SECOND: i64 = 100;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name, which may hold spaces and parentheses: field 3 on, of which
+    // the start time is field 22.
+    let (_, fields) = stat.rsplit_once(')')?;
+    let ticks: i64 = fields.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: i64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let millis = boot * 1000 + ticks * 1000 / TICKS_PER_SECOND;
+    DateTime::from_timestamp_millis(millis)
+}
+
 impl Repository {
     /// Take the lock of `set` with a conditional create. A lock left by a dead process on
     /// this host is taken over; any other holder is an [`Error::Locked`].
@@ -91,7 +126,7 @@ impl Repository {
                 Ok(None) => continue,
                 Err(e) => return Err(e),
             };
-            let stale = holder.host == info.host && !process_alive(holder.pid);
+            let stale = holder_alive_since(&holder.host, holder.pid, holder.time) == Some(false);
             if stale && attempt == 0 {
                 // Taken over by this process or another: the next try finds out which.
                 self.take_over(set, &key, &holder, &body)?;
@@ -128,7 +163,7 @@ impl Repository {
                 .stored_bytes(&claim)
                 .ok()
                 .and_then(|bytes| serde_json::from_slice::<LockInfo>(&bytes).ok());
-            if taker.is_some_and(|t| holder_alive(&t.host, t.pid) == Some(false)) {
+            if taker.is_some_and(|t| holder_alive_since(&t.host, t.pid, t.time) == Some(false)) {
                 tracing::warn!(key = %claim, "removing the lock takeover claim of a process that is gone");
                 self.delete_raw(&claim)?;
                 claimed = self.put_plain(&claim, body.to_vec().into(), PutMode::Create);
@@ -209,6 +244,35 @@ mod tests {
         let key = layout::lock_key("media");
         repo.put_plain(&key, body.into(), PutMode::Create).unwrap();
         stale
+    }
+
+    /// Regression: a lock whose pid a later process had taken (after a reboot, say) was held
+    /// for ever: taken over by nobody, and refused by `unlock --force` as running.
+    #[test]
+    fn a_lock_whose_pid_a_later_process_took_is_taken_over() {
+        let repo = Repository::init(&Location::Memory).unwrap();
+        let me = std::process::id();
+        let now = Utc::now();
+        assert_eq!(holder_alive_since(&host_name(), me, now), Some(true));
+        let before_boot = now - chrono::TimeDelta::days(365 * 30);
+        assert_eq!(
+            holder_alive_since(&host_name(), me, before_boot),
+            Some(false)
+        );
+        assert_eq!(holder_alive_since("another-host", me, before_boot), None);
+
+        let reused = LockInfo {
+            set: "media".to_string(),
+            operation: "backup".to_string(),
+            host: host_name(),
+            pid: me,
+            time: before_boot,
+        };
+        let body = serde_json::to_vec(&reused).unwrap();
+        repo.put_plain(&layout::lock_key("media"), body.into(), PutMode::Create)
+            .unwrap();
+        let guard = repo.lock("media", "prune").unwrap();
+        assert_eq!(guard.info().operation, "prune");
     }
 
     /// Regression: two processes that both read a lock as stale both deleted "it", the
