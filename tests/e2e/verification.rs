@@ -756,3 +756,31 @@ fn scratch_trees_of_killed_verifications_are_removed_by_the_next() {
         "the test's own scratch was removed: {left:?}"
     );
 }
+
+/// Regression: checking and removing a restored tree holds a descriptor per level, so a tree
+/// deeper than the soft limit of open files (1,024 under systemd), which backed up and
+/// restored, failed its restore test and left the scratch tree behind. The soft limit is
+/// raised to the hard one at start.
+#[test]
+fn a_tree_deeper_than_the_soft_open_files_limit_passes_its_restore_test() {
+    let env = Env::new();
+    let src = env.path("src");
+    let deep: std::path::PathBuf = std::iter::repeat_n("d", 300).collect();
+    write(&src.join(&deep).join("f"), b"deep");
+    env.backup("media", &src, &[]);
+    let scratch = env.path("scratch");
+    fs::create_dir_all(&scratch).unwrap();
+    let script = format!(
+        "ulimit -S -n 128 && exec \"$0\" --repo {} verify media:latest --level restore --scratch-dir {} --json",
+        env.repo,
+        scratch.display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .arg(crate::harness::bin())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0, "scratch left");
+}

@@ -114,6 +114,7 @@ fn main() -> ExitCode {
     };
     // Everything strongbox creates (repository objects, staging dirs) is private.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    raise_open_files_limit();
     let unlock = match load_unlock(&cli) {
         Ok(unlock) => unlock,
         Err(e) => return fail(&e, json, 1),
@@ -184,6 +185,19 @@ fn main() -> ExitCode {
             };
             fail(&e, json, code)
         }
+    }
+}
+
+/// Raise the soft limit of open files to the hard one, as Go programs do at start: removing
+/// or checking a restored tree holds a descriptor per level, and a tree 1,200 levels deep
+/// (which backs up and restores) failed its restore test and left its staging tree behind
+/// under systemd's and runuser's soft limit of 1,024 (the hard one is 524,288 there).
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
     }
 }
 
