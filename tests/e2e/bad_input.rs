@@ -312,14 +312,10 @@ fn a_held_lock_refuses_a_second_backup_and_a_dead_holder_is_taken_over() {
         .unwrap()
         .trim()
         .to_string();
-    // A live holder: this test process.
-    let lock = plant_lock(
-        &env,
-        "backup",
-        &host,
-        std::process::id(),
-        "2025-12-27T02:00:00Z",
-    );
+    // A live holder: this test process (which started before the lock's time: a process
+    // that started after it has only reused the holder's pid).
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let lock = plant_lock(&env, "backup", &host, std::process::id(), &now);
     let err = env.fails(
         &[
             "backup",
@@ -337,7 +333,7 @@ fn a_held_lock_refuses_a_second_backup_and_a_dead_holder_is_taken_over() {
         )),
         "{line}"
     );
-    assert!(line.contains("2025-12-27T02:00:00"), "{line}");
+    assert!(line.contains(&now[..19]), "{line}");
     assert_eq!(env.snapshot_ids().len(), 1);
 
     // A holder that is gone: a finished child's pid.
@@ -514,7 +510,7 @@ fn an_include_that_matches_nothing_is_refused_and_a_forced_target_keeps_its_cont
         let err = env.fails(&args, 1);
         assert!(
             one_line(&err).contains(&format!(
-                "no entry of snapshot {} matches --include [\"B/**\", \"nope\"]",
+                "no entry of snapshot {} matches --include 'B/**', 'nope'",
                 record["id"].as_str().unwrap()
             )),
             "{extra:?}: {err}"
@@ -952,7 +948,7 @@ fn usage_errors_exit_2_but_health_says_unknown_and_wal_fetch_stops_recovery() {
         err.contains("--target-dir <DIR>") && !err.contains("--target <TARGET>"),
         "{err}"
     );
-    let err = env.fails(&["backup", "files", "../media", src.to_str().unwrap()], 1);
+    let err = env.fails(&["backup", "files", "../media", src.to_str().unwrap()], 2);
     assert!(
         one_line(&err).contains("invalid set name \"../media\""),
         "{err}"
@@ -1619,4 +1615,47 @@ fn escape_sequences_stored_in_the_repository_are_printed_escaped() {
             "{args:?} shows it escaped: {shown}"
         );
     }
+}
+
+/// Regression: what the command line got wrong exited 1 when a library found it (exit 2 is
+/// usage), a mistyped set for unlock or wal window exited 0 having done nothing, a tag
+/// could be empty or given twice, and `backup SET` without a configuration said it "defines: ".
+#[test]
+fn command_line_mistakes_found_by_the_libraries_are_usage_errors_and_name_the_cause() {
+    let (env, _) = small_repo();
+    let src = env.path("src");
+    let src = src.to_str().unwrap();
+    let usage: &[(&[&str], &str)] = &[
+        (&["backup", "files", &"a".repeat(101), src], "at most 100"),
+        (&["prune", "media"], "keep nothing"),
+        (&["restore", "media:latest", "--target", ""], "--target"),
+        (&["key", "passwd"], "needs the key id"),
+        (
+            &["verify", "--all", "--level", "deep", "--budget", "0"],
+            "--budget 0",
+        ),
+        (&["backup", "files", "media", src, "--tag", ""], "--tag"),
+    ];
+    for (args, said) in usage {
+        let err = env.fails(args, 2);
+        assert!(err.contains(said), "{args:?}: {err}");
+    }
+    let err = env.fails(&["backup", "media"], 1);
+    assert!(
+        err.contains("it defines none: was it given? --config FILE"),
+        "{err}"
+    );
+    for args in [&["unlock", "mdia"][..], &["wal", "window", "mdia"]] {
+        let err = env.fails(args, 1);
+        assert!(
+            one_line(&err).contains("no set \"mdia\" in repository"),
+            "{args:?}: {err}"
+        );
+    }
+    let record = env.backup(
+        "media",
+        Path::new(src),
+        &["--tag", "b", "--tag", "a", "--tag", "b"],
+    );
+    assert_eq!(record["tags"], serde_json::json!(["b", "a"]));
 }

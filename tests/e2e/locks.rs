@@ -60,7 +60,8 @@ fn a_lock_of_a_running_process_on_this_host_is_never_removed() {
     write(&src.join("a.txt"), b"one");
     env.backup("media", &src, &[]);
     let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let lock = plant_lock(&env, host.trim(), std::process::id());
+    let now = chrono::Utc::now().to_rfc3339();
+    let lock = crate::harness::plant_lock(&env, "backup", host.trim(), std::process::id(), &now);
     let err = env.fails(&["unlock", "media", "--force"], 1);
     assert!(err.contains("running on this host"), "{err}");
     assert!(lock.exists());

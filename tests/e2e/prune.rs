@@ -257,9 +257,10 @@ fn a_policy_that_keeps_nothing_is_refused_and_the_latest_snapshot_always_stays()
     let env = Env::new();
     let src = env.path("src");
     nightly_chain(&env, "media", &src, 3);
-    let err = env.fails(&["prune", "media"], 1);
+    // What the command line got wrong: exit 2, as clap's usage errors.
+    let err = env.fails(&["prune", "media"], 2);
     assert!(err.contains("keep nothing"), "{err}");
-    let err = env.fails(&["prune", "media", "--keep-last", "0"], 1);
+    let err = env.fails(&["prune", "media", "--keep-last", "0"], 2);
     assert!(
         err.contains("prune policy of set media") && err.contains("keep nothing"),
         "{err}"

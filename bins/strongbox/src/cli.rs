@@ -73,7 +73,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "STRONGBOX_CLEANUP_TIMEOUT", default_value = "1m", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub cleanup_timeout: std::time::Duration,
 
-    /// Print only errors.
+    /// Print only warnings and errors, on stderr.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
@@ -615,8 +615,8 @@ pub struct FilesArgs {
 
 #[derive(Debug, Args)]
 pub struct CommonBackup {
-    /// Tag the snapshot (repeatable).
-    #[arg(long = "tag", value_name = "TAG")]
+    /// Tag the snapshot (repeatable; a tag given twice is kept once).
+    #[arg(long = "tag", value_name = "TAG", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub tags: Vec<String>,
     /// Snapshot time instead of now (RFC 3339), for imports; not in the future.
     #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
@@ -654,7 +654,7 @@ pub struct RestoreArgs {
     /// A directory (files snapshot), a PostgreSQL connection string (postgresql://…/DB or
     /// 'host=… dbname=DB'), or a file (SQLite): the snapshot's kind says which. For a
     /// bundle, MEMBER=TARGET once per member.
-    #[arg(long, value_name = "TARGET", required_unless_present_any = ["target_dir", "recovery"])]
+    #[arg(long, value_name = "TARGET", required_unless_present_any = ["target_dir", "recovery"], value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub target: Vec<String>,
     /// A base backup: the (missing or empty) PostgreSQL data directory to restore into; it
     /// recovers from the set's WAL archive when the server starts.

@@ -356,11 +356,27 @@ fn say(line: &dyn std::fmt::Display) -> std::io::Result<()> {
     writeln!(std::io::stdout().lock(), "{line}")
 }
 
-/// The exit status of a failed command.
+/// The exit status of a failed command: 2 for what the command line got wrong, whichever
+/// crate found it (a set name, a keep policy), else 1.
 fn failure_code(error: &anyhow::Error) -> u8 {
-    match error.downcast_ref::<Usage>() {
-        Some(_) => EXIT_USAGE,
-        None => 1,
+    let usage = |e: &(dyn std::error::Error + 'static)| {
+        e.is::<Usage>()
+            || matches!(
+                e.downcast_ref::<strongbox_storage::Error>(),
+                Some(strongbox_storage::Error::InvalidSetName { .. })
+            )
+            || matches!(
+                e.downcast_ref::<strongbox_retention::Error>(),
+                Some(
+                    strongbox_retention::Error::EmptyPolicy
+                        | strongbox_retention::Error::InvalidTimezone { .. }
+                        | strongbox_retention::Error::InvalidDuration { .. }
+                )
+            )
+    };
+    match error.chain().any(usage) {
+        true => EXIT_USAGE,
+        false => 1,
     }
 }
 
@@ -802,7 +818,7 @@ impl App {
                 let repo = self.unlocked(Repository::open_store(self.store()?)?)?;
                 let id = id
                     .or_else(|| repo.as_reader().unlocked_by().map(str::to_string))
-                    .context("key passwd needs the key id (see key list)")?;
+                    .ok_or_else(|| Usage("key passwd needs the key id (see key list)".into()))?;
                 let new = new_passphrase("key passwd", "", "STRONGBOX_NEW_PASSPHRASE")?;
                 repo.change_passphrase(&id, &new)?;
                 self.print(&serde_json::json!({ "changed": id }), || {
@@ -1417,6 +1433,9 @@ impl App {
         }
         if args.budget.is_some() && args.level != VerifyLevel::Deep {
             usage!("--budget works with --level deep (it reads objects whole, least recently verified first)");
+        }
+        if args.budget == Some(0) {
+            usage!("--budget 0 would read nothing: give a size such as 500MiB");
         }
         let options = VerifyOptions {
             budget: args.budget,

@@ -75,10 +75,11 @@ pub fn ls_line(r: &LsRow<'_>) -> String {
 }
 
 /// A name as one line of a terminal: one with control characters (a newline would split
-/// the line, an escape sequence would drive the terminal) is quoted with them escaped.
-/// `--json` has the exact bytes.
+/// the line, an escape sequence would drive the terminal) is quoted with them escaped, and
+/// so is one that begins with a quote, which would pass for a quoted one (`"a\nb"` named
+/// so and `a`, newline, `b` printed alike). `--json` has the exact bytes.
 pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
-    match name.chars().any(char::is_control) {
+    match name.starts_with('"') || name.chars().any(char::is_control) {
         true => format!("{name:?}").into(),
         false => name.into(),
     }
@@ -575,6 +576,8 @@ mod tests {
             ("two\nlines", "\"two\\nlines\""),
             ("bell\u{7}", "\"bell\\u{7}\""),
             ("\u{1b}[2Jcleared", "\"\\u{1b}[2Jcleared\""),
+            // Named like a quoted name: quoted too, so the two differ.
+            ("\"two\\nlines\"", "\"\\\"two\\\\nlines\\\"\""),
         ];
         for (name, shown) in cases {
             assert_eq!(printable(name), shown, "{name:?}");

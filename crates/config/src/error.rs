@@ -81,7 +81,10 @@ pub enum Error {
         source: strongbox_alert::Error,
     },
     /// `backup SET` for a set the configuration does not define.
-    #[error("no set {name:?} in the configuration (it defines: {known})")]
+    #[error("no set {name:?} in the configuration ({})", match known.as_str() {
+        "" => "it defines none: was it given? --config FILE or STRONGBOX_CONFIG".to_string(),
+        known => format!("it defines: {known}"),
+    })]
     UnknownSet {
         /// The set asked for.
         name: String,

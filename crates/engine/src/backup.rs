@@ -118,7 +118,7 @@ impl Engine {
             source: source.kind(),
             parent: draft.parent,
             time,
-            tags: options.tags.clone(),
+            tags: distinct(&options.tags),
             host: host_name(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             origin: source.origin(),
@@ -213,6 +213,15 @@ impl Parents {
 /// would overwrite the old one's, and then be deleted with it when its record (created only
 /// if absent) is refused. A bundle and its members share one time: the same id in two sets
 /// could not be named by id.
+/// `tags` without repeats, in the order first given.
+pub(crate) fn distinct(tags: &[String]) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    tags.iter()
+        .filter(|t| seen.insert(t.as_str()))
+        .cloned()
+        .collect()
+}
+
 pub(crate) fn unused_id(time: DateTime<Utc>, existing: &Parents) -> SnapshotId {
     static ISSUED: Mutex<BTreeSet<SnapshotId>> = Mutex::new(BTreeSet::new());
     let mut issued = ISSUED
@@ -232,6 +241,13 @@ mod tests {
     use strongbox_manifest::SnapshotKind;
 
     use super::*;
+
+    #[test]
+    fn a_tag_given_twice_is_kept_once_in_the_order_given() {
+        let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(distinct(&tags(&["c", "a", "c", "a"])), tags(&["c", "a"]));
+        assert_eq!(distinct(&[]), Vec::<String>::new());
+    }
 
     /// Two backups given the same `--time` collided once in 4096 runs, and the second
     /// destroyed the first one's data.

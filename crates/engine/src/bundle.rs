@@ -213,7 +213,7 @@ impl Engine {
             source: SourceKind::Bundle,
             parent: None,
             time,
-            tags: spec.options.tags.clone(),
+            tags: crate::backup::distinct(&spec.options.tags),
             host: host_name(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             origin: spec.source.describe(),

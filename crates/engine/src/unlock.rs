@@ -19,7 +19,7 @@ impl Engine {
         };
         let holder = match self.repo.lock_info(set) {
             Ok(Some(holder)) => holder,
-            Ok(None) => return Ok(None),
+            Ok(None) => return self.known_set(set).map(|()| None),
             Err(strongbox_storage::Error::Corrupt { .. }) if !force => {
                 return Err(refuse(
                     "its lock does not read; if no strongbox runs on this set, unlock --force removes it"

@@ -141,7 +141,7 @@ pub enum Error {
     },
     /// A set name outside `[A-Za-z0-9._-]`.
     #[error(
-        "invalid set name {name:?}: use letters, digits, '.', '_' and '-' (not starting with '.')"
+        "invalid set name {name:?}: use at most 100 letters, digits, '.', '_' and '-' (not starting with '.')"
     )]
     InvalidSetName {
         /// The name.
