@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use strongbox_manifest::Snapshot;
-use strongbox_storage::{holder_alive_since, layout, Records};
+use strongbox_storage::{holder_alive, layout, Records};
 
 use crate::journal::{Operation, RunRecord, RunStatus, Verification};
 use crate::{Error, Reader};
@@ -139,8 +139,8 @@ impl Reader {
 /// kill -9, a full disk that kept its last entry from being written): it failed, rather
 /// than run for ever.
 fn summary(run: &RunRecord) -> RunSummary {
-    let crashed = run.status == RunStatus::Running
-        && holder_alive_since(&run.host, run.pid, run.started) == Some(false);
+    let crashed =
+        run.status == RunStatus::Running && holder_alive(&run.host, run.pid) == Some(false);
     RunSummary {
         status: if crashed {
             RunStatus::Failed

@@ -1,6 +1,6 @@
 //! `unlock`: removing a set's lock whose holder is gone.
 
-use strongbox_storage::{holder_alive_since, layout, LockInfo};
+use strongbox_storage::{layout, LockInfo};
 
 use crate::journal::{Journal, Operation, RunOutcome, RunStatus};
 use crate::{Engine, Error};
@@ -32,6 +32,7 @@ impl Engine {
                 host: "unknown".to_string(),
                 pid: 0,
                 time: chrono::Utc::now(),
+                started: None,
             },
             Err(e) => return Err(e.into()),
         };
@@ -42,7 +43,7 @@ impl Engine {
             holder.host,
             holder.time.to_rfc3339()
         );
-        match holder_alive_since(&holder.host, holder.pid, holder.time) {
+        match holder.holder_alive() {
             Some(true) => {
                 return Err(refuse(format!(
                     "locked for {held}, a process that is running on this host; stop it first"

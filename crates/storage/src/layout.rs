@@ -92,11 +92,11 @@ pub fn lock_key(set: &str) -> String {
     format!("locks/{set}.json")
 }
 
-/// `locks/<set>.json.takeover-<pid>-<ns>`: the claim of whoever takes over the stale lock
-/// that `pid` took at `time` (nanoseconds): one name per stale lock, created only once, so
-/// that one process alone removes it.
-pub fn lock_takeover_key(set: &str, pid: u32, time_ns: i64) -> String {
-    format!("locks/{set}.json.takeover-{pid}-{time_ns}")
+/// `<lock>.takeover-<pid>-<ns>`: the claim of whoever removes the stale lock (or stale
+/// claim) at `lock` that `pid` took at `time_ns` (nanoseconds): one name per stale lock,
+/// created only once, so that one process alone removes it.
+pub fn takeover_key(lock: &str, pid: u32, time_ns: i64) -> String {
+    format!("{lock}.takeover-{pid}-{time_ns}")
 }
 
 /// The set and id of a snapshot record key, if `key` is one.

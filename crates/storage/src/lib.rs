@@ -72,7 +72,7 @@ pub use encryption::{KeyHolder, KeyInfo, Unlock, AGE};
 pub use error::{BackendError, Error};
 pub use intercept::{Intercept, Layered, Request, RequestCounts, Requests};
 pub use location::{redact, Location};
-pub use lock::{holder_alive, holder_alive_since, host_name, LockGuard, LockInfo};
+pub use lock::{holder_alive, host_name, LockGuard, LockInfo, ProcessStart};
 pub use object_store::{GetRange, PutMode};
 pub use pipeline::{ObjectReader, ObjectWriter};
 pub use prefetch::Ahead;

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use strongbox_manifest::{Snapshot, Stats};
 use strongbox_retention::{KeepPolicy, Timezone};
-use strongbox_storage::{holder_alive_since, layout, DamagedRecord, Records};
+use strongbox_storage::{holder_alive, layout, DamagedRecord, Records};
 
 use crate::journal::{Operation, RunStatus};
 use crate::{Error, Reader, SetStatus};
@@ -652,7 +652,7 @@ impl SetChecks<'_> {
         };
         Ok(match lock {
             None => self.check("lock", HealthStatus::Ok, "not locked".to_string()),
-            Some(lock) => match holder_alive_since(&lock.host, lock.pid, lock.time) {
+            Some(lock) => match lock.holder_alive() {
                 Some(false) => self.check(
                     "lock",
                     HealthStatus::Warning,
@@ -675,7 +675,7 @@ impl SetChecks<'_> {
             .status
             .unfinished
             .iter()
-            .filter(|r| holder_alive_since(&r.host, r.pid, r.started) == Some(false))
+            .filter(|r| holder_alive(&r.host, r.pid) == Some(false))
             // A later run of the same operation went past it: history, not a concern.
             .filter(|r| {
                 self.status
