@@ -1276,9 +1276,24 @@ fn a_planted_key_or_an_unencrypted_marker_stops_writes_and_nothing_is_written() 
     ];
     let err = env.fails(&args, 1);
     assert!(
+        err.contains("may have been tampered with: key files keys/00000000.age and keys/")
+            && err.contains("hold different repository keys"),
+        "{err}"
+    );
+    // The reader's own key file removed too: the records give it away.
+    let genuine: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("00000000.age"))
+        .collect();
+    let aside = env.path("genuine-key");
+    std::fs::rename(&genuine[0], &aside).unwrap();
+    let err = env.fails(&args, 1);
+    assert!(
         err.contains("may have been tampered with: no record opens with the repository key keys/00000000.age"),
         "{err}"
     );
+    std::fs::rename(&aside, &genuine[0]).unwrap();
     std::fs::remove_file(root.join("keys/00000000.age")).unwrap();
 
     let mut unencrypted: Value = serde_json::from_str(&marker).unwrap();

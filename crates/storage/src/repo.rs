@@ -186,6 +186,12 @@ fn check_record(key: &str, snapshot: &Snapshot) -> Result<(), Error> {
             snapshot.id, snapshot.set
         ));
     }
+    if snapshot.format_version > FORMAT_VERSION {
+        return corrupt(format!(
+            "it is of format version {}, newer than this strongbox reads ({FORMAT_VERSION}): upgrade strongbox",
+            snapshot.format_version
+        ));
+    }
     // The id is made from the time: a time altered alone (one bit turns 2026 into 2036)
     // would make the oldest snapshot `latest`, and the one prune keeps.
     let named = snapshot.time.format("%Y%m%dT%H%M%SZ-").to_string();
@@ -416,10 +422,19 @@ impl RepoReader {
         }
         let mut tried = None;
         for set in self.set_dirs()? {
+            // A directory that is no set (a stray copy beside them) holds no evidence.
+            if layout::check_set_name(&set).is_err() {
+                continue;
+            }
             let mut keys = self.snapshot_keys(Some(&set))?;
             keys.reverse();
             for key in keys.into_iter().take(RECORDS_TRIED) {
-                let stored = self.stored_bytes(&key)?;
+                let stored = match self.stored_bytes(&key) {
+                    Ok(stored) => stored,
+                    // Forgotten by a prune since the listing.
+                    Err(Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
                 if !sealed {
                     if stored.starts_with(AGE_MAGIC) {
                         return Err(tampered(format!(
@@ -430,8 +445,9 @@ impl RepoReader {
                     // The newest plain record of one set is evidence enough.
                     return Ok(());
                 }
-                let opened = decoder(stored, &key, None, self.envelope.as_ref()).and_then(read_all);
-                if opened.is_ok() {
+                // Its header opening with the key is enough: a damaged payload is verify's
+                // to find, and must not stop every write.
+                if decoder(stored, &key, None, self.envelope.as_ref()).is_ok() {
                     return Ok(());
                 }
                 tried.get_or_insert(key);
@@ -439,7 +455,8 @@ impl RepoReader {
         }
         match tried {
             Some(key) => Err(tampered(format!(
-                "no record opens with the repository key {} unlocked (the newest tried: {key});                  {}'s recipient or the key files may have been replaced (or those records are damaged)",
+                "no record opens with the repository key {} unlocked (the newest tried: {key}): \
+                 {}'s recipient or the key files may have been replaced",
                 self.unlocked_by
                     .as_deref()
                     .map(layout::key_file)
@@ -469,6 +486,7 @@ impl RepoReader {
         let identities = encryption::identities(unlock)?;
         let passphrase = matches!(unlock, Unlock::Passphrase(_));
         let recipient = self.marker.recipient.clone().unwrap_or_default();
+        let mut found: Option<(String, age::x25519::Identity)> = None;
         for (id, file) in self.key_files()? {
             let bytes = self.stored_bytes(&file.key)?;
             // A key file whose header does not parse opens for nobody: it must not lock out
@@ -482,8 +500,11 @@ impl RepoReader {
                 }
             };
             let opened = encryption::open_key_file(&file.key, header, &identities, passphrase)?;
-            if let Some(identity) = opened {
-                if identity.to_public().to_string() != recipient {
+            let Some(identity) = opened else {
+                continue;
+            };
+            match &found {
+                None if identity.to_public().to_string() != recipient => {
                     return Err(Error::Corrupt {
                         key: file.key,
                         reason: format!(
@@ -493,10 +514,28 @@ impl RepoReader {
                         ),
                     });
                 }
-                return Ok((id, identity));
+                // A passphrase file cannot be made without the passphrase: the first is it.
+                None if passphrase => return Ok((id, identity)),
+                None => found = Some((id, identity)),
+                // Anyone can seal a key file to a reader's public recipient: two that open
+                // for it and disagree mean one was planted (with the marker changed to it).
+                Some((first, kept))
+                    if kept.to_public().to_string() != identity.to_public().to_string() =>
+                {
+                    return Err(Error::Tampered {
+                        location: self.location.clone(),
+                        reason: format!(
+                            "key files {} and {} both open with the identity given but hold \
+                             different repository keys: one of them was planted",
+                            layout::key_file(first),
+                            file.key
+                        ),
+                    });
+                }
+                Some(_) => {}
             }
         }
-        Err(Error::NoMatchingKey {
+        found.ok_or_else(|| Error::NoMatchingKey {
             location: self.location.clone(),
             given: if passphrase { "passphrase" } else { "identity" },
         })
