@@ -717,6 +717,17 @@ fn schedules_install_as_a_cron_file_and_systemd_timers_that_systemd_accepts() {
     // timer went on pruning every week.
     let text = fs::read_to_string(&config).unwrap();
     fs::write(&config, text.replace("prune_schedule = \"@weekly\"\n", "")).unwrap();
+    // Another configuration's units in the same directory stay.
+    let mark =
+        "# Written by `strongbox schedule install`; `strongbox schedule uninstall` removes it.";
+    write(
+        &units.join("strongbox-backup-other.service"),
+        format!("{mark}\n[Service]\nExecStart=/usr/bin/strongbox --config /etc/other.toml -q backup other\n").as_bytes(),
+    );
+    write(
+        &units.join("strongbox-backup-other.timer"),
+        format!("{mark}\n[Timer]\nOnCalendar=daily\n").as_bytes(),
+    );
     let installed = crate::harness::succeeded(&run(&[
         "schedule",
         "install",
@@ -738,6 +749,7 @@ fn schedules_install_as_a_cron_file_and_systemd_timers_that_systemd_accepts() {
         ]
     );
     assert!(!units.join("strongbox-prune-media.timer").exists());
+    assert!(units.join("strongbox-backup-other.timer").exists());
     assert!(units.join("strongbox-mine.service").exists());
 
     // Regression: uninstall needed the configuration, which may be gone by then.

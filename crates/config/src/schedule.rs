@@ -521,8 +521,9 @@ impl Installation {
     }
 
     /// Write the files that install `jobs` ([`Installation::files`]), each atomically, after
-    /// [`Installation::check`], then remove the units an earlier install wrote for jobs
-    /// no longer configured (an enabled timer of a removed schedule kept firing).
+    /// [`Installation::check`], then remove the units an earlier install of the same
+    /// configuration file wrote for jobs it no longer has (an enabled timer of a removed
+    /// schedule kept firing).
     pub fn install(&self, jobs: &[Job], binary: &Path, config: &Path) -> Result<Installed, Error> {
         let files = self.files(jobs, binary, config);
         self.check(&files)?;
@@ -539,20 +540,34 @@ impl Installation {
                 },
             )
             .collect::<Result<Vec<_>, _>>()?;
-        let mut removed = Vec::new();
-        for path in self.installed().map_err(|source| Error::ScheduleFile {
+        // Only this configuration's: another one's units may share the directory.
+        let ours = format!(
+            " --config {} ",
+            quote(&config.display().to_string()).replace('%', "%%")
+        );
+        let installed = self.installed().map_err(|source| Error::ScheduleFile {
             operation: "looking for installed schedules in",
             path: self.place().to_path_buf(),
             source,
-        })? {
-            if !written.contains(&path) {
-                std::fs::remove_file(&path).map_err(|source| Error::ScheduleFile {
-                    operation: "removing",
-                    path: path.clone(),
-                    source,
-                })?;
-                removed.push(path);
-            }
+        })?;
+        // A timer runs its service, which names the configuration: all are judged before
+        // any service is removed.
+        let runs_ours = |path: &PathBuf| {
+            std::fs::read_to_string(path.with_extension("service")).is_ok_and(|text| {
+                text.lines()
+                    .any(|l| l.starts_with("ExecStart=") && l.contains(&ours))
+            })
+        };
+        let removed: Vec<PathBuf> = installed
+            .into_iter()
+            .filter(|path| !written.contains(path) && runs_ours(path))
+            .collect();
+        for path in &removed {
+            std::fs::remove_file(path).map_err(|source| Error::ScheduleFile {
+                operation: "removing",
+                path: path.clone(),
+                source,
+            })?;
         }
         Ok(Installed { written, removed })
     }
