@@ -1546,6 +1546,17 @@ fn a_record_whose_time_disagrees_with_its_id_is_damaged_not_latest() {
     assert!(err.contains(&key), "{err}");
     let records = fs::read_dir(Path::new(&env.repo).join("sets/media/snapshots")).unwrap();
     assert_eq!(records.count(), 3, "prune forgot nothing");
+
+    // A record of a newer format is not read as if it were this one's.
+    let newer = Path::new(&env.repo).join(format!("sets/media/snapshots/{}.json", ids[1]));
+    let mut record: serde_json::Value = serde_json::from_slice(&fs::read(&newer).unwrap()).unwrap();
+    record["format_version"] = 99.into();
+    fs::write(&newer, record.to_string()).unwrap();
+    let err = env.fails(&["show", &ids[1]], 1);
+    assert!(
+        err.contains("format version 99, newer than this strongbox reads"),
+        "{err}"
+    );
 }
 
 /// Regression: serde_json holds a string whole before it can be refused, so a listing of

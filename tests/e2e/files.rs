@@ -302,6 +302,48 @@ fn read_only_directories_do_not_keep_a_user_from_removing_what_it_restored() {
     assert!(names(&scratch).is_empty(), "{:?}", names(&scratch));
 }
 
+/// Regression: a restored root its owner may not read (0300, as root backed it up) kept the
+/// user who restored it from removing it when a forced restore replaced it: the replaced
+/// tree stayed beside the target, hidden.
+#[test]
+fn a_replaced_tree_whose_root_its_owner_cannot_read_is_removed() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: root backs up the tree that nobody restores");
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("f.txt"), b"data");
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o300)).unwrap();
+    env.backup("media", &src, &[]);
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "nobody", &env.repo])
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let work = env.path("work");
+    crate::harness::unprivileged_dir(&work);
+    let target = work.join("target").display().to_string();
+    for extra in [&[][..], &["--force", "--no-keep-previous"]] {
+        let out = crate::harness::unprivileged(&env)
+            .args([
+                "--repo",
+                &env.repo,
+                "restore",
+                "media:latest",
+                "--target",
+                &target,
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("could not remove"), "{extra:?}: {stderr}");
+    }
+    assert_eq!(names(&work), ["target"]);
+}
+
 /// 3,000 files: `ls` prints far more than a pipe holds.
 fn many_files(env: &Env) -> std::path::PathBuf {
     let src = env.path("src");

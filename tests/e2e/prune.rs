@@ -244,6 +244,16 @@ fn daily_buckets_follow_the_configured_timezone_and_the_flag_wins() {
         let args: Vec<&str> = [before, &prune[..], after].concat();
         assert_eq!(&kept_ids(&env.json(&args)), expected, "{args:?}");
     }
+    // An offset that begins with a minus is a value, not a flag.
+    env.json(&[
+        "prune",
+        "media",
+        "--keep-daily",
+        "1",
+        "--timezone",
+        "-05:00",
+        "--dry-run",
+    ]);
     let mars = config("Mars/Olympus");
     let err = env.fails(&["--config", &mars, "snapshots"], 2);
     assert!(

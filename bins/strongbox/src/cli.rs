@@ -757,7 +757,7 @@ pub struct PruneArgs {
     pub policy: strongbox_retention::KeepPolicy,
     /// Timezone of the hourly/daily/weekly/monthly/yearly buckets (UTC, +02:00,
     /// Europe/Berlin); default: the configuration's `timezone`, else UTC.
-    #[arg(long, value_name = "TZ")]
+    #[arg(long, value_name = "TZ", allow_hyphen_values = true)]
     pub timezone: Option<strongbox_retention::Timezone>,
     /// Print the plan with reasons; change nothing.
     #[arg(long)]

@@ -188,15 +188,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// Raise the soft limit of open files to the hard one, as Go programs do at start: removing
+/// Raise the soft limit of open files toward the hard one, as Go programs do at start: removing
 /// or checking a restored tree holds a descriptor per level, and a tree 1,200 levels deep
 /// (which backs up and restores) failed its restore test and left its staging tree behind
 /// under systemd's and runuser's soft limit of 1,024 (the hard one is 524,288 there).
 fn raise_open_files_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
+    // Enough for the deepest tree a path of 4,096 bytes can hold, and no more: the tools
+    // strongbox runs (pg_dump, postgres) inherit it, and some close every descriptor up to
+    // it, or use select(), which stops at 1,024.
+    const WANTED: u64 = 8192;
     let mut limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        limit.current = limit.maximum;
+    let wanted = limit.maximum.map_or(WANTED, |max| max.min(WANTED));
+    if limit.current.is_some_and(|current| current < wanted) {
+        limit.current = Some(wanted);
         let _ = setrlimit(Resource::Nofile, limit);
     }
 }
@@ -885,7 +890,7 @@ impl App {
                         .map(|p| format!("wrote {}", p.display()));
                     let removed = installed.removed.iter().map(|p| {
                         format!(
-                            "removed {} (its schedule is no longer configured)",
+                            "removed {} (its schedule is no longer configured; `systemctl disable --now` a removed timer, then daemon-reload)",
                             p.display()
                         )
                     });
@@ -911,6 +916,8 @@ impl App {
         Ok(ExitCode::SUCCESS)
     }
 
+    /// This program's path, for the jobs that run it; an error when `config_path`
+    /// schedules nothing.
     fn scheduled_binary(&self, config_path: &std::path::Path) -> Result<PathBuf> {
         if self.config.jobs().is_empty() {
             bail!(

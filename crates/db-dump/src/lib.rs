@@ -238,11 +238,9 @@ pub struct RestoreReport {
     pub previous: Option<PathBuf>,
 }
 
-/// Deep check of a stored, uncompressed dump. PostgreSQL: `pg_restore --list` must read the
-/// archive's table of contents; a base backup: a tar holding `backup_label` and
-/// `global/pg_control`; SQLite: the file must open and pass `PRAGMA integrity_check`.
-/// Returns a short summary such as `"42 TOC entries, dumped from PostgreSQL 15.4"`. The
-/// whole stream is read either way.
+/// How every scratch directory's name begins.
+const SCRATCH: &str = "strongbox-verify-";
+
 /// What the name of a scratch directory of a verification (here, an SQLite dump's copy; in
 /// the engine, a restore test's tree) begins with: `strongbox-verify-<pid>@<host>.`, so that
 /// one a killed process left can be told from one in use and removed
@@ -255,8 +253,6 @@ pub fn scratch_prefix() -> String {
     )
 }
 
-const SCRATCH: &str = "strongbox-verify-";
-
 /// The process (pid and host) whose scratch directory `name` is, if it is one.
 pub fn scratch_owner(name: &str) -> Option<(u32, &str)> {
     let (pid, rest) = name.strip_prefix(SCRATCH)?.split_once('@')?;
@@ -264,6 +260,11 @@ pub fn scratch_owner(name: &str) -> Option<(u32, &str)> {
     Some((pid.parse().ok()?, host))
 }
 
+/// Deep check of a stored, uncompressed dump. PostgreSQL: `pg_restore --list` must read the
+/// archive's table of contents; a base backup: a tar holding `backup_label` and
+/// `global/pg_control`; SQLite: the file must open and pass `PRAGMA integrity_check`.
+/// Returns a short summary such as `"42 TOC entries, dumped from PostgreSQL 15.4"`. The
+/// whole stream is read either way.
 pub fn verify_dump(kind: SourceKind, dump: &mut dyn Read) -> Result<String, Error> {
     match kind {
         SourceKind::Postgres => postgres::verify(dump),

@@ -207,12 +207,6 @@ impl Parents {
     }
 }
 
-/// A new id for a snapshot taken at `time` that no snapshot of the set has, nor any other
-/// this process gave out. Ids differ by their millisecond and three random hex digits, so
-/// `--time` given twice the same collides once in 4096 backups: the new snapshot's objects
-/// would overwrite the old one's, and then be deleted with it when its record (created only
-/// if absent) is refused. A bundle and its members share one time: the same id in two sets
-/// could not be named by id.
 /// `tags` without repeats, in the order first given.
 pub(crate) fn distinct(tags: &[String]) -> Vec<String> {
     let mut seen = BTreeSet::new();
@@ -222,6 +216,12 @@ pub(crate) fn distinct(tags: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// A new id for a snapshot taken at `time` that no snapshot of the set has, nor any other
+/// this process gave out. Ids differ by their millisecond and three random hex digits, so
+/// `--time` given twice the same collides once in 4096 backups: the new snapshot's objects
+/// would overwrite the old one's, and then be deleted with it when its record (created only
+/// if absent) is refused. A bundle and its members share one time: the same id in two sets
+/// could not be named by id.
 pub(crate) fn unused_id(time: DateTime<Utc>, existing: &Parents) -> SnapshotId {
     static ISSUED: Mutex<BTreeSet<SnapshotId>> = Mutex::new(BTreeSet::new());
     let mut issued = ISSUED

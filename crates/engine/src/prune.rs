@@ -249,8 +249,9 @@ impl Engine {
             match one {
                 Ok(one) => report.merge(one),
                 // One set busy or damaged must not keep the sets after it from their prune
-                // (a nightly prune of every set skipped all those sorting after a locked one).
-                Err(e) if sets.len() > 1 && !self.cancel.is_cancelled() => {
+                // (a nightly prune of every set skipped all those sorting after a locked one);
+                // storage that fails would fail every set, one timeout after another.
+                Err(e) if sets.len() > 1 && !self.cancel.is_cancelled() && !storage_failed(&e) => {
                     let error = error_chain(&e);
                     tracing::warn!(set = %set, %error, "could not prune a set; going on with the others");
                     report.failed.push(SetFailure {
@@ -470,4 +471,17 @@ impl Engine {
             .map(|(_, _, key)| key)
             .collect())
     }
+}
+
+/// Whether `error` is the storage failing (unreachable, refusing, a local disk's I/O) rather
+/// than something about one set.
+fn storage_failed(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Storage(
+            strongbox_storage::Error::Backend { .. }
+                | strongbox_storage::Error::Io { .. }
+                | strongbox_storage::Error::Runtime { .. }
+        )
+    )
 }

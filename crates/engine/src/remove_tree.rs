@@ -3,6 +3,7 @@
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use rustix::fs::{Dir, FileType, Mode, OFlags, CWD};
@@ -13,7 +14,19 @@ use rustix::fs::{Dir, FileType, Mode, OFlags, CWD};
 pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            let first = open_up(open_dir(CWD, path)?).err();
+            let top = match open_dir(CWD, path) {
+                // A top its owner may not read (a restored root of mode 0300): opened up by
+                // its path, as a directory, never through a link.
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    if !fs::symlink_metadata(path)?.is_dir() {
+                        return Err(e);
+                    }
+                    fs::set_permissions(path, fs::Permissions::from_mode(0o700))?;
+                    open_dir(CWD, path)?
+                }
+                opened => opened?,
+            };
+            let first = open_up(top).err();
             fs::remove_dir_all(path).map_err(|e| first.unwrap_or(e))
         }
         other => other,

@@ -202,11 +202,13 @@ impl Restorer for DirectoryTarget {
         let target = self.absolute()?;
         match fs::symlink_metadata(&target) {
             Ok(meta) if !meta.is_dir() => Err(Error::TargetNotDirectory { path: target }),
-            Ok(_) => {
-                let mut contents =
-                    fs::read_dir(&target).map_err(|e| Error::io("reading", &target, e))?;
-                Ok(contents.next().is_none())
-            }
+            Ok(_) => match fs::read_dir(&target) {
+                Ok(mut contents) => Ok(contents.next().is_none()),
+                // Not known to be empty (a restored root of mode 0300 its owner may not
+                // read): replaced whole with --force, as any tree that holds data.
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(false),
+                Err(e) => Err(Error::io("reading", &target, e)),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
             Err(e) => Err(Error::io("reading", &target, e)),
         }

@@ -61,7 +61,11 @@ impl Owners {
         if !self.root {
             return entry.mode;
         }
-        let (Some(uid), Some(gid)) = (entry.uid, entry.gid) else {
+        // u32::MAX is no id: chown(2) reads it as "leave as is", which would keep root.
+        let (Some(uid), Some(gid)) = (
+            entry.uid.filter(|&u| u != u32::MAX),
+            entry.gid.filter(|&g| g != u32::MAX),
+        ) else {
             return unowned;
         };
         if (uid, gid) == self.creator {
@@ -112,6 +116,7 @@ mod tests {
             (true, file, Some(33), true, 0o4755, 0),
             (true, file, Some(33), false, 0o0755, 1),
             (true, file, None, true, 0o0755, 0),
+            (true, file, Some(u32::MAX), true, 0o0755, 0),
             (true, file, Some(0), false, 0o4755, 0),
             (true, dir, None, true, 0o2775, 0),
             (true, dir, Some(33), false, 0o2775, 1),
