@@ -25,6 +25,17 @@ fn refused_restore(env: &Env, snap: &str, target: &Path) -> String {
     one_line(&err).to_string()
 }
 
+/// The listing of the snapshot `record`, as JSON.
+fn listing_json(env: &Env, record: &serde_json::Value) -> serde_json::Value {
+    let raw = std::process::Command::new("zstd")
+        .args(["-dc"])
+        .arg(Path::new(&env.repo).join(object_key(record, "listing")))
+        .output()
+        .unwrap()
+        .stdout;
+    serde_json::from_slice(&raw).unwrap()
+}
+
 /// `bytes` as one zstd frame, as strongbox writes archives.
 fn zstd(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = Encoder::new(Vec::new(), Compression::Zstd(3), 0).unwrap();
@@ -428,14 +439,7 @@ fn hostile_archive_and_listing_entries_cannot_escape_the_target() {
 #[test]
 fn a_listing_out_of_order_fails_verify_and_restore_naming_the_entry() {
     let (env, record) = small_repo();
-    let listing_key = object_key(&record, "listing");
-    let raw = std::process::Command::new("zstd")
-        .args(["-dc"])
-        .arg(Path::new(&env.repo).join(&listing_key))
-        .output()
-        .unwrap()
-        .stdout;
-    let mut listing: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let mut listing = listing_json(&env, &record);
     // `a.txt`, `b`, `b/c.txt`: `b` moved to the front is still a tree, but not in listing
     // order, which a streamed check relies on to rule out duplicates.
     let entries = listing["entries"].as_array_mut().unwrap();
@@ -1566,13 +1570,7 @@ fn a_record_whose_time_disagrees_with_its_id_is_damaged_not_latest() {
 fn a_listing_holding_an_endless_string_is_refused_as_it_is_read() {
     let (env, record) = small_repo();
     let listing_key = object_key(&record, "listing");
-    let raw = std::process::Command::new("zstd")
-        .args(["-dc"])
-        .arg(Path::new(&env.repo).join(&listing_key))
-        .output()
-        .unwrap()
-        .stdout;
-    let mut listing: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let mut listing = listing_json(&env, &record);
     listing["entries"][0]["path"] = "A".repeat(1 << 20).into();
     plant(
         &env,

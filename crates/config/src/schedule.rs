@@ -562,13 +562,7 @@ impl Installation {
             .into_iter()
             .filter(|path| !written.contains(path) && runs_ours(path))
             .collect();
-        for path in &removed {
-            std::fs::remove_file(path).map_err(|source| Error::ScheduleFile {
-                operation: "removing",
-                path: path.clone(),
-                source,
-            })?;
-        }
+        remove_files(&removed)?;
         Ok(Installed { written, removed })
     }
 
@@ -588,13 +582,7 @@ impl Installation {
             path: self.place().to_path_buf(),
             source,
         })?;
-        for path in &removed {
-            std::fs::remove_file(path).map_err(|source| Error::ScheduleFile {
-                operation: "removing",
-                path: path.clone(),
-                source,
-            })?;
-        }
+        remove_files(&removed)?;
         Ok(removed)
     }
 
@@ -626,6 +614,17 @@ impl Installation {
             .filter(|path| written_by_install(path))
             .collect())
     }
+}
+
+/// Remove the schedule files at `paths`, failing at the first that will not go.
+fn remove_files(paths: &[PathBuf]) -> Result<(), Error> {
+    paths.iter().try_for_each(|path| {
+        std::fs::remove_file(path).map_err(|source| Error::ScheduleFile {
+            operation: "removing",
+            path: path.clone(),
+            source,
+        })
+    })
 }
 
 /// A name `useradd` accepts: cron.d splits its line at the first blank after the user.
