@@ -159,6 +159,43 @@ fn a_set_whose_every_backup_failed_is_critical_without_a_configuration() {
 }
 
 #[test]
+fn status_shows_a_configured_set_that_was_never_backed_up() {
+    let env = Env::new();
+    let src = media(&env, 1);
+    let config = env.path("strongbox.toml");
+    fs::write(
+        &config,
+        format!(
+            "repo = \"{}\"\n[sets.media]\nsource = \"files\"\npath = \"{}\"\n[sets.uploads]\nsource = \"files\"\npath = \"{}\"\n",
+            env.repo,
+            src.display(),
+            src.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    env.json(&["--config", config, "backup", "media"]);
+
+    // It was left out: `health` called it critical while `status` did not name it.
+    let status = env.json(&["--config", config, "status"]);
+    let sets: Vec<(&str, u64)> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["set"].as_str().unwrap(), s["snapshots"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(sets, [("media", 1), ("uploads", 0)], "{status:#}");
+    let text =
+        String::from_utf8_lossy(&env.run(&["--config", config, "status"]).stdout).into_owned();
+    assert!(
+        text.contains("uploads: 0 snapshot(s), 0 B stored; no snapshot"),
+        "{text}"
+    );
+    // Without the configuration only what the repository holds is shown.
+    assert_eq!(env.json(&["status"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
 fn health_is_ok_for_fresh_verified_backups_and_writes_prometheus() {
     let env = Env::new();
     let src = media(&env, 3);

@@ -678,7 +678,8 @@ impl App {
                         Err(e) => return unknown(&path, e.into()),
                     }
                 }
-                let statuses = reader.status(&sets)?;
+                let configured: Vec<String> = self.config.sets.keys().cloned().collect();
+                let statuses = reader.status(&sets, &configured)?;
                 self.print(&statuses, || output::status_text(&statuses))?;
                 Ok(ExitCode::SUCCESS)
             }

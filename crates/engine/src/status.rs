@@ -78,10 +78,16 @@ pub struct ObjectsRead {
 }
 
 impl Reader {
-    /// The status of each of `sets` (every set in the repository when empty).
-    pub fn status(&self, sets: &[String]) -> Result<Vec<SetStatus>, Error> {
+    /// The status of each of `sets`; when it is empty, of every set in the repository and
+    /// every one of `expected` (the configured sets), so that a set that was never backed up
+    /// is shown with no snapshot, as `health` checks it, rather than left out.
+    pub fn status(&self, sets: &[String], expected: &[String]) -> Result<Vec<SetStatus>, Error> {
         let sets = if sets.is_empty() {
-            self.sets()?
+            let mut all = self.sets()?;
+            all.extend(expected.iter().cloned());
+            all.sort();
+            all.dedup();
+            all
         } else {
             sets.to_vec()
         };
