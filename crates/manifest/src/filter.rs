@@ -191,6 +191,12 @@ mod tests {
     #[case("uploads/tmp", "uploads/tmp", true)]
     #[case("uploads/tmp", "other/uploads/tmp", false)]
     #[case("./logs/", "logs", true)]
+    // What docs/backup-behaviour.md promises: `*` crosses `/` in a path pattern, `dir/**`
+    // keeps the directory itself, a trailing `/` makes a name pattern.
+    #[case("uploads/*.jpg", "uploads/2026/a.jpg", true)]
+    #[case("uploads/*.jpg", "x/uploads/a.jpg", false)]
+    #[case("uploads/**", "uploads", false)]
+    #[case("cache/", "x/y/cache", true)]
     fn matches_names_and_paths(#[case] pattern: &str, #[case] path: &str, #[case] hit: bool) {
         let ex = Excludes::new(&[pattern]).unwrap();
         let name = path.rsplit('/').next().unwrap();
