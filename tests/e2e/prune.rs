@@ -8,7 +8,7 @@ use std::path::Path;
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::Value;
 
-use crate::harness::{assert_same_tree, noise, tree, write, Env, Node};
+use crate::harness::{assert_same_tree, noise, object_key, tree, write, Env, Node};
 
 /// Files below a local repository with their sizes.
 fn repo_files(root: &Path) -> BTreeMap<String, u64> {
@@ -443,28 +443,47 @@ fn prune_deletes_only_its_own_objects_and_refuses_a_set_that_is_not_there() {
 fn housekeeping_keeps_the_proof_of_the_newest_restore_tested_snapshot() {
     let env = Env::new();
     let src = env.path("src");
-    let mut ids = Vec::new();
     for i in 0..3 {
         write(&src.join("f"), format!("version {i}").as_bytes());
-        ids.push(
-            env.backup("media", &src, &[])["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        env.backup("media", &src, &[]);
     }
+    let ids = env.snapshot_ids();
     env.json(&["verify", &ids[0], "--level", "restore"]);
     env.json(&["verify", &ids[2], "--level", "checksum"]);
     std::thread::sleep(std::time::Duration::from_millis(1100));
     for _ in 0..2 {
         let pruned = env.json(&["prune", "media", "--keep-last", "1", "--journal-keep", "1s"]);
-        let kept: Vec<&str> = pruned["keep"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["id"].as_str().unwrap())
-            .collect();
-        assert_eq!(kept, [ids[2].as_str(), ids[0].as_str()], "{pruned:#}");
+        assert_eq!(kept_ids(&pruned), [ids[2].as_str(), &ids[0]], "{pruned:#}");
+    }
+}
+
+/// Regression: housekeeping kept the verify run that passed the proven snapshot's restore
+/// test, which had passed a newer one's too, and removed a later run in which the newer
+/// one failed its own: that pass counted again, the newer snapshot became the proven one,
+/// and the next prune forgot the snapshot that had passed.
+#[test]
+fn housekeeping_keeps_a_later_failed_restore_test() {
+    let env = Env::new();
+    let src = env.path("src");
+    let mut records = Vec::new();
+    for i in 0..4 {
+        write(&src.join("f"), format!("version {i}").as_bytes());
+        records.push(env.backup("media", &src, &[]));
+    }
+    let ids = env.snapshot_ids();
+    env.json(&["verify", &ids[0], &ids[1], "--level", "restore"]);
+    let archive = Path::new(&env.repo).join(object_key(&records[1], "archive"));
+    fs::write(&archive, b"damaged").unwrap();
+    env.fails(&["verify", &ids[1], "--level", "restore"], 1);
+    env.json(&["verify", &ids[3], "--level", "checksum"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for _ in 0..2 {
+        let pruned = env.json(&["prune", "media", "--keep-last", "3", "--journal-keep", "1s"]);
+        assert_eq!(
+            kept_ids(&pruned),
+            [ids[3].as_str(), &ids[2], &ids[1], &ids[0]],
+            "{pruned:#}"
+        );
     }
 }
 

@@ -285,16 +285,19 @@ impl Reader {
         Ok(restore_tested(&self.runs_of(set, Some(Operation::Verify))?))
     }
 
-    /// The journal entries that make the newest of `existing` (snapshot ids of `set`) that
-    /// passed a restore test the newest: the run that passed it last and every later one
-    /// that tested it. Housekeeping keeps them, however old: it keeps only the last run of
-    /// each operation, and a deep verify after the restore test took the proof away, so the
-    /// next prune forgot the snapshot.
+    /// The key of the verify run from which on `set`'s verify runs are the proof that the
+    /// newest of `existing` (snapshot ids) that passed a restore test did: the last run
+    /// that tested it, which passed it. Housekeeping keeps that run and every later verify
+    /// run, however old: it keeps only the last run of each operation, so a deep verify
+    /// after the restore test took the proof away and the next prune forgot the snapshot;
+    /// and a later failed test of another snapshot, removed, would let an earlier pass of
+    /// that one count again.
     pub(crate) fn restore_proof(
         &self,
         set: &str,
         existing: &[&str],
-    ) -> Result<std::collections::HashSet<String>, Error> {
+    ) -> Result<Option<String>, Error> {
+        // Oldest first, as their names begin with the start time.
         let runs: Vec<(String, RunRecord)> = self
             .run_keys(set, Some(Operation::Verify))?
             .into_iter()
@@ -303,25 +306,18 @@ impl Reader {
         let mut records: Vec<RunRecord> = runs.iter().map(|(_, run)| run.clone()).collect();
         records.sort_by_key(|run| run.started);
         let tested = restore_tested(&records);
-        let mut proof = std::collections::HashSet::new();
         let Some(newest) = existing.iter().filter(|id| tested.contains(**id)).max() else {
-            return Ok(proof);
+            return Ok(None);
         };
-        for (key, run) in runs.iter().rev() {
-            let mut tests = run
-                .verified
-                .iter()
-                .filter(|v| v.level == VerifyLevel::Restore && v.snapshot == *newest)
-                .peekable();
-            if tests.peek().is_none() {
-                continue;
-            }
-            proof.insert(key.clone());
-            if tests.any(|v| v.ok) {
-                break;
-            }
-        }
-        Ok(proof)
+        Ok(runs
+            .into_iter()
+            .rev()
+            .find(|(_, run)| {
+                run.verified
+                    .iter()
+                    .any(|v| v.level == VerifyLevel::Restore && v.snapshot == *newest)
+            })
+            .map(|(key, _)| key))
     }
 
     /// When each object of `set` was last read whole by a verification.

@@ -374,7 +374,7 @@ impl Engine {
             journal_removed: {
                 let kept_ids: Vec<&str> = kept.iter().map(|s| s.id.as_str()).collect();
                 let proof = self.restore_proof(set, &kept_ids)?;
-                self.old_journal(set, opts.journal_keep, &proof)?
+                self.old_journal(set, opts.journal_keep, proof.as_deref())?
             },
             wal: match (doomed_wal.first(), doomed_wal.last()) {
                 (Some(first), Some(last)) => vec![WalPruned {
@@ -437,13 +437,14 @@ impl Engine {
         Ok(report)
     }
 
-    /// Journal entries of `set` older than `keep`, but never the last of an operation.
-    /// Their names (`<time>-<operation>-<rand>.json`) say enough; none is read.
+    /// Journal entries of `set` older than `keep`, but never the last of an operation, nor
+    /// a verify run from `proof` on ([`Reader::restore_proof`]). Their names
+    /// (`<time>-<operation>-<rand>.json`, ordered as their times) say enough; none is read.
     fn old_journal(
         &self,
         set: &str,
         keep: Duration,
-        proof: &HashSet<String>,
+        proof: Option<&str>,
     ) -> Result<Vec<String>, Error> {
         let cutoff =
             Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::TimeDelta::MAX);
@@ -466,7 +467,9 @@ impl Engine {
         Ok(entries
             .into_iter()
             .filter(|(time, operation, key)| {
-                !last_seen.insert(operation.clone()) && *time < cutoff && !proof.contains(key)
+                let proves = operation == Operation::Verify.as_str()
+                    && proof.is_some_and(|from| key.as_str() >= from);
+                !last_seen.insert(operation.clone()) && *time < cutoff && !proves
             })
             .map(|(_, _, key)| key)
             .collect())
