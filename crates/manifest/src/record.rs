@@ -96,6 +96,17 @@ pub struct SourceError {
     pub message: String,
 }
 
+impl SourceError {
+    /// An entry at `path` left out of the snapshot for `cause`; the message says so, as the
+    /// record keeps it.
+    pub fn left_out(path: impl Into<String>, cause: impl std::fmt::Display) -> Self {
+        SourceError {
+            path: path.into(),
+            message: format!("{cause} (not in this snapshot)"),
+        }
+    }
+}
+
 /// Counts of a files snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStats {

@@ -153,10 +153,10 @@ impl<'a> TreeWalk<'a> {
         let mut steps = Vec::with_capacity(children.len() + 8);
         for (name, meta) in children {
             let Some(name) = name.to_str() else {
-                self.errors.push(SourceError {
-                    path: child_path(rel, &name.to_string_lossy()),
-                    message: "file name is not valid UTF-8 (not in this snapshot)".to_string(),
-                });
+                self.errors.push(SourceError::left_out(
+                    child_path(rel, &name.to_string_lossy()),
+                    "file name is not valid UTF-8",
+                ));
                 continue;
             };
             let rel_path = child_path(rel, name);
@@ -166,10 +166,8 @@ impl<'a> TreeWalk<'a> {
             let meta = match meta {
                 Ok(meta) => meta,
                 Err(e) => {
-                    self.errors.push(SourceError {
-                        path: rel_path,
-                        message: format!("cannot stat: {e} (not in this snapshot)"),
-                    });
+                    self.errors
+                        .push(SourceError::left_out(rel_path, format!("cannot stat: {e}")));
                     continue;
                 }
             };
@@ -367,17 +365,12 @@ fn entry_from_metadata(
     } else if file_type.is_dir() {
         (FileType::Dir, 0, None)
     } else if file_type.is_symlink() {
-        let target = fs::read_link(dir.join(name)).map_err(|e| SourceError {
-            path: rel.clone(),
-            message: format!("cannot read link: {e} (not in this snapshot)"),
-        })?;
+        let target = fs::read_link(dir.join(name))
+            .map_err(|e| SourceError::left_out(&rel, format!("cannot read link: {e}")))?;
         let target = target
             .into_os_string()
             .into_string()
-            .map_err(|_| SourceError {
-                path: rel.clone(),
-                message: "link target is not valid UTF-8 (not in this snapshot)".to_string(),
-            })?;
+            .map_err(|_| SourceError::left_out(&rel, "link target is not valid UTF-8"))?;
         (FileType::Symlink, 0, Some(target))
     } else {
         // Sockets, FIFOs and devices are not data to restore.

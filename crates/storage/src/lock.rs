@@ -233,12 +233,11 @@ impl crate::RepoReader {
     /// The lock of `set`, or a claim to take it over, at `key`, if there is one (see
     /// [`Self::lock_info`]).
     fn holder_at(&self, set: &str, key: &str) -> Result<Option<LockInfo>, Error> {
-        let key = key.to_string();
-        match self.stored_bytes(&key) {
+        match self.stored_bytes(key) {
             Ok(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(info) => Ok(Some(info)),
                 Err(_) => Err(Error::Corrupt {
-                    key,
+                    key: key.to_string(),
                     reason: format!(
                         "unreadable lock; if no strongbox runs on set {set}, `strongbox unlock {set} --force` removes it"
                     ),

@@ -357,25 +357,18 @@ impl Restorer for DirectoryTarget {
         // The target becomes the backed-up directory, as tar's `./` entry makes it: a
         // private tree (0700, its service's) must not come back open to every user.
         let root = run.objects.snapshot().file_stats().and_then(|s| s.root);
-        match root {
-            Some(root) => {
-                let entry = root_entry(root);
-                let mode = owners.give(&entry, &staging_path, |uid, gid| {
-                    chown_here(&staging_path, uid, gid)
-                });
-                fs::set_permissions(&staging_path, fs::Permissions::from_mode(mode))
-                    .map_err(|e| Error::io("setting mode of", &staging_path, e))?;
-                set_mtime(&staging_path, root.mtime, true)
-                    .map_err(|e| Error::io("setting time of", &staging_path, e))?;
-            }
+        let mode = match root {
+            Some(root) => owners.give(&root_entry(root), &staging_path, |uid, gid| {
+                chown_here(&staging_path, uid, gid)
+            }),
             // A record from before the directory was kept: the target's own mode, if any.
-            None => {
-                let mode = fs::metadata(&target)
-                    .map(|m| m.permissions())
-                    .unwrap_or_else(|_| fs::Permissions::from_mode(0o755));
-                fs::set_permissions(&staging_path, mode)
-                    .map_err(|e| Error::io("setting mode of", &staging_path, e))?;
-            }
+            None => fs::metadata(&target).map_or(0o755, |m| m.permissions().mode()),
+        };
+        fs::set_permissions(&staging_path, fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("setting mode of", &staging_path, e))?;
+        if let Some(root) = root {
+            set_mtime(&staging_path, root.mtime, true)
+                .map_err(|e| Error::io("setting time of", &staging_path, e))?;
         }
         owners.report();
         // Replaced only when the caller was told it holds data (`force`); else a plain rename,

@@ -464,11 +464,9 @@ impl<'a> Storing<'a> {
                 path: entry.path.clone(),
                 message,
             }),
-            Stored::Skipped(message) => {
-                self.errors.push(SourceError {
-                    path: entry.path.clone(),
-                    message,
-                });
+            Stored::Skipped(cause) => {
+                self.errors
+                    .push(SourceError::left_out(entry.path.clone(), cause));
                 return Ok(false);
             }
         }
@@ -503,11 +501,7 @@ fn store_file<W: Write>(
     let path = root.join(&entry.path);
     let file = match File::open(&path) {
         Ok(file) => file,
-        Err(e) => {
-            return Ok(Stored::Skipped(format!(
-                "cannot open: {e} (not in this snapshot)"
-            )))
-        }
+        Err(e) => return Ok(Stored::Skipped(format!("cannot open: {e}"))),
     };
     let mut reader = Tracked {
         inner: file,
@@ -517,14 +511,10 @@ fn store_file<W: Write>(
     };
     let appended = archive.append_file(&entry.path, meta, &mut reader, entry.size)?;
     if let Some(e) = reader.error {
-        return Ok(Stored::Skipped(format!(
-            "read error: {e} (not in this snapshot)"
-        )));
+        return Ok(Stored::Skipped(format!("read error: {e}")));
     }
     if appended.truncated {
-        return Ok(Stored::Skipped(
-            "file shrank while being read (not in this snapshot)".to_string(),
-        ));
+        return Ok(Stored::Skipped("file shrank while being read".to_string()));
     }
     entry.sha256 = Some(appended.digest.sha256);
     entry.offset = Some(appended.offset);
