@@ -158,6 +158,30 @@ fn a_set_whose_every_backup_failed_is_critical_without_a_configuration() {
     assert_eq!(status.as_array().unwrap().len(), 2);
 }
 
+/// Regression: a backup refused by the lock of one still running is journalled after that
+/// one began, so once it had finished well, status still showed the refusal as the last
+/// backup (and health called it critical) until the next backup.
+#[test]
+fn the_last_run_of_an_operation_is_the_one_that_ended_last() {
+    let env = Env::new();
+    let src = media(&env, 1);
+    env.backup("media", &src, &[]);
+    let begun = chrono::Utc::now();
+    let pid = std::process::id();
+    let lock = crate::harness::plant_lock(&env, "backup", &host(), pid, &begun.to_rfc3339());
+    env.fails(&["backup", "files", "media", src.to_str().unwrap()], 1);
+    fs::remove_file(lock).unwrap();
+    // The run that held the lock ends well, after the refusal.
+    let finished = chrono::Utc::now();
+    let key = format!("{}-backup-held.json", begun.format("%Y%m%dT%H%M%S%.3fZ"));
+    write(
+        &Path::new(&env.repo).join("sets/media/runs").join(key),
+        format!(r#"{{"operation":"backup","set":"media","status":"ok","started":"{}","finished":"{}","snapshot":null,"error":null,"host":"{}","pid":{pid}}}"#, begun.to_rfc3339(), finished.to_rfc3339(), host()).as_bytes(),
+    );
+    let backup = &env.json(&["status"])[0]["last_runs"]["backup"];
+    assert_eq!(backup["status"], "ok", "{backup}");
+}
+
 #[test]
 fn status_shows_a_configured_set_that_was_never_backed_up() {
     let env = Env::new();

@@ -22,7 +22,8 @@ pub struct SetStatus {
     pub stored_bytes: u64,
     /// The newest snapshot.
     pub last_snapshot: Option<SnapshotSummary>,
-    /// The last run of each operation (backup, verify, restore, prune).
+    /// Of each operation (backup, verify, restore, prune), the run that ended last, or a
+    /// running one begun since.
     pub last_runs: BTreeMap<String, RunSummary>,
     /// The newest verification of any snapshot of the set.
     pub last_verification: Option<Verification>,
@@ -101,11 +102,17 @@ impl Reader {
         let snapshots = &records.snapshots;
         let objects = self.repo.list(&layout::data_prefix(set))?;
         let runs = self.runs(set)?;
-        let mut last_runs = BTreeMap::new();
+        // Of each operation, the run that ended last (a running one, when it began): one
+        // refused by a lock ends before the run that holds the lock, which began earlier.
+        let mut last: BTreeMap<&str, &RunRecord> = BTreeMap::new();
         let mut last_verification: Option<Verification> = None;
         let mut last_read: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
         for run in &runs {
-            last_runs.insert(run.operation.as_str().to_string(), summary(run));
+            let ended = |r: &RunRecord| r.finished.unwrap_or(r.started);
+            let slot = last.entry(run.operation.as_str()).or_insert(run);
+            if ended(run) >= ended(slot) {
+                *slot = run;
+            }
             for v in &run.verified {
                 if last_verification.as_ref().is_none_or(|l| l.time <= v.time) {
                     last_verification = Some(v.clone());
@@ -124,7 +131,10 @@ impl Reader {
             snapshots: snapshots.len(),
             stored_bytes: objects.iter().map(|o| o.size).sum(),
             last_snapshot: snapshots.last().map(snapshot_summary),
-            last_runs,
+            last_runs: last
+                .into_iter()
+                .map(|(operation, run)| (operation.to_string(), summary(run)))
+                .collect(),
             last_verification,
             damaged_records: records.damaged.iter().map(|d| d.id.clone()).collect(),
             unfinished: runs
