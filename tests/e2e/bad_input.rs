@@ -1586,6 +1586,10 @@ fn a_listing_holding_an_endless_string_is_refused_as_it_is_read() {
     );
     let err = refused_restore(&env, "media:latest", &env.path("target"));
     assert!(err.contains("a string longer than 64 KiB"), "{err}");
+    let out = env.run(&["verify", "media:latest", "--level", "deep", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("a string longer than 64 KiB"), "{report}");
 }
 
 /// Regression: `snapshots` printed a record's tags and `status` and `health` a journal's

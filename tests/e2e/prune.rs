@@ -495,12 +495,14 @@ fn housekeeping_keeps_a_later_failed_restore_test() {
 fn a_prune_of_every_set_goes_on_past_a_locked_one_and_the_refusal_is_journalled() {
     let env = Env::new();
     let src = env.path("src");
-    let mut newest = Vec::new();
+    let mut oldest = Vec::new();
     for set in ["alpha", "media", "zulu"] {
         for i in 0..2 {
             write(&src.join("f"), format!("{set} {i}").as_bytes());
             let record = env.backup(set, &src, &[]);
-            newest.push((set, record["id"].as_str().unwrap().to_string()));
+            if i == 0 {
+                oldest.push((set, record["id"].as_str().unwrap().to_string()));
+            }
         }
     }
     crate::harness::plant_lock(&env, "backup", "elsewhere", 1, "2026-01-01T00:00:00Z");
@@ -512,13 +514,22 @@ fn a_prune_of_every_set_goes_on_past_a_locked_one_and_the_refusal_is_journalled(
         "{stderr}"
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let forgotten: Vec<&str> = report["forget"]
+    let forgotten: Vec<(&str, String)> = report["forget"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| f["set"].as_str().unwrap())
+        .map(|f| {
+            (
+                f["set"].as_str().unwrap(),
+                f["id"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    assert_eq!(forgotten, ["alpha", "zulu"], "{report:#}");
+    assert_eq!(
+        forgotten,
+        [oldest[0].clone(), oldest[2].clone()],
+        "{report:#}"
+    );
     assert_eq!(report["failed"][0]["set"], "media");
 
     let status = env.json(&["status", "media"]);

@@ -734,6 +734,10 @@ fn scratch_trees_of_killed_verifications_are_removed_by_the_next() {
     let killed = planted(&format!("{}@{host}", u32::MAX));
     let elsewhere = planted(&format!("{}@another-host", u32::MAX));
     let alive = planted(&format!("{}@{host}", std::process::id()));
+    // Names it cannot read as a verification's are no one's to remove.
+    let unnamed = planted(&format!("notapid@{host}"));
+    let other = scratch.join("other.tmp");
+    write(&other.join("f"), b"another tool's");
     let report = env.json(&[
         "verify",
         "media:latest",
@@ -744,17 +748,16 @@ fn scratch_trees_of_killed_verifications_are_removed_by_the_next() {
     ]);
     assert_eq!(report["ok"], true, "{report:#}");
     assert!(!killed.exists(), "a killed verification's tree was left");
-    assert!(elsewhere.exists() && alive.exists());
+    // The test's own scratch is gone too.
+    let name = |dir: &Path| dir.file_name().unwrap().to_string_lossy().into_owned();
     let mut left: Vec<String> = fs::read_dir(&scratch)
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|e| name(&e.unwrap().path()))
         .collect();
     left.sort();
-    assert_eq!(
-        left.len(),
-        2,
-        "the test's own scratch was removed: {left:?}"
-    );
+    let mut kept = [&elsewhere, &alive, &unnamed, &other].map(|dir| name(dir));
+    kept.sort();
+    assert_eq!(left, kept);
 }
 
 /// Regression: checking and removing a restored tree holds a descriptor per level, so a tree
