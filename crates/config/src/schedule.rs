@@ -407,17 +407,26 @@ fn quote(word: &str) -> String {
 /// specifier, so each escapes it its own way (`escape_percent`).
 fn command(job: &Job, binary: &Path, config: &Path, escape_percent: &str) -> String {
     let mut words = vec![
-        binary.display().to_string(),
-        "--config".to_string(),
-        config.display().to_string(),
+        word(&binary.display().to_string(), escape_percent),
+        config_words(config, escape_percent),
         "-q".to_string(),
     ];
-    words.extend(job.args.iter().cloned());
-    words
-        .iter()
-        .map(|w| quote(w).replace('%', escape_percent))
-        .collect::<Vec<_>>()
-        .join(" ")
+    words.extend(job.args.iter().map(|arg| word(arg, escape_percent)));
+    words.join(" ")
+}
+
+/// `--config FILE` as a command names the configuration: also how an installed unit is
+/// known to run it.
+fn config_words(config: &Path, escape_percent: &str) -> String {
+    format!(
+        "--config {}",
+        word(&config.display().to_string(), escape_percent)
+    )
+}
+
+/// One word of a command, quoted, with `%` escaped as cron or systemd wants it.
+fn word(word: &str, escape_percent: &str) -> String {
+    quote(word).replace('%', escape_percent)
 }
 
 /// A cron.d file running `jobs` as `user`.
@@ -541,10 +550,7 @@ impl Installation {
             )
             .collect::<Result<Vec<_>, _>>()?;
         // Only this configuration's: another one's units may share the directory.
-        let ours = format!(
-            " --config {} ",
-            quote(&config.display().to_string()).replace('%', "%%")
-        );
+        let ours = format!(" {} ", config_words(config, "%%"));
         let installed = self.installed().map_err(|source| Error::ScheduleFile {
             operation: "looking for installed schedules in",
             path: self.place().to_path_buf(),
