@@ -319,10 +319,7 @@ fn restore_target_that_is_a_file_is_refused() {
 #[test]
 fn a_held_lock_refuses_a_second_backup_and_a_dead_holder_is_taken_over() {
     let (env, _) = small_repo();
-    let host = fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_string();
+    let host = crate::harness::host();
     // A live holder: this test process (which started before the lock's time: a process
     // that started after it has only reused the holder's pid).
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

@@ -336,6 +336,14 @@ pub fn named_check<'a>(checks: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no check {name} in {checks:#}"))
 }
 
+/// This host's name, as strongbox records it in locks and journals.
+pub fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 /// Plant the lock of set `media` as held by `operation` in process `pid` on `host` since
 /// `time` (RFC 3339): another host's run, or a live or gone process of this one.
 pub fn plant_lock(env: &Env, operation: &str, host: &str, pid: u32, time: &str) -> PathBuf {

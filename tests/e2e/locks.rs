@@ -59,14 +59,14 @@ fn a_lock_of_a_running_process_on_this_host_is_never_removed() {
     let src = env.path("src");
     write(&src.join("a.txt"), b"one");
     env.backup("media", &src, &[]);
-    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = crate::harness::host();
     let now = chrono::Utc::now().to_rfc3339();
-    let lock = crate::harness::plant_lock(&env, "backup", host.trim(), std::process::id(), &now);
+    let lock = crate::harness::plant_lock(&env, "backup", &host, std::process::id(), &now);
     let err = env.fails(&["unlock", "media", "--force"], 1);
     assert!(err.contains("running on this host"), "{err}");
     assert!(lock.exists());
     // A gone process's lock needs no --force.
-    let lock = plant_lock(&env, host.trim(), u32::MAX - 1);
+    let lock = plant_lock(&env, &host, u32::MAX - 1);
     let removed = env.json(&["unlock", "media"]);
     assert_eq!(removed["removed"]["pid"], u32::MAX - 1);
     assert!(!lock.exists());

@@ -7,7 +7,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::harness::{noise, write, Env};
+use crate::harness::{host, noise, write, Env};
 
 /// `health --json` with the disk check out of the way (this machine's disk is what it is),
 /// returning the exit code and the report.
@@ -49,13 +49,6 @@ fn dead_pid() -> u32 {
     let pid = child.id();
     child.wait().unwrap();
     pid
-}
-
-fn host() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_string()
 }
 
 #[test]

@@ -724,8 +724,7 @@ fn scratch_trees_of_killed_verifications_are_removed_by_the_next() {
     write(&src.join("f"), b"data");
     env.backup("media", &src, &[]);
     let scratch = env.path("scratch");
-    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let host = host.trim();
+    let host = crate::harness::host();
     let planted = |owner: &str| {
         let dir = scratch.join(format!("strongbox-verify-{owner}.Ab12Cd"));
         write(&dir.join("tree/f"), b"left");
