@@ -36,6 +36,13 @@ fn listing_json(env: &Env, record: &serde_json::Value) -> serde_json::Value {
     serde_json::from_slice(&raw).unwrap()
 }
 
+/// Change the JSON file at `path` (a record, marker or journal entry) in place.
+fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut value: serde_json::Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
+    edit(&mut value);
+    fs::write(path, value.to_string()).unwrap();
+}
+
 /// `bytes` as one zstd frame, as strongbox writes archives.
 fn zstd(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = Encoder::new(Vec::new(), Compression::Zstd(3), 0).unwrap();
@@ -127,9 +134,7 @@ fn missing_foreign_and_newer_repositories_are_refused() {
 
     let (env, _) = small_repo();
     let marker = Path::new(&env.repo).join("strongbox.json");
-    let mut value: serde_json::Value = serde_json::from_slice(&fs::read(&marker).unwrap()).unwrap();
-    value["version"] = 2.into();
-    fs::write(&marker, value.to_string()).unwrap();
+    edit_json(&marker, |marker| marker["version"] = 2.into());
     let err = env.fails(&["snapshots"], 1);
     assert!(one_line(&err).contains("format version 2"), "{err}");
     let err = env.fails(&["init"], 1);
@@ -1111,15 +1116,14 @@ fn plant(env: &Env, record: &serde_json::Value, role: &str, bytes: &[u8]) {
         record["set"].as_str().unwrap(),
         record["id"].as_str().unwrap()
     ));
-    let mut forged: serde_json::Value =
-        serde_json::from_slice(&fs::read(&record_path).unwrap()).unwrap();
-    for object in forged["objects"].as_array_mut().unwrap() {
-        if object["role"] == role {
-            object["size"] = bytes.len().into();
-            object["sha256"] = crate::harness::sha256(bytes).into();
+    edit_json(&record_path, |forged| {
+        for object in forged["objects"].as_array_mut().unwrap() {
+            if object["role"] == role {
+                object["size"] = bytes.len().into();
+                object["sha256"] = crate::harness::sha256(bytes).into();
+            }
         }
-    }
-    fs::write(&record_path, forged.to_string()).unwrap();
+    });
 }
 
 #[test]
@@ -1530,10 +1534,10 @@ fn a_record_whose_time_disagrees_with_its_id_is_damaged_not_latest() {
     }
     let key = format!("sets/media/snapshots/{}.json", ids[0]);
     let path = Path::new(&env.repo).join(&key);
-    let mut record: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-    let time = record["time"].as_str().unwrap().replacen("20", "21", 1);
-    record["time"] = time.into();
-    fs::write(&path, record.to_string()).unwrap();
+    edit_json(&path, |record| {
+        let time = record["time"].as_str().unwrap().replacen("20", "21", 1);
+        record["time"] = time.into();
+    });
 
     let target = env.path("restored");
     env.restore("media:latest", &target, &[]);
@@ -1550,9 +1554,7 @@ fn a_record_whose_time_disagrees_with_its_id_is_damaged_not_latest() {
 
     // A record of a newer format is not read as if it were this one's.
     let newer = Path::new(&env.repo).join(format!("sets/media/snapshots/{}.json", ids[1]));
-    let mut record: serde_json::Value = serde_json::from_slice(&fs::read(&newer).unwrap()).unwrap();
-    record["format_version"] = 99.into();
-    fs::write(&newer, record.to_string()).unwrap();
+    edit_json(&newer, |record| record["format_version"] = 99.into());
     let err = env.fails(&["show", &ids[1]], 1);
     assert!(
         err.contains("format version 99, newer than this strongbox reads"),
@@ -1598,16 +1600,15 @@ fn escape_sequences_stored_in_the_repository_are_printed_escaped() {
     let id = record["id"].as_str().unwrap();
     let root = Path::new(&env.repo);
     let record_path = root.join(format!("sets/media/snapshots/{id}.json"));
-    let mut planted: serde_json::Value =
-        serde_json::from_slice(&fs::read(&record_path).unwrap()).unwrap();
-    planted["tags"] = serde_json::json!(["t\u{1b}[2J\u{1b}]0;pwned\u{7}"]);
-    fs::write(&record_path, planted.to_string()).unwrap();
+    edit_json(&record_path, |record| {
+        record["tags"] = serde_json::json!(["t\u{1b}[2J\u{1b}]0;pwned\u{7}"]);
+    });
     let runs = root.join("sets/media/runs");
     let run = fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
-    let mut entry: serde_json::Value = serde_json::from_slice(&fs::read(&run).unwrap()).unwrap();
-    entry["status"] = "failed".into();
-    entry["error"] = "boom\u{1b}[2J".into();
-    fs::write(&run, entry.to_string()).unwrap();
+    edit_json(&run, |entry| {
+        entry["status"] = "failed".into();
+        entry["error"] = "boom\u{1b}[2J".into();
+    });
 
     for args in [
         &["snapshots"][..],
