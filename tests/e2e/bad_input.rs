@@ -1659,7 +1659,7 @@ fn command_line_mistakes_found_by_the_libraries_are_usage_errors_and_name_the_ca
     for args in [&["unlock", "mdia"][..], &["wal", "window", "mdia"]] {
         let err = env.fails(args, 1);
         assert!(
-            one_line(&err).contains("no set \"mdia\" in repository"),
+            one_line(&err).contains("no set \"mdia\" in the repository or the configuration"),
             "{args:?}: {err}"
         );
     }

@@ -175,10 +175,10 @@ fn the_last_run_of_an_operation_is_the_one_that_ended_last() {
     assert_eq!(backup["status"], "ok", "{backup}");
 }
 
-#[test]
-fn status_shows_a_configured_set_that_was_never_backed_up() {
-    let env = Env::new();
-    let src = media(&env, 1);
+/// A configuration of two sets, media and uploads, of which media is backed up once;
+/// returns the configuration's path.
+fn uploads_never_backed_up(env: &Env) -> String {
+    let src = media(env, 1);
     let config = env.path("strongbox.toml");
     fs::write(
         &config,
@@ -190,8 +190,15 @@ fn status_shows_a_configured_set_that_was_never_backed_up() {
         ),
     )
     .unwrap();
-    let config = config.to_str().unwrap();
-    env.json(&["--config", config, "backup", "media"]);
+    let config = config.to_str().unwrap().to_string();
+    env.json(&["--config", &config, "backup", "media"]);
+    config
+}
+
+#[test]
+fn status_shows_a_configured_set_that_was_never_backed_up() {
+    let env = Env::new();
+    let config = &uploads_never_backed_up(&env);
 
     // It was left out: `health` called it critical while `status` did not name it.
     let status = env.json(&["--config", config, "status"]);
@@ -210,6 +217,26 @@ fn status_shows_a_configured_set_that_was_never_backed_up() {
     );
     // Without the configuration only what the repository holds is shown.
     assert_eq!(env.json(&["status"]).as_array().unwrap().len(), 1);
+}
+
+/// `unlock uploads` of a configured set never backed up said "no set in repository", exit 1,
+/// where a backed-up set that is not locked says so with exit 0.
+#[test]
+fn unlock_of_a_configured_set_never_backed_up_says_it_is_not_locked() {
+    let env = Env::new();
+    let config = &uploads_never_backed_up(&env);
+    let unlocked = env.json(&["--config", config, "unlock", "uploads"]);
+    assert_eq!(unlocked["removed"], serde_json::Value::Null, "{unlocked}");
+    let window = env.json(&["--config", config, "wal", "window", "uploads"]);
+    assert_eq!(window["timelines"], serde_json::json!([]), "{window}");
+    // Without the configuration it is a set the repository does not know.
+    for args in [&["unlock", "uploads"][..], &["wal", "window", "uploads"]] {
+        let err = env.fails(args, 1);
+        assert!(
+            err.contains("no set \"uploads\" in the repository or the configuration"),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -743,7 +743,14 @@ impl App {
             Command::Notify(cli::NotifyCommand::Test) => self.notify_test(),
             Command::Wal(command) => self.wal(command),
             Command::Unlock { set, force } => {
-                let removed = self.engine()?.unlock(&set, force)?;
+                let engine = self.engine()?;
+                let removed = engine.unlock(&set, force)?;
+                if removed.is_none() {
+                    // A mistyped set is not locked either: say so rather than exit 0.
+                    self.config.known_sets([set.as_str()], || {
+                        Ok::<_, anyhow::Error>(engine.repo().set_dirs()?)
+                    })?;
+                }
                 self.print(
                     &serde_json::json!({ "set": set, "removed": removed }),
                     || match &removed {
@@ -1249,8 +1256,11 @@ impl App {
                 }
             }
             cli::WalCommand::Window { set } => {
-                let window = self
-                    .reader()?
+                let reader = self.reader()?;
+                self.config.known_sets([set.as_str()], || {
+                    Ok::<_, anyhow::Error>(reader.repo().set_dirs()?)
+                })?;
+                let window = reader
                     .wal_window(&set)
                     .with_context(|| format!("WAL window of set {set}"))?;
                 self.print(

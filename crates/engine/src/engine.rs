@@ -80,18 +80,6 @@ impl Reader {
         })
     }
 
-    /// Refuse `set` when the repository holds nothing of it (no record, WAL, journal or
-    /// lock): a mistyped set would otherwise show nothing, or remove no lock, with exit 0.
-    pub(crate) fn known_set(&self, set: &str) -> Result<(), Error> {
-        match self.repo.set_dirs()?.iter().any(|s| s == set) {
-            true => Ok(()),
-            false => Err(Error::NoSuchSet {
-                set: set.to_string(),
-                location: self.repo.location().to_string(),
-            }),
-        }
-    }
-
     /// The sets, sorted, for which `holds_snapshots` is true or whose journal holds a backup
     /// attempt (chosen by entry names, none read): one listing of `sets/` by delimiter.
     pub(crate) fn sets_where(

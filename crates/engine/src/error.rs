@@ -268,15 +268,6 @@ pub enum Error {
         /// The time asked for (RFC 3339).
         time: String,
     },
-    /// A set the repository holds nothing of, named where a mistyped name would otherwise
-    /// do nothing and exit 0.
-    #[error("no set {set:?} in repository {location} (`strongbox snapshots` lists the sets)")]
-    NoSuchSet {
-        /// The name given.
-        set: String,
-        /// The repository (redacted).
-        location: String,
-    },
     /// `--include` patterns that select nothing of a snapshot.
     #[error("no entry of snapshot {snapshot} matches --include {}", patterns.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", "))]
     NothingIncluded {

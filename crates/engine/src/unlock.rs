@@ -10,7 +10,9 @@ impl Engine {
     /// gone, or, with `force`, a holder on another host (this host cannot tell whether it
     /// still runs). A running holder on this host is refused, even with `force`: removing
     /// its lock would let a second run in beside it. The removal is journalled with the
-    /// holder it named. `Ok(None)` when the set is not locked.
+    /// holder it named. `Ok(None)` when the set is not locked, whether or not the repository
+    /// holds anything of it: a set configured but never backed up is not locked either, and
+    /// only the caller knows the configured sets.
     pub fn unlock(&self, set: &str, force: bool) -> Result<Option<LockInfo>, Error> {
         layout::check_set_name(set)?;
         let refuse = |reason: String| Error::LockHeld {
@@ -19,7 +21,7 @@ impl Engine {
         };
         let holder = match self.repo.lock_info(set) {
             Ok(Some(holder)) => holder,
-            Ok(None) => return self.known_set(set).map(|()| None),
+            Ok(None) => return Ok(None),
             Err(strongbox_storage::Error::Corrupt { .. }) if !force => {
                 return Err(refuse(
                     "its lock does not read; if no strongbox runs on this set, unlock --force removes it"

@@ -306,7 +306,6 @@ impl Reader {
 
     /// What `set`'s base backups and archived WAL can recover to, per timeline.
     pub fn wal_window(&self, set: &str) -> Result<Vec<TimelineWindow>, Error> {
-        self.known_set(set)?;
         // The base backups that read; `health` names a damaged record.
         let snapshots = self.records(Some(set))?.snapshots;
         let backups: Vec<(&Snapshot, &PhysicalStats)> = snapshots
