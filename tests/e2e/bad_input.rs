@@ -1628,6 +1628,46 @@ fn escape_sequences_stored_in_the_repository_are_printed_escaped() {
     }
 }
 
+/// Regression: a tag holding a newline split its row of `snapshots` in two, and one holding
+/// `,` read as two tags there. Such tags are refused from the command line and the
+/// configuration; one a record holds already is shown quoted.
+#[test]
+fn a_tag_that_would_split_its_row_is_refused_and_an_old_one_is_quoted() {
+    let (env, record) = small_repo();
+    let src = env.path("src");
+    let src = src.to_str().unwrap();
+    for (tag, said) in [("a,b", "holds ','"), ("two\nrows", "control character")] {
+        // clap echoes the value as given, newline and all.
+        let err = env.fails(&["backup", "files", "media", src, "--tag", tag], 2);
+        assert!(err.contains(said), "{tag:?}: {err}");
+    }
+    let config = env.path("strongbox.toml");
+    fs::write(
+        &config,
+        format!("[sets.media]\nsource = \"files\"\npath = \"{src}\"\ntags = [\"a,b\"]\n"),
+    )
+    .unwrap();
+    let err = env.fails(
+        &["--config", config.to_str().unwrap(), "backup", "media"],
+        2,
+    );
+    assert!(
+        one_line(&err).contains("tags: invalid tag \"a,b\""),
+        "{err}"
+    );
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 1);
+
+    let id = record["id"].as_str().unwrap();
+    edit_json(
+        &Path::new(&env.repo).join(format!("sets/media/snapshots/{id}.json")),
+        |record| record["tags"] = serde_json::json!(["two\nrows", "a,b", "c"]),
+    );
+    let out = env.run(&["snapshots"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(shown.lines().count(), 2, "a header and one row: {shown}");
+    assert!(shown.contains(r#""two\nrows","a,b",c"#), "{shown}");
+}
+
 /// Regression: what the command line got wrong exited 1 when a library found it (exit 2 is
 /// usage), a mistyped set for unlock or wal window exited 0 having done nothing, a tag
 /// could be empty or given twice, and `backup SET` without a configuration said it "defines: ".

@@ -616,7 +616,7 @@ pub struct FilesArgs {
 #[derive(Debug, Args)]
 pub struct CommonBackup {
     /// Tag the snapshot (repeatable; a tag given twice is kept once).
-    #[arg(long = "tag", value_name = "TAG", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    #[arg(long = "tag", value_name = "TAG", value_parser = parse_tag)]
     pub tags: Vec<String>,
     /// Snapshot time instead of now (RFC 3339), for imports; not in the future.
     #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
@@ -770,6 +770,15 @@ pub struct PruneArgs {
     /// operation [default: `journal_keep` in the configuration, else 90d].
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub journal_keep: Option<std::time::Duration>,
+}
+
+/// A tag the library takes (`check_tag`), refused with its reason: clap names the value.
+fn parse_tag(text: &str) -> Result<String, String> {
+    match strongbox_manifest::check_tag(text) {
+        Ok(tag) => Ok(tag.to_string()),
+        Err(strongbox_manifest::Error::InvalidTag { reason, .. }) => Err(reason.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// RFC 3339, or the form psql prints `now()` in (`2026-12-06 00:53:27.123+01`), which

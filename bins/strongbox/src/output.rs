@@ -85,6 +85,19 @@ pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Tags as the snapshot table lists them, joined by `,`: one that holds a `,` or a control
+/// character (written before tags were checked, or by another tool) is quoted, so that it
+/// reads as one tag and keeps to its row.
+fn tag_list(tags: &[String]) -> String {
+    tags.iter()
+        .map(|t| match t.contains(',') {
+            true => format!("{t:?}").into(),
+            false => printable(t),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// `text` with every control character but newlines and tabs escaped (`\u{1b}`): what
 /// strongbox prints about a repository (tags, a journal's errors) is whatever its writer
 /// put there, and an escape sequence in it would clear the screen or retitle the terminal.
@@ -137,7 +150,7 @@ pub fn snapshot_table(snapshots: &[Snapshot], verified: &HashMap<String, Verific
             entries.to_string(),
             human_bytes(s.bytes_stored()),
             last,
-            s.tags.join(","),
+            tag_list(&s.tags),
         ]
     });
     let header = [
@@ -540,6 +553,22 @@ pub fn window_text(set: &str, timelines: &[TimelineWindow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a tag holding a newline split its row, one holding `,` read as two.
+    #[test]
+    fn tags_are_listed_one_readable_cell() {
+        let cases: [(&[&str], &str); 5] = [
+            (&[], ""),
+            (&["nightly", "release"], "nightly,release"),
+            (&["a,b", "c"], r#""a,b",c"#),
+            (&["two\nrows"], r#""two\nrows""#),
+            (&["\u{1b}[2J"], r#""\u{1b}[2J""#),
+        ];
+        for (tags, shown) in cases {
+            let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+            assert_eq!(tag_list(&tags), shown, "{tags:?}");
+        }
+    }
 
     /// Regression: fixed widths let a long set name (`maindb-safety`) or source
     /// (`postgres-physical`) push the rest of its row out of line with the header.

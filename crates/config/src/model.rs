@@ -199,6 +199,9 @@ impl SetConfig {
             }
         }
         let options: SetOptions = from_value(toml::Value::Table(options))?;
+        for tag in &options.tags {
+            strongbox_manifest::check_tag(tag).map_err(|e| format!("tags: {e}"))?;
+        }
         let source = source_spec(table)?;
         Ok(SetConfig {
             source,

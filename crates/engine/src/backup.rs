@@ -40,7 +40,7 @@ impl Engine {
         options: &BackupOptions,
     ) -> Result<Snapshot, Error> {
         layout::check_set_name(set)?;
-        options.check_time()?;
+        options.check()?;
         self.locked(
             set,
             Operation::Backup,

@@ -28,7 +28,7 @@ impl Engine {
         bundle: &BundleSpec,
     ) -> Result<Snapshot, Error> {
         check_bundle(spec, bundle)?;
-        spec.options.check_time()?;
+        spec.options.check()?;
         // Members in name order, then the bundle: two bundles sharing members take their
         // locks in the same order.
         let mut names: Vec<&str> = spec.members.iter().map(|m| m.set.as_str()).collect();

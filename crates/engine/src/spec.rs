@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use strongbox_db_dump::{DatabaseSource, PostgresSource, SqliteSource};
-use strongbox_manifest::SourceKind;
+use strongbox_manifest::{check_tag, SourceKind};
 
 use crate::source::{
     BaseBackupSource, DumpSource, FilesSource, FilesSpec, PostgresSpec, Source, SqliteSpec,
@@ -119,9 +119,13 @@ pub struct BackupOptions {
 }
 
 impl BackupOptions {
-    /// A `time` ahead of the clock is refused: that snapshot would be the latest until the
-    /// clock caught up, so `health` would see a fresh backup every day while none ran.
-    pub(crate) fn check_time(&self) -> Result<(), Error> {
+    /// Refuse a tag [`check_tag`] refuses, and a `time` ahead of the clock: that snapshot
+    /// would be the latest until the clock caught up, so `health` would see a fresh backup
+    /// every day while none ran.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        for tag in &self.tags {
+            check_tag(tag)?;
+        }
         match self.time {
             Some(time) if time > Utc::now() => Err(Error::FutureTime {
                 time: time.to_rfc3339(),
@@ -197,6 +201,36 @@ mod tests {
         ] {
             let err = toml::from_str::<SourceSpec>(text).unwrap_err().to_string();
             assert!(err.contains(complaint), "{text}: {err}");
+        }
+    }
+
+    /// A library caller's tags are checked as the command line's are: the engine writes
+    /// the record.
+    #[test]
+    fn backup_options_refuse_a_tag_and_a_time_the_record_must_not_hold() {
+        let ok = BackupOptions {
+            tags: vec!["nightly".into()],
+            time: Some(Utc::now() - chrono::Duration::hours(1)),
+        };
+        assert!(ok.check().is_ok());
+        for (options, said) in [
+            (
+                BackupOptions {
+                    tags: vec!["nightly".into(), "a,b".into()],
+                    ..ok.clone()
+                },
+                "invalid tag \"a,b\"",
+            ),
+            (
+                BackupOptions {
+                    time: Some(Utc::now() + chrono::Duration::hours(1)),
+                    ..ok.clone()
+                },
+                "in the future",
+            ),
+        ] {
+            let err = options.check().unwrap_err();
+            assert!(crate::error_chain(&err).contains(said), "{err:?}");
         }
     }
 }

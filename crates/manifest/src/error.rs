@@ -65,6 +65,14 @@ pub enum Error {
         /// What was given.
         id: String,
     },
+    /// A snapshot tag that [`crate::check_tag`] refuses.
+    #[error("invalid tag {tag:?}: {reason}")]
+    InvalidTag {
+        /// What was given.
+        tag: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A WAL archive file name or LSN is not one PostgreSQL writes.
     #[error("invalid WAL name {name:?}: {reason}")]
     InvalidWalName {

@@ -39,8 +39,9 @@ pub use filter::{Excludes, Includes};
 pub use id::SnapshotId;
 pub use listing::{ChainLink, Delta, FileEntry, FileType, Listing};
 pub use record::{
-    BundleStats, DatabaseStats, FileStats, ObjectRef, ObjectRole, ReferenceCheck, RestorePoint,
-    RootDir, Snapshot, SnapshotKind, SourceError, SourceKind, Stats, TableCount, FORMAT_VERSION,
+    check_tag, BundleStats, DatabaseStats, FileStats, ObjectRef, ObjectRole, ReferenceCheck,
+    RestorePoint, RootDir, Snapshot, SnapshotKind, SourceError, SourceKind, Stats, TableCount,
+    FORMAT_VERSION,
 };
 pub use scan::{classify, scan_tree, Change, Diff, Scan, TreeWalk};
 pub use stream::{write_whole_listing, Applied, ListingHeader, ListingReader, Overlay};

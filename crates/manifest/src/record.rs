@@ -322,7 +322,7 @@ pub struct Snapshot {
     pub parent: Option<SnapshotId>,
     /// When it was taken (RFC 3339, UTC).
     pub time: DateTime<Utc>,
-    /// Free-form tags.
+    /// Tags, each one that [`check_tag`] takes.
     pub tags: Vec<String>,
     /// Host that took it.
     pub host: String,
@@ -401,9 +401,55 @@ impl Snapshot {
     }
 }
 
+/// Check a snapshot tag: not empty, no `,` (tags are listed joined by it, so `a,b` would
+/// read as two) and no control character (a tag is printed in tables, where a newline
+/// split a row in two, and on terminals, where escapes act).
+pub fn check_tag(tag: &str) -> Result<&str, Error> {
+    let reason = if tag.is_empty() {
+        "it is empty"
+    } else if tag.contains(',') {
+        "it holds ',', which separates tags where they are listed; give each tag on its own"
+    } else if tag.chars().any(char::is_control) {
+        "it holds a control character"
+    } else {
+        return Ok(tag);
+    };
+    Err(Error::InvalidTag {
+        tag: tag.to_string(),
+        reason,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_checked() {
+        let cases: [(&str, Option<&str>); 7] = [
+            ("nightly", None),
+            ("before upgrade 2.0", None),
+            ("ünïcode-✓", None),
+            ("", Some("empty")),
+            ("a,b", Some("','")),
+            ("evil\nline", Some("control character")),
+            ("\u{1b}[2J", Some("control character")),
+        ];
+        for (tag, refused) in cases {
+            match (check_tag(tag), refused) {
+                (Ok(t), None) => assert_eq!(t, tag),
+                (Err(e), Some(why)) => {
+                    let shown = e.to_string();
+                    assert!(shown.contains(why), "{tag:?}: {shown}");
+                    assert!(
+                        !shown.contains('\n') && !shown.contains('\u{1b}'),
+                        "{shown}"
+                    );
+                }
+                (result, _) => panic!("{tag:?}: {result:?}"),
+            }
+        }
+    }
 
     #[test]
     fn references_merge_against_the_listing() {
