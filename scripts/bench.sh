@@ -40,7 +40,7 @@
 #   BENCH_SECTIONS  sections to run, default "files s3 db refs scale chain wal"
 #   BENCH_TREES   files section: trees to run, default "media small"
 #   BENCH_TOOLS   files section: tools to run, default "strongbox tar restic borg"
-#   BENCH_PAIRS   media tree: pairs of plain and encrypted runs for their ratio, default 4
+#   BENCH_PAIRS   media tree: pairs of plain and encrypted runs for their ratio, default 8
 #   BENCH_DBS     db section: databases to run, default "postgres sqlite"
 #   BENCH_PG_SCALE     pgbench scale, default 50 x BENCH_SCALE (at least 1)
 #   BENCH_DB_ROUNDS    db section: runs of each tool, in rotating order, the median kept; default 3
@@ -740,12 +740,16 @@ partial_restore() {
 # primed (prime_memory), a backup into a repository just emptied, a restore with both
 # restores' targets deleted (with the other's 1 GiB target left in place, the encrypted
 # restore ran 4.25-4.38 s when second in its pair and 1.62 s when first). The medians of
-# BENCH_PAIRS pairs (default 4), of wall time and of CPU time (user + system, steadier than
+# BENCH_PAIRS pairs (default 8), of wall time and of CPU time (user + system, steadier than
 # wall here), go to the summary. An even count: with 3, one kind ran second twice, and one
 # run took the second slot's toll each time (restores of 0.92-0.97 s first, 2.84-2.99 s
-# second, either kind: the encrypted ÷ plain restore read 2.99×).
+# second, either kind: the encrypted ÷ plain restore read 2.99×). Eight, not four: a run
+# of either kind, first or second, now and then takes 1-1.5 s more system time (restores
+# of 2.5-2.8 s among ones of 1.25-1.8 s), and with 4 pairs two such runs of one kind set
+# its median (two of four encrypted restores ran 2.63 and 2.82 s, the other two 1.25 and
+# 1.28 s; the medians read 1.12×).
 encryption_pairs() {
-    local src=$1 identity=$2 pairs=${BENCH_PAIRS:-4} P=$R/pairs i kind t0 t1
+    local src=$1 identity=$2 pairs=${BENCH_PAIRS:-8} P=$R/pairs i kind t0 t1
     local recipient bytes
     recipient=$(age-keygen -y "$identity")
     bytes=$(dsize "$src")

@@ -746,7 +746,7 @@ impl App {
                 let engine = self.engine()?;
                 let removed = engine.unlock(&set, force)?;
                 if removed.is_none() {
-                    // A mistyped set is not locked either: say so rather than exit 0.
+                    // Neither configured nor in the repository: a typo, refused rather than called unlocked.
                     self.config.known_sets([set.as_str()], || {
                         Ok::<_, anyhow::Error>(engine.repo().set_dirs()?)
                     })?;

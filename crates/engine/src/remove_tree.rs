@@ -1,12 +1,42 @@
-//! Removing a tree a restore made or replaced, its read-only directories included.
+//! Removing a tree a restore made or replaced, its read-only directories included, and
+//! finding the trees that killed runs left behind.
 
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{Dir, FileType, Mode, OFlags, CWD};
+
+/// The entries of `parent` whose process is gone from this host: `owner` reads the pid and
+/// host an entry's name holds, `None` for a name that is not one of strongbox's.
+pub(crate) fn left_by_gone_processes(
+    parent: &Path,
+    owner: impl Fn(&str) -> Option<(u32, String)>,
+) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            owner(&entry.file_name().to_string_lossy()).is_some_and(|(pid, host)| {
+                strongbox_storage::holder_alive(&host, pid) == Some(false)
+            })
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// [`remove_tree`] of `what` a killed run left at `path`, said either way: it is not the
+/// current command's to fail on.
+pub(crate) fn remove_left_over(path: &Path, what: &str) {
+    match remove_tree(path) {
+        Ok(()) => tracing::info!(path = %path.display(), "removed {what}"),
+        Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not remove {what}"),
+    }
+}
 
 /// Remove the tree at `path` without following links. A directory restored read-only (mode
 /// 0555) keeps its entries from anyone but root, so on a refusal its owner's write and

@@ -11,7 +11,7 @@ use strongbox_manifest::{FileEntry, FileType, Listing, RootDir, Snapshot, Source
 use super::owners::Owners;
 use super::{resolved, RestoreDetail, RestorePlan, RestoreRun, Restored, Restorer};
 use crate::progress::Tracked;
-use crate::remove_tree::remove_tree;
+use crate::remove_tree::{left_by_gone_processes, remove_left_over, remove_tree};
 use crate::tree::TreeEntry;
 use crate::Error;
 
@@ -113,42 +113,30 @@ const STAGING_MARK: &str = ".strongbox-restore-staging";
 /// (killed between the swap and moving it aside) is kept as `<name>.pre-restore-<time>`.
 fn remove_stale_staging(parent: &Path, name: &str) {
     let prefix = format!(".{name}.strongbox-restore-");
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
+    let staging = |file_name: &str| {
+        let pid = file_name
+            .strip_prefix(&prefix)?
+            .split('-')
+            .next()?
+            .parse()
+            .ok()?;
+        Some((pid, strongbox_storage::host_name()))
     };
-    for entry in entries.flatten() {
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file_name
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
+    for path in left_by_gone_processes(parent, staging) {
+        if path.join(STAGING_MARK).exists() {
+            remove_left_over(&path, "the staging directory of a restore that was killed");
             continue;
-        };
-        if strongbox_storage::holder_alive(&strongbox_storage::host_name(), pid) == Some(false) {
-            let path = entry.path();
-            if !path.join(STAGING_MARK).exists() {
-                let aside = parent.join(format!(
-                    "{name}.pre-restore-{}",
-                    Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-                ));
-                match fs::rename(&path, &aside) {
-                    Ok(()) => {
-                        tracing::warn!(path = %aside.display(), "kept the tree a killed restore had replaced")
-                    }
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "could not move aside the tree a killed restore had replaced")
-                    }
-                }
-                continue;
+        }
+        let aside = parent.join(format!(
+            "{name}.pre-restore-{}",
+            Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+        ));
+        match fs::rename(&path, &aside) {
+            Ok(()) => {
+                tracing::warn!(path = %aside.display(), "kept the tree a killed restore had replaced")
             }
-            match remove_tree(&path) {
-                Ok(()) => {
-                    tracing::info!(path = %path.display(), "removed the staging directory of a restore that was killed")
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "could not remove a killed restore's staging directory")
-                }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not move aside the tree a killed restore had replaced")
             }
         }
     }

@@ -16,6 +16,7 @@ use strongbox_manifest::{
 use strongbox_verify::{Check, CheckName};
 
 use super::VerifyOptions;
+use crate::remove_tree::{left_by_gone_processes, remove_left_over};
 use crate::restore::{DatabaseRestorer, DirectoryTarget};
 use crate::{error_chain, Error, Reader};
 
@@ -249,26 +250,14 @@ fn scratch_dir(options: &VerifyOptions) -> Result<tempfile::TempDir, String> {
 /// this host: a restore test killed with -9 left its tree (450 MB of them in one
 /// walkthrough) for good. Another host's, on a shared scratch directory, are left alone.
 fn remove_killed_scratch(parent: &Path) {
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
+    let scratch = |name: &str| {
+        strongbox_db_dump::scratch_owner(name).map(|(pid, host)| (pid, host.to_string()))
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some((pid, host)) = name.to_str().and_then(strongbox_db_dump::scratch_owner) else {
-            continue;
-        };
-        if strongbox_storage::holder_alive(host, pid) != Some(false) {
-            continue;
-        }
-        let path = entry.path();
-        match crate::remove_tree::remove_tree(&path) {
-            Ok(()) => {
-                tracing::info!(path = %path.display(), "removed the scratch directory of a verification that was killed")
-            }
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "could not remove a killed verification's scratch directory")
-            }
-        }
+    for path in left_by_gone_processes(parent, scratch) {
+        remove_left_over(
+            &path,
+            "the scratch directory of a verification that was killed",
+        );
     }
 }
 
