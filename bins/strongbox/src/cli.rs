@@ -774,11 +774,13 @@ pub struct PruneArgs {
 
 /// A tag the library takes (`check_tag`), refused with its reason: clap names the value.
 fn parse_tag(text: &str) -> Result<String, String> {
-    match strongbox_manifest::check_tag(text) {
-        Ok(tag) => Ok(tag.to_string()),
-        Err(strongbox_manifest::Error::InvalidTag { reason, .. }) => Err(reason.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
+    strongbox_manifest::check_tag(text)
+        .map(str::to_string)
+        .map_err(|e| match e {
+            strongbox_manifest::Error::InvalidTag { reason, .. } => reason.to_string(),
+            // The error enum is non-exhaustive; check_tag returns no other variant.
+            e => e.to_string(),
+        })
 }
 
 /// RFC 3339, or the form psql prints `now()` in (`2026-12-06 00:53:27.123+01`), which

@@ -746,7 +746,7 @@ impl App {
                 let engine = self.engine()?;
                 let removed = engine.unlock(&set, force)?;
                 if removed.is_none() {
-                    // Neither configured nor in the repository: a typo, refused rather than called unlocked.
+                    // Neither configured nor in the repository: a typo, not an unlocked set.
                     self.config.known_sets([set.as_str()], || {
                         Ok::<_, anyhow::Error>(engine.repo().set_dirs()?)
                     })?;

@@ -85,12 +85,12 @@ pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Tags as the snapshot table lists them, joined by `,`: one that holds a `,` or a control
-/// character (written before tags were checked, or by another tool) is quoted, so that it
-/// reads as one tag and keeps to its row.
+/// Tags as the snapshot table lists them, joined by `,`: one that is empty or holds a `,`
+/// or a control character (written before tags were checked, or by another tool) is
+/// quoted, so that it reads as one tag and keeps to its row.
 fn tag_list(tags: &[String]) -> String {
     tags.iter()
-        .map(|t| match t.contains(',') {
+        .map(|t| match t.is_empty() || t.contains(',') {
             true => format!("{t:?}").into(),
             false => printable(t),
         })
@@ -557,8 +557,9 @@ mod tests {
     /// Regression: a tag holding a newline split its row, one holding `,` read as two.
     #[test]
     fn tags_are_listed_one_readable_cell() {
-        let cases: [(&[&str], &str); 5] = [
+        let cases: [(&[&str], &str); 6] = [
             (&[], ""),
+            (&["", "x"], r#""",x"#),
             (&["nightly", "release"], "nightly,release"),
             (&["a,b", "c"], r#""a,b",c"#),
             (&["two\nrows"], r#""two\nrows""#),

@@ -28,7 +28,11 @@ impl Engine {
         bundle: &BundleSpec,
     ) -> Result<Snapshot, Error> {
         check_bundle(spec, bundle)?;
-        spec.options.check()?;
+        // Each member's record takes its own options, tags included.
+        for options in std::iter::once(&spec.options).chain(spec.members.iter().map(|m| &m.options))
+        {
+            options.check()?;
+        }
         // Members in name order, then the bundle: two bundles sharing members take their
         // locks in the same order.
         let mut names: Vec<&str> = spec.members.iter().map(|m| m.set.as_str()).collect();

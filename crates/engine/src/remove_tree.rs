@@ -21,9 +21,14 @@ pub(crate) fn left_by_gone_processes(
     entries
         .flatten()
         .filter(|entry| {
-            owner(&entry.file_name().to_string_lossy()).is_some_and(|(pid, host)| {
-                strongbox_storage::holder_alive(&host, pid) == Some(false)
-            })
+            // strongbox's names are UTF-8 (a target's name is made so): another is not ours.
+            entry
+                .file_name()
+                .to_str()
+                .and_then(&owner)
+                .is_some_and(|(pid, host)| {
+                    strongbox_storage::holder_alive(&host, pid) == Some(false)
+                })
         })
         .map(|entry| entry.path())
         .collect()

@@ -304,7 +304,8 @@ impl Reader {
         Ok(objects)
     }
 
-    /// What `set`'s base backups and archived WAL can recover to, per timeline.
+    /// What `set`'s base backups and archived WAL can recover to, per timeline; nothing for
+    /// a set the repository holds nothing of (only the caller knows the configured sets).
     pub fn wal_window(&self, set: &str) -> Result<Vec<TimelineWindow>, Error> {
         // The base backups that read; `health` names a damaged record.
         let snapshots = self.records(Some(set))?.snapshots;

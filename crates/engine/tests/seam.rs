@@ -295,3 +295,29 @@ fn a_bundle_whose_last_member_record_fails_keeps_no_member_snapshot() {
     let bundled = engine.backup(&bundle).unwrap();
     assert_eq!(bundled.members.len(), 2, "the next bundle backup succeeds");
 }
+
+/// A member's tags go into its own record: a library caller's bundle whose member carried
+/// a tag with a newline wrote it there, unchecked, where the bundle's own tags were checked.
+#[test]
+fn a_bundle_member_with_a_tag_no_record_may_hold_is_refused_before_anything_is_written() {
+    let repo = TempRepo::new();
+    let src = tree(&repo);
+    let engine = Engine::new(Repository::open_store(repo.store()).unwrap());
+    let member = |set: &str| SetSpec::new(set, SourceSpec::Files(FilesSpec::new(&src)));
+    let mut bundle = SetSpec::new(
+        "both",
+        SourceSpec::Bundle(strongbox_engine::BundleSpec {
+            members: vec!["a".into(), "b".into()],
+            references: None,
+        }),
+    );
+    bundle.members = vec![member("a"), member("b")];
+    bundle.members[1].options.tags = vec!["two\nrows".into()];
+    let err = engine.backup(&bundle).unwrap_err();
+    let message = strongbox_test_support::chain(&err);
+    assert!(message.contains(r#"invalid tag "two\nrows""#), "{message}");
+    assert!(
+        !repo.root().join("sets").exists(),
+        "nothing written, not even a journal"
+    );
+}
