@@ -3,6 +3,7 @@
 //! nothing but its journal.
 
 use std::io::Write;
+use std::path::Path;
 
 use strongbox_archive::Compression;
 use strongbox_engine::{
@@ -258,6 +259,20 @@ fn read_only_work_writes_nothing_but_its_journal() {
     );
 }
 
+/// Bundle `both` of files sets `a` and `b`, each of `src`.
+fn bundle_of_a_and_b(src: &Path) -> SetSpec {
+    let member = |set: &str| SetSpec::new(set, SourceSpec::Files(FilesSpec::new(src)));
+    let mut bundle = SetSpec::new(
+        "both",
+        SourceSpec::Bundle(strongbox_engine::BundleSpec {
+            members: vec!["a".into(), "b".into()],
+            references: None,
+        }),
+    );
+    bundle.members = vec![member("a"), member("b")];
+    bundle
+}
+
 /// A bundle whose second member record failed to be written kept the first member's
 /// snapshot (and its objects), though a bundle writes all its records or none.
 #[test]
@@ -267,15 +282,7 @@ fn a_bundle_whose_last_member_record_fails_keeps_no_member_snapshot() {
     let faults = Faults::new();
     faults.add(Rule::writes().containing("sets/b/snapshots/"));
     let engine = Engine::new(Repository::open_store(faults.layer(repo.store())).unwrap());
-    let member = |set: &str| SetSpec::new(set, SourceSpec::Files(FilesSpec::new(&src)));
-    let mut bundle = SetSpec::new(
-        "both",
-        SourceSpec::Bundle(strongbox_engine::BundleSpec {
-            members: vec!["a".into(), "b".into()],
-            references: None,
-        }),
-    );
-    bundle.members = vec![member("a"), member("b")];
+    let bundle = bundle_of_a_and_b(&src);
     let err = engine.backup(&bundle).unwrap_err();
     let message = strongbox_test_support::chain(&err);
     assert!(
@@ -303,15 +310,7 @@ fn a_bundle_member_with_a_tag_no_record_may_hold_is_refused_before_anything_is_w
     let repo = TempRepo::new();
     let src = tree(&repo);
     let engine = Engine::new(Repository::open_store(repo.store()).unwrap());
-    let member = |set: &str| SetSpec::new(set, SourceSpec::Files(FilesSpec::new(&src)));
-    let mut bundle = SetSpec::new(
-        "both",
-        SourceSpec::Bundle(strongbox_engine::BundleSpec {
-            members: vec!["a".into(), "b".into()],
-            references: None,
-        }),
-    );
-    bundle.members = vec![member("a"), member("b")];
+    let mut bundle = bundle_of_a_and_b(&src);
     bundle.members[1].options.tags = vec!["two\nrows".into()];
     let err = engine.backup(&bundle).unwrap_err();
     let message = strongbox_test_support::chain(&err);
