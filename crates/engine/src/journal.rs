@@ -4,7 +4,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use strongbox_storage::{host_name, layout};
+use strongbox_storage::{host_name, layout, ObjectInfo};
 use strongbox_verify::VerifyLevel;
 
 use crate::{Error, Reader};
@@ -238,12 +238,33 @@ impl Reader {
         operation: Option<Operation>,
     ) -> Result<Vec<RunRecord>, Error> {
         let mut runs: Vec<RunRecord> = self
-            .run_keys(set, operation)?
-            .iter()
-            .filter_map(|key| self.read_run(key))
+            .keyed_runs(set, operation)?
+            .into_iter()
+            .map(|(_, run)| run)
             .collect();
         runs.sort_by_key(|run| run.started);
         Ok(runs)
+    }
+
+    /// [`Self::runs_of`] with each entry's key, in the keys' order. From a remote store
+    /// each entry is a request: read one after another, a journal of 500 entries took
+    /// `status` 500 round trips, so they are fetched ahead, several at once.
+    fn keyed_runs(
+        &self,
+        set: &str,
+        operation: Option<Operation>,
+    ) -> Result<Vec<(String, RunRecord)>, Error> {
+        let objects = self.run_objects(set, operation)?;
+        let _ahead = self
+            .repo
+            .prefetch(objects.iter().map(|o| (o.key.clone(), o.size)));
+        Ok(objects
+            .into_iter()
+            .filter_map(|o| {
+                let run = self.read_run(&o.key)?;
+                Some((o.key, run))
+            })
+            .collect())
     }
 
     /// The keys of `set`'s journal entries (only `operation`'s when given, chosen by their
@@ -253,17 +274,29 @@ impl Reader {
         set: &str,
         operation: Option<Operation>,
     ) -> Result<Vec<String>, Error> {
+        Ok(self
+            .run_objects(set, operation)?
+            .into_iter()
+            .map(|o| o.key)
+            .collect())
+    }
+
+    /// [`Self::run_keys`], each with its size.
+    fn run_objects(
+        &self,
+        set: &str,
+        operation: Option<Operation>,
+    ) -> Result<Vec<ObjectInfo>, Error> {
         let prefix = layout::runs_prefix(layout::check_set_name(set)?);
         let infix = operation.map(|o| format!("-{o}-"));
-        let mut keys: Vec<String> = self
+        let mut objects: Vec<ObjectInfo> = self
             .repo
             .list(&prefix)?
             .into_iter()
-            .map(|o| o.key)
-            .filter(|key| infix.as_ref().is_none_or(|i| key.contains(i.as_str())))
+            .filter(|o| infix.as_ref().is_none_or(|i| o.key.contains(i.as_str())))
             .collect();
-        keys.sort();
-        Ok(keys)
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
     }
 
     /// One journal entry; an unreadable one is skipped with a warning.
@@ -298,11 +331,7 @@ impl Reader {
         existing: &[&str],
     ) -> Result<Option<String>, Error> {
         // Oldest first, as their names begin with the start time.
-        let runs: Vec<(String, RunRecord)> = self
-            .run_keys(set, Some(Operation::Verify))?
-            .into_iter()
-            .filter_map(|key| Some((key.clone(), self.read_run(&key)?)))
-            .collect();
+        let runs = self.keyed_runs(set, Some(Operation::Verify))?;
         let mut records: Vec<RunRecord> = runs.iter().map(|(_, run)| run.clone()).collect();
         records.sort_by_key(|run| run.started);
         let tested = restore_tested(&records);

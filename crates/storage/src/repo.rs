@@ -558,6 +558,10 @@ impl RepoReader {
 
     /// An object's bytes as stored, before the pipeline opens and decompresses them.
     pub fn stored_bytes(&self, key: &str) -> Result<Bytes, Error> {
+        // A fetch ahead that failed is made again below, as any read: it was only early.
+        if let Some(Ok(bytes)) = self.prefetch.take(&self.rt, key) {
+            return Ok(bytes);
+        }
         self.rt
             .block_on(async {
                 let result = self.store.get(&path(key)).await?;
