@@ -247,8 +247,8 @@ impl Reader {
     }
 
     /// [`Self::runs_of`] with each entry's key, in the keys' order. From a remote store
-    /// each entry is a request: read one after another, a journal of 500 entries took
-    /// `status` 500 round trips, so they are fetched ahead, several at once.
+    /// each entry is a request: read one after another, 300 entries took `status` 8-9 s
+    /// from s3s-fs on loopback (0.9-1.0 s fetched ahead, several at once).
     fn keyed_runs(
         &self,
         set: &str,
