@@ -315,38 +315,13 @@ impl Reader {
 
     /// The snapshots of `set` whose latest restore test passed.
     pub fn restore_tested(&self, set: &str) -> Result<std::collections::HashSet<String>, Error> {
-        Ok(restore_tested(&self.runs_of(set, Some(Operation::Verify))?))
+        Ok(self.verify_runs(set)?.restore_tested())
     }
 
-    /// The key of the verify run from which on `set`'s verify runs are the proof that the
-    /// newest of `existing` (snapshot ids) that passed a restore test did: the last run
-    /// that tested it, which passed it. Housekeeping keeps that run and every later verify
-    /// run, however old: it keeps only the last run of each operation, so a deep verify
-    /// after the restore test took the proof away and the next prune forgot the snapshot;
-    /// and a later failed test of another snapshot, removed, would let an earlier pass of
-    /// that one count again.
-    pub(crate) fn restore_proof(
-        &self,
-        set: &str,
-        existing: &[&str],
-    ) -> Result<Option<String>, Error> {
-        // Oldest first, as their names begin with the start time.
-        let runs = self.keyed_runs(set, Some(Operation::Verify))?;
-        let mut records: Vec<RunRecord> = runs.iter().map(|(_, run)| run.clone()).collect();
-        records.sort_by_key(|run| run.started);
-        let tested = restore_tested(&records);
-        let Some(newest) = existing.iter().filter(|id| tested.contains(**id)).max() else {
-            return Ok(None);
-        };
-        Ok(runs
-            .into_iter()
-            .rev()
-            .find(|(_, run)| {
-                run.verified
-                    .iter()
-                    .any(|v| v.level == VerifyLevel::Restore && v.snapshot == *newest)
-            })
-            .map(|(key, _)| key))
+    /// `set`'s verify runs, read once for what prune asks of them twice: which snapshots
+    /// are proven to restore, and which runs prove it.
+    pub(crate) fn verify_runs(&self, set: &str) -> Result<VerifyRuns, Error> {
+        Ok(VerifyRuns(self.keyed_runs(set, Some(Operation::Verify))?))
     }
 
     /// When each object of `set` was last read whole by a verification.
@@ -379,8 +354,44 @@ impl Reader {
     }
 }
 
+/// A set's verify runs with their keys, in the keys' order: oldest first, as their names
+/// begin with the start time.
+pub(crate) struct VerifyRuns(Vec<(String, RunRecord)>);
+
+impl VerifyRuns {
+    /// The snapshots whose latest restore test passed.
+    pub(crate) fn restore_tested(&self) -> std::collections::HashSet<String> {
+        let mut runs: Vec<&RunRecord> = self.0.iter().map(|(_, run)| run).collect();
+        runs.sort_by_key(|run| run.started);
+        restore_tested(runs)
+    }
+
+    /// The key of the verify run from which on the runs are the proof that the newest of
+    /// `existing` (snapshot ids) that passed a restore test did: the last run that tested
+    /// it, which passed it. Housekeeping keeps that run and every later verify run, however
+    /// old: it keeps only the last run of each operation, so a deep verify after the
+    /// restore test took the proof away and the next prune forgot the snapshot; and a later
+    /// failed test of another snapshot, removed, would let an earlier pass of that one
+    /// count again.
+    pub(crate) fn restore_proof(&self, existing: &[&str]) -> Option<String> {
+        let tested = self.restore_tested();
+        let newest = existing.iter().filter(|id| tested.contains(**id)).max()?;
+        self.0
+            .iter()
+            .rev()
+            .find(|(_, run)| {
+                run.verified
+                    .iter()
+                    .any(|v| v.level == VerifyLevel::Restore && v.snapshot == *newest)
+            })
+            .map(|(key, _)| key.clone())
+    }
+}
+
 /// The snapshots whose latest restore test in `runs` (oldest first) passed.
-fn restore_tested(runs: &[RunRecord]) -> std::collections::HashSet<String> {
+fn restore_tested<'a>(
+    runs: impl IntoIterator<Item = &'a RunRecord>,
+) -> std::collections::HashSet<String> {
     let mut passed = std::collections::HashSet::new();
     for run in runs {
         for v in run

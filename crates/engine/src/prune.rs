@@ -181,6 +181,20 @@ impl crate::Reader {
         timezone: Timezone,
         bundles: &[Snapshot],
     ) -> Result<Plan, Error> {
+        let tested = self.restore_tested(set)?;
+        self.plan(set, snapshots, policy, timezone, bundles, &tested)
+    }
+
+    /// [`Self::retention_plan`] with the snapshots proven to restore (`tested`) known.
+    fn plan(
+        &self,
+        set: &str,
+        snapshots: &[Snapshot],
+        policy: &KeepPolicy,
+        timezone: Timezone,
+        bundles: &[Snapshot],
+        tested: &HashSet<String>,
+    ) -> Result<Plan, Error> {
         let candidates: Vec<Candidate> = snapshots
             .iter()
             .map(|s| Candidate::new(s.id.to_string(), s.time).with_tags(s.tags.clone()))
@@ -189,7 +203,6 @@ impl crate::Reader {
             set: set.to_string(),
             source,
         })?;
-        let tested = self.restore_tested(set)?;
         if let Some(proof) = plan.decisions.iter_mut().find(|d| tested.contains(&d.id)) {
             proof.keep = true;
             proof.reasons.push(RESTORE_TESTED.to_string());
@@ -273,7 +286,9 @@ impl Engine {
         bundles: &[Snapshot],
     ) -> Result<PruneReport, Error> {
         let snapshots = self.repo.snapshots(Some(set))?;
-        let plan = self.retention_plan(set, &snapshots, policy, opts.timezone, bundles)?;
+        let verify_runs = self.verify_runs(set)?;
+        let tested = verify_runs.restore_tested();
+        let plan = self.plan(set, &snapshots, policy, opts.timezone, bundles, &tested)?;
         let by_id: HashMap<&str, &Snapshot> =
             snapshots.iter().map(|s| (s.id.as_str(), s)).collect();
         let kept: Vec<&Snapshot> = plan.keep().map(|d| by_id[d.id.as_str()]).collect();
@@ -373,7 +388,7 @@ impl Engine {
             retained_for_chains,
             journal_removed: {
                 let kept_ids: Vec<&str> = kept.iter().map(|s| s.id.as_str()).collect();
-                let proof = self.restore_proof(set, &kept_ids)?;
+                let proof = verify_runs.restore_proof(&kept_ids);
                 self.old_journal(set, opts.journal_keep, proof.as_deref())?
             },
             wal: match (doomed_wal.first(), doomed_wal.last()) {
@@ -438,7 +453,7 @@ impl Engine {
     }
 
     /// Journal entries of `set` older than `keep`, but never the last of an operation, nor
-    /// a verify run from `proof` on ([`Reader::restore_proof`]). Their names
+    /// a verify run from `proof` on ([`crate::journal::VerifyRuns::restore_proof`]). Their names
     /// (`<time>-<operation>-<rand>.json`, ordered as their times) say enough; none is read.
     fn old_journal(
         &self,
